@@ -26,29 +26,28 @@ def slot_count(instructions: Iterable[Instruction]) -> int:
 def label_slots(instructions: Sequence[Instruction]) -> Dict[str, int]:
     """Map each label to the slot index of the instruction it names.
 
+    An instruction's ``label`` is one name or a tuple of names for the same place.
+
     Raises :class:`LinkError` on a duplicate label.
     """
     labels: Dict[str, int] = {}
     slot = 0
     for ins in instructions:
-        name = ins.label
-        if name is not None:
-            if name in labels:
-                raise LinkError(f"duplicate label {name!r}", ins)
-            labels[name] = slot
+        names = ins.label
+        if names is not None:
+            for name in (names,) if isinstance(names, str) else names:
+                if name in labels:
+                    raise LinkError(f"duplicate label {name!r}", ins)
+                labels[name] = slot
         slot += 2 if ins.opcode == 0x18 else 1
     return labels
-
-
-def _is_symbolic(ins: Instruction) -> bool:
-    return isinstance(ins.reference, str)
 
 
 def link(instructions: Sequence[Instruction], *, long_jumps: bool = False) -> List[Instruction]:
     """Return a copy of ``instructions`` with every symbolic jump and call resolved.
 
-    A reference that is a string must name a label in the program. Map references (any
-    other object) are left for program loading. An unconditional ``ja`` whose distance does
+    A string reference of a jump, a local call or a ``lddw`` of a function must name a
+    label in the program. Map references (on map loads) are left for program loading. An unconditional ``ja`` whose distance does
     not fit in 16 bits becomes ``gotol`` when ``long_jumps`` is true; otherwise, and for
     conditional jumps, it is a :class:`LinkError` naming the label.
     """
@@ -57,7 +56,7 @@ def link(instructions: Sequence[Instruction], *, long_jumps: bool = False) -> Li
     slot = 0
     for ins in instructions:
         ref = ins.reference
-        if isinstance(ref, str):
+        if isinstance(ref, str) and (ins.opcode != 0x18 or ins.src == Pseudo.FUNC):
             if ref not in labels:
                 raise LinkError(f"undefined label {ref!r}", ins)
             delta = labels[ref] - (slot + 1)

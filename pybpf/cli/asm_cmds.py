@@ -1,0 +1,104 @@
+"""``pybpf asm`` and ``pybpf disasm``: text <-> raw instruction bytes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import BinaryIO, TextIO
+
+__all__ = ["register"]
+
+ASM_EXAMPLES = """examples:
+  pybpf asm prog.s -o prog.bin             LLVM syntax (r0 = 1) to raw bytes
+  pybpf asm --dialect ubpf test.asm -o t.bin   uBPF syntax (mov %r0, 1)
+  echo 'r0 = 42' | pybpf asm - | xxd       from stdin to stdout
+"""
+
+DISASM_EXAMPLES = """examples:
+  pybpf disasm prog.bin                    llvm-objdump style listing
+  pybpf disasm --hex 'b7 00 00 00 2a 00 00 00 95 00 00 00 00 00 00 00'
+  pybpf disasm --dialect ubpf prog.bin     uBPF syntax
+"""
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    """Add the ``asm`` and ``disasm`` subcommands."""
+    p = sub.add_parser("asm", help="assemble text into raw instruction bytes",
+                       description="Assemble BPF text into raw little-endian instructions.",
+                       epilog=ASM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", help="assembly source ('-' for stdin)")
+    p.add_argument("--dialect", choices=("llvm", "ubpf"), default="llvm",
+                   help="input syntax (default: llvm)")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    p.add_argument("--long-jumps", action="store_true",
+                   help="turn out-of-range unconditional jumps into gotol")
+    p.set_defaults(handler=run_asm)
+
+    d = sub.add_parser("disasm", help="disassemble raw instruction bytes",
+                       description="Print raw BPF instructions as text (llvm-objdump -d).",
+                       epilog=DISASM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = d.add_mutually_exclusive_group(required=True)
+    src.add_argument("file", nargs="?", help="raw instruction bytes ('-' for stdin)")
+    src.add_argument("--hex", help="the instructions as hex digits instead of a file")
+    d.add_argument("--dialect", choices=("llvm", "ubpf"), default="llvm",
+                   help="output syntax (default: llvm)")
+    d.add_argument("--no-comments", action="store_true", help="omit helper-name comments")
+    d.set_defaults(handler=run_disasm)
+
+
+def _read_text(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _read_bytes(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def run_asm(args: argparse.Namespace) -> int:
+    """Handler of ``pybpf asm``."""
+    from pybpf.asm import encode
+    from pybpf.asm.assembler import assemble
+
+    name = "<stdin>" if args.file == "-" else args.file
+    program = assemble(_read_text(args.file), dialect=args.dialect, file=name,
+                       long_jumps=args.long_jumps)
+    data = encode(program)
+    if args.output == "-":
+        out: BinaryIO = sys.stdout.buffer
+        out.write(data)
+        out.flush()
+    else:
+        with open(args.output, "wb") as fh:
+            fh.write(data)
+    return 0
+
+
+def run_disasm(args: argparse.Namespace) -> int:
+    """Handler of ``pybpf disasm``."""
+    from pybpf.asm import decode
+    from pybpf.asm.disasm import disassemble
+
+    if args.hex is not None:
+        try:
+            data = bytes.fromhex(args.hex.replace(",", " "))
+        except ValueError as exc:
+            raise ValueError(f"--hex: not hex digits ({exc})") from None
+    else:
+        data = _read_bytes(args.file)
+    program = decode(data)
+    out: TextIO = sys.stdout
+    if args.dialect == "ubpf":
+        from pybpf.asm.ubpf_asm import format_ubpf
+        for ins in program:
+            out.write(format_ubpf(ins) + "\n")
+    else:
+        out.write(disassemble(program, helper_comments=not args.no_comments))
+        if not out.isatty():
+            out.flush()
+    return 0
