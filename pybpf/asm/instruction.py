@@ -258,7 +258,8 @@ def _alu_form(opcode: int, cls: int, dst: int, src: int, off: int, imm: int) -> 
     name = _ALU_NAMES[op]
     if x:
         _reg_ok(src, "source")
-        _zero(imm, "imm", f"{name}{sfx} with a register source")
+        if not (op == AluOp.MOV and is64 and off == 1):  # addr_space_cast: imm = the spaces
+            _zero(imm, "imm", f"{name}{sfx} with a register source")
     else:
         _zero(src, "src", f"{name}{sfx} with an immediate source")
     if op in (AluOp.MUL, AluOp.DIV, AluOp.MOD):
@@ -270,6 +271,9 @@ def _alu_form(opcode: int, cls: int, dst: int, src: int, off: int, imm: int) -> 
         return Form(name + sfx, "alu", group, 1)
     if op == AluOp.MOV and x and off != 0:
         if is64 and off == 1:
+            # imm = dst_space << 16 | src_space; Linux converts only between spaces 0 and 1
+            _need(imm in (0x1, 0x10000), "addr_space_cast converts between address spaces "
+                  f"0 and 1 only (imm must be 0x1 or 0x10000, not {imm:#x})")
             return Form("addr_space_cast", "addr_space_cast", Group.LINUX, 4)
         widths = (8, 16, 32) if is64 else (8, 16)
         _need(off in widths, f"mov{sfx}: sign-extension width must be one of {widths}, not {off}")

@@ -32,14 +32,20 @@ def strip_comment(line: str, markers: Sequence[str]) -> str:
     return line[:cut]
 
 
-def finish(instructions: List[Instruction], *, long_jumps: bool = False) -> List[Instruction]:
+def finish(instructions: List[Instruction], *, long_jumps: bool = False,
+           validate: bool = True) -> List[Instruction]:
     """Validate and link parsed instructions, turning every problem into an
-    :class:`AssemblyError` located at the instruction's source line."""
-    for ins in instructions:
-        try:
-            ins.validate()
-        except InvalidInstruction as exc:
-            raise _located(str(exc), ins.source) from None
+    :class:`AssemblyError` located at the instruction's source line.
+
+    ``validate=False`` skips the per-instruction encoding check, for parsers that only
+    ever build valid encodings (it is the slowest step of assembling large programs).
+    """
+    if validate:
+        for ins in instructions:
+            try:
+                ins.validate()
+            except InvalidInstruction as exc:
+                raise _located(str(exc), ins.source) from None
     try:
         return link(instructions, long_jumps=long_jumps)
     except LinkError as exc:

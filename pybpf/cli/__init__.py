@@ -16,7 +16,7 @@ from typing import List, Optional
 __all__ = ["main", "build_parser", "CliError"]
 
 #: subcommand modules, in the order ``--help`` lists them
-COMMAND_MODULES = ("pybpf.cli.asm_cmds", "pybpf.cli.exec_cmd")
+COMMAND_MODULES = ("pybpf.cli.asm_cmds", "pybpf.cli.exec_cmd", "pybpf.cli.vm_cmd")
 
 
 class CliError(Exception):
