@@ -7,7 +7,8 @@ import errno as _errno
 import os
 from typing import Dict, Optional, Tuple
 
-__all__ = ["BPFError", "BPFPermissionError", "VerifierError", "bpf_error", "hint_for"]
+__all__ = ["BPFError", "BPFPermissionError", "NotSupportedError", "VerifierError", "bpf_error",
+           "hint_for"]
 
 
 class BPFError(OSError):
@@ -32,6 +33,23 @@ class BPFError(OSError):
 
 class BPFPermissionError(BPFError, PermissionError):
     """``EPERM``: the caller lacks the capability the command needs."""
+
+
+class NotSupportedError(BPFError):
+    """This kernel lacks a feature: ``feature`` names it and ``min_version`` is the first
+    Linux release that has it (``(5, 8)``), when known."""
+
+    def __init__(self, feature: str, min_version: Optional[Tuple[int, int]] = None, *,
+                 errnum: int = _errno.EOPNOTSUPP, command: str = "", detail: str = "") -> None:
+        needs = f" (needs Linux {min_version[0]}.{min_version[1]} or later)" if min_version else ""
+        super().__init__(errnum, f"{feature} is not supported by this kernel{needs}"
+                         + (f": {detail}" if detail else ""), command=command)
+        self.feature = feature
+        self.min_version = min_version
+
+    def __str__(self) -> str:
+        head = f"{self.command}: " if self.command else ""
+        return f"{head}{self.strerror}"
 
 
 class VerifierError(BPFError):
