@@ -8,13 +8,20 @@ import os
 
 import pytest
 
-from pybpf.asm.ubpf_asm import assemble
+from pybpf.asm import encode
+from pybpf.asm.ubpf_asm import assemble as _assemble
 from pybpf.syscall import (
     FD, BPFError, BPFPermissionError, MapType, ProgType, VerifierError, map_create,
     map_lookup, map_update, prog_load, prog_test_run, syscall_number,
 )
-from pybpf.syscall.bpf import MapCreateAttr, MapElemAttr, ProgLoadAttr, TestRunAttr
+from pybpf.syscall.bpf import MapCreateAttr, MapElemAttr
+from pybpf.syscall.progs import ProgLoadAttr, TestRunAttr
 from pybpf.syscall.errors import bpf_error
+
+
+def assemble(text: str) -> bytes:
+    """uBPF text to the bytes the syscall layer takes."""
+    return encode(_assemble(text))
 
 
 def _bpf_usable() -> str:
@@ -41,7 +48,7 @@ def _open_fds() -> set:
     (MapCreateAttr, 72, {"map_name": 28, "map_ifindex": 44, "btf_vmlinux_value_type_id": 60,
                          "map_extra": 64}),
     (MapElemAttr, 32, {"map_fd": 0, "key": 8, "value": 16, "flags": 24}),
-    (ProgLoadAttr, 144, {"insns": 8, "license": 16, "log_level": 24, "log_buf": 32,
+    (ProgLoadAttr, 152, {"insns": 8, "license": 16, "log_level": 24, "log_buf": 32,
                          "prog_name": 48, "expected_attach_type": 68, "func_info": 80,
                          "line_info": 96, "attach_prog_fd": 112, "fd_array": 120,
                          "core_relo_rec_size": 136}),

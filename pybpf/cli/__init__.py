@@ -16,7 +16,14 @@ from typing import List, Optional
 __all__ = ["main", "build_parser", "CliError"]
 
 #: subcommand modules, in the order ``--help`` lists them
-COMMAND_MODULES = ("pybpf.cli.asm_cmds", "pybpf.cli.exec_cmd", "pybpf.cli.vm_cmd")
+COMMAND_MODULES = (
+    "pybpf.cli.asm_cmds",
+    "pybpf.cli.exec_cmd",
+    "pybpf.cli.vm_cmd",
+    "pybpf.cli.features_cmd",
+    "pybpf.cli.prog_cmd",
+    "pybpf.cli.map_cmd",
+)
 
 
 class CliError(Exception):

@@ -29,9 +29,8 @@ from ..asm.opcodes import (
     AluOp, CallKind, Class, JmpOp, Mode, Pseudo, Size, Source,
 )
 from ..asm.program import link, slot_count
-from ..syscall.bpf import (
-    MapType, ProgType, map_create, map_lookup, map_update, prog_load, prog_test_run,
-)
+from ..syscall.bpf import MapType, ProgType, map_create, map_lookup, map_update
+from ..syscall.progs import prog_load, prog_test_run
 from ..syscall.errors import BPFError
 
 __all__ = ["KERNEL_SKIPS", "KernelRunner", "build_harness", "kernel_unavailable"]

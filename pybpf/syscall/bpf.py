@@ -1,14 +1,31 @@
-"""The ``bpf()`` system call through ctypes, and thin wrappers of its commands.
+"""The ``bpf()`` system call through ctypes, the kernel's enums, and the map commands.
 
 Layers, bottom up:
 
 * :data:`SYSCALL_NUMBERS` and :func:`syscall_number`: the numbers per architecture;
-* the ``*Attr`` structures: the members of ``union bpf_attr`` (``linux/bpf.h``) that the
-  commands here use, laid out as in the header;
+* the enums of ``linux/bpf.h`` (:class:`Cmd`, :class:`ProgType`, :class:`MapType`,
+  :class:`AttachType`, :class:`LinkType`, ...) with, for the program and map types, the
+  first Linux release that has each (:data:`PROG_TYPE_SINCE`, :data:`MAP_TYPE_SINCE`);
+* :func:`kernel_version` and :func:`linux_version_code`: the running kernel;
+* the ``*Attr`` structures: members of ``union bpf_attr`` laid out as in the header;
 * :func:`bpf`: issue one command, raise :class:`~pybpf.syscall.errors.BPFError` on failure;
-* :func:`map_create`, :func:`map_update`, :func:`map_lookup`, :func:`prog_load`,
-  :func:`prog_test_run`: one command each, taking and returning Python values. Every
-  descriptor they create is returned as an owned :class:`~pybpf.syscall.fd.FD`.
+* :func:`map_create`, :func:`map_update`, :func:`map_lookup`: a few map commands (the
+  complete set is in :mod:`pybpf.syscall.maps`). The program, link, BTF and statistics
+  commands are in :mod:`pybpf.syscall.progs`.
+
+Every descriptor a command creates is returned as an owned :class:`~pybpf.syscall.fd.FD`.
+
+**Structure conventions** (checked against the installed ``linux/bpf.h`` by
+``tests/test_uapi_layout.py``): every ``ctypes.Structure``/``Union`` in
+:mod:`pybpf.syscall` says which C object it mirrors with the class attribute
+``_c_name_`` (a C type: ``"union bpf_attr"``, ``"struct bpf_prog_info"``) and, for a named
+member of that type, ``_c_member_`` (``"test"``, ``"link_create"``); for the anonymous
+structs of ``union bpf_attr`` ``_c_member_`` is left out and the field names are the
+header's. Nested structures and unions used as fields either declare the same or are
+reached through their container (named fields add a path component, ``_anonymous_``
+ones do not). Fields whose name starts with ``_`` are padding. Fields newer than the
+oldest header the test may meet (Linux 6.1) are listed in ``_newer_fields_`` with the
+release that added them (``{"log_true_size": (6, 4)}``).
 """
 
 from __future__ import annotations
@@ -16,17 +33,20 @@ from __future__ import annotations
 import ctypes
 import enum
 import errno as _errno
+import os
 import platform
-from typing import Dict, Iterable, NamedTuple, Optional, Union
+import re
+from typing import Any, Dict, Optional, Tuple
 
-from .errors import VerifierError, bpf_error, hint_for
+from .errors import NotSupportedError, bpf_error
 from .fd import FD, FdLike, fd_number
 
 __all__ = [
-    "SYSCALL_NUMBERS", "syscall_number", "Cmd", "MapType", "ProgType", "UpdateFlags",
-    "OBJ_NAME_LEN", "MapCreateAttr", "MapElemAttr", "ProgLoadAttr", "TestRunAttr", "bpf",
-    "map_create", "map_update", "map_lookup", "prog_load", "prog_test_run", "TestRunResult",
-    "LOG_SIZES",
+    "SYSCALL_NUMBERS", "syscall_number", "Cmd", "MapType", "ProgType", "AttachType",
+    "LinkType", "StatsType", "ProgFlags", "MapFlags", "UpdateFlags", "PROG_TYPE_SINCE",
+    "MAP_TYPE_SINCE", "CMD_SINCE", "kernel_version", "linux_version_code", "kernel_at_least", "OBJ_NAME_LEN",
+    "MapCreateAttr", "MapElemAttr", "bpf", "map_create", "map_update", "map_lookup",
+    "addr_of", "name_bytes",
 ]
 
 #: System call numbers by ``platform.machine()``. Architectures using the generic table
@@ -97,10 +117,30 @@ class Cmd(enum.IntEnum):
     ITER_CREATE = 33
     LINK_DETACH = 34
     PROG_BIND_MAP = 35
+    TOKEN_CREATE = 36
+
+
+#: first Linux release with each command (4.x: the commands older than 4.4 are 3.18/3.19)
+CMD_SINCE: Dict[int, Tuple[int, int]] = {
+    Cmd.MAP_CREATE: (3, 18), Cmd.MAP_LOOKUP_ELEM: (3, 18), Cmd.MAP_UPDATE_ELEM: (3, 18),
+    Cmd.MAP_DELETE_ELEM: (3, 18), Cmd.MAP_GET_NEXT_KEY: (3, 18), Cmd.PROG_LOAD: (3, 18),
+    Cmd.OBJ_PIN: (4, 4), Cmd.OBJ_GET: (4, 4), Cmd.PROG_ATTACH: (4, 10),
+    Cmd.PROG_DETACH: (4, 10), Cmd.PROG_TEST_RUN: (4, 12), Cmd.PROG_GET_NEXT_ID: (4, 13),
+    Cmd.MAP_GET_NEXT_ID: (4, 13), Cmd.PROG_GET_FD_BY_ID: (4, 13),
+    Cmd.MAP_GET_FD_BY_ID: (4, 13), Cmd.OBJ_GET_INFO_BY_FD: (4, 13), Cmd.PROG_QUERY: (4, 15),
+    Cmd.RAW_TRACEPOINT_OPEN: (4, 17), Cmd.BTF_LOAD: (4, 18), Cmd.BTF_GET_FD_BY_ID: (4, 18),
+    Cmd.TASK_FD_QUERY: (4, 19), Cmd.MAP_LOOKUP_AND_DELETE_ELEM: (4, 20),
+    Cmd.MAP_FREEZE: (5, 2), Cmd.BTF_GET_NEXT_ID: (5, 4), Cmd.MAP_LOOKUP_BATCH: (5, 6),
+    Cmd.MAP_LOOKUP_AND_DELETE_BATCH: (5, 6), Cmd.MAP_UPDATE_BATCH: (5, 6),
+    Cmd.MAP_DELETE_BATCH: (5, 6), Cmd.LINK_CREATE: (5, 7), Cmd.LINK_UPDATE: (5, 7),
+    Cmd.LINK_GET_FD_BY_ID: (5, 8), Cmd.LINK_GET_NEXT_ID: (5, 8), Cmd.ENABLE_STATS: (5, 8),
+    Cmd.ITER_CREATE: (5, 8), Cmd.LINK_DETACH: (5, 9), Cmd.PROG_BIND_MAP: (5, 10),
+    Cmd.TOKEN_CREATE: (6, 9),
+}
 
 
 class MapType(enum.IntEnum):
-    """``enum bpf_map_type`` (the common ones)."""
+    """``enum bpf_map_type``. :data:`MAP_TYPE_SINCE` gives the release that added each."""
 
     UNSPEC = 0
     HASH = 1
@@ -116,14 +156,48 @@ class MapType(enum.IntEnum):
     LPM_TRIE = 11
     ARRAY_OF_MAPS = 12
     HASH_OF_MAPS = 13
+    DEVMAP = 14
+    SOCKMAP = 15
+    CPUMAP = 16
+    XSKMAP = 17
+    SOCKHASH = 18
+    CGROUP_STORAGE = 19
+    REUSEPORT_SOCKARRAY = 20
+    PERCPU_CGROUP_STORAGE = 21
     QUEUE = 22
     STACK = 23
+    SK_STORAGE = 24
+    DEVMAP_HASH = 25
+    STRUCT_OPS = 26
     RINGBUF = 27
+    INODE_STORAGE = 28
+    TASK_STORAGE = 29
     BLOOM_FILTER = 30
+    USER_RINGBUF = 31
+    CGRP_STORAGE = 32
+    ARENA = 33
+
+
+#: first Linux release with each map type
+MAP_TYPE_SINCE: Dict[int, Tuple[int, int]] = {
+    MapType.HASH: (3, 19), MapType.ARRAY: (3, 19), MapType.PROG_ARRAY: (4, 2),
+    MapType.PERF_EVENT_ARRAY: (4, 3), MapType.PERCPU_HASH: (4, 6),
+    MapType.PERCPU_ARRAY: (4, 6), MapType.STACK_TRACE: (4, 6), MapType.CGROUP_ARRAY: (4, 8),
+    MapType.LRU_HASH: (4, 10), MapType.LRU_PERCPU_HASH: (4, 10), MapType.LPM_TRIE: (4, 11),
+    MapType.ARRAY_OF_MAPS: (4, 12), MapType.HASH_OF_MAPS: (4, 12), MapType.DEVMAP: (4, 14),
+    MapType.SOCKMAP: (4, 14), MapType.CPUMAP: (4, 15), MapType.XSKMAP: (4, 18),
+    MapType.SOCKHASH: (4, 18), MapType.CGROUP_STORAGE: (4, 19),
+    MapType.REUSEPORT_SOCKARRAY: (4, 19), MapType.PERCPU_CGROUP_STORAGE: (4, 20),
+    MapType.QUEUE: (4, 20), MapType.STACK: (4, 20), MapType.SK_STORAGE: (5, 2),
+    MapType.DEVMAP_HASH: (5, 4), MapType.STRUCT_OPS: (5, 6), MapType.RINGBUF: (5, 8),
+    MapType.INODE_STORAGE: (5, 10), MapType.TASK_STORAGE: (5, 11),
+    MapType.BLOOM_FILTER: (5, 16), MapType.USER_RINGBUF: (6, 1),
+    MapType.CGRP_STORAGE: (6, 2), MapType.ARENA: (6, 9),
+}
 
 
 class ProgType(enum.IntEnum):
-    """``enum bpf_prog_type``."""
+    """``enum bpf_prog_type``. :data:`PROG_TYPE_SINCE` gives the release that added each."""
 
     UNSPEC = 0
     SOCKET_FILTER = 1
@@ -157,6 +231,153 @@ class ProgType(enum.IntEnum):
     LSM = 29
     SK_LOOKUP = 30
     SYSCALL = 31
+    NETFILTER = 32
+
+
+#: first Linux release with each program type
+PROG_TYPE_SINCE: Dict[int, Tuple[int, int]] = {
+    ProgType.SOCKET_FILTER: (3, 19), ProgType.KPROBE: (4, 1), ProgType.SCHED_CLS: (4, 1),
+    ProgType.SCHED_ACT: (4, 1), ProgType.TRACEPOINT: (4, 7), ProgType.XDP: (4, 8),
+    ProgType.PERF_EVENT: (4, 9), ProgType.CGROUP_SKB: (4, 10), ProgType.CGROUP_SOCK: (4, 10),
+    ProgType.LWT_IN: (4, 10), ProgType.LWT_OUT: (4, 10), ProgType.LWT_XMIT: (4, 10),
+    ProgType.SOCK_OPS: (4, 13), ProgType.SK_SKB: (4, 14), ProgType.CGROUP_DEVICE: (4, 15),
+    ProgType.SK_MSG: (4, 17), ProgType.RAW_TRACEPOINT: (4, 17),
+    ProgType.CGROUP_SOCK_ADDR: (4, 17), ProgType.LWT_SEG6LOCAL: (4, 18),
+    ProgType.LIRC_MODE2: (4, 18), ProgType.SK_REUSEPORT: (4, 19),
+    ProgType.FLOW_DISSECTOR: (4, 20), ProgType.CGROUP_SYSCTL: (5, 2),
+    ProgType.RAW_TRACEPOINT_WRITABLE: (5, 2), ProgType.CGROUP_SOCKOPT: (5, 3),
+    ProgType.TRACING: (5, 5), ProgType.STRUCT_OPS: (5, 6), ProgType.EXT: (5, 6),
+    ProgType.LSM: (5, 7), ProgType.SK_LOOKUP: (5, 9), ProgType.SYSCALL: (5, 14),
+    ProgType.NETFILTER: (6, 4),
+}
+
+
+class AttachType(enum.IntEnum):
+    """``enum bpf_attach_type``: where a program attaches (``expected_attach_type`` at
+    load, ``attach_type`` of ``BPF_PROG_ATTACH`` and ``BPF_LINK_CREATE``)."""
+
+    CGROUP_INET_INGRESS = 0
+    CGROUP_INET_EGRESS = 1
+    CGROUP_INET_SOCK_CREATE = 2
+    CGROUP_SOCK_OPS = 3
+    SK_SKB_STREAM_PARSER = 4
+    SK_SKB_STREAM_VERDICT = 5
+    CGROUP_DEVICE = 6
+    SK_MSG_VERDICT = 7
+    CGROUP_INET4_BIND = 8
+    CGROUP_INET6_BIND = 9
+    CGROUP_INET4_CONNECT = 10
+    CGROUP_INET6_CONNECT = 11
+    CGROUP_INET4_POST_BIND = 12
+    CGROUP_INET6_POST_BIND = 13
+    CGROUP_UDP4_SENDMSG = 14
+    CGROUP_UDP6_SENDMSG = 15
+    LIRC_MODE2 = 16
+    FLOW_DISSECTOR = 17
+    CGROUP_SYSCTL = 18
+    CGROUP_UDP4_RECVMSG = 19
+    CGROUP_UDP6_RECVMSG = 20
+    CGROUP_GETSOCKOPT = 21
+    CGROUP_SETSOCKOPT = 22
+    TRACE_RAW_TP = 23
+    TRACE_FENTRY = 24
+    TRACE_FEXIT = 25
+    MODIFY_RETURN = 26
+    LSM_MAC = 27
+    TRACE_ITER = 28
+    CGROUP_INET4_GETPEERNAME = 29
+    CGROUP_INET6_GETPEERNAME = 30
+    CGROUP_INET4_GETSOCKNAME = 31
+    CGROUP_INET6_GETSOCKNAME = 32
+    XDP_DEVMAP = 33
+    CGROUP_INET_SOCK_RELEASE = 34
+    XDP_CPUMAP = 35
+    SK_LOOKUP = 36
+    XDP = 37
+    SK_SKB_VERDICT = 38
+    SK_REUSEPORT_SELECT = 39
+    SK_REUSEPORT_SELECT_OR_MIGRATE = 40
+    PERF_EVENT = 41
+    TRACE_KPROBE_MULTI = 42
+    LSM_CGROUP = 43
+    STRUCT_OPS = 44
+    NETFILTER = 45
+    TCX_INGRESS = 46
+    TCX_EGRESS = 47
+    TRACE_UPROBE_MULTI = 48
+    CGROUP_UNIX_CONNECT = 49
+    CGROUP_UNIX_SENDMSG = 50
+    CGROUP_UNIX_RECVMSG = 51
+    CGROUP_UNIX_GETPEERNAME = 52
+    CGROUP_UNIX_GETSOCKNAME = 53
+    NETKIT_PRIMARY = 54
+    NETKIT_PEER = 55
+    TRACE_KPROBE_SESSION = 56
+    TRACE_UPROBE_SESSION = 57
+
+
+class LinkType(enum.IntEnum):
+    """``enum bpf_link_type`` (as reported by ``bpf_link_info.type``)."""
+
+    UNSPEC = 0
+    RAW_TRACEPOINT = 1
+    TRACING = 2
+    CGROUP = 3
+    ITER = 4
+    NETNS = 5
+    XDP = 6
+    PERF_EVENT = 7
+    KPROBE_MULTI = 8
+    STRUCT_OPS = 9
+    NETFILTER = 10
+    TCX = 11
+    UPROBE_MULTI = 12
+    NETKIT = 13
+    SOCKMAP = 14
+
+
+class StatsType(enum.IntEnum):
+    """``enum bpf_stats_type`` for ``BPF_ENABLE_STATS`` (Linux 5.8)."""
+
+    RUN_TIME = 0
+
+
+class ProgFlags(enum.IntFlag):
+    """``prog_flags`` of ``BPF_PROG_LOAD``."""
+
+    STRICT_ALIGNMENT = 1 << 0
+    ANY_ALIGNMENT = 1 << 1
+    TEST_RND_HI32 = 1 << 2
+    TEST_STATE_FREQ = 1 << 3
+    SLEEPABLE = 1 << 4          # Linux 5.10
+    XDP_HAS_FRAGS = 1 << 5      # Linux 5.18
+    XDP_DEV_BOUND_ONLY = 1 << 6  # Linux 6.3
+    TEST_REG_INVARIANTS = 1 << 7  # Linux 6.7
+    TOKEN_FD = 1 << 16          # Linux 6.9
+
+
+class MapFlags(enum.IntFlag):
+    """``map_flags`` of ``BPF_MAP_CREATE``."""
+
+    NO_PREALLOC = 1 << 0
+    NO_COMMON_LRU = 1 << 1
+    NUMA_NODE = 1 << 2
+    RDONLY = 1 << 3
+    WRONLY = 1 << 4
+    STACK_BUILD_ID = 1 << 5
+    ZERO_SEED = 1 << 6
+    RDONLY_PROG = 1 << 7
+    WRONLY_PROG = 1 << 8
+    CLONE = 1 << 9
+    MMAPABLE = 1 << 10
+    PRESERVE_ELEMS = 1 << 11
+    INNER_MAP = 1 << 12
+    LINK = 1 << 13
+    PATH_FD = 1 << 14
+    VTYPE_BTF_OBJ_FD = 1 << 15
+    TOKEN_FD = 1 << 16
+    SEGV_ON_FAULT = 1 << 17
+    NO_USER_CONV = 1 << 18
 
 
 class UpdateFlags(enum.IntEnum):
@@ -171,6 +392,57 @@ class UpdateFlags(enum.IntEnum):
 #: length of ``map_name`` and ``prog_name``, including the terminating NUL
 OBJ_NAME_LEN = 16
 
+
+# ---------------------------------------------------------------------------------------
+# The running kernel
+# ---------------------------------------------------------------------------------------
+
+_kernel_version: Optional[Tuple[int, int, int]] = None
+
+
+def _parse_version(text: str) -> Optional[Tuple[int, int, int]]:
+    found = re.match(r"\s*(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not found:
+        return None
+    return int(found.group(1)), int(found.group(2)), int(found.group(3) or 0)
+
+
+def kernel_version() -> Tuple[int, int, int]:
+    """The running kernel's version as ``(major, minor, patch)``, read from ``uname``.
+
+    Distribution kernels whose release string hides the upstream version say it
+    elsewhere: Ubuntu in ``/proc/version_signature`` (its last word), Debian in the
+    ``uname -v`` text (``... Debian 6.1.76-1 ...``); those are preferred when present.
+    """
+    global _kernel_version
+    if _kernel_version is None:
+        uts = os.uname()
+        version = None
+        try:
+            with open("/proc/version_signature", encoding="ascii") as fh:
+                version = _parse_version(fh.read().split()[-1])
+        except (OSError, IndexError, UnicodeDecodeError):
+            pass
+        if version is None:
+            debian = re.search(r"Debian (\d+\.\d+\.\d+)", uts.version)
+            if debian:
+                version = _parse_version(debian.group(1))
+        _kernel_version = version or _parse_version(uts.release) or (0, 0, 0)
+    return _kernel_version
+
+
+def linux_version_code(version: Optional[Tuple[int, int, int]] = None) -> int:
+    """``LINUX_VERSION_CODE`` of ``version`` (default: the running kernel):
+    ``major << 16 | minor << 8 | patch``, the patch level capped at 255 as the kernel
+    does. Kprobe programs passed it as ``kern_version`` on kernels before 5.0."""
+    major, minor, patch = version or kernel_version()
+    return (major << 16) | (minor << 8) | min(patch, 255)
+
+
+def kernel_at_least(major: int, minor: int) -> bool:
+    """True if the running kernel is ``major.minor`` or newer."""
+    return kernel_version()[:2] >= (major, minor)
+
 _u32 = ctypes.c_uint32
 _u64 = ctypes.c_uint64
 
@@ -178,6 +450,7 @@ _u64 = ctypes.c_uint64
 class MapCreateAttr(ctypes.Structure):
     """``union bpf_attr`` as used by ``BPF_MAP_CREATE`` (72 bytes)."""
 
+    _c_name_ = "union bpf_attr"
     _fields_ = [
         ("map_type", _u32),
         ("key_size", _u32),
@@ -200,6 +473,7 @@ class MapElemAttr(ctypes.Structure):
     """``union bpf_attr`` as used by ``BPF_MAP_*_ELEM`` (32 bytes). ``key`` and
     ``value`` (or ``next_key``) are user-space addresses."""
 
+    _c_name_ = "union bpf_attr"
     _fields_ = [
         ("map_fd", _u32),
         ("_pad0", _u32),          # key is an __aligned_u64
@@ -207,66 +481,6 @@ class MapElemAttr(ctypes.Structure):
         ("value", _u64),          # also next_key for BPF_MAP_GET_NEXT_KEY
         ("flags", _u64),
     ]
-
-
-class ProgLoadAttr(ctypes.Structure):
-    """``union bpf_attr`` as used by ``BPF_PROG_LOAD`` (144 bytes). Pointers
-    (``insns``, ``license``, ``log_buf``, ...) are user-space addresses."""
-
-    _fields_ = [
-        ("prog_type", _u32),
-        ("insn_cnt", _u32),
-        ("insns", _u64),
-        ("license", _u64),
-        ("log_level", _u32),
-        ("log_size", _u32),
-        ("log_buf", _u64),
-        ("kern_version", _u32),
-        ("prog_flags", _u32),
-        ("prog_name", ctypes.c_char * OBJ_NAME_LEN),
-        ("prog_ifindex", _u32),
-        ("expected_attach_type", _u32),
-        ("prog_btf_fd", _u32),
-        ("func_info_rec_size", _u32),
-        ("func_info", _u64),
-        ("func_info_cnt", _u32),
-        ("line_info_rec_size", _u32),
-        ("line_info", _u64),
-        ("line_info_cnt", _u32),
-        ("attach_btf_id", _u32),
-        ("attach_prog_fd", _u32),      # also attach_btf_obj_fd
-        ("core_relo_cnt", _u32),
-        ("fd_array", _u64),
-        ("core_relos", _u64),
-        ("core_relo_rec_size", _u32),
-        ("_pad0", _u32),
-    ]
-
-
-class TestRunAttr(ctypes.Structure):
-    """``union bpf_attr`` as used by ``BPF_PROG_TEST_RUN`` (80 bytes)."""
-
-    _fields_ = [
-        ("prog_fd", _u32),
-        ("retval", _u32),
-        ("data_size_in", _u32),
-        ("data_size_out", _u32),
-        ("data_in", _u64),
-        ("data_out", _u64),
-        ("repeat", _u32),
-        ("duration", _u32),
-        ("ctx_size_in", _u32),
-        ("ctx_size_out", _u32),
-        ("ctx_in", _u64),
-        ("ctx_out", _u64),
-        ("flags", _u32),
-        ("cpu", _u32),
-        ("batch_size", _u32),
-        ("_pad0", _u32),
-    ]
-
-    # keep pytest from collecting this class as a test
-    __test__ = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,16 +498,24 @@ def _syscall_fn() -> "ctypes._CFuncPtr":
     return _libc.syscall
 
 
-def _addr(buf: Optional[ctypes.Array]) -> int:
+def addr_of(buf: Optional[Any]) -> int:
+    """The address of a ctypes buffer (``create_string_buffer``, an array), or 0 for None:
+    what the ``__aligned_u64`` pointer fields of ``union bpf_attr`` hold."""
     return ctypes.addressof(buf) if buf is not None else 0
+
+
+_addr = addr_of
 
 
 def bpf(cmd: int, attr: ctypes.Structure, size: Optional[int] = None) -> int:
     """Issue ``bpf(cmd, &attr, size)`` and return its non-negative result (an fd for the
     commands that create objects, else 0).
 
-    Raises :class:`~pybpf.syscall.errors.BPFError` (``BPFPermissionError`` for ``EPERM``)
-    carrying errno, the command name and a hint. ``EINTR`` is retried.
+    Raises :class:`~pybpf.syscall.errors.BPFError` carrying errno, the command name and a
+    hint: :class:`~pybpf.syscall.errors.BPFPermissionError` for ``EPERM``, and
+    :class:`~pybpf.syscall.errors.NotSupportedError` when the kernel does not know the
+    command (``EINVAL`` from a kernel older than the command) or a non-zero field of
+    ``attr`` that is newer than the kernel (``E2BIG``). ``EINTR`` is retried.
     """
     fn = _syscall_fn()
     nr = syscall_number("bpf")
@@ -305,7 +527,46 @@ def bpf(cmd: int, attr: ctypes.Structure, size: Optional[int] = None) -> int:
             return int(ret)
         err = ctypes.get_errno()
         if err != _errno.EINTR:
-            raise bpf_error(_command_name(cmd), err)
+            raise _error(cmd, attr, err)
+
+
+def _error(cmd: int, attr: ctypes.Structure, err: int) -> OSError:
+    command = _command_name(cmd)
+    since = CMD_SINCE.get(cmd)
+    if err == _errno.EINVAL and since and not kernel_at_least(*since):
+        return NotSupportedError(command, since, errnum=err, command=command)
+    if err == _errno.E2BIG:
+        newer = [(name, version) for name, version in _set_newer_fields(attr)
+                 if not kernel_at_least(*version)]
+        if newer:
+            name, version = max(newer, key=lambda item: item[1])
+            return NotSupportedError(f"the {name!r} field of {command}", version,
+                                     errnum=err, command=command)
+    return bpf_error(command, err)
+
+
+def _set_newer_fields(obj: Any) -> list:
+    """(name, version) of the non-zero fields listed in ``_newer_fields_`` of ``obj``'s
+    structure and of the structures nested in it."""
+    found: list = []
+    if isinstance(obj, ctypes.Union):
+        return found        # overlapping members: which one is set cannot be told
+    cls = type(obj)
+    newer: Dict[str, Tuple[int, int]] = dict(getattr(cls, "_newer_fields_", {}))
+    newer.update(getattr(cls, "_field_since_", {}))
+    for entry in getattr(cls, "_fields_", ()):
+        name = entry[0]
+        value = getattr(obj, name)
+        if name in newer and isinstance(value, ctypes.Structure):
+            if any(bytes(value)):
+                found.append((name, newer[name]))
+        elif isinstance(value, (ctypes.Structure, ctypes.Union)):
+            found.extend(_set_newer_fields(value))
+        elif name in newer:
+            raw = bytes(value) if isinstance(value, ctypes.Array) else value
+            if any(raw) if isinstance(raw, bytes) else raw:
+                found.append((name, newer[name]))
+    return found
 
 
 def _command_name(cmd: int) -> str:
@@ -315,11 +576,17 @@ def _command_name(cmd: int) -> str:
         return f"bpf command {cmd}"
 
 
-def _name_bytes(name: str) -> bytes:
+def name_bytes(name: str) -> bytes:
+    """``name`` as the bytes of an object name (``map_name``, ``prog_name``): at most
+    15 bytes (``ValueError`` otherwise); the kernel accepts letters, digits, ``_`` and
+    ``.``."""
     raw = name.encode()
     if len(raw) >= OBJ_NAME_LEN:
         raise ValueError(f"object name {name!r} is longer than {OBJ_NAME_LEN - 1} bytes")
     return raw
+
+
+_name_bytes = name_bytes
 
 
 # ---------------------------------------------------------------------------------------
@@ -364,109 +631,13 @@ def map_lookup(map_fd: FdLike, key: bytes, value_size: int) -> Optional[bytes]:
     return vbuf.raw
 
 
-# ---------------------------------------------------------------------------------------
-# Programs
-# ---------------------------------------------------------------------------------------
-
-#: verifier log buffer sizes tried in turn after a failed load: the kernel answers ENOSPC
-#: when the log does not fit, and the next size is tried
-LOG_SIZES = (1 << 20, 1 << 24)
+# Program commands moved to pybpf.syscall.progs; the old names still resolve here.
+_MOVED_TO_PROGS = ("ProgLoadAttr", "TestRunAttr", "prog_load", "prog_test_run",
+                   "TestRunResult", "LOG_SIZES")
 
 
-def prog_load(prog_type: int, insns: Union[bytes, Iterable[object]], *, license: str = "GPL",
-              name: str = "", expected_attach_type: int = 0, flags: int = 0,
-              log_level: int = 1) -> FD:
-    """Load a program (``BPF_PROG_LOAD``) and return its owned descriptor.
-
-    ``insns`` is the encoded program or an iterable of
-    :class:`~pybpf.asm.instruction.Instruction`. The first attempt asks for no verifier
-    log (the fast path); if it fails, the load is repeated with a log buffer at
-    ``log_level`` and a :class:`~pybpf.syscall.errors.VerifierError` carrying the log is
-    raised.
-    """
-    if not isinstance(insns, (bytes, bytearray, memoryview)):
-        from ..asm.encoding import encode
-        insns = encode(insns)  # type: ignore[arg-type]
-    code = bytes(insns)
-    if not code or len(code) % 8:
-        raise ValueError(f"a program is a non-empty multiple of 8 bytes, not {len(code)}")
-    code_buf = ctypes.create_string_buffer(code, len(code))
-    lic_buf = ctypes.create_string_buffer(license.encode())
-
-    def attempt(log: Optional[ctypes.Array]) -> int:
-        attr = ProgLoadAttr(prog_type=prog_type, insn_cnt=len(code) // 8,
-                            insns=_addr(code_buf), license=_addr(lic_buf),
-                            prog_name=_name_bytes(name), prog_flags=flags,
-                            expected_attach_type=expected_attach_type)
-        if log is not None:
-            attr.log_level = log_level
-            attr.log_size = len(log)
-            attr.log_buf = _addr(log)
-        for _ in range(5):          # the verifier may ask to retry with EAGAIN
-            try:
-                return bpf(Cmd.PROG_LOAD, attr)
-            except OSError as exc:
-                if exc.errno != _errno.EAGAIN:
-                    raise
-        return bpf(Cmd.PROG_LOAD, attr)
-
-    try:
-        return FD(attempt(None), "prog")
-    except OSError as exc:
-        if exc.errno == _errno.EPERM:
-            raise
-        first = exc
-    log_text = ""
-    for size in LOG_SIZES:
-        log_buf = ctypes.create_string_buffer(size)
-        try:
-            # a load that passes with a log (rare: a transient failure) is still a success
-            return FD(attempt(log_buf), "prog")
-        except OSError as exc:
-            log_text = log_buf.value.decode(errors="replace")
-            err = exc.errno or first.errno or _errno.EINVAL
-            if err == _errno.ENOSPC and size != LOG_SIZES[-1]:
-                continue
-            if err == _errno.ENOSPC:     # the log was cut: report the original failure
-                err = first.errno or err
-            raise VerifierError(err, hint=hint_for("BPF_PROG_LOAD", err),
-                                log=log_text) from None
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-class TestRunResult(NamedTuple):
-    """What ``BPF_PROG_TEST_RUN`` reports: the program's 32-bit return value, the mean
-    run time in nanoseconds, and the output packet and context."""
-
-    retval: int
-    duration: int
-    data_out: bytes
-    ctx_out: bytes
-
-    __test__ = False
-
-
-def prog_test_run(prog_fd: FdLike, data_in: bytes = b"", *, repeat: int = 1,
-                  data_out_size: Optional[int] = None, ctx_in: Optional[bytes] = None,
-                  ctx_out_size: int = 0, flags: int = 0, cpu: int = 0) -> TestRunResult:
-    """Run a loaded program once (or ``repeat`` times) on ``data_in`` in the kernel.
-
-    ``data_out_size`` defaults to room for the input plus 256 bytes (XDP programs may
-    grow the packet). Supported for socket filter, tc, XDP, flow dissector, raw
-    tracepoint, syscall and some tracing programs; an XDP program needs at least 14
-    bytes (an Ethernet header) of input.
-    """
-    din = ctypes.create_string_buffer(bytes(data_in), len(data_in)) if data_in else None
-    out_len = len(data_in) + 256 if data_out_size is None else data_out_size
-    dout = ctypes.create_string_buffer(out_len) if out_len else None
-    cin = ctypes.create_string_buffer(bytes(ctx_in), len(ctx_in)) if ctx_in else None
-    cout = ctypes.create_string_buffer(ctx_out_size) if ctx_out_size else None
-    attr = TestRunAttr(prog_fd=fd_number(prog_fd), data_size_in=len(data_in),
-                       data_size_out=out_len, data_in=_addr(din), data_out=_addr(dout),
-                       repeat=repeat, ctx_size_in=len(ctx_in) if ctx_in else 0,
-                       ctx_size_out=ctx_out_size, ctx_in=_addr(cin), ctx_out=_addr(cout),
-                       flags=flags, cpu=cpu)
-    bpf(Cmd.PROG_TEST_RUN, attr)
-    data_out = dout.raw[:min(attr.data_size_out, out_len)] if dout is not None else b""
-    ctx_out = cout.raw[:min(attr.ctx_size_out, ctx_out_size)] if cout is not None else b""
-    return TestRunResult(attr.retval, attr.duration, data_out, ctx_out)
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_PROGS:
+        from . import progs
+        return getattr(progs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ import os
 from typing import Dict, Optional, Tuple
 
 __all__ = ["BPFError", "BPFPermissionError", "NotSupportedError", "VerifierError", "bpf_error",
-           "hint_for"]
+           "hint_for", "permission_hint"]
 
 
 class BPFError(OSError):
@@ -77,8 +77,6 @@ class VerifierError(BPFError):
 
 # errno -> hint, per command first, then for any command
 _HINTS: Dict[Tuple[Optional[str], int], str] = {
-    (None, _errno.EPERM): "needs root or CAP_BPF (plus CAP_PERFMON or CAP_NET_ADMIN for "
-                          "some program types); see sysctl kernel.unprivileged_bpf_disabled",
     (None, _errno.ENOSYS): "the kernel has no bpf() system call (CONFIG_BPF_SYSCALL=n)",
     (None, _errno.E2BIG): "the attribute has non-zero fields this kernel does not know: "
                           "the kernel is older than the feature",
@@ -98,8 +96,20 @@ _HINTS: Dict[Tuple[Optional[str], int], str] = {
     ("BPF_PROG_LOAD", _errno.EACCES): "the verifier rejected the program",
     ("BPF_PROG_LOAD", _errno.EINVAL): "the verifier or the loader rejected the program "
                                       "(invalid instruction, program type or attribute)",
-    ("BPF_PROG_LOAD", _errno.E2BIG): "the program has too many instructions",
     ("BPF_PROG_LOAD", _errno.ENOSPC): "the verifier log buffer is too small",
+    ("BPF_PROG_LOAD", _errno.E2BIG): "the program has too many instructions (4096 for "
+                                     "unprivileged loads and before Linux 5.2, else 1 "
+                                     "million), or an attribute is newer than the kernel",
+    ("BPF_BTF_LOAD", _errno.EINVAL): "the kernel rejected the BTF blob (see the log)",
+    ("BPF_LINK_CREATE", _errno.EINVAL): "the program's type or expected_attach_type does "
+                                        "not match the attach type, or the kernel does "
+                                        "not support this attach type",
+    ("BPF_LINK_CREATE", _errno.EBADF): "the target fd is not open",
+    ("BPF_LINK_CREATE", _errno.ENOENT): "the target (function, symbol, tracepoint) does "
+                                        "not exist",
+    ("BPF_RAW_TRACEPOINT_OPEN", _errno.ENOENT): "no such raw tracepoint",
+    ("BPF_OBJ_PIN", _errno.EEXIST): "the pin path exists already",
+    ("BPF_OBJ_PIN", _errno.EPERM): "the pin path is not in a BPF filesystem",
     # 524 is the kernel-internal ENOTSUPP, which leaks to user space from test_run
     ("BPF_PROG_TEST_RUN", 524):
         "this program type cannot be run with BPF_PROG_TEST_RUN",
@@ -109,9 +119,58 @@ _HINTS: Dict[Tuple[Optional[str], int], str] = {
 }
 
 
+_CAP_NET_ADMIN, _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 12, 21, 38, 39
+
+
+def _effective_caps() -> Optional[int]:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _kernel_before(major: int, minor: int) -> bool:
+    from .bpf import kernel_version    # late: bpf imports this module
+    return kernel_version()[:2] < (major, minor)
+
+
+def permission_hint(command: str = "") -> str:
+    """Why ``EPERM`` is the likely answer here: missing root/capabilities (CAP_BPF and
+    CAP_PERFMON from Linux 5.8, CAP_SYS_ADMIN before), the locked-memory limit on kernels
+    before 5.11, or, when the caller has every capability, a security policy."""
+    caps = _effective_caps()
+    if _kernel_before(5, 8):
+        parts = ["needs root (CAP_SYS_ADMIN)"]
+        wanted = (_CAP_SYS_ADMIN,)
+    else:
+        parts = ["needs root or CAP_BPF, plus CAP_PERFMON for tracing programs and "
+                 "CAP_NET_ADMIN for networking ones"]
+        wanted = (_CAP_BPF, _CAP_PERFMON, _CAP_NET_ADMIN)
+    has_all = caps is not None and all((caps >> cap) & 1 for cap in wanted)
+    if not has_all:
+        parts.append("this process lacks some of them (unprivileged use is governed by "
+                     "sysctl kernel.unprivileged_bpf_disabled)")
+    if _kernel_before(5, 11):
+        parts.append("kernels before 5.11 also answer EPERM when RLIMIT_MEMLOCK is "
+                     "exhausted: raise it (ulimit -l unlimited)")
+    elif has_all:
+        parts.append("this process has them, so a security policy refuses the request "
+                     "(kernel lockdown, an LSM, seccomp or a container runtime)")
+    return "; ".join(parts)
+
+
 def hint_for(command: str, errnum: int) -> str:
     """The usual cause of ``errnum`` for ``command``, or an empty string."""
-    return _HINTS.get((command, errnum)) or _HINTS.get((None, errnum), "")
+    specific = _HINTS.get((command, errnum))
+    if specific:
+        return specific
+    if errnum == _errno.EPERM:
+        return permission_hint(command)
+    return _HINTS.get((None, errnum), "")
 
 
 def bpf_error(command: str, errnum: int, message: str = "") -> BPFError:

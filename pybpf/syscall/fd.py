@@ -69,9 +69,18 @@ class FD:
         return f"<FD {self.kind} {state}>"
 
 
-FdLike = Union[FD, int]
+FdLike = Union[FD, int, Any]
+"""An :class:`FD`, a plain ``int`` descriptor, or any object with ``fileno()`` (a
+program, a map)."""
 
 
 def fd_number(fd: FdLike) -> int:
-    """The number of an :class:`FD` or a plain ``int`` descriptor."""
-    return fd.fileno() if isinstance(fd, FD) else int(fd)
+    """The number of an :class:`FD`, a plain ``int`` descriptor or any object with a
+    ``fileno()`` method."""
+    if isinstance(fd, int) and not isinstance(fd, bool):
+        return fd
+    fileno = getattr(fd, "fileno", None)
+    if fileno is None:
+        raise TypeError(f"expected a file descriptor or an object with fileno(), not "
+                        f"{type(fd).__name__}")
+    return int(fileno())
