@@ -393,6 +393,8 @@ ERRORS = [
     ("call bpf_map_lookup_elm", 1, 1, "did you mean bpf_map_lookup_elem"),
     ("r0 = 1\n/* never closed\nexit", 2, 1, "unterminated /* comment"),
     ("r1 = " + "(" * 100 + "1" + ")" * 100, 1, 71, "nested too deeply"),
+    ("r1 = " + "-" * 5000 + "1", 1, 71, "nested too deeply"),
+    (" " * 100000 + "x", 1, 100001, "unknown instruction"),
     ("r0 = " + "9" * 5000, 1, 6, "far too large"),
 ]
 
@@ -427,9 +429,14 @@ def test_error_says_what_was_expected():
                 max_size=30).map("".join))
 def test_only_assembly_errors_escape(text):
     try:
-        assemble(text)
+        ins = assemble(text)
     except AsmError:
-        pass
+        return
+    for i in ins:
+        i.validate()
+    # whatever was accepted prints and reads back (symbolic: local calls included)
+    assert [(fields(i), i.src) for i in assemble(disassemble(ins, symbolic=True))] == \
+        [(fields(i), i.src) for i in ins]
 
 
 @settings(max_examples=200, deadline=None)

@@ -33,6 +33,7 @@ LLVM 20 does: ``r0 = load_acquire((u64 *)(r1 + 0x0))`` and
 from __future__ import annotations
 
 import bisect
+import re
 from typing import (
     Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence,
     Union,
@@ -367,6 +368,15 @@ def _kinds(instructions: Sequence[Instruction]) -> List[Optional[str]]:
     return kinds
 
 
+_SYMBOL = re.compile(r"[A-Za-z_.$][\w.$]*\Z")
+_REGISTER_LIKE = re.compile(r"[rRwW][0-9]+\Z")
+
+
+def _usable_in_text(name: str) -> bool:
+    """True if ``name`` reads back as a label in LLVM assembly (``goto name``)."""
+    return _SYMBOL.match(name) is not None and _REGISTER_LIKE.match(name) is None
+
+
 def _name_targets(instructions: Sequence[Instruction], kinds: Sequence[Optional[str]],
                   names: Dict[int, str]) -> None:
     """Give every target that starts an instruction a name ``L<slot>`` (in place)."""
@@ -379,7 +389,8 @@ def _name_targets(instructions: Sequence[Instruction], kinds: Sequence[Optional[
     pc = 0
     for ins, kind in zip(instructions, kinds):
         target = _target_of(ins, kind, pc) if kind else None
-        if target is not None and target in starts and target not in names:
+        if target is not None and target in starts and \
+                (target not in names or not _usable_in_text(names[target])):
             name = f"L{target}"
             while name in used:
                 name += "_"
@@ -467,8 +478,10 @@ def disassemble(code: Code, *, helper_comments: bool = True,
     ``addresses=False`` drops the address column; ``show_bytes=True`` adds the raw
     bytes like llvm-objdump without ``--no-show-raw-insn``. Without ``show_bytes`` the
     listing assembles back with :func:`pybpf.asm.llvm_asm.assemble` (the addresses
-    read as numeric labels, the annotations and comments are ignored); only a local
-    call reads back as a helper call, unless ``symbolic=True``.
+    read as numeric labels, the annotations and comments are ignored), up to what
+    LLVM's text does not say: local and kfunc calls read back as helper calls
+    (``symbolic=True`` keeps local calls), ``ld_pseudo`` loses the second immediate
+    and ``skb[rN]`` its immediate.
     """
     out: List[str] = []
     append = out.append

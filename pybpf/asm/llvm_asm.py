@@ -50,6 +50,7 @@ from __future__ import annotations
 import bisect
 import gc
 import re
+from itertools import count, repeat
 from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from .errors import AssemblyError, InvalidInstruction
@@ -577,8 +578,7 @@ class _Reg(NamedTuple):
         return ("r" if self.wide else "w") + str(self.num)
 
 
-_REF_BACK = "b"
-_REF_FWD = "f"
+_REF_BACK = "b"  # _LocalRef.direction of 1b; 1f has "f"
 
 
 class _LocalRef(NamedTuple):
@@ -772,6 +772,8 @@ class _Parser:
 
     def unary(self, what: str, depth: int) -> int:
         tok = self.peek()
+        if depth > 64:
+            raise self.error(tok, "expression is nested too deeply")
         if tok.kind in ("num", "char"):
             self.take()
             return self.number(tok)
@@ -1265,7 +1267,9 @@ def _show(value: int) -> str:
 # Lines spaced the way llvm-objdump prints them (and the way people usually write them)
 # split into predictable tokens: ["if", "r1", ">", "0x3", "goto", "+0x2"]. A handler per
 # leading token checks the exact shape and returns None for anything else, which then
-# goes to the regular expression above (and from there to the slow path).
+# goes to the regular expression above (and from there to the slow path). Lines with a
+# memory operand skip the split: the three characters before their first '(' pick a
+# small regular expression that matches the whole line (see _PAREN_T0).
 
 def _num(tok: str) -> int:
     """A plain number token (optional sign, decimal / 0x / 0b); ValueError otherwise.
@@ -1812,11 +1816,12 @@ class _State:
                       "is no instruction to branch to")
         dest = self.out[target]
         if dest.label is None:
-            name = ref.number
-            n = 0
+            # an ordinary symbol name, so that listings can refer to it (`goto .L1`)
+            name = f".L{ref.number}"
+            n = 1
             while name in self.defined:
                 n += 1
-                name = f"{ref.number}.{n}"
+                name = f".L{ref.number}_{n}"
             dest.label = name
             self.defined[name] = (0, 0, "")
         return dest.label
@@ -1873,10 +1878,11 @@ _new_location = tuple.__new__
 def parse(text: str, *, file: str = "<input>") -> List[Instruction]:
     """Parse LLVM-syntax BPF assembly into unlinked instructions.
 
-    Labels are set as ``label`` on the instruction they name; jumps and local calls to
-    labels carry the label in ``reference`` (resolve them with
-    :func:`pybpf.asm.program.link`); ``call NAME`` of a name that is not a label of this
-    text is a helper call. Every instruction gets ``source``. Raises
+    Labels are set as ``label`` on the instruction they name (the first one, when several
+    name the same instruction; a numeric label ``1:`` that ``1b``/``1f`` refers to is
+    named ``.L1``); jumps and local calls to labels carry the label in ``reference``
+    (resolve them with :func:`pybpf.asm.program.link`); ``call NAME`` of a name that is
+    not a label of this text is a helper call. Every instruction gets ``source``. Raises
     :class:`~pybpf.asm.errors.AssemblyError` (with file, line, column and what was
     expected) on any mistake.
     """
@@ -1959,11 +1965,17 @@ def _parse_lines(lines: List[str], state: _State) -> None:
     seen: Dict[str, Instruction] = {}
     seen_get = seen.get
     room = _SEEN_LIMIT
-    for lineno, line in enumerate(lines, 1):
+    # Every line's location, made in one pass at C speed (column 1: the usual case;
+    # indented lines get their own below).
+    locations = list(map(new_loc, repeat(loc_type), zip(repeat(file), count(1), repeat(1),
+                                                         lines)))
+    for loc in locations:
+        line = loc[3]
         c = seen_get(line)
         if c is not None:
             ins = make(c.opcode, c.dst, c.src, c.off, c.imm)
-            ins.source = new_loc(loc_type, (file, lineno, c.source[2], line))  # type: ignore
+            col = c.source[2]  # type: ignore[index]
+            ins.source = loc if col == 1 else new_loc(loc_type, (file, loc[1], col, line))
             if pending:
                 state.attach(ins)
             append(ins)
@@ -1979,8 +1991,8 @@ def _parse_lines(lines: List[str], state: _State) -> None:
                 except (ValueError, KeyError, IndexError):
                     ins = None
                 if ins is not None:
-                    ins.source = new_loc(loc_type, (file, lineno, 1 if line[0] > " " else
-                                                    len(line) - len(line.lstrip()) + 1, line))
+                    ins.source = loc if line[0] > " " else new_loc(
+                        loc_type, (file, loc[1], len(line) - len(line.lstrip()) + 1, line))
                     if pending:
                         state.attach(ins)
                     if room:
@@ -1999,8 +2011,8 @@ def _parse_lines(lines: List[str], state: _State) -> None:
                 ins = None
             if ins is not None:
                 first = t[0]
-                ins.source = new_loc(loc_type, (file, lineno, 1 if line[0] == first[0]
-                                                else line.find(first) + 1, line))
+                ins.source = loc if line[0] == first[0] else new_loc(
+                    loc_type, (file, loc[1], line.find(first) + 1, line))
                 if pending:
                     state.attach(ins)
                 if ins.reference is not None:
@@ -2021,6 +2033,7 @@ def _parse_lines(lines: List[str], state: _State) -> None:
                 except ValueError:  # int() of a number too long to convert
                     ins = None
                 if ins is not None:
+                    lineno = loc[1]
                     label = m.group(1)
                     if label is not None:
                         if label[0].isdigit():
@@ -2041,10 +2054,10 @@ def _parse_lines(lines: List[str], state: _State) -> None:
                     if label[0].isdigit():
                         state.numeric_label(label.lstrip("0") or "0")
                     else:
-                        state.label(label, lineno, m.start(1) + 1, line)
+                        state.label(label, loc[1], m.start(1) + 1, line)
                 continue
         # 3. everything else, and every error: tokenizer and recursive descent
-        _Parser(line, lineno, file).statements(state)
+        _Parser(line, loc[1], file).statements(state)
 
 
 def _unknown_call(ins: Instruction, name: str) -> AssemblyError:
