@@ -41,7 +41,7 @@ def _usable() -> str:
     if os.geteuid() != 0:
         return "needs root"
     try:
-        from pybpf.syscall.bpf import map_create
+        from pybpf.syscall.maps import map_create
         map_create(MapType.ARRAY, 4, 4, 1).close()
     except OSError as exc:
         return f"bpf() unusable: {exc}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
@@ -12,10 +11,10 @@ from pybpf.asm import encode
 from pybpf.asm.ubpf_asm import assemble as _assemble
 from pybpf.syscall import (
     FD, BPFError, BPFPermissionError, MapType, ProgType, VerifierError, map_create,
-    map_lookup, map_update, prog_load, prog_test_run, syscall_number,
+    prog_load, prog_test_run, syscall_number,
 )
-from pybpf.syscall.bpf import MapCreateAttr, MapElemAttr
-from pybpf.syscall.progs import ProgLoadAttr, TestRunAttr
+from pybpf.syscall.maps import map_lookup_elem as map_lookup
+from pybpf.syscall.maps import map_update_elem as map_update
 from pybpf.syscall.errors import bpf_error
 
 
@@ -44,22 +43,7 @@ def _open_fds() -> set:
 
 # -- no kernel needed --------------------------------------------------------------------
 
-@pytest.mark.parametrize("struct, size, offsets", [
-    (MapCreateAttr, 72, {"map_name": 28, "map_ifindex": 44, "btf_vmlinux_value_type_id": 60,
-                         "map_extra": 64}),
-    (MapElemAttr, 32, {"map_fd": 0, "key": 8, "value": 16, "flags": 24}),
-    (ProgLoadAttr, 152, {"insns": 8, "license": 16, "log_level": 24, "log_buf": 32,
-                         "prog_name": 48, "expected_attach_type": 68, "func_info": 80,
-                         "line_info": 96, "attach_prog_fd": 112, "fd_array": 120,
-                         "core_relo_rec_size": 136}),
-    (TestRunAttr, 80, {"data_in": 16, "data_out": 24, "repeat": 32, "duration": 36,
-                       "ctx_in": 48, "ctx_out": 56, "flags": 64, "cpu": 68,
-                       "batch_size": 72}),
-])
-def test_attr_layouts_match_linux_bpf_h(struct: type, size: int, offsets: dict) -> None:
-    assert ctypes.sizeof(struct) == size
-    for field, offset in offsets.items():
-        assert getattr(struct, field).offset == offset, field
+# Structure layouts are checked against <linux/bpf.h> by tests/test_uapi_layout.py.
 
 
 def test_syscall_numbers() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, List, Optional
+from typing import Any, List
 
 import pytest
 
@@ -715,15 +715,6 @@ exit
 """
 
 
-def _ubpf_available() -> Optional[str]:
-    try:
-        import pybpf.asm.ubpf_asm  # noqa: F401
-    except ImportError:
-        return "pybpf.asm.ubpf_asm is not available"
-    return None
-
-
-@pytest.mark.skipif(_ubpf_available() is not None, reason="the uBPF assembler is missing")
 def test_cli_vm_run_prints_r0_and_traces(tmp_path: Any, capsys: Any) -> None:
     src = tmp_path / "sum.asm"
     src.write_text(UBPF_SUM)

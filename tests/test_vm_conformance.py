@@ -4,7 +4,6 @@ as its ``-- error`` says), with nothing skipped."""
 from __future__ import annotations
 
 import io
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,16 +65,6 @@ def test_a_failing_program_is_an_oserror_for_the_runner() -> None:
     assert conformance.run_case(case, BACKEND).status == conformance.PASS
 
 
-def _main_has_vm_flag() -> bool:
-    try:
-        from pybpf.conformance.__main__ import main  # noqa: F401
-    except ImportError:
-        return False
-    src = (REPO / "pybpf" / "conformance" / "__main__.py").read_text()
-    return re.search(r"add_argument\(\s*[\"']--vm[\"']", src) is not None
-
-
-@pytest.mark.skipif(not _main_has_vm_flag(), reason="python3 -m pybpf.conformance has no --vm")
 def test_plugin_and_corpus_modes_with_vm_flag() -> None:
     code = "b7 00 00 00 2a 00 00 00 0f 20 00 00 00 00 00 00 95 00 00 00 00 00 00 00"
     done = subprocess.run([sys.executable, "-m", "pybpf.conformance", "--vm", "01 02 03"],

@@ -29,7 +29,8 @@ from ..asm.opcodes import (
     AluOp, CallKind, Class, JmpOp, Mode, Pseudo, Size, Source,
 )
 from ..asm.program import link, slot_count
-from ..syscall.bpf import MapType, ProgType, map_create, map_lookup, map_update
+from ..syscall.bpf import MapType, ProgType
+from ..syscall.maps import map_create, map_lookup_elem, map_update_elem
 from ..syscall.progs import prog_load, prog_test_run
 from ..syscall.errors import BPFError
 
@@ -132,7 +133,7 @@ class KernelRunner:
                 map_create(MapType.ARRAY, 4, 8, 1,
                                    name="conf_result") as result_map:
             zero = bytes(4)
-            map_update(input_map, zero, mem.ljust(value_size, b"\0"))
+            map_update_elem(input_map, zero, mem.ljust(value_size, b"\0"))
             program = build_harness(input_map.fileno(), result_map.fileno(), len(mem), body)
             with prog_load(ProgType.XDP, encode(program),
                                    name="conformance") as prog:
@@ -142,6 +143,6 @@ class KernelRunner:
                 raise BPFError(errno.EIO, f"the harness returned {outcome.retval}, not "
                                f"XDP_PASS: the program did not complete",
                                command="BPF_PROG_TEST_RUN")
-            raw = map_lookup(result_map, zero, 8)
+            raw = map_lookup_elem(result_map, zero, 8)
             assert raw is not None        # slot 0 of an array always exists
             return int.from_bytes(raw, "little")

@@ -11,19 +11,20 @@
 from __future__ import annotations
 
 from .bpf import (
-    AttachType, Cmd, LinkType, MapType, ProgFlags, ProgType, UpdateFlags, bpf,
-    kernel_version, map_create, map_lookup, map_update, syscall_number,
+    AttachType, Cmd, LinkType, MapType, ProgFlags, ProgType, bpf, kernel_version,
+    syscall_number,
 )
 from .errors import BPFError, BPFPermissionError, NotSupportedError, VerifierError
 from .fd import FD, fd_number
+from .maps import ElemFlags, map_create, map_lookup_elem, map_update_elem
 from .progs import (
     TestRunResult, btf_load, enable_stats, link_create, link_detach, prog_load,
     prog_test_run, raw_tracepoint_open,
 )
 
 __all__ = [
-    "bpf", "syscall_number", "Cmd", "MapType", "ProgType", "UpdateFlags", "map_create",
-    "map_update", "map_lookup", "prog_load", "prog_test_run", "TestRunResult", "FD",
+    "bpf", "syscall_number", "Cmd", "MapType", "ProgType", "ElemFlags", "map_create",
+    "map_update_elem", "map_lookup_elem", "prog_load", "prog_test_run", "TestRunResult", "FD",
     "fd_number", "BPFError", "BPFPermissionError", "VerifierError", "NotSupportedError",
     "AttachType", "LinkType", "ProgFlags", "kernel_version", "link_create", "link_detach",
     "raw_tracepoint_open", "enable_stats", "btf_load",

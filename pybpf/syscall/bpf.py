@@ -39,14 +39,12 @@ import re
 from typing import Any, Dict, Optional, Tuple
 
 from .errors import NotSupportedError, bpf_error
-from .fd import FD, FdLike, fd_number
 
 __all__ = [
     "SYSCALL_NUMBERS", "syscall_number", "Cmd", "MapType", "ProgType", "AttachType",
-    "LinkType", "StatsType", "ProgFlags", "MapFlags", "UpdateFlags", "PROG_TYPE_SINCE",
-    "MAP_TYPE_SINCE", "CMD_SINCE", "kernel_version", "linux_version_code", "kernel_at_least", "OBJ_NAME_LEN",
-    "MapCreateAttr", "MapElemAttr", "bpf", "map_create", "map_update", "map_lookup",
-    "addr_of", "name_bytes",
+    "LinkType", "StatsType", "ProgFlags", "MapFlags", "PROG_TYPE_SINCE", "MAP_TYPE_SINCE",
+    "CMD_SINCE", "kernel_version", "linux_version_code", "kernel_at_least", "OBJ_NAME_LEN",
+    "bpf", "addr_of", "name_bytes",
 ]
 
 #: System call numbers by ``platform.machine()``. Architectures using the generic table
@@ -380,15 +378,6 @@ class MapFlags(enum.IntFlag):
     NO_USER_CONV = 1 << 18
 
 
-class UpdateFlags(enum.IntEnum):
-    """The ``flags`` of ``BPF_MAP_UPDATE_ELEM``."""
-
-    ANY = 0        # create or replace
-    NOEXIST = 1    # create only
-    EXIST = 2      # replace only
-    F_LOCK = 4     # take the value's bpf_spin_lock
-
-
 #: length of ``map_name`` and ``prog_name``, including the terminating NUL
 OBJ_NAME_LEN = 16
 
@@ -445,42 +434,6 @@ def kernel_at_least(major: int, minor: int) -> bool:
 
 _u32 = ctypes.c_uint32
 _u64 = ctypes.c_uint64
-
-
-class MapCreateAttr(ctypes.Structure):
-    """``union bpf_attr`` as used by ``BPF_MAP_CREATE`` (72 bytes)."""
-
-    _c_name_ = "union bpf_attr"
-    _fields_ = [
-        ("map_type", _u32),
-        ("key_size", _u32),
-        ("value_size", _u32),
-        ("max_entries", _u32),
-        ("map_flags", _u32),
-        ("inner_map_fd", _u32),
-        ("numa_node", _u32),
-        ("map_name", ctypes.c_char * OBJ_NAME_LEN),
-        ("map_ifindex", _u32),
-        ("btf_fd", _u32),
-        ("btf_key_type_id", _u32),
-        ("btf_value_type_id", _u32),
-        ("btf_vmlinux_value_type_id", _u32),
-        ("map_extra", _u64),
-    ]
-
-
-class MapElemAttr(ctypes.Structure):
-    """``union bpf_attr`` as used by ``BPF_MAP_*_ELEM`` (32 bytes). ``key`` and
-    ``value`` (or ``next_key``) are user-space addresses."""
-
-    _c_name_ = "union bpf_attr"
-    _fields_ = [
-        ("map_fd", _u32),
-        ("_pad0", _u32),          # key is an __aligned_u64
-        ("key", _u64),
-        ("value", _u64),          # also next_key for BPF_MAP_GET_NEXT_KEY
-        ("flags", _u64),
-    ]
 
 
 # ---------------------------------------------------------------------------------------
@@ -589,55 +542,19 @@ def name_bytes(name: str) -> bytes:
 _name_bytes = name_bytes
 
 
-# ---------------------------------------------------------------------------------------
-# Maps
-# ---------------------------------------------------------------------------------------
-
-def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, *,
-               flags: int = 0, name: str = "") -> FD:
-    """Create a map (``BPF_MAP_CREATE``) and return its owned descriptor.
-
-    ``name`` (at most 15 bytes of letters, digits, ``_`` and ``.``) shows in bpftool.
-    """
-    attr = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
-                         max_entries=max_entries, map_flags=flags,
-                         map_name=_name_bytes(name))
-    return FD(bpf(Cmd.MAP_CREATE, attr), "map")
-
-
-def map_update(map_fd: FdLike, key: bytes, value: bytes, flags: int = UpdateFlags.ANY) -> None:
-    """Set ``key`` to ``value`` (``BPF_MAP_UPDATE_ELEM``); both must have the map's sizes."""
-    kbuf = ctypes.create_string_buffer(bytes(key), len(key))
-    vbuf = ctypes.create_string_buffer(bytes(value), len(value))
-    attr = MapElemAttr(map_fd=fd_number(map_fd), key=_addr(kbuf), value=_addr(vbuf),
-                       flags=flags)
-    bpf(Cmd.MAP_UPDATE_ELEM, attr)
-
-
-def map_lookup(map_fd: FdLike, key: bytes, value_size: int) -> Optional[bytes]:
-    """The value stored under ``key`` (``BPF_MAP_LOOKUP_ELEM``), or None if there is none.
-
-    ``value_size`` is the map's value size (per-CPU maps need the size for all CPUs).
-    """
-    kbuf = ctypes.create_string_buffer(bytes(key), len(key))
-    vbuf = ctypes.create_string_buffer(value_size)
-    attr = MapElemAttr(map_fd=fd_number(map_fd), key=_addr(kbuf), value=_addr(vbuf))
-    try:
-        bpf(Cmd.MAP_LOOKUP_ELEM, attr)
-    except OSError as exc:
-        if exc.errno == _errno.ENOENT:
-            return None
-        raise
-    return vbuf.raw
-
-
-# Program commands moved to pybpf.syscall.progs; the old names still resolve here.
-_MOVED_TO_PROGS = ("ProgLoadAttr", "TestRunAttr", "prog_load", "prog_test_run",
-                   "TestRunResult", "LOG_SIZES")
+# Program and map commands live in pybpf.syscall.progs and pybpf.syscall.maps; these
+# names still resolve here for older imports.
+_MOVED = {"ProgLoadAttr": ("progs", "ProgLoadAttr"), "TestRunAttr": ("progs", "TestRunAttr"),
+          "prog_load": ("progs", "prog_load"), "prog_test_run": ("progs", "prog_test_run"),
+          "TestRunResult": ("progs", "TestRunResult"), "LOG_SIZES": ("progs", "LOG_SIZES"),
+          "map_create": ("maps", "map_create"), "map_update": ("maps", "map_update_elem"),
+          "map_lookup": ("maps", "map_lookup_elem"), "UpdateFlags": ("maps", "ElemFlags"),
+          "MapCreateAttr": ("maps", "MapCreateAttr"), "MapElemAttr": ("maps", "MapElemAttr")}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_PROGS:
-        from . import progs
-        return getattr(progs, name)
+    if name in _MOVED:
+        import importlib
+        module, attr = _MOVED[name]
+        return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

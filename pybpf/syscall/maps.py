@@ -19,14 +19,14 @@ import threading
 from typing import NamedTuple, Optional, Tuple, Union
 
 from .bpf import (
-    MAP_TYPE_SINCE, Cmd, MapElemAttr, MapFlags, MapType, _syscall_fn, addr_of, bpf,
+    MAP_TYPE_SINCE, Cmd, MapFlags, MapType, _syscall_fn, addr_of, bpf,
     kernel_at_least, name_bytes, syscall_number,
 )
 from .errors import BPFError, NotSupportedError, bpf_error
 from .fd import FD, FdLike, fd_number
 
 __all__ = [
-    "ElemFlags", "ENOTSUPP", "MapCreateAttrFull", "BatchAttr", "map_create",
+    "ElemFlags", "ENOTSUPP", "MapCreateAttr", "MapElemAttr", "BatchAttr", "map_create",
     "map_lookup_elem", "map_update_elem", "map_delete_elem", "map_get_next_key",
     "map_lookup_and_delete_elem", "map_freeze", "BatchChunk", "map_lookup_batch",
     "map_update_batch", "map_delete_batch", "batch_unsupported", "batch_token_size",
@@ -54,9 +54,23 @@ class ElemFlags(enum.IntFlag):
     LOCK = 4       #: BPF_F_LOCK: take the value's ``bpf_spin_lock`` (Linux 5.1)
 
 
-class MapCreateAttrFull(ctypes.Structure):
+class MapElemAttr(ctypes.Structure):
+    """``union bpf_attr`` as used by ``BPF_MAP_*_ELEM`` (32 bytes). ``key`` and
+    ``value`` (or ``next_key``) are user-space addresses."""
+
+    _c_name_ = "union bpf_attr"
+    _fields_ = [
+        ("map_fd", _u32),
+        ("_pad0", _u32),          # key is an __aligned_u64
+        ("key", _u64),
+        ("value", _u64),          # also next_key for BPF_MAP_GET_NEXT_KEY
+        ("flags", _u64),
+    ]
+
+
+class MapCreateAttr(ctypes.Structure):
     """``union bpf_attr`` as used by ``BPF_MAP_CREATE``, with every member up to Linux
-    6.18 (:class:`~pybpf.syscall.bpf.MapCreateAttr` stops at ``map_extra``)."""
+    6.18."""
 
     _c_name_ = "union bpf_attr"
     _newer_fields_ = {"value_type_btf_obj_fd": (6, 9), "map_token_fd": (6, 9),
@@ -136,7 +150,7 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
     A map type this kernel predates raises
     :class:`~pybpf.syscall.errors.NotSupportedError` naming the release that added it.
     """
-    attr = MapCreateAttrFull(map_type=map_type, key_size=key_size, value_size=value_size,
+    attr = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
                              max_entries=max_entries, map_flags=flags,
                              map_name=name_bytes(name), map_ifindex=ifindex,
                              btf_key_type_id=btf_key_type_id,
