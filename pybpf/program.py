@@ -247,7 +247,11 @@ class ProgramSpec:
     * ``kernel_version``: ``kern_version`` (kprobes before Linux 5.0 need the running
       kernel's ``LINUX_VERSION_CODE``: the default for kprobe programs);
     * ``ifindex``, ``btf``/``func_info``/``line_info``, ``fd_array``: passed through (see
-      :func:`pybpf.syscall.progs.prog_load`).
+      :func:`pybpf.syscall.progs.prog_load`);
+    * ``source_lines``: when no ``btf`` is given and instructions carry source locations,
+      load BTF made from them (:func:`pybpf.btf.builder.source_btf`, Linux 5.0) so
+      ``bpftool prog dump xlated`` and verifier logs show the source lines (not for
+      extension programs, whose BTF must match their target's).
     """
 
     type: int
@@ -266,6 +270,7 @@ class ProgramSpec:
     func_info: bytes = b""
     line_info: bytes = b""
     fd_array: Sequence[Any] = ()
+    source_lines: bool = True
 
     def resolved(self, maps: Optional[Mapping[str, Any]] = None) -> List[Instruction]:
         """The instructions with every map reference replaced by its fd."""
@@ -285,23 +290,41 @@ class ProgramSpec:
         insns = self.resolved(maps)
         code = encode(insns)
         fd_array = [_map_fd(ref, maps, None) for ref in self.fd_array]
+        own_btf, func_info, line_info = None, self.func_info, self.line_info
+        if self.source_lines and self.btf is None and not func_info and not line_info \
+                and self.type != ProgType.EXT:      # extensions need their target's types
+            from .btf.builder import source_btf
+            own_btf, func_info, line_info = source_btf(insns, self.name)
         kwargs: Dict[str, Any] = dict(
             license=self.license, name=self.name,
             expected_attach_type=self.attach_type or 0, flags=self.flags,
-            kern_version=self.kernel_version, ifindex=self.ifindex, btf_fd=self.btf,
-            func_info=self.func_info, line_info=self.line_info,
+            kern_version=self.kernel_version, ifindex=self.ifindex,
+            btf_fd=self.btf if own_btf is None else own_btf,
+            func_info=func_info, line_info=line_info,
             attach_btf_id=self.attach_btf_id, attach_prog_fd=self.attach_prog,
             attach_btf_obj_fd=self.attach_btf_obj, fd_array=fd_array)
         log = ""
         try:
-            if verifier_log:
-                fd, log = _progs.prog_load_logged(self.type, code, log_level=log_level,
-                                                  log_start_size=log_size, **kwargs)
-            else:
-                fd = _progs.prog_load(self.type, code, log_level=log_level,
-                                      log_start_size=log_size, **kwargs)
-        except _errors.VerifierError as exc:
-            raise VerifierError(exc, insns, self.name) from None
+            for attempt in range(2):
+                try:
+                    if verifier_log:
+                        fd, log = _progs.prog_load_logged(
+                            self.type, code, log_level=log_level, log_start_size=log_size,
+                            **kwargs)
+                    else:
+                        fd = _progs.prog_load(self.type, code, log_level=log_level,
+                                              log_start_size=log_size, **kwargs)
+                    break
+                except _errors.VerifierError as exc:
+                    # the source-line BTF is a nicety: if the kernel objects to it, load
+                    # without it (a second failure is reported as it stands)
+                    if attempt or own_btf is None or not re.search(
+                            r"func_info|line_info|invalid type id|BTF", exc.log or ""):
+                        raise VerifierError(exc, insns, self.name) from None
+                    kwargs.update(btf_fd=None, func_info=b"", line_info=b"")
+        finally:
+            if own_btf is not None:
+                own_btf.close()
         return Program(fd, spec=self, verifier_log=log)
 
 

@@ -140,7 +140,7 @@ def _checks(newer_ok: bool) -> Tuple[List[Check], List[str]]:
 def _c_program(checks: List[Check]) -> Tuple[List[str], List[Optional[str]]]:
     """The C source as lines, and for each line the key it measures (or None)."""
     lines = ["#include <stddef.h>", "#include <stdio.h>", "#include <string.h>",
-             "#include <linux/bpf.h>", "",
+             "#include <linux/bpf.h>", "#include <linux/perf_event.h>", "",
              "static void bits(const char *key, const unsigned char *p, size_t n) {",
              "    int first = -1, count = 0;",
              "    for (size_t i = 0; i < n * 8; i++)",

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "pybpf.cli.features_cmd",
     "pybpf.cli.prog_cmd",
     "pybpf.cli.map_cmd",
+    "pybpf.cli.btf_cmd",
+    "pybpf.cli.probes_cmd",
 )
 
 

@@ -183,9 +183,20 @@ class Map:
 
     def _create_fd(self, spec: MapSpec) -> FD:
         """``BPF_MAP_CREATE`` for ``spec`` (map-in-map types override it)."""
-        return _sys.map_create(spec.type, spec.key_size, spec.value_size, spec.max_entries,
-                               flags=spec.flags, name=spec.name, numa_node=spec.numa_node,
-                               map_extra=spec.map_extra)
+        if not spec.btf:
+            return _sys.map_create(spec.type, spec.key_size, spec.value_size,
+                                   spec.max_entries, flags=spec.flags, name=spec.name,
+                                   numa_node=spec.numa_node, map_extra=spec.map_extra)
+        from ..btf.builder import map_btf
+        described = map_btf(spec.key, spec.value)
+        try:  # the map keeps its own reference to the BTF object
+            return _sys.map_create(spec.type, spec.key_size, spec.value_size,
+                                   spec.max_entries, flags=spec.flags, name=spec.name,
+                                   numa_node=spec.numa_node, map_extra=spec.map_extra,
+                                   btf_fd=described.fd, btf_key_type_id=described.key_type_id,
+                                   btf_value_type_id=described.value_type_id)
+        finally:
+            described.close()
 
     def _adopt(self, fd: FD, spec: MapSpec) -> None:
         try:

@@ -53,7 +53,9 @@ class MapSpec:
     (:class:`~pybpf.syscall.bpf.MapFlags`); ``name`` is at most 15 letters, digits, ``_``
     or ``.``; ``inner`` describes the inner maps of a map-in-map; ``map_extra`` is the
     type's extra parameter (bloom filter: number of hash functions, Linux 5.16);
-    ``numa_node`` places the map on a NUMA node.
+    ``numa_node`` places the map on a NUMA node; ``btf`` describes the key and value
+    types to the kernel with BTF built from their ctypes definitions (Linux 4.18), so
+    ``bpftool map dump`` prints field names (keyless and fd-valued map types take none).
     """
 
     type: Union[MapType, int]
@@ -66,6 +68,7 @@ class MapSpec:
     inner: Optional["MapSpec"] = None
     map_extra: int = 0
     numa_node: Optional[int] = None
+    btf: bool = False
 
     def __post_init__(self) -> None:
         try:

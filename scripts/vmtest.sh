@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# vmtest.sh - the second-kernel test stage: boot Debian's stock kernel (linux-image-amd64,
+# which has kprobes, fentry/fexit and BPF LSM support that the development machines lack)
+# under QEMU with scripts/run-in-vm.sh and run the tests marked `vmtest` in it.
+#
+# usage: scripts/vmtest.sh [KERNEL] [-- PYTEST ARGS...]
+#   KERNEL      a run-in-vm.sh kernel spec (default: linux-image-amd64)
+#   PYTEST ARGS replace the default selection (-m vmtest and the test files that use it)
+#
+# needs (as root): qemu-system-x86 busybox-static cpio kmod xz-utils (see .ci/run).
+# Exit status: pytest's (5, no test collected, counts as a failure), or run-in-vm's
+# 124/125 for a timeout or a dead guest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KERNEL=linux-image-amd64
+if (($#)) && [[ $1 != -- ]]; then KERNEL=$1; shift; fi
+[[ ${1:-} == -- ]] && shift
+
+# the real interpreter (not a shim): the guest sees the host's file system at the same paths
+PY=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
+if (($#)); then
+    ARGS=("$@")
+else
+    # collecting only the files that have vmtest tests keeps the guest's (slow, emulated)
+    # Python start-up short; -m vmtest then picks the tests
+    mapfile -t FILES < <(grep -l 'pytest.mark.vmtest' tests/test_*.py)
+    ARGS=(-m vmtest "${FILES[@]}")
+fi
+export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 PYTHONDONTWRITEBYTECODE=1
+start=$(date +%s)
+set +e
+scripts/run-in-vm.sh --timeout "${VMTEST_TIMEOUT:-600}" "$KERNEL" -- \
+    "$PY" -m pytest -q -p no:cacheprovider -rs "${ARGS[@]}"
+rc=$?
+set -e
+echo "vmtest: kernel $KERNEL, $(( $(date +%s) - start )) s, exit $rc"
+exit $rc
