@@ -1,31 +1,47 @@
 """pybpf.syscall: the kernel interface, through ctypes and nothing else.
 
-* :mod:`pybpf.syscall.bpf`: system call numbers, the kernel's enums, the :func:`bpf`
-  call and a few map commands;
-* :mod:`pybpf.syscall.progs`: the program, link, BTF and statistics commands;
+* :mod:`pybpf.syscall.bpf`: system call numbers, the kernel's enums, the :func:`bpf` call;
+* :mod:`pybpf.syscall.maps`: every map command; :mod:`pybpf.syscall.progs`: the program,
+  link, BTF and statistics commands; :mod:`pybpf.syscall.objects`: pinning, ids, info;
+  :mod:`pybpf.syscall.perf`: ``perf_event_open`` and its ioctls;
 * :mod:`pybpf.syscall.fd`: :class:`FD`, the owner of every descriptor;
-* :mod:`pybpf.syscall.errors`: :class:`BPFError` (an :class:`OSError`) and
-  :class:`VerifierError` (with the verifier log).
+* :mod:`pybpf.syscall.errors`: :class:`BPFError` (an :class:`OSError`) and its kin.
+
+The names below are re-exported lazily: importing this package loads no submodule
+until one of them is used (defining the ctypes structures and enums costs milliseconds).
 """
 
 from __future__ import annotations
 
-from .bpf import (
-    AttachType, Cmd, LinkType, MapType, ProgFlags, ProgType, bpf, kernel_version,
-    syscall_number,
-)
-from .errors import BPFError, BPFPermissionError, NotSupportedError, VerifierError
-from .fd import FD, fd_number
-from .maps import ElemFlags, map_create, map_lookup_elem, map_update_elem
-from .progs import (
-    TestRunResult, btf_load, enable_stats, link_create, link_detach, prog_load,
-    prog_test_run, raw_tracepoint_open,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "bpf", "syscall_number", "Cmd", "MapType", "ProgType", "ElemFlags", "map_create",
-    "map_update_elem", "map_lookup_elem", "prog_load", "prog_test_run", "TestRunResult", "FD",
-    "fd_number", "BPFError", "BPFPermissionError", "VerifierError", "NotSupportedError",
-    "AttachType", "LinkType", "ProgFlags", "kernel_version", "link_create", "link_detach",
-    "raw_tracepoint_open", "enable_stats", "btf_load",
-]
+#: re-exported name -> submodule that defines it
+_EXPORTS = {
+    "AttachType": "bpf", "Cmd": "bpf", "LinkType": "bpf", "MapType": "bpf",
+    "ProgFlags": "bpf", "ProgType": "bpf", "bpf": "bpf", "kernel_version": "bpf",
+    "syscall_number": "bpf",
+    "BPFError": "errors", "BPFPermissionError": "errors", "NotSupportedError": "errors",
+    "VerifierError": "errors",
+    "FD": "fd", "fd_number": "fd",
+    "ElemFlags": "maps", "map_create": "maps", "map_lookup_elem": "maps",
+    "map_update_elem": "maps",
+    "TestRunResult": "progs", "btf_load": "progs", "enable_stats": "progs",
+    "link_create": "progs", "link_detach": "progs", "prog_load": "progs",
+    "prog_test_run": "progs", "raw_tracepoint_open": "progs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,94 @@
+"""What every ``pybpf`` subcommand repeats: JSON output, record listings, the examples
+epilog of ``--help``, and the mapping from exceptions to exit codes.
+
+Standard library only and cheap to import: subcommand modules import it while the
+parser is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Dict, Iterable, Optional, TextIO, Tuple, Type
+
+__all__ = ["emit_json", "print_records", "examples", "add_json_flag", "add_parser",
+           "USER_ERRORS", "error_line", "EXIT_OK", "EXIT_USER_ERROR", "EXIT_USAGE"]
+
+#: exit status of a successful command
+EXIT_OK = 0
+#: exit status of a user error (bad input, unknown name, missing permission)
+EXIT_USER_ERROR = 1
+#: exit status of a usage error (argparse's own)
+EXIT_USAGE = 2
+
+#: the exceptions reported as one line with exit status 1 (``LookupError`` covers
+#: ``KeyError`` and pybpf's ``UnknownNameError`` family)
+USER_ERRORS: Tuple[Type[BaseException], ...] = (OSError, ValueError, LookupError)
+
+
+def emit_json(data: Any, out: Optional[TextIO] = None, *, indent: Optional[int] = None
+              ) -> None:
+    """Write ``data`` as one JSON document and a newline to ``out`` (stdout)."""
+    out = out if out is not None else sys.stdout
+    json.dump(data, out, indent=indent)
+    out.write("\n")
+
+
+def print_records(records: Iterable[Dict[str, Any]], fmt: Callable[[Dict[str, Any]], str],
+                  *, as_json: bool, out: Optional[TextIO] = None) -> int:
+    """Print ``records`` as one JSON list, or each as ``fmt(record)`` on its own
+    line(s); returns the exit status (0)."""
+    out = out if out is not None else sys.stdout
+    if as_json:
+        emit_json(list(records), out)
+    else:
+        for rec in records:
+            out.write(fmt(rec) + "\n")
+    return EXIT_OK
+
+
+def examples(*lines: Tuple[str, str], note: str = "") -> str:
+    """An ``examples:`` epilog: each ``(command, what it does)`` pair on one line, the
+    descriptions aligned (a long command puts its description on the next line), then
+    an optional note paragraph."""
+    width = max((len(cmd) for cmd, _ in lines if len(cmd) <= 40), default=0) + 2
+    out = ["examples:"]
+    for cmd, what in lines:
+        if not what:
+            out.append(f"  {cmd}")
+        elif len(cmd) <= 40:
+            out.append(f"  {cmd.ljust(width)}{what}")
+        else:
+            out.append(f"  {cmd}")
+            out.append(f"  {'':{width}}{what}")
+    text = "\n".join(out) + "\n"
+    if note:
+        text += "\n" + note.strip("\n") + "\n"
+    return text
+
+
+def add_parser(sub: "argparse._SubParsersAction", name: str, *, help: str,
+               description: str = "", epilog: str = "", **kwargs: Any
+               ) -> argparse.ArgumentParser:
+    """``sub.add_parser`` with the formatter that keeps the examples epilog as written."""
+    return sub.add_parser(name, help=help, description=description or help,
+                          epilog=epilog or None,
+                          formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+
+def add_json_flag(parser: argparse.ArgumentParser, what: str = "print JSON") -> None:
+    """The ``--json`` flag every data-printing command has."""
+    parser.add_argument("--json", action="store_true", help=what)
+
+
+def error_line(command: str, exc: BaseException) -> str:
+    """The one line printed on stderr for a user error in ``command``."""
+    if isinstance(exc, KeyError) and exc.args:
+        message: Any = exc.args[0]
+    else:
+        message = exc
+    text = str(message).strip() or type(exc).__name__
+    text = text.splitlines()[0] if "\n" in text and not isinstance(exc, SyntaxError) \
+        else text
+    return f"pybpf {command}: {text}"
