@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -26,15 +25,9 @@ from pybpf.program import ProgramSpec, VerifierError
 from pybpf.syscall.bpf import MapType, ProgType
 
 
-def _why_not() -> str:
-    if os.geteuid() != 0:
-        return "needs root"
-    if shutil.which("bpftool") is None:
-        return "bpftool is not installed"
-    return ""
+from bpfenv import needs_bpf, needs_bpftool
 
-
-pytestmark = pytest.mark.skipif(bool(_why_not()), reason=_why_not())
+pytestmark = [needs_bpf, needs_bpftool]
 
 
 def _bpftool(*args: str) -> str:

@@ -37,19 +37,7 @@ MACHINE_RESTRICTIONS: Dict[str, Tuple[str, str]] = {
 }
 
 
-def _usable() -> str:
-    if os.geteuid() != 0:
-        return "needs root"
-    try:
-        from pybpf.syscall.maps import map_create
-        map_create(MapType.ARRAY, 4, 4, 1).close()
-    except OSError as exc:
-        return f"bpf() unusable: {exc}"
-    return ""
-
-
-_WHY = _usable()
-needs_bpf = pytest.mark.skipif(bool(_WHY), reason=_WHY)
+from bpfenv import needs_bpf
 
 
 def _pybpf(*args: str) -> str:

@@ -13,25 +13,13 @@ import pytest
 
 from pybpf.cli import main
 from pybpf.maps import ArrayMap, HashMap, PerCPUHashMap, QueueMap, possible_cpus
-from pybpf.syscall import maps as sysmaps
-from pybpf.syscall.bpf import MapType
 
 
-def _usable() -> str:
-    if os.geteuid() != 0:
-        return "needs root"
-    try:
-        sysmaps.map_create(MapType.ARRAY, 4, 4, 1).close()
-    except OSError as exc:
-        return f"bpf() unusable: {exc}"
-    return ""
+from bpfenv import needs_bpf, needs_bpftool
 
-
-_WHY_NOT = _usable()
-pytestmark = pytest.mark.skipif(bool(_WHY_NOT), reason=_WHY_NOT)
+pytestmark = needs_bpf
 BPFTOOL = shutil.which("bpftool") or ("/usr/sbin/bpftool" if os.path.exists(
     "/usr/sbin/bpftool") else None)
-needs_bpftool = pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed")
 
 
 def _bpftool(*args: str):

@@ -14,18 +14,9 @@ from pybpf.maps import ArrayMap, HashMap, Map, MapFlags, MapSpec, MapType, Queue
 from pybpf.syscall import maps as sysmaps
 
 
-def _usable() -> str:
-    if os.geteuid() != 0:
-        return "needs root"
-    try:
-        sysmaps.map_create(MapType.ARRAY, 4, 4, 1).close()
-    except OSError as exc:
-        return f"bpf() unusable: {exc}"
-    return ""
+from bpfenv import needs_bpf
 
-
-_WHY_NOT = _usable()
-pytestmark = pytest.mark.skipif(bool(_WHY_NOT), reason=_WHY_NOT)
+pytestmark = needs_bpf
 
 
 def _fds() -> set:

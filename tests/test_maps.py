@@ -31,18 +31,9 @@ from pybpf.syscall.bpf import ProgType, syscall_number
 from pybpf.syscall.errors import BPFError, NotSupportedError
 
 
-def _usable() -> str:
-    if os.geteuid() != 0:
-        return "needs root"
-    try:
-        sysmaps.map_create(MapType.ARRAY, 4, 4, 1).close()
-    except OSError as exc:
-        return f"bpf() unusable: {exc}"
-    return ""
+from bpfenv import BPF_UNAVAILABLE as _WHY_NOT, needs_bpf
 
-
-_WHY_NOT = _usable()
-pytestmark = pytest.mark.skipif(bool(_WHY_NOT), reason=_WHY_NOT)
+pytestmark = needs_bpf
 
 NCPU = possible_cpus() if not _WHY_NOT else 1
 

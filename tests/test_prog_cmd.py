@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import shutil
 import subprocess
 import sys
 from typing import Dict, List, Tuple
@@ -24,15 +22,9 @@ from pybpf.program import ProgramSpec
 from pybpf.syscall.bpf import MapType, ProgType
 
 
-def _why_not() -> str:
-    if os.geteuid() != 0:
-        return "needs root"
-    if shutil.which("bpftool") is None:
-        return "bpftool is not installed"
-    return ""
+from bpfenv import needs_bpf, needs_bpftool
 
-
-pytestmark = pytest.mark.skipif(bool(_why_not()), reason=_why_not())
+pytestmark = [needs_bpf, needs_bpftool]
 
 
 def _pybpf(*args: str) -> str:

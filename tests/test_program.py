@@ -28,19 +28,9 @@ from pybpf.syscall.bpf import AttachType, LinkType, MapType, ProgType
 from pybpf.syscall.errors import BPFPermissionError, NotSupportedError
 
 
-def _usable() -> str:
-    if os.geteuid() != 0:
-        return "needs root"
-    try:
-        from pybpf.syscall.maps import map_create
-        map_create(MapType.ARRAY, 4, 4, 1).close()
-    except OSError as exc:
-        return f"bpf() unusable: {exc}"
-    return ""
+from bpfenv import needs_bpf
 
-
-_WHY = _usable()
-pytestmark = pytest.mark.skipif(bool(_WHY), reason=_WHY)
+pytestmark = needs_bpf
 
 XDP_PASS = 2
 

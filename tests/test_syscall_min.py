@@ -23,18 +23,7 @@ def assemble(text: str) -> bytes:
     return encode(_assemble(text))
 
 
-def _bpf_usable() -> str:
-    if os.geteuid() != 0:
-        return "needs root"
-    try:
-        map_create(MapType.ARRAY, 4, 4, 1).close()
-    except OSError as exc:
-        return f"bpf() unusable: {exc}"
-    return ""
-
-
-_WHY_NOT = _bpf_usable()
-needs_bpf = pytest.mark.skipif(bool(_WHY_NOT), reason=_WHY_NOT)
+from bpfenv import needs_bpf
 
 
 def _open_fds() -> set:
