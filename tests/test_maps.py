@@ -27,11 +27,12 @@ from pybpf.maps import (
 from pybpf.maps.percpu import parse_cpu_list
 from pybpf.syscall import maps as sysmaps
 from pybpf.syscall import objects
-from pybpf.syscall.bpf import ProgType, syscall_number
+from pybpf.syscall.bpf import ProgType
 from pybpf.syscall.errors import BPFError, NotSupportedError
 
 
 from bpfenv import BPF_UNAVAILABLE as _WHY_NOT, needs_bpf
+from pybpf.syscall.perf import bpf_output_attr, perf_event_open
 
 pytestmark = needs_bpf
 
@@ -492,33 +493,17 @@ def test_prog_array():
             pa[2]
 
 
-def _perf_event_open(cpu: int) -> int:
-    """A software BPF-output perf event on ``cpu`` (what perf event arrays hold)."""
-    attr = (ctypes.c_char * 64)()
-    # type PERF_TYPE_SOFTWARE, size, config PERF_COUNT_SW_BPF_OUTPUT, period 1,
-    # sample_type PERF_SAMPLE_RAW
-    struct.pack_into("=IIQQQ", attr, 0, 1, 64, 10, 1, 1 << 10)
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.syscall(syscall_number("perf_event_open"), attr, -1, cpu, -1, 8)
-    if fd < 0:
-        pytest.skip(f"perf_event_open: {os.strerror(ctypes.get_errno())}")
-    return fd
-
-
 def test_perf_event_array():
     with PerfEventArray(name="perfarr") as pe:
         assert pe.max_entries == NCPU and len(pe) == NCPU
-        fd = _perf_event_open(0)
-        try:
-            pe[0] = fd
+        with perf_event_open(bpf_output_attr(), cpu=0) as event:
+            pe[0] = event
             with pytest.raises(TypeError, match="does not let user space read"):
                 pe[0]
             assert list(pe.keys()) == list(range(NCPU))
             del pe[0]
             with pytest.raises(KeyError):
                 del pe[0]
-        finally:
-            os.close(fd)
 
 
 def _cgroup2_root():
