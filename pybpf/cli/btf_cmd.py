@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   pybpf btf dump --module kvm kvm_vcpu    a module's type (split BTF on vmlinux)
   pybpf btf dump --file prog.o            the .BTF of an ELF object, or a raw blob
   pybpf btf find bpf_iter_task            every type with that name, vmlinux and modules
+  pybpf btf find --json task_struct       the same as JSON
   pybpf btf field task_struct.real_parent.tgid
                                           the loads that read a field through pointers
 """
@@ -57,6 +58,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                                           "in each module's BTF.")
     find.add_argument("name", metavar="NAME")
     find.add_argument("--kind", help="only this kind (struct, func, typedef, ...)")
+    find.add_argument("--json", action="store_true",
+                      help="print JSON: a list of {source, id, kind, name[, size, type]}")
     source_args(find)
     find.set_defaults(handler=run_find)
 
@@ -64,6 +67,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                                description="Show the loads that read PATH "
                                            "(type.member[.member...], through pointers).")
     field.add_argument("path", metavar="PATH")
+    field.add_argument("--json", action="store_true",
+                       help="print JSON: a list of loads {offset, size, deref, ...}")
     source_args(field)
     field.set_defaults(handler=run_field)
 
@@ -137,16 +142,28 @@ def run_find(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
             except (OSError, ValueError):
                 continue
     count = 0
+    records = []
     for btf in sources:
         own = btf.base is not None
         for type_id in btf.ids(args.name, args.kind, own=own):
             t = btf.type(type_id)
             size = getattr(t, "size", None)
             detail = f" size={size}" if isinstance(size, int) and size else ""
+            rec = {"source": btf.name or "file", "id": type_id, "kind": t.kind.name,
+                   "name": t.name}
+            if isinstance(size, int) and size:
+                rec["size"] = size
             if t.kind.name in ("TYPEDEF", "VAR", "PTR"):
                 detail += f" -> {type_name(btf, t.type)}"  # type: ignore[attr-defined]
-            out.write(f"{btf.name or 'file'}\t[{type_id}] {t.kind.name} {t.name}{detail}\n")
+                rec["type"] = type_name(btf, t.type)  # type: ignore[attr-defined]
+            records.append(rec)
+            if not getattr(args, "json", False):
+                out.write(f"{btf.name or 'file'}\t[{type_id}] {t.kind.name} {t.name}"
+                          f"{detail}\n")
             count += 1
+    if count and getattr(args, "json", False):
+        from pybpf.cli.common import emit_json
+        emit_json(records, out)
     if not count:
         from pybpf.btf.errors import TypeNotFoundError
         raise TypeNotFoundError(f"no type named {args.name!r}"
@@ -160,6 +177,13 @@ def run_field(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     out = out or sys.stdout
     btf = _source(args)
     fp = field_path(btf, args.path)
+    if getattr(args, "json", False):
+        from pybpf.cli.common import emit_json
+        emit_json([{"offset": step.offset, "size": step.size, "deref": step.deref,
+                    "signed": step.signed, "bit_shift": step.bit_shift,
+                    "bit_size": step.bit_size, "text": step.text,
+                    "type": type_name(btf, step.type_id)} for step in fp.steps], out)
+        return 0
     for n, step in enumerate(fp.steps):
         what = "pointer, followed" if step.deref else (
             "signed" if step.signed else "unsigned")

@@ -7,10 +7,12 @@ parser is built.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from typing import Any, Callable, Dict, Iterable, Optional, TextIO, Tuple, Type
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:                  # typing and argparse cost start-up time: annotations only
+    import argparse
+    from typing import Any, Callable, Dict, Iterable, Optional, TextIO, Tuple
 
 __all__ = ["emit_json", "print_records", "examples", "add_json_flag", "add_parser",
            "USER_ERRORS", "error_line", "EXIT_OK", "EXIT_USER_ERROR", "EXIT_USAGE"]
@@ -24,12 +26,13 @@ EXIT_USAGE = 2
 
 #: the exceptions reported as one line with exit status 1 (``LookupError`` covers
 #: ``KeyError`` and pybpf's ``UnknownNameError`` family)
-USER_ERRORS: Tuple[Type[BaseException], ...] = (OSError, ValueError, LookupError)
+USER_ERRORS = (OSError, ValueError, LookupError)
 
 
 def emit_json(data: Any, out: Optional[TextIO] = None, *, indent: Optional[int] = None
               ) -> None:
     """Write ``data`` as one JSON document and a newline to ``out`` (stdout)."""
+    import json
     out = out if out is not None else sys.stdout
     json.dump(data, out, indent=indent)
     out.write("\n")
@@ -72,6 +75,7 @@ def add_parser(sub: "argparse._SubParsersAction", name: str, *, help: str,
                description: str = "", epilog: str = "", **kwargs: Any
                ) -> argparse.ArgumentParser:
     """``sub.add_parser`` with the formatter that keeps the examples epilog as written."""
+    import argparse
     return sub.add_parser(name, help=help, description=description or help,
                           epilog=epilog or None,
                           formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
@@ -89,6 +93,4 @@ def error_line(command: str, exc: BaseException) -> str:
     else:
         message = exc
     text = str(message).strip() or type(exc).__name__
-    text = text.splitlines()[0] if "\n" in text and not isinstance(exc, SyntaxError) \
-        else text
     return f"pybpf {command}: {text}"

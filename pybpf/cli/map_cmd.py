@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import sys
-from typing import Any, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+from pybpf.cli.common import add_json_flag, emit_json, print_records
 
 __all__ = ["register", "map_record", "format_record", "list_maps", "dump_entries",
            "format_entry"]
@@ -34,15 +35,15 @@ def register(sub: "argparse._SubParsersAction") -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     lst = actions.add_parser("list", aliases=["ls"], help="every map")
-    lst.add_argument("--json", action="store_true", help="print JSON")
+    add_json_flag(lst)
     lst.set_defaults(handler=run_list)
     show = actions.add_parser("show", help="one map, by id or pin path")
     show.add_argument("map", help="map id, or the path where it is pinned")
-    show.add_argument("--json", action="store_true", help="print JSON")
+    add_json_flag(show)
     show.set_defaults(handler=run_show)
     dump = actions.add_parser("dump", help="the keys and values of a map")
     dump.add_argument("map", help="map id, or the path where it is pinned")
-    dump.add_argument("--json", action="store_true", help="print JSON")
+    add_json_flag(dump)
     dump.set_defaults(handler=run_dump)
 
 
@@ -225,20 +226,10 @@ def _entry_json(key: bytes, value: Any) -> Dict[str, Any]:
     return {"key": _json_bytes(key), "value": _json_bytes(value)}
 
 
-def _emit(data: Any, out: TextIO) -> None:
-    json.dump(data, out)
-    out.write("\n")
-
-
 def run_list(args: argparse.Namespace) -> int:
     """Handler of ``pybpf map list``."""
     records = list_maps()
-    if args.json:
-        _emit(records, sys.stdout)
-    else:
-        for rec in records:
-            sys.stdout.write(format_record(rec) + "\n")
-    return 0
+    return print_records(records, format_record, as_json=args.json)
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -246,7 +237,7 @@ def run_show(args: argparse.Namespace) -> int:
     with _open_fd(args.map) as fd:
         rec = map_record(fd)
     if args.json:
-        _emit(rec, sys.stdout)
+        emit_json(rec)
     else:
         sys.stdout.write(format_record(rec) + "\n")
     return 0
@@ -258,7 +249,7 @@ def run_dump(args: argparse.Namespace) -> int:
     if why_not:
         raise ValueError(f"cannot dump: {why_not}")
     if args.json:
-        _emit([_entry_json(k, v) for k, v in entries], sys.stdout)
+        emit_json([_entry_json(k, v) for k, v in entries])
     else:
         for key, value in entries:
             sys.stdout.write(format_entry(key, value) + "\n")

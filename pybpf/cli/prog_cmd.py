@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import sys
 import time
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Dict, List, Optional
+
+from pybpf.cli.common import add_json_flag, emit_json, print_records
 
 __all__ = ["register", "program_record", "format_record", "list_programs"]
 
@@ -28,15 +29,15 @@ def register(sub: "argparse._SubParsersAction") -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     lst = actions.add_parser("list", aliases=["ls"], help="every loaded program")
-    lst.add_argument("--json", action="store_true", help="print JSON")
+    add_json_flag(lst)
     lst.set_defaults(handler=run_list)
     show = actions.add_parser("show", help="one program by id")
     show.add_argument("id", type=int, help="program id")
-    show.add_argument("--json", action="store_true", help="print JSON")
+    add_json_flag(show)
     show.set_defaults(handler=run_show)
     dump = actions.add_parser("dump", help="the translated instructions of a program")
     dump.add_argument("id", type=int, help="program id")
-    dump.add_argument("--json", action="store_true", help="print JSON")
+    add_json_flag(dump)
     dump.set_defaults(handler=run_dump)
 
 
@@ -141,20 +142,10 @@ def list_programs() -> List[Dict[str, Any]]:
     return records
 
 
-def _emit(data: Any, out: TextIO) -> None:
-    json.dump(data, out)
-    out.write("\n")
-
-
 def run_list(args: argparse.Namespace) -> int:
     """Handler of ``pybpf prog list``."""
     records = list_programs()
-    if args.json:
-        _emit(records, sys.stdout)
-    else:
-        for rec in records:
-            sys.stdout.write(format_record(rec) + "\n")
-    return 0
+    return print_records(records, format_record, as_json=args.json)
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -162,7 +153,7 @@ def run_show(args: argparse.Namespace) -> int:
     with _open(args.id) as prog:
         rec = program_record(prog)
     if args.json:
-        _emit(rec, sys.stdout)
+        emit_json(rec)
     else:
         sys.stdout.write(format_record(rec) + "\n")
     return 0
@@ -174,9 +165,9 @@ def run_dump(args: argparse.Namespace) -> int:
     with _open(args.id) as prog:
         lines = dump_lines(prog.xlated())
     if args.json:
-        _emit([{"pc": ln.address, "opcode": ln.opcode,
+        emit_json([{"pc": ln.address, "opcode": ln.opcode,
                 "disasm": f"({ln.opcode:02x}) {ln.text}", "comment": ln.comment}
-               for ln in lines], sys.stdout)
+               for ln in lines])
     else:
         sys.stdout.write("".join(f"{ln}\n" for ln in lines))
     return 0

@@ -23,7 +23,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     """Add the ``vm`` subcommand and its ``run`` action."""
     p = sub.add_parser("vm", help="run programs in the built-in interpreter (no kernel)",
                        description="A reference BPF interpreter: run and step through "
-                                   "programs without a kernel or root.")
+                                   "programs without a kernel or root.",
+                       epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="vm_command", metavar="ACTION")
     actions.required = True
     r = actions.add_parser("run", help="run a program and print r0",

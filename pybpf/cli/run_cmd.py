@@ -1,0 +1,111 @@
+"""``pybpf run NAME|FILE [ARGS...]``: run a tool from ``programs/`` or a user's Python
+file as ``__main__``, under the command line's error handling.
+
+A NAME is looked up, in order, in the directories of ``$PYBPF_PROGRAMS``
+(``os.pathsep``-separated), in an installed ``pybpf_programs`` package, and in the
+``programs/`` directory next to the ``pybpf`` package (a source checkout). A FILE (a
+path that exists, or any argument with ``/`` or ending in ``.py``) is run directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List
+
+from pybpf.cli.common import add_parser, examples
+
+__all__ = ["register", "run", "program_dirs", "available_programs", "resolve_program"]
+
+EXAMPLES = examples(
+    ("pybpf run execsnoop", "programs/execsnoop.py (when that tool exists)"),
+    ("pybpf run ./mytool.py -p 42", "your script, with sys.argv = ['./mytool.py', '-p', '42']"),
+    ("pybpf --debug run mytool.py", "a traceback instead of one line on errors"),
+    ("PYBPF_PROGRAMS=~/tools pybpf run NAME", "look for tools in ~/tools first"),
+    note="The file runs as __main__ (like python3 FILE): an error pybpf raises in it\n"
+         "(OSError, ValueError, LookupError) is printed as one line with exit status 1,\n"
+         "and sys.exit(N) in it becomes the exit status.")
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    """Add the ``run`` subcommand."""
+    p = add_parser(sub, "run", help="run a tool from programs/ or a Python file",
+                   description="Run tool NAME (programs/NAME.py) or Python FILE as "
+                               "__main__ with ARGS as its sys.argv[1:].",
+                   epilog=EXAMPLES)
+    p.add_argument("target", metavar="NAME|FILE", help="a tool's name or a Python file")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                   help="arguments for the tool")
+    p.set_defaults(handler=run)
+
+
+def program_dirs() -> List[str]:
+    """The directories searched for tool NAME, in order (existing ones only)."""
+    dirs = [d for d in os.environ.get("PYBPF_PROGRAMS", "").split(os.pathsep) if d]
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec("pybpf_programs")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        dirs += list(spec.submodule_search_locations)
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dirs.append(os.path.join(os.path.dirname(package), "programs"))
+    seen: List[str] = []
+    for d in dirs:
+        d = os.path.expanduser(d)
+        if os.path.isdir(d) and d not in seen:
+            seen.append(d)
+    return seen
+
+
+def available_programs() -> List[str]:
+    """The tool names found in :func:`program_dirs`, sorted."""
+    names = set()
+    for d in program_dirs():
+        for entry in os.listdir(d):
+            if entry.endswith(".py") and not entry.startswith(("_", ".")):
+                names.add(entry[:-3])
+    return sorted(names)
+
+
+def resolve_program(target: str) -> str:
+    """The file for ``target`` (a path or a tool name); LookupError naming the tools
+    that exist when there is none."""
+    if os.path.isfile(target):
+        return target
+    if "/" in target or target.endswith(".py"):
+        raise FileNotFoundError(f"no such file: {target}")
+    for d in program_dirs():
+        path = os.path.join(d, target + ".py")
+        if os.path.isfile(path):
+            return path
+    names = available_programs()
+    raise LookupError(f"no tool named {target!r} (available: "
+                      f"{', '.join(names) if names else 'none yet'})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``pybpf run``: the tool's exit status."""
+    import runpy
+    path = resolve_program(args.target)
+    old_argv = sys.argv[:]
+    sys.argv = [path, *args.args]
+    script_dir = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, script_dir)
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return 1
+    finally:
+        sys.argv = old_argv
+        if sys.path and sys.path[0] == script_dir:
+            del sys.path[0]
+    return 0
