@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,16 @@ def test_long_jumps_flag(tmp_path: Path) -> None:
     assert refused.returncode == 1 and "far" in refused.stderr.decode()
     ok = pybpf("asm", "--long-jumps", str(src))
     assert ok.returncode == 0 and ok.stdout[:8].hex() == "06000000409c0000"
+
+
+@pytest.mark.skipif(shutil.which("clang-19") is None,
+                    reason="clang-19 (test oracle, installed by .ci/run) is missing")
+def test_disasm_of_an_elf_object_shows_sections_and_relocations(tmp_path: Path) -> None:
+    obj = tmp_path / "subprog.o"
+    subprocess.run(["clang-19", "-O2", "-g", "-target", "bpf", "-c",
+                    str(ROOT / "tests/data/objects/subprog.c"), "-o", str(obj)], check=True)
+    run = pybpf("disasm", str(obj))
+    assert run.returncode == 0, run.stderr
+    text = run.stdout.decode()
+    assert "Disassembly of section .text:" in text and "Disassembly of section xdp:" in text
+    assert "<triple>:" in text and "R_BPF_64_32\t.text" in text

@@ -18,6 +18,7 @@ DISASM_EXAMPLES = """examples:
   pybpf disasm prog.bin                    llvm-objdump style listing
   pybpf disasm --hex 'b7 00 00 00 2a 00 00 00 95 00 00 00 00 00 00 00'
   pybpf disasm --dialect ubpf prog.bin     uBPF syntax
+  pybpf disasm prog.o                      an ELF object: each section, relocations shown
 """
 
 
@@ -38,7 +39,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                        description="Print raw BPF instructions as text (llvm-objdump -d).",
                        epilog=DISASM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = d.add_mutually_exclusive_group(required=True)
-    src.add_argument("file", nargs="?", help="raw instruction bytes ('-' for stdin)")
+    src.add_argument("file", nargs="?", help="raw instruction bytes or a BPF ELF object "
+                     "('-' for stdin)")
     src.add_argument("--hex", help="the instructions as hex digits instead of a file")
     d.add_argument("--dialect", choices=("llvm", "ubpf"), default="llvm",
                    help="output syntax (default: llvm)")
@@ -91,6 +93,10 @@ def run_disasm(args: argparse.Namespace) -> int:
             raise ValueError(f"--hex: not hex digits ({exc})") from None
     else:
         data = _read_bytes(args.file)
+    if data[:4] == b"\x7fELF":          # a BPF object file: every section, relocations shown
+        from pybpf.object.disasm import disasm_object
+        sys.stdout.write(disasm_object(data))
+        return 0
     program = decode(data)
     out: TextIO = sys.stdout
     if args.dialect == "ubpf":
