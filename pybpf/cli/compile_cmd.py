@@ -1,0 +1,62 @@
+"""``pybpf compile FILE [--disasm]``: compile the ``@pybpf.dsl.bpf`` functions of a file.
+
+Without options it prints one line per program (name and instruction count); with
+``--disasm`` the instructions interleaved with the Python lines they come from. A
+compile error is printed with its ``file:line:col``, the line, and a hint (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pybpf.cli.common import add_parser, examples
+
+__all__ = ["register", "run"]
+
+EXAMPLES = examples(
+    ("pybpf compile prog.py", "each @bpf function of prog.py: name and size"),
+    ("pybpf compile prog.py --disasm", "instructions under the Python lines they come from"),
+    ("pybpf compile prog.py -f count", "only the function named count"))
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    """Add the ``compile`` subcommand."""
+    p = add_parser(sub, "compile", help="compile the pybpf.dsl programs of a Python file",
+                   description="Compile the functions of FILE decorated with "
+                               "@pybpf.dsl.bpf to BPF.", epilog=EXAMPLES)
+    p.add_argument("file", metavar="FILE", help="a Python file")
+    p.add_argument("--disasm", action="store_true",
+                   help="print the instructions interleaved with the Python source")
+    p.add_argument("-f", "--function", metavar="NAME", help="only this function")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``pybpf compile``."""
+    import os
+
+    from pybpf.cli import CliError
+    from pybpf.dsl import CompileError, compile_function, functions_in_file
+    if not os.path.exists(args.file):
+        raise CliError(f"{args.file}: no such file")
+    fns = functions_in_file(args.file)
+    if args.function:
+        fns = [f for f in fns if f.__name__ == args.function]
+    if not fns:
+        raise CliError(f"{args.file}: no function decorated with @pybpf.dsl.bpf"
+                       + (f" named {args.function!r}" if args.function else ""))
+    status = 0
+    for fn in fns:
+        try:
+            compiled = compile_function(fn)
+        except CompileError as exc:
+            print(exc, file=sys.stderr)
+            status = 1
+            continue
+        if args.disasm:
+            sys.stdout.write(compiled.disasm())
+            print()
+        else:
+            print(f"{compiled.name}: {len(compiled)} instructions")
+    return status

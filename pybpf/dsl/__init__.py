@@ -1,0 +1,203 @@
+"""pybpf.dsl: BPF programs written as restricted Python functions, compiled to BPF.
+
+::
+
+    from pybpf.dsl import compile_function, u32, u64, ktime_ns
+
+    def prog(ctx):
+        total: u64 = 0
+        for i in range(4):
+            total += ktime_ns() & 0xff
+        return 2 if total > 100 else 1
+
+    compiled = compile_function(prog)
+    print(compiled.disasm())          # instructions under the Python lines they come from
+
+The language: locals with fixed-width integer types (:mod:`pybpf.dsl.types`, C
+semantics), arithmetic, bitwise and shift operators, comparisons (also chained), ``and``/
+``or``/``not`` (short-circuit; as values they give 0 or 1 like C), ``if``/``elif``/
+``else``, ``a if c else b``, ``for i in range(N)`` with constant bounds (unrolled up to
+8 iterations, else a bounded loop), ``break``/``continue``, early ``return``, calls of
+other Python functions (bpf-to-bpf calls; parameters need integer annotations), and the
+helpers :func:`ktime_ns`, :func:`pid`, :func:`tgid`, :func:`tid`, :func:`uid`,
+:func:`gid`, :func:`cpu`, :func:`pid_tgid`, :func:`random`. ``//`` and ``%`` truncate
+toward zero like C; division by zero gives 0 and modulo by zero gives the dividend (the
+BPF rule); shift counts are taken modulo the width of the promoted left operand.
+Anything else raises :class:`CompileError` at compile time with ``file:line:col``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types as _pytypes
+from typing import Any, Callable, Dict, List, Optional, TypeVar
+
+from ..asm.instruction import Instruction, SourceLocation
+from .compiler import CompiledFunction, CompileError, compile_functions
+from .types import (
+    Const, IntType, const, i8, i16, i32, i64, u8, u16, u32, u64,
+)
+
+__all__ = [
+    "CompileError", "CompiledProgram", "compile_function", "compile_source", "program",
+    "bpf", "is_bpf", "functions_in_file",
+    "IntType", "Const", "const", "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
+    "ktime_ns", "pid", "tgid", "tid", "uid", "gid", "cpu", "pid_tgid", "random",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _helper(name: str, doc: str) -> Callable[[], int]:
+    def fn() -> int:
+        raise RuntimeError(f"{name}() only works inside a compiled BPF program")
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    fn.__pybpf_helper__ = name            # type: ignore[attr-defined]
+    return fn
+
+
+ktime_ns = _helper("ktime_ns", "Nanoseconds since boot, without suspend (u64).")
+pid = _helper("pid", "The current process id, the kernel's tgid (u32).")
+tgid = _helper("tgid", "The current thread group id: the same as pid() (u32).")
+tid = _helper("tid", "The current thread id, the kernel's pid (u32).")
+uid = _helper("uid", "The current user id (u32).")
+gid = _helper("gid", "The current group id (u32).")
+cpu = _helper("cpu", "The current CPU number (u32).")
+pid_tgid = _helper("pid_tgid", "tgid << 32 | pid of the current task (u64).")
+random = _helper("random", "A pseudo-random u32.")
+
+
+def bpf(fn: F) -> F:
+    """Mark ``fn`` as a BPF program for ``pybpf compile`` (attach decorators come later)."""
+    fn.__pybpf_program__ = True           # type: ignore[attr-defined]
+    return fn
+
+
+def is_bpf(obj: Any) -> bool:
+    """True if ``obj`` was decorated with :func:`bpf`."""
+    return bool(getattr(obj, "__pybpf_program__", False))
+
+
+class CompiledProgram:
+    """A compiled program: linked ``instructions`` (the entry function first, then the
+    functions it calls), each carrying the :class:`SourceLocation` of its Python line,
+    and the per-function details in ``functions``."""
+
+    def __init__(self, name: str, functions: List[CompiledFunction],
+                 instructions: List[Instruction]) -> None:
+        self.name = name
+        self.functions = functions
+        self.instructions = instructions
+
+    def __len__(self) -> int:
+        return len(self.instructions)
+
+    @property
+    def source_map(self) -> Dict[int, SourceLocation]:
+        """Slot index -> source location of the instruction there."""
+        out: Dict[int, SourceLocation] = {}
+        slot = 0
+        for ins in self.instructions:
+            if ins.source is not None:
+                out[slot] = ins.source
+            slot += ins.slots
+        return out
+
+    def disasm(self) -> str:
+        """The instructions, numbered by slot, under the Python lines they come from."""
+        from ..asm.disasm import format_instruction
+        names = {f.name for f in self.functions}
+        lines: List[str] = []
+        last: Optional[tuple] = None
+        slot = 0
+        for ins in self.instructions:
+            if ins.label in names:
+                fn = next(f for f in self.functions if f.name == ins.label)
+                loc = fn.ir.loc
+                where = f"{_short(loc.file)}:{loc.line}" if loc else ""
+                head = f"{ins.label}:"
+                text = loc.text.strip() if loc else ""
+                lines.append(f"{head:<24} ; {where}  {text}".rstrip())
+                last = (loc.file, loc.line) if loc else None
+            src = ins.source
+            if src is not None and (src.file, src.line) != last:
+                lines.append(f"; {_short(src.file)}:{src.line}  {src.text.rstrip()}")
+                last = (src.file, src.line)
+            lines.append(f"{slot:6}: {format_instruction(ins)}")
+            slot += ins.slots
+        return "\n".join(lines) + "\n"
+
+    def spec(self, type: str = "xdp") -> Any:
+        """A :class:`pybpf.program.ProgramSpec` of this program (``type``: a ProgType
+        name such as ``"xdp"`` or ``"socket_filter"``, or a ProgType)."""
+        from ..program import ProgramSpec
+        from ..syscall.bpf import ProgType
+        ptype = ProgType[type.upper()] if isinstance(type, str) else type
+        return ProgramSpec(ptype, self.instructions, name=self.name[:15])
+
+
+def _short(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if not rel.startswith("..") else path
+
+
+def compile_function(fn: Callable[..., Any]) -> CompiledProgram:
+    """Compile ``fn`` (and the functions it calls) to a :class:`CompiledProgram`.
+    Raises :class:`CompileError` for Python the language does not support."""
+    functions, instructions = compile_functions(fn)
+    return CompiledProgram(functions[0].name, functions, instructions)
+
+
+def compile_source(source: str, name: str, *, filename: str = "<pybpf>",
+                   namespace: Optional[Dict[str, Any]] = None) -> CompiledProgram:
+    """Compile function ``name`` from Python ``source`` text (the text is executed as a
+    module first, with the types and helpers of :mod:`pybpf.dsl` available)."""
+    module = _module_from_source(source, filename, namespace)
+    fn = getattr(module, name, None)
+    if not isinstance(fn, _pytypes.FunctionType):
+        raise CompileError(f"no function {name!r} in {filename}")
+    return compile_function(fn)
+
+
+def _module_from_source(source: str, filename: str,
+                        namespace: Optional[Dict[str, Any]] = None) -> _pytypes.ModuleType:
+    import linecache
+    module = _pytypes.ModuleType("_pybpf_source")
+    module.__file__ = filename
+    module.__dict__.update({n: globals()[n] for n in __all__ if n in globals()})
+    if namespace:
+        module.__dict__.update(namespace)
+    lines = source.splitlines(True)
+    linecache.cache[filename] = (len(source), None, lines, filename)
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return module
+
+
+def functions_in_file(path: str) -> List[Callable[..., Any]]:
+    """Import the Python file at ``path`` and return its :func:`bpf` functions, in
+    source order."""
+    import importlib.util
+    name = "_pybpf_compile_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CompileError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(name, None)
+    found = [v for v in vars(module).values()
+             if isinstance(v, _pytypes.FunctionType) and is_bpf(v)]
+    return sorted(found, key=lambda f: f.__code__.co_firstlineno)
+
+
+def program(fn: Callable[..., Any], type: str = "xdp") -> Any:
+    """Compile ``fn`` and load it as a ``type`` program; returns the
+    :class:`pybpf.program.Program` (use ``.test_run()``; close it when done)."""
+    return compile_function(fn).spec(type).load()

@@ -1,0 +1,178 @@
+"""Typed IR -> :mod:`pybpf.asm` instructions on virtual registers.
+
+Virtual register ``%n`` is written as register number ``VREG_BASE + n`` in the
+instruction's ``dst``/``src`` fields until :mod:`.regalloc` replaces it; physical
+registers (r0-r5 around calls and returns, r10) appear as themselves. Values are kept
+normalized (see :mod:`.ir`): after an operation whose result may leave the type's range,
+a ``norm`` operation wraps it (``w = w`` for u32, a mask for u8/u16, a shift pair for
+signed types). Every instruction carries the source location of its IR operation.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from ...asm.helpers import helper
+from ...asm.instruction import Instruction, SourceLocation
+from ...asm.opcodes import AluOp, CallKind, Class, JmpOp, Source
+from .ir import Function, Operand, VReg
+
+__all__ = ["VREG_BASE", "Generated", "generate"]
+
+#: register numbers from this one up are virtual registers
+VREG_BASE = 16
+
+_ALU = {"add": AluOp.ADD, "sub": AluOp.SUB, "mul": AluOp.MUL, "udiv": AluOp.DIV,
+        "sdiv": AluOp.DIV, "umod": AluOp.MOD, "smod": AluOp.MOD, "and": AluOp.AND,
+        "or": AluOp.OR, "xor": AluOp.XOR, "lsh": AluOp.LSH, "rsh": AluOp.RSH,
+        "arsh": AluOp.ARSH}
+_JMP = {"eq": JmpOp.JEQ, "ne": JmpOp.JNE, "ugt": JmpOp.JGT, "uge": JmpOp.JGE,
+        "ult": JmpOp.JLT, "ule": JmpOp.JLE, "sgt": JmpOp.JSGT, "sge": JmpOp.JSGE,
+        "slt": JmpOp.JSLT, "sle": JmpOp.JSLE}
+
+
+class Generated:
+    """The output of :func:`generate`: ``instructions`` on virtual registers,
+    ``op_start[i]``: the index of the first instruction of IR operation ``i``,
+    ``aliases``: labels that name the same instruction as another, and the set of
+    virtual registers that hold parameters."""
+
+    def __init__(self) -> None:
+        self.instructions: List[Instruction] = []
+        self.op_start: List[int] = []
+        self.aliases: Dict[str, str] = {}
+        self.params: List[int] = []
+
+
+def _reg(v: VReg) -> int:
+    return VREG_BASE + v.id
+
+
+def _fits32(value: int) -> bool:
+    return -(1 << 31) <= value < (1 << 31)
+
+
+def generate(fn: Function) -> Generated:
+    """Lower ``fn`` to instructions on virtual registers."""
+    out = Generated()
+    ins_list = out.instructions
+    pending: List[str] = []
+    loc: Optional[SourceLocation] = None
+
+    def emit(opcode: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0,
+             reference: Optional[str] = None) -> None:
+        label = None
+        if pending:
+            label = pending[0]
+            for other in pending[1:]:
+                out.aliases[other] = label
+            pending.clear()
+        ins_list.append(Instruction(opcode, dst, src, off, imm, label=label,
+                                    reference=reference, source=loc))
+
+    def mov_reg(dst: int, src: int) -> None:
+        if dst != src:
+            emit(AluOp.MOV | Source.X | Class.ALU64, dst, src)
+
+    def mov_imm(dst: int, value: int) -> None:
+        pattern = value & 0xFFFFFFFFFFFFFFFF
+        signed = pattern - (1 << 64) if pattern >> 63 else pattern
+        if _fits32(signed):
+            emit(AluOp.MOV | Source.K | Class.ALU64, dst, imm=signed)
+        elif pattern < 1 << 32:                 # mov32 zero-extends
+            emit(AluOp.MOV | Source.K | Class.ALU, dst,
+                 imm=pattern - (1 << 32) if pattern >> 31 else pattern)
+        else:
+            emit(0x18, dst, imm=signed)
+
+    def operand_into(dst: int, a: Operand) -> None:
+        if isinstance(a, VReg):
+            mov_reg(dst, _reg(a))
+        else:
+            mov_imm(dst, a)
+
+    def alu(op: int, dst: int, b: Operand) -> None:
+        if isinstance(b, VReg):
+            emit(op | Source.X | Class.ALU64, dst, _reg(b), off=off_for(op_name))
+        else:
+            emit(op | Source.K | Class.ALU64, dst, imm=b, off=off_for(op_name))
+
+    def off_for(name: str) -> int:
+        return 1 if name in ("sdiv", "smod") else 0
+
+    op_name = ""
+    for op in fn.ops:
+        out.op_start.append(len(ins_list))
+        loc = op.loc
+        k = op.kind
+        if k == "label":
+            pending.append(op.name)
+        elif k == "param":
+            assert op.dst is not None and isinstance(op.a, int)
+            out.params.append(_reg(op.dst))
+            mov_reg(_reg(op.dst), op.a + 1)
+        elif k == "mov":
+            assert op.dst is not None and op.a is not None
+            operand_into(_reg(op.dst), op.a)
+        elif k == "binop":
+            assert op.dst is not None and isinstance(op.a, VReg) and op.b is not None
+            d = _reg(op.dst)
+            assert not (isinstance(op.b, VReg) and op.b == op.dst and op.a != op.dst)
+            mov_reg(d, _reg(op.a))
+            op_name = op.name
+            alu(_ALU[op.name], d, op.b)
+        elif k == "neg":
+            assert op.dst is not None and isinstance(op.a, VReg)
+            d = _reg(op.dst)
+            mov_reg(d, _reg(op.a))
+            emit(AluOp.NEG | Class.ALU64, d)
+        elif k == "norm":
+            assert op.dst is not None and isinstance(op.a, VReg)
+            d, t = _reg(op.dst), op.dst.type
+            if t.bits == 64:
+                mov_reg(d, _reg(op.a))
+            elif t.bits == 32 and not t.signed:
+                emit(AluOp.MOV | Source.X | Class.ALU, d, _reg(op.a))      # w = w
+            else:
+                mov_reg(d, _reg(op.a))
+                if t.signed:
+                    emit(AluOp.LSH | Source.K | Class.ALU64, d, imm=64 - t.bits)
+                    emit(AluOp.ARSH | Source.K | Class.ALU64, d, imm=64 - t.bits)
+                else:
+                    emit(AluOp.AND | Source.K | Class.ALU64, d, imm=(1 << t.bits) - 1)
+        elif k == "jump":
+            emit(JmpOp.JA | Class.JMP, reference=op.target)
+        elif k == "branch":
+            assert isinstance(op.a, VReg) and op.b is not None
+            code = _JMP[op.name] | Class.JMP
+            if isinstance(op.b, VReg):
+                emit(code | Source.X, _reg(op.a), _reg(op.b), reference=op.target)
+            else:
+                emit(code | Source.K, _reg(op.a), imm=op.b, reference=op.target)
+        elif k == "helper":
+            assert op.dst is not None
+            emit(JmpOp.CALL | Class.JMP, src=CallKind.HELPER, imm=helper(op.name).id)
+            mov_reg(_reg(op.dst), 0)
+        elif k == "call":
+            assert op.dst is not None
+            for i, arg in enumerate(op.args):
+                operand_into(i + 1, arg)
+            emit(JmpOp.CALL | Class.JMP, src=CallKind.LOCAL, imm=-1, reference=op.name)
+            mov_reg(_reg(op.dst), 0)
+        elif k == "ret":
+            assert op.a is not None
+            operand_into(0, op.a)
+            emit(JmpOp.EXIT | Class.JMP)
+        else:                                   # pragma: no cover
+            raise AssertionError(f"unknown IR operation {k}")
+    if pending:                                 # a label at the very end: a safe exit
+        mov_imm(0, 0)
+        emit(JmpOp.EXIT | Class.JMP)
+    return out
+
+
+def ranges(gen: Generated, fn: Function) -> List[Tuple[int, int]]:
+    """The instruction ranges of ``fn``'s loops (for liveness across back edges)."""
+    n = len(gen.instructions)
+    starts = gen.op_start + [n]
+    return [(starts[a], max(starts[b + 1] - 1, starts[a])) for a, b in fn.loops]

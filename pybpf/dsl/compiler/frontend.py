@@ -1,0 +1,735 @@
+"""Python ``ast`` of a function -> typed IR (:mod:`.ir`), with source locations.
+
+One :class:`FunctionCompiler` per function. Expressions are compiled to a fresh virtual
+register (or a small immediate); conditions in ``if`` and loops are compiled to
+conditional jumps directly (no 0/1 value in between). Names are resolved in this order:
+locals, then the function's globals: integer types (as conversions), helpers, other
+Python functions (compiled as bpf-to-bpf calls), :func:`~pybpf.dsl.types.const` values
+and plain ``int`` globals (compile-time constants).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+import types as _pytypes
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ...asm.instruction import SourceLocation
+from .. import types as T
+from .errors import CompileError
+from .ir import Function, Op, Operand, VReg
+
+__all__ = ["HELPERS", "Source", "parse_function", "FunctionCompiler", "UNROLL_LIMIT"]
+
+#: readable helper names -> (kernel helper, result type, post-processing)
+HELPERS: Dict[str, Tuple[str, T.IntType, str]] = {
+    "ktime_ns": ("ktime_get_ns", T.u64, ""),
+    "pid_tgid": ("get_current_pid_tgid", T.u64, ""),
+    "pid": ("get_current_pid_tgid", T.u32, "high"),     # the process id (tgid), as bpftrace
+    "tgid": ("get_current_pid_tgid", T.u32, "high"),
+    "tid": ("get_current_pid_tgid", T.u32, "low"),      # the thread id
+    "uid": ("get_current_uid_gid", T.u32, "low"),
+    "gid": ("get_current_uid_gid", T.u32, "high"),
+    "cpu": ("get_smp_processor_id", T.u32, ""),
+    "random": ("get_prandom_u32", T.u32, ""),
+}
+
+#: ``for i in range(N)`` is unrolled up to this many iterations, else a bounded loop
+UNROLL_LIMIT = 8
+
+_CMP = {ast.Eq: ("eq", "eq"), ast.NotEq: ("ne", "ne"), ast.Lt: ("ult", "slt"),
+        ast.LtE: ("ule", "sle"), ast.Gt: ("ugt", "sgt"), ast.GtE: ("uge", "sge")}
+_NEGATE = {"eq": "ne", "ne": "eq", "ult": "uge", "uge": "ult", "ule": "ugt", "ugt": "ule",
+           "slt": "sge", "sge": "slt", "sle": "sgt", "sgt": "sle"}
+_BINOP_NAMES = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//",
+                ast.Mod: "%", ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^",
+                ast.LShift: "<<", ast.RShift: ">>"}
+
+
+class Source:
+    """The source of one function: its ``ast.FunctionDef``, file name, and lines."""
+
+    def __init__(self, node: ast.FunctionDef, file: str, lines: List[str],
+                 line_offset: int, col_offset: int, globals_: Dict[str, Any]) -> None:
+        self.node = node
+        self.file = file
+        self.lines = lines
+        self.line_offset = line_offset
+        self.col_offset = col_offset
+        self.globals = globals_
+
+    def loc(self, node: Any) -> SourceLocation:
+        """The :class:`SourceLocation` of an ast node (file lines, 1-based columns)."""
+        line = getattr(node, "lineno", 1) + self.line_offset
+        col = getattr(node, "col_offset", 0) + self.col_offset + 1
+        text = self.lines[line - 1].rstrip("\n") if 0 < line <= len(self.lines) else ""
+        return SourceLocation(self.file, line, col, text)
+
+
+def parse_function(fn: Callable[..., Any]) -> Source:
+    """Parse a Python function's source into a :class:`Source`."""
+    if not isinstance(fn, _pytypes.FunctionType):
+        raise CompileError(f"{fn!r} is not a Python function",
+                           suggestion="pass a function defined with def")
+    try:
+        file = inspect.getsourcefile(fn) or "<unknown>"
+        lines, start = inspect.findsource(fn)
+        block = inspect.getblock(lines[fn.__code__.co_firstlineno - 1:])
+    except (OSError, TypeError) as exc:
+        raise CompileError(f"cannot read the source of {fn.__name__}: {exc}",
+                           suggestion="define the function in a file, not in a REPL") from None
+    first = fn.__code__.co_firstlineno
+    text = "".join(block)
+    dedented = textwrap.dedent(text)
+    indent = len(block[0]) - len(block[0].lstrip()) if dedented != text else 0
+    tree = ast.parse(dedented)
+    node = next(n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    if isinstance(node, ast.AsyncFunctionDef):
+        raise CompileError("async functions cannot be compiled",
+                           SourceLocation(file, first, 1, lines[first - 1]),
+                           "use a plain def")
+    # the block starts at co_firstlineno (the first decorator's line, if any)
+    return Source(node, file, lines, first - 1, indent, fn.__globals__)
+
+
+class _Loop:
+    def __init__(self, break_label: str, continue_label: str) -> None:
+        self.break_label = break_label
+        self.continue_label = continue_label
+
+
+class FunctionCompiler:
+    """Compiles one function to a :class:`~pybpf.dsl.compiler.ir.Function`.
+
+    ``resolve_function`` is called with a Python function called from this one and
+    returns its compiled signature (parameter types, return type), scheduling it for
+    compilation; ``entry`` is True for the program's entry (its one parameter is the
+    context pointer, ignored in this version).
+    """
+
+    def __init__(self, src: Source, resolve_function: Callable[[Any, SourceLocation], Tuple[str, List[T.IntType], T.IntType]],
+                 entry: bool = False) -> None:
+        self.src = src
+        self.resolve_function = resolve_function
+        self.entry = entry
+        self.locals: Dict[str, VReg] = {}
+        self.next_id = 0
+        self.labels = 0
+        self.loops: List[_Loop] = []
+        self.loc: Optional[SourceLocation] = None
+        node = src.node
+        self.fn = Function(node.name, [], T.i64, loc=src.loc(node), is_entry=entry)
+        self.ctx_name: Optional[str] = None
+        self.local_ids = self.fn.local_ids
+
+    # -- helpers ------------------------------------------------------------------------
+    def error(self, message: str, node: Any, suggestion: str = "") -> CompileError:
+        """A :class:`CompileError` located at ``node``."""
+        return CompileError(message, self.src.loc(node), suggestion)
+
+    def vreg(self, t: T.IntType, local: bool = False) -> VReg:
+        """A new virtual register of type ``t``."""
+        self.next_id += 1
+        return VReg(self.next_id, t, local)
+
+    def label(self, hint: str) -> str:
+        """A new label name, unique in the function."""
+        self.labels += 1
+        return f"{self.fn.name}.{hint}{self.labels}"
+
+    def emit(self, kind: str, **fields: Any) -> Op:
+        """Append an operation at the current location."""
+        op = Op(kind, loc=self.loc, **fields)
+        self.fn.ops.append(op)
+        return op
+
+    def type_of_annotation(self, ann: Any) -> T.IntType:
+        """The integer type an annotation names."""
+        if isinstance(ann, ast.Name):
+            t = self.src.globals.get(ann.id, T.INT_TYPES.get(ann.id))
+            if isinstance(t, T.IntType):
+                return t
+        if isinstance(ann, ast.Constant) and isinstance(ann.value, str) and \
+                ann.value in T.INT_TYPES:
+            return T.INT_TYPES[ann.value]
+        raise self.error(f"unsupported type annotation {ast.unparse(ann) if hasattr(ast, 'unparse') else ''}".rstrip(),
+                         ann, "use an integer type: u8 u16 u32 u64 i8 i16 i32 i64")
+
+    # -- function -----------------------------------------------------------------------
+    def compile(self) -> Function:
+        """Compile the function and return its IR."""
+        node = self.src.node
+        self.loc = self.src.loc(node)
+        a = node.args
+        if a.vararg or a.kwarg or a.kwonlyargs or a.defaults or \
+                getattr(a, "posonlyargs", []):
+            raise self.error("only plain positional parameters are supported", node,
+                             "remove *args, **kwargs, keyword-only parameters and defaults")
+        if node.returns is not None:
+            self.fn.ret = self.type_of_annotation(node.returns)
+        if self.entry:
+            if len(a.args) > 1:
+                raise self.error("a program takes one parameter: its context", node,
+                                 "declare the program as def prog(ctx):")
+            if a.args:
+                self.ctx_name = a.args[0].arg
+        else:
+            if len(a.args) > 5:
+                raise self.error("a BPF function takes at most 5 arguments", node,
+                                 "pass fewer values")
+            for i, arg in enumerate(a.args):
+                if arg.annotation is None:
+                    raise self.error(f"parameter {arg.arg!r} needs a type annotation",
+                                     arg, f"write {arg.arg}: u64 (or another integer type)")
+                t = self.type_of_annotation(arg.annotation)
+                self.fn.params.append(t)
+                reg = self.vreg(t, local=True)
+                self.locals[arg.arg] = reg
+                self.emit("param", dst=reg, a=i)
+        if not self.body(node.body):
+            self.loc = self.src.loc(node)
+            self.emit("ret", a=0)
+        return self.fn
+
+    # -- statements ---------------------------------------------------------------------
+    def body(self, stmts: List[ast.stmt]) -> bool:
+        """Compile a list of statements; True if control never falls off its end
+        (the statements after a ``return``, ``break`` or ``continue`` are dead and are
+        not compiled: the verifier refuses unreachable instructions)."""
+        for stmt in stmts:
+            if self.stmt(stmt):
+                return True
+        return False
+
+    def stmt(self, s: ast.stmt) -> bool:
+        """Compile one statement; True if control does not continue after it."""
+        self.loc = self.src.loc(s)
+        if isinstance(s, ast.AnnAssign):
+            if not isinstance(s.target, ast.Name):
+                raise self.error("only local variables can be assigned", s.target)
+            t = self.type_of_annotation(s.annotation)
+            name = s.target.id
+            if name in self.locals and self.locals[name].type != t:
+                raise self.error(f"{name!r} is already a {self.locals[name].type.name}",
+                                 s, "a local keeps the type of its first assignment")
+            if s.value is None:
+                raise self.error("a declaration needs a value", s, f"write {name}: {t.name} = 0")
+            self.assign(name, s.value, t, s)
+        elif isinstance(s, ast.Assign):
+            if len(s.targets) != 1 or not isinstance(s.targets[0], ast.Name):
+                raise self.error("only assignments to one local variable are supported", s,
+                                 "write one assignment per line: x = ...")
+            self.assign(s.targets[0].id, s.value, None, s)
+        elif isinstance(s, ast.AugAssign):
+            if not isinstance(s.target, ast.Name):
+                raise self.error("only local variables can be assigned", s.target)
+            name = s.target.id
+            if name not in self.locals:
+                raise self.error(f"{name!r} is not defined before this augmented assignment",
+                                 s.target, f"declare it first, e.g. {name}: u64 = 0")
+            dst = self.locals[name]
+            value = self.binop(s.op, dst, self.expr(s.value), s, into=dst)
+            self.convert_into(dst, value)
+        elif isinstance(s, ast.Return):
+            value: Operand = 0
+            if s.value is not None:
+                value = self.convert(self.expr(s.value), self.fn.ret)
+            self.emit("ret", a=value)
+            return True
+        elif isinstance(s, ast.If):
+            else_label, end_label = self.label("else"), self.label("endif")
+            self.branch(s.test, False, else_label if s.orelse else end_label)
+            body_ends = self.body(s.body)
+            if s.orelse:
+                if not body_ends:
+                    self.emit("jump", target=end_label)
+                self.emit("label", name=else_label)
+                if self.body(s.orelse) and body_ends:
+                    return True
+            self.emit("label", name=end_label)
+        elif isinstance(s, ast.For):
+            return self.for_range(s)
+        elif isinstance(s, ast.While):
+            raise self.error("while loops are not supported: the verifier needs a bound",
+                             s, "use for i in range(N) with a constant N, and break")
+        elif isinstance(s, (ast.Break, ast.Continue)):
+            if not self.loops:
+                raise self.error("break/continue outside a loop", s)
+            loop = self.loops[-1]
+            self.emit("jump", target=loop.break_label if isinstance(s, ast.Break)
+                      else loop.continue_label)
+            return True
+        elif isinstance(s, ast.Pass):
+            pass
+        elif isinstance(s, ast.Expr):
+            if isinstance(s.value, ast.Constant) and isinstance(s.value.value, str):
+                return                                  # a docstring
+            self.expr(s.value)
+        else:
+            raise self.error(f"{type(s).__name__} statements are not supported", s,
+                             "use assignments, if/elif/else, for i in range(N), return")
+        return False
+
+    @staticmethod
+    def _ends(stmts: List[ast.stmt]) -> bool:
+        return bool(stmts) and isinstance(stmts[-1], (ast.Return, ast.Break, ast.Continue))
+
+    def assign(self, name: str, value: ast.expr, t: Optional[T.IntType], node: Any) -> None:
+        """Compile ``name = value`` (declaring ``name`` on first assignment)."""
+        if name == self.ctx_name:
+            raise self.error(f"{name!r} is the program's context and cannot be assigned", node)
+        v = self.expr(value)
+        if name in self.locals:
+            self.convert_into(self.locals[name], v)
+            return
+        if t is None:
+            t = v.type if isinstance(v, VReg) else self.const_type(value, v)
+        if isinstance(v, VReg) and v.type == t and not v.local and v.id not in self.local_ids:
+            self.local_ids.add(v.id)            # the temporary becomes the local
+            self.locals[name] = VReg(v.id, t, True)
+            return
+        dst = self.vreg(t, local=True)
+        self.locals[name] = dst
+        self.convert_into(dst, v)
+
+    def const_type(self, node: Any, value: int) -> T.IntType:
+        """The type of an immediate operand produced by ``node``."""
+        try:
+            return T.literal_type(value)
+        except OverflowError as exc:
+            raise self.error(str(exc), node) from None
+
+    def _referenced(self, label: str) -> bool:
+        return any(op.target == label for op in self.fn.ops)
+
+    def for_range(self, s: ast.For) -> bool:
+        """``for i in range(...)`` with constant bounds: unrolled or a bounded loop."""
+        it = s.iter
+        if s.orelse:
+            raise self.error("for ... else is not supported", s, "move the else part after the loop")
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and
+                it.func.id == "range" and 1 <= len(it.args) <= 3 and not it.keywords):
+            raise self.error("only for loops over range(...) are supported", it,
+                             "write for i in range(N) with a constant N")
+        if not isinstance(s.target, ast.Name):
+            raise self.error("the loop variable must be a name", s.target)
+        bounds = [self.constant_value(a) for a in it.args]
+        start, stop, step = (0, bounds[0], 1) if len(bounds) == 1 else \
+            (bounds[0], bounds[1], bounds[2] if len(bounds) == 3 else 1)
+        if step == 0:
+            raise self.error("range() step must not be zero", it)
+        values = range(start, stop, step)
+        t = T.i32 if all(T.i32.min <= v <= T.i32.max for v in (start, stop)) else T.i64
+        name = s.target.id
+        existed = name in self.locals
+        if existed:
+            var = self.locals[name]
+        else:
+            var = self.locals[name] = self.vreg(t, local=True)
+        brk, cont = self.label("endfor"), self.label("next")
+        if len(values) <= UNROLL_LIMIT:
+            falls = True
+            for v in values:
+                self.loc = self.src.loc(s)
+                self.convert_into(var, self.load_const(v, s))
+                self.loops.append(_Loop(brk, cont))
+                ends = self.body(s.body)
+                self.loops.pop()
+                if ends and not self._referenced(cont):
+                    falls = False               # the next iterations are unreachable
+                    break
+                self.emit("label", name=cont)
+                cont = self.label("next")
+            if not falls and not self._referenced(brk):
+                return True
+            self.emit("label", name=brk)
+            return False
+        first = len(self.fn.ops)
+        top = self.label("for")
+        if existed or self._used_elsewhere(name, s):
+            counter = self.vreg(t, local=True)
+        else:
+            counter = var
+        self.emit("mov", dst=counter, a=self.load_const(start, s))
+        self.emit("label", name=top)
+        self.emit("branch", name="sge" if step > 0 else "sle", a=counter,
+                  b=self.load_const(stop, s), target=brk)
+        if counter.id != var.id:
+            self.emit("mov", dst=var, a=counter)
+        self.loops.append(_Loop(brk, cont))
+        ends = self.body(s.body)
+        self.loops.pop()
+        self.loc = self.src.loc(s)
+        if not ends or self._referenced(cont):
+            self.emit("label", name=cont)
+            self.emit("binop", name="add", dst=counter, a=counter,
+                      b=self.load_const(step, s))
+            self.emit("jump", target=top)
+        self.emit("label", name=brk)
+        self.fn.loops.append((first, len(self.fn.ops) - 1))
+        return False
+
+    def _used_elsewhere(self, name: str, loop: ast.For) -> bool:
+        """True if ``name`` appears outside the loop's body, or is assigned in it."""
+        inside = {id(n) for n in ast.walk(loop)}
+        for n in ast.walk(self.src.node):
+            if isinstance(n, ast.Name) and n.id == name and id(n) not in inside:
+                return True
+            if isinstance(n, ast.arg) and n.arg == name:
+                return True
+        for n in ast.walk(loop):
+            if isinstance(n, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and any(
+                    isinstance(t, ast.Name) and t.id == name for t in ast.walk(n)
+                    if t is not getattr(n, "value", None)) and n is not loop:
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                    return True
+        return False
+
+    def constant_value(self, node: ast.expr) -> int:
+        """The value of a constant integer expression (literal, -literal, int global, const)."""
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -self.constant_value(node.operand)
+        if isinstance(node, ast.Name) and node.id not in self.locals:
+            g = self.src.globals.get(node.id)
+            if isinstance(g, T.Const):
+                return g.value
+            if type(g) is int:
+                return g
+        raise self.error("range() bounds must be constant integers", node,
+                         "use a literal, a module-level int, or a const()")
+
+    # -- conditions ---------------------------------------------------------------------
+    def branch(self, node: ast.expr, when: bool, target: str) -> None:
+        """Jump to ``target`` if the truth of ``node`` equals ``when``; else fall through."""
+        self.loc = self.src.loc(node) if hasattr(node, "lineno") else self.loc
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            self.branch(node.operand, not when, target)
+        elif isinstance(node, ast.BoolOp):
+            is_and = isinstance(node.op, ast.And)
+            if is_and != when:
+                # and-false / or-true: any operand decides
+                for v in node.values:
+                    self.branch(v, when, target)
+            else:
+                skip = self.label("sc")
+                for v in node.values[:-1]:
+                    self.branch(v, not when, skip)
+                self.branch(node.values[-1], when, target)
+                self.emit("label", name=skip)
+        elif isinstance(node, ast.Compare):
+            skip = self.label("cmp") if len(node.ops) > 1 else ""
+            left = self.expr(node.left)
+            for i, (op, right_node) in enumerate(zip(node.ops, node.comparators)):
+                right = self.expr(right_node)
+                cond, a, b = self.compare(op, left, right, right_node)
+                last = i == len(node.ops) - 1
+                if when and not last:           # all must hold: leave early if one fails
+                    self.emit("branch", name=_NEGATE[cond], a=a, b=b, target=skip)
+                elif when:
+                    self.emit("branch", name=cond, a=a, b=b, target=target)
+                else:
+                    self.emit("branch", name=_NEGATE[cond], a=a, b=b, target=target)
+                left = right
+            if skip:
+                self.emit("label", name=skip)
+        else:
+            v = self.expr(node)
+            if isinstance(v, int):              # a register keeps both edges reachable
+                v = self.materialize(v)
+            self.emit("branch", name="ne" if when else "eq", a=v, b=0, target=target)
+
+    def compare(self, op: ast.cmpop, left: Operand, right: Operand,
+                node: Any) -> Tuple[str, Operand, Operand]:
+        """The jump condition and operands of ``left op right`` (usual conversions)."""
+        if type(op) not in _CMP:
+            raise self.error(f"the {type(op).__name__} comparison is not supported", node,
+                             "compare integers with == != < <= > >=")
+        t = T.common_type(self.type_of(left), self.type_of(right))
+        a, b = self.convert(left, t), self.convert(right, t)
+        if isinstance(a, int):
+            a = self.materialize(a)
+        return _CMP[type(op)][1 if t.signed else 0], a, b
+
+    # -- expressions --------------------------------------------------------------------
+    def type_of(self, v: Operand) -> T.IntType:
+        """The type of an operand (an immediate: its literal type)."""
+        return v.type if isinstance(v, VReg) else T.literal_type(v)
+
+    def materialize(self, v: Operand, t: Optional[T.IntType] = None) -> VReg:
+        """``v`` in a (new, for immediates) virtual register."""
+        if isinstance(v, VReg):
+            return v
+        dst = self.vreg(t or T.literal_type(v))
+        self.emit("mov", dst=dst, a=v)
+        return dst
+
+    def load_const(self, value: int, node: Any, t: Optional[T.IntType] = None) -> Operand:
+        """A constant: an immediate if it fits 0..2**31-1, else a register."""
+        if 0 <= value < 1 << 31 and t is None:
+            return value
+        t = t or (T.i64 if value < 0 else self.const_type(node, value))
+        dst = self.vreg(t)
+        self.emit("mov", dst=dst, a=t.wrap(value))
+        return dst
+
+    def convert(self, v: Operand, t: T.IntType) -> Operand:
+        """``v`` converted to ``t`` (C conversion); immediates stay immediates if they fit."""
+        if isinstance(v, int):
+            w = t.wrap(v)
+            if 0 <= w < 1 << 31:
+                return w
+            dst = self.vreg(t)
+            self.emit("mov", dst=dst, a=w)
+            return dst
+        if v.type == t:
+            return v
+        if t.bits == 64 or t.contains(v.type):
+            return VReg(v.id, t, v.local)       # same bits, another type: no code
+        dst = self.vreg(t)
+        self.emit("norm", dst=dst, a=v)
+        return dst
+
+    def convert_into(self, dst: VReg, v: Operand) -> None:
+        """``dst = v`` with the conversion to dst's type."""
+        if isinstance(v, int):
+            self.emit("mov", dst=dst, a=dst.type.wrap(v))
+        elif dst.type.bits == 64 or dst.type.contains(v.type):
+            if dst.id != v.id:
+                self.emit("mov", dst=dst, a=v)
+        else:
+            self.emit("norm", dst=dst, a=v)
+
+    def expr(self, node: ast.expr) -> Operand:
+        """Compile an expression: an immediate (small non-negative literal) or a register."""
+        if isinstance(node, ast.Constant):
+            if type(node.value) is bool:
+                return int(node.value)
+            if type(node.value) is int:
+                return self.load_const(node.value, node) if node.value < 1 << 31 else \
+                    self.load_const(node.value, node, self.const_type(node, node.value))
+            if isinstance(node.value, float):
+                raise self.error("floating point is not supported in BPF programs", node,
+                                 "use integers (e.g. nanoseconds instead of seconds)")
+            if isinstance(node.value, str):
+                raise self.error("strings are not supported yet", node,
+                                 "strings come with a later version of pybpf.dsl")
+            raise self.error(f"unsupported constant {node.value!r}", node)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.BinOp):
+            if type(node.op) not in _BINOP_NAMES:
+                hint = "use // for integer division" if isinstance(node.op, ast.Div) else \
+                    "use + - * // % & | ^ << >>"
+                raise self.error(f"the operator {type(node.op).__name__} is not supported",
+                                 node, hint)
+            left = self.expr(node.left)
+            right = self.expr(node.right)
+            self.loc = self.src.loc(node)
+            return self.binop(node.op, left, right, node)
+        if isinstance(node, ast.UnaryOp):
+            return self.unary(node)
+        if isinstance(node, (ast.Compare, ast.BoolOp)):
+            dst = self.vreg(T.i32)
+            false = self.label("false")
+            self.emit("mov", dst=dst, a=0)
+            self.branch(node, False, false)
+            self.emit("mov", dst=dst, a=1)
+            self.emit("label", name=false)
+            return dst
+        if isinstance(node, ast.IfExp):
+            return self.ifexp(node)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        raise self.error(f"{type(node).__name__} expressions are not supported", node,
+                         "use integer arithmetic, comparisons, and calls")
+
+    def ifexp(self, node: ast.IfExp) -> Operand:
+        """``a if cond else b``: the common type of both branches."""
+        # type both branches first with a dry compile would cost code: compile each into
+        # its own register, then convert into the result in each branch
+        else_label, end = self.label("else"), self.label("endif")
+        self.branch(node.test, False, else_label)
+        start = len(self.fn.ops)
+        body = self.expr(node.body)
+        ops_body = self.fn.ops[start:]
+        del self.fn.ops[start:]
+        start2 = len(self.fn.ops)
+        orelse = self.expr(node.orelse)
+        ops_else = self.fn.ops[start2:]
+        del self.fn.ops[start2:]
+        t = T.common_type(self.type_of(body), self.type_of(orelse))
+        dst = self.vreg(t)
+        self.fn.ops.extend(ops_body)
+        self.convert_into(dst, self.convert(body, t))
+        self.emit("jump", target=end)
+        self.emit("label", name=else_label)
+        self.fn.ops.extend(ops_else)
+        self.convert_into(dst, self.convert(orelse, t))
+        self.emit("label", name=end)
+        return dst
+
+    def name(self, node: ast.Name) -> Operand:
+        """A local, or a constant global."""
+        if node.id in self.locals:
+            return self.locals[node.id]
+        if node.id == self.ctx_name:
+            raise self.error(f"the context {node.id!r} cannot be used as a value yet", node,
+                             "context fields come with the attach decorators")
+        if node.id in ("True", "False"):
+            return int(node.id == "True")
+        g = self.src.globals.get(node.id, _MISSING)
+        if isinstance(g, T.Const):
+            return self.load_const(g.value, node, g.type)
+        if type(g) is int:
+            return self.load_const(g, node)
+        if g is _MISSING:
+            raise self.error(f"unknown name {node.id!r}", node,
+                             "assign the local before using it, or define the global")
+        raise self.error(f"{node.id!r} ({type(g).__name__}) cannot be used as a value", node,
+                         "only integers, const() values and locals are values")
+
+    def result(self, t: T.IntType, a: VReg, into: Optional[VReg]) -> VReg:
+        """The register for a result of type ``t`` computed from ``a``: ``into`` if it
+        has that type, else ``a`` itself when it is a temporary, else a new one."""
+        if into is not None and into.type == t:
+            return into
+        if not a.local and a.id not in self.local_ids:
+            return VReg(a.id, t)
+        return self.vreg(t)
+
+    def binop(self, op: ast.operator, left: Operand, right: Operand, node: Any,
+              into: Optional[VReg] = None) -> Operand:
+        """``left op right`` with C semantics (computed in ``into`` when possible)."""
+        sym = _BINOP_NAMES.get(type(op))
+        if sym is None:
+            raise self.error(f"the operator {type(op).__name__} is not supported", node,
+                             "use // for integer division" if isinstance(op, ast.Div) else "")
+        lt, rt = self.type_of(left), self.type_of(right)
+        if sym in ("<<", ">>"):
+            t = T.promote(lt)
+            a = self.convert(left, t)
+            if isinstance(right, int):
+                count: Operand = right & (t.bits - 1)
+            else:
+                count = self.vreg(T.u64)
+                self.emit("mov", dst=count, a=right)
+                self.emit("binop", name="and", dst=count, a=count, b=t.bits - 1)
+            name = "lsh" if sym == "<<" else ("arsh" if t.signed else "rsh")
+            ma = self.materialize(a, t)
+            dst = self.result(t, ma, into if not (isinstance(count, VReg) and into is not None
+                                                   and count.id == into.id) else None)
+            self.emit("binop", name=name, dst=dst, a=ma, b=count)
+            if name == "lsh" and t.bits < 64:
+                self.emit("norm", dst=dst, a=dst)
+            return dst
+        t = T.common_type(lt, rt)
+        a, b = self.convert(left, t), self.convert(right, t)
+        name = {"+": "add", "-": "sub", "*": "mul", "&": "and", "|": "or", "^": "xor",
+                "//": "sdiv" if t.signed else "udiv",
+                "%": "smod" if t.signed else "umod"}[sym]
+        if isinstance(b, int) and b == 0 and name in ("sdiv", "udiv", "smod", "umod"):
+            b = self.materialize(b, t)      # the verifier refuses a division by imm 0
+        ma = self.materialize(a, t)
+        hint = into if not (isinstance(b, VReg) and into is not None and b.id == into.id
+                            and ma.id != into.id) else None
+        dst = self.result(t, ma, hint)
+        if isinstance(b, VReg) and b.id == dst.id and ma.id != dst.id:
+            dst = self.vreg(t)
+        self.emit("binop", name=name, dst=dst, a=ma, b=b)
+        if t.bits < 64 and name in ("add", "sub", "mul", "sdiv", "smod"):
+            self.emit("norm", dst=dst, a=dst)
+        return dst
+
+    def unary(self, node: ast.UnaryOp) -> Operand:
+        """``-x``, ``~x``, ``+x``, ``not x``."""
+        if isinstance(node.op, ast.Not):
+            dst = self.vreg(T.i32)
+            true = self.label("not")
+            self.emit("mov", dst=dst, a=1)
+            self.branch(node.operand, False, true)
+            self.emit("mov", dst=dst, a=0)
+            self.emit("label", name=true)
+            return dst
+        v = self.expr(node.operand)
+        self.loc = self.src.loc(node)
+        t = T.promote(self.type_of(v))
+        a = self.materialize(self.convert(v, t), t)
+        dst = self.result(t, a, None)
+        if isinstance(node.op, ast.UAdd):
+            return a
+        if isinstance(node.op, ast.USub):
+            self.emit("neg", dst=dst, a=a)
+            if t.bits < 64:
+                self.emit("norm", dst=dst, a=dst)
+            return dst
+        # ~x
+        self.emit("binop", name="xor", dst=dst, a=a, b=-1)
+        if t.bits < 64 and not t.signed:
+            self.emit("norm", dst=dst, a=dst)
+        return dst
+
+    def call(self, node: ast.Call) -> Operand:
+        """Conversions (``u8(x)``), helpers and calls of other compiled functions."""
+        if not isinstance(node.func, ast.Name):
+            raise self.error("only calls of plain names are supported", node,
+                             "call helpers and functions by name")
+        fname = node.func.id
+        if node.keywords:
+            raise self.error("keyword arguments are not supported", node, "pass arguments by position")
+        target = self.src.globals.get(fname, _MISSING)
+        if isinstance(target, T.IntType) or (target is _MISSING and fname in T.INT_TYPES):
+            t = target if isinstance(target, T.IntType) else T.INT_TYPES[fname]
+            if len(node.args) != 1:
+                raise self.error(f"{fname}() takes one value", node)
+            v = self.expr(node.args[0])
+            self.loc = self.src.loc(node)
+            if isinstance(v, int):
+                return self.load_const(t.wrap(v), node, t)
+            dst = self.vreg(t)
+            self.convert_into(dst, v)
+            return dst
+        helper = getattr(target, "__pybpf_helper__", None) or (
+            fname if target is _MISSING and fname in HELPERS else None)
+        if helper in HELPERS:
+            kernel_name, t, post = HELPERS[helper]
+            if node.args:
+                raise self.error(f"{fname}() takes no arguments", node)
+            self.loc = self.src.loc(node)
+            raw = self.vreg(T.u64)
+            self.emit("helper", dst=raw, name=kernel_name)
+            if post == "high":
+                dst = self.vreg(t)
+                self.emit("binop", name="rsh", dst=dst, a=raw, b=32)
+                return dst
+            if post == "low" or t.bits < 64:
+                dst = self.vreg(t)
+                self.emit("norm", dst=dst, a=raw)
+                return dst
+            return raw
+        if isinstance(target, _pytypes.FunctionType):
+            name, params, ret = self.resolve_function(target, self.src.loc(node))
+            if len(node.args) != len(params):
+                raise self.error(f"{fname}() takes {len(params)} arguments, "
+                                 f"{len(node.args)} given", node)
+            args = []
+            for arg, pt in zip(node.args, params):
+                args.append(self.convert(self.expr(arg), pt))
+            self.loc = self.src.loc(node)
+            dst = self.vreg(ret)
+            self.emit("call", dst=dst, name=name, args=tuple(args))
+            if name not in self.fn.calls:
+                self.fn.calls.append(name)
+            return dst
+        if target is _MISSING:
+            raise self.error(f"unknown function {fname!r}", node,
+                             "available helpers: " + ", ".join(sorted(HELPERS)))
+        raise self.error(f"{fname!r} cannot be called in a BPF program", node,
+                         "call helpers, integer types, or other plain functions")
+
+
+_MISSING = object()

@@ -1,0 +1,95 @@
+"""The typed intermediate representation: a list of operations per function.
+
+Values live in virtual registers (:class:`VReg`), each with an integer type; a value is
+always kept *normalized* in its 64-bit register: sign-extended for signed types,
+zero-extended for unsigned ones. Operands are a :class:`VReg` or a Python ``int``
+(an immediate that fits a signed 32-bit field). Every operation carries the
+:class:`~pybpf.asm.instruction.SourceLocation` of the Python line it comes from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Set, Tuple, Union
+
+from ...asm.instruction import SourceLocation
+from ..types import IntType
+
+__all__ = ["VReg", "Operand", "Op", "Function", "BINARY_OPS", "JUMP_CONDITIONS"]
+
+
+@dataclass(frozen=True)
+class VReg:
+    """A virtual register: ``id`` (unique in a function), its ``type``, and whether it
+    holds a named local (locals can be live across loop back edges)."""
+
+    id: int
+    type: IntType
+    local: bool = False
+
+    def __str__(self) -> str:
+        return f"%{self.id}:{self.type.name}"
+
+
+Operand = Union[VReg, int]
+
+#: binary operations (64-bit ALU operations on normalized values)
+BINARY_OPS = ("add", "sub", "mul", "udiv", "sdiv", "umod", "smod", "and", "or", "xor",
+              "lsh", "rsh", "arsh")
+#: conditions of conditional jumps
+JUMP_CONDITIONS = ("eq", "ne", "ugt", "uge", "ult", "ule", "sgt", "sge", "slt", "sle")
+
+
+@dataclass
+class Op:
+    """One IR operation. ``kind`` is one of:
+
+    * ``mov`` dst <- a; ``binop`` dst <- a ``name`` b; ``neg`` dst <- -a;
+    * ``norm`` dst <- a wrapped to ``type`` (dst's type);
+    * ``label`` name; ``jump`` name; ``branch`` if a ``name`` b goto ``target``;
+    * ``helper`` dst <- helper ``name``(args); ``call`` dst <- function ``name``(args);
+    * ``param`` dst <- argument number ``a``; ``ret`` return a.
+    """
+
+    kind: str
+    dst: Optional[VReg] = None
+    a: Optional[Operand] = None
+    b: Optional[Operand] = None
+    name: str = ""
+    target: str = ""
+    args: Tuple[Operand, ...] = ()
+    loc: Optional[SourceLocation] = None
+
+    def __str__(self) -> str:
+        parts = [self.kind]
+        if self.name:
+            parts.append(self.name)
+        for x in (self.dst, self.a, self.b):
+            if x is not None:
+                parts.append(str(x))
+        if self.args:
+            parts.append("(" + ", ".join(map(str, self.args)) + ")")
+        if self.target:
+            parts.append("-> " + self.target)
+        return " ".join(parts)
+
+
+@dataclass
+class Function:
+    """A compiled function in IR form: its ``name``, parameter and return types, the
+    operations, the ``loops`` as (first op index, last op index) for liveness, and the
+    location of its ``def`` line."""
+
+    name: str
+    params: List[IntType]
+    ret: IntType
+    ops: List[Op] = field(default_factory=list)
+    loops: List[Tuple[int, int]] = field(default_factory=list)
+    loc: Optional[SourceLocation] = None
+    calls: List[str] = field(default_factory=list)
+    is_entry: bool = False
+    local_ids: Set[int] = field(default_factory=set)
+
+    def dump(self) -> str:
+        """The operations as text, one a line (for debugging)."""
+        return "\n".join(f"{i:4}: {op}" for i, op in enumerate(self.ops))

@@ -1,0 +1,95 @@
+"""A small clean-up pass on allocated instructions of one function.
+
+It folds a move into the move that copies its result when the intermediate register is
+dead afterwards (``r1 = r0; r0 = r1`` -> nothing, ``r2 = 5; r1 = r2`` -> ``r1 = 5``),
+using a backward liveness analysis over the function's control flow on physical
+registers (calls read r1-r5 and clobber r0-r5; ``exit`` reads r0).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Set
+
+from ...asm.instruction import Instruction
+from ...asm.opcodes import AluOp, Class, JmpOp, Source
+from .regalloc import _uses
+
+__all__ = ["fold_moves"]
+
+_MOV_X = AluOp.MOV | Source.X | Class.ALU64
+_MOV_K = AluOp.MOV | Source.K | Class.ALU64
+
+
+def _live_out(insns: List[Instruction]) -> List[Set[int]]:
+    labels: Dict[str, int] = {i.label: n for n, i in enumerate(insns) if i.label}
+    succ: List[List[int]] = []
+    for n, ins in enumerate(insns):
+        code, cls = ins.opcode & 0xF0, ins.opcode & 0x07
+        s: List[int] = []
+        if cls == Class.JMP and code == JmpOp.EXIT:
+            pass
+        elif cls == Class.JMP and code == JmpOp.JA:
+            s.append(labels[ins.reference])
+        else:
+            if n + 1 < len(insns):
+                s.append(n + 1)
+            if ins.is_jump and isinstance(ins.reference, str):
+                s.append(labels[ins.reference])
+        succ.append(s)
+    gen: List[Set[int]] = []
+    kill: List[Set[int]] = []
+    for ins in insns:
+        if ins.opcode == 0x85:
+            gen.append({1, 2, 3, 4, 5})
+            kill.append({0, 1, 2, 3, 4, 5})
+            continue
+        if ins.opcode == JmpOp.EXIT | Class.JMP:
+            gen.append({0})
+            kill.append(set())
+            continue
+        rd, wd, rs = _uses(ins)
+        g = set()
+        if rd:
+            g.add(ins.dst)
+        if rs:
+            g.add(ins.src)
+        gen.append(g)
+        kill.append({ins.dst} if wd else set())
+    live_in: List[Set[int]] = [set() for _ in insns]
+    live_out: List[Set[int]] = [set() for _ in insns]
+    changed = True
+    while changed:
+        changed = False
+        for n in range(len(insns) - 1, -1, -1):
+            out: Set[int] = set()
+            for m in succ[n]:
+                out |= live_in[m]
+            new_in = gen[n] | (out - kill[n])
+            if out != live_out[n] or new_in != live_in[n]:
+                live_out[n], live_in[n] = out, new_in
+                changed = True
+    return live_out
+
+
+def fold_moves(insns: List[Instruction]) -> List[Instruction]:
+    """The instructions with foldable move pairs folded (see the module docstring)."""
+    while True:
+        live = _live_out(insns)
+        for n in range(len(insns) - 1):
+            a, b = insns[n], insns[n + 1]
+            if a.opcode not in (_MOV_X, _MOV_K) or b.opcode != _MOV_X or b.label \
+                    or b.src != a.dst or b.src == 10 or a.dst in live[n + 1]:
+                continue
+            if a.opcode == _MOV_X and a.src == b.dst:
+                merged = []                     # r1 = r0; r0 = r1: r0 already holds it
+                if a.label:
+                    if n + 2 >= len(insns) or insns[n + 2].label:
+                        continue                # nowhere to move the label: keep both
+                    insns = insns[:n] + [insns[n + 2].replace(label=a.label)] + insns[n + 3:]
+                    break
+            else:
+                merged = [a.replace(dst=b.dst, source=a.source)]
+            insns = insns[:n] + merged + insns[n + 2:]
+            break
+        else:
+            return insns

@@ -1,0 +1,188 @@
+"""Register allocation: virtual registers -> r1-r4 and r6-r9, spilling to the stack.
+
+Linear scan over live intervals (first to last mention in the instruction order; the
+intervals of locals that meet a loop are stretched over the whole loop, as a value may
+flow around the back edge). An interval that spans a call (from the first argument
+move on) or holds a parameter gets a callee-saved register (r6-r9); the others prefer
+r1-r4. When none is free, the interval that ends last is spilled: for its whole life it
+lives in an 8-byte stack slot below r10, and each mention becomes a load into, or a store
+from, a scratch register: r0 for the ``dst`` field and r5 for the ``src`` field (neither
+is ever allocated; both are only live inside one instruction's reload/store).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+from ...asm.instruction import Instruction
+from ...asm.opcodes import AluOp, Class, JmpOp, Mode, Size, Source
+from .codegen import VREG_BASE
+
+__all__ = ["allocate", "Allocation"]
+
+_CALLER = (1, 2, 3, 4)
+_CALLEE = (6, 7, 8, 9)
+_SCRATCH_DST, _SCRATCH_SRC = 0, 5
+
+
+class Allocation:
+    """The result: ``instructions`` on physical registers, the register or stack slot of
+    each virtual register, and the ``stack`` bytes used for spills."""
+
+    def __init__(self, instructions: List[Instruction], where: Dict[int, str],
+                 stack: int) -> None:
+        self.instructions = instructions
+        self.where = where
+        self.stack = stack
+
+
+def _uses(ins: Instruction) -> Tuple[bool, bool, bool]:
+    """(reads dst, writes dst, reads src) for an instruction."""
+    op = ins.opcode
+    cls = op & 0x07
+    if cls in (Class.ALU, Class.ALU64):
+        code = op & 0xF0
+        x = bool(op & Source.X) and code != AluOp.NEG
+        if code == AluOp.MOV:
+            return False, True, x
+        return True, True, x
+    if cls in (Class.JMP, Class.JMP32):
+        code = op & 0xF0
+        if code in (JmpOp.CALL, JmpOp.EXIT, JmpOp.JA):
+            return False, False, False
+        return True, False, bool(op & Source.X)
+    if cls == Class.LDX:
+        return False, True, True
+    if cls == Class.STX:
+        return True, False, True
+    if cls == Class.ST:
+        return True, False, False
+    if op == 0x18:
+        return False, True, False
+    return False, False, False
+
+
+def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int]] = (),
+             locals_: Set[int] = frozenset(), params: Sequence[int] = ()) -> Allocation:
+    """Allocate the virtual registers of one function (see the module docstring)."""
+    start: Dict[int, int] = {}
+    end: Dict[int, int] = {}
+    for i, ins in enumerate(instructions):
+        for reg in (ins.dst, ins.src):
+            if reg >= VREG_BASE:
+                start.setdefault(reg, i)
+                end[reg] = i
+    # values of locals flow around loops
+    for _ in range(2):
+        for lo, hi in loops:
+            for reg in start:
+                if reg in locals_ and start[reg] <= hi and end[reg] >= lo:
+                    start[reg] = min(start[reg], lo)
+                    end[reg] = max(end[reg], hi)
+    # call points: from the first argument move to the call
+    calls: List[int] = []
+    for i, ins in enumerate(instructions):
+        if ins.opcode == 0x85:
+            q = i
+            while q > 0 and instructions[q - 1].opcode & 0x07 in (Class.ALU64, Class.ALU, Class.LDX) \
+                    and 1 <= instructions[q - 1].dst <= 5 and instructions[q - 1].opcode & 0xF0 in (AluOp.MOV, 0x60):
+                q -= 1
+            calls.append(q)
+    crossing = {r for r in start if r in params or
+                any(start[r] < q <= end[r] for q in calls)}
+    order = sorted(start, key=lambda r: (start[r], r))
+    assigned: Dict[int, int] = {}
+    spilled: Dict[int, int] = {}
+    active: List[int] = []
+    free: List[int] = list(_CALLER + _CALLEE)
+
+    def spill(reg: int) -> None:
+        spilled[reg] = -8 * (len(spilled) + 1)
+
+    for reg in order:
+        for other in list(active):
+            if end[other] < start[reg]:
+                active.remove(other)
+                free.append(assigned[other])
+        allowed = _CALLEE if reg in crossing else _CALLER + _CALLEE
+        choice: Optional[int] = next((p for p in allowed if p in free), None)
+        if choice is not None:
+            free.remove(choice)
+            assigned[reg] = choice
+            active.append(reg)
+            continue
+        victims = [o for o in active if assigned[o] in allowed]
+        victim = max(victims, key=lambda o: end[o], default=None)
+        if victim is not None and end[victim] > end[reg]:
+            assigned[reg] = assigned.pop(victim)
+            active.remove(victim)
+            active.append(reg)
+            spill(victim)
+        else:
+            spill(reg)
+
+    out: List[Instruction] = []
+    for ins in instructions:
+        rd, wd, rs = _uses(ins)
+        before: List[Instruction] = []
+        after: List[Instruction] = []
+        dst, src = ins.dst, ins.src
+        if src >= VREG_BASE:
+            if src in spilled:
+                before.append(Instruction(Mode.MEM | Size.DW | Class.LDX, _SCRATCH_SRC, 10,
+                                          spilled[src], source=ins.source))
+                src = _SCRATCH_SRC
+            else:
+                src = assigned[src]
+        if dst >= VREG_BASE:
+            if dst in spilled:
+                if rd:
+                    before.append(Instruction(Mode.MEM | Size.DW | Class.LDX, _SCRATCH_DST,
+                                              10, spilled[dst], source=ins.source))
+                if wd:
+                    after.append(Instruction(Mode.MEM | Size.DW | Class.STX, 10,
+                                             _SCRATCH_DST, spilled[dst], source=ins.source))
+                dst = _SCRATCH_DST
+            else:
+                dst = assigned[dst]
+        new = ins.replace(dst=dst, src=src)
+        is_self_move = (new.opcode == AluOp.MOV | Source.X | Class.ALU64
+                        and new.dst == new.src)
+        group = before + ([] if is_self_move else [new]) + after
+        label = ins.label
+        if group:
+            group = [g.replace(label=None) if g.label is not None else g for g in group]
+            if label is not None:
+                group[0] = group[0].replace(label=label)
+            out.extend(group)
+        elif label is not None:
+            out.append(Instruction(AluOp.MOV | Source.X | Class.ALU64, 0, 0, label=label,
+                                   source=ins.source))      # placeholder, removed below
+        else:
+            pass
+    # a label on a dropped self-move: move it to the next instruction
+    cleaned: List[Instruction] = []
+    carry: Optional[str] = None
+    aliases: Dict[str, str] = {}
+    for ins in out:
+        if ins.opcode == AluOp.MOV | Source.X | Class.ALU64 and ins.dst == ins.src == 0 \
+                and ins.label is not None:
+            if carry is None:
+                carry = ins.label
+            else:
+                aliases[ins.label] = carry
+            continue
+        if carry is not None:
+            if ins.label is not None:
+                aliases[ins.label] = carry
+            ins = ins.replace(label=carry)
+            carry = None
+        cleaned.append(ins)
+    if carry is not None:
+        cleaned.append(Instruction(JmpOp.EXIT | Class.JMP, label=carry))
+    if aliases:
+        cleaned = [i.replace(reference=aliases.get(i.reference, i.reference))
+                   if isinstance(i.reference, str) else i for i in cleaned]
+    where = {r - VREG_BASE: (f"r{assigned[r]}" if r in assigned else f"[r10{spilled[r]}]")
+             for r in start}
+    return Allocation(cleaned, where, 8 * len(spilled))

@@ -1,0 +1,351 @@
+"""pybpf.dsl: each construct compiled, run in the kernel (XDP test_run, the conformance
+harness for 64-bit results) and on pybpf.vm; compile errors with their locations; the
+disassembly interleaved with the source; ``pybpf compile``."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import textwrap
+from typing import Any, Callable
+
+import pytest
+
+from bpfenv import BPF_UNAVAILABLE, needs_bpf
+from pybpf.dsl import (
+    CompileError, bpf, compile_function, compile_source, const, cpu, i8, i32, i64,
+    ktime_ns, pid, program, tgid, tid, u8, u16, u32, u64,
+)
+from pybpf.dsl.types import common_type, literal_type
+from pybpf.vm.backend import VMBackend
+
+HERE = os.path.abspath(__file__)
+LIMIT = const(u32, 1000)
+SCALE = 3
+
+
+def run_both(fn: Callable[..., Any]) -> int:
+    """The 64-bit result of ``fn`` compiled: on the VM, and in the kernel when possible
+    (both must agree)."""
+    compiled = compile_function(fn)
+    got = VMBackend().run(compiled.instructions)
+    if not BPF_UNAVAILABLE:
+        from pybpf.conformance.kernel import KernelRunner
+        assert KernelRunner().run(compiled.instructions) == got
+    return got
+
+
+def as_i64(v: int) -> int:
+    return v - (1 << 64) if v >> 63 else v
+
+
+# -- types ---------------------------------------------------------------------------------
+def test_types_wrap_and_conversions() -> None:
+    assert u8(300) == 44 and i8(200) == -56 and u64(-1) == 2**64 - 1
+    assert common_type(u8, u8) == i32 and common_type(u32, i32) == u32
+    assert common_type(u32, i64) == i64 and common_type(u64, i64) == u64
+    assert common_type(i8, u16) == i32
+    assert literal_type(5) == i32 and literal_type(2**40) == i64 and literal_type(2**63) == u64
+    assert const(u8, 257).value == 1
+    with pytest.raises(TypeError):
+        const(int, 1)                       # type: ignore[arg-type]
+
+
+# -- constructs ----------------------------------------------------------------------------
+def p_locals(ctx):
+    x: u8 = 250
+    y = x + 10                  # i32: C promotion
+    z: u8 = x + 10              # wraps
+    return y * 1000 + z
+
+
+def test_locals_annotated_and_inferred() -> None:
+    assert run_both(p_locals) == 260 * 1000 + 4
+
+
+def p_arith(ctx) -> i64:
+    a: i32 = -7
+    b: u32 = 7
+    c: i64 = -100
+    return (a // 2) * 1000000 + (a % 2) * 10000 + (c >> 2) + (b << 3) - (~b & 0xff) + (-a)
+
+
+def test_arithmetic_c_semantics() -> None:
+    want = (-3) * 1000000 + (-1) * 10000 + (-25) + 56 - ((~7 & 0xFFFFFFFF) & 0xff) + 7
+    assert as_i64(run_both(p_arith)) == want
+
+
+def p_compare(ctx):
+    a: u32 = 1
+    b: i32 = -1
+    c: i32 = 5
+    r = 0
+    if a < b:                   # u32 comparison: -1 becomes 0xffffffff
+        r += 1
+    if b < c < 10:
+        r += 10
+    if b < c < 3:
+        r += 100
+    if not (a == 1 and c == 4) or c > 100:
+        r += 1000
+    if a == 2 or c == 5:
+        r += 10000
+    return r + (a < c) + (c != 5) * 7 + (not c)
+
+
+def test_comparisons_chained_boolean_logic() -> None:
+    assert run_both(p_compare) == 11011 + 1
+
+
+def p_if(ctx):
+    x: u32 = 7
+    if x > 10:
+        return 1
+    elif x > 5:
+        y = 2
+    else:
+        y = 3
+    return y * 10 + (100 if x == 7 else 200)
+
+
+def test_if_elif_else_early_return_ifexp() -> None:
+    assert run_both(p_if) == 120
+
+
+def p_loops(ctx):
+    total: u64 = 0
+    for i in range(5):                      # unrolled
+        if i == 3:
+            continue
+        total += i
+    for j in range(100):                    # a bounded loop
+        if j == 50:
+            break
+        if j % 2 == 0:
+            continue
+        total += j
+    for k in range(10, 0, -3):              # 10 7 4 1
+        total += k * 1000
+    return total
+
+
+def test_for_range_unrolled_and_bounded() -> None:
+    assert run_both(p_loops) == (0 + 1 + 2 + 4) + sum(range(1, 50, 2)) + 22000
+
+
+def square(v: u32) -> u64:
+    return v * v                            # u32 * u32 wraps in 32 bits
+
+
+def mix(a: u64, b: u8, c: i32) -> i64:
+    return a + b - c + square(b)
+
+
+def p_calls(ctx):
+    return mix(square(70000), 3, -4)
+
+
+def test_bpf_to_bpf_calls() -> None:
+    sq = (70000 * 70000) & 0xFFFFFFFF
+    assert run_both(p_calls) == sq + 3 + 4 + 9
+    compiled = compile_function(p_calls)
+    assert [f.name for f in compiled.functions] == ["p_calls", "square", "mix"]
+
+
+def p_consts(ctx):
+    return LIMIT * SCALE + u8(0x1ff) + i8(200)
+
+
+def test_const_globals_and_conversions() -> None:
+    assert run_both(p_consts) == 3000 + 0xff - 56
+
+
+def p_spill(ctx) -> u64:
+    a: u64 = 1
+    b: u64 = 2
+    c: u64 = 3
+    d: u64 = 4
+    e: u64 = 5
+    f: u64 = 6
+    g: u64 = 7
+    h: u64 = 8
+    i: u64 = 9
+    j: u64 = 10
+    k: u64 = 11
+    m: u64 = square(12)
+    return a + b * c + d * e + f * g + h * i + j * k + m + a * k + b * j + c * i
+
+
+def test_register_spilling() -> None:
+    assert run_both(p_spill) == 1 + 6 + 20 + 42 + 72 + 110 + 144 + 11 + 20 + 27
+    compiled = compile_function(p_spill)
+    assert compiled.functions[0].stack > 0          # some locals live on the stack
+
+
+def p_helpers(ctx):
+    t0 = ktime_ns()
+    t1 = ktime_ns()
+    ok = 0
+    if t1 >= t0:
+        ok += 1
+    if cpu() < 4096:
+        ok += 2
+    if pid() == tgid() and tid() > 0:
+        ok += 4
+    return ok
+
+
+def p_pid(ctx):
+    return pid()
+
+
+@needs_bpf
+def test_helpers_in_the_kernel() -> None:
+    with program(p_helpers) as prog:
+        assert prog.test_run(bytes(14)).retval == 7
+    with program(p_pid, type="xdp") as prog:
+        assert prog.test_run(bytes(14)).retval == os.getpid()
+
+
+def test_every_instruction_has_a_python_line() -> None:
+    compiled = compile_function(p_loops)
+    lines, start = inspect.getsourcelines(p_loops)
+    for ins in compiled.instructions:
+        assert ins.source is not None and ins.source.file == HERE
+        assert start <= ins.source.line < start + len(lines)
+        assert ins.source.text.strip() in "".join(lines)
+    assert set(compiled.source_map) == set(range(sum(i.slots for i in compiled.instructions)))
+
+
+def test_disasm_interleaves_source() -> None:
+    text = compile_function(p_calls).disasm()
+    assert text.startswith("p_calls:")
+    assert "def p_calls(ctx):" in text.splitlines()[0]
+    assert "return mix(square(70000), 3, -4)" in text
+    assert "square:" in text and "mix:" in text
+    assert "call " in text and "exit" in text
+    assert any(line.lstrip().startswith("0: ") for line in text.splitlines())
+
+
+def test_compile_source_and_size() -> None:
+    compiled = compile_source("def f(ctx):\n    x: u32 = 1\n    return x + 2\n", "f")
+    assert VMBackend().run(compiled.instructions) == 3
+    assert len(compiled) <= 6          # r1 = 1; r2 = r1; r2 += 2; w2 = w2; r0 = r2; exit
+
+
+# -- compile errors -------------------------------------------------------------------------
+def _error(src: str) -> CompileError:
+    with pytest.raises(CompileError) as info:
+        compile_source(textwrap.dedent(src), "f", filename="<err>")
+    return info.value
+
+
+@pytest.mark.parametrize("src, line, col, words", [
+    ("def f(ctx):\n    x = 1.5\n    return 0\n", 2, 9, "floating point"),
+    ("def f(ctx):\n    while True:\n        pass\n", 2, 5, "while loops"),
+    ("def f(ctx):\n    return 'a'\n", 2, 12, "strings"),
+    ("def f(ctx):\n    return nothere\n", 2, 12, "unknown name"),
+    ("def f(ctx):\n    y += 1\n    return y\n", 2, 5, "not defined"),
+    ("def f(ctx):\n    return 3 / 2\n", 2, 12, "Div"),
+    ("def f(ctx):\n    return nofn()\n", 2, 12, "unknown function"),
+    ("def f(ctx):\n    n: u32 = 3\n    for i in range(n):\n        pass\n", 3, 20, "constant"),
+    ("def f(ctx):\n    for x in [1, 2]:\n        pass\n", 2, 14, "range"),
+    ("def f(ctx):\n    try:\n        pass\n    except Exception:\n        pass\n", 2, 5,
+     "Try statements"),
+    ("def f(ctx):\n    x: float = 1\n", 2, 8, "annotation"),
+    ("def g(a):\n    return a\ndef f(ctx):\n    return g(1)\n", 1, 7, "type annotation"),
+    ("def f(ctx):\n    return ktime_ns(1)\n", 2, 12, "no arguments"),
+    ("def f(ctx):\n    x: u8 = 1\n    x: u16 = 2\n", 3, 5, "already"),
+    ("def f(ctx):\n    return ctx\n", 2, 12, "context"),
+    ("def f(ctx, other):\n    return 0\n", 1, 1, "one parameter"),
+    ("def f(ctx):\n    return u8(1, 2)\n", 2, 12, "one value"),
+])
+def test_compile_errors_have_locations(src: str, line: int, col: int, words: str) -> None:
+    err = _error(src)
+    assert words in err.message, err
+    assert err.loc is not None and (err.loc.file, err.loc.line, err.loc.column) == \
+        ("<err>", line, col), err
+    assert str(err).startswith(f"<err>:{line}:{col}: error: ")
+
+
+def test_recursion_is_an_error() -> None:
+    err = _error("def g(n: u32) -> u32:\n    return g(n)\ndef f(ctx):\n    return g(1)\n")
+    assert "recursion" in err.message and "g -> g" in err.message
+    assert "hint:" in str(err)
+    err = _error("def a(n: u32) -> u32:\n    return b(n)\ndef b(n: u32) -> u32:\n"
+                 "    return a(n)\ndef f(ctx):\n    return a(1)\n")
+    assert "a -> b -> a" in err.message
+
+
+def real_file_error(ctx):
+    return 1.5
+
+
+def test_error_location_in_a_real_file() -> None:
+    with pytest.raises(CompileError) as info:
+        compile_function(real_file_error)
+    line = inspect.getsourcelines(real_file_error)[1] + 1
+    assert str(info.value).startswith(f"{HERE}:{line}:12: error: floating point")
+    assert "return 1.5" in str(info.value)
+
+
+def test_dead_code_after_return_is_dropped() -> None:
+    compiled = compile_source("def f(ctx):\n    if 1:\n        return 1\n    else:\n"
+                              "        return 2\n    return 3\n", "f")
+    assert VMBackend().run(compiled.instructions) == 1
+
+
+# -- the command line ---------------------------------------------------------------------
+def test_cli_compile_disasm(tmp_path: Any, capsys: Any) -> None:
+    from pybpf.cli import main
+    path = tmp_path / "prog.py"
+    path.write_text("from pybpf.dsl import bpf, u32\n\n@bpf\ndef count(ctx):\n"
+                    "    x: u32 = 41\n    return x + 1\n\ndef helper_not_marked(ctx):\n"
+                    "    return 0\n")
+    assert main(["compile", str(path), "--disasm"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("count:") and "x: u32 = 41" in out and "return x + 1" in out
+    assert "helper_not_marked" not in out
+    assert main(["compile", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("count: ")
+    bad = tmp_path / "bad.py"
+    bad.write_text("from pybpf.dsl import bpf\n\n@bpf\ndef f(ctx):\n    return 1.5\n")
+    assert main(["compile", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:5:12: error: floating point" in err
+
+
+@bpf
+def decorated(ctx):
+    return 5
+
+
+def test_decorated_function_lines() -> None:
+    compiled = compile_function(decorated)
+    line = inspect.getsourcelines(decorated)[1]          # the decorator's line
+    assert compiled.instructions[0].source.line == line + 2
+    assert compiled.functions[0].ir.loc.line == line + 1
+
+
+def p_too_long(ctx):
+    t: u64 = 0
+    for i in range(3000000):
+        t += i
+    return t
+
+
+@needs_bpf
+def test_verifier_error_names_the_python_line() -> None:
+    from pybpf.program import VerifierError
+    with pytest.raises(VerifierError) as info:
+        program(p_too_long)
+    line = inspect.getsourcelines(p_too_long)[1]
+    text = str(info.value)
+    assert f"{HERE}:{line + 3}: t += i" in text or f"{HERE}:{line + 2}" in text, text
+
+
+def test_moves_are_folded() -> None:
+    compiled = compile_function(p_calls)
+    entry = compiled.functions[0].instructions
+    assert len(entry) <= 12
+    assert str(entry[-2]).startswith("call") and str(entry[-1]) == "exit"   # r1 = r0; r0 = r1 folded
