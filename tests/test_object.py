@@ -3,7 +3,6 @@ with clang-19) read, loaded and run; compared with bpftool's loader; fuzzed."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import struct
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 from pybpf.object import ObjectError, classify_section, read_object
 from pybpf.syscall.bpf import AttachType, MapFlags, MapType, ProgType
 
-from bpfenv import BPF_UNAVAILABLE, BPFTOOL, needs_bpf, needs_bpftool
+from bpfenv import BPFTOOL, needs_bpf, needs_bpftool
 from linkutil import NoLeaks
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -9,7 +9,6 @@ from typing import Any, Dict, List, Optional, Union
 
 from ..maps.spec import MapSpec
 from ..program import ProgramSpec
-from .errors import ObjectError
 from .sections import SectionKind
 
 __all__ = ["ObjectSpec", "GlobalData", "Variable", "ProgramInfo"]
