@@ -72,7 +72,8 @@ PYBPF_LEAN_CHILD = r"""
 import time
 t0 = time.perf_counter()
 import struct
-from pybpf.syscall.bpf import MapType, ProgType, map_create
+from pybpf.syscall.bpf import MapType, ProgType
+from pybpf.syscall.maps import map_create
 from pybpf.syscall.progs import prog_load
 from pybpf.link.uprobe import attach_uprobe
 t1 = time.perf_counter()

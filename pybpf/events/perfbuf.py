@@ -259,24 +259,7 @@ class PerfBufReader(EventReader):
         return tail + rsize
 
     def _deliver(self, records: List[Any], sink: Optional[List[Any]]) -> int:
-        if not records:
-            return 0
-        if sink is not None:
-            sink.extend(records)
-        elif self.batch_callback is not None:
-            self.batch_callback(records)
-        elif self.callback is not None:
-            cb = self.callback
-            i = 0
-            try:
-                for i, rec in enumerate(records):    # noqa: B007
-                    cb(rec)
-            except BaseException:
-                self._pending = records[i + 1:]
-                self.received += i + 1
-                raise
-        self.received += len(records)
-        return len(records)
+        return self._hand_over(records, sink, keep_rest=True)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"cpus={self.cpus} pages={self.pages}"

@@ -43,6 +43,11 @@ class EventReader:
     interval: Optional[float] = None
     _closed = True
     _poller: Optional["Poller"] = None
+    # set by each reader's constructor
+    callback: Optional[Any] = None
+    batch_callback: Optional[Any] = None
+    received: int = 0
+    _pending: List[Any] = []
 
     # -- to be provided ---------------------------------------------------------------
     def _wait_fds(self) -> List[int]:
@@ -53,6 +58,32 @@ class EventReader:
 
     def _close(self) -> None:
         raise NotImplementedError
+
+    # -- shared by the readers -----------------------------------------------------------
+    def _hand_over(self, records: List[Any], sink: Optional[List[Any]], *,
+                   keep_rest: bool) -> int:
+        """Give a decoded batch to ``sink``, the batch callback or the per-record
+        callback, counting ``received``. If a per-record callback raises, the records
+        after the failing one are kept for the next call when ``keep_rest``."""
+        if not records:
+            return 0
+        if sink is not None:
+            sink.extend(records)
+        elif self.batch_callback is not None:
+            self.batch_callback(records)
+        elif self.callback is not None:
+            cb = self.callback
+            i = 0
+            try:
+                for i, rec in enumerate(records):    # noqa: B007
+                    cb(rec)
+            except BaseException:
+                if keep_rest:
+                    self._pending = records[i + 1:]
+                self.received += i + 1
+                raise
+        self.received += len(records)
+        return len(records)
 
     # -- common API ---------------------------------------------------------------------
     def _check_open(self) -> None:

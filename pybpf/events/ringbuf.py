@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, List, Optional, Tuple
 
-from ..syscall.bpf import map_lookup
+from ..syscall.maps import map_lookup_elem as map_lookup
 from ..syscall.fd import FD, FdLike, fd_number
 from ._mapping import PAGE_SIZE, Mapping
 from .poller import EventReader
@@ -273,26 +273,10 @@ class RingBufReader(EventReader):
         return total
 
     def _deliver(self, records: List[Any], sink: Optional[List[Any]]) -> int:
-        if not records:
-            return 0
-        self.batches += 1
-        if sink is not None:
-            sink.extend(records)
-        elif self.batch_callback is not None:
-            self.batch_callback(records)
-        elif self.callback is not None:
-            cb = self.callback
-            i = 0
-            try:
-                for i, rec in enumerate(records):    # noqa: B007
-                    cb(rec)
-            except BaseException:
-                if not self.zero_copy:
-                    self._pending = records[i + 1:]
-                self.received += i + 1
-                raise
-        self.received += len(records)
-        return len(records)
+        if records:
+            self.batches += 1
+        # zero-copy records left over after a callback error would be stale views
+        return self._hand_over(records, sink, keep_rest=not self.zero_copy)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"size={self.size}"
