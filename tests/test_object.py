@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pybpf.object import ObjectError, classify_section, read_object
 from pybpf.syscall.bpf import AttachType, MapFlags, MapType, ProgType
 
-from bpfenv import BPFTOOL, needs_bpf, needs_bpftool
+from bpfenv import BPF_UNAVAILABLE, BPFTOOL, needs_bpf, needs_bpftool
 from linkutil import NoLeaks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,7 +33,8 @@ def objects(tmp_path_factory):
         pytest.skip("clang-19 is not installed")
     out = tmp_path_factory.mktemp("objects")
     built = {}
-    for name in ("counter", "subprog", "globals", "ringbuf", "xdp", "core", "core_bad"):
+    for name in ("counter", "subprog", "globals", "ringbuf", "xdp", "core", "core_bad",
+                 "core_kinds", "externs", "values", "verifier_bad"):
         path = str(out / f"{name}.o")
         subprocess.run([CLANG, "-O2", "-g", "-target", "bpf", "-c",
                         os.path.join(SOURCES, f"{name}.c"), "-o", path], check=True)
@@ -355,7 +356,8 @@ def _base(objects, name):
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
-@given(name=st.sampled_from(["subprog", "counter", "globals", "core"]),
+@given(name=st.sampled_from(["subprog", "counter", "globals", "core", "values",
+                             "core_kinds"]),
        edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True),
                                 st.integers(0, 255)), min_size=1, max_size=8))
 def test_fuzz_only_object_error(objects, name, edits):
@@ -575,3 +577,529 @@ def test_disasm_object_shows_functions_and_relocations(objects):
     assert "<triple>:" in sub and "R_BPF_64_32\t.text" in sub
     with pytest.raises(ObjectError):
         disasm_object(b"\x7fELF" + bytes(60))
+
+
+# -- the object's BTF at load: func_info and line_info ------------------------------------
+
+def _xlated(prog) -> str:
+    pin = f"/sys/fs/bpf/pybpf_object_test_{uuid.uuid4().hex[:8]}"
+    prog.pin(pin)
+    try:
+        return subprocess.run([BPFTOOL, "prog", "dump", "xlated", "pinned", pin],
+                              check=True, capture_output=True, text=True).stdout
+    finally:
+        os.unlink(pin)
+
+
+@needs_clang
+def test_instructions_carry_c_lines(objects):
+    spec = read_object(objects["subprog"])
+    prog = spec.programs["calls"]
+    info = spec.program_info["calls"]
+    assert info.func_info and info.line_info
+    locs = [i.source for i in prog.instructions]
+    assert all(loc is not None and loc.file.endswith("subprog.c") for loc in locs)
+    texts = {loc.text for loc in locs}
+    assert "return x * 3;" in texts                      # the subprogram copied in
+    assert any("add_triple(len, 1)" in t for t in texts)
+    # one func_info record per function copied: calls, add_triple, triple
+    assert len(info.func_info) == 3 * 8
+    assert spec.btf is not None
+
+
+@needs_bpf
+@needs_bpftool
+@needs_clang
+@pytest.mark.parametrize("name, prog_name, line", [
+    ("counter", "count_getppid", "u32 key = pid_tgid() >> 32;"),
+    ("subprog", "calls", "return x * 3;"),
+    ("globals", "globals_prog", "data_counter += multiplier;"),
+])
+def test_bpftool_shows_c_source_lines(objects, name, prog_name, line):
+    import warnings
+    with NoLeaks():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")              # the BTF must be accepted
+            with read_object(objects[name]).load() as coll:
+                text = _xlated(coll.programs[prog_name])
+                info = coll.programs[prog_name].info()
+    assert f"; {line}" in text
+    assert f"int {prog_name}(" in text                  # the FUNC from func_info
+    assert info is not None
+
+
+@needs_bpf
+@needs_clang
+def test_verifier_error_names_the_c_line(objects):
+    from pybpf.program import VerifierError
+    src = open(os.path.join(SOURCES, "verifier_bad.c")).read().splitlines()
+    bad_line = next(n for n, text in enumerate(src, 1) if "PYBPF_BAD_LINE" in text)
+    with NoLeaks():
+        with pytest.raises(VerifierError) as info:
+            read_object(objects["verifier_bad"]).load()
+    err = info.value
+    assert err.source is not None and err.source.line == bad_line
+    assert err.source.file.endswith("verifier_bad.c")
+    assert "PYBPF_BAD_LINE" in str(err)
+    assert "; return data[0] == 0xff" in err.log         # line_info in the kernel's log
+
+
+# -- externs: __kconfig and __ksym --------------------------------------------------------
+
+def _kernel_config() -> dict:
+    from pybpf.object.externs import read_kernel_config
+    return read_kernel_config()[0]
+
+
+def _kallsyms(name: str) -> int:
+    with open("/proc/kallsyms") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == name:
+                return int(parts[0], 16)
+    return 0
+
+
+@needs_bpf
+@needs_kernel_btf
+@needs_clang
+def test_kconfig_and_ksym_externs(objects):
+    import re as _re
+    config = _kernel_config()
+    if "CONFIG_HZ" not in config:
+        pytest.skip("no readable kernel configuration")
+    spec = read_object(objects["externs"])
+    assert spec.externs["bpf_cast_to_kern_ctx"].kind == "kfunc"
+    assert spec.externs["CONFIG_PYBPF_NO_SUCH_OPTION"].weak
+    assert spec.data[".kconfig"].readonly
+    with NoLeaks():
+        with spec.load() as coll:
+            assert coll.programs["externs"].test_run(bytes(14)).retval == XDP_PASS
+            out = struct.unpack("<7Q", coll.maps[".bss"][0])
+            assert coll.maps[".kconfig"].frozen
+    a, b, c = (int(x) for x in _re.match(r"(\d+)\.(\d+)\.?(\d*)",
+                                         os.uname().release).groups(default="0"))
+    assert out[0] == (a << 16) | (b << 8) | min(c, 255)
+    assert out[1] == int(config["CONFIG_HZ"])
+    assert out[2] == (config.get("CONFIG_BPF_SYSCALL") == "y")
+    assert out[3] == 0                                   # weak and missing
+    host = config["CONFIG_DEFAULT_HOSTNAME"].strip('"').encode() + b"\0\0"
+    assert out[4] == host[0] | host[1] << 8
+    assert out[5] == _kallsyms("_text") != 0
+    assert out[6] == 1                                   # the kfunc ran
+
+
+@needs_kernel_btf
+@needs_clang
+def test_kconfig_override(objects):
+    spec = read_object(objects["externs"], kconfig={
+        "CONFIG_HZ": "1000", "CONFIG_BPF_SYSCALL": "n", "CONFIG_PYBPF_NO_SUCH_OPTION": "0x2a",
+        "CONFIG_DEFAULT_HOSTNAME": '"ab"'})
+    init = spec.data[".kconfig"].initial
+    ext = spec.externs
+    def val(name):
+        e = ext[name]
+        return int.from_bytes(init[e.offset:e.offset + e.size], "little")
+    assert val("CONFIG_HZ") == 1000 and val("CONFIG_BPF_SYSCALL") == 0
+    assert val("CONFIG_PYBPF_NO_SUCH_OPTION") == 42
+    e = ext["CONFIG_DEFAULT_HOSTNAME"]
+    assert bytes(init[e.offset:e.offset + e.size]) == b"ab" + bytes(14)
+
+
+_TYPED_KSYM_C = r"""
+#include "pybpf_test.h"
+struct rq { int cpu; } __attribute__((preserve_access_index));
+extern const struct rq runqueues __ksym;
+static void *(*this_cpu_ptr)(const void *p) = (void *)154;
+SEC("xdp")
+int typed(struct xdp_md *ctx)
+{
+    struct rq *rq = this_cpu_ptr(&runqueues);
+    return rq->cpu == 0 ? 2 : 1;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+@needs_kernel_btf
+@needs_clang
+def test_typed_ksym_is_a_btf_id(tmp_path):
+    from pybpf.btf import vmlinux
+    spec = read_object(_compile(tmp_path, "typed", _TYPED_KSYM_C))
+    lddw = [i for i in spec.programs["typed"].instructions if i.opcode == 0x18]
+    want = [i for i in vmlinux().ids("runqueues") if vmlinux().kind(i).name == "VAR"]
+    assert len(lddw) == 1 and lddw[0].src == 3 and lddw[0].imm == want[0]
+    # the kernel resolves the address with kallsyms: per-CPU variables are listed
+    # only with CONFIG_KALLSYMS_ALL
+    if _kernel_config().get("CONFIG_KALLSYMS_ALL") != "y" or BPF_UNAVAILABLE:
+        return
+    os.sched_setaffinity(0, {0})
+    with NoLeaks():
+        with spec.load() as coll:
+            assert coll.programs["typed"].test_run(bytes(14)).retval == XDP_PASS
+
+
+@needs_kernel_btf
+@needs_clang
+@pytest.mark.parametrize("decl, use, message", [
+    ("extern int CONFIG_PYBPF_MISSING __kconfig;", "CONFIG_PYBPF_MISSING",
+     r"extern 'CONFIG_PYBPF_MISSING' \(__kconfig\): not in the kernel configuration"),
+    ("extern int CONFIG_HZ __kconfig;", "CONFIG_HZ", None),
+    ("extern _Bool CONFIG_HZ __kconfig;", "CONFIG_HZ",
+     r"extern 'CONFIG_HZ' \(__kconfig\): value '\d+' for a bool"),
+    ("extern const void pybpf_no_such_symbol __ksym;", "(long)&pybpf_no_such_symbol",
+     r"extern 'pybpf_no_such_symbol' \(__ksym\): not in /proc/kallsyms"),
+    ("extern const void pybpf_weak_symbol __ksym __weak;", "(long)&pybpf_weak_symbol", None),
+    ("extern int pybpf_no_such_kfunc(void) __ksym;", "pybpf_no_such_kfunc()",
+     r"extern 'pybpf_no_such_kfunc' \(__ksym function\): no kfunc"),
+    ("struct rq___x { long cpu; } __attribute__((preserve_access_index));"
+     "extern const struct file runqueues __ksym;", "(long)&runqueues",
+     r"extern 'runqueues' \(__ksym\): local type struct 'file' does not match"),
+])
+def test_unsatisfiable_externs_are_named(tmp_path, decl, use, message):
+    from pybpf.object.externs import ExternError
+    src = ('#include "pybpf_test.h"\n' + decl + "\nstruct file { int x; };\n"
+           "SEC(\"xdp\") int p(struct xdp_md *ctx) { return (int)" + use + "; }\n"
+           "char LICENSE[] SEC(\"license\") = \"GPL\";\n")
+    obj = _compile(tmp_path, "ext", src)
+    if message is None:
+        assert "p" in read_object(obj).programs
+    else:
+        with pytest.raises(ExternError, match=message):
+            read_object(obj)
+
+
+# -- CO-RE: every relocation kind ---------------------------------------------------------
+
+def _member_bits(btf, comp, name, base=0):
+    """(bit offset, bitfield size) of member ``name``, looking into anonymous members."""
+    from types import SimpleNamespace
+    for m in comp.members:
+        if m.name == name:
+            return SimpleNamespace(bit_offset=base + m.bit_offset,
+                                   bitfield_size=m.bitfield_size)
+        if not m.name:
+            inner = btf.type(m.type)
+            if hasattr(inner, "members"):
+                found = _member_bits(btf, inner, name, base + m.bit_offset)
+                if found is not None:
+                    return found
+    return None
+
+
+@needs_bpf
+@needs_kernel_btf
+@needs_clang
+def test_core_all_kinds(objects):
+    from pybpf.btf import vmlinux
+    from pybpf.btf.resolve import sizeof
+    k = vmlinux()
+    member = _member_bits(k, k.find("sk_buff", "struct"), "pkt_type")
+    spec = read_object(objects["core_kinds"])
+    with NoLeaks():
+        with spec.load() as coll:
+            prog = coll.programs["kinds"]
+            got = {}
+            for mac, want in ((b"\x01\x00\x5e\x00\x00\x01", 2),   # PACKET_MULTICAST
+                              (b"\x02\x00\x00\x00\x00\x01", 3),   # PACKET_OTHERHOST
+                              (bytes(6), 0)):                     # PACKET_HOST (lo)
+                prog.test_run(mac + bytes(6) + b"\x08\x00" + bytes(50))
+                out = struct.unpack("<16Q", coll.maps[".bss"][0])
+                got[want] = out[0]
+    assert got == {2: 2, 3: 3, 0: 0}                    # the bitfield, read for real
+    byte_off, byte_sz, lshift, rshift, signed = out[1:6]
+    assert byte_sz == 1 and signed == 0
+    assert byte_off == member.bit_offset // 8
+    assert lshift == 64 - (member.bit_offset - 8 * byte_off + member.bitfield_size)
+    assert rshift == 64 - member.bitfield_size
+    assert out[6] == k.type_id("task_struct", "struct")  # type id in vmlinux
+    from pybpf.btf.parser import BTF
+    assert BTF(spec.btf).name_of(out[7]) == "task_struct"        # type id in the object's BTF
+    assert out[8:10] == (1, 0)                           # type exists
+    assert out[10] == sizeof(k, k.type_id("task_struct", "struct"))
+    assert out[11:13] == (1, 0)                          # type matches
+    assert out[13] == 27 and out[14] == 0                # enum value, enum exists
+    assert out[15] == 4 * 100 + 10 + 0                   # len: 4 bytes, exists, unsigned
+
+
+@needs_bpf
+@needs_bpftool
+@needs_kernel_btf
+@needs_clang
+@pytest.mark.parametrize("name", ["core_kinds", "externs", "values"])
+def test_same_program_as_bpftool_new_features(objects, name):
+    """libbpf resolves CO-RE, externs and kfuncs to the same instructions (the prog
+    array libbpf fills is emptied when bpftool exits, so verdicts are not compared)."""
+    from pybpf.program import Program
+    pin = _bpftool_loadall(objects[name])
+    try:
+        with read_object(objects[name]).load() as coll:
+            for prog_name, prog in coll.programs.items():
+                with Program.from_pin(os.path.join(pin, prog_name)) as theirs:
+                    assert theirs.tag == prog.tag, prog_name
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+
+
+# -- initialised prog arrays and maps of maps ---------------------------------------------
+
+@needs_clang
+def test_read_map_values(objects):
+    spec = read_object(objects["values"])
+    assert spec.map_values == {"outer": {1: ("map", "inner_b")},
+                               "jumps": {2: ("prog", "tail_tx")}}
+    outer = spec.maps["outer"]
+    assert outer.type == MapType.ARRAY_OF_MAPS and outer.value_size == 4
+    assert outer.inner is not None and outer.inner.value_size == 8
+
+
+@needs_bpf
+@needs_clang
+def test_map_values_filled_after_load(objects):
+    with NoLeaks():
+        with read_object(objects["values"]).load() as coll:
+            entry = coll.programs["entry"]
+            assert entry.test_run(bytes(14)).retval == XDP_TX       # the tail call ran
+            assert entry.test_run(bytes(14)).retval == XDP_TX
+            assert struct.unpack("<Q", coll.maps["inner_b"][0])[0] == 14
+            assert struct.unpack("<Q", coll.maps["inner_a"][0])[0] == 0
+            assert coll.maps["jumps"][2] == coll.programs["tail_tx"].info().id
+
+
+@needs_bpf
+@needs_clang
+def test_map_values_skip_programs_not_loaded(objects):
+    with NoLeaks():
+        with read_object(objects["values"]).load(programs=["entry"]) as coll:
+            assert coll.programs["entry"].test_run(bytes(14)).retval == XDP_DROP
+
+
+# -- writing objects: subprograms, global data, func_info and line_info --------------------
+
+def _disasm_lines(text: str, llvm: bool) -> dict:
+    """Section -> [(slot, instruction text)] from llvm-objdump or disasm_object."""
+    import re as _re
+    pattern = _re.compile(r"^\s*(\d+):\t(.*)$" if llvm else r"^\s*(\d+): (.*)$")
+    out: dict = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("Disassembly of section "):
+            current = line[len("Disassembly of section "):].rstrip(":")
+            out[current] = []
+            continue
+        found = pattern.match(line)
+        if found and current is not None:
+            out[current].append((int(found.group(1)), found.group(2).strip()))
+    return out
+
+
+def _rebuild(path: str):
+    from pybpf.object import ObjectProgram, build_object
+    spec = read_object(path)
+    progs = [ObjectProgram(spec.program_info[n].section, n, p.instructions)
+             for n, p in spec.programs.items()]
+    data = {k: v for k, v in spec.data.items() if k != ".kconfig"}
+    return spec, build_object(progs, spec.maps, data, variables=spec.variables)
+
+
+@needs_clang
+@pytest.mark.skipif(LLVM_OBJDUMP is None, reason="llvm-objdump-19 is not installed")
+@pytest.mark.parametrize("name", ["subprog", "globals", "counter", "ringbuf"])
+def test_written_object_llvm_and_pybpf_disassemble_alike(objects, tmp_path, name):
+    from pybpf.object import disasm_object
+    _, data = _rebuild(objects[name])
+    path = tmp_path / "w.o"
+    path.write_bytes(data)
+    llvm = subprocess.run([LLVM_OBJDUMP, "-d", "--no-show-raw-insn", "--mcpu=v4", str(path)],
+                          check=True, capture_output=True, text=True).stdout
+    theirs = _disasm_lines(llvm, llvm=True)
+    ours = _disasm_lines(disasm_object(data), llvm=False)
+    assert theirs == ours and sum(len(v) for v in ours.values()) > 5
+    if name == "subprog":
+        assert set(ours) == {"xdp", ".text"}
+        assert "<add_triple>:" in llvm and "<triple>:" in llvm
+        assert "<triple_1>:" not in llvm            # both programs share one copy
+
+
+@needs_clang
+@pytest.mark.skipif(LLVM_OBJDUMP is None, reason="llvm-objdump-19 is not installed")
+def test_written_object_llvm_objdump_shows_source_lines(objects, tmp_path):
+    _, data = _rebuild(objects["subprog"])
+    path = tmp_path / "w.o"
+    path.write_bytes(data)
+    text = subprocess.run([LLVM_OBJDUMP, "-S", str(path)], check=True,
+                          capture_output=True, text=True).stdout
+    assert "; return add_triple(len, 1) == 3 * 14 + 1 ? 2 : 1;" in text
+    assert "; return x * 3;" in text
+
+
+@needs_clang
+@pytest.mark.parametrize("name", ["subprog", "globals"])
+def test_written_subprograms_and_data_read_back(objects, name):
+    spec, data = _rebuild(objects[name])
+    again = read_object(data)
+    assert list(again.programs) == list(spec.programs)
+    for n, prog in spec.programs.items():
+        new = again.programs[n]
+        assert [str(i) for i in new.instructions] == [str(i) for i in prog.instructions]
+        assert [i.reference for i in new.instructions] == \
+            [i.reference for i in prog.instructions]
+        assert [i.source for i in new.instructions] == [i.source for i in prog.instructions]
+        assert len(again.program_info[n].func_info) == len(spec.program_info[n].func_info)
+    assert set(again.data) == set(spec.data)
+    for k, d in spec.data.items():
+        assert again.data[k].initial == d.initial and again.data[k].readonly == d.readonly
+    assert again.variables == spec.variables
+
+
+@needs_bpf
+@needs_bpftool
+@needs_clang
+@pytest.mark.parametrize("name", ["subprog", "globals", "counter", "ringbuf"])
+def test_written_object_loads_like_the_original(objects, tmp_path, name):
+    """bpftool loads the written object (subprograms, global data, BTF.ext) to the
+    same instructions as pybpf loads the clang-built one."""
+    from pybpf.program import Program
+    spec = read_object(objects[name])
+    if spec.map_values:                       # .values cannot be written: drop the maps
+        pytest.skip("maps of maps are not written")
+    _, data = _rebuild(objects[name])
+    path = tmp_path / "w.o"
+    path.write_bytes(data)
+    pin = _bpftool_loadall(str(path))
+    try:
+        with NoLeaks():
+            with spec.load() as coll:
+                for prog_name, prog in coll.programs.items():
+                    with Program.from_pin(os.path.join(pin, prog_name)) as theirs:
+                        assert theirs.tag == prog.tag
+                        xlated = subprocess.run(
+                            [BPFTOOL, "prog", "dump", "xlated", "pinned",
+                             os.path.join(pin, prog_name)],
+                            check=True, capture_output=True, text=True).stdout
+                        assert "\n; " in xlated         # our line_info, as loaded
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+
+
+def _builder_program():
+    """An XDP program built with pybpf.asm: reads .rodata+4, calls a subprogram that
+    doubles it, stores the result in .bss and returns it."""
+    from pybpf.asm.builder import (Builder, add, call_local, exit_, ld_map_value, ldx,
+                                   mov, stx)
+    from pybpf.asm.opcodes import Reg
+    R0, R1, R2, R6 = Reg.R0, Reg.R1, Reg.R2, Reg.R6
+    b = Builder(record_source=True)
+    b.emit(ld_map_value(R6, ".rodata", 4))
+    b.emit(ldx(4, R1, R6, 0))
+    b.emit(call_local("double"))
+    b.emit(ld_map_value(R2, ".bss", 8))
+    b.emit(stx(8, R2, 0, R0))
+    b.emit(exit_())
+    b.label("double")
+    b.emit(mov(R0, R1))
+    b.emit(add(R0, R1))
+    b.emit(exit_())
+    return b.link()
+
+
+@needs_bpf
+@needs_bpftool
+def test_builder_program_with_data_and_subprogram(tmp_path):
+    from pybpf.object import ObjectProgram, Variable, build_object
+    insns = _builder_program()
+    rodata = bytes(4) + struct.pack("<I", 21)
+    data = build_object([ObjectProgram("xdp", "doubled", insns)],
+                        data={".rodata": rodata, ".bss": bytes(16)},
+                        variables={"half": Variable(".rodata", 4, 4),
+                                   "result": Variable(".bss", 8, 8)})
+    spec = read_object(data)
+    assert spec.variables["half"].offset == 4 and spec.data[".rodata"].readonly
+    prog = spec.programs["doubled"]
+    assert [i.label for i in prog.instructions if i.label] == ["double"]
+    here = os.path.abspath(__file__)
+    assert all(i.source is not None and i.source.file == here for i in prog.instructions)
+    with NoLeaks():
+        with spec.load() as coll:
+            assert coll.programs["doubled"].test_run(bytes(14)).retval == 42
+            assert struct.unpack("<QQ", coll.maps[".bss"][0]) == (0, 42)
+            text = _xlated(coll.programs["doubled"])
+    assert "; b.emit(call_local(\"double\"))" in text
+    path = tmp_path / "b.o"
+    path.write_bytes(data)
+    pin = _bpftool_loadall(str(path))
+    shutil.rmtree(pin, ignore_errors=True)
+
+
+@pytest.mark.skipif(LLVM_OBJDUMP is None, reason="llvm-objdump-19 is not installed")
+def test_builder_program_source_lines_in_llvm_objdump(tmp_path):
+    from pybpf.object import ObjectProgram, build_object
+    path = tmp_path / "b.o"
+    build_object([ObjectProgram("xdp", "doubled", _builder_program())],
+                 data={".rodata": bytes(8), ".bss": bytes(16)}, path=path)
+    text = subprocess.run([LLVM_OBJDUMP, "-S", str(path)], check=True,
+                          capture_output=True, text=True).stdout
+    assert '; b.emit(ld_map_value(R6, ".rodata", 4))' in text
+    assert "; b.emit(add(R0, R1))" in text
+    assert "<double>:" in text
+
+
+def test_build_object_errors():
+    from pybpf.asm.builder import exit_, ld_func, ld_map_value, mov
+    from pybpf.asm.program import link
+    from pybpf.maps.spec import MapSpec
+    from pybpf.object import ObjectProgram, ObjectWriteError, build_object
+    prog = [ld_map_value(1, ".data", 0), mov(0, 0), exit_()]
+    with pytest.raises(ObjectWriteError, match=r"'\.data': not among the data sections"):
+        build_object([ObjectProgram("xdp", "p", prog)])
+    arr = MapSpec(MapType.ARRAY, 4, 8, 1)
+    prog = [ld_map_value(1, "arr", 0), mov(0, 0), exit_()]
+    with pytest.raises(ObjectWriteError, match="only global data"):
+        build_object([ObjectProgram("xdp", "p", prog)], {"arr": arr})
+    from pybpf.asm.builder import Label, build
+    cb = build([ld_func(1, "cb"), mov(0, 0), exit_(), Label("cb"), mov(0, 0), exit_()])
+    with pytest.raises(ObjectWriteError, match="callbacks"):
+        build_object([ObjectProgram("xdp", "p", cb)])
+    with pytest.raises(ObjectWriteError, match=r"\.bss must be zeroes"):
+        build_object([ObjectProgram("xdp", "p", link([mov(0, 0), exit_()]))],
+                     data={".bss": b"\x01"})
+    with pytest.raises(ObjectWriteError, match="two programs"):
+        build_object([ObjectProgram("xdp", "p", [exit_()])] * 2)
+
+
+def test_section_for_program_specs():
+    from pybpf.asm.builder import exit_
+    from pybpf.object import ObjectWriteError, section_for
+    from pybpf.program import ProgramSpec
+    assert section_for(ProgramSpec(ProgType.XDP, [exit_()])) == "xdp"
+    assert section_for(ProgramSpec(ProgType.TRACEPOINT, [exit_()],
+                                   attach_target="syscalls/sys_enter_getppid")) == \
+        "tracepoint/syscalls/sys_enter_getppid"
+    with pytest.raises(ObjectWriteError, match="attach_target"):
+        section_for(ProgramSpec(ProgType.KPROBE, [exit_()], name="k"))
+
+
+@needs_bpf
+@needs_clang
+def test_object_program_loads_on_its_own(objects):
+    """The ProgramSpecs of an ObjectSpec stay loadable without the Collection (their
+    BTF records live in program_info)."""
+    spec = read_object(objects["xdp"])
+    with NoLeaks():
+        with spec.programs["xdp_len"].load() as prog:
+            assert prog.test_run(bytes(14)).retval == XDP_PASS
+
+
+@needs_bpf
+def test_build_object_from_program_specs():
+    from pybpf.asm.builder import exit_, mov
+    from pybpf.asm.opcodes import Reg
+    from pybpf.object import build_object
+    from pybpf.program import ProgramSpec
+    specs = [ProgramSpec(ProgType.XDP, [mov(Reg.R0, 3), exit_()], name="tx"),
+             ProgramSpec(ProgType.SOCKET_FILTER, [mov(Reg.R0, 0), exit_()], name="sock")]
+    spec = read_object(build_object(specs))
+    assert [spec.program_info[n].section for n in spec.programs] == ["xdp", "socket"]
+    with NoLeaks():
+        with spec.load() as coll:
+            assert coll.programs["tx"].test_run(bytes(14)).retval == XDP_TX

@@ -602,13 +602,28 @@ def tracepoint_prototype(btf: BTF, name: str) -> Prototype:
     proto = _prototype_of(btf, short, 0, target.type, skip=1)
     # the typedef's prototype has no parameter names; the tracepoint's BPF glue function
     # (__bpf_trace_<name>) has the same parameters with their names
-    glue = btf.ids("__bpf_trace_" + short, Kind.FUNC)
-    if len(glue) == 1:
+    # (events sharing a class use the class's glue: sched_wakeup_new ->
+    # __bpf_trace_sched_wakeup_template; take the longest class name that prefixes the
+    # event's and has the same argument types)
+    for glue_name in _glue_candidates(btf, short):
+        glue = btf.ids(glue_name, Kind.FUNC)
+        if len(glue) != 1:
+            continue
         named = _prototype_of(btf, short, 0, btf.type(glue[0]).type, skip=1)  # type: ignore[attr-defined]
-        if len(named.args) == len(proto.args):
-            proto = proto._replace(args=tuple(
+        if [a.type_id for a in named.args] == [a.type_id for a in proto.args]:
+            return proto._replace(args=tuple(
                 a._replace(name=n.name) for a, n in zip(proto.args, named.args)))
     return proto
+
+
+def _glue_candidates(btf: BTF, event: str) -> List[str]:
+    """Names of tracepoint glue functions that may carry ``event``'s parameter names."""
+    out = ["__bpf_trace_" + event, "__bpf_trace_" + event + "_template"]
+    parts = event.split("_")
+    for n in range(len(parts) - 1, 0, -1):
+        stem = "_".join(parts[:n])
+        out += ["__bpf_trace_" + stem + "_template", "__bpf_trace_" + stem]
+    return out
 
 
 # ---------------------------------------------------------------------------------------

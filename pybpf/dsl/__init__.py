@@ -34,39 +34,50 @@ import types as _pytypes
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from ..asm.instruction import Instruction, SourceLocation
+from .attach import (
+    ProgramKind, fentry, fexit, kprobe, kretprobe, perf_event, raw_tracepoint, socket_filter,
+    tc, tp_btf, tracepoint, uprobe, uretprobe, usdt, xdp,
+)
 from .compiler import CompiledFunction, CompileError, compile_functions
+from .helpers import (
+    boot_ns, cgroup_id, comm, cpu, current_task, gid, kernel_ptr, ktime_ns, log2, pid,
+    pid_tgid, probe_read_kernel, probe_read_kernel_str, probe_read_user,
+    probe_read_user_str, random, startswith, tgid, tid, trace_printk, uid, uid_gid,
+)
+from .maps import (
+    ArrayMap, HashMap, Histogram, LRUHashMap, PerCPUArrayMap, PerCPUHashMap, PerfEventArray,
+    RingBuf, StackTraceMap,
+)
+from .structs import Struct
 from .types import (
-    Const, IntType, const, i8, i16, i32, i64, u8, u16, u32, u64,
+    ArrayType, Const, IntType, char, const, i8, i16, i32, i64, u8, u16, u32, u64,
 )
 
 __all__ = [
     "CompileError", "CompiledProgram", "compile_function", "compile_source", "program",
-    "bpf", "is_bpf", "functions_in_file",
-    "IntType", "Const", "const", "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
-    "ktime_ns", "pid", "tgid", "tid", "uid", "gid", "cpu", "pid_tgid", "random",
+    "bpf", "is_bpf", "functions_in_file", "compile_module", "load", "ModuleSpec",
+    "LoadedModule",
+    "IntType", "ArrayType", "Const", "const", "char", "u8", "u16", "u32", "u64", "i8",
+    "i16", "i32", "i64", "Struct",
+    "HashMap", "LRUHashMap", "PerCPUHashMap", "ArrayMap", "PerCPUArrayMap", "Histogram",
+    "RingBuf", "PerfEventArray", "StackTraceMap",
+    "ProgramKind", "tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",
+    "uprobe", "uretprobe", "usdt", "fentry", "fexit", "perf_event", "socket_filter", "xdp",
+    "tc",
+    "ktime_ns", "boot_ns", "pid", "tgid", "tid", "uid", "gid", "uid_gid", "cpu",
+    "pid_tgid", "random", "cgroup_id", "current_task", "comm", "probe_read_user_str",
+    "probe_read_kernel_str", "probe_read_user", "probe_read_kernel", "kernel_ptr", "log2",
+    "startswith", "trace_printk",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _helper(name: str, doc: str) -> Callable[[], int]:
-    def fn() -> int:
-        raise RuntimeError(f"{name}() only works inside a compiled BPF program")
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = doc
-    fn.__pybpf_helper__ = name            # type: ignore[attr-defined]
-    return fn
-
-
-ktime_ns = _helper("ktime_ns", "Nanoseconds since boot, without suspend (u64).")
-pid = _helper("pid", "The current process id, the kernel's tgid (u32).")
-tgid = _helper("tgid", "The current thread group id: the same as pid() (u32).")
-tid = _helper("tid", "The current thread id, the kernel's pid (u32).")
-uid = _helper("uid", "The current user id (u32).")
-gid = _helper("gid", "The current group id (u32).")
-cpu = _helper("cpu", "The current CPU number (u32).")
-pid_tgid = _helper("pid_tgid", "tgid << 32 | pid of the current task (u64).")
-random = _helper("random", "A pseudo-random u32.")
+def __getattr__(name: str) -> Any:
+    if name in ("compile_module", "load", "ModuleSpec", "LoadedModule"):
+        from . import loader
+        return getattr(loader, name)
+    raise AttributeError(f"module 'pybpf.dsl' has no attribute {name!r}")
 
 
 def bpf(fn: F) -> F:
@@ -178,9 +189,10 @@ def _module_from_source(source: str, filename: str,
     return module
 
 
-def functions_in_file(path: str) -> List[Callable[..., Any]]:
-    """Import the Python file at ``path`` and return its :func:`bpf` functions, in
-    source order."""
+def functions_in_file(path: str, all_programs: bool = True) -> List[Callable[..., Any]]:
+    """Import the Python file at ``path`` and return its programs (functions decorated
+    with :func:`bpf` or an attach decorator), in source order (``all_programs=False``:
+    only the attach-decorated ones)."""
     import importlib.util
     name = "_pybpf_compile_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -193,7 +205,9 @@ def functions_in_file(path: str) -> List[Callable[..., Any]]:
     finally:
         sys.modules.pop(name, None)
     found = [v for v in vars(module).values()
-             if isinstance(v, _pytypes.FunctionType) and is_bpf(v)]
+             if isinstance(v, _pytypes.FunctionType) and is_bpf(v)
+             and (all_programs or hasattr(v, "__pybpf_kind__"))
+             and v.__code__.co_filename == module.__file__]
     return sorted(found, key=lambda f: f.__code__.co_firstlineno)
 
 

@@ -13,20 +13,48 @@ wins (``u32 + i32 -> u32``); ``i64`` can hold every ``u32``, so ``u32 + i64 -> i
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Tuple
+from typing import Any, Dict, NamedTuple, Tuple
 
 __all__ = [
-    "IntType", "Const", "const", "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
+    "IntType", "ArrayType", "Const", "const", "char", "sizeof", "alignof", "is_struct",
+    "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
     "INT_TYPES", "promote", "common_type", "literal_type",
 ]
 
 
-class IntType(NamedTuple):
-    """A fixed-width integer type: ``name``, ``bits`` (8, 16, 32 or 64), ``signed``."""
+class IntType:
+    """A fixed-width integer type: ``name``, ``bits`` (8, 16, 32 or 64), ``signed``.
+    ``T[N]`` is an array of ``N`` of them (``char[16]``, ``u64[4]``)."""
 
-    name: str
-    bits: int
-    signed: bool
+    __slots__ = ("name", "bits", "signed")
+
+    def __init__(self, name: str, bits: int, signed: bool) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "bits", bits)
+        object.__setattr__(self, "signed", signed)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("integer types are immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IntType) and (self.bits, self.signed) == \
+            (other.bits, other.signed) and (self.name == "char") == (other.name == "char")
+
+    def __hash__(self) -> int:
+        return hash((self.bits, self.signed, self.name == "char"))
+
+    def __getitem__(self, count: int) -> "ArrayType":
+        return ArrayType(self, count)
+
+    @property
+    def size(self) -> int:
+        """The size in bytes."""
+        return self.bits // 8
+
+    @property
+    def align(self) -> int:
+        """The alignment in bytes (the size, as on x86-64 and in BPF)."""
+        return self.bits // 8
 
     def __call__(self, value: int) -> int:
         """``value`` wrapped into this type's range (C conversion)."""
@@ -66,23 +94,92 @@ i16 = IntType("i16", 16, True)
 i32 = IntType("i32", 32, True)
 i64 = IntType("i64", 64, True)
 
+#: one byte of text: ``char[16]`` is a string field (decoded to ``str`` in user space)
+char = IntType("char", 8, False)
+
 #: the types by name
 INT_TYPES: Dict[str, IntType] = {t.name: t for t in (u8, u16, u32, u64, i8, i16, i32, i64)}
 
 
-class Const(NamedTuple):
-    """A load-time constant declared with :func:`const`.
+class ArrayType:
+    """``count`` elements of ``elem`` (an integer type, a struct or another array).
+    Arrays of :data:`char` are strings."""
 
-    In this version it is a compile-time constant: its ``value`` is compiled into the
-    program. Patching at load time (a global in a ``.rodata`` map) comes with the loader.
-    """
+    __slots__ = ("elem", "count")
+
+    def __init__(self, elem: Any, count: int) -> None:
+        if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+            raise TypeError(f"an array needs a positive int length, not {count!r}")
+        if not (isinstance(elem, (IntType, ArrayType)) or is_struct(elem)):
+            raise TypeError(f"array elements must be integer types, arrays or Structs, "
+                            f"not {elem!r}")
+        self.elem = elem
+        self.count = count
+
+    @property
+    def size(self) -> int:
+        """The size in bytes."""
+        return sizeof(self.elem) * self.count
+
+    @property
+    def align(self) -> int:
+        """The alignment in bytes (the element's)."""
+        return alignof(self.elem)
+
+    @property
+    def is_string(self) -> bool:
+        """True for ``char[N]``."""
+        return isinstance(self.elem, IntType) and self.elem.name == "char"
+
+    def __getitem__(self, count: int) -> "ArrayType":
+        return ArrayType(self, count)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ArrayType) and (self.elem, self.count) == (other.elem, other.count)
+
+    def __hash__(self) -> int:
+        return hash((self.elem, self.count))
+
+    def __repr__(self) -> str:
+        return f"{self.elem!r}[{self.count}]"
+
+
+def is_struct(t: Any) -> bool:
+    """True for a :class:`~pybpf.dsl.structs.Struct` subclass."""
+    return isinstance(t, type) and hasattr(t, "__pybpf_layout__")
+
+
+def sizeof(t: Any) -> int:
+    """The size in bytes of a language type (integer, array or Struct)."""
+    if isinstance(t, (IntType, ArrayType)):
+        return t.size
+    if is_struct(t):
+        return t.__pybpf_layout__.size
+    raise TypeError(f"{t!r} is not a pybpf.dsl type")
+
+
+def alignof(t: Any) -> int:
+    """The alignment in bytes of a language type."""
+    if isinstance(t, (IntType, ArrayType)):
+        return t.align
+    if is_struct(t):
+        return t.__pybpf_layout__.align
+    raise TypeError(f"{t!r} is not a pybpf.dsl type")
+
+
+class Const(NamedTuple):
+    """A load-time constant declared with :func:`const`: a program loaded through
+    :func:`pybpf.dsl.load` reads it from a frozen ``.rodata`` map whose value is set at
+    load time (``load(..., consts={"NAME": 42})``), so the verifier still sees a constant
+    and prunes the branches it makes dead; a program compiled alone
+    (:func:`~pybpf.dsl.compile_function`) has ``value`` compiled in."""
 
     type: IntType
     value: int
 
 
 def const(type: IntType, value: int) -> Const:
-    """Declare a constant of ``type`` (a load-time constant; compiled in for now)."""
+    """Declare a load-time constant of ``type`` with a default ``value``."""
     if not isinstance(type, IntType):
         raise TypeError(f"const() needs an integer type such as u32, not {type!r}")
     return Const(type, type.wrap(value))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..maps.base import Map
@@ -108,6 +110,7 @@ def load_collection(spec: ObjectSpec, *, programs: Optional[List[str]] = None,
     programs (or only those named in ``programs``) and return the :class:`Collection`.
     On any failure everything created so far is closed before the error propagates."""
     coll = Collection(spec)
+    btf_fd = None
     try:
         for name, mspec in spec.maps.items():
             coll.maps[name] = mspec.create(pin_dir=pin_dir)
@@ -117,29 +120,75 @@ def load_collection(spec: ObjectSpec, *, programs: Optional[List[str]] = None,
             m[0] = bytes(data.initial)
             if data.readonly:
                 m.freeze()
+        _fill_values(spec, coll, "map")
+        btf_fd = _load_btf(spec)
         wanted = programs if programs is not None else list(spec.programs)
         for name in wanted:
             pspec = spec.programs[name]
-            if spec.program_info[name].kind.kind in ("tp_btf", "fentry", "fexit",
-                                                     "fmod_ret", "lsm", "iter"):
-                coll.programs[name] = _load_tracing(spec, name, coll.maps, log_level)
+            info = spec.program_info[name]
+            if btf_fd is not None and pspec.btf is None and not pspec.func_info \
+                    and not pspec.line_info and (info.func_info or info.line_info):
+                pspec = dataclasses.replace(pspec, btf=btf_fd, func_info=info.func_info,
+                                            line_info=info.line_info)
+            if info.kind.kind in ("tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "iter"):
+                prog = _load_tracing(spec, name, pspec, coll.maps, log_level)
             else:
-                coll.programs[name] = pspec.load(maps=coll.maps, log_level=log_level)
+                prog = pspec.load(maps=coll.maps, log_level=log_level)
+            prog.spec = spec.programs[name]         # not the copy holding the BTF fd
+            coll.programs[name] = prog
+        _fill_values(spec, coll, "prog")
     except BaseException:
         coll.close()
         raise
+    finally:
+        if btf_fd is not None:
+            btf_fd.close()          # the programs keep their own references
     return coll
 
 
-def _load_tracing(spec: ObjectSpec, name: str, maps: Dict[str, Map],
+def _load_btf(spec: ObjectSpec) -> Any:
+    """The object's BTF loaded (an owned FD), or None when the object has none or the
+    kernel refuses it (then the programs load without func_info/line_info, with a
+    warning)."""
+    if spec.btf is None or not any(p.func_info or p.line_info
+                                   for p in spec.program_info.values()):
+        return None
+    from ..syscall.progs import btf_load
+    try:
+        return btf_load(spec.btf)
+    except OSError as exc:
+        warnings.warn(f"the kernel refused the object's BTF, programs load without "
+                      f"source lines: {exc}", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def _fill_values(spec: ObjectSpec, coll: Collection, what: str) -> None:
+    """Store the initial ``.values`` of kind ``what`` (``"map"``: maps of maps;
+    ``"prog"``: prog arrays, for the programs loaded)."""
+    for map_name, values in spec.map_values.items():
+        target = coll.maps[map_name]
+        for index, (kind, name) in sorted(values.items()):
+            if kind != what:
+                continue
+            source: Any = coll.maps.get(name) if kind == "map" else coll.programs.get(name)
+            if source is None:
+                if kind == "prog":
+                    continue                # not loaded (programs=[...])
+                raise KeyError(f"map {map_name!r}: .values[{index}] names map {name!r}, "
+                               f"which the object does not define")
+            target[index] = source
+
+
+def _load_tracing(spec: ObjectSpec, name: str, pspec: Any, maps: Dict[str, Map],
                   log_level: int) -> Program:
     from ..link.tracing import tracing_spec
     from ..syscall.fd import FD
     info = spec.program_info[name]
-    pspec = spec.programs[name]
     tspec = tracing_spec(info.kind.kind, info.kind.target, pspec.instructions,
                          name=pspec.name, license=pspec.license)
     tspec.source_lines = False
+    tspec.btf, tspec.func_info, tspec.line_info = pspec.btf, pspec.func_info, \
+        pspec.line_info
     try:
         return tspec.load(maps=maps, log_level=log_level)
     finally:

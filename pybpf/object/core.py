@@ -1,11 +1,15 @@
 """CO-RE: rewriting the instructions a ``.BTF.ext`` relocation names so that field
 offsets, field existence, type sizes and enum values match the running kernel's BTF.
 
-Supported relocation kinds: ``FIELD_BYTE_OFFSET`` (0), ``FIELD_BYTE_SIZE`` (1, for
-ALU/``lddw`` immediates), ``FIELD_EXISTS`` (2), ``TYPE_EXISTS`` (8), ``TYPE_SIZE`` (9),
-``ENUMVAL_EXISTS`` (10) and ``ENUMVAL_VALUE`` (11). Type matching: the local type's name
-(without a ``___flavour`` suffix) and kind; fields by name, through anonymous structs
-and unions. Everything else raises :class:`~pybpf.object.errors.ObjectError`.
+All the relocation kinds: ``FIELD_BYTE_OFFSET`` (0), ``FIELD_BYTE_SIZE`` (1),
+``FIELD_EXISTS`` (2), ``FIELD_SIGNED`` (3), ``FIELD_LSHIFT_U64`` (4) and
+``FIELD_RSHIFT_U64`` (5) (bitfields included), ``TYPE_ID_LOCAL`` (6, the id in the
+object's own BTF, which is loaded with the programs), ``TYPE_ID_TARGET`` (7, the id in
+vmlinux), ``TYPE_EXISTS`` (8), ``TYPE_SIZE`` (9), ``ENUMVAL_EXISTS`` (10),
+``ENUMVAL_VALUE`` (11) and ``TYPE_MATCHES`` (12). Candidates: types of the local type's
+name (without a ``___flavour`` suffix) and kind; fields by name, through anonymous
+structs and unions. An unsatisfiable relocation raises
+:class:`~pybpf.object.errors.ObjectError`.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ KIND_NAMES = {
     12: "type_matches",
 }
 _EXT_MAGIC = 0xEB9F
-_FIELD_KINDS = (0, 1, 2)
-_TYPE_KINDS = (8, 9)
+_FIELD_KINDS = (0, 1, 2, 3, 4, 5)
+_TYPE_KINDS = (6, 7, 8, 9, 12)
 _ENUM_KINDS = (10, 11)
 
 
@@ -117,9 +121,18 @@ class _Step(NamedTuple):
     index: int
 
 
-def _local_steps(btf: Any, rel: CoreReloc) -> Tuple[Any, List[_Step], int, int]:
-    """Walk the access string over the local type: the root type, the named steps, the
-    local byte offset and the local field size."""
+class _Field(NamedTuple):
+    """Where an accessed field is: its bit offset from the start of the access, its
+    bitfield width (0 for a whole field) and its (stripped) type."""
+
+    bit_offset: int
+    bitfield_size: int
+    type: Any
+
+
+def _local_steps(btf: Any, rel: CoreReloc) -> Tuple[Any, List[_Step], _Field]:
+    """Walk the access string over the local type: the root type, the named steps and
+    the local field."""
     try:
         parts = [int(p) for p in rel.access.split(":")]
     except ValueError:
@@ -128,28 +141,29 @@ def _local_steps(btf: Any, rel: CoreReloc) -> Tuple[Any, List[_Step], int, int]:
         raise ObjectError(f"{rel.describe(btf)}: bad access string")
     from ..btf.types import Array, Composite
     root = _strip(btf, rel.type_id)
-    offset = parts[0] * _sizeof(btf, root.id)
+    bits = parts[0] * _sizeof(btf, root.id) * 8
+    width = 0
     steps: List[_Step] = []
     cur = root
-    size = _sizeof(btf, root.id)
     for p in parts[1:]:
         if isinstance(cur, Composite):
             if p >= len(cur.members):
                 raise ObjectError(f"{rel.describe(btf)}: member index {p} out of range")
             m = cur.members[p]
-            offset += m.bit_offset // 8
+            bits += m.bit_offset
+            width = m.bitfield_size
             if m.name:
                 steps.append(_Step(m.name, 0))
             cur = _strip(btf, m.type)
         elif isinstance(cur, Array):
             steps.append(_Step(None, p))
-            offset += p * _sizeof(btf, cur.type)
+            bits += p * _sizeof(btf, cur.type) * 8
+            width = 0
             cur = _strip(btf, cur.type)
         else:
             raise ObjectError(f"{rel.describe(btf)}: access step {p} into a "
                               f"{type(cur).__name__}")
-        size = _sizeof(btf, cur.id) if not _is_void(cur) else 0
-    return root, steps, offset, size
+    return root, steps, _Field(bits, width, cur)
 
 
 def _is_void(t: Any) -> bool:
@@ -175,12 +189,13 @@ def _find_member(btf: Any, comp: Any, name: str, depth: int = 0
     return None
 
 
-def _target_field(local: Any, root: Any, steps: List[_Step], first: int, target: Any,
-                  cand_id: int) -> Optional[Tuple[int, int]]:
-    """(byte offset, size) of the field in target candidate ``cand_id``, or None."""
+def _target_field(steps: List[_Step], first: int, target: Any, cand_id: int
+                  ) -> Optional[_Field]:
+    """The field the steps reach in target candidate ``cand_id``, or None."""
     from ..btf.types import Array, Composite
     cur = _strip(target, cand_id)
-    offset = first * _sizeof(target, cur.id)
+    bits = first * _sizeof(target, cur.id) * 8
+    width = 0
     for step in steps:
         if step.member is not None:
             if not isinstance(cur, Composite):
@@ -188,19 +203,60 @@ def _target_field(local: Any, root: Any, steps: List[_Step], first: int, target:
             found = _find_member(target, cur, step.member)
             if found is None:
                 return None
-            bits, member = found
-            if member.bitfield_size:
-                return None                       # bitfields need the shift kinds
-            offset += bits // 8
+            offset, member = found
+            bits += offset
+            width = member.bitfield_size
             cur = _strip(target, member.type)
         else:
             if not isinstance(cur, Array):
                 return None
             if cur.nelems and step.index >= cur.nelems:
                 return None
-            offset += step.index * _sizeof(target, cur.type)
+            bits += step.index * _sizeof(target, cur.type) * 8
+            width = 0
             cur = _strip(target, cur.type)
-    return offset, _sizeof(target, cur.id)
+    return _Field(bits, width, cur)
+
+
+def _field_value(btf: Any, field: _Field, kind: int) -> int:
+    """The value of field relocation ``kind`` (0, 1, 3, 4, 5) for ``field``.
+
+    A bitfield is read as the smallest naturally aligned load of at least its
+    declared type's size that holds all its bits (up to 8 bytes); the shifts then
+    isolate it in a 64-bit register (little-endian): left by what lies above it,
+    right by 64 minus its width."""
+    from ..btf.types import Enum, Int
+    t = field.type
+    if kind == 3:
+        return int(bool(isinstance(t, (Int, Enum)) and t.signed))
+    size = _sizeof(btf, t.id) if not _is_void(t) else 0
+    if not field.bitfield_size:
+        if field.bit_offset % 8:
+            raise ObjectError(f"a field at bit {field.bit_offset} is not byte-aligned")
+        offset = field.bit_offset // 8
+        if kind == 0:
+            return offset
+        if kind == 1:
+            return size
+        if not 0 < size <= 8:
+            raise ObjectError(f"a shift of a {size}-byte field")
+        return 64 - 8 * size
+    if size not in (1, 2, 4, 8):
+        raise ObjectError(f"a bitfield of a {size}-byte type")
+    end = field.bit_offset + field.bitfield_size
+    offset = field.bit_offset // 8 // size * size
+    while end - offset * 8 > size * 8:
+        if size >= 8:
+            raise ObjectError("a bitfield that no 8-byte load covers")
+        size *= 2
+        offset = field.bit_offset // 8 // size * size
+    if kind == 0:
+        return offset
+    if kind == 1:
+        return size
+    if kind == 4:
+        return 64 - (end - offset * 8)
+    return 64 - field.bitfield_size
 
 
 def _candidates(local: Any, root: Any, target: Any) -> List[int]:
@@ -213,41 +269,92 @@ def _candidates(local: Any, root: Any, target: Any) -> List[int]:
     if kind is not None:
         return target.ids(name, kind)
     ids = target.ids(name)
-    return [i for i in ids if type(_strip(target, i)) is type(root)
+    return [i for i in ids if type(target.type(i)) is type(root)
             or (isinstance(root, Enum) and target.kind(i).name in ("ENUM", "ENUM64"))]
+
+
+def _match(local: Any, lid: int, target: Any, tid: int, depth: int = 0) -> bool:
+    """Whether local type ``lid`` matches target type ``tid`` (``TYPE_MATCHES``):
+    same kind and essential name, integers of the same size and sign, pointers and
+    arrays to matching types, every local member (by name) or enumerator present in the
+    target, prototypes with matching return and parameter types."""
+    from ..btf.types import Array, Composite, Enum, Fwd, FuncProto, Int, Ptr
+    if depth > 32:
+        return False
+    lt, tt = _strip(local, lid), _strip(target, tid)
+    if _is_void(lt) or _is_void(tt):
+        return _is_void(lt) and _is_void(tt)
+    if lt.name and _essential(lt.name) != tt.name:
+        return False
+    if isinstance(lt, Fwd) or isinstance(tt, Fwd):
+        return isinstance(lt, (Fwd, Composite)) and isinstance(tt, (Fwd, Composite))
+    if isinstance(lt, Enum):
+        names = {v.name for v in getattr(tt, "values", ())}
+        return isinstance(tt, Enum) and lt.size == tt.size and \
+            all(v.name in names for v in lt.values)
+    if type(lt) is not type(tt):
+        return False
+    if isinstance(lt, Int):
+        return lt.size == tt.size and lt.signed == tt.signed
+    if isinstance(lt, Ptr):
+        return _match(local, lt.type, target, tt.type, depth + 1)
+    if isinstance(lt, Array):
+        return lt.nelems == tt.nelems and _match(local, lt.type, target, tt.type, depth + 1)
+    if isinstance(lt, Composite):
+        for m in lt.members:
+            found = _find_member(target, tt, m.name) if m.name else None
+            if found is None or not _match(local, m.type, target, found[1].type, depth + 1):
+                return False
+        return True
+    if isinstance(lt, FuncProto):
+        return len(lt.params) == len(tt.params) and \
+            _match(local, lt.return_type, target, tt.return_type, depth + 1) and \
+            all(_match(local, a.type, target, b.type, depth + 1)
+                for a, b in zip(lt.params, tt.params))
+    return True
 
 
 def _value(local: Any, rel: CoreReloc, target: Any) -> Tuple[int, Optional[int]]:
     """(new value, local value or None) of one relocation."""
-    root = _strip(local, rel.type_id)
     if rel.kind in _FIELD_KINDS:
-        root, steps, local_off, local_size = _local_steps(local, rel)
+        root, steps, local_field = _local_steps(local, rel)
         first = int(rel.access.split(":")[0])
         results = set()
         for cand in _candidates(local, root, target):
-            found = _target_field(local, root, steps, first, target, cand)
+            found = _target_field(steps, first, target, cand)
             if found is not None:
-                results.add(found)
+                results.add((found.bit_offset, found.bitfield_size, found.type.id))
         if rel.kind == 2:
             return (1 if results else 0), None
         if not results:
             raise ObjectError(f"{rel.describe(local)}: no matching field in the kernel's "
                               f"BTF")
-        if len(results) > 1:
+        values = {_field_value(target, _Field(b, w, target.type(t)), rel.kind)
+                  for b, w, t in results}
+        if len(values) > 1:
             raise ObjectError(f"{rel.describe(local)}: the kernel's BTF has "
                               f"{len(results)} different matches")
-        off, size = results.pop()
-        return (off, local_off) if rel.kind == 0 else (size, local_size)
+        return values.pop(), _field_value(local, local_field, rel.kind)
     if rel.kind in _TYPE_KINDS:
-        cands = _candidates(local, root, target)
+        if rel.kind == 6:
+            return rel.type_id, rel.type_id
+        ltype = local.type(rel.type_id)
+        cands = _candidates(local, ltype, target)
+        if rel.kind == 12:
+            return int(any(_match(local, rel.type_id, target, c) for c in cands)), None
         if rel.kind == 8:
             return (1 if cands else 0), None
+        if not cands:
+            raise ObjectError(f"{rel.describe(local)}: no such type in the kernel's BTF")
+        if rel.kind == 7:
+            return cands[0], None
         sizes = {_sizeof(target, c) for c in cands}
         if len(sizes) != 1:
             raise ObjectError(f"{rel.describe(local)}: {len(sizes)} candidate sizes in "
                               f"the kernel's BTF")
-        return sizes.pop(), _sizeof(local, root.id)
+        return sizes.pop(), _sizeof(local, rel.type_id)
     if rel.kind in _ENUM_KINDS:
+        root = _strip(local, rel.type_id)
         try:
             index = int(rel.access)
             enumerator = root.values[index]

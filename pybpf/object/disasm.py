@@ -31,7 +31,7 @@ def disasm_object(source: Union[str, "os.PathLike[str]", bytes, bytearray]) -> s
     try:
         return _disasm(_Reader(data))
     except ObjectError as exc:
-        raise ObjectError(f"{label}: {exc}") from None
+        raise type(exc)(f"{label}: {exc}") from None
     except Exception as exc:
         raise ObjectError(f"{label}: malformed object: {type(exc).__name__}: {exc}") \
             from None
@@ -62,7 +62,8 @@ def _disasm(reader: object) -> str:
             if slot in labels:
                 out.append("")
                 out.append(f"<{labels[slot]}>:")
-            out.append(f"{slot:6d}: {format_instruction(ins, pc=slot, section=sec.name)}")
+            text = format_instruction(ins, pc=slot, section=sec.name, labels=labels)
+            out.append(f"{slot:6d}: {text}")
             for kind, name in relocs.get(slot, ()):
                 out.append(f"        {kind}\t{name}")
             slot += ins.slots

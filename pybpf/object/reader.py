@@ -7,12 +7,14 @@ import io
 import os
 import re
 import struct
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from ..maps.spec import MapSpec, Pinning
 from ..program import ProgramSpec
 from ..syscall.bpf import MapFlags, MapType
 from .errors import ObjectError
+from .externs import Extern
+from .btfext import program_ext_info
 from .relocations import (R_BPF_64_32, R_BPF_64_64, Function, Reloc, link_program)
 from .sections import classify_section
 from .spec import GlobalData, ObjectSpec, ProgramInfo, Variable
@@ -37,12 +39,20 @@ def _map_name(name: str) -> str:
 
 
 def read_object(source: Union[str, "os.PathLike[str]", bytes, bytearray], *,
-                kernel_btf: Any = None) -> ObjectSpec:
+                kernel_btf: Any = None,
+                kconfig: Optional[Mapping[str, str]] = None) -> ObjectSpec:
     """Read a BPF ELF object (a path, or its bytes) into an :class:`ObjectSpec`.
 
     CO-RE relocations (``.BTF.ext``) are applied against ``kernel_btf`` (a
     :class:`pybpf.btf.BTF`; the running kernel's, :func:`pybpf.btf.vmlinux`, by
-    default, read only when the object has CO-RE relocations).
+    default, read only when the object has CO-RE relocations or ``__ksym`` externs).
+    ``kconfig`` (``{"CONFIG_X": "y"}``) replaces the kernel's configuration for
+    ``__kconfig`` externs (see :mod:`pybpf.object.externs`).
+
+    The object's BTF (made loadable, :func:`~pybpf.object.btfext.sanitize_btf`) is
+    kept in :attr:`ObjectSpec.btf`, and each program gets its ``func_info`` and
+    ``line_info`` from ``.BTF.ext`` and a :class:`~pybpf.asm.instruction.SourceLocation`
+    (the C line) on each instruction.
 
     Any malformed content, or a CO-RE relocation the kernel's BTF cannot satisfy,
     raises :class:`ObjectError` (a ``ValueError``) naming the section, symbol or
@@ -55,9 +65,9 @@ def read_object(source: Union[str, "os.PathLike[str]", bytes, bytearray], *,
         with open(label, "rb") as fh:
             data = fh.read()
     try:
-        return _Reader(data, kernel_btf).read()
+        return _Reader(data, kernel_btf, kconfig).read()
     except ObjectError as exc:
-        raise ObjectError(f"{label}: {exc}") from None
+        raise type(exc)(f"{label}: {exc}") from None
     except RecursionError:
         raise ObjectError(f"{label}: malformed object (too deeply nested)") from None
     except Exception as exc:  # pyelftools and the BTF parser raise many kinds
@@ -66,10 +76,13 @@ def read_object(source: Union[str, "os.PathLike[str]", bytes, bytearray], *,
 
 
 class _Reader:
-    def __init__(self, data: bytes, kernel_btf: Any = None) -> None:
+    def __init__(self, data: bytes, kernel_btf: Any = None,
+                 kconfig: Optional[Mapping[str, str]] = None) -> None:
         from elftools.elf.elffile import ELFFile
         self.data = data
         self.kernel_btf = kernel_btf
+        self.kconfig = kconfig
+        self.externs: Dict[str, Extern] = {}
         try:
             self.elf = ELFFile(io.BytesIO(data))
         except Exception as exc:
@@ -128,8 +141,59 @@ class _Reader:
                 raise ObjectError(f"section '.BTF': {exc}") from None
         self._read_maps(spec)
         self._read_data(spec)
+        self._read_externs(spec)
         self._read_programs(spec)
+        if self.btf is not None:
+            spec.btf = self._loadable_btf(btf_sec, spec)
         return spec
+
+    def _kernel(self, why: str) -> Any:
+        if self.kernel_btf is None:
+            from ..btf.parser import vmlinux
+            try:
+                self.kernel_btf = vmlinux()
+            except OSError as exc:
+                raise ObjectError(f"{why} and the kernel's BTF cannot be read: {exc}") \
+                    from None
+        return self.kernel_btf
+
+    # -- externs ----------------------------------------------------------------------
+    def _read_externs(self, spec: ObjectSpec) -> None:
+        from .externs import collect_externs, extern_symbols, kconfig_layout, resolve_ksyms
+        if self.btf is None:
+            return
+        self.externs = collect_externs(self.btf, extern_symbols(self.symbols))
+        if not self.externs:
+            return
+        spec.externs = self.externs
+        if any(e.kind == "kconfig" for e in self.externs.values()):
+            initial = kconfig_layout(self.btf, self.externs, self.kconfig)
+            mspec = MapSpec(type=MapType.ARRAY, key=4, value=max(len(initial), 8),
+                            max_entries=1, flags=MapFlags.RDONLY_PROG, name=".kconfig")
+            spec.data[".kconfig"] = GlobalData(".kconfig", bytearray(initial), True, mspec)
+        if any(e.kind != "kconfig" for e in self.externs.values()):
+            names = sorted(e.name for e in self.externs.values() if e.kind != "kconfig")
+            resolve_ksyms(self.btf, self.externs,
+                          self._kernel(f"the object has __ksym externs ({', '.join(names)})"))
+
+    # -- BTF for the kernel -----------------------------------------------------------
+    def _loadable_btf(self, btf_sec: Any, spec: ObjectSpec) -> bytes:
+        from .btfext import sanitize_btf
+        layout: Dict[str, Tuple[int, Dict[str, Tuple[int, int]]]] = {}
+        for index, sec in self.sections.items():
+            if sec["sh_type"] not in ("SHT_PROGBITS", "SHT_NOBITS") or not sec.name:
+                continue
+            offsets: Dict[str, Tuple[int, int]] = {}
+            for sym in self.symbols:
+                if sym["st_shndx"] == index and sym.name and \
+                        sym["st_info"]["type"] == "STT_OBJECT":
+                    offsets[sym.name] = (sym["st_value"], sym["st_size"])
+            layout[sec.name] = (sec["sh_size"], offsets)
+        if ".kconfig" in spec.data:
+            layout[".kconfig"] = (len(spec.data[".kconfig"].initial),
+                                  {e.name: (e.offset, e.size) for e in self.externs.values()
+                                   if e.kind == "kconfig"})
+        return sanitize_btf(self._bytes(btf_sec), layout)
 
     # -- maps -------------------------------------------------------------------------
     def _read_maps(self, spec: ObjectSpec) -> None:
@@ -151,54 +215,123 @@ class _Reader:
             t = self.btf.type(t.type)
         return t
 
-    def _btf_maps(self, spec: ObjectSpec) -> None:
+    def _map_def(self, name: str, struct_t: Any, depth: int = 0
+                 ) -> Tuple[MapSpec, Optional[int]]:
+        """The :class:`MapSpec` a BTF map definition describes and the byte offset of
+        its ``values`` member (None without one)."""
         from ..btf.resolve import sizeof
-        from ..btf.types import Array, Composite, Datasec, Ptr, Var
+        from ..btf.types import Array, Composite, FuncProto, Ptr
+        if not isinstance(struct_t, Composite):
+            raise ObjectError(f"map {name!r}: its BTF type is not a struct")
+        attrs: Dict[str, int] = {}
+        inner: Optional[MapSpec] = None
+        values_at: Optional[int] = None
+        for member in struct_t.members:
+            mt = self._strip(member.type)
+            if member.name == "values":
+                # __array(values, ...): a flexible array of pointers to the inner map
+                # definition (maps of maps) or to a function prototype (prog arrays)
+                if not isinstance(mt, Array) or mt.nelems != 0:
+                    raise ObjectError(f"map {name!r}: member 'values' is not a flexible "
+                                      f"array (__array)")
+                ptr = self._strip(mt.type)
+                if not isinstance(ptr, Ptr):
+                    raise ObjectError(f"map {name!r}: 'values' are not pointers")
+                pointee = self._strip(ptr.type)
+                if isinstance(pointee, Composite):
+                    if depth:
+                        raise ObjectError(f"map {name!r}: maps of maps nest one level only")
+                    inner = self._map_def(f"{name}.values", pointee, depth + 1)[0]
+                elif not isinstance(pointee, FuncProto):
+                    raise ObjectError(f"map {name!r}: 'values' point to neither a map "
+                                      f"definition nor a function")
+                values_at = member.bit_offset // 8
+                continue
+            if not isinstance(mt, Ptr):
+                raise ObjectError(f"map {name!r}: member {member.name!r} is not a "
+                                  f"pointer (__uint/__type)")
+            if member.name in ("key", "value"):
+                pointee = self._strip(mt.type)
+                attrs[member.name + "_size"] = sizeof(self.btf, pointee.id)
+            else:
+                arr = self._strip(mt.type)
+                if not isinstance(arr, Array):
+                    raise ObjectError(f"map {name!r}: member {member.name!r} is not "
+                                      f"__uint(...)")
+                attrs[member.name] = arr.nelems
+        if "type" not in attrs:
+            raise ObjectError(f"map {name!r}: no map type")
+        pinning = attrs.get("pinning", 0)
+        if pinning not in (0, 1):
+            raise ObjectError(f"map {name!r}: unsupported pinning {pinning}")
+        value_size = attrs.get("value_size", 0)
+        if inner is not None or (values_at is not None and not value_size):
+            value_size = value_size or 4          # fd-valued maps hold 4-byte ids
+        try:
+            mspec = MapSpec(
+                type=attrs["type"], key=attrs.get("key_size", 0), value=value_size,
+                max_entries=attrs.get("max_entries", 0),
+                flags=attrs.get("map_flags", 0), name=_map_name(name.split(".")[0]),
+                pinning=Pinning.BY_NAME if pinning else Pinning.NONE,
+                inner=inner, map_extra=attrs.get("map_extra", 0),
+                numa_node=attrs["numa_node"] if "numa_node" in attrs else None)
+        except (ValueError, TypeError) as exc:
+            raise ObjectError(f"map {name!r}: {exc}") from None
+        return mspec, values_at
+
+    def _btf_maps(self, spec: ObjectSpec) -> None:
+        from ..btf.types import Datasec, Var
         secs = [t for t in self.btf.types() if isinstance(t, Datasec) and t.name == ".maps"]
         if not secs:
             raise ObjectError("section '.maps': no DATASEC '.maps' in the object's BTF")
+        values_at: Dict[str, int] = {}
         for info in secs[0].vars:
             var = self.btf.type(info.type)
             if not isinstance(var, Var):
                 raise ObjectError(f"DATASEC '.maps': entry {info.type} is not a variable")
             name = var.name
-            struct_t = self._strip(var.type)
-            if not isinstance(struct_t, Composite):
-                raise ObjectError(f"map {name!r}: its BTF type is not a struct")
-            attrs: Dict[str, int] = {}
-            for member in struct_t.members:
-                mt = self._strip(member.type)
-                if not isinstance(mt, Ptr):
-                    raise ObjectError(f"map {name!r}: member {member.name!r} is not a "
-                                      f"pointer (__uint/__type)")
-                if member.name in ("key", "value"):
-                    pointee = self._strip(mt.type)
-                    attrs[member.name + "_size"] = sizeof(self.btf, pointee.id)
-                elif member.name == "values":
-                    raise ObjectError(f"map {name!r}: initialised map-in-map / prog "
-                                      f"array 'values' are not supported")
+            spec.maps[name], at = self._map_def(name, self._strip(var.type))
+            if at is not None:
+                values_at[name] = at
+        self._map_values(spec, values_at)
+
+    def _map_values(self, spec: ObjectSpec, values_at: Dict[str, int]) -> None:
+        """``.values = { [i] = &prog_or_map }``: the ``.rel.maps`` relocations, each
+        against a program (prog arrays) or a map (maps of maps)."""
+        maps_sec = self.by_name[".maps"]
+        maps_index = next(i for i, s in self.sections.items() if s is maps_sec)
+        placed = [(sym["st_value"], sym["st_size"], sym.name) for sym in self.symbols
+                  if sym["st_shndx"] == maps_index and sym.name in spec.maps]
+        for sec in self.sections.values():
+            if sec["sh_type"] != "SHT_REL" or sec["sh_info"] != maps_index:
+                continue
+            for n, rel in enumerate(sec.iter_relocations()):
+                what = f"relocation {n} of {sec.name!r} (offset {rel['r_offset']:#x})"
+                if rel["r_info_sym"] >= len(self.symbols):
+                    raise ObjectError(f"{what}: symbol index out of range")
+                sym = self.symbols[rel["r_info_sym"]]
+                off = rel["r_offset"]
+                owner = next((p for p in placed if p[0] <= off < p[0] + p[1]), None)
+                if owner is None or owner[2] not in values_at:
+                    raise ObjectError(f"{what} against {sym.name!r}: not inside the "
+                                      f"'values' of a map")
+                rel_off = off - owner[0] - values_at[owner[2]]
+                if rel_off < 0 or rel_off % 8:
+                    raise ObjectError(f"{what} against {sym.name!r}: not a 'values' slot")
+                index = rel_off // 8
+                mspec = spec.maps[owner[2]]
+                if index >= mspec.max_entries:
+                    raise ObjectError(f"{what}: index {index} of map {owner[2]!r} is past "
+                                      f"max_entries {mspec.max_entries}")
+                if mspec.inner is not None:
+                    if sym["st_shndx"] != maps_index or sym.name not in spec.maps:
+                        raise ObjectError(f"{what}: {sym.name!r} is not a map")
+                    entry = ("map", sym.name)
                 else:
-                    arr = self._strip(mt.type)
-                    if not isinstance(arr, Array):
-                        raise ObjectError(f"map {name!r}: member {member.name!r} is not "
-                                          f"__uint(...)")
-                    attrs[member.name] = arr.nelems
-            if "type" not in attrs:
-                raise ObjectError(f"map {name!r}: no map type")
-            pinning = attrs.get("pinning", 0)
-            if pinning not in (0, 1):
-                raise ObjectError(f"map {name!r}: unsupported pinning {pinning}")
-            try:
-                spec.maps[name] = MapSpec(
-                    type=attrs["type"], key=attrs.get("key_size", 0),
-                    value=attrs.get("value_size", 0),
-                    max_entries=attrs.get("max_entries", 0),
-                    flags=attrs.get("map_flags", 0), name=_map_name(name),
-                    pinning=Pinning.BY_NAME if pinning else Pinning.NONE,
-                    map_extra=attrs.get("map_extra", 0),
-                    numa_node=attrs["numa_node"] if "numa_node" in attrs else None)
-            except (ValueError, TypeError) as exc:
-                raise ObjectError(f"map {name!r}: {exc}") from None
+                    if sym["st_info"]["type"] != "STT_FUNC":
+                        raise ObjectError(f"{what}: {sym.name!r} is not a program")
+                    entry = ("prog", sym.name)
+                spec.map_values.setdefault(owner[2], {})[index] = entry
 
     def _legacy_maps(self, spec: ObjectSpec) -> None:
         sec = self.by_name["maps"]
@@ -268,6 +401,11 @@ class _Reader:
             functions[sec_name].append(Function(sym.name, sec_name, value // 8, size // 8))
         relocs = self._relocations(spec, exec_index)
         code = self._apply_core(code)
+        ext_info = None
+        ext_sec = self.by_name.get(".BTF.ext")
+        if ext_sec is not None and self.btf is not None:
+            from .btfext import parse_ext_info
+            ext_info = parse_ext_info(self._bytes(ext_sec), self.btf)
         for sec_name, fns in functions.items():
             if sec_name == ".text":
                 continue
@@ -277,13 +415,20 @@ class _Reader:
             for fn in fns:
                 if fn.name in spec.programs:
                     raise ObjectError(f"symbol {fn.name!r}: two programs of that name")
-                insns = link_program(fn, functions, code, relocs)
+                placement: List[Tuple[Function, int]] = []
+                insns = link_program(fn, functions, code, relocs, placement)
+                func_info, line_info = b"", b""
+                if ext_info is not None:
+                    func_info, line_info, insns = program_ext_info(placement, ext_info,
+                                                                   self.btf, insns)
+                insns = _label_subprograms(insns, placement[1:])
                 spec.programs[fn.name] = ProgramSpec(
                     kind.prog_type, insns, license=spec.license or "GPL",
                     attach_type=kind.attach_type, attach_target=kind.target or None,
                     name=_map_name(fn.name).replace(".", "_"),
                     kernel_version=spec.kernel_version, source_lines=False)
-                spec.program_info[fn.name] = ProgramInfo(sec_name, kind)
+                spec.program_info[fn.name] = ProgramInfo(sec_name, kind, func_info,
+                                                         line_info)
 
     def _apply_core(self, code: Dict[str, bytes]) -> Dict[str, bytes]:
         ext = self.by_name.get(".BTF.ext")
@@ -293,14 +438,7 @@ class _Reader:
         relocs = parse_core_relocs(self._bytes(ext), self.btf)
         if not relocs:
             return code
-        target = self.kernel_btf
-        if target is None:
-            from ..btf.parser import vmlinux
-            try:
-                target = vmlinux()
-            except OSError as exc:
-                raise ObjectError(f"the object has {len(relocs)} CO-RE relocations and "
-                                  f"the kernel's BTF cannot be read: {exc}") from None
+        target = self._kernel(f"the object has {len(relocs)} CO-RE relocations")
         return apply_core_relocs(code, relocs, self.btf, target)
 
     def _relocations(self, spec: ObjectSpec, exec_index: Dict[int, str]
@@ -333,15 +471,18 @@ class _Reader:
                 opcode, _, _, imm = struct.unpack_from("<BBhi", code, offset)
                 sym_sec = self._section_name(sym["st_shndx"])
                 slot = offset // 8
-                if rtype == R_BPF_64_32 and opcode == 0x85:
+                ext = self.externs.get(sym.name) if sym_sec is None else None
+                if ext is not None:
+                    table[slot] = self._extern_reloc(ext, rtype, opcode, what)
+                elif rtype == R_BPF_64_32 and opcode == 0x85:
                     if sym_sec not in code_names(exec_index):
                         raise ObjectError(f"{what}: call target is not in a code section")
                     tslot = sym["st_value"] // 8 + imm + 1
                     table[slot] = Reloc("call", sym_sec or "", tslot, 0, what)
                 elif rtype == R_BPF_64_64 and opcode == 0x18:
                     if sym_sec is None:
-                        raise ObjectError(f"{what}: undefined symbol (extern "
-                                          f"kconfig/ksym are not supported)")
+                        raise ObjectError(f"{what}: undefined symbol, not a __kconfig "
+                                          f"or __ksym extern of the object's BTF")
                     if sym_sec == ".maps" or sym_sec == "maps":
                         if sym.name not in spec.maps:
                             raise ObjectError(f"{what}: no map named {sym.name!r}")
@@ -361,6 +502,37 @@ class _Reader:
                                       f"{opcode:#04x}")
                 # other types (ABS64/ABS32/NODYLD32) apply to data/debug sections only
         return out
+
+
+    def _extern_reloc(self, ext: Extern, rtype: int, opcode: int, what: str) -> Reloc:
+        if ext.kind == "kfunc":
+            if rtype != R_BPF_64_32 or opcode != 0x85:
+                raise ObjectError(f"{what}: kfunc {ext.name!r} used other than by a call "
+                                  f"(relocation type {rtype}, opcode {opcode:#04x})")
+            return Reloc("kfunc", "", ext.imm, 0, what)
+        if rtype != R_BPF_64_64 or opcode != 0x18:
+            raise ObjectError(f"{what}: extern {ext.name!r} used other than by lddw "
+                              f"(relocation type {rtype}, opcode {opcode:#04x})")
+        if ext.kind == "kconfig":
+            return Reloc("data", ".kconfig", ".kconfig", ext.offset, what)
+        return Reloc("ksym", "", ext.imm, ext.src, what)
+
+
+def _label_subprograms(insns: List[Any], placed: List[Tuple[Function, int]]) -> List[Any]:
+    """Each subprogram's first instruction labelled with its function name (so the
+    writer and BTF builders can name it)."""
+    if not placed:
+        return insns
+    names = {base: fn.name for fn, base in placed}
+    out = []
+    slot = 0
+    for ins in insns:
+        name = names.get(slot)
+        if name is not None and ins.label is None:
+            ins = ins.replace(label=name)
+        out.append(ins)
+        slot += ins.slots
+    return out
 
 
 def code_names(exec_index: Dict[int, str]) -> Tuple[str, ...]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..asm.encoding import decode
 from ..asm.errors import DecodeError
 from ..asm.instruction import Instruction
-from ..asm.opcodes import Pseudo
+from ..asm.opcodes import CallKind, Pseudo
 from .errors import ObjectError
 
 __all__ = ["Function", "Reloc", "link_program", "R_BPF_64_64", "R_BPF_64_32",
@@ -42,9 +42,11 @@ class Function:
 @dataclass
 class Reloc:
     """A relocation already interpreted: ``kind`` is ``"call"`` (``target`` a slot in
-    section ``target_section``), ``"map"`` (``target`` a map name) or ``"data"``
-    (``target`` a global data section, ``offset`` the byte offset in it); ``what``
-    describes the relocation for messages."""
+    section ``target_section``), ``"map"`` (``target`` a map name), ``"data"``
+    (``target`` a global data section, ``offset`` the byte offset in it), ``"ksym"``
+    (a ``__ksym`` variable: ``target`` the 64-bit immediate, ``offset`` the pseudo
+    source) or ``"kfunc"`` (``target`` the kfunc's BTF id); ``what`` describes the
+    relocation for messages."""
 
     kind: str
     target_section: str
@@ -63,14 +65,16 @@ def _slots(data: bytes, section: str) -> List[Slot]:
 
 
 def link_program(main: Function, functions: Dict[str, List[Function]],
-                 code: Dict[str, bytes], relocs: Dict[str, Dict[int, Reloc]]
+                 code: Dict[str, bytes], relocs: Dict[str, Dict[int, Reloc]],
+                 placement: Optional[List[Tuple[Function, int]]] = None
                  ) -> List[Instruction]:
     """The instructions of program ``main`` followed by every subprogram it calls
     (directly or not), with call offsets fixed and map / data references attached to
     their ``lddw`` instructions (``reference`` = the map name, resolved at load).
 
     ``functions`` lists the functions of each executable section, ``code`` its bytes,
-    ``relocs`` its relocations by slot index."""
+    ``relocs`` its relocations by slot index. When ``placement`` is a list, each
+    function copied is appended to it with the slot it starts at in the program."""
     section_slots: Dict[str, List[Slot]] = {}
 
     def slots_of(section: str) -> List[Slot]:
@@ -95,6 +99,8 @@ def link_program(main: Function, functions: Dict[str, List[Function]],
         fn = order[i]
         i += 1
         base = placed[(fn.section, fn.start)]
+        if placement is not None:
+            placement.append((fn, base))
         sec_slots = slots_of(fn.section)
         if fn.start + fn.count > len(sec_slots):
             raise ObjectError(f"symbol {fn.name!r} runs past the end of section "
@@ -106,7 +112,11 @@ def link_program(main: Function, functions: Dict[str, List[Function]],
             rel = sec_relocs.get(at)
             opcode, regs = slot[0], slot[1]
             src = regs >> 4
-            if opcode == _CALL and src == 1:  # a bpf-to-bpf call
+            if opcode == _CALL and rel is not None and rel.kind == "kfunc":
+                slot[1] = CallKind.KFUNC << 4
+                slot[2] = 0                     # vmlinux (no fd_array index)
+                slot[3] = int(rel.target)  # type: ignore[call-overload]
+            elif opcode == _CALL and src == 1:  # a bpf-to-bpf call
                 if rel is not None:
                     if rel.kind != "call":
                         raise ObjectError(f"{rel.what}: a call relocated against a "
@@ -141,6 +151,13 @@ def link_program(main: Function, functions: Dict[str, List[Function]],
                     slot[3] = 0
                     off = rel.offset
                     body[k + 1][3] = off - (1 << 32) if off >= 1 << 31 else off
+                elif rel.kind == "ksym":
+                    value = int(rel.target)  # type: ignore[call-overload]
+                    slot[1] = (rel.offset << 4) | (regs & 0x0F)
+                    lo, hi = value & 0xFFFFFFFF, (value >> 32) & 0xFFFFFFFF
+                    slot[3] = lo - (1 << 32) if lo >= 1 << 31 else lo
+                    body[k + 1][3] = hi - (1 << 32) if hi >= 1 << 31 else hi
+                    continue
                 else:
                     raise ObjectError(f"{rel.what}: lddw of a function (callbacks) is "
                                       f"not supported")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..maps.spec import MapSpec
 from ..program import ProgramSpec
@@ -38,10 +38,15 @@ class GlobalData:
 
 @dataclass
 class ProgramInfo:
-    """Where a program came from: its ELF section and what the section name means."""
+    """Where a program came from: its ELF section and what the section name means,
+    and its ``func_info``/``line_info`` records from ``.BTF.ext`` (type ids and string
+    offsets of :attr:`ObjectSpec.btf`; loaded with it by
+    :func:`~pybpf.object.collection.load_collection`)."""
 
     section: str
     kind: SectionKind
+    func_info: bytes = b""
+    line_info: bytes = b""
 
 
 @dataclass
@@ -52,7 +57,12 @@ class ObjectSpec:
     name (global data maps by their section name, ``".rodata"``); ``program_info``
     gives each program's section; ``data`` the global data sections; ``variables`` the
     global variables by name (from the object's BTF); ``license`` and
-    ``kernel_version`` come from the ``license`` and ``version`` sections.
+    ``kernel_version`` come from the ``license`` and ``version`` sections; ``btf`` is
+    the object's BTF as the kernel accepts it (loaded with the programs, for their
+    ``func_info``/``line_info``), ``externs`` the resolved ``__kconfig``/``__ksym``
+    externs (:class:`~pybpf.object.externs.Extern` by name) and ``map_values`` the
+    initial ``.values`` of prog arrays and maps of maps (map name -> {index: (``"prog"``
+    or ``"map"``, name)}), stored once everything is loaded.
     """
 
     programs: Dict[str, ProgramSpec] = field(default_factory=dict)
@@ -62,6 +72,9 @@ class ObjectSpec:
     variables: Dict[str, Variable] = field(default_factory=dict)
     license: str = ""
     kernel_version: Optional[int] = None
+    btf: Optional[bytes] = None
+    externs: Dict[str, Any] = field(default_factory=dict)
+    map_values: Dict[str, Dict[int, Tuple[str, str]]] = field(default_factory=dict)
 
     def set_global(self, name: str, value: Union[bytes, bytearray, int, float]) -> None:
         """Set the initial value of global variable ``name`` (e.g. a ``const volatile``

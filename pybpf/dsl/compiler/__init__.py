@@ -6,7 +6,7 @@ See :func:`compile_functions`; the public entry points are in :mod:`pybpf.dsl`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...asm.instruction import Instruction, SourceLocation
 from ...asm.program import link
@@ -17,8 +17,9 @@ from .frontend import FunctionCompiler, parse_function
 from .ir import Function
 from .peephole import fold_moves
 from .regalloc import allocate
+from .unit import Unit
 
-__all__ = ["CompileError", "compile_functions", "CompiledFunction"]
+__all__ = ["CompileError", "compile_functions", "CompiledFunction", "Unit"]
 
 
 class CompiledFunction:
@@ -35,9 +36,13 @@ class CompiledFunction:
         return self.ir.name
 
 
-def compile_functions(entry: Callable[..., Any]) -> Tuple[List[CompiledFunction], List[Instruction]]:
+def compile_functions(entry: Callable[..., Any], unit: Optional[Unit] = None,
+                      kind: Any = None) -> Tuple[List[CompiledFunction], List[Instruction]]:
     """Compile ``entry`` and every function it calls; return the functions (entry
-    first) and the linked instructions of the whole program."""
+    first) and the linked instructions of the whole program. ``unit`` gathers the maps,
+    constants and print sites of a module; ``kind`` (a
+    :class:`pybpf.dsl.attach.ProgramKind`) types the entry's context."""
+    unit = unit if unit is not None else Unit()
     done: Dict[Any, Tuple[str, List[IntType], IntType]] = {}
     compiled: List[CompiledFunction] = []
     in_progress: List[Any] = []
@@ -54,20 +59,24 @@ def compile_functions(entry: Callable[..., Any]) -> Tuple[List[CompiledFunction]
     def compile_one(fn: Any, is_entry: bool) -> None:
         in_progress.append(fn)
         src = parse_function(fn)
-        ir = FunctionCompiler(src, resolve, entry=is_entry).compile()
+        ir = FunctionCompiler(src, resolve, entry=is_entry, unit=unit,
+                              kind=kind if is_entry else None).compile()
         gen = generate(ir)
         locals_ = {VREG_BASE + op.dst.id for op in ir.ops
                    if op.dst is not None and op.dst.local}
         locals_ |= {VREG_BASE + i for i in ir.local_ids}
-        alloc = allocate(gen.instructions, ranges(gen, ir), locals_, gen.params)
+        alloc = allocate(gen.instructions, ranges(gen, ir), locals_, gen.params,
+                         gen.calls, ir.frame)
         insns = alloc.instructions
         if gen.aliases:
             insns = [i.replace(reference=gen.aliases.get(i.reference, i.reference))
                      if isinstance(i.reference, str) else i for i in insns]
         insns = fold_moves(insns)
         if alloc.stack > 512:
-            raise CompileError(f"{ir.name} needs {alloc.stack} bytes of stack for spills "
-                               "(BPF allows 512)", ir.loc, "split the function")
+            raise CompileError(f"{ir.name} needs {alloc.stack} bytes of stack ({ir.frame} "
+                               f"for its structs and buffers, the rest for spilled values; "
+                               "BPF allows 512)", ir.loc,
+                               "use smaller structs, or keep big records in a per-CPU array")
         insns[0] = insns[0].replace(label=ir.name) if insns[0].label is None else insns[0]
         if insns[0].label != ir.name:
             # the first instruction already carries a loop label: alias it

@@ -10,12 +10,12 @@ signed types). Every instruction carries the source location of its IR operation
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ...asm.helpers import helper
 from ...asm.instruction import Instruction, SourceLocation
-from ...asm.opcodes import AluOp, CallKind, Class, JmpOp, Source
-from .ir import Function, Operand, VReg
+from ...asm.opcodes import AluOp, AtomicOp, CallKind, Class, JmpOp, Mode, Pseudo, Size, Source
+from .ir import FrameAddr, Function, MapFd, MapValue, Operand, VReg
 
 __all__ = ["VREG_BASE", "Generated", "generate"]
 
@@ -26,6 +26,7 @@ _ALU = {"add": AluOp.ADD, "sub": AluOp.SUB, "mul": AluOp.MUL, "udiv": AluOp.DIV,
         "sdiv": AluOp.DIV, "umod": AluOp.MOD, "smod": AluOp.MOD, "and": AluOp.AND,
         "or": AluOp.OR, "xor": AluOp.XOR, "lsh": AluOp.LSH, "rsh": AluOp.RSH,
         "arsh": AluOp.ARSH}
+_SIZE = {1: Size.B, 2: Size.H, 4: Size.W, 8: Size.DW}
 _JMP = {"eq": JmpOp.JEQ, "ne": JmpOp.JNE, "ugt": JmpOp.JGT, "uge": JmpOp.JGE,
         "ult": JmpOp.JLT, "ule": JmpOp.JLE, "sgt": JmpOp.JSGT, "sge": JmpOp.JSGE,
         "slt": JmpOp.JSLT, "sle": JmpOp.JSLE}
@@ -42,6 +43,7 @@ class Generated:
         self.op_start: List[int] = []
         self.aliases: Dict[str, str] = {}
         self.params: List[int] = []
+        self.calls: List[int] = []       # index of the first argument set-up of each call
 
 
 def _reg(v: VReg) -> int:
@@ -85,11 +87,21 @@ def generate(fn: Function) -> Generated:
         else:
             emit(0x18, dst, imm=signed)
 
-    def operand_into(dst: int, a: Operand) -> None:
+    def operand_into(dst: int, a: Any) -> None:
         if isinstance(a, VReg):
             mov_reg(dst, _reg(a))
+        elif isinstance(a, FrameAddr):
+            mov_reg(dst, 10)
+            emit(AluOp.ADD | Source.K | Class.ALU64, dst, imm=a.off)
+        elif isinstance(a, MapFd):
+            emit(0x18, dst, Pseudo.MAP_FD, reference=a.name)
+        elif isinstance(a, MapValue):
+            emit(0x18, dst, Pseudo.MAP_VALUE, imm=(a.off << 32), reference=a.name)
         else:
             mov_imm(dst, a)
+
+    def base_reg(base: Optional[VReg]) -> int:
+        return 10 if base is None else _reg(base)
 
     def alu(op: int, dst: int, b: Operand) -> None:
         if isinstance(b, VReg):
@@ -150,11 +162,43 @@ def generate(fn: Function) -> Generated:
             else:
                 emit(code | Source.K, _reg(op.a), imm=op.b, reference=op.target)
         elif k == "helper":
-            assert op.dst is not None
+            out.calls.append(len(ins_list))
+            for i, arg in enumerate(op.args):
+                operand_into(i + 1, arg)
             emit(JmpOp.CALL | Class.JMP, src=CallKind.HELPER, imm=helper(op.name).id)
-            mov_reg(_reg(op.dst), 0)
+            if op.dst is not None:
+                mov_reg(_reg(op.dst), 0)
+        elif k == "load":
+            assert op.dst is not None
+            emit(Mode.MEM | _SIZE[op.size] | Class.LDX, _reg(op.dst), base_reg(op.base), op.off)
+        elif k == "store":
+            assert op.a is not None
+            if isinstance(op.a, VReg):
+                emit(Mode.MEM | _SIZE[op.size] | Class.STX, base_reg(op.base), _reg(op.a), op.off)
+            else:
+                emit(Mode.MEM | _SIZE[op.size] | Class.ST, base_reg(op.base), off=op.off,
+                     imm=op.a)
+        elif k == "atomic":
+            assert isinstance(op.a, VReg)
+            emit(Mode.ATOMIC | _SIZE[op.size] | Class.STX, base_reg(op.base), _reg(op.a),
+                 op.off, imm=AtomicOp.ADD)
+        elif k == "zero":
+            for o in range(0, op.size, 8):
+                emit(Mode.MEM | Size.DW | Class.ST, 10, off=op.off + o, imm=0)
+        elif k == "addr":
+            assert op.dst is not None
+            mov_reg(_reg(op.dst), base_reg(op.base))
+            if op.off:
+                emit(AluOp.ADD | Source.K | Class.ALU64, _reg(op.dst), imm=op.off)
+        elif k == "ldmap":
+            assert op.dst is not None
+            operand_into(_reg(op.dst), MapFd(op.name))
+        elif k == "ldmapval":
+            assert op.dst is not None
+            operand_into(_reg(op.dst), MapValue(op.name, op.off))
         elif k == "call":
             assert op.dst is not None
+            out.calls.append(len(ins_list))
             for i, arg in enumerate(op.args):
                 operand_into(i + 1, arg)
             emit(JmpOp.CALL | Class.JMP, src=CallKind.LOCAL, imm=-1, reference=op.name)

@@ -14,12 +14,16 @@ import ast
 import inspect
 import textwrap
 import types as _pytypes
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ...asm.instruction import SourceLocation
 from .. import types as T
+from ..maps import MapDecl
+from .builtins import DEST_HELPERS, BuiltinsMixin, MapRef
 from .errors import CompileError
-from .ir import Function, Op, Operand, VReg
+from .ir import Function, KType, Op, Operand, PtrType, VReg
+from .memory import CtxRef, MemoryMixin, Place
+from .unit import RODATA_MAP, Unit
 
 __all__ = ["HELPERS", "Source", "parse_function", "FunctionCompiler", "UNROLL_LIMIT"]
 
@@ -34,6 +38,10 @@ HELPERS: Dict[str, Tuple[str, T.IntType, str]] = {
     "gid": ("get_current_uid_gid", T.u32, "high"),
     "cpu": ("get_smp_processor_id", T.u32, ""),
     "random": ("get_prandom_u32", T.u32, ""),
+    "boot_ns": ("ktime_get_boot_ns", T.u64, ""),
+    "uid_gid": ("get_current_uid_gid", T.u64, ""),
+    "cgroup_id": ("get_current_cgroup_id", T.u64, ""),
+    "current_task": ("get_current_task", T.u64, "task"),
 }
 
 #: ``for i in range(N)`` is unrolled up to this many iterations, else a bounded loop
@@ -100,7 +108,7 @@ class _Loop:
         self.continue_label = continue_label
 
 
-class FunctionCompiler:
+class FunctionCompiler(MemoryMixin, BuiltinsMixin):
     """Compiles one function to a :class:`~pybpf.dsl.compiler.ir.Function`.
 
     ``resolve_function`` is called with a Python function called from this one and
@@ -110,8 +118,17 @@ class FunctionCompiler:
     """
 
     def __init__(self, src: Source, resolve_function: Callable[[Any, SourceLocation], Tuple[str, List[T.IntType], T.IntType]],
-                 entry: bool = False) -> None:
+                 entry: bool = False, unit: Optional[Unit] = None, kind: Any = None) -> None:
         self.src = src
+        self.unit = unit if unit is not None else Unit()
+        self.kind = kind
+        self.frame = 0
+        self.temps: Dict[Tuple[str, int], int] = {}
+        self.scratch: Optional[int] = None
+        self.objects: Dict[str, Place] = {}         # struct and array locals
+        self.nonnull: Set[str] = set()              # pointer locals known not to be None
+        self.ctx: Optional[CtxRef] = None
+        self.loop_consts: Dict[str, int] = {}      # variables of unrolled loops
         self.resolve_function = resolve_function
         self.entry = entry
         self.locals: Dict[str, VReg] = {}
@@ -175,6 +192,9 @@ class FunctionCompiler:
                                  "declare the program as def prog(ctx):")
             if a.args:
                 self.ctx_name = a.args[0].arg
+            reg = self.vreg(PtrType(None, "ctx"), local=True)
+            self.emit("param", dst=reg, a=0)
+            self.ctx = CtxRef(reg)
         else:
             if len(a.args) > 5:
                 raise self.error("a BPF function takes at most 5 arguments", node,
@@ -191,7 +211,19 @@ class FunctionCompiler:
         if not self.body(node.body):
             self.loc = self.src.loc(node)
             self.emit("ret", a=0)
+        if self.ctx is not None and not self._uses_reg(self.ctx.reg.id):
+            self.fn.ops = [op for op in self.fn.ops
+                           if not (op.kind == "param" and op.dst is self.ctx.reg)]
         return self.fn
+
+    def _uses_reg(self, vid: int) -> bool:
+        for op in self.fn.ops:
+            if op.kind == "param":
+                continue
+            for x in (op.a, op.b, op.base, *op.args):
+                if isinstance(x, VReg) and x.id == vid:
+                    return True
+        return False
 
     # -- statements ---------------------------------------------------------------------
     def body(self, stmts: List[ast.stmt]) -> bool:
@@ -218,13 +250,35 @@ class FunctionCompiler:
                 raise self.error("a declaration needs a value", s, f"write {name}: {t.name} = 0")
             self.assign(name, s.value, t, s)
         elif isinstance(s, ast.Assign):
-            if len(s.targets) != 1 or not isinstance(s.targets[0], ast.Name):
-                raise self.error("only assignments to one local variable are supported", s,
+            if len(s.targets) != 1 or isinstance(s.targets[0], (ast.Tuple, ast.List)):
+                raise self.error("only assignments to one target are supported", s,
                                  "write one assignment per line: x = ...")
-            self.assign(s.targets[0].id, s.value, None, s)
+            target = s.targets[0]
+            if isinstance(target, ast.Name):
+                self.assign(target.id, s.value, None, s)
+            else:
+                self.assign_target(target, s.value, s)
+        elif isinstance(s, ast.Delete):
+            for target in s.targets:
+                ref = self.value(target.value) if isinstance(target, ast.Subscript) else None
+                if not isinstance(ref, MapRef):
+                    raise self.error("only map entries can be deleted", target,
+                                     "write del m[key]")
+                self.map_delete(ref, target.slice)              # type: ignore[union-attr]
+        elif isinstance(s, ast.AugAssign) and not isinstance(s.target, ast.Name):
+            if isinstance(s.target, ast.Subscript):
+                ref = self.value(s.target.value)
+                if isinstance(ref, MapRef):
+                    self.map_update(ref, s.target.slice, s.op, s.value, s)
+                    return False
+            place = self.value(s.target)
+            if not isinstance(place, Place):
+                raise self.error("this cannot be assigned", s.target)
+            rhs = self.expr(s.value)
+            old = self.read(place, s.target)
+            self.loc = self.src.loc(s)
+            self.write(place, self.binop(s.op, old, rhs, s), s)
         elif isinstance(s, ast.AugAssign):
-            if not isinstance(s.target, ast.Name):
-                raise self.error("only local variables can be assigned", s.target)
             name = s.target.id
             if name not in self.locals:
                 raise self.error(f"{name!r} is not defined before this augmented assignment",
@@ -240,15 +294,28 @@ class FunctionCompiler:
             return True
         elif isinstance(s, ast.If):
             else_label, end_label = self.label("else"), self.label("endif")
+            before = set(self.nonnull)
+            when_true, when_false = self.null_facts(s.test)
             self.branch(s.test, False, else_label if s.orelse else end_label)
+            self.nonnull = before | when_true
             body_ends = self.body(s.body)
+            else_ends = False
             if s.orelse:
                 if not body_ends:
                     self.emit("jump", target=end_label)
                 self.emit("label", name=else_label)
-                if self.body(s.orelse) and body_ends:
+                self.nonnull = before | when_false
+                else_ends = self.body(s.orelse)
+                if else_ends and body_ends:
+                    self.nonnull = before
                     return True
             self.emit("label", name=end_label)
+            if body_ends:
+                self.nonnull = before | when_false
+            elif else_ends:
+                self.nonnull = before | when_true
+            else:
+                self.nonnull = before
         elif isinstance(s, ast.For):
             return self.for_range(s)
         elif isinstance(s, ast.While):
@@ -265,8 +332,13 @@ class FunctionCompiler:
             pass
         elif isinstance(s, ast.Expr):
             if isinstance(s.value, ast.Constant) and isinstance(s.value.value, str):
-                return                                  # a docstring
-            self.expr(s.value)
+                return False                            # a docstring
+            v = s.value
+            if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and \
+                    v.func.id == "print" and self.src.globals.get("print", print) is print:
+                self.print_call(v)
+            else:
+                self.value(v)
         else:
             raise self.error(f"{type(s).__name__} statements are not supported", s,
                              "use assignments, if/elif/else, for i in range(N), return")
@@ -280,7 +352,34 @@ class FunctionCompiler:
         """Compile ``name = value`` (declaring ``name`` on first assignment)."""
         if name == self.ctx_name:
             raise self.error(f"{name!r} is the program's context and cannot be assigned", node)
-        v = self.expr(value)
+        if name in self.objects:
+            self.assign_place(self.objects[name], value, node)
+            return
+        made = self.new_object(name, value, node)
+        if made:
+            return
+        v = self.value(value)
+        if isinstance(v, Place):
+            if isinstance(v.type, (T.ArrayType,)) or T.is_struct(v.type) or \
+                    self._is_kaggregate(v):
+                size = self.object_size(v.type)
+                obj = Place(None, self.alloc(size), v.type, "stack")
+                self.objects[name] = obj
+                self.copy(obj, v, value)
+                return
+            v = self.read(v, value)
+        if isinstance(v, VReg) and isinstance(v.type, PtrType):
+            self.nonnull.discard(name)
+            if name in self.locals:
+                if self.locals[name].type != v.type:
+                    raise self.error(f"{name!r} already holds another kind of value", node)
+                self.emit("mov", dst=self.locals[name], a=VReg(v.id, T.u64))
+                return
+            dst = self.vreg(v.type, local=True)
+            self.locals[name] = dst
+            self.emit("mov", dst=dst, a=VReg(v.id, T.u64))
+            return
+        v = self.as_int(v, value)
         if name in self.locals:
             self.convert_into(self.locals[name], v)
             return
@@ -293,6 +392,137 @@ class FunctionCompiler:
         dst = self.vreg(t, local=True)
         self.locals[name] = dst
         self.convert_into(dst, v)
+
+    def _is_kaggregate(self, p: Place) -> bool:
+        """True when a kernel place holds a struct or array (copied, not read)."""
+        if not isinstance(p.type, KType):
+            return False
+        from ...btf import vmlinux
+        from ...btf.resolve import skip_modifiers
+        from ...btf.types import Array, Composite
+        btf = vmlinux()
+        return isinstance(btf.type(skip_modifiers(btf, p.type.type_id)), (Array, Composite))
+
+    def struct_class(self, node: ast.expr) -> Any:
+        """The Struct class a call constructs (``Event()``), or None."""
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            t = self.src.globals.get(node.func.id)
+            if T.is_struct(t):
+                return t
+        return None
+
+    def dest_helper(self, node: ast.expr) -> Optional[str]:
+        """The destination helper a call names (``comm()``...), or None."""
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            target = self.src.globals.get(node.func.id, _MISSING)
+            name = getattr(target, "__pybpf_helper__", None) or (
+                node.func.id if target is _MISSING else None)
+            if name in DEST_HELPERS:
+                if name in ("probe_read_user", "probe_read_kernel"):
+                    t = self.type_arg(node, 1)
+                    if isinstance(t, T.IntType):
+                        return None
+                return name
+        return None
+
+    def new_object(self, name: str, value: ast.expr, node: Any) -> bool:
+        """``name = Event(...)`` or ``name = comm()``: a new frame object; False when
+        ``value`` is neither."""
+        cls = self.struct_class(value)
+        helper = self.dest_helper(value)
+        if cls is None and helper is None:
+            return False
+        if name in self.locals:
+            raise self.error(f"{name!r} already holds a number or pointer", node)
+        t = cls if cls is not None else self.dest_type(helper, value)  # type: ignore[arg-type]
+        obj = Place(None, self.alloc(T.sizeof(t)), t, "stack")
+        self.objects[name] = obj
+        self.assign_place(obj, value, node)
+        return True
+
+    def assign_place(self, dst: Place, value: ast.expr, node: Any) -> None:
+        """Store ``value`` into the place ``dst`` (numbers, structs, strings, helpers)."""
+        cls = self.struct_class(value)
+        if cls is not None:
+            if dst.type is not cls:
+                raise self.error(f"cannot store a {cls.__name__} into a {dst.type!r}", node)
+            call = value
+            assert isinstance(call, ast.Call)
+            if call.args:
+                raise self.error(f"{cls.__name__}() takes field values by keyword", call,
+                                 f"write {cls.__name__}(pid=pid())")
+            values = [(kw.arg, self.value(kw.value)) for kw in call.keywords]
+            if dst.base is None:
+                self.zero(dst)
+            else:
+                raise self.error("a struct can only be built in a local", node)
+            for field, v in values:
+                if field is None:
+                    raise self.error("** is not supported here", call)
+                sub = self.member(dst, field, call)
+                self.store_value(sub, v, call)
+            return
+        helper = self.dest_helper(value)
+        if helper is not None:
+            assert isinstance(value, ast.Call)
+            self.dest_call(helper, value, dst)
+            return
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            self.store_string(dst, value.value, node)
+            return
+        self.store_value(dst, self.value(value), value)
+
+    def store_value(self, dst: Place, v: Any, node: Any) -> None:
+        """Store a compiled value (number, pointer or place) into ``dst``."""
+        if isinstance(v, Place) and (not isinstance(dst.type, T.IntType)):
+            self.copy(dst, v, node)
+            return
+        if not isinstance(dst.type, T.IntType):
+            raise self.error(f"cannot store a number into a {dst.type!r}", node,
+                             "store into one of its fields")
+        self.write(dst, self.as_int(v, node), node)
+
+    def assign_target(self, target: ast.expr, value: ast.expr, node: Any) -> None:
+        """``m[k] = v``, ``e.field = v``, ``e.arr[i] = v``."""
+        if isinstance(target, ast.Subscript):
+            ref = self.value(target.value)
+            if isinstance(ref, MapRef):
+                self.map_store(ref, target.slice, value, node)
+                return
+        place = self.value(target)
+        if not isinstance(place, Place):
+            raise self.error("this cannot be assigned", target,
+                             "assign locals, struct fields, array items and map entries")
+        self.assign_place(place, value, node)
+
+    def null_facts(self, test: ast.expr) -> Tuple[Set[str], Set[str]]:
+        """Pointer locals known not to be None when ``test`` is true / false."""
+        def ptr_name(n: ast.expr) -> Optional[str]:
+            if isinstance(n, ast.Name) and n.id in self.locals and \
+                    isinstance(self.locals[n.id].type, PtrType):
+                return n.id
+            return None
+        name = ptr_name(test)
+        if name:
+            return {name}, set()
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            t, f = self.null_facts(test.operand)
+            return f, t
+        if isinstance(test, ast.Compare) and len(test.ops) == 1 and \
+                isinstance(test.comparators[0], ast.Constant) and \
+                test.comparators[0].value in (None, 0):
+            name = ptr_name(test.left)
+            if name:
+                if isinstance(test.ops[0], (ast.IsNot, ast.NotEq)):
+                    return {name}, set()
+                if isinstance(test.ops[0], (ast.Is, ast.Eq)):
+                    return set(), {name}
+        if isinstance(test, ast.BoolOp):
+            facts = [self.null_facts(v) for v in test.values]
+            if isinstance(test.op, ast.And):
+                return set().union(*(t for t, _ in facts)), set()
+            return set(), set().union(*(f for _, f in facts))
+        return set(), set()
 
     def const_type(self, node: Any, value: int) -> T.IntType:
         """The type of an immediate operand produced by ``node``."""
@@ -334,6 +564,7 @@ class FunctionCompiler:
             for v in values:
                 self.loc = self.src.loc(s)
                 self.convert_into(var, self.load_const(v, s))
+                self.loop_consts[name] = v
                 self.loops.append(_Loop(brk, cont))
                 ends = self.body(s.body)
                 self.loops.pop()
@@ -342,6 +573,7 @@ class FunctionCompiler:
                     break
                 self.emit("label", name=cont)
                 cont = self.label("next")
+            self.loop_consts.pop(name, None)
             if not falls and not self._referenced(brk):
                 return True
             self.emit("label", name=brk)
@@ -394,6 +626,8 @@ class FunctionCompiler:
             return node.value
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -self.constant_value(node.operand)
+        if isinstance(node, ast.Name) and node.id in self.loop_consts:
+            return self.loop_consts[node.id]
         if isinstance(node, ast.Name) and node.id not in self.locals:
             g = self.src.globals.get(node.id)
             if isinstance(g, T.Const):
@@ -411,16 +645,22 @@ class FunctionCompiler:
             self.branch(node.operand, not when, target)
         elif isinstance(node, ast.BoolOp):
             is_and = isinstance(node.op, ast.And)
+            saved = set(self.nonnull)
             if is_and != when:
                 # and-false / or-true: any operand decides
                 for v in node.values:
                     self.branch(v, when, target)
+                    self.nonnull |= self.null_facts(v)[0 if is_and else 1]
             else:
                 skip = self.label("sc")
                 for v in node.values[:-1]:
                     self.branch(v, not when, skip)
+                    self.nonnull |= self.null_facts(v)[0 if is_and else 1]
                 self.branch(node.values[-1], when, target)
                 self.emit("label", name=skip)
+            self.nonnull = saved
+        elif isinstance(node, ast.Compare) and self.special_compare(node, when, target):
+            pass
         elif isinstance(node, ast.Compare):
             skip = self.label("cmp") if len(node.ops) > 1 else ""
             left = self.expr(node.left)
@@ -442,6 +682,33 @@ class FunctionCompiler:
             if isinstance(v, int):              # a register keeps both edges reachable
                 v = self.materialize(v)
             self.emit("branch", name="ne" if when else "eq", a=v, b=0, target=target)
+
+    def special_compare(self, node: ast.Compare, when: bool, target: str) -> bool:
+        """``k in m``, ``p is None``, ``s == "text"``: emitted, True; else False."""
+        if len(node.ops) != 1:
+            return False
+        op, right = node.ops[0], node.comparators[0]
+        if isinstance(op, (ast.In, ast.NotIn)):
+            ref = self.value(right)
+            if not isinstance(ref, MapRef):
+                raise self.error("'in' tests map keys", right, "write key in some_map")
+            ptr = self.lookup(ref, node.left)
+            hit = isinstance(op, ast.In) == when
+            self.emit("branch", name="ne" if hit else "eq", a=ptr, b=0, target=target)
+            return True
+        if isinstance(op, (ast.Is, ast.IsNot)):
+            if not (isinstance(right, ast.Constant) and right.value is None):
+                raise self.error("'is' only compares with None", node, "use == for numbers")
+            v = self.materialize(self.as_int(self.value(node.left), node.left), T.u64)
+            null = isinstance(op, ast.Is) == when
+            self.emit("branch", name="eq" if null else "ne", a=v, b=0, target=target)
+            return True
+        if isinstance(op, (ast.Eq, ast.NotEq)):
+            for a, b in ((node.left, right), (right, node.left)):
+                if isinstance(b, ast.Constant) and isinstance(b.value, str):
+                    self.string_branch(a, b.value, True, when == isinstance(op, ast.Eq), target)
+                    return True
+        return False
 
     def compare(self, op: ast.cmpop, left: Operand, right: Operand,
                 node: Any) -> Tuple[str, Operand, Operand]:
@@ -519,8 +786,8 @@ class FunctionCompiler:
                 raise self.error("strings are not supported yet", node,
                                  "strings come with a later version of pybpf.dsl")
             raise self.error(f"unsupported constant {node.value!r}", node)
-        if isinstance(node, ast.Name):
-            return self.name(node)
+        if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)):
+            return self.as_int(self.value(node), node)
         if isinstance(node, ast.BinOp):
             if type(node.op) not in _BINOP_NAMES:
                 hint = "use // for integer division" if isinstance(node.op, ast.Div) else \
@@ -544,9 +811,88 @@ class FunctionCompiler:
         if isinstance(node, ast.IfExp):
             return self.ifexp(node)
         if isinstance(node, ast.Call):
-            return self.call(node)
+            return self.as_int(self.call(node), node)
         raise self.error(f"{type(node).__name__} expressions are not supported", node,
                          "use integer arithmetic, comparisons, and calls")
+
+    def value(self, node: ast.expr) -> Any:
+        """Compile an expression to any value: an operand, a :class:`Place`, a map, the
+        context, or a pointer register."""
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.Attribute):
+            base = self.value(node.value)
+            self.loc = self.src.loc(node)
+            if isinstance(base, CtxRef):
+                return self.ctx_field(base, node.attr, node)
+            if isinstance(base, VReg) and isinstance(base.type, PtrType):
+                name = node.value.id if isinstance(node.value, ast.Name) else ""
+                if base.type.space == "map" and not name:
+                    raise self.error("this map value may be None", node,
+                                     "assign it to a local and check it: if p: ...")
+                return self.member(self.deref(base, node, name), node.attr, node)
+            if isinstance(base, Place):
+                return self.member(base, node.attr, node)
+            if isinstance(base, MapRef):
+                raise self.error(f"map {base.name!r} has no attribute {node.attr!r} in "
+                                 "programs", node, "call its methods: m.get(k), e.output(x)")
+            raise self.error(f"a number has no field {node.attr!r}", node,
+                             "use kernel_ptr(value, 'struct name') to read kernel memory")
+        if isinstance(node, ast.Subscript):
+            base = self.value(node.value)
+            self.loc = self.src.loc(node)
+            if isinstance(base, MapRef):
+                return self.map_read(base, node.slice, None, node)
+            if isinstance(base, VReg) and isinstance(base.type, PtrType):
+                name = node.value.id if isinstance(node.value, ast.Name) else ""
+                base = self.deref(base, node, name)
+            if isinstance(base, Place):
+                idx = self.constant_or_none(node.slice)
+                if idx is None:
+                    raise self.error("only constant indexes are supported", node.slice,
+                                     "index with a literal or a for-loop constant")
+                return self.index(base, idx, node)
+            raise self.error("this value cannot be indexed", node)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        return self.expr(node)
+
+    def place_of(self, node: ast.expr) -> Any:
+        """Like :meth:`value`, with a pointer local to a struct or array turned into the
+        place it points to (checked for None first)."""
+        v = self.value(node)
+        if isinstance(v, VReg) and isinstance(v.type, PtrType) and v.type.space == "map" \
+                and not isinstance(v.type.target, T.IntType):
+            name = node.id if isinstance(node, ast.Name) else ""
+            if not name:
+                raise self.error("this map value may be None", node,
+                                 "assign it to a local and check it: if p: ...")
+            return self.deref(v, node, name)
+        return v
+
+    def constant_or_none(self, node: ast.expr) -> Optional[int]:
+        """The value of a constant index: a literal, or a local holding a constant
+        (the loop variable of an unrolled loop)."""
+        try:
+            return self.constant_value(node)
+        except CompileError:
+            return None
+
+    def as_int(self, v: Any, node: Any) -> Operand:
+        """A value as an integer operand (places are read; pointers are u64)."""
+        if isinstance(v, (int, VReg)) and not isinstance(v, bool):
+            if isinstance(v, VReg) and isinstance(v.type, PtrType):
+                return VReg(v.id, T.u64, v.local)
+            return v
+        if isinstance(v, Place):
+            r = self.read(v, node)
+            return VReg(r.id, T.u64) if isinstance(r.type, PtrType) else r
+        if isinstance(v, MapRef):
+            raise self.error(f"map {v.name!r} is not a number", node,
+                             "read an entry: m[key]")
+        if isinstance(v, CtxRef):
+            raise self.error("the context is not a number", node, "read a field: ctx.name")
+        raise self.error("this is not a number", node)
 
     def ifexp(self, node: ast.IfExp) -> Operand:
         """``a if cond else b``: the common type of both branches."""
@@ -577,13 +923,22 @@ class FunctionCompiler:
         """A local, or a constant global."""
         if node.id in self.locals:
             return self.locals[node.id]
+        if node.id in self.objects:
+            return self.objects[node.id]
         if node.id == self.ctx_name:
-            raise self.error(f"the context {node.id!r} cannot be used as a value yet", node,
-                             "context fields come with the attach decorators")
+            assert self.ctx is not None
+            return self.ctx
         if node.id in ("True", "False"):
             return int(node.id == "True")
         g = self.src.globals.get(node.id, _MISSING)
+        if isinstance(g, MapDecl):
+            return MapRef(g, self.unit.map_name(g, node.id))
         if isinstance(g, T.Const):
+            if self.unit.rodata:
+                off = self.unit.const_offset(node.id, g)
+                addr = self.vreg(T.u64)
+                self.emit("ldmapval", dst=addr, name=RODATA_MAP, off=0)
+                return self.read(Place(addr, off, g.type, "map"), node)
             return self.load_const(g.value, node, g.type)
         if type(g) is int:
             return self.load_const(g, node)
@@ -673,15 +1028,39 @@ class FunctionCompiler:
             self.emit("norm", dst=dst, a=dst)
         return dst
 
-    def call(self, node: ast.Call) -> Operand:
-        """Conversions (``u8(x)``), helpers and calls of other compiled functions."""
+    def call(self, node: ast.Call) -> Any:
+        """Conversions (``u8(x)``), helpers, map methods and calls of other compiled
+        functions."""
+        if isinstance(node.func, ast.Attribute):
+            ref = self.value(node.func.value)
+            if isinstance(ref, MapRef):
+                self.loc = self.src.loc(node)
+                return self.map_method(ref, node.func.attr, node)
+            raise self.error("only map methods can be called this way", node,
+                             "call helpers and functions by name")
         if not isinstance(node.func, ast.Name):
             raise self.error("only calls of plain names are supported", node,
                              "call helpers and functions by name")
         fname = node.func.id
+        target = self.src.globals.get(fname, _MISSING)
+        if fname == "print" and target in (_MISSING, print):
+            self.print_call(node)
+            return 0
+        if T.is_struct(target):
+            raise self.error(f"{fname}() makes a struct: assign it to a local", node,
+                             f"e = {fname}()")
+        helper_name = getattr(target, "__pybpf_helper__", None) or (
+            fname if target is _MISSING else None)
+        if helper_name in DEST_HELPERS and self.dest_helper(node) is not None:
+            raise self.error(f"{fname}() writes into a destination: assign it", node,
+                             f"e.field = {fname}(...), or x = {fname}(...)")
+        if helper_name is not None and helper_name not in HELPERS:
+            self.loc = self.src.loc(node)
+            got = self.builtin(helper_name, node)
+            if got is not None:
+                return got
         if node.keywords:
             raise self.error("keyword arguments are not supported", node, "pass arguments by position")
-        target = self.src.globals.get(fname, _MISSING)
         if isinstance(target, T.IntType) or (target is _MISSING and fname in T.INT_TYPES):
             t = target if isinstance(target, T.IntType) else T.INT_TYPES[fname]
             if len(node.args) != 1:
@@ -702,6 +1081,11 @@ class FunctionCompiler:
             self.loc = self.src.loc(node)
             raw = self.vreg(T.u64)
             self.emit("helper", dst=raw, name=kernel_name)
+            if post == "task":
+                from ...btf import vmlinux
+                from ...btf.format import Kind
+                tid_ = vmlinux().type_id("task_struct", Kind.STRUCT)
+                return VReg(raw.id, PtrType(KType(tid_, "struct task_struct"), "kernel"))
             if post == "high":
                 dst = self.vreg(t)
                 self.emit("binop", name="rsh", dst=dst, a=raw, b=32)

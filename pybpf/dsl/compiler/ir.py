@@ -10,12 +10,50 @@ zero-extended for unsigned ones. Operands are a :class:`VReg` or a Python ``int`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Set, Tuple, Union
+from typing import Any, List, Optional, Set, Tuple, Union
 
 from ...asm.instruction import SourceLocation
 from ..types import IntType
 
-__all__ = ["VReg", "Operand", "Op", "Function", "BINARY_OPS", "JUMP_CONDITIONS"]
+__all__ = ["VReg", "Operand", "Op", "Function", "FrameAddr", "MapFd", "MapValue",
+           "PtrType", "KType",
+           "BINARY_OPS", "JUMP_CONDITIONS"]
+
+
+@dataclass(frozen=True)
+class PtrType:
+    """The type of a register holding a pointer: to ``target`` (a language type, or a
+    :class:`KType`) in ``space``: ``"stack"``, ``"map"`` (a map value; ``nullable``
+    until checked), ``"ctx"`` (the program's context), ``"kernel"`` or ``"user"``
+    (memory read with probe_read helpers)."""
+
+    target: Any
+    space: str
+    name = "ptr"
+    bits = 64
+    signed = False
+
+    def wrap(self, value: int) -> int:
+        """Pointers are 64-bit unsigned numbers."""
+        return value & 0xFFFFFFFFFFFFFFFF
+
+    def contains(self, other: Any) -> bool:
+        """A pointer holds any 64-bit pattern."""
+        return True
+
+    def __repr__(self) -> str:
+        return f"{self.target!r}* ({self.space})"
+
+
+@dataclass(frozen=True)
+class KType:
+    """A kernel type: its id in the running kernel's BTF (vmlinux)."""
+
+    type_id: int
+    text: str = ""
+
+    def __repr__(self) -> str:
+        return self.text or f"btf#{self.type_id}"
 
 
 @dataclass(frozen=True)
@@ -33,6 +71,37 @@ class VReg:
 
 Operand = Union[VReg, int]
 
+
+@dataclass(frozen=True)
+class FrameAddr:
+    """A helper argument: the address r10 + ``off``."""
+
+    off: int
+
+    def __str__(self) -> str:
+        return f"fp{self.off:+d}"
+
+
+@dataclass(frozen=True)
+class MapFd:
+    """A helper argument: the map called ``name`` (its fd, resolved at load)."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"map:{self.name}"
+
+
+@dataclass(frozen=True)
+class MapValue:
+    """A helper argument: the address of byte ``off`` of map ``name``'s value."""
+
+    name: str
+    off: int = 0
+
+    def __str__(self) -> str:
+        return f"mapval:{self.name}+{self.off}"
+
 #: binary operations (64-bit ALU operations on normalized values)
 BINARY_OPS = ("add", "sub", "mul", "udiv", "sdiv", "umod", "smod", "and", "or", "xor",
               "lsh", "rsh", "arsh")
@@ -48,7 +117,16 @@ class Op:
     * ``norm`` dst <- a wrapped to ``type`` (dst's type);
     * ``label`` name; ``jump`` name; ``branch`` if a ``name`` b goto ``target``;
     * ``helper`` dst <- helper ``name``(args); ``call`` dst <- function ``name``(args);
-    * ``param`` dst <- argument number ``a``; ``ret`` return a.
+    * ``param`` dst <- argument number ``a``; ``ret`` return a;
+    * ``load`` dst <- ``size`` bytes at ``base`` + ``off`` (zero-extended; ``base`` None:
+      the frame pointer r10); ``store`` ``size`` bytes at ``base`` + ``off`` <- a;
+      ``atomic`` ``size`` bytes at ``base`` + ``off`` ``name``= a (``add``);
+      ``zero`` ``size`` bytes of the frame at ``off``; ``addr`` dst <- ``base`` + ``off``;
+    * ``ldmap`` dst <- the fd of map ``name``; ``ldmapval`` dst <- the address of byte
+      ``off`` of map ``name``'s value (global data).
+
+    Helper arguments (``args``) are operands or :class:`FrameAddr` / :class:`MapFd` /
+    :class:`MapValue`, which are materialized straight into the argument register.
     """
 
     kind: str
@@ -57,8 +135,11 @@ class Op:
     b: Optional[Operand] = None
     name: str = ""
     target: str = ""
-    args: Tuple[Operand, ...] = ()
+    args: Tuple[Any, ...] = ()
     loc: Optional[SourceLocation] = None
+    base: Optional[VReg] = None
+    off: int = 0
+    size: int = 0
 
     def __str__(self) -> str:
         parts = [self.kind]
@@ -67,6 +148,9 @@ class Op:
         for x in (self.dst, self.a, self.b):
             if x is not None:
                 parts.append(str(x))
+        if self.kind in ("load", "store", "atomic", "zero", "addr", "ldmapval"):
+            parts.append(f"[{self.base if self.base is not None else 'fp'}{self.off:+d}]"
+                         + (f"/{self.size}" if self.size else ""))
         if self.args:
             parts.append("(" + ", ".join(map(str, self.args)) + ")")
         if self.target:
@@ -89,6 +173,7 @@ class Function:
     calls: List[str] = field(default_factory=list)
     is_entry: bool = False
     local_ids: Set[int] = field(default_factory=set)
+    frame: int = 0          # bytes of the stack used by structs, keys and buffers
 
     def dump(self) -> str:
         """The operations as text, one a line (for debugging)."""

@@ -1,7 +1,8 @@
 """A small clean-up pass on allocated instructions of one function.
 
-It folds a move into the move that copies its result when the intermediate register is
-dead afterwards (``r1 = r0; r0 = r1`` -> nothing, ``r2 = 5; r1 = r2`` -> ``r1 = 5``),
+It drops instructions that only write a register nobody reads afterwards (the result
+of a helper call that is not used), and folds a move into the move that copies its
+result when the intermediate register is dead afterwards (``r1 = r0; r0 = r1`` -> nothing, ``r2 = 5; r1 = r2`` -> ``r1 = 5``),
 using a backward liveness analysis over the function's control flow on physical
 registers (calls read r1-r5 and clobber r0-r5; ``exit`` reads r0).
 """
@@ -71,10 +72,44 @@ def _live_out(insns: List[Instruction]) -> List[Set[int]]:
     return live_out
 
 
+def _pure_write(ins: Instruction) -> bool:
+    """True for an instruction whose only effect is writing its dst register."""
+    cls = ins.opcode & 0x07
+    if cls in (Class.ALU, Class.ALU64):
+        return True
+    return cls == Class.LDX and (ins.opcode & 0xE0) == 0x60          # plain memory loads
+
+
+def drop_dead(insns: List[Instruction], live: List[Set[int]]) -> List[Instruction]:
+    """Drop pure writes of registers nobody reads afterwards (a label moves on)."""
+    out: List[Instruction] = []
+    carry = None
+    for n, ins in enumerate(insns):
+        if _pure_write(ins) and ins.dst not in live[n] and ins.dst != 10 and \
+                n + 1 < len(insns):
+            if ins.label is not None:
+                if carry is not None:
+                    return insns                # two labels in a row: keep it simple
+                carry = ins.label
+            continue
+        if carry is not None:
+            if ins.label is not None:
+                return insns
+            ins = ins.replace(label=carry)
+            carry = None
+        out.append(ins)
+    return out if carry is None else insns
+
+
 def fold_moves(insns: List[Instruction]) -> List[Instruction]:
-    """The instructions with foldable move pairs folded (see the module docstring)."""
+    """The instructions with foldable move pairs folded and dead writes dropped (see the
+    module docstring)."""
     while True:
         live = _live_out(insns)
+        pruned = drop_dead(insns, live)
+        if len(pruned) != len(insns):
+            insns = pruned
+            continue
         for n in range(len(insns) - 1):
             a, b = insns[n], insns[n + 1]
             if a.opcode not in (_MOV_X, _MOV_K) or b.opcode != _MOV_X or b.label \

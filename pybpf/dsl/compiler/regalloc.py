@@ -63,8 +63,12 @@ def _uses(ins: Instruction) -> Tuple[bool, bool, bool]:
 
 
 def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int]] = (),
-             locals_: Set[int] = frozenset(), params: Sequence[int] = ()) -> Allocation:
-    """Allocate the virtual registers of one function (see the module docstring)."""
+             locals_: Set[int] = frozenset(), params: Sequence[int] = (),
+             calls: Optional[Sequence[int]] = None, frame: int = 0) -> Allocation:
+    """Allocate the virtual registers of one function (see the module docstring).
+    ``calls``: the index of the first argument set-up instruction of each call (found
+    by looking back from each call when not given); ``frame``: bytes below r10 already
+    used by the function's own stack objects (spill slots go below them)."""
     start: Dict[int, int] = {}
     end: Dict[int, int] = {}
     for i, ins in enumerate(instructions):
@@ -80,16 +84,16 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
                     start[reg] = min(start[reg], lo)
                     end[reg] = max(end[reg], hi)
     # call points: from the first argument move to the call
-    calls: List[int] = []
-    for i, ins in enumerate(instructions):
+    call_points: List[int] = list(calls) if calls is not None else []
+    for i, ins in enumerate(instructions if calls is None else ()):
         if ins.opcode == 0x85:
             q = i
             while q > 0 and instructions[q - 1].opcode & 0x07 in (Class.ALU64, Class.ALU, Class.LDX) \
                     and 1 <= instructions[q - 1].dst <= 5 and instructions[q - 1].opcode & 0xF0 in (AluOp.MOV, 0x60):
                 q -= 1
-            calls.append(q)
+            call_points.append(q)
     crossing = {r for r in start if r in params or
-                any(start[r] < q <= end[r] for q in calls)}
+                any(start[r] < q <= end[r] for q in call_points)}
     order = sorted(start, key=lambda r: (start[r], r))
     assigned: Dict[int, int] = {}
     spilled: Dict[int, int] = {}
@@ -97,7 +101,7 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
     free: List[int] = list(_CALLER + _CALLEE)
 
     def spill(reg: int) -> None:
-        spilled[reg] = -8 * (len(spilled) + 1)
+        spilled[reg] = -frame - 8 * (len(spilled) + 1)
 
     for reg in order:
         for other in list(active):
@@ -185,4 +189,4 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
                    if isinstance(i.reference, str) else i for i in cleaned]
     where = {r - VREG_BASE: (f"r{assigned[r]}" if r in assigned else f"[r10{spilled[r]}]")
              for r in start}
-    return Allocation(cleaned, where, 8 * len(spilled))
+    return Allocation(cleaned, where, frame + 8 * len(spilled))

@@ -1,0 +1,226 @@
+"""Attach decorators: each names where a program runs, which gives its program type,
+its context fields (:mod:`pybpf.dsl.context`) and how :func:`pybpf.dsl.load` attaches it.
+
+==========================================  ===============================================
+decorator                                   context fields (``ctx.<name>``)
+==========================================  ===============================================
+``@tracepoint("syscalls:sys_enter_openat")`` the event's fields (``format`` file)
+``@raw_tracepoint("sched_switch")``         ``arg0``.., and the BTF names (``next``, ...)
+``@tp_btf("sched_switch")``                 the same, typed pointers (Linux 5.5)
+``@kprobe("do_unlinkat")``                  arguments by name (BTF), ``arg0``..``arg5``
+``@kretprobe("do_unlinkat")``               ``retval`` too
+``@uprobe("c:malloc")``                     ``arg0``..``arg5`` (``"binary:symbol"``)
+``@uretprobe("bash:readline")``             ``retval``
+``@usdt("binary:provider:name")``           none yet (use helpers)
+``@fentry("do_unlinkat")``                  arguments by name (Linux 5.5)
+``@fexit("do_unlinkat")``                   arguments and ``retval``
+``@perf_event(frequency=49)``               ``sample_period``, ``addr`` (CPU sampling)
+``@socket_filter``, ``@xdp``, ``@tc``       ``__sk_buff`` / ``xdp_md`` fields
+==========================================  ===============================================
+
+Each decorator returns the function unchanged, with a :class:`ProgramKind` in
+``fn.__pybpf_kind__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, TypeVar
+
+from .context import (
+    PERF_EVENT_FIELDS, SKB_FIELDS, XDP_FIELDS, Context, fixed_context, pt_regs_context,
+    slot_context, tracepoint_context,
+)
+from .types import u64
+
+__all__ = [
+    "ProgramKind", "tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",
+    "uprobe", "uretprobe", "usdt", "fentry", "fexit", "perf_event", "socket_filter", "xdp",
+    "tc", "kind_of",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ProgramKind:
+    """Where a program runs: ``decorator`` name, ``target`` text, program ``type`` (a
+    :class:`pybpf.syscall.bpf.ProgType` name), ``section`` (its libbpf ``SEC()`` name) and
+    keyword ``options`` for attaching."""
+
+    def __init__(self, decorator: str, target: str, type: str, section: str,
+                 **options: Any) -> None:
+        self.decorator = decorator
+        self.target = target
+        self.type = type
+        self.section = section
+        self.options = options
+        self._context: Optional[Context] = None
+
+    def __repr__(self) -> str:
+        return f"@{self.decorator}({self.target!r})" if self.target else f"@{self.decorator}"
+
+    @property
+    def tracing(self) -> bool:
+        """True for BTF-attached programs loaded against a target (fentry/fexit/tp_btf)."""
+        return self.decorator in ("fentry", "fexit", "tp_btf")
+
+    def context(self) -> Context:
+        """The context description (built on first use: it may read tracefs or BTF)."""
+        if self._context is None:
+            self._context = self._build_context()
+        return self._context
+
+    def _proto(self) -> Any:
+        from ..btf import prototype, vmlinux
+        from ..btf.errors import BTFError
+        try:
+            return prototype(vmlinux(), self.target.split("+")[0])
+        except (BTFError, OSError, LookupError):
+            return None
+
+    def _tp_proto(self) -> Any:
+        from ..btf import vmlinux
+        from ..btf.errors import BTFError
+        from ..btf.resolve import tracepoint_prototype
+        try:
+            return tracepoint_prototype(vmlinux(), self.target.split(":")[-1])
+        except (BTFError, OSError, LookupError):
+            return None
+
+    def _build_context(self) -> Context:
+        d, t = self.decorator, self.target
+        if d == "tracepoint":
+            group, _, name = t.partition(":")
+            return tracepoint_context(group, name)
+        if d in ("raw_tracepoint", "tp_btf"):
+            return slot_context(f"{d} {t}", self._tp_proto())
+        if d in ("kprobe", "kretprobe"):
+            return pt_regs_context(f"{d} {t}", self._proto(), ret=d == "kretprobe")
+        if d in ("uprobe", "uretprobe", "usdt"):
+            return pt_regs_context(f"{d} {t}", None, ret=d == "uretprobe")
+        if d in ("fentry", "fexit"):
+            proto = self._proto()
+            ret = proto.ret_ctx_offset if (proto is not None and d == "fexit") else None
+            return slot_context(f"{d} {t}", proto, retval=ret)
+        if d == "perf_event":
+            return fixed_context("perf_event", PERF_EVENT_FIELDS,
+                                 {n: u64 for n in PERF_EVENT_FIELDS})
+        if d == "xdp":
+            return fixed_context("xdp", XDP_FIELDS)
+        return fixed_context(d, SKB_FIELDS)
+
+    def attach(self, prog: Any) -> Any:
+        """Attach the loaded ``prog`` here; returns the link (None for programs that
+        user code attaches itself: socket filters, and xdp/tc without an interface)."""
+        from .. import link as L
+        d, t, o = self.decorator, self.target, self.options
+        if d == "tracepoint":
+            return L.attach_tracepoint(prog, t)
+        if d == "raw_tracepoint":
+            return L.attach_raw_tracepoint(prog, t)
+        if d in ("tp_btf", "fentry", "fexit"):
+            return L.attach_tracing(prog)
+        if d in ("kprobe", "kretprobe"):
+            return L.attach_kprobe(prog, t, retprobe=d == "kretprobe")
+        if d in ("uprobe", "uretprobe"):
+            binary, _, symbol = t.rpartition(":")
+            return L.attach_uprobe(prog, binary, symbol, retprobe=d == "uretprobe",
+                                   pid=o.get("pid", -1))
+        if d == "usdt":
+            binary, _, probe = t.partition(":")
+            return L.attach_usdt(prog, binary, probe, pid=o.get("pid", -1))
+        if d == "perf_event":
+            return L.attach_perf_event(prog, sample_freq=o.get("frequency", 49))
+        if d == "xdp" and o.get("iface"):
+            return L.attach_xdp(prog, o["iface"])
+        if d == "tc" and o.get("iface"):
+            return L.attach_tc(prog, o["iface"], o.get("direction", "ingress"))
+        return None
+
+
+def _mark(kind: ProgramKind) -> Callable[[F], F]:
+    def deco(fn: F) -> F:
+        fn.__pybpf_kind__ = kind            # type: ignore[attr-defined]
+        fn.__pybpf_program__ = True         # type: ignore[attr-defined]
+        return fn
+    return deco
+
+
+def kind_of(fn: Any) -> Optional[ProgramKind]:
+    """The :class:`ProgramKind` of a decorated function, or None."""
+    return getattr(fn, "__pybpf_kind__", None)
+
+
+def tracepoint(event: str) -> Callable[[F], F]:
+    """Run on tracepoint ``"group:name"`` (perf event attachment, Linux 4.7)."""
+    group, _, name = event.partition(":")
+    return _mark(ProgramKind("tracepoint", event, "tracepoint", f"tracepoint/{group}/{name}"))
+
+
+def raw_tracepoint(name: str) -> Callable[[F], F]:
+    """Run on raw tracepoint ``name`` (untyped 64-bit arguments, Linux 4.17)."""
+    return _mark(ProgramKind("raw_tracepoint", name, "raw_tracepoint", f"raw_tp/{name}"))
+
+
+def tp_btf(name: str) -> Callable[[F], F]:
+    """Run on BTF tracepoint ``name`` (typed arguments, Linux 5.5)."""
+    return _mark(ProgramKind("tp_btf", name, "tracing", f"tp_btf/{name}"))
+
+
+def kprobe(function: str) -> Callable[[F], F]:
+    """Run at the entry of kernel function ``function`` (``"name"`` or ``"name+off"``)."""
+    return _mark(ProgramKind("kprobe", function, "kprobe", f"kprobe/{function}"))
+
+
+def kretprobe(function: str) -> Callable[[F], F]:
+    """Run when kernel function ``function`` returns (``ctx.retval``)."""
+    return _mark(ProgramKind("kretprobe", function, "kprobe", f"kretprobe/{function}"))
+
+
+def uprobe(target: str, *, pid: int = -1) -> Callable[[F], F]:
+    """Run at ``"binary:symbol"`` (``"c:malloc"``, ``"/bin/bash:readline"``)."""
+    return _mark(ProgramKind("uprobe", target, "kprobe", f"uprobe/{target}", pid=pid))
+
+
+def uretprobe(target: str, *, pid: int = -1) -> Callable[[F], F]:
+    """Run when user function ``"binary:symbol"`` returns (``ctx.retval``)."""
+    return _mark(ProgramKind("uretprobe", target, "kprobe", f"uretprobe/{target}", pid=pid))
+
+
+def usdt(target: str, *, pid: int = -1) -> Callable[[F], F]:
+    """Run at USDT probe ``"binary:provider:name"``."""
+    return _mark(ProgramKind("usdt", target, "kprobe", f"usdt/{target}", pid=pid))
+
+
+def fentry(function: str) -> Callable[[F], F]:
+    """Run at the entry of kernel function ``function`` through BTF (Linux 5.5)."""
+    return _mark(ProgramKind("fentry", function, "tracing", f"fentry/{function}"))
+
+
+def fexit(function: str) -> Callable[[F], F]:
+    """Run when ``function`` returns, with its arguments and ``retval`` (Linux 5.5)."""
+    return _mark(ProgramKind("fexit", function, "tracing", f"fexit/{function}"))
+
+
+def perf_event(frequency: int = 49) -> Callable[[F], F]:
+    """Run on a CPU-clock sampling event on every CPU, ``frequency`` times a second."""
+    return _mark(ProgramKind("perf_event", "", "perf_event", "perf_event",
+                             frequency=frequency))
+
+
+def socket_filter(fn: F) -> F:
+    """A socket filter: attach it to a socket yourself (``pybpf.link.attach_socket_filter``)."""
+    return _mark(ProgramKind("socket_filter", "", "socket_filter", "socket"))(fn)
+
+
+def xdp(iface: str = "") -> Callable[[F], F]:
+    """An XDP program, attached to ``iface`` when given."""
+    return _mark(ProgramKind("xdp", iface, "xdp", "xdp", iface=iface))
+
+
+def tc(iface: str = "", direction: str = "ingress") -> Callable[[F], F]:
+    """A tc classifier (``sched_cls``), attached to ``iface``'s ``direction`` when given."""
+    return _mark(ProgramKind("tc", iface, "sched_cls", "tc", iface=iface, direction=direction))
+
+
+#: attach type names by decorator, for tracing programs loaded against BTF targets
+TRACING_KINDS: Dict[str, str] = {"fentry": "fentry", "fexit": "fexit", "tp_btf": "tp_btf"}

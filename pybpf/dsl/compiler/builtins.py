@@ -1,0 +1,497 @@
+"""Helpers with arguments, map operations, event output, ``print()``, ``log2`` and string
+tests, as the function compiler emits them (mixed into it)."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any, List, Optional, Tuple
+
+from .. import types as T
+from ..maps import MapDecl, PerfEventArray, RingBuf, StackTraceMap
+from .ir import FrameAddr, KType, MapFd, Operand, PtrType, VReg
+from .memory import CtxRef, Place
+from .unit import PRINT_MAP
+
+__all__ = ["BuiltinsMixin", "MapRef", "DEST_HELPERS"]
+
+#: helpers that write into a destination (``dst = helper(...)``)
+DEST_HELPERS = ("comm", "probe_read_user_str", "probe_read_kernel_str", "probe_read_user",
+                "probe_read_kernel")
+_BPF_F_CURRENT_CPU = 0xFFFFFFFF
+_BPF_F_USER_STACK = 1 << 8
+_BPF_NOEXIST = 1
+
+
+class MapRef:
+    """A map declaration used in a program, with its map name."""
+
+    def __init__(self, decl: MapDecl, name: str) -> None:
+        self.decl = decl
+        self.name = name
+
+
+class BuiltinsMixin:
+    """Calls that are not plain integer helpers (see the module docstring)."""
+
+    # -- maps ---------------------------------------------------------------------------
+    def key_arg(self, ref: MapRef, node: ast.expr, pre: Any = None) -> Any:
+        """The address of a key (integers go through a frame slot; ``pre``: the key
+        already evaluated by :meth:`eval_key`)."""
+        kt = ref.decl.key
+        if pre is not None:
+            if isinstance(pre, (int, VReg)):
+                off = self.temp("key", kt.size)                 # type: ignore[attr-defined]
+                self.write(Place(None, off, kt, "stack"), pre, node)  # type: ignore[attr-defined]
+                return FrameAddr(off)
+            return pre
+        if isinstance(kt, T.IntType):
+            v = self.expr(node)                                 # type: ignore[attr-defined]
+            off = self.temp("key", kt.size)                     # type: ignore[attr-defined]
+            self.write(Place(None, off, kt, "stack"), v, node)  # type: ignore[attr-defined]
+            return FrameAddr(off)
+        p = self.place_of(node)                                    # type: ignore[attr-defined]
+        if not isinstance(p, Place) or p.type != kt or p.space not in ("stack", "map"):
+            raise self.error(f"map {ref.name!r} needs a {getattr(kt, '__name__', kt)!r} key",  # type: ignore[attr-defined]
+                             node, "build the key in a struct local first")
+        return self.addr_arg(p)                                 # type: ignore[attr-defined]
+
+    def value_arg(self, ref: MapRef, node: ast.expr) -> Any:
+        """The address of a value to store."""
+        vt = ref.decl.value
+        if isinstance(vt, T.IntType):
+            v = self.expr(node)                                 # type: ignore[attr-defined]
+            off = self.temp("value", vt.size)                   # type: ignore[attr-defined]
+            return off, v
+        p = self.place_of(node)                                    # type: ignore[attr-defined]
+        if not isinstance(p, Place) or p.space not in ("stack", "map") or \
+                self.object_size(p.type) != T.sizeof(vt):       # type: ignore[attr-defined]
+            raise self.error(f"map {ref.name!r} stores {getattr(vt, '__name__', vt)!r} values",  # type: ignore[attr-defined]
+                             node, "store a struct local of that type")
+        return None, self.addr_arg(p)                           # type: ignore[attr-defined]
+
+    def eval_key(self, ref: MapRef, node: ast.expr) -> Any:
+        """Evaluate a key once (for code that uses it twice)."""
+        kt = ref.decl.key
+        if isinstance(kt, T.IntType):
+            v = self.convert(self.expr(node), kt)               # type: ignore[attr-defined]
+            return v if isinstance(v, int) else self.materialize(v, kt)  # type: ignore[attr-defined]
+        return self.key_arg(ref, node)
+
+    def lookup(self, ref: MapRef, key: ast.expr, pre: Any = None) -> VReg:
+        """``map_lookup_elem``: a nullable pointer to the value."""
+        if not ref.decl.keyed:
+            raise self.error(f"map {ref.name!r} has no keys", key)  # type: ignore[attr-defined]
+        k = self.key_arg(ref, key, pre)
+        dst = self.vreg(PtrType(ref.decl.value, "map"))         # type: ignore[attr-defined]
+        self.emit("helper", dst=dst, name="map_lookup_elem", args=(MapFd(ref.name), k))  # type: ignore[attr-defined]
+        return dst
+
+    def map_read(self, ref: MapRef, key: ast.expr, default: Optional[ast.expr], node: Any) -> VReg:
+        """``m[k]`` / ``m.get(k, default)`` for integer values."""
+        vt = ref.decl.value
+        if not isinstance(vt, T.IntType):
+            raise self.error(f"map {ref.name!r} holds {getattr(vt, '__name__', vt)!r} values",  # type: ignore[attr-defined]
+                             node, f"use p = {ref.name}.get(key), check p, then read p.field")
+        d = self.expr(default) if default is not None else 0   # type: ignore[attr-defined]
+        ptr = self.lookup(ref, key)
+        res = self.vreg(vt)                                     # type: ignore[attr-defined]
+        self.convert_into(res, self.convert(d, vt))             # type: ignore[attr-defined]
+        done = self.label("mapget")                             # type: ignore[attr-defined]
+        self.emit("branch", name="eq", a=ptr, b=0, target=done)  # type: ignore[attr-defined]
+        got = self.read(Place(ptr, 0, vt, "map"), node)         # type: ignore[attr-defined]
+        self.convert_into(res, got)                             # type: ignore[attr-defined]
+        self.emit("label", name=done)                           # type: ignore[attr-defined]
+        return res
+
+    def map_store(self, ref: MapRef, key: ast.expr, value: ast.expr, node: Any) -> None:
+        """``m[k] = v``."""
+        off, v = self.value_arg(ref, value)
+        k = self.key_arg(ref, key)
+        if off is not None:
+            self.write(Place(None, off, ref.decl.value, "stack"), v, node)  # type: ignore[attr-defined]
+            v = FrameAddr(off)
+        self.emit("helper", dst=self.vreg(T.i64), name="map_update_elem",  # type: ignore[attr-defined]
+                  args=(MapFd(ref.name), k, v, 0))
+
+    def map_update(self, ref: MapRef, key: ast.expr, op: ast.operator, value: ast.expr,
+                   node: Any) -> None:
+        """``m[k] op= v``: in place when present (``+=`` atomically on shared maps), else
+        inserted as ``0 op v``."""
+        vt = ref.decl.value
+        if not isinstance(vt, T.IntType):
+            raise self.error(f"map {ref.name!r} holds {getattr(vt, '__name__', vt)!r} values",  # type: ignore[attr-defined]
+                             node, "update a field through p = m.get(k)")
+        v = self.convert(self.expr(value), vt)                  # type: ignore[attr-defined]
+        pre = self.eval_key(ref, key)
+        ptr = self.lookup(ref, key, pre)
+        init, done = self.label("insert"), self.label("updated")  # type: ignore[attr-defined]
+        self.emit("branch", name="eq", a=ptr, b=0, target=init)  # type: ignore[attr-defined]
+        place = Place(ptr, 0, vt, "map")
+        if isinstance(op, ast.Add) and vt.bits in (32, 64) and not ref.decl.per_cpu:
+            mv = self.materialize(v, vt)                        # type: ignore[attr-defined]
+            self.emit("atomic", base=ptr, off=0, size=vt.bits // 8, a=mv, name="add")  # type: ignore[attr-defined]
+        else:
+            old = self.read(place, node)                        # type: ignore[attr-defined]
+            self.write(place, self.binop(op, old, v, node), node)  # type: ignore[attr-defined]
+        self.emit("jump", target=done)                          # type: ignore[attr-defined]
+        self.emit("label", name=init)                           # type: ignore[attr-defined]
+        if isinstance(op, (ast.Add, ast.BitOr, ast.BitXor)):
+            first: Operand = v                                  # 0 op v
+        else:
+            first = self.binop(op, self.load_const(0, node, vt), v, node)  # type: ignore[attr-defined]
+        off = self.temp("value", vt.size)                       # type: ignore[attr-defined]
+        self.write(Place(None, off, vt, "stack"), first, node)  # type: ignore[attr-defined]
+        k = self.key_arg(ref, key, pre)
+        self.emit("helper", dst=self.vreg(T.i64), name="map_update_elem",  # type: ignore[attr-defined]
+                  args=(MapFd(ref.name), k, FrameAddr(off), _BPF_NOEXIST))
+        self.emit("label", name=done)                           # type: ignore[attr-defined]
+
+    def map_delete(self, ref: MapRef, key: ast.expr) -> None:
+        """``del m[k]``."""
+        k = self.key_arg(ref, key)
+        self.emit("helper", dst=self.vreg(T.i64), name="map_delete_elem",  # type: ignore[attr-defined]
+                  args=(MapFd(ref.name), k))
+
+    def map_method(self, ref: MapRef, method: str, node: ast.Call) -> Any:
+        """``m.get(k[, default])``, ``events.output(e)``, ``stacks.stackid(user=False)``."""
+        decl = ref.decl
+        if method == "get" and decl.keyed:
+            if not 1 <= len(node.args) <= 2 or node.keywords:
+                raise self.error("get() takes a key and an optional default", node)  # type: ignore[attr-defined]
+            if len(node.args) == 2:
+                return self.map_read(ref, node.args[0], node.args[1], node)
+            return self.lookup(ref, node.args[0])
+        if method == "output" and isinstance(decl, (RingBuf, PerfEventArray)):
+            if len(node.args) != 1 or node.keywords:
+                raise self.error("output() takes one struct", node)  # type: ignore[attr-defined]
+            p = self.place_of(node.args[0])                        # type: ignore[attr-defined]
+            if not isinstance(p, Place) or p.space not in ("stack", "map"):
+                raise self.error("output() sends a struct local or map value", node.args[0])  # type: ignore[attr-defined]
+            if p.type is not decl.event:
+                raise self.error(f"map {ref.name!r} carries {getattr(decl.event, '__name__', decl.event)}"  # type: ignore[attr-defined]
+                                 f" records, not {getattr(p.type, '__name__', p.type)}", node.args[0])
+            size = T.sizeof(p.type)
+            dst = self.vreg(T.i64)                              # type: ignore[attr-defined]
+            if isinstance(decl, RingBuf):
+                self.emit("helper", dst=dst, name="ringbuf_output",  # type: ignore[attr-defined]
+                          args=(MapFd(ref.name), self.addr_arg(p), size,  # type: ignore[attr-defined]
+                                self.wakeup_flags(ref)))
+            else:
+                self.emit("helper", dst=dst, name="perf_event_output",  # type: ignore[attr-defined]
+                          args=(self.need_ctx(node), MapFd(ref.name), _BPF_F_CURRENT_CPU,
+                                self.addr_arg(p), size))        # type: ignore[attr-defined]
+            return dst
+        if method == "stackid" and isinstance(decl, StackTraceMap):
+            user = False
+            for kw in node.keywords:
+                if kw.arg != "user":
+                    raise self.error(f"stackid() has no argument {kw.arg!r}", node)  # type: ignore[attr-defined]
+                user = bool(self.constant_value(kw.value))     # type: ignore[attr-defined]
+            dst = self.vreg(T.i64)                              # type: ignore[attr-defined]
+            self.emit("helper", dst=dst, name="get_stackid",   # type: ignore[attr-defined]
+                      args=(self.need_ctx(node), MapFd(ref.name),
+                            _BPF_F_USER_STACK if user else 0))
+            return dst
+        raise self.error(f"{type(decl).__name__} has no method {method!r} in programs", node,  # type: ignore[attr-defined]
+                         "maps support m[k], m[k] = v, m[k] += v, del m[k], k in m, m.get(k); "
+                         "ring/perf buffers .output(e); stack maps .stackid()")
+
+    def wakeup_flags(self, ref: MapRef) -> Operand:
+        """The ``ringbuf_output`` flags of the ring's wake-up policy: adaptive = no
+        wake-up until a quarter of the ring is filled (Linux 5.8, ``ringbuf_query``)."""
+        if getattr(ref.decl, "wakeup", "per_event") != "adaptive":
+            return 0
+        avail = self.vreg(T.u64)                                # type: ignore[attr-defined]
+        self.emit("helper", dst=avail, name="ringbuf_query",    # type: ignore[attr-defined]
+                  args=(MapFd(ref.name), 0))
+        flags = self.vreg(T.u64)                                # type: ignore[attr-defined]
+        done = self.label("wake")                               # type: ignore[attr-defined]
+        self.emit("mov", dst=flags, a=1)                        # type: ignore[attr-defined]  (no wake-up)
+        threshold = max(1, ref.decl.max_entries // 4)
+        self.emit("branch", name="ult", a=avail, b=threshold, target=done)  # type: ignore[attr-defined]
+        self.emit("mov", dst=flags, a=2)                        # type: ignore[attr-defined]  (force)
+        self.emit("label", name=done)                           # type: ignore[attr-defined]
+        return flags
+
+    def need_ctx(self, node: Any) -> VReg:
+        """The context register (for helpers that take it)."""
+        if self.ctx is None:                                    # type: ignore[attr-defined]
+            raise self.error("this needs the program's context, which only the program "  # type: ignore[attr-defined]
+                             "function itself has", node, "call it in the decorated function")
+        return self.ctx.reg                                     # type: ignore[attr-defined]
+
+    # -- helpers with destinations ------------------------------------------------------
+    def dest_type(self, name: str, node: ast.Call) -> Any:
+        """The type of a new local assigned from destination helper ``name``."""
+        if name == "comm":
+            return T.char[16]
+        if name in ("probe_read_user_str", "probe_read_kernel_str"):
+            if len(node.args) != 2:
+                raise self.error(f"{name}() into a new local needs its size", node,  # type: ignore[attr-defined]
+                                 f"write {name}(ptr, 64), or assign to a char[N] field")
+            return T.char[self.constant_value(node.args[1])]   # type: ignore[attr-defined]
+        return self.type_arg(node, 1)
+
+    def type_arg(self, node: ast.Call, i: int) -> Any:
+        """The language type named by argument ``i`` of a call."""
+        if len(node.args) <= i:
+            raise self.error("missing type argument", node, "e.g. probe_read_kernel(ptr, u64)")  # type: ignore[attr-defined]
+        arg = node.args[i]
+        t = None
+        if isinstance(arg, ast.Name):
+            t = self.src.globals.get(arg.id, T.INT_TYPES.get(arg.id))  # type: ignore[attr-defined]
+        elif isinstance(arg, ast.Subscript):
+            try:
+                t = eval(compile(ast.Expression(arg), "<type>", "eval"),  # noqa: S307 (a type expression)
+                         dict(self.src.globals))                 # type: ignore[attr-defined]
+            except Exception:
+                t = None
+        if not (isinstance(t, (T.IntType, T.ArrayType)) or T.is_struct(t)):
+            raise self.error("expected a type (u32, char[16], a Struct)", arg)  # type: ignore[attr-defined]
+        return t
+
+    def dest_call(self, name: str, node: ast.Call, dst: Place) -> None:
+        """Call destination helper ``name`` writing into ``dst``."""
+        if dst.space not in ("stack", "map"):
+            raise self.error(f"{name}() must write into a struct local, its field, or a map "  # type: ignore[attr-defined]
+                             "value", node)
+        size = self.object_size(dst.type)                       # type: ignore[attr-defined]
+        if name == "comm":
+            if node.args:
+                raise self.error("comm() takes no arguments", node)  # type: ignore[attr-defined]
+            self.emit("helper", dst=self.vreg(T.i64), name="get_current_comm",  # type: ignore[attr-defined]
+                      args=(self.addr_arg(dst), min(size, 16)))  # type: ignore[attr-defined]
+            return
+        if not node.args:
+            raise self.error(f"{name}() needs an address", node)  # type: ignore[attr-defined]
+        ptr = self.expr(node.args[0])                           # type: ignore[attr-defined]
+        if name.endswith("_str"):
+            if not (isinstance(dst.type, T.ArrayType) and dst.type.is_string):
+                raise self.error(f"{name}() writes a char[N], not {dst.type!r}", node)  # type: ignore[attr-defined]
+        else:
+            want = self.type_arg(node, 1)
+            if T.sizeof(want) > size:
+                raise self.error(f"{name}() of a {want!r} does not fit in {dst.type!r}", node)  # type: ignore[attr-defined]
+            size = T.sizeof(want)
+        self.emit("helper", dst=self.vreg(T.i64), name=name,   # type: ignore[attr-defined]
+                  args=(self.addr_arg(dst), size, self.convert(ptr, T.u64)))  # type: ignore[attr-defined]
+
+    # -- value-returning helpers ---------------------------------------------------------
+    def builtin(self, name: str, node: ast.Call) -> Any:
+        """Helpers with arguments that return a value; None if ``name`` is not one."""
+        if name in ("probe_read_user", "probe_read_kernel"):
+            t = self.type_arg(node, 1)
+            if not isinstance(t, T.IntType):
+                raise self.error(f"{name}() of a {t!r} must be assigned to a place of that type",  # type: ignore[attr-defined]
+                                 node, "e.g. e.buf = probe_read_user(ptr, char[32])")
+            ptr = self.convert(self.expr(node.args[0]), T.u64)  # type: ignore[attr-defined]
+            base = self.materialize(ptr, T.u64)                 # type: ignore[attr-defined]
+            return self.read(Place(base, 0, t, "user" if name.endswith("user") else "kernel"),  # type: ignore[attr-defined]
+                             node)
+        if name == "kernel_ptr":
+            if len(node.args) != 2 or not (isinstance(node.args[1], ast.Constant)
+                                           and isinstance(node.args[1].value, str)):
+                raise self.error("kernel_ptr(value, 'type name') takes a value and a type name",  # type: ignore[attr-defined]
+                                 node)
+            kt = self.kernel_type(node.args[1].value, node)
+            v = self.materialize(self.convert(self.expr(node.args[0]), T.u64), T.u64)  # type: ignore[attr-defined]
+            dst = self.vreg(PtrType(kt, "kernel"))              # type: ignore[attr-defined]
+            self.emit("mov", dst=dst, a=v)                      # type: ignore[attr-defined]
+            return dst
+        if name == "log2":
+            if len(node.args) != 1:
+                raise self.error("log2() takes one value", node)  # type: ignore[attr-defined]
+            return self.log2(self.expr(node.args[0]), node)     # type: ignore[attr-defined]
+        if name == "startswith":
+            if len(node.args) != 2 or not (isinstance(node.args[1], ast.Constant)
+                                           and isinstance(node.args[1].value, str)):
+                raise self.error("startswith(s, 'prefix') takes a char array and a literal", node)  # type: ignore[attr-defined]
+            return self.bool_value(lambda target, when: self.string_branch(
+                node.args[0], node.args[1].value, False, when, target))
+        if name == "trace_printk":
+            return self.trace_printk(node)
+        return None
+
+    def kernel_type(self, text: str, node: Any) -> KType:
+        """The kernel type called ``text`` (``"task_struct"``, ``"struct sock"``)."""
+        from ...btf import vmlinux
+        from ...btf.errors import BTFError
+        from ...btf.format import Kind
+        btf = vmlinux()
+        words = text.replace("struct ", "").replace("union ", "").strip()
+        for kind in (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF):
+            ids = btf.ids(words, kind)
+            if ids:
+                return KType(ids[0], text)
+        try:
+            from ...btf.resolve import resolve_type
+            return KType(resolve_type(btf, text), text)
+        except (BTFError, LookupError, ValueError):
+            raise self.error(f"the kernel has no type {text!r}", node,  # type: ignore[attr-defined]
+                             "name a struct, union or typedef from vmlinux BTF") from None
+
+    def bool_value(self, branch: Any) -> VReg:
+        """0/1 in a register from a branch emitter ``branch(target, when)``."""
+        dst = self.vreg(T.i32)                                  # type: ignore[attr-defined]
+        false = self.label("false")                             # type: ignore[attr-defined]
+        self.emit("mov", dst=dst, a=0)                          # type: ignore[attr-defined]
+        branch(false, False)
+        self.emit("mov", dst=dst, a=1)                          # type: ignore[attr-defined]
+        self.emit("label", name=false)                          # type: ignore[attr-defined]
+        return dst
+
+    def string_branch(self, node: ast.expr, text: str, exact: bool, when: bool,
+                      target: str) -> None:
+        """Jump to ``target`` if (the char array ``node`` equals / starts with ``text``)
+        is ``when``."""
+        p = self.place_of(node)                                    # type: ignore[attr-defined]
+        if not (isinstance(p, Place) and isinstance(p.type, T.ArrayType) and p.type.is_string):
+            raise self.error("string comparisons need a char[N] value", node)  # type: ignore[attr-defined]
+        if p.space not in ("stack", "map"):
+            tmp = Place(None, self.temp("strcmp", p.type.count), p.type, "stack")  # type: ignore[attr-defined]
+            self.copy(tmp, p, node)                             # type: ignore[attr-defined]
+            p = tmp
+        data = text.encode()
+        if exact:
+            data += b"\0"
+        if len(data) > p.type.count:
+            if not when:
+                self.emit("jump", target=target)                # type: ignore[attr-defined]
+            return
+        fail = target if not when else self.label("strne")     # type: ignore[attr-defined]
+        for i, byte in enumerate(data):
+            c = self.read(p.at(i, T.u8), node)                  # type: ignore[attr-defined]
+            self.emit("branch", name="ne", a=c, b=byte, target=fail)  # type: ignore[attr-defined]
+        if when:
+            self.emit("jump", target=target)                    # type: ignore[attr-defined]
+            self.emit("label", name=fail)                       # type: ignore[attr-defined]
+
+    def log2(self, v: Operand, node: Any) -> VReg:
+        """The log2 slot of ``v``: 0 for 0, else its bit length (branch-light binary
+        search over 32, 16, 8, 4, 2, 1 bits)."""
+        x = self.vreg(T.u64)                                    # type: ignore[attr-defined]
+        self.convert_into(x, self.convert(v, T.u64))            # type: ignore[attr-defined]
+        r = self.vreg(T.u32)                                    # type: ignore[attr-defined]
+        self.emit("mov", dst=r, a=0)                            # type: ignore[attr-defined]
+        for s in (32, 16, 8, 4, 2, 1):
+            t = self.vreg(T.u64)                                # type: ignore[attr-defined]
+            skip = self.label("log2")                           # type: ignore[attr-defined]
+            self.emit("binop", name="rsh", dst=t, a=x, b=s)     # type: ignore[attr-defined]
+            self.emit("branch", name="eq", a=t, b=0, target=skip)  # type: ignore[attr-defined]
+            self.emit("mov", dst=x, a=t)                        # type: ignore[attr-defined]
+            self.emit("binop", name="add", dst=r, a=r, b=s)     # type: ignore[attr-defined]
+            self.emit("label", name=skip)                       # type: ignore[attr-defined]
+        self.emit("binop", name="add", dst=r, a=r, b=x)         # type: ignore[attr-defined]
+        return r
+
+    def trace_printk(self, node: ast.Call) -> VReg:
+        """``trace_printk("fmt", a, b, c)``."""
+        if not node.args or not (isinstance(node.args[0], ast.Constant)
+                                 and isinstance(node.args[0].value, str)):
+            raise self.error("trace_printk() needs a literal format string", node)  # type: ignore[attr-defined]
+        if len(node.args) > 4:
+            raise self.error("trace_printk() takes at most 3 values", node,  # type: ignore[attr-defined]
+                             "use print(), which has no limit")
+        args = [self.convert(self.expr(a), T.u64) for a in node.args[1:]]  # type: ignore[attr-defined]
+        text = node.args[0].value
+        if not text.endswith("\n"):
+            text += "\n"
+        n = len(text.encode()) + 1
+        fmt = Place(None, self.temp("printk", n), T.char[n], "stack")  # type: ignore[attr-defined]
+        self.store_string(fmt, text, node)                      # type: ignore[attr-defined]
+        dst = self.vreg(T.i64)                                  # type: ignore[attr-defined]
+        self.emit("helper", dst=dst, name="trace_printk",       # type: ignore[attr-defined]
+                  args=(FrameAddr(fmt.off), n, *args))
+        return dst
+
+    # -- print() ------------------------------------------------------------------------
+    def print_call(self, node: ast.Call) -> None:
+        """``print(...)``: a record (site id, values) in the print ring buffer, formatted
+        in user space with Python's own formatting."""
+        sep, end = " ", "\n"
+        for kw in node.keywords:
+            if kw.arg in ("sep", "end") and isinstance(kw.value, ast.Constant) and \
+                    isinstance(kw.value.value, str):
+                if kw.arg == "sep":
+                    sep = kw.value.value
+                else:
+                    end = kw.value.value
+            else:
+                raise self.error(f"print() argument {kw.arg!r} is not supported", node,  # type: ignore[attr-defined]
+                                 "use sep='...' or end='...' with literal strings")
+        pieces: List[Tuple[Any, str, Optional[int]]] = []   # (node or str, spec, conversion)
+        for i, arg in enumerate(node.args):
+            if i:
+                pieces.append((sep, "", None))
+            if isinstance(arg, ast.JoinedStr):
+                for v in arg.values:
+                    if isinstance(v, ast.Constant):
+                        pieces.append((str(v.value), "", None))
+                    else:
+                        assert isinstance(v, ast.FormattedValue)
+                        spec = ""
+                        if v.format_spec is not None:
+                            if not all(isinstance(x, ast.Constant) for x in v.format_spec.values):  # type: ignore[attr-defined]
+                                raise self.error("format specs must be literal", v)  # type: ignore[attr-defined]
+                            spec = "".join(str(x.value) for x in v.format_spec.values)  # type: ignore[attr-defined]
+                        pieces.append((v.value, spec, v.conversion if v.conversion != -1 else None))
+            elif isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                pieces.append((arg.value, "", None))
+            else:
+                pieces.append((arg, "", None))
+        # evaluate values first, then lay out the record
+        values: List[Tuple[str, Any, Any, str, Optional[int]]] = []
+        for piece, spec, conv in pieces:
+            if isinstance(piece, str):
+                values.append(("lit", piece, None, "", None))
+                continue
+            v = self.place_of(piece)                               # type: ignore[attr-defined]
+            if isinstance(v, Place) and isinstance(v.type, T.ArrayType) and v.type.is_string:
+                values.append(("str", v, None, spec, conv))
+            else:
+                iv = self.as_int(v, piece)                      # type: ignore[attr-defined]
+                t = self.type_of(iv)                            # type: ignore[attr-defined]
+                values.append(("int", self.materialize(iv, t), t, spec, conv))  # type: ignore[attr-defined]
+        size = 8
+        parts: List[Any] = []
+        layout: List[Tuple[int, Any, Any]] = []
+        for kind, v, t, spec, conv in values:
+            if kind == "lit":
+                if parts and isinstance(parts[-1], str):
+                    parts[-1] += v
+                else:
+                    parts.append(v)
+            elif kind == "int":
+                parts.append(("int", size, 8, bool(getattr(t, "signed", False)), spec, conv))
+                layout.append((size, "int", v))
+                size += 8
+            else:
+                n = v.type.count
+                parts.append(("str", size, n, False, spec, conv))
+                layout.append((size, "str", v))
+                size += (n + 7) // 8 * 8
+        if size > 480:
+            raise self.error(f"this print() needs a {size}-byte record", node,  # type: ignore[attr-defined]
+                             "print fewer or shorter strings")
+        unit = self.unit                                        # type: ignore[attr-defined]
+        if PRINT_MAP not in unit.maps:
+            unit.maps[PRINT_MAP] = RingBuf(T.u8, size=256 * 1024, name=PRINT_MAP)
+            unit.map_names[id(unit.maps[PRINT_MAP])] = PRINT_MAP
+        site = unit.add_print(tuple(parts), size, self.loc, end)  # type: ignore[attr-defined]
+        base = self.temp("print", size)                         # type: ignore[attr-defined]
+        self.emit("store", base=None, off=base, size=8, a=site.id)  # type: ignore[attr-defined]
+        for off, kind, v in layout:
+            if kind == "int":
+                self.emit("store", base=None, off=base + off, size=8, a=v)  # type: ignore[attr-defined]
+            else:
+                dst = Place(None, base + off, v.type, "stack")
+                self.emit("zero", off=base + off, size=(v.type.count + 7) // 8 * 8)  # type: ignore[attr-defined]
+                self.copy(dst, v, node)                         # type: ignore[attr-defined]
+        flags = self.wakeup_flags(MapRef(unit.maps[PRINT_MAP], PRINT_MAP))
+        self.emit("helper", dst=self.vreg(T.i64), name="ringbuf_output",  # type: ignore[attr-defined]
+                  args=(MapFd(PRINT_MAP), FrameAddr(base), size, flags))
+
+
+def is_ctx(v: Any) -> bool:
+    """True for the context reference."""
+    return isinstance(v, CtxRef)

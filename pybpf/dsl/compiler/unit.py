@@ -1,0 +1,70 @@
+"""State shared by every function compiled for one module: the maps its programs use,
+its load-time constants (laid out in one ``.rodata`` value) and its ``print()`` sites."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+from ...asm.instruction import SourceLocation
+from ..types import Const
+
+__all__ = ["Unit", "PrintSite", "PRINT_MAP", "RODATA_MAP"]
+
+#: the ring buffer that carries print() records to user space
+PRINT_MAP = "__pybpf_print"
+#: the frozen array map holding load-time constants
+RODATA_MAP = ".rodata"
+
+
+class PrintSite(NamedTuple):
+    """One ``print()`` call: its ``id``, the ``parts`` (literal ``str``, or ``(kind,
+    offset, size, signed, spec, conversion)`` with ``kind`` ``"int"`` or ``"str"``), the
+    record ``size`` and where it is (``loc``)."""
+
+    id: int
+    parts: Tuple[Any, ...]
+    size: int
+    loc: Optional[SourceLocation]
+    end: str = "\n"
+
+
+class Unit:
+    """Module-wide compile state. ``rodata``: load-time constants are read from the
+    ``.rodata`` map (else compiled in)."""
+
+    def __init__(self, rodata: bool = False) -> None:
+        self.rodata = rodata
+        self.maps: Dict[str, Any] = {}                 # map name -> declaration
+        self.map_names: Dict[int, str] = {}            # id(declaration) -> name
+        self.consts: Dict[str, Tuple[Const, int]] = {}  # name -> (const, offset)
+        self.rodata_size = 0
+        self.prints: List[PrintSite] = []
+
+    def map_name(self, decl: Any, global_name: str) -> str:
+        """The map name of ``decl`` (first seen as global ``global_name``)."""
+        key = id(decl)
+        if key not in self.map_names:
+            name = (decl.name or global_name)[:15]
+            base, n = name, 1
+            while name in self.maps and self.maps[name] is not decl:
+                n += 1
+                name = f"{base[:13]}_{n}"
+            self.map_names[key] = name
+            self.maps[name] = decl
+        return self.map_names[key]
+
+    def const_offset(self, name: str, c: Const) -> int:
+        """The ``.rodata`` offset of constant ``name`` (allocated on first use)."""
+        if name not in self.consts:
+            size = c.type.bits // 8
+            off = (self.rodata_size + size - 1) // size * size
+            self.consts[name] = (c, off)
+            self.rodata_size = off + size
+        return self.consts[name][1]
+
+    def add_print(self, parts: Tuple[Any, ...], size: int, loc: Optional[SourceLocation],
+                  end: str = "\n") -> PrintSite:
+        """Register a ``print()`` site."""
+        site = PrintSite(len(self.prints), parts, size, loc, end)
+        self.prints.append(site)
+        return site

@@ -1,0 +1,352 @@
+"""Compiling a whole module of programs and maps, loading it, attaching it, reading it.
+
+::
+
+    spec = compile_module("opensnoop_bpf.py")      # a ModuleSpec: no kernel objects yet
+    with spec.load(consts={"TARGET_PID": 1234}) as mod:   # maps, programs, links
+        mod.on("events", lambda e: print(e.pid, e.path))
+        mod.run(duration=5)                         # poll until Ctrl-C or 5 s
+        print(dict(mod["counts"].items()))
+
+:func:`load` does both steps. The module's ``@tracepoint``/``@kprobe``/... functions are
+its programs (in source order); the maps are the module-level declarations its programs
+use; :func:`~pybpf.dsl.types.const` globals become a frozen ``.rodata`` array map whose
+value is written at load (``consts=``), so the verifier prunes what they make dead.
+``print()`` in a program sends a record through a ring buffer; :class:`LoadedModule`
+formats it in user space with Python's own ``format()`` and writes it to
+``sys.stdout`` (or ``print_to=``).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import time
+import types as _pytypes
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TextIO, Union
+
+from .attach import ProgramKind, kind_of
+from .compiler import CompileError, Unit, compile_functions
+from .compiler.unit import PRINT_MAP, RODATA_MAP, PrintSite
+from .maps import MapDecl, PerfEventArray, RingBuf
+
+__all__ = ["ModuleSpec", "CompiledModuleProgram", "LoadedModule", "compile_module", "load",
+           "format_print"]
+
+_BPF_F_RDONLY_PROG = 1 << 7
+
+
+class CompiledModuleProgram:
+    """One compiled program of a module: ``name``, ``kind``, linked ``instructions``."""
+
+    def __init__(self, name: str, kind: ProgramKind, program: Any) -> None:
+        self.name = name
+        self.kind = kind
+        self.program = program          # a pybpf.dsl.CompiledProgram
+
+    @property
+    def instructions(self) -> List[Any]:
+        """The linked instructions."""
+        return self.program.instructions
+
+    def spec(self) -> Any:
+        """The :class:`pybpf.program.ProgramSpec` to load (BTF targets resolved)."""
+        from ..program import ProgramSpec
+        from ..syscall.bpf import ProgType
+        k = self.kind
+        if k.tracing:
+            from ..link.tracing import tracing_spec
+            return tracing_spec(k.decorator, k.target, self.instructions, name=self.name[:15])
+        return ProgramSpec(ProgType[k.type.upper()], self.instructions, name=self.name[:15])
+
+
+class ModuleSpec:
+    """A compiled module: ``programs`` (by name), map declarations (``maps``), the
+    ``.rodata`` layout of its constants and its ``print()`` sites. No kernel object
+    exists until :meth:`load`."""
+
+    def __init__(self, name: str, programs: Dict[str, CompiledModuleProgram], unit: Unit) -> None:
+        self.name = name
+        self.programs = programs
+        self.unit = unit
+
+    @property
+    def maps(self) -> Dict[str, MapDecl]:
+        """The map declarations the programs use, by map name."""
+        return dict(self.unit.maps)
+
+    @property
+    def consts(self) -> Dict[str, int]:
+        """The load-time constants the programs read, with their default values."""
+        return {n: c.value for n, (c, _) in self.unit.consts.items()}
+
+    def rodata(self, values: Optional[Mapping[str, int]] = None) -> bytes:
+        """The ``.rodata`` value: every constant at its offset (``values`` override the
+        defaults; an unknown name is a KeyError)."""
+        values = dict(values or {})
+        unknown = set(values) - set(self.unit.consts)
+        if unknown:
+            known = ", ".join(sorted(self.unit.consts)) or "none"
+            raise KeyError(f"no load-time constant {', '.join(sorted(unknown))} in "
+                           f"{self.name} (constants: {known})")
+        buf = bytearray(max(self.unit.rodata_size, 1))
+        for name, (c, off) in self.unit.consts.items():
+            v = c.type.wrap(int(values.get(name, c.value)))
+            buf[off:off + c.type.bits // 8] = (v & ((1 << c.type.bits) - 1)).to_bytes(
+                c.type.bits // 8, "little")
+        return bytes(buf)
+
+    def disasm(self) -> str:
+        """Every program's instructions under its Python lines."""
+        return "".join(f"; {p.kind!r}\n{p.program.disasm()}\n" for p in self.programs.values())
+
+    def load(self, *, consts: Optional[Mapping[str, int]] = None,
+             programs: Optional[Iterable[str]] = None, attach: bool = True,
+             print_to: Optional[TextIO] = None) -> "LoadedModule":
+        """Create the maps, load the programs (all, or those named in ``programs``) and
+        attach them (``attach=False``: leave that to the caller). Everything created is
+        released if a step fails."""
+        return LoadedModule(self, consts=consts, programs=programs, attach=attach,
+                            print_to=print_to)
+
+
+def _module_functions(source: Any) -> tuple:
+    if isinstance(source, (str, os.PathLike)):
+        from . import functions_in_file
+        path = os.fspath(source)
+        fns = functions_in_file(path, all_programs=True)
+        return os.path.splitext(os.path.basename(path))[0], fns
+    if isinstance(source, _pytypes.ModuleType):
+        fns = [v for v in vars(source).values()
+               if isinstance(v, _pytypes.FunctionType) and kind_of(v) is not None
+               and v.__module__ == source.__name__]
+        fns.sort(key=lambda f: f.__code__.co_firstlineno)
+        return source.__name__, fns
+    fns = [f for f in source if kind_of(f) is not None]
+    return "programs", fns
+
+
+def compile_module(source: Any, *, rodata: bool = True) -> ModuleSpec:
+    """Compile the decorated programs of ``source``: a Python file path, a module, or a
+    list of functions. Raises :class:`CompileError` (with file:line) for unsupported
+    Python."""
+    name, fns = _module_functions(source)
+    if not fns:
+        raise CompileError(f"{name}: no program (decorate functions with @tracepoint, "
+                           "@kprobe, @uprobe, ...)")
+    unit = Unit(rodata=rodata)
+    programs: Dict[str, CompiledModuleProgram] = {}
+    from . import CompiledProgram
+    for fn in fns:
+        kind = kind_of(fn)
+        assert kind is not None
+        functions, instructions = compile_functions(fn, unit, kind)
+        programs[fn.__name__] = CompiledModuleProgram(
+            fn.__name__, kind, CompiledProgram(fn.__name__, functions, instructions))
+    return ModuleSpec(name, programs, unit)
+
+
+def load(source: Any, *, consts: Optional[Mapping[str, int]] = None,
+         programs: Optional[Iterable[str]] = None, attach: bool = True,
+         print_to: Optional[TextIO] = None) -> "LoadedModule":
+    """:func:`compile_module` then :meth:`ModuleSpec.load`."""
+    return compile_module(source).load(consts=consts, programs=programs, attach=attach,
+                                       print_to=print_to)
+
+
+def format_print(site: PrintSite, record: Union[bytes, memoryview]) -> str:
+    """The text of one ``print()`` record (without its ``end``)."""
+    out: List[str] = []
+    for part in site.parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        kind, off, size, signed, spec, conv = part
+        if kind == "int":
+            value: Any = struct.unpack_from("<q" if signed else "<Q", record, off)[0]
+        else:
+            raw = bytes(record[off:off + size])
+            cut = raw.find(b"\0")
+            value = (raw if cut < 0 else raw[:cut]).decode("utf-8", "replace")
+        if conv is not None:
+            value = {ord("r"): repr, ord("s"): str, ord("a"): ascii}[conv](value)
+        out.append(format(value, spec))
+    return "".join(out)
+
+
+class LoadedModule:
+    """A loaded module: live ``maps`` and ``programs`` by name, its ``links``, and event
+    readers. Close it (or use ``with``) to detach and release everything; the links are
+    also released at exit and on SIGINT/SIGTERM."""
+
+    def __init__(self, spec: ModuleSpec, *, consts: Optional[Mapping[str, int]] = None,
+                 programs: Optional[Iterable[str]] = None, attach: bool = True,
+                 print_to: Optional[TextIO] = None) -> None:
+        self.spec = spec
+        self.maps: Dict[str, Any] = {}
+        self.programs: Dict[str, Any] = {}
+        self.links: Dict[str, Any] = {}
+        self.readers: Dict[str, Any] = {}
+        self._poller: Any = None
+        self._print_to = print_to
+        self._closed = False
+        try:
+            self._create_maps(consts)
+            wanted = list(programs) if programs is not None else list(spec.programs)
+            for name in wanted:
+                if name not in spec.programs:
+                    raise KeyError(f"no program {name!r} in {spec.name} (programs: "
+                                   f"{', '.join(spec.programs)})")
+                self.programs[name] = spec.programs[name].spec().load(maps=self.maps)
+            if PRINT_MAP in self.maps:
+                self._add_reader(PRINT_MAP, self._on_print, None)
+            if attach:
+                for name, prog in self.programs.items():
+                    link = spec.programs[name].kind.attach(prog)
+                    if link is not None:
+                        self.links[name] = link
+        except BaseException:
+            self.close()
+            raise
+
+    def _create_maps(self, consts: Optional[Mapping[str, int]]) -> None:
+        from ..maps.spec import MapSpec
+        from ..syscall.bpf import MapType
+        for name, decl in self.spec.unit.maps.items():
+            self.maps[name] = decl.spec(name).create()
+        if self.spec.unit.consts or consts:
+            value = self.spec.rodata(consts)
+            ro = MapSpec(MapType.ARRAY, 4, len(value), 1, flags=_BPF_F_RDONLY_PROG,
+                         name=RODATA_MAP).create()
+            self.maps[RODATA_MAP] = ro
+            ro[0] = value
+            ro.freeze()
+
+    # -- maps and events ----------------------------------------------------------------
+    def __getitem__(self, name: str) -> Any:
+        """The live map called ``name``."""
+        try:
+            return self.maps[name]
+        except KeyError:
+            raise KeyError(f"no map {name!r} in {self.spec.name} (maps: "
+                           f"{', '.join(self.maps) or 'none'})") from None
+
+    def _add_reader(self, name: str, callback: Callable[[Any], Any], record: Any) -> Any:
+        from ..events import PerfBufReader, RingBufReader
+        decl = self.spec.unit.maps[name]
+        if isinstance(decl, RingBuf):
+            reader = RingBufReader(self.maps[name], callback, record=record,
+                                   wakeup="adaptive" if decl.wakeup == "adaptive" else "per_event")
+        elif isinstance(decl, PerfEventArray):
+            reader = PerfBufReader(self.maps[name], callback, record=record)
+        else:
+            raise TypeError(f"map {name!r} is a {type(decl).__name__}: only ring buffers "
+                            "and perf event arrays carry events")
+        self.readers[name] = reader
+        if self._poller is not None:
+            self._poller.add(reader)
+        return reader
+
+    def on(self, name: str, callback: Callable[[Any], Any], *, decode: bool = True) -> Any:
+        """Call ``callback(event)`` for each record of ring buffer / perf event array
+        ``name``: an instance of its Struct (``decode=False``: ``bytes``). Returns the
+        reader."""
+        if name not in self.spec.unit.maps:
+            raise KeyError(f"no event map {name!r} in {self.spec.name}")
+        decl = self.spec.unit.maps[name]
+        event = getattr(decl, "event", None)
+        record = (lambda raw: event.from_bytes(raw)) if (decode and event is not None) else None
+        return self._add_reader(name, callback, record)
+
+    def _on_print(self, raw: Any) -> None:
+        site_id = struct.unpack_from("<I", raw, 0)[0]
+        site = self.spec.unit.prints[site_id]
+        out = self._print_to or sys.stdout
+        out.write(format_print(site, raw) + site.end)
+
+    def poll(self, timeout: Optional[float] = None) -> int:
+        """Wait up to ``timeout`` seconds for events and hand them to the callbacks;
+        returns how many were handled."""
+        from ..events import Poller
+        if self._poller is None:
+            self._poller = Poller(self.readers.values())
+        return self._poller.poll(timeout)
+
+    def run(self, duration: Optional[float] = None, *, interval: Optional[float] = None,
+            on_interval: Optional[Callable[[], Any]] = None,
+            until: Optional[Callable[[], bool]] = None) -> None:
+        """Poll events until Ctrl-C, ``duration`` seconds or ``until()``; call
+        ``on_interval()`` every ``interval`` seconds (summaries). Ctrl-C ends the loop
+        quietly; the module stays loaded until :meth:`close`."""
+        start = time.monotonic()
+        next_tick = start + interval if interval else None
+        try:
+            while True:
+                now = time.monotonic()
+                if duration is not None and now - start >= duration:
+                    break
+                if until is not None and until():
+                    break
+                waits = [0.1]
+                if duration is not None:
+                    waits.append(start + duration - now)
+                if next_tick is not None:
+                    waits.append(next_tick - now)
+                if self.readers:
+                    self.poll(max(0.0, min(waits)))
+                else:
+                    time.sleep(max(0.0, min(waits)))
+                if next_tick is not None and time.monotonic() >= next_tick:
+                    if on_interval is not None:
+                        on_interval()
+                    next_tick += interval                      # type: ignore[operator]
+        except KeyboardInterrupt:
+            pass
+        if self.readers:
+            try:
+                self.poll(0)                # the last records
+            except KeyboardInterrupt:       # pragma: no cover
+                pass
+
+    # -- life ---------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def close(self) -> None:
+        """Detach and release every link, reader, program and map (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for group in (self.links, self.readers, self.programs, self.maps):
+            for obj in list(group.values()):
+                try:
+                    obj.close()
+                except Exception:                              # pragma: no cover
+                    pass
+            group.clear()
+        if self._poller is not None:
+            try:
+                self._poller.close()
+            except Exception:                                  # pragma: no cover
+                pass
+            self._poller = None
+
+    def __enter__(self) -> "LoadedModule":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:                                      # pragma: no cover
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self.programs)} programs, " \
+            f"{len(self.maps)} maps, {len(self.links)} links"
+        return f"<LoadedModule {self.spec.name}: {state}>"
