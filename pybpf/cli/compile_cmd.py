@@ -23,8 +23,9 @@ EXAMPLES = examples(
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add the ``compile`` subcommand."""
     p = add_parser(sub, "compile", help="compile the pybpf.dsl programs of a Python file",
-                   description="Compile the functions of FILE decorated with "
-                               "@pybpf.dsl.bpf to BPF.", epilog=EXAMPLES)
+                   description="Compile the programs of FILE (functions decorated with "
+                               "@pybpf.dsl.bpf or an attach decorator such as "
+                               "@tracepoint) to BPF.", epilog=EXAMPLES)
     p.add_argument("file", metavar="FILE", help="a Python file")
     p.add_argument("--disasm", action="store_true",
                    help="print the instructions interleaved with the Python source")
@@ -46,17 +47,32 @@ def run(args: argparse.Namespace) -> int:
     if not fns:
         raise CliError(f"{args.file}: no function decorated with @pybpf.dsl.bpf"
                        + (f" named {args.function!r}" if args.function else ""))
+    from pybpf.dsl.attach import kind_of
+    from pybpf.dsl.loader import compile_module
+    compiled_list = []
     status = 0
+    kinded = [f for f in fns if kind_of(f) is not None]
+    try:
+        if kinded:
+            spec = compile_module(kinded)
+            compiled_list += [(p.program, repr(p.kind)) for p in spec.programs.values()]
+    except CompileError as exc:
+        print(exc, file=sys.stderr)
+        status = 1
     for fn in fns:
+        if kind_of(fn) is not None:
+            continue
         try:
-            compiled = compile_function(fn)
+            compiled_list.append((compile_function(fn), ""))
         except CompileError as exc:
             print(exc, file=sys.stderr)
             status = 1
-            continue
+    for compiled, where in compiled_list:
         if args.disasm:
+            if where:
+                print(f"; {where}")
             sys.stdout.write(compiled.disasm())
             print()
         else:
-            print(f"{compiled.name}: {len(compiled)} instructions")
+            print(f"{compiled.name}: {len(compiled)} instructions" + (f" ({where})" if where else ""))
     return status

@@ -451,16 +451,13 @@ class FunctionCompiler(MemoryMixin, BuiltinsMixin):
             if call.args:
                 raise self.error(f"{cls.__name__}() takes field values by keyword", call,
                                  f"write {cls.__name__}(pid=pid())")
-            values = [(kw.arg, self.value(kw.value)) for kw in call.keywords]
-            if dst.base is None:
-                self.zero(dst)
-            else:
+            if dst.base is not None:
                 raise self.error("a struct can only be built in a local", node)
-            for field, v in values:
-                if field is None:
+            self.zero(dst)
+            for kw in call.keywords:
+                if kw.arg is None:
                     raise self.error("** is not supported here", call)
-                sub = self.member(dst, field, call)
-                self.store_value(sub, v, call)
+                self.assign_place(self.member(dst, kw.arg, call), kw.value, call)
             return
         helper = self.dest_helper(value)
         if helper is not None:
@@ -783,8 +780,9 @@ class FunctionCompiler(MemoryMixin, BuiltinsMixin):
                 raise self.error("floating point is not supported in BPF programs", node,
                                  "use integers (e.g. nanoseconds instead of seconds)")
             if isinstance(node.value, str):
-                raise self.error("strings are not supported yet", node,
-                                 "strings come with a later version of pybpf.dsl")
+                raise self.error("a string literal is not a number", node,
+                                 "store it in a char[N] field, compare a char[N] with it, "
+                                 "or print it")
             raise self.error(f"unsupported constant {node.value!r}", node)
         if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)):
             return self.as_int(self.value(node), node)

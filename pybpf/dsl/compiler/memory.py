@@ -183,8 +183,7 @@ class MemoryMixin:
             return
         pos = 0
         while pos < n:
-            step = 8 if n - pos >= 8 and (dst.off + pos) % 8 == 0 and (src.off + pos) % 8 == 0 \
-                else 4 if n - pos >= 4 else 2 if n - pos >= 2 else 1
+            step = _chunk(dst.off + pos, n - pos, src.off + pos)
             tmp = self.vreg(T.u64)                              # type: ignore[attr-defined]
             self.emit("load", dst=tmp, base=src.base, off=src.off + pos, size=step)  # type: ignore[attr-defined]
             self.emit("store", base=dst.base, off=dst.off + pos, size=step, a=tmp)  # type: ignore[attr-defined]
@@ -198,10 +197,10 @@ class MemoryMixin:
         data = data.ljust(min(dst.type.count, (len(data) + 3) // 4 * 4), b"\0")
         pos = 0
         while pos < len(data):
-            step = 4 if len(data) - pos >= 4 else 1
+            step = min(_chunk(dst.off + pos, len(data) - pos), 4)
             chunk = int.from_bytes(data[pos:pos + step], "little")
-            if step == 4 and chunk >= 1 << 31:
-                chunk -= 1 << 32
+            if chunk >= 1 << (8 * step - 1):
+                chunk -= 1 << (8 * step)
             self.emit("store", base=dst.base, off=dst.off + pos, size=step, a=chunk)  # type: ignore[attr-defined]
             pos += step
 
@@ -311,6 +310,15 @@ class MemoryMixin:
         if isinstance(f.type, tuple):                           # ("kptr", type id)
             return VReg(raw.id, PtrType(KType(f.type[1], _ktext(_btf(), f.type[1])), "kernel"))
         return self.convert(raw, f.type)                        # type: ignore[attr-defined]
+
+
+def _chunk(off: int, remaining: int, other: Optional[int] = None) -> int:
+    """The widest access (8, 4, 2, 1 bytes) aligned at ``off`` (and ``other``) that
+    fits in ``remaining`` bytes: the verifier refuses misaligned stack accesses."""
+    for size in (8, 4, 2, 1):
+        if size <= remaining and off % size == 0 and (other is None or other % size == 0):
+            return size
+    return 1
 
 
 def _ktext(btf: Any, type_id: int) -> str:

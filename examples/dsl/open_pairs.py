@@ -1,0 +1,35 @@
+from pybpf.dsl import *
+
+class Event(Struct):
+    pid: u32
+    ret: i32
+    comm: char[16]
+    path: char[64]
+
+events = RingBuf(Event, size=256 * 1024)
+start = HashMap(u64, Event, max_entries=10240)
+counts = HashMap(u32, u64)
+TARGET_PID = const(u32, 0)
+
+@tracepoint("syscalls:sys_enter_openat")
+def enter(args):
+    if TARGET_PID and pid() != TARGET_PID:
+        return 0
+    e = Event()
+    e.pid = pid()
+    e.comm = comm()
+    e.path = probe_read_user_str(args.filename)
+    start[pid_tgid()] = e
+    counts[pid()] += 1
+    return 0
+
+@tracepoint("syscalls:sys_exit_openat")
+def exit_(args):
+    p = start.get(pid_tgid())
+    if p is None:
+        return 0
+    p.ret = args.ret
+    events.output(p)
+    del start[pid_tgid()]
+    print(f"pid {p.pid} ret {p.ret:>4} {p.path!r}")
+    return 0

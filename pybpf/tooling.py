@@ -1,0 +1,120 @@
+"""Shared pieces of the tools in ``programs/``: argument parsing conventions, the run
+loop with clean Ctrl-C handling, and output helpers.
+
+A tool is one file: its BPF programs (decorated functions of :mod:`pybpf.dsl`) and a
+``main(argv)`` that parses BCC's flags, loads the module with load-time constants, prints
+the header once everything is attached (tests wait for it), prints events as they come,
+and prints summaries at the end. The layer is the top one: it may use everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import sys
+import time
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
+
+__all__ = ["ToolParser", "load_tool", "run_tool", "errno_name", "Clock", "positive_int",
+           "comm_of", "line_buffered"]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+class ToolParser(argparse.ArgumentParser):
+    """An argparse parser for a tool: ``examples`` go in the epilog, as BCC prints them."""
+
+    def __init__(self, prog: str, description: str, examples: Sequence[str] = ()) -> None:
+        epilog = "examples:\n" + "\n".join(f"    {e}" for e in examples) if examples else None
+        super().__init__(prog=prog, description=description, epilog=epilog,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def line_buffered() -> None:
+    """Make stdout line-buffered (events reach a pipe as soon as they are printed)."""
+    try:
+        sys.stdout.reconfigure(line_buffering=True)        # type: ignore[attr-defined]
+    except (AttributeError, ValueError):                   # pragma: no cover
+        pass
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:                                      # pragma: no cover (not main thread)
+        pass
+
+
+def load_tool(module_name: str, consts: Optional[Mapping[str, int]] = None,
+              programs: Optional[Iterable[str]] = None) -> Any:
+    """Compile and load the BPF programs of the tool module ``module_name`` (pass
+    ``__name__``); returns the :class:`pybpf.dsl.loader.LoadedModule`."""
+    from .dsl import load
+    line_buffered()
+    _sigterm_as_interrupt()
+    return load(sys.modules[module_name], consts=consts, programs=programs)
+
+
+def run_tool(mod: Any, *, duration: Optional[float] = None, interval: Optional[float] = None,
+             count: Optional[int] = None, on_interval: Optional[Callable[[], Any]] = None,
+             until: Optional[Callable[[], bool]] = None) -> None:
+    """Poll ``mod``'s events until Ctrl-C/SIGTERM, ``duration`` seconds, or ``count``
+    intervals; ``on_interval`` prints a summary every ``interval`` seconds."""
+    if interval is not None and count is not None and duration is None:
+        duration = interval * count
+    mod.run(duration, interval=interval, on_interval=on_interval, until=until)
+
+
+def errno_name(value: int) -> str:
+    """``ENOENT`` for -2 or 2; the number if unknown."""
+    return errno.errorcode.get(abs(value), str(abs(value)))
+
+
+class Clock:
+    """Timestamps for event lines: seconds since the tool started (``-T`` style
+    ``TIME(s)``), wall-clock ``%H:%M:%S``, and kernel monotonic ns converted."""
+
+    def __init__(self) -> None:
+        self.start_ns = time.monotonic_ns()
+        self.start_wall = time.time()
+
+    def elapsed(self, ktime_ns: Optional[int] = None) -> float:
+        """Seconds since start (of the kernel timestamp ``ktime_ns`` when given)."""
+        now = ktime_ns if ktime_ns is not None else time.monotonic_ns()
+        return (now - self.start_ns) / 1e9
+
+    @staticmethod
+    def wall() -> str:
+        """The current local time as ``HH:MM:SS``."""
+        return time.strftime("%H:%M:%S")
+
+
+def comm_of(pid: int) -> str:
+    """The command name of process ``pid`` ("" if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def pids_of(name: str) -> List[int]:
+    """The pids whose command name is ``name``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and comm_of(int(entry)) == name:
+            out.append(int(entry))
+    return out

@@ -1,0 +1,486 @@
+"""pybpf.dsl programs with maps, structs, strings, events, contexts and the module loader,
+loaded into the real kernel. Most programs are XDP programs run with BPF_PROG_TEST_RUN
+(deterministic); tracing ones attach to tracepoints and see a workload the test makes.
+Kprobe/fentry programs run in the second-kernel stage (``vmtest``)."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bpfenv import needs_bpf
+from linkutil import in_vm
+from pybpf.dsl import (
+    ArrayMap, CompileError, HashMap, Histogram, PerCPUArrayMap, PerfEventArray, RingBuf,
+    StackTraceMap, Struct, char, comm, compile_module, const, current_task, fentry, i32,
+    kernel_ptr, kprobe, ktime_ns, log2, pid, pid_tgid, probe_read_kernel_str,
+    probe_read_user, probe_read_user_str, raw_tracepoint, startswith, tid, tp_btf,
+    tracepoint, u8, u16, u32, u64, uretprobe, xdp,
+)
+from pybpf.dsl.loader import format_print
+from pybpf.events.histogram import log2_slot_of
+
+PACKET = bytes(64)
+HERE = os.path.abspath(__file__)
+
+
+class Pair(Struct):
+    a: u8
+    b: u64
+    c: u16
+    name: char[6]
+
+
+class Key(Struct):
+    pid: u32
+    slot: u32
+
+
+class Event(Struct):
+    pid: u32
+    ret: i32
+    comm: char[16]
+    path: char[160]
+
+
+# -- structs in Python ---------------------------------------------------------------------
+def test_struct_layout_follows_c() -> None:
+    layout = Pair.__pybpf_layout__
+    assert [(f.name, f.offset) for f in layout.fields] == [("a", 0), ("b", 8), ("c", 16),
+                                                           ("name", 18)]
+    assert Pair.size() == 24 and Pair.size() == __import__("ctypes").sizeof(Pair.ctype())
+    p = Pair(a=1, b=2**40, c=7, name="abc")
+    raw = p.to_bytes()
+    assert len(raw) == 24 and Pair.from_bytes(raw) == p
+    assert Pair.from_bytes(raw).name == "abc"
+
+
+def test_struct_rejects_non_types() -> None:
+    with pytest.raises(TypeError, match="not a pybpf.dsl type"):
+        class Bad(Struct):
+            x: int
+
+
+# -- maps through XDP test runs ----------------------------------------------------------
+inp = ArrayMap(u64, 8)
+out = ArrayMap(u64, 8)
+counts = HashMap(u32, u64, max_entries=64)
+
+
+@xdp()
+def map_semantics(ctx):
+    out[0] = counts[7]                  # absent: 0
+    out[1] = counts.get(7, 99)          # absent: the default
+    counts[7] += 5                      # inserted as 0 + 5
+    counts[7] += 2                      # atomic add in place
+    out[2] = counts[7]
+    out[3] = 1 if 7 in counts else 0
+    del counts[7]
+    out[4] = 0 if 7 in counts else 1
+    counts[inp[0]] = inp[1]
+    return 2
+
+
+@needs_bpf
+def test_map_operations() -> None:
+    with compile_module([map_semantics]).load(attach=False) as mod:
+        mod["inp"][0] = 11
+        mod["inp"][1] = 12345
+        assert mod.programs["map_semantics"].test_run(PACKET).retval == 2
+        got = [mod["out"][i] for i in range(5)]
+        assert got == [0, 99, 7, 1, 1]
+        assert dict(mod["counts"].items()) == {11: 12345}
+
+
+pairs = HashMap(u32, Pair, max_entries=16)
+percpu = PerCPUArrayMap(u64, 1)
+
+
+@xdp()
+def struct_values(ctx):
+    p = Pair(a=3, c=500)
+    p.b = inp[0] * 2
+    p.name = "xy"
+    pairs[1] = p
+    q = pairs.get(1)
+    if q is None:
+        return 1
+    q.c += 1
+    out[0] = q.b + q.c
+    if startswith(q.name, "x") and q.name == "xy" and q.name != "x":
+        out[1] = 1
+    percpu[0] += 3
+    return 2
+
+
+@needs_bpf
+def test_struct_values_in_maps() -> None:
+    with compile_module([struct_values]).load(attach=False) as mod:
+        mod["inp"][0] = 21
+        assert mod.programs["struct_values"].test_run(PACKET).retval == 2
+        assert mod["out"][0] == 42 + 501 and mod["out"][1] == 1
+        stored = mod["pairs"][1]
+        assert (stored.a, stored.b, stored.c, stored.name) == (3, 42, 501, b"xy")
+        assert sum(mod["percpu"][0]) == 3
+
+
+LIMIT = const(u32, 10)
+
+
+@xdp()
+def rodata_const(ctx):
+    if inp[0] > LIMIT:
+        return 1
+    return 2
+
+
+@needs_bpf
+def test_load_time_constants() -> None:
+    spec = compile_module([rodata_const])
+    assert spec.consts == {"LIMIT": 10}
+    for limit, value, want in ((10, 11, 1), (20, 11, 2)):
+        with spec.load(attach=False, consts={"LIMIT": limit}) as mod:
+            mod["inp"][0] = value
+            assert mod.programs["rodata_const"].test_run(PACKET).retval == want
+    with pytest.raises(KeyError, match="NOPE"):
+        spec.load(attach=False, consts={"NOPE": 1})
+
+
+@xdp()
+def log2_prog(ctx):
+    for i in range(8):
+        out[i] = log2(inp[i])
+    return 2
+
+
+@needs_bpf
+def test_log2_matches_the_histogram_slots() -> None:
+    values = [0, 1, 2, 3, 1023, 1024, 2**40 + 5, 2**64 - 1]
+    with compile_module([log2_prog]).load(attach=False) as mod:
+        for i, v in enumerate(values):
+            mod["inp"][i] = v
+        mod.programs["log2_prog"].test_run(PACKET)
+        assert [mod["out"][i] for i in range(8)] == [log2_slot_of(v) for v in values]
+
+
+@xdp()
+def printer(ctx):
+    p = Pair(name="hey")
+    x: i32 = -5
+    print(f"x={x} y={inp[0]:#x} s={p.name!r}", "tail", sep="|")
+    return 2
+
+
+@needs_bpf
+def test_print_is_formatted_in_user_space() -> None:
+    buf = io.StringIO()
+    with compile_module([printer]).load(attach=False, print_to=buf) as mod:
+        mod["inp"][0] = 255
+        mod.programs["printer"].test_run(PACKET)
+        mod.poll(1.0)
+    assert buf.getvalue() == "x=-5 y=0xff s='hey'|tail\n"
+    site = compile_module([printer]).unit.prints[0]
+    assert site.loc is not None and site.loc.file == HERE
+
+
+# -- tracing: tracepoints, BTF, ring and perf buffers ------------------------------------------
+events = RingBuf(Event, size=64 * 1024)
+start = HashMap(u64, Event, max_entries=1024)
+TARGET = const(u32, 0)
+
+
+@tracepoint("syscalls:sys_enter_openat")
+def open_enter(args):
+    if pid() != TARGET:
+        return 0
+    e = Event()
+    e.pid = pid()
+    e.comm = comm()
+    e.path = probe_read_user_str(args.filename)
+    start[pid_tgid()] = e
+    return 0
+
+
+@tracepoint("syscalls:sys_exit_openat")
+def open_exit(args):
+    p = start.get(pid_tgid())
+    if not p:
+        return 0
+    p.ret = args.ret
+    events.output(p)
+    del start[pid_tgid()]
+    return 0
+
+
+@needs_bpf
+def test_tracepoint_pairs_enter_and_exit(tmp_path) -> None:
+    target = tmp_path / "dsl-open-target"
+    target.write_text("x")
+    got = []
+    with compile_module([open_enter, open_exit]).load(consts={"TARGET": os.getpid()}) as mod:
+        mod.on("events", got.append)
+        fd = os.open(str(target), os.O_RDONLY)
+        os.close(fd)
+        try:
+            os.open(str(tmp_path / "missing"), os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+        mod.run(duration=0.3, until=lambda: len(got) >= 2)
+    mine = [e for e in got if e.path.startswith(str(tmp_path))]
+    assert [(e.path, e.ret >= 0) for e in mine] == [(str(target), True),
+                                                    (str(tmp_path / "missing"), False)]
+    assert mine[1].ret == -2
+    assert all(e.pid == os.getpid() and e.comm == open("/proc/self/comm").read().strip()
+               for e in mine)
+
+
+class Exec(Struct):
+    pid: u32
+    ppid: u32
+    parent_comm: char[16]
+    arg: char[32]
+    index: u32
+
+
+execs = PerfEventArray(Exec)
+
+
+@tracepoint("syscalls:sys_enter_execve")
+def exec_args(args):
+    if current_task().real_parent.tgid != TARGET:
+        return 0
+    e = Exec()
+    e.pid = pid()
+    task = current_task()
+    e.ppid = task.real_parent.tgid
+    e.parent_comm = task.real_parent.comm
+    for i in range(4):
+        ptr = probe_read_user(args.argv + i * 8, u64)
+        if ptr == 0:
+            break
+        e.arg = probe_read_user_str(ptr)
+        e.index = i
+        execs.output(e)
+    return 0
+
+
+@needs_bpf
+def test_btf_struct_reads_and_perf_buffer() -> None:
+    got = []
+    with compile_module([exec_args]).load(consts={"TARGET": os.getpid()}) as mod:
+        mod.on("execs", got.append)
+        child = subprocess.run(["/bin/true", "one", "two"], check=True)
+        assert child.returncode == 0
+        mod.run(duration=0.5, until=lambda: len(got) >= 3)
+    assert [(e.index, e.arg) for e in got] == [(0, "/bin/true"), (1, "one"), (2, "two")]
+    me = open("/proc/self/comm").read().strip()
+    assert all(e.ppid == os.getpid() and e.parent_comm == me and e.pid != os.getpid()
+               for e in got)
+
+
+wakeups = HashMap(u32, u64, max_entries=10240)
+lat = Histogram()
+switches = ArrayMap(u64, 1)
+
+
+@raw_tracepoint("sched_wakeup")
+def on_wakeup(ctx):
+    wakeups[ctx.p.pid] = ktime_ns()
+    return 0
+
+
+@raw_tracepoint("sched_switch")
+def on_switch(ctx):
+    switches[0] += 1
+    t = wakeups.get(ctx.next.pid)
+    if t:
+        lat[log2((ktime_ns() - t[0]) // 1000)] += 1
+        del wakeups[ctx.next.pid]
+    return 0
+
+
+@needs_bpf
+def test_raw_tracepoints_with_btf_argument_names() -> None:
+    import time
+    with compile_module([on_wakeup, on_switch]).load() as mod:
+        for _ in range(20):
+            time.sleep(0.002)           # each sleep ends with a wake-up of this thread
+        total = sum(mod["lat"].values())
+        assert mod["switches"][0] > 0 and total > 0
+
+
+# -- compile errors ----------------------------------------------------------------------
+def _error_of(fn) -> CompileError:
+    with pytest.raises(CompileError) as info:
+        compile_module([fn])
+    return info.value
+
+
+@xdp()
+def unchecked(ctx):
+    p = pairs.get(1)
+    return p.b
+
+
+@xdp()
+def wrong_event(ctx):
+    p = Pair()
+    events.output(p)
+    return 2
+
+
+@xdp()
+def bad_field(ctx):
+    return ctx.no_such_field
+
+
+@xdp()
+def struct_as_number(ctx):
+    p = Pair()
+    return p + 1
+
+
+@xdp()
+def dest_in_expression(ctx):
+    return comm() + 1
+
+
+@xdp()
+def too_much_stack(ctx):
+    a = Event()
+    b = Event()
+    c = Event()
+    d = Event()
+    e = Event()
+    f = Event()
+    return 2
+
+
+@pytest.mark.parametrize("fn, message", [
+    (unchecked, "'p' may be None here"),
+    (wrong_event, "carries Event records, not Pair"),
+    (bad_field, "xdp has no field 'no_such_field'"),
+    (struct_as_number, "not a number"),
+    (dest_in_expression, "writes into a destination"),
+    (too_much_stack, "bytes of stack"),
+])
+def test_compile_errors_name_the_line(fn, message) -> None:
+    err = _error_of(fn)
+    assert message in str(err)
+    assert err.loc is not None and err.loc.file == HERE
+    first = fn.__code__.co_firstlineno
+    assert first <= err.loc.line <= first + 12
+
+
+@xdp()
+def stackid_in_xdp(ctx):
+    return stacks.stackid()
+
+
+stacks = StackTraceMap(64)
+
+
+@needs_bpf
+def test_verifier_error_points_at_the_python_line() -> None:
+    from pybpf.program import VerifierError
+    spec = compile_module([stackid_in_xdp])
+    with pytest.raises(VerifierError) as info:
+        spec.load(attach=False)
+    assert info.value.source is not None
+    assert info.value.source.line == stackid_in_xdp.__code__.co_firstlineno + 2
+    assert "stacks.stackid()" in str(info.value)
+
+
+# -- second kernel: kprobes and fentry ---------------------------------------------------
+unlinks = HashMap(u32, u64, max_entries=64)
+
+
+@kprobe("do_unlinkat")
+def kprobe_unlink(ctx):
+    if pid() == TARGET:
+        unlinks[ctx.dfd + 1000] += 1
+    return 0
+
+
+@fentry("do_unlinkat")
+def fentry_unlink(ctx):
+    if pid() == TARGET:
+        unlinks[1] += 1
+    return 0
+
+
+def _unlink_some(tmp_path, n: int) -> None:
+    for i in range(n):
+        p = tmp_path / f"u{i}"
+        p.write_text("x")
+        os.unlink(p)
+
+
+@pytest.mark.vmtest
+@pytest.mark.parametrize("fn, key", [(kprobe_unlink, 1000 - 100), (fentry_unlink, 1)])
+def test_kprobe_and_fentry_arguments_by_name(tmp_path, fn, key) -> None:
+    if not in_vm():
+        pytest.skip("kprobes and fentry are not available on this kernel (CONFIG_KPROBES=n, "
+                    "fentry loads fail with EPERM): runs in scripts/vmtest.sh")
+    with compile_module([fn]).load(consts={"TARGET": os.getpid()}) as mod:
+        _unlink_some(tmp_path, 3)
+        got = dict(mod["unlinks"].items())
+    assert got == {key: 3}          # unlink(2) passes AT_FDCWD (-100) as dfd
+
+
+# -- uretprobe ---------------------------------------------------------------------------
+rets = ArrayMap(u64, 2)
+
+
+@uretprobe("c:getpid")
+def getpid_ret(ctx):
+    if pid() == TARGET:
+        rets[0] = ctx.retval
+        rets[1] += 1
+    return 0
+
+
+@needs_bpf
+def test_uretprobe_sees_the_return_value() -> None:
+    with compile_module([getpid_ret]).load(consts={"TARGET": os.getpid()}) as mod:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        for _ in range(3):
+            libc.getpid()
+        assert mod["rets"][0] == os.getpid() and mod["rets"][1] >= 3
+
+
+def test_kernel_ptr_and_str_helpers_compile() -> None:
+    @tracepoint("sock:inet_sock_set_state")
+    def state(args):
+        sk = kernel_ptr(args.skaddr, "sock")
+        e = Event()
+        e.ret = sk.__sk_common.skc_family
+        e.path = probe_read_kernel_str(args.skaddr)
+        e.pid = tid()
+        events.output(e)
+        return 0
+    spec = compile_module([state])
+    assert len(spec.programs["state"].instructions) > 10
+
+
+def test_format_print_conversions() -> None:
+    from pybpf.dsl.compiler.unit import PrintSite
+    import struct
+    site = PrintSite(0, ("a=", ("int", 8, 8, True, ">4", None), " b=",
+                         ("str", 16, 8, False, "", ord("r"))), 24, None)
+    raw = struct.pack("<Qq8s", 0, -3, b"hi\0")
+    assert format_print(site, raw) == "a=  -3 b='hi'"
+
+
+def test_disasm_and_cli(tmp_path) -> None:
+    path = tmp_path / "prog.py"
+    path.write_text("from pybpf.dsl import *\n\ncounts = HashMap(u32, u64)\n\n"
+                    "@tracepoint('syscalls:sys_enter_getpid')\ndef count(args):\n"
+                    "    counts[pid()] += 1\n    return 0\n")
+    out = subprocess.run([sys.executable, "-c", "from pybpf.cli import main; main()",
+                          "compile", str(path), "--disasm"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "counts[pid()] += 1" in out.stdout and "lock *(u64 *)" in out.stdout
