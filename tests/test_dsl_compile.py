@@ -243,7 +243,7 @@ def _error(src: str) -> CompileError:
 @pytest.mark.parametrize("src, line, col, words", [
     ("def f(ctx):\n    x = 1.5\n    return 0\n", 2, 9, "floating point"),
     ("def f(ctx):\n    while True:\n        pass\n", 2, 5, "while loops"),
-    ("def f(ctx):\n    return 'a'\n", 2, 12, "strings"),
+    ("def f(ctx):\n    return 'a'\n", 2, 12, "string literal"),
     ("def f(ctx):\n    return nothere\n", 2, 12, "unknown name"),
     ("def f(ctx):\n    y += 1\n    return y\n", 2, 5, "not defined"),
     ("def f(ctx):\n    return 3 / 2\n", 2, 12, "Div"),

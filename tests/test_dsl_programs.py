@@ -355,7 +355,7 @@ def too_much_stack(ctx):
     d = Event()
     e = Event()
     f = Event()
-    return 2
+    return a.pid + b.pid + c.pid + d.pid + e.pid + f.pid
 
 
 @pytest.mark.parametrize("fn, message", [
@@ -409,6 +409,28 @@ def fentry_unlink(ctx):
     if pid() == TARGET:
         unlinks[1] += 1
     return 0
+
+
+switched = ArrayMap(u64, 1)
+
+
+@tp_btf("sched_switch")
+def btf_switch(ctx):
+    if ctx.next.tgid == TARGET or ctx.prev.tgid == TARGET:
+        switched[0] += 1
+    return 0
+
+
+@pytest.mark.vmtest
+def test_tp_btf_typed_arguments() -> None:
+    if not in_vm():
+        pytest.skip("tp_btf (BPF_PROG_TYPE_TRACING) loads fail with EPERM on this machine: "
+                    "runs in scripts/vmtest.sh")
+    import time
+    with compile_module([btf_switch]).load(consts={"TARGET": os.getpid()}) as mod:
+        for _ in range(5):
+            time.sleep(0.01)
+        assert mod["switched"][0] >= 5
 
 
 def _unlink_some(tmp_path, n: int) -> None:

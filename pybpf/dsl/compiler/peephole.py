@@ -101,6 +101,35 @@ def drop_dead(insns: List[Instruction], live: List[Set[int]]) -> List[Instructio
     return out if carry is None else insns
 
 
+def forward_copies(insns: List[Instruction], live: List[Set[int]]) -> List[Instruction]:
+    """``rA = rB`` followed by an instruction that only reads rA (and rA is dead after
+    it): read rB there instead and drop the move (``r1 = r0; *(u64 *)(r10 - 8) = r1``
+    -> ``*(u64 *)(r10 - 8) = r0``)."""
+    for n in range(len(insns) - 1):
+        a, b = insns[n], insns[n + 1]
+        if a.opcode != _MOV_X or b.label or a.dst == a.src or a.src == 10 or \
+                a.dst in live[n + 1] or b.opcode == 0x85:
+            continue
+        rd, wd, rs = _uses(b)
+        if wd and b.dst == a.dst:
+            continue
+        uses_src = rs and b.src == a.dst
+        uses_dst = rd and b.dst == a.dst
+        if not (uses_src or uses_dst):
+            continue
+        if uses_dst and b.opcode & 0x07 in (Class.ALU, Class.ALU64):
+            continue                            # an ALU op writes its dst
+        new = b.replace(src=a.src if uses_src else b.src, dst=a.src if uses_dst else b.dst)
+        if new.opcode == _MOV_X and new.dst == new.src:
+            if a.label:
+                continue
+            return insns[:n] + insns[n + 2:]        # r1 = r0; r0 = r1: nothing to do
+        if a.label:
+            new = new.replace(label=a.label)
+        return insns[:n] + [new] + insns[n + 2:]
+    return insns
+
+
 def fold_moves(insns: List[Instruction]) -> List[Instruction]:
     """The instructions with foldable move pairs folded and dead writes dropped (see the
     module docstring)."""
@@ -109,6 +138,10 @@ def fold_moves(insns: List[Instruction]) -> List[Instruction]:
         pruned = drop_dead(insns, live)
         if len(pruned) != len(insns):
             insns = pruned
+            continue
+        forwarded = forward_copies(insns, live)
+        if len(forwarded) != len(insns):
+            insns = forwarded
             continue
         for n in range(len(insns) - 1):
             a, b = insns[n], insns[n + 1]
