@@ -36,7 +36,7 @@ class BuiltinsMixin:
     # -- maps ---------------------------------------------------------------------------
     def key_arg(self, ref: MapRef, node: ast.expr, pre: Any = None) -> Any:
         """The address of a key (integers go through a frame slot; ``pre``: the key
-        already evaluated by :meth:`eval_key`)."""
+        already evaluated to an integer operand)."""
         kt = ref.decl.key
         if pre is not None:
             if isinstance(pre, (int, VReg)):
@@ -68,14 +68,6 @@ class BuiltinsMixin:
             raise self.error(f"map {ref.name!r} stores {getattr(vt, '__name__', vt)!r} values",  # type: ignore[attr-defined]
                              node, "store a struct local of that type")
         return None, self.addr_arg(p)                           # type: ignore[attr-defined]
-
-    def eval_key(self, ref: MapRef, node: ast.expr) -> Any:
-        """Evaluate a key once (for code that uses it twice)."""
-        kt = ref.decl.key
-        if isinstance(kt, T.IntType):
-            v = self.convert(self.expr(node), kt)               # type: ignore[attr-defined]
-            return v if isinstance(v, int) else self.materialize(v, kt)  # type: ignore[attr-defined]
-        return self.key_arg(ref, node)
 
     def lookup(self, ref: MapRef, key: ast.expr, pre: Any = None) -> VReg:
         """``map_lookup_elem``: a nullable pointer to the value."""
@@ -122,8 +114,9 @@ class BuiltinsMixin:
             raise self.error(f"map {ref.name!r} holds {getattr(vt, '__name__', vt)!r} values",  # type: ignore[attr-defined]
                              node, "update a field through p = m.get(k)")
         v = self.convert(self.expr(value), vt)                  # type: ignore[attr-defined]
-        pre = self.eval_key(ref, key)
-        ptr = self.lookup(ref, key, pre)
+        k = self.key_arg(ref, key)
+        ptr = self.vreg(PtrType(vt, "map"))                     # type: ignore[attr-defined]
+        self.emit("helper", dst=ptr, name="map_lookup_elem", args=(MapFd(ref.name), k))  # type: ignore[attr-defined]
         init, done = self.label("insert"), self.label("updated")  # type: ignore[attr-defined]
         self.emit("branch", name="eq", a=ptr, b=0, target=init)  # type: ignore[attr-defined]
         place = Place(ptr, 0, vt, "map")
@@ -133,6 +126,12 @@ class BuiltinsMixin:
         else:
             old = self.read(place, node)                        # type: ignore[attr-defined]
             self.write(place, self.binop(op, old, v, node), node)  # type: ignore[attr-defined]
+        if ref.decl.kind in ("array", "percpu_array"):
+            # every index below max_entries exists: a miss is an index out of range,
+            # which an insert could not fix either
+            self.emit("label", name=init)                       # type: ignore[attr-defined]
+            self.emit("label", name=done)                       # type: ignore[attr-defined]
+            return
         self.emit("jump", target=done)                          # type: ignore[attr-defined]
         self.emit("label", name=init)                           # type: ignore[attr-defined]
         if isinstance(op, (ast.Add, ast.BitOr, ast.BitXor)):
@@ -141,7 +140,7 @@ class BuiltinsMixin:
             first = self.binop(op, self.load_const(0, node, vt), v, node)  # type: ignore[attr-defined]
         off = self.temp("value", vt.size)                       # type: ignore[attr-defined]
         self.write(Place(None, off, vt, "stack"), first, node)  # type: ignore[attr-defined]
-        k = self.key_arg(ref, key, pre)
+        # the key is still in its frame slot (nothing above writes "key" temps)
         self.emit("helper", dst=self.vreg(T.i64), name="map_update_elem",  # type: ignore[attr-defined]
                   args=(MapFd(ref.name), k, FrameAddr(off), _BPF_NOEXIST))
         self.emit("label", name=done)                           # type: ignore[attr-defined]
@@ -186,7 +185,10 @@ class BuiltinsMixin:
             for kw in node.keywords:
                 if kw.arg != "user":
                     raise self.error(f"stackid() has no argument {kw.arg!r}", node)  # type: ignore[attr-defined]
-                user = bool(self.constant_value(kw.value))     # type: ignore[attr-defined]
+                if isinstance(kw.value, ast.Constant) and type(kw.value.value) is bool:
+                    user = kw.value.value                      # stackid(user=True)
+                else:
+                    user = bool(self.constant_value(kw.value))  # type: ignore[attr-defined]
             dst = self.vreg(T.i64)                              # type: ignore[attr-defined]
             self.emit("helper", dst=dst, name="get_stackid",   # type: ignore[attr-defined]
                       args=(self.need_ctx(node), MapFd(ref.name),

@@ -81,6 +81,9 @@ def parse_function(fn: Callable[..., Any]) -> Source:
     if not isinstance(fn, _pytypes.FunctionType):
         raise CompileError(f"{fn!r} is not a Python function",
                            suggestion="pass a function defined with def")
+    found = _from_file_tree(fn)
+    if found is not None:
+        return found
     try:
         file = inspect.getsourcefile(fn) or "<unknown>"
         lines, start = inspect.findsource(fn)
@@ -100,6 +103,44 @@ def parse_function(fn: Callable[..., Any]) -> Source:
                            "use a plain def")
     # the block starts at co_firstlineno (the first decorator's line, if any)
     return Source(node, file, lines, first - 1, indent, fn.__globals__)
+
+
+_TREES: Dict[str, Tuple[Tuple[float, int], List[str], Dict[int, ast.FunctionDef]]] = {}
+
+
+def _from_file_tree(fn: Any) -> Optional[Source]:
+    """The function's :class:`Source` from its file parsed once (cached by path, mtime
+    and size): many programs in one module cost one parse. None when the file cannot be
+    read or the function is not found there (then :mod:`inspect` is used)."""
+    import linecache
+    import os
+    file = fn.__code__.co_filename
+    try:
+        st = os.stat(file)
+    except OSError:
+        return None
+    key = (st.st_mtime, st.st_size)
+    cached = _TREES.get(file)
+    if cached is None or cached[0] != key:
+        lines = linecache.getlines(file)
+        if not lines:
+            return None
+        try:
+            tree = ast.parse("".join(lines))
+        except SyntaxError:
+            return None
+        by_line: Dict[int, ast.FunctionDef] = {}
+        for n in ast.walk(tree):
+            if isinstance(n, ast.FunctionDef):
+                first = n.decorator_list[0].lineno if n.decorator_list else n.lineno
+                by_line[first] = n
+        cached = (key, lines, by_line)
+        _TREES[file] = cached
+    _, lines, by_line = cached
+    node = by_line.get(fn.__code__.co_firstlineno)
+    if node is None or node.name != fn.__name__:
+        return None
+    return Source(node, file, lines, 0, 0, fn.__globals__)
 
 
 class _Loop:

@@ -9,7 +9,7 @@ registers (calls read r1-r5 and clobber r0-r5; ``exit`` reads r0).
 
 from __future__ import annotations
 
-from typing import Dict, List, Set
+from typing import Dict, List, Optional, Set
 
 from ...asm.instruction import Instruction
 from ...asm.opcodes import AluOp, Class, JmpOp, Source
@@ -19,6 +19,18 @@ __all__ = ["fold_moves"]
 
 _MOV_X = AluOp.MOV | Source.X | Class.ALU64
 _MOV_K = AluOp.MOV | Source.K | Class.ALU64
+
+
+def _call_reads(ins: Instruction) -> Set[int]:
+    """The argument registers a call reads: a helper's parameter count (from the helper
+    table), all of r1-r5 for other calls."""
+    if ins.src == 0:
+        try:
+            from ...asm.helpers import helper
+            return set(range(1, helper(ins.imm).argc + 1))
+        except (KeyError, LookupError, ValueError):
+            pass
+    return {1, 2, 3, 4, 5}
 
 
 def _live_out(insns: List[Instruction]) -> List[Set[int]]:
@@ -41,7 +53,7 @@ def _live_out(insns: List[Instruction]) -> List[Set[int]]:
     kill: List[Set[int]] = []
     for ins in insns:
         if ins.opcode == 0x85:
-            gen.append({1, 2, 3, 4, 5})
+            gen.append(_call_reads(ins))
             kill.append({0, 1, 2, 3, 4, 5})
             continue
         if ins.opcode == JmpOp.EXIT | Class.JMP:
@@ -101,38 +113,52 @@ def drop_dead(insns: List[Instruction], live: List[Set[int]]) -> List[Instructio
     return out if carry is None else insns
 
 
+def _rewrite_pair(a: Instruction, b: Instruction, dead_after: bool) -> Optional[List[Instruction]]:
+    """The replacement of the pair (a, b), or None to keep it. ``dead_after``: a's
+    destination is not read after b."""
+    if b.label or not dead_after or b.opcode == 0x85:
+        return None
+    if a.opcode == _MOV_K and b.opcode == _MOV_X and b.src == a.dst:
+        return [a.replace(dst=b.dst)]                  # r2 = 5; r1 = r2 -> r1 = 5
+    if a.opcode != _MOV_X or a.dst == a.src or a.src == 10:
+        return None
+    rd, wd, rs = _uses(b)
+    if wd and b.dst == a.dst:
+        return None
+    uses_src = rs and b.src == a.dst
+    uses_dst = rd and b.dst == a.dst
+    if not (uses_src or uses_dst) or (uses_dst and b.opcode & 0x07 in (Class.ALU, Class.ALU64)):
+        return None                                    # an ALU op writes its dst
+    new = b.replace(src=a.src if uses_src else b.src, dst=a.src if uses_dst else b.dst)
+    if new.opcode == _MOV_X and new.dst == new.src:
+        return None if a.label else []                 # r1 = r0; r0 = r1: nothing to do
+    return [new.replace(label=a.label) if a.label else new]
+
+
 def forward_copies(insns: List[Instruction], live: List[Set[int]]) -> List[Instruction]:
-    """``rA = rB`` followed by an instruction that only reads rA (and rA is dead after
-    it): read rB there instead and drop the move (``r1 = r0; *(u64 *)(r10 - 8) = r1``
-    -> ``*(u64 *)(r10 - 8) = r0``)."""
-    for n in range(len(insns) - 1):
-        a, b = insns[n], insns[n + 1]
-        if a.opcode != _MOV_X or b.label or a.dst == a.src or a.src == 10 or \
-                a.dst in live[n + 1] or b.opcode == 0x85:
-            continue
-        rd, wd, rs = _uses(b)
-        if wd and b.dst == a.dst:
-            continue
-        uses_src = rs and b.src == a.dst
-        uses_dst = rd and b.dst == a.dst
-        if not (uses_src or uses_dst):
-            continue
-        if uses_dst and b.opcode & 0x07 in (Class.ALU, Class.ALU64):
-            continue                            # an ALU op writes its dst
-        new = b.replace(src=a.src if uses_src else b.src, dst=a.src if uses_dst else b.dst)
-        if new.opcode == _MOV_X and new.dst == new.src:
-            if a.label:
+    """One sweep over move pairs: ``rA = rB`` followed by an instruction that only reads
+    rA, with rA dead after it, reads rB there instead (``r1 = r0; *(u64 *)(r10 - 8) = r1``
+    -> ``*(u64 *)(r10 - 8) = r0``); ``rA = 5; rB = rA`` -> ``rB = 5``. Rewrites do not
+    change liveness after the pair, so one sweep can make several."""
+    out: List[Instruction] = []
+    n = 0
+    while n < len(insns):
+        if n + 1 < len(insns):
+            a, b = insns[n], insns[n + 1]
+            new = _rewrite_pair(a, b, a.dst not in live[n + 1]) \
+                if a.opcode in (_MOV_X, _MOV_K) else None
+            if new is not None:
+                out.extend(new)
+                n += 2
                 continue
-            return insns[:n] + insns[n + 2:]        # r1 = r0; r0 = r1: nothing to do
-        if a.label:
-            new = new.replace(label=a.label)
-        return insns[:n] + [new] + insns[n + 2:]
-    return insns
+        out.append(insns[n])
+        n += 1
+    return out
 
 
 def fold_moves(insns: List[Instruction]) -> List[Instruction]:
-    """The instructions with foldable move pairs folded and dead writes dropped (see the
-    module docstring)."""
+    """The instructions with dead writes dropped and move pairs folded (see the module
+    docstring), until nothing changes."""
     while True:
         live = _live_out(insns)
         pruned = drop_dead(insns, live)
@@ -140,24 +166,6 @@ def fold_moves(insns: List[Instruction]) -> List[Instruction]:
             insns = pruned
             continue
         forwarded = forward_copies(insns, live)
-        if len(forwarded) != len(insns):
-            insns = forwarded
-            continue
-        for n in range(len(insns) - 1):
-            a, b = insns[n], insns[n + 1]
-            if a.opcode not in (_MOV_X, _MOV_K) or b.opcode != _MOV_X or b.label \
-                    or b.src != a.dst or b.src == 10 or a.dst in live[n + 1]:
-                continue
-            if a.opcode == _MOV_X and a.src == b.dst:
-                merged = []                     # r1 = r0; r0 = r1: r0 already holds it
-                if a.label:
-                    if n + 2 >= len(insns) or insns[n + 2].label:
-                        continue                # nowhere to move the label: keep both
-                    insns = insns[:n] + [insns[n + 2].replace(label=a.label)] + insns[n + 3:]
-                    break
-            else:
-                merged = [a.replace(dst=b.dst, source=a.source)]
-            insns = insns[:n] + merged + insns[n + 2:]
-            break
-        else:
+        if len(forwarded) == len(insns):
             return insns
+        insns = forwarded
