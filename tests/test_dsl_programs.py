@@ -506,3 +506,26 @@ def test_disasm_and_cli(tmp_path) -> None:
                           "compile", str(path), "--disasm"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "counts[pid()] += 1" in out.stdout and "lock *(u64 *)" in out.stdout
+
+
+@needs_bpf
+def test_module_written_as_elf_object(tmp_path) -> None:
+    import shutil
+    from pybpf.object import read_object
+    spec = compile_module([open_enter, open_exit])
+    obj = tmp_path / "opens.o"
+    spec.write_object(str(obj), consts={"TARGET": 7})
+    back = read_object(str(obj))
+    assert {n: len(p.instructions) for n, p in back.programs.items()} == \
+        {n: len(p.instructions) for n, p in spec.programs.items()}
+    assert back.program_info["open_enter"].section == "tracepoint/syscalls/sys_enter_openat"
+    bpftool = shutil.which("bpftool")
+    if bpftool is None:
+        pytest.skip("bpftool is not installed (the oracle for loading written objects)")
+    pin = f"/sys/fs/bpf/pybpf_test_dsl_{os.getpid()}"
+    try:
+        subprocess.run([bpftool, "prog", "loadall", str(obj), pin], check=True,
+                       capture_output=True)
+        assert sorted(os.listdir(pin)) == ["open_enter", "open_exit"]
+    finally:
+        subprocess.run(["rm", "-rf", pin])

@@ -17,7 +17,8 @@ __all__ = ["register", "run"]
 EXAMPLES = examples(
     ("pybpf compile prog.py", "each @bpf function of prog.py: name and size"),
     ("pybpf compile prog.py --disasm", "instructions under the Python lines they come from"),
-    ("pybpf compile prog.py -f count", "only the function named count"))
+    ("pybpf compile prog.py -f count", "only the function named count"),
+    ("pybpf compile prog.py -o prog.o", "an ELF object for bpftool / llvm-objdump"))
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -30,6 +31,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--disasm", action="store_true",
                    help="print the instructions interleaved with the Python source")
     p.add_argument("-f", "--function", metavar="NAME", help="only this function")
+    p.add_argument("-o", "--output", metavar="OBJ",
+                   help="write the decorated programs, their maps and constants as a BPF "
+                        "ELF object (bpftool prog loadall and llvm-objdump read it)")
     p.set_defaults(handler=run)
 
 
@@ -56,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         if kinded:
             spec = compile_module(kinded)
             compiled_list += [(p.program, repr(p.kind)) for p in spec.programs.values()]
+            if args.output:
+                spec.write_object(args.output)
     except CompileError as exc:
         print(exc, file=sys.stderr)
         status = 1

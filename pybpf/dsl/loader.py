@@ -101,6 +101,23 @@ class ModuleSpec:
         """Every program's instructions under its Python lines."""
         return "".join(f"; {p.kind!r}\n{p.program.disasm()}\n" for p in self.programs.values())
 
+    def write_object(self, path: Optional[str] = None,
+                     consts: Optional[Mapping[str, int]] = None) -> bytes:
+        """The module as a libbpf-style BPF ELF object: one section per program (its
+        ``SEC()`` name), BTF-defined maps, the constants in ``.rodata``, line info from
+        the Python source. ``bpftool prog loadall`` and ``llvm-objdump -d -l`` read it."""
+        from ..object import ObjectProgram, Variable, build_object
+        programs = [ObjectProgram(p.kind.section, p.name, p.instructions)
+                    for p in self.programs.values()]
+        maps = {name: decl.spec(name) for name, decl in self.unit.maps.items()}
+        data: Dict[str, Any] = {}
+        variables: Dict[str, Any] = {}
+        if self.unit.consts:
+            data[RODATA_MAP] = self.rodata(consts)
+            variables = {n: Variable(RODATA_MAP, off, c.type.bits // 8)
+                         for n, (c, off) in self.unit.consts.items()}
+        return build_object(programs, maps, data, variables=variables or None, path=path)
+
     def load(self, *, consts: Optional[Mapping[str, int]] = None,
              programs: Optional[Iterable[str]] = None, attach: bool = True,
              print_to: Optional[TextIO] = None) -> "LoadedModule":
