@@ -60,12 +60,43 @@ def _memlock(fd: int) -> Optional[int]:
     return None
 
 
+def full_name(prog: Any, info: Any) -> str:
+    """The program's name as bpftool shows it: the kernel keeps 15 characters, so a
+    name that long is replaced by its main function's name from the program's BTF
+    (func_info record 0) when there is one."""
+    name = info.name
+    raw = getattr(info, "raw", None)
+    if len(name) < 15 or raw is None or not raw.btf_id or not raw.nr_func_info:
+        return name
+    import ctypes
+    import struct
+    from pybpf.syscall.objects import (
+        ProgInfoStruct, btf_get_fd_by_id, btf_info, obj_get_info_by_fd,
+    )
+    try:
+        rec = raw.func_info_rec_size
+        buf = ctypes.create_string_buffer(rec * raw.nr_func_info)
+        second = ProgInfoStruct()
+        second.nr_func_info = raw.nr_func_info
+        second.func_info_rec_size = rec
+        second.func_info = ctypes.addressof(buf)
+        obj_get_info_by_fd(prog.fileno(), second)
+        type_id = struct.unpack_from("<I", buf.raw, 4)[0]
+        with btf_get_fd_by_id(raw.btf_id) as fd:
+            data = btf_info(fd, data=True).data or b""
+        from pybpf.btf import BTF
+        func_name = BTF(data).type(type_id).name
+    except (OSError, ValueError, LookupError, struct.error):
+        return name
+    return func_name or name
+
+
 def program_record(prog: Any) -> Dict[str, Any]:
     """bpftool's JSON object for an open :class:`~pybpf.program.Program`."""
     from pybpf.program import loaded_at
     info = prog.info()
     record: Dict[str, Any] = {
-        "id": info.id, "type": _type_name(int(info.type)), "name": info.name,
+        "id": info.id, "type": _type_name(int(info.type)), "name": full_name(prog, info),
         "tag": info.tag_hex, "gpl_compatible": info.gpl_compatible,
         "loaded_at": int(loaded_at(info)), "uid": info.created_by_uid,
     }
