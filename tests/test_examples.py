@@ -34,3 +34,37 @@ def test_answer_s_on_the_interpreter() -> None:
                           "--mem", "2a 00 00 00"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert run.returncode == 0 and run.stdout.strip() == "0x2a", run.stderr
+
+
+@needs_bpf
+def test_readme_tool_traces_opens(tmp_path: Path) -> None:
+    """The tool in the README's "Writing a tool in Python" section, run as a script."""
+    import signal
+    import time
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```python\nfrom pybpf.dsl import")
+    code = text[start + len("```python\n"):text.index("```", start + 10)]
+    script = tmp_path / "tool.py"
+    script.write_text(code)
+    marker = tmp_path / "readme-marker"
+    marker.write_text("x")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = ""
+        for _ in range(100):                # until the programs are attached
+            open(marker).close()
+            time.sleep(0.05)
+            if proc.poll() is not None:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        seen = out
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    mine = [line for line in seen.splitlines() if line.endswith(str(marker))]
+    assert mine, seen[-2000:] + err
+    pid, comm, ret = mine[0].split()[:3]
+    assert int(pid) == os.getpid() and int(ret) >= 0
