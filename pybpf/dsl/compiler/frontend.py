@@ -206,6 +206,8 @@ class FunctionCompiler(MemoryMixin, BuiltinsMixin):
     def type_of_annotation(self, ann: Any) -> T.IntType:
         """The integer type an annotation names."""
         if isinstance(ann, ast.Name):
+            if ann.id == "int" and self.src.globals.get("int", int) is int:
+                return T.i64                    # a plain Python int: 64-bit signed
             t = self.src.globals.get(ann.id, T.INT_TYPES.get(ann.id))
             if isinstance(t, T.IntType):
                 return t
