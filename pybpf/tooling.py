@@ -50,9 +50,12 @@ def line_buffered() -> None:
 
 
 def _sigterm_as_interrupt() -> None:
+    """SIGTERM and SIGINT both end a tool cleanly (KeyboardInterrupt); SIGINT is restored
+    even when the tool was started as a background job, which inherits it ignored."""
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, handler)
     except ValueError:                                      # pragma: no cover (not main thread)
         pass
@@ -70,12 +73,20 @@ def load_tool(module_name: str, consts: Optional[Mapping[str, int]] = None,
 
 def run_tool(mod: Any, *, duration: Optional[float] = None, interval: Optional[float] = None,
              count: Optional[int] = None, on_interval: Optional[Callable[[], Any]] = None,
-             until: Optional[Callable[[], bool]] = None) -> None:
+             until: Optional[Callable[[], bool]] = None,
+             header: Optional[str] = None) -> None:
     """Poll ``mod``'s events until Ctrl-C/SIGTERM, ``duration`` seconds, or ``count``
-    intervals; ``on_interval`` prints a summary every ``interval`` seconds."""
+    intervals; ``on_interval`` prints a summary every ``interval`` seconds. ``header``
+    is printed first, inside the Ctrl-C handling: a Ctrl-C that arrives just after
+    the header (a test reacting to it) ends the run quietly instead of raising."""
     if interval is not None and count is not None and duration is None:
         duration = interval * count
-    mod.run(duration, interval=interval, on_interval=on_interval, until=until)
+    try:
+        if header is not None:
+            print(header)
+        mod.run(duration, interval=interval, on_interval=on_interval, until=until)
+    except KeyboardInterrupt:
+        pass
 
 
 def errno_name(value: int) -> str:

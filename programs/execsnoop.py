@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""execsnoop: trace new processes through exec() syscalls, like BCC's execsnoop.
+
+At the entry of execve() the program sends one ``ARG`` event per argument (the file
+name first, then argv[1:], then ``...`` if there were more than --max-args); at the
+exit it sends a ``RET`` event with the new command name, the result and the parent's
+pid, read from ``current_task().real_parent.tgid`` through BTF. A ring buffer keeps
+the events in order across CPUs (exec may move the task to another CPU), so user
+space gathers the arguments per pid and prints one line at the ``RET``.
+"""
+
+import re
+import sys
+import time
+
+from pybpf.dsl import (
+    RingBuf, Struct, char, comm, const, current_task, i32, pid, probe_read_user,
+    probe_read_user_str, tracepoint, u8, u32, u64, uid,
+)
+from pybpf.tooling import ToolParser, load_tool, positive_int, run_tool
+
+EVENT_ARG, EVENT_RET = 0, 1
+ARGS_LIMIT = 128                # the most arguments the program can send (--max-args)
+
+
+class Event(Struct):
+    pid: u32
+    ppid: u32
+    uid: u32
+    retval: i32
+    type: u32
+    comm: char[16]
+    arg: char[128]
+
+
+events = RingBuf(Event, size=1024 * 1024)
+
+MAX_ARGS = const(u32, 20)
+FILTER_UID = const(u8, 0)
+TARGET_UID = const(u32, 0)
+TARGET_PPID = const(u32, 0)
+
+
+def wanted() -> u32:
+    if FILTER_UID and uid() != TARGET_UID:
+        return 0
+    if TARGET_PPID and current_task().real_parent.tgid != TARGET_PPID:
+        return 0
+    return 1
+
+
+@tracepoint("syscalls:sys_enter_execve")
+def execsnoop_enter(args):
+    if not wanted():
+        return 0
+    e = Event()
+    e.pid = pid()
+    e.type = EVENT_ARG
+    e.arg = probe_read_user_str(args.filename)
+    events.output(e)
+    for i in range(1, ARGS_LIMIT):
+        ptr = probe_read_user(args.argv + i * 8, u64)
+        if ptr == 0:
+            return 0
+        if i >= MAX_ARGS:
+            e.arg = "..."               # more arguments than --max-args
+            events.output(e)
+            return 0
+        e.arg = probe_read_user_str(ptr)
+        events.output(e)
+    return 0
+
+
+@tracepoint("syscalls:sys_exit_execve")
+def execsnoop_exit(args):
+    if not wanted():
+        return 0
+    e = Event()
+    e.pid = pid()
+    e.ppid = current_task().real_parent.tgid
+    e.uid = uid()
+    e.retval = args.ret
+    e.type = EVENT_RET
+    e.comm = comm()
+    events.output(e)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = ToolParser("execsnoop", "Trace exec() syscalls", examples=[
+        "./execsnoop                      # trace all exec() syscalls",
+        "./execsnoop -x                   # include failed exec()s",
+        "./execsnoop -T                   # include time (HH:MM:SS)",
+        "./execsnoop -U                   # include UID",
+        "./execsnoop -u 1000              # only trace UID 1000",
+        "./execsnoop -t                   # include timestamps",
+        "./execsnoop -q                   # add \"quotemarks\" around arguments",
+        "./execsnoop -n main              # only print command lines containing \"main\"",
+        "./execsnoop -l tpkg              # only print command where arguments contains \"tpkg\"",
+        "./execsnoop -P 181               # only trace new processes whose parent PID is 181",
+        "./execsnoop --max-args 5         # show at most 5 arguments",
+    ])
+    parser.add_argument("-T", "--time", action="store_true", help="include time column on output (HH:MM:SS)")
+    parser.add_argument("-t", "--timestamp", action="store_true", help="include timestamp on output")
+    parser.add_argument("-x", "--fails", action="store_true", help="include failed exec()s")
+    parser.add_argument("-u", "--uid", type=int, default=None, help="trace this UID only")
+    parser.add_argument("-q", "--quote", action="store_true",
+                        help="Add quotemarks (\") around arguments.")
+    parser.add_argument("-n", "--name", help="only print commands matching this name (regex), any arg")
+    parser.add_argument("-l", "--line", help="only print commands where arg contains this line (regex)")
+    parser.add_argument("-U", "--print-uid", action="store_true", help="print UID column")
+    parser.add_argument("--max-args", type=positive_int, default=20,
+                        help="maximum number of arguments parsed and displayed, defaults to 20")
+    parser.add_argument("-P", "--ppid", type=int, default=0, help="trace this parent PID only")
+    args = parser.parse_args(argv)
+    if args.max_args >= ARGS_LIMIT:
+        parser.error(f"--max-args must be below {ARGS_LIMIT}")
+
+    start = time.time()
+    argvs = {}                                  # pid -> the arguments seen so far
+
+    def show(e: Event) -> None:
+        if e.type == EVENT_ARG:
+            argvs.setdefault(e.pid, []).append(e.arg)
+            return
+        words = argvs.pop(e.pid, [])
+        if e.retval != 0 and not args.fails:
+            return
+        if args.quote:
+            words = ['"' + w.replace('"', '\\"') + '"' for w in words]
+        text = " ".join(words).replace("\n", "\\n")
+        if args.name and not re.search(args.name, e.comm):
+            return
+        if args.line and not re.search(args.line, text):
+            return
+        line = ""
+        if args.time:
+            line += f"{time.strftime('%H:%M:%S'):<9}"
+        if args.timestamp:
+            line += f"{time.time() - start:<8.3f}"
+        if args.print_uid:
+            line += f"{e.uid:<6}"
+        ppid = str(e.ppid) if e.ppid > 0 else "?"
+        print(line + f"{e.comm:<16} {e.pid:<7} {ppid:<7} {e.retval:>3} {text}")
+
+    consts = {"MAX_ARGS": args.max_args, "FILTER_UID": args.uid is not None,
+              "TARGET_UID": args.uid or 0, "TARGET_PPID": args.ppid}
+    with load_tool(__name__, consts=consts) as mod:
+        mod.on("events", show)
+        header = f"{'TIME':<9}" if args.time else ""
+        header += f"{'TIME(s)':<8}" if args.timestamp else ""
+        header += f"{'UID':<6}" if args.print_uid else ""
+        run_tool(mod, header=header + f"{'PCOMM':<16} {'PID':<7} {'PPID':<7} {'RET':>3} ARGS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""exitsnoop: trace process termination, like BCC's exitsnoop.
+
+The ``sched:sched_process_exit`` tracepoint fires in the exiting task, so
+``current_task()`` is the task_struct of the process that ends: its ``exit_code`` holds
+the exit status (``code << 8``) or the signal that killed it (low 7 bits, 0x80 if it
+dumped core), ``start_time`` its start in the same clock as ``ktime_ns()``, so the age
+is one subtraction. Only the main thread's exit is a process exit (--per-thread shows
+every thread).
+"""
+
+import signal
+import sys
+import time
+
+from pybpf.dsl import (
+    RingBuf, Struct, char, comm, const, current_task, ktime_ns, tracepoint, u8, u32, u64,
+)
+from pybpf.tooling import ToolParser, load_tool, run_tool
+
+
+class Exit(Struct):
+    start_time: u64
+    exit_time: u64
+    pid: u32
+    tid: u32
+    ppid: u32
+    exit_code: u32
+    sig_info: u32
+    task: char[16]
+
+
+events = RingBuf(Exit, size=256 * 1024)
+
+TARGET_PID = const(u32, 0)
+FAILED_ONLY = const(u8, 0)
+PER_THREAD = const(u8, 0)
+
+
+@tracepoint("sched:sched_process_exit")
+def exitsnoop_exit(args):
+    task = current_task()
+    if TARGET_PID and task.tgid != TARGET_PID:
+        return 0
+    if not PER_THREAD and task.pid != task.tgid:
+        return 0
+    code = task.exit_code
+    if FAILED_ONLY and code == 0:
+        return 0
+    e = Exit()
+    e.start_time = task.start_time
+    e.exit_time = ktime_ns()
+    e.pid = task.tgid
+    e.tid = task.pid
+    e.ppid = task.real_parent.tgid
+    e.exit_code = code >> 8
+    e.sig_info = code & 0xff
+    e.task = comm()
+    events.output(e)
+    return 0
+
+
+def signame(sig: int) -> str:
+    """``SIGKILL`` for 9 (the number if unknown)."""
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+def exit_text(e: Exit) -> str:
+    """``0``, ``code 3``, ``signal 9 (SIGKILL)``, ``signal 11 (SIGSEGV), core dumped``."""
+    if e.sig_info == 0:
+        return "0" if e.exit_code == 0 else f"code {e.exit_code}"
+    sig = e.sig_info & 0x7f
+    text = f"signal {sig} ({signame(sig)})" if sig else ""
+    if e.sig_info & 0x80:
+        text += ", core dumped "
+    return text
+
+
+def main(argv=None) -> int:
+    parser = ToolParser("exitsnoop", "Trace all process termination (exit, fatal signal)",
+                        examples=[
+                            "exitsnoop                # trace all process termination",
+                            "exitsnoop -x             # trace only fails, exclude exit(0)",
+                            "exitsnoop -t             # include timestamps (local time)",
+                            "exitsnoop --utc          # include timestamps (UTC)",
+                            "exitsnoop -p 181         # only trace PID 181",
+                            "exitsnoop --label=exit   # label each output line with 'exit'",
+                            "exitsnoop --per-thread   # trace per thread termination",
+                        ])
+    parser.add_argument("-t", "--timestamp", action="store_true", help="include timestamp (local time default)")
+    parser.add_argument("--utc", action="store_true", help="include timestamp in UTC (-t implied)")
+    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
+    parser.add_argument("--label", help="label each line")
+    parser.add_argument("-x", "--failed", action="store_true", help="trace only fails, exclude exit(0)")
+    parser.add_argument("--per-thread", action="store_true", help="trace per thread termination")
+    args = parser.parse_args(argv)
+    stamp = args.timestamp or args.utc
+
+    def show(e: Exit) -> None:
+        line = ""
+        if stamp:
+            now = time.time()
+            clock = time.gmtime(now) if args.utc else time.localtime(now)
+            line += f"{time.strftime('%H:%M:%S', clock)}.{int(now * 1000) % 1000:03d} "
+        if args.label is not None:
+            line += f"{args.label:<6} "
+        age = (e.exit_time - e.start_time) / 1e9
+        line += f"{e.task:<16} {e.pid:<7} {e.ppid:<7} {e.tid:<7} {age:<7.2f} "
+        print(line + exit_text(e))
+
+    consts = {"TARGET_PID": args.pid, "FAILED_ONLY": args.failed,
+              "PER_THREAD": args.per_thread}
+    with load_tool(__name__, consts=consts) as mod:
+        mod.on("events", show)
+        header = f"{'TIME-' + ('UTC' if args.utc else time.strftime('%Z')):<13}" if stamp else ""
+        header += f"{'LABEL':<7}" if args.label is not None else ""
+        header += f"{'PCOMM':<16} {'PID':<7} {'PPID':<7} {'TID':<7} {'AGE(s)':<7} EXIT_CODE"
+        run_tool(mod, header=header)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

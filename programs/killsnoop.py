@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""killsnoop: trace signals sent by the kill() family of syscalls, like BCC's killsnoop.
+
+The entry of kill(), tkill() or tgkill() knows the sender, the target and the signal;
+only the exit knows the result. The entry stores what it knows in a hash map keyed by
+thread id; the exit takes it back out, adds the result and sends the event.
+"""
+
+import signal
+import sys
+import time
+
+from pybpf.dsl import (
+    HashMap, RingBuf, Struct, char, comm, const, i32, pid, tid, tracepoint, u8, u32,
+)
+from pybpf.tooling import ToolParser, load_tool, run_tool
+
+
+class Kill(Struct):
+    pid: u32
+    tpid: i32
+    sig: i32
+    ret: i32
+    comm: char[16]
+
+
+pending = HashMap(u32, Kill, max_entries=10240)
+events = RingBuf(Kill, size=256 * 1024)
+
+TARGET_PID = const(u32, 0)
+TARGET_TPID = const(u32, 0)
+TARGET_SIG = const(u32, 0)
+FAILED_ONLY = const(u8, 0)
+
+
+def kill_entry(tpid: i32, sig: i32) -> i32:
+    if TARGET_PID and pid() != TARGET_PID:
+        return 0
+    if TARGET_TPID and tpid != TARGET_TPID:
+        return 0
+    if TARGET_SIG and sig != TARGET_SIG:
+        return 0
+    k = Kill()
+    k.pid = pid()
+    k.tpid = tpid
+    k.sig = sig
+    k.comm = comm()
+    pending[tid()] = k
+    return 0
+
+
+def kill_exit(ret: i32) -> i32:
+    k = pending.get(tid())
+    if k is None:
+        return 0                    # the entry was filtered out, or came before us
+    if not FAILED_ONLY or ret < 0:
+        k.ret = ret
+        events.output(k)
+    del pending[tid()]
+    return 0
+
+
+@tracepoint("syscalls:sys_enter_kill")
+def killsnoop_kill(args):
+    return kill_entry(args.pid, args.sig)
+
+
+@tracepoint("syscalls:sys_exit_kill")
+def killsnoop_kill_ret(args):
+    return kill_exit(args.ret)
+
+
+@tracepoint("syscalls:sys_enter_tkill")
+def killsnoop_tkill(args):
+    return kill_entry(args.pid, args.sig)
+
+
+@tracepoint("syscalls:sys_exit_tkill")
+def killsnoop_tkill_ret(args):
+    return kill_exit(args.ret)
+
+
+@tracepoint("syscalls:sys_enter_tgkill")
+def killsnoop_tgkill(args):
+    return kill_entry(args.pid, args.sig)
+
+
+@tracepoint("syscalls:sys_exit_tgkill")
+def killsnoop_tgkill_ret(args):
+    return kill_exit(args.ret)
+
+
+def signal_number(text: str) -> int:
+    """argparse type: ``9``, ``KILL`` or ``SIGKILL``."""
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ValueError(text) from None
+
+
+def signal_name(sig: int) -> str:
+    """``SIGKILL`` for 9; ``0`` for 0; the number when unnamed."""
+    try:
+        return signal.Signals(sig).name if sig else "0"
+    except ValueError:
+        return str(sig)
+
+
+def main(argv=None) -> int:
+    parser = ToolParser("killsnoop", "Trace signals issued by the kill() family of syscalls",
+                        examples=[
+                            "./killsnoop           # trace all kill() signals",
+                            "./killsnoop -x        # only show failed kills",
+                            "./killsnoop -p 181    # only trace PID 181",
+                            "./killsnoop -T 189    # only trace target PID 189",
+                            "./killsnoop -s 9      # only trace signal 9",
+                        ])
+    parser.add_argument("-x", "--failed", action="store_true", help="only show failed kill syscalls")
+    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
+    parser.add_argument("-T", "--tpid", type=int, default=0, help="trace this target PID only")
+    parser.add_argument("-s", "--signal", type=signal_number, default=0,
+                        help="trace this signal only")
+    parser.add_argument("-n", "--name", action="store_true",
+                        help="output signal name instead of signal number")
+    args = parser.parse_args(argv)
+
+    def show(k: Kill) -> None:
+        sig = f"{signal_name(k.sig):<9}" if args.name else f"{k.sig:<4}"
+        print(f"{time.strftime('%H:%M:%S'):<9} {k.pid:<7} {k.comm:<16} {sig} "
+              f"{k.tpid:<8} {k.ret}")
+
+    consts = {"TARGET_PID": args.pid, "TARGET_TPID": args.tpid, "TARGET_SIG": args.signal,
+              "FAILED_ONLY": args.failed}
+    with load_tool(__name__, consts=consts) as mod:
+        mod.on("events", show)
+        run_tool(mod, header=f"{'TIME':<9} {'PID':<7} {'COMM':<16} "
+                             f"{'SIG':<{9 if args.name else 4}} {'TPID':<8} RESULT")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

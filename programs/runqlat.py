@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""runqlat: summarize scheduler run queue latency as a histogram, like BCC's runqlat.
+
+A task becomes runnable when it is woken (``sched_wakeup``, ``sched_wakeup_new``) or
+when it is switched out while still runnable (``sched_switch`` with ``prev_state`` 0,
+i.e. preempted): the time is stored per thread id. When ``sched_switch`` puts it on a
+CPU, the time it waited is counted in a log2 histogram: one for everything, or one per
+process (-P) or per thread (-L) with a ``(id, slot)`` key. The raw tracepoints give the
+``task_struct`` pointers by their BTF names (``ctx.p``, ``ctx.prev``, ``ctx.next``).
+"""
+
+import sys
+import time
+from collections import defaultdict
+
+from pybpf.dsl import (
+    HashMap, Histogram, Struct, const, ktime_ns, log2, raw_tracepoint, u32, u64,
+)
+from pybpf.events.histogram import Log2Histogram, bcc_sections
+from pybpf.tooling import ToolParser, comm_of, load_tool, positive_int, run_tool
+
+TASK_RUNNING = 0
+
+
+class IdSlot(Struct):
+    id: u32
+    slot: u32
+
+
+start = HashMap(u32, u64, max_entries=10240)     # thread id -> time it became runnable
+hist = Histogram()
+hists = HashMap(IdSlot, u64, max_entries=10240)  # -P / -L: (tgid or tid, slot) -> count
+TARGET_PID = const(u32, 0)
+UNIT_NS = const(u64, 1000)
+PER_ID = const(u32, 0)          # 0: one histogram, 1: per process, 2: per thread
+
+
+def enqueue(tgid: u32, tid: u32) -> u32:
+    if tid == 0:
+        return 0                          # the idle task
+    if TARGET_PID and tgid != TARGET_PID:
+        return 0
+    start[tid] = ktime_ns()
+    return 0
+
+
+@raw_tracepoint("sched_wakeup")
+def sched_wakeup(ctx):
+    return enqueue(ctx.p.tgid, ctx.p.pid)
+
+
+@raw_tracepoint("sched_wakeup_new")
+def sched_wakeup_new(ctx):
+    return enqueue(ctx.p.tgid, ctx.p.pid)
+
+
+@raw_tracepoint("sched_switch")
+def sched_switch(ctx):
+    prev = ctx.prev
+    if ctx.prev_state == TASK_RUNNING:       # preempted: back on the run queue
+        enqueue(prev.tgid, prev.pid)
+    nxt = ctx.next
+    tid = nxt.pid
+    t = start.get(tid)
+    if t is None:
+        return 0
+    delta = (ktime_ns() - t[0]) // UNIT_NS
+    del start[tid]
+    if PER_ID:
+        k = IdSlot()
+        k.id = nxt.tgid if PER_ID == 1 else tid
+        k.slot = log2(delta)
+        hists[k] += 1
+    else:
+        hist[log2(delta)] += 1
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = ToolParser("runqlat", "Summarize run queue (scheduler) latency as a histogram",
+                        examples=[
+                            "./runqlat            # summarize run queue latency as a histogram",
+                            "./runqlat 1 10       # print 1 second summaries, 10 times",
+                            "./runqlat -mT 1      # 1s summaries, milliseconds, and timestamps",
+                            "./runqlat -P         # show each PID separately",
+                            "./runqlat -p 185     # trace PID 185 only",
+                        ])
+    parser.add_argument("-T", "--timestamp", action="store_true",
+                        help="include timestamp on output")
+    parser.add_argument("-m", "--milliseconds", action="store_true",
+                        help="millisecond histogram")
+    parser.add_argument("-P", "--pids", action="store_true",
+                        help="print a histogram per process ID")
+    parser.add_argument("-L", "--tids", action="store_true",
+                        help="print a histogram per thread ID")
+    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
+    parser.add_argument("interval", nargs="?", type=positive_int, default=None,
+                        help="output interval, in seconds")
+    parser.add_argument("count", nargs="?", type=positive_int, default=None,
+                        help="number of outputs")
+    args = parser.parse_args(argv)
+    label, unit_ns = ("msecs", 1000000) if args.milliseconds else ("usecs", 1000)
+    per_id = 1 if args.pids else 2 if args.tids else 0
+
+    printed = [0]
+
+    def summary(mod) -> None:
+        printed[0] += 1
+        print()
+        if args.timestamp:
+            print(f"{time.strftime('%H:%M:%S'):<8}")
+        if per_id:
+            per = defaultdict(lambda: [0] * 64)
+            for k, v in mod["hists"].items():
+                if k.slot < 64:
+                    per[k.id][k.slot] += int(v)
+            mod["hists"].clear()
+            print(bcc_sections(per, label, "pid" if per_id == 1 else "tid",
+                               section_print_fn=lambda i: f"{i} {comm_of(i)}".rstrip()),
+                  end="")
+        else:
+            print(Log2Histogram(mod["hist"]).bcc(label), end="")
+            for i in range(64):
+                mod["hist"][i] = 0
+
+    consts = {"TARGET_PID": args.pid, "UNIT_NS": unit_ns, "PER_ID": per_id}
+    with load_tool(__name__, consts=consts) as mod:
+        run_tool(mod, interval=args.interval, count=args.count,
+                 on_interval=lambda: summary(mod),
+                 header="Tracing run queue latency... Hit Ctrl-C to end.")
+        if not args.count or printed[0] < args.count:
+            summary(mod)                  # Ctrl-C (or no interval): the last summary
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""sigsnoop: trace standard and real-time signals, like BCC's libbpf-tools sigsnoop.
+
+By default the ``signal:signal_generate`` tracepoint shows every signal the kernel
+generates, whoever causes it (kill(), a child's exit sending SIGCHLD, a fault sending
+SIGSEGV, ...): the current task is the sender, the tracepoint names the target. With
+-k only the kill(), tkill() and tgkill() syscalls are traced, their entry and exit
+paired through a hash map keyed by thread id, so the result is the syscall's. Which
+programs load is chosen at load time (``load_tool(..., programs=...)``).
+"""
+
+import signal
+import sys
+import time
+
+from pybpf.dsl import (
+    HashMap, RingBuf, Struct, char, comm, const, i32, pid, tid, tracepoint, u8, u32,
+)
+from pybpf.tooling import ToolParser, errno_name, load_tool, run_tool
+
+
+class Signal(Struct):
+    pid: u32
+    tpid: i32
+    sig: i32
+    ret: i32
+    comm: char[16]
+
+
+pending = HashMap(u32, Signal, max_entries=10240)
+events = RingBuf(Signal, size=256 * 1024)
+
+TARGET_PID = const(u32, 0)
+TARGET_SIG = const(u32, 0)
+FAILED_ONLY = const(u8, 0)
+
+
+@tracepoint("signal:signal_generate")
+def sigsnoop_generate(args):
+    if TARGET_PID and pid() != TARGET_PID:
+        return 0
+    if TARGET_SIG and args.sig != TARGET_SIG:
+        return 0
+    if FAILED_ONLY and args.errno == 0:
+        return 0
+    s = Signal()
+    s.pid = pid()
+    s.tpid = args.pid
+    s.sig = args.sig
+    s.ret = args.errno
+    s.comm = comm()
+    events.output(s)
+    return 0
+
+
+def kill_entry(tpid: i32, sig: i32) -> i32:
+    if TARGET_PID and pid() != TARGET_PID:
+        return 0
+    if TARGET_SIG and sig != TARGET_SIG:
+        return 0
+    s = Signal()
+    s.pid = pid()
+    s.tpid = tpid
+    s.sig = sig
+    s.comm = comm()
+    pending[tid()] = s
+    return 0
+
+
+def kill_exit(ret: i32) -> i32:
+    s = pending.get(tid())
+    if s is None:
+        return 0
+    if not FAILED_ONLY or ret < 0:
+        s.ret = ret
+        events.output(s)
+    del pending[tid()]
+    return 0
+
+
+@tracepoint("syscalls:sys_enter_kill")
+def sigsnoop_kill(args):
+    return kill_entry(args.pid, args.sig)
+
+
+@tracepoint("syscalls:sys_exit_kill")
+def sigsnoop_kill_ret(args):
+    return kill_exit(args.ret)
+
+
+@tracepoint("syscalls:sys_enter_tkill")
+def sigsnoop_tkill(args):
+    return kill_entry(args.pid, args.sig)
+
+
+@tracepoint("syscalls:sys_exit_tkill")
+def sigsnoop_tkill_ret(args):
+    return kill_exit(args.ret)
+
+
+@tracepoint("syscalls:sys_enter_tgkill")
+def sigsnoop_tgkill(args):
+    return kill_entry(args.pid, args.sig)
+
+
+@tracepoint("syscalls:sys_exit_tgkill")
+def sigsnoop_tgkill_ret(args):
+    return kill_exit(args.ret)
+
+
+KILL_PROGRAMS = ["sigsnoop_kill", "sigsnoop_kill_ret", "sigsnoop_tkill",
+                 "sigsnoop_tkill_ret", "sigsnoop_tgkill", "sigsnoop_tgkill_ret"]
+
+
+def signal_name(sig: int) -> str:
+    """``SIGKILL`` for 9, ``N/A`` for 0, the number when unnamed."""
+    if sig == 0:
+        return "N/A"
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+def main(argv=None) -> int:
+    parser = ToolParser("sigsnoop", "Trace standard and real-time signals.", examples=[
+        "sigsnoop             # trace signals system-wide",
+        "sigsnoop -k          # trace signals issued by kill syscall only",
+        "sigsnoop -x          # trace failed signals only",
+        "sigsnoop -p 1216     # only trace PID 1216",
+        "sigsnoop -s 9        # only trace signal 9",
+    ])
+    parser.add_argument("-x", "--failed", action="store_true", help="Trace failed signals only.")
+    parser.add_argument("-k", "--kill", action="store_true",
+                        help="Trace signals issued by kill syscall only.")
+    parser.add_argument("-p", "--pid", type=int, default=0, help="Process ID to trace")
+    parser.add_argument("-s", "--signal", type=int, default=0, help="Signal to trace.")
+    parser.add_argument("-n", "--name", action="store_true",
+                        help="Output signal name instead of signal number.")
+    args = parser.parse_args(argv)
+
+    def show(s: Signal) -> None:
+        sig = signal_name(s.sig) if args.name else str(s.sig)
+        result = "0" if s.ret == 0 else errno_name(s.ret)
+        print(f"{time.strftime('%H:%M:%S'):<8} {s.pid:<7} {s.comm:<16} {sig:<9} "
+              f"{s.tpid:<7} {result:>6}")
+
+    consts = {"TARGET_PID": args.pid, "TARGET_SIG": args.signal, "FAILED_ONLY": args.failed}
+    programs = KILL_PROGRAMS if args.kill else ["sigsnoop_generate"]
+    with load_tool(__name__, consts=consts, programs=programs) as mod:
+        mod.on("events", show)
+        run_tool(mod, header=f"{'TIME':<8} {'PID':<7} {'COMM':<16} {'SIG':<9} {'TPID':<7} "
+                             f"{'RESULT':>6}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

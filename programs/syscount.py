@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""syscount: summarize system call counts and latencies, like BCC's syscount.
+
+``raw_syscalls:sys_exit`` counts each system call by its number, or by process (-P);
+with -L, ``raw_syscalls:sys_enter`` stores the entry time per thread and the exit adds
+the time spent. -x keeps only failed calls, -e ERRNO only those failing with ERRNO.
+
+Syscall names come from the kernel's table in
+``/usr/include/x86_64-linux-gnu/asm/unistd_64.h`` (the x86-64 ``__NR_*`` numbers) when
+that header is installed, else from a small built-in table of common calls; ``-l``
+says which table is in use.
+"""
+
+import errno
+import re
+import sys
+import time
+
+from pybpf.dsl import HashMap, const, i32, ktime_ns, pid, pid_tgid, tracepoint, u32, u64
+from pybpf.tooling import ToolParser, comm_of, load_tool, run_tool
+
+UNISTD = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
+BUILTIN = {0: "read", 1: "write", 2: "open", 3: "close", 4: "stat", 5: "fstat",
+           7: "poll", 8: "lseek", 9: "mmap", 10: "mprotect", 11: "munmap", 12: "brk",
+           13: "rt_sigaction", 14: "rt_sigprocmask", 16: "ioctl", 17: "pread64",
+           18: "pwrite64", 21: "access", 22: "pipe", 23: "select", 24: "sched_yield",
+           32: "dup", 33: "dup2", 35: "nanosleep", 39: "getpid", 41: "socket",
+           42: "connect", 43: "accept", 44: "sendto", 45: "recvfrom", 56: "clone",
+           57: "fork", 59: "execve", 60: "exit", 61: "wait4", 62: "kill", 72: "fcntl",
+           95: "umask", 102: "getuid", 110: "getppid", 202: "futex", 217: "getdents64",
+           228: "clock_gettime", 230: "clock_nanosleep", 231: "exit_group",
+           232: "epoll_wait", 257: "openat", 262: "newfstatat", 281: "epoll_pwait",
+           318: "getrandom", 332: "statx", 435: "clone3"}
+
+counts = HashMap(u32, u64, max_entries=10240)    # syscall number (or pid) -> calls
+times = HashMap(u32, u64, max_entries=10240)     # -L: syscall number (or pid) -> ns
+start = HashMap(u64, u64, max_entries=10240)     # -L: thread -> entry time
+TARGET_PID = const(u32, 0)
+BY_PROCESS = const(u32, 0)
+LATENCY = const(u32, 0)
+FAILED = const(u32, 0)
+ERRNO = const(i32, 0)
+
+
+@tracepoint("raw_syscalls:sys_enter")
+def sys_enter(args):
+    if LATENCY == 0:
+        return 0
+    if TARGET_PID and pid() != TARGET_PID:
+        return 0
+    start[pid_tgid()] = ktime_ns()
+    return 0
+
+
+@tracepoint("raw_syscalls:sys_exit")
+def sys_exit(args):
+    if TARGET_PID and pid() != TARGET_PID:
+        return 0
+    if FAILED and args.ret >= 0:
+        return 0
+    if ERRNO and args.ret != -ERRNO:
+        return 0
+    key: u32 = args.id
+    if BY_PROCESS:
+        key = pid()
+    if LATENCY:
+        t = start.get(pid_tgid())
+        if t is None:
+            return 0
+        times[key] += ktime_ns() - t[0]
+        del start[pid_tgid()]
+    counts[key] += 1
+    return 0
+
+
+def syscall_table():
+    """({number: name}, where the names come from)."""
+    try:
+        with open(UNISTD) as f:
+            found = re.findall(r"^#define __NR_(\w+) (\d+)$", f.read(), re.M)
+        return {int(n): name for name, n in found}, UNISTD
+    except OSError:
+        return dict(BUILTIN), "the built-in table"
+
+
+def errno_value(text: str) -> int:
+    """``EPERM`` or ``1`` -> 1."""
+    if text.isdigit():
+        return int(text)
+    value = getattr(errno, text.upper(), None)
+    if not isinstance(value, int):
+        raise ValueError(f"unknown errno {text!r}")
+    return value
+
+
+def main(argv=None) -> int:
+    parser = ToolParser("syscount", "Summarize syscall counts and latencies.", examples=[
+        "./syscount           # summarize all syscalls by syscall",
+        "./syscount -P        # summarize all syscalls by process",
+        "./syscount -x        # summarize only failed syscalls",
+        "./syscount -e EPERM  # summarize only syscalls that failed with EPERM",
+        "./syscount -L        # show latency (time spent) too",
+        "./syscount -p 181    # trace PID 181 only",
+        "./syscount -i 1 -d 5 # print 1 second summaries for 5 seconds",
+    ])
+    parser.add_argument("-p", "--pid", type=int, default=0, help="trace only this pid")
+    parser.add_argument("-i", "--interval", type=int,
+                        help="print summary at this interval (seconds)")
+    parser.add_argument("-d", "--duration", type=int,
+                        help="total duration of trace, in seconds")
+    parser.add_argument("-T", "--top", type=int, default=10,
+                        help="print only the top syscalls by count or latency")
+    parser.add_argument("-x", "--failures", action="store_true",
+                        help="trace only failed syscalls (return < 0)")
+    parser.add_argument("-e", "--errno", type=str,
+                        help="trace only syscalls that return this error (numeric or "
+                        "EPERM, etc.)")
+    parser.add_argument("-L", "--latency", action="store_true",
+                        help="collect syscall latency")
+    parser.add_argument("-m", "--milliseconds", action="store_true",
+                        help="display latency in milliseconds (default: microseconds)")
+    parser.add_argument("-P", "--process", action="store_true",
+                        help="count by process and not by syscall")
+    parser.add_argument("-l", "--list", action="store_true",
+                        help=f"print list of recognized syscalls and exit (from {UNISTD} "
+                        "if present, else a built-in table)")
+    args = parser.parse_args(argv)
+    names, source = syscall_table()
+    if args.list:
+        print(f"# {len(names)} syscalls from {source}")
+        for number in sorted(names):
+            print(names[number])
+        return 0
+    try:
+        err = errno_value(args.errno) if args.errno else 0
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.duration and not args.interval:
+        args.interval = args.duration
+
+    def label(key: int) -> str:
+        if args.process:
+            return f"{key:<6d} {comm_of(key) or '[unknown]':<15}"
+        return names.get(key, f"[unknown: {key}]")
+
+    def print_stats() -> None:
+        print(f"[{time.strftime('%H:%M:%S')}]")
+        col = "PID    COMM" if args.process else "SYSCALL"
+        calls = {int(k): int(v) for k, v in mod["counts"].items() if int(k) != 0xFFFFFFFF}
+        if args.latency:
+            spent = {int(k): int(v) for k, v in mod["times"].items()}
+            unit, div = ("ms", 1e6) if args.milliseconds else ("us", 1e3)
+            print(f"{col:<22} {'COUNT':>8} {'TIME (' + unit + ')':>16}")
+            for k in sorted(calls, key=lambda k: -spent.get(k, 0))[:args.top]:
+                t = spent.get(k, 0) / div
+                shown = f"{t:16.6f}" if args.milliseconds else f"{t:16.3f}"
+                print(f"{label(k):<22} {calls[k]:>8} {shown}")
+            mod["times"].clear()
+        else:
+            print(f"{col:<22} {'COUNT':>8}")
+            for k in sorted(calls, key=lambda k: -calls[k])[:args.top]:
+                print(f"{label(k):<22} {calls[k]:>8}")
+        mod["counts"].clear()
+        print()
+
+    ticks = [0]
+
+    def tick() -> None:
+        ticks[0] += 1
+        print_stats()
+
+    consts = {"TARGET_PID": args.pid, "BY_PROCESS": args.process,
+              "LATENCY": args.latency, "FAILED": args.failures, "ERRNO": err}
+    with load_tool(__name__, consts=consts) as mod:
+        failed = "failed " if args.failures else ""
+        until = f"for {args.duration} seconds." if args.duration else "Ctrl+C to quit."
+        run_tool(mod, interval=args.interval, duration=args.duration, on_interval=tick,
+                 header=f"Tracing {failed}syscalls, printing top {args.top}... {until}")
+        if not (args.duration and ticks[0] * args.interval >= args.duration):
+            print_stats()                 # Ctrl-C: the last summary
+        print("Detaching...")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
