@@ -14,7 +14,7 @@ from bpfenv import needs_bpf
 from linkutil import in_vm
 from pybpf.dsl import (
     ArrayMap, CompileError, HashMap, Histogram, PerCPUArrayMap, PerfEventArray, RingBuf,
-    StackTraceMap, Struct, char, comm, compile_module, const, current_task, fentry, i32,
+    XDP_DROP, XDP_PASS, StackTraceMap, Struct, char, ntohs, socket_filter, comm, compile_module, const, current_task, fentry, i32,
     kernel_ptr, kprobe, ktime_ns, log2, pid, pid_tgid, probe_read_kernel_str,
     probe_read_user, probe_read_user_str, raw_tracepoint, startswith, tid, tp_btf,
     tracepoint, u8, u16, u32, u64, uretprobe, xdp,
@@ -529,3 +529,100 @@ def test_module_written_as_elf_object(tmp_path) -> None:
         assert sorted(os.listdir(pin)) == ["open_enter", "open_exit"]
     finally:
         subprocess.run(["rm", "-rf", pin])
+
+
+# -- packets -------------------------------------------------------------------------------
+class EthHdr(Struct):
+    dst: u8[6]
+    src: u8[6]
+    proto: u16
+
+
+class IPv4Hdr(Struct):
+    ver_ihl: u8
+    tos: u8
+    tot_len: u16
+    id: u16
+    frag: u16
+    ttl: u8
+    protocol: u8
+    check: u16
+    saddr: u32
+    daddr: u32
+
+
+class UDPHdr(Struct):
+    sport: u16
+    dport: u16
+    len: u16
+    check: u16
+
+
+ports = HashMap(u16, u64, max_entries=64)
+
+
+@xdp()
+def xdp_udp(ctx):
+    eth = ctx.load(EthHdr, 0)
+    if eth is None or ntohs(eth.proto) != 0x0800:
+        return XDP_PASS
+    ip = ctx.load(IPv4Hdr, 14)
+    if not ip or ip.protocol != 17:
+        return XDP_PASS
+    udp = ctx.load(UDPHdr, 14 + (ip.ver_ihl & 0xF) * 4)
+    if udp is None:
+        return XDP_PASS
+    ports[ntohs(udp.dport)] += 1
+    udp.check = 0                       # XDP may write the packet
+    return XDP_DROP if ntohs(udp.dport) == 53 else XDP_PASS
+
+
+@socket_filter
+def sock_udp(ctx):
+    # a socket filter sees the packet from the network header on (BPF_PROG_TEST_RUN
+    # strips the Ethernet header, as an AF_INET raw socket would not have one)
+    ip = ctx.load(IPv4Hdr, 0)
+    if not ip or ip.protocol != 17:
+        return 0
+    udp = ctx.load(UDPHdr, (ip.ver_ihl & 0xF) * 4)
+    if udp is None:
+        return 0
+    ports[ntohs(udp.dport)] += 1
+    return ctx.len
+
+
+def _udp_packet(dport: int, ihl: int = 5) -> bytes:
+    import struct
+    eth = bytes(6) + bytes(6) + struct.pack("!H", 0x0800)
+    ip = struct.pack("!BBHHHBBHII", 0x40 | ihl, 0, 20 + 8, 0, 0, 64, 17, 0, 0x7F000001,
+                     0x7F000001) + bytes(4 * (ihl - 5))
+    return eth + ip + struct.pack("!HHHH", 1234, dport, 8, 0xABCD)
+
+
+@needs_bpf
+@pytest.mark.parametrize("fn", [xdp_udp, sock_udp])
+def test_packet_headers_with_bounds_checks(fn) -> None:
+    with compile_module([fn]).load(attach=False) as mod:
+        prog = mod.programs[fn.__name__]
+        r53 = prog.test_run(_udp_packet(53))
+        r80 = prog.test_run(_udp_packet(80, ihl=6))
+        short = prog.test_run(_udp_packet(80)[:38 if fn is xdp_udp else 40])   # no UDP header
+        tcp = bytearray(_udp_packet(80))
+        tcp[23] = 6
+        prog.test_run(bytes(tcp))
+        assert dict(mod["ports"].items()) == {53: 1, 80: 1}
+    if fn is xdp_udp:
+        assert (r53.retval, r80.retval, short.retval) == (1, 2, 2)
+        assert r80.data[14 + 24 + 6:14 + 24 + 8] == b"\0\0"     # checksum cleared
+    else:
+        assert (r53.retval, r80.retval, short.retval) == (28, 32, 0)   # bytes from L3
+
+
+@xdp()
+def unchecked_packet(ctx):
+    eth = ctx.load(EthHdr, 0)
+    return eth.proto
+
+
+def test_packet_pointers_must_be_checked() -> None:
+    assert "'eth' may be None here" in str(_error_of(unchecked_packet))

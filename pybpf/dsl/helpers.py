@@ -14,8 +14,15 @@ __all__ = [
     "ktime_ns", "boot_ns", "pid", "tgid", "tid", "uid", "gid", "cpu", "pid_tgid",
     "uid_gid", "random", "cgroup_id", "current_task", "comm", "probe_read_user_str",
     "probe_read_kernel_str", "probe_read_user", "probe_read_kernel", "kernel_ptr", "log2",
-    "startswith", "trace_printk", "HELPER_NAMES",
+    "startswith", "trace_printk", "ntohs", "ntohl", "htons", "htonl", "HELPER_NAMES",
+    "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "TC_ACT_OK",
+    "TC_ACT_SHOT",
 ]
+
+#: XDP program results
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4
+#: tc program results (the common ones)
+TC_ACT_OK, TC_ACT_SHOT = 0, 2
 
 HELPER_NAMES: Dict[str, str] = {}
 
@@ -68,3 +75,7 @@ startswith = _helper("startswith", "``startswith(s, 'prefix')``: 1 if the char a
 trace_printk = _helper(
     "trace_printk", "``trace_printk('fmt %d', x)``: the kernel's debug print to "
     "trace_pipe (at most 3 arguments; prefer print()).")
+ntohs = _helper("ntohs", "A 16-bit value from network (big-endian) to host order.")
+htons = _helper("htons", "A 16-bit value from host to network order.")
+ntohl = _helper("ntohl", "A 32-bit value from network to host order.")
+htonl = _helper("htonl", "A 32-bit value from host to network order.")

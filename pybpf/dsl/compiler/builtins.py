@@ -300,6 +300,11 @@ class BuiltinsMixin:
             dst = self.vreg(PtrType(kt, "kernel"))              # type: ignore[attr-defined]
             self.emit("mov", dst=dst, a=v)                      # type: ignore[attr-defined]
             return dst
+        if name in ("ntohs", "htons", "ntohl", "htonl", "ntohll", "htonll"):
+            if len(node.args) != 1:
+                raise self.error(f"{name}() takes one value", node)  # type: ignore[attr-defined]
+            bits = {"s": 16, "l": 32}.get(name[-1], 64) if not name.endswith("ll") else 64
+            return self.byte_swap(self.expr(node.args[0]), bits, node)  # type: ignore[attr-defined]
         if name == "log2":
             if len(node.args) != 1:
                 raise self.error("log2() takes one value", node)  # type: ignore[attr-defined]

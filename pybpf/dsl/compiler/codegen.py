@@ -168,6 +168,10 @@ def generate(fn: Function) -> Generated:
             emit(JmpOp.CALL | Class.JMP, src=CallKind.HELPER, imm=helper(op.name).id)
             if op.dst is not None:
                 mov_reg(_reg(op.dst), 0)
+        elif k == "bswap":                      # big-endian <-> host (op.size bits)
+            assert op.dst is not None and isinstance(op.a, VReg)
+            mov_reg(_reg(op.dst), _reg(op.a))
+            emit(AluOp.END | Source.X | Class.ALU, _reg(op.dst), imm=op.size)
         elif k == "load":
             assert op.dst is not None
             emit(Mode.MEM | _SIZE[op.size] | Class.LDX, _reg(op.dst), base_reg(op.base), op.off)

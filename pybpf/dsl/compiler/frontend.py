@@ -22,7 +22,7 @@ from ..maps import MapDecl
 from .builtins import DEST_HELPERS, BuiltinsMixin, MapRef
 from .errors import CompileError
 from .ir import Function, KType, Op, Operand, PtrType, VReg
-from .memory import CtxRef, MemoryMixin, Place
+from .memory import NULLABLE, CtxRef, MemoryMixin, PacketMixin, Place
 from .unit import RODATA_MAP, Unit
 
 __all__ = ["HELPERS", "Source", "parse_function", "FunctionCompiler", "UNROLL_LIMIT"]
@@ -149,7 +149,7 @@ class _Loop:
         self.continue_label = continue_label
 
 
-class FunctionCompiler(MemoryMixin, BuiltinsMixin):
+class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
     """Compiles one function to a :class:`~pybpf.dsl.compiler.ir.Function`.
 
     ``resolve_function`` is called with a Python function called from this one and
@@ -868,7 +868,7 @@ class FunctionCompiler(MemoryMixin, BuiltinsMixin):
                 return self.ctx_field(base, node.attr, node)
             if isinstance(base, VReg) and isinstance(base.type, PtrType):
                 name = node.value.id if isinstance(node.value, ast.Name) else ""
-                if base.type.space == "map" and not name:
+                if base.type.space in NULLABLE and not name:
                     raise self.error("this map value may be None", node,
                                      "assign it to a local and check it: if p: ...")
                 return self.member(self.deref(base, node, name), node.attr, node)
@@ -902,7 +902,7 @@ class FunctionCompiler(MemoryMixin, BuiltinsMixin):
         """Like :meth:`value`, with a pointer local to a struct or array turned into the
         place it points to (checked for None first)."""
         v = self.value(node)
-        if isinstance(v, VReg) and isinstance(v.type, PtrType) and v.type.space == "map" \
+        if isinstance(v, VReg) and isinstance(v.type, PtrType) and v.type.space in NULLABLE \
                 and not isinstance(v.type.target, T.IntType):
             name = node.id if isinstance(node, ast.Name) else ""
             if not name:
@@ -1077,7 +1077,10 @@ class FunctionCompiler(MemoryMixin, BuiltinsMixin):
             if isinstance(ref, MapRef):
                 self.loc = self.src.loc(node)
                 return self.map_method(ref, node.func.attr, node)
-            raise self.error("only map methods can be called this way", node,
+            if isinstance(ref, CtxRef) and node.func.attr == "load":
+                self.loc = self.src.loc(node)
+                return self.packet_load(ref, node)
+            raise self.error("only map methods and ctx.load() can be called this way", node,
                              "call helpers and functions by name")
         if not isinstance(node.func, ast.Name):
             raise self.error("only calls of plain names are supported", node,

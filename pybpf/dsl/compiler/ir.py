@@ -114,7 +114,8 @@ class Op:
     """One IR operation. ``kind`` is one of:
 
     * ``mov`` dst <- a; ``binop`` dst <- a ``name`` b; ``neg`` dst <- -a;
-    * ``norm`` dst <- a wrapped to ``type`` (dst's type);
+    * ``norm`` dst <- a wrapped to ``type`` (dst's type); ``bswap`` dst <- a converted
+      between big-endian and host order on its low ``size`` bits;
     * ``label`` name; ``jump`` name; ``branch`` if a ``name`` b goto ``target``;
     * ``helper`` dst <- helper ``name``(args); ``call`` dst <- function ``name``(args);
     * ``param`` dst <- argument number ``a``; ``ret`` return a;

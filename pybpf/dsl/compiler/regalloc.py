@@ -42,7 +42,7 @@ def _uses(ins: Instruction) -> Tuple[bool, bool, bool]:
     cls = op & 0x07
     if cls in (Class.ALU, Class.ALU64):
         code = op & 0xF0
-        x = bool(op & Source.X) and code != AluOp.NEG
+        x = bool(op & Source.X) and code not in (AluOp.NEG, AluOp.END)
         if code == AluOp.MOV:
             return False, True, x
         return True, True, x
