@@ -14,7 +14,7 @@ from bpfenv import needs_bpf
 from linkutil import in_vm
 from pybpf.dsl import (
     ArrayMap, CompileError, HashMap, Histogram, PerCPUArrayMap, PerfEventArray, RingBuf,
-    XDP_DROP, XDP_PASS, StackTraceMap, Struct, char, ntohs, socket_filter, comm, compile_module, const, current_task, fentry, i32,
+    TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, StackTraceMap, tc, Struct, char, ntohs, socket_filter, comm, compile_module, const, current_task, fentry, i32,
     kernel_ptr, kprobe, ktime_ns, log2, pid, pid_tgid, probe_read_kernel_str,
     probe_read_user, probe_read_user_str, raw_tracepoint, startswith, tid, tp_btf,
     tracepoint, u8, u16, u32, u64, uretprobe, xdp,
@@ -591,6 +591,21 @@ def sock_udp(ctx):
     return ctx.len
 
 
+@tc()
+def tc_udp(ctx):
+    eth = ctx.load(EthHdr, 0)
+    if eth is None or ntohs(eth.proto) != 0x0800:
+        return TC_ACT_OK
+    ip = ctx.load(IPv4Hdr, 14)
+    if ip is None or ip.protocol != 17:
+        return TC_ACT_OK
+    udp = ctx.load(UDPHdr, 14 + (ip.ver_ihl & 0xF) * 4)
+    if udp is None:
+        return TC_ACT_OK
+    ports[ntohs(udp.dport)] += 1
+    return TC_ACT_SHOT if ntohs(udp.dport) == 53 else TC_ACT_OK
+
+
 def _udp_packet(dport: int, ihl: int = 5) -> bytes:
     import struct
     eth = bytes(6) + bytes(6) + struct.pack("!H", 0x0800)
@@ -600,18 +615,20 @@ def _udp_packet(dport: int, ihl: int = 5) -> bytes:
 
 
 @needs_bpf
-@pytest.mark.parametrize("fn", [xdp_udp, sock_udp])
+@pytest.mark.parametrize("fn", [xdp_udp, tc_udp, sock_udp])
 def test_packet_headers_with_bounds_checks(fn) -> None:
     with compile_module([fn]).load(attach=False) as mod:
         prog = mod.programs[fn.__name__]
         r53 = prog.test_run(_udp_packet(53))
         r80 = prog.test_run(_udp_packet(80, ihl=6))
-        short = prog.test_run(_udp_packet(80)[:38 if fn is xdp_udp else 40])   # no UDP header
+        short = prog.test_run(_udp_packet(80)[:40 if fn is sock_udp else 38])   # no UDP header
         tcp = bytearray(_udp_packet(80))
         tcp[23] = 6
         prog.test_run(bytes(tcp))
         assert dict(mod["ports"].items()) == {53: 1, 80: 1}
-    if fn is xdp_udp:
+    if fn is tc_udp:
+        assert (r53.retval, r80.retval, short.retval) == (2, 0, 0)
+    elif fn is xdp_udp:
         assert (r53.retval, r80.retval, short.retval) == (1, 2, 2)
         assert r80.data[14 + 24 + 6:14 + 24 + 8] == b"\0\0"     # checksum cleared
     else:
