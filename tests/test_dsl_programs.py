@@ -16,7 +16,7 @@ from pybpf.dsl import (
     ArrayMap, CompileError, HashMap, Histogram, PerCPUArrayMap, PerfEventArray, RingBuf,
     TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, StackTraceMap, tc, Struct, char, ntohs, socket_filter, comm, compile_module, const, current_task, fentry, i32,
     kernel_ptr, kprobe, ktime_ns, log2, pid, pid_tgid, probe_read_kernel_str,
-    probe_read_user, probe_read_user_str, raw_tracepoint, startswith, tid, tp_btf,
+    probe_read_user, probe_read_user_str, raw_tracepoint, startswith, strlen, tid, tp_btf,
     tracepoint, u8, u16, u32, u64, uretprobe, xdp,
 )
 from pybpf.dsl.loader import format_print
@@ -111,6 +111,10 @@ def struct_values(ctx):
     out[0] = q.b + q.c
     if startswith(q.name, "x") and q.name == "xy" and q.name != "x":
         out[1] = 1
+    out[2] = strlen(q.name)
+    out[3] = strlen(p.name)
+    p.name = "abcdef"                   # cut to 5 characters and the NUL
+    out[4] = strlen(p.name)
     percpu[0] += 3
     return 2
 
@@ -121,6 +125,7 @@ def test_struct_values_in_maps() -> None:
         mod["inp"][0] = 21
         assert mod.programs["struct_values"].test_run(PACKET).retval == 2
         assert mod["out"][0] == 42 + 501 and mod["out"][1] == 1
+        assert [mod["out"][i] for i in (2, 3, 4)] == [2, 2, 5]
         stored = mod["pairs"][1]
         assert (stored.a, stored.b, stored.c, stored.name) == (3, 42, 501, b"xy")
         assert sum(mod["percpu"][0]) == 3

@@ -14,7 +14,7 @@ __all__ = [
     "ktime_ns", "boot_ns", "pid", "tgid", "tid", "uid", "gid", "cpu", "pid_tgid",
     "uid_gid", "random", "cgroup_id", "current_task", "comm", "probe_read_user_str",
     "probe_read_kernel_str", "probe_read_user", "probe_read_kernel", "kernel_ptr", "log2",
-    "startswith", "trace_printk", "ntohs", "ntohl", "htons", "htonl", "HELPER_NAMES",
+    "startswith", "strlen", "trace_printk", "ntohs", "ntohl", "htons", "htonl", "HELPER_NAMES",
     "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "TC_ACT_OK",
     "TC_ACT_SHOT",
 ]
@@ -79,3 +79,5 @@ ntohs = _helper("ntohs", "A 16-bit value from network (big-endian) to host order
 htons = _helper("htons", "A 16-bit value from host to network order.")
 ntohl = _helper("ntohl", "A 32-bit value from network to host order.")
 htonl = _helper("htonl", "A 32-bit value from host to network order.")
+strlen = _helper("strlen", "``strlen(s)``: the length of the text in the char array ``s`` "
+                 "(a bounded loop, Linux 5.3).")

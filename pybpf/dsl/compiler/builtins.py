@@ -317,7 +317,42 @@ class BuiltinsMixin:
                 node.args[0], node.args[1].value, False, when, target))
         if name == "trace_printk":
             return self.trace_printk(node)
+        if name == "strlen":
+            if len(node.args) != 1:
+                raise self.error("strlen() takes one char array", node)  # type: ignore[attr-defined]
+            return self.strlen(node.args[0])
         return None
+
+    def strlen(self, node: ast.expr) -> VReg:
+        """The length of the NUL-terminated text in a char array (its size when there is
+        no NUL): a bounded loop (Linux 5.3) over a pointer into the array."""
+        p = self.place_of(node)                                 # type: ignore[attr-defined]
+        if not (isinstance(p, Place) and isinstance(p.type, T.ArrayType) and p.type.is_string):
+            raise self.error("strlen() needs a char[N] value", node)  # type: ignore[attr-defined]
+        if p.space not in ("stack", "map"):
+            tmp = Place(None, self.temp("strlen", p.type.count), p.type, "stack")  # type: ignore[attr-defined]
+            self.copy(tmp, p, node)                             # type: ignore[attr-defined]
+            p = tmp
+        n = self.vreg(T.u32, local=True)                        # type: ignore[attr-defined]
+        base = self.vreg(T.u64, local=True)                     # type: ignore[attr-defined]
+        self.emit("addr", dst=base, base=p.base, off=p.off)     # type: ignore[attr-defined]
+        self.emit("mov", dst=n, a=0)                            # type: ignore[attr-defined]
+        top, done = self.label("strlen"), self.label("strlen_end")  # type: ignore[attr-defined]
+        first = len(self.fn.ops)                                # type: ignore[attr-defined]
+        self.emit("label", name=top)                            # type: ignore[attr-defined]
+        self.emit("branch", name="uge", a=n, b=p.type.count, target=done)  # type: ignore[attr-defined]
+        at = self.vreg(T.u64)                                   # type: ignore[attr-defined]
+        self.emit("mov", dst=at, a=base)                        # type: ignore[attr-defined]
+        self.emit("binop", name="add", dst=at, a=at, b=n)       # type: ignore[attr-defined]
+        c = self.vreg(T.u8)                                     # type: ignore[attr-defined]
+        self.emit("load", dst=c, base=at, off=0, size=1)        # type: ignore[attr-defined]
+        self.emit("branch", name="eq", a=c, b=0, target=done)   # type: ignore[attr-defined]
+        self.emit("binop", name="add", dst=n, a=n, b=1)         # type: ignore[attr-defined]
+        self.emit("jump", target=top)                           # type: ignore[attr-defined]
+        self.fn.loops.append((first, len(self.fn.ops) - 1))     # type: ignore[attr-defined]
+        self.emit("label", name=done)                           # type: ignore[attr-defined]
+        self.local_ids.update({n.id, base.id})                  # type: ignore[attr-defined]
+        return n
 
     def kernel_type(self, text: str, node: Any) -> KType:
         """The kernel type called ``text`` (``"task_struct"``, ``"struct sock"``)."""
