@@ -51,8 +51,10 @@ def irq_handler_entry(args):
     e = start.get(0)
     if e is None:
         return 0
+    n = Name()                   # zeroed: the name becomes a map key, so no stale
+    n.name = probe_read_kernel_str(args.name)   # bytes may follow its NUL
     e.ts = ktime_ns()
-    e.name = probe_read_kernel_str(args.name)
+    e.name = n.name
     return 0
 
 

@@ -648,3 +648,29 @@ def unchecked_packet(ctx):
 
 def test_packet_pointers_must_be_checked() -> None:
     assert "'eth' may be None here" in str(_error_of(unchecked_packet))
+
+
+def _send_exec(tag: u32) -> int:
+    e = Exec()
+    e.pid = pid()
+    e.index = tag
+    e.arg = "helper"
+    execs.output(e)                     # perf output needs the context: passed along
+    return 0
+
+
+@tracepoint("syscalls:sys_enter_execve")
+def exec_helper(args):
+    if current_task().real_parent.tgid == TARGET:
+        return _send_exec(7)
+    return 0
+
+
+@needs_bpf
+def test_called_functions_get_the_context() -> None:
+    got = []
+    with compile_module([exec_helper]).load(consts={"TARGET": os.getpid()}) as mod:
+        mod.on("execs", got.append)
+        subprocess.run(["/bin/true"], check=True)
+        mod.run(duration=0.5, until=lambda: len(got) >= 1)
+    assert [(e.index, e.arg) for e in got] == [(7, "helper")]

@@ -1,106 +1,217 @@
-"""programs/opensnoop.py against a workload that opens known files, and against
-bpftrace's equivalent one-liner."""
+"""programs/opensnoop.py: a child process opens known files (present, missing, for
+writing, through openat2) in a fresh directory; the lines are checked for its pid, comm,
+fd or errno, flags and path, each filter is exercised, and the events are compared with
+bpftrace's on the same tracepoints.
 
+The child waits for a word on stdin before it opens anything, so its pid is known when
+the tool starts and the tool filters on it in the kernel: another process opening files
+at a high rate (a benchmark) would otherwise fill the ring buffer faster than Python
+reads it, and events would be dropped.
+"""
+
+import json
 import os
+import re
 import shutil
-import signal
 import subprocess
+import sys
+import tempfile
+import threading
 import time
 
 import pytest
 
 from bpfenv import needs_bpf
-from progrun import Tool, programs_loaded
+from btrun import Bpftrace, needs_bpftrace
+from progrun import ROOT, Tool, programs_loaded
+
+pytestmark = needs_bpf
 
 HEADER = "PID    COMM               FD ERR PATH"
-PROGRAMS = ("openat_enter", "openat_exit", "openat2_enter", "openat2_exit")
+PROGS = ["opensnoop_openat", "opensnoop_openat2", "opensnoop_openat_ret",
+         "opensnoop_openat2_ret"]
+OPENER = """
+import ctypes, json, os, sys
+d = sys.argv[1]
+sys.stdin.readline()                    # wait until the tracer runs
+out = {"exists": os.open(d + "/exists", os.O_RDONLY)}
+try:
+    os.open(d + "/missing", os.O_RDONLY)
+except FileNotFoundError:
+    pass
+out["written"] = os.open(d + "/written", os.O_WRONLY | os.O_CREAT, 0o600)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+how = (ctypes.c_uint64 * 3)(os.O_RDONLY | os.O_CLOEXEC, 0, 0)
+out["exists2"] = libc.syscall(437, -100, (d + "/exists2").encode(), ctypes.byref(how), 24)
+print(json.dumps(out))
+"""
 
 
-def _workload(tmp_path, tag: str) -> tuple:
-    """Open an existing and a missing file from a child process; (pid, good, missing)."""
-    good = tmp_path / f"{tag}-exists"
-    good.write_text("x")
-    missing = tmp_path / f"{tag}-missing"
-    code = (f"import os\nfd = os.open({str(good)!r}, os.O_RDONLY)\n"
-            f"try:\n    os.open({str(missing)!r}, os.O_RDONLY)\nexcept OSError:\n    pass\n")
-    child = subprocess.run(["python3", "-c", f"import os; print(os.getpid())\n{code}"],
-                           capture_output=True, text=True, check=True)
-    return int(child.stdout), str(good), str(missing)
+@pytest.fixture
+def files():
+    """A fresh directory everyone can use, with a short path (bpftrace strings)."""
+    d = tempfile.mkdtemp(prefix="opensnoop-")
+    os.chmod(d, 0o777)
+    for name in ("exists", "exists2"):
+        with open(os.path.join(d, name), "w") as f:
+            f.write("x")
+        os.chmod(os.path.join(d, name), 0o644)
+    yield d
+    shutil.rmtree(d)
 
 
-def _rows(out: str, tmp_path) -> list:
+class Opener:
+    """The child process: started at once, opening the files of ``d`` at :meth:`go`."""
+
+    def __init__(self, d):
+        self.proc = subprocess.Popen([sys.executable, "-c", OPENER, d], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.pid = self.proc.pid
+
+    def go(self):
+        """Open the files; returns {name: fd}."""
+        out, _ = self.proc.communicate("go\n", timeout=30)
+        assert self.proc.returncode == 0
+        time.sleep(0.3)
+        return json.loads(out)
+
+
+def _rows(out, d, col=0):
+    """(pid, comm, fd, err, path) of the lines about files in ``d``; ``col``: leading
+    columns (time, uid) to skip."""
     rows = []
     for line in out.splitlines():
-        parts = line.split(None, 4)
-        if len(parts) == 5 and parts[4].startswith(str(tmp_path)):
-            rows.append((int(parts[0]), parts[1], int(parts[2]), int(parts[3]), parts[4]))
+        f = line.split()
+        if len(f) >= 5 + col and f[-1].startswith(d + "/"):
+            rows.append((int(f[col]), f[col + 1], int(f[col + 2]), int(f[col + 3]), f[-1]))
     return rows
 
 
-@needs_bpf
-def test_opensnoop_shows_fd_and_errno(tmp_path) -> None:
-    tool = Tool("opensnoop", header=HEADER)
-    pid, good, missing = _workload(tmp_path, "os1")
+def test_opensnoop_sees_a_childs_opens(files):
+    child = Opener(files)
+    tool = Tool("opensnoop", "-p", child.pid, header=HEADER)
+    fds = child.go()
+    rc, out, err = tool.stop()
+    assert rc == 0, err
+    got = {r[4]: r for r in _rows(out, files)}
+    assert all(r[0] == child.pid and r[1].startswith("python") for r in got.values()), out
+    assert {p: (r[2], r[3]) for p, r in got.items()} == {
+        files + "/exists": (fds["exists"], 0), files + "/missing": (-1, 2),
+        files + "/written": (fds["written"], 0), files + "/exists2": (fds["exists2"], 0)}
+    assert not programs_loaded(PROGS)
+
+
+def test_opensnoop_failed_only_with_time_uid_flags(files):
+    child = Opener(files)
+    tool = Tool("opensnoop", "-x", "-T", "-U", "-e", "-p", child.pid,
+                header="TIME(s)       UID   PID    COMM               FD ERR FLAGS    PATH")
+    child.go()
+    rc, out, err = tool.stop()
+    assert rc == 0, err
+    lines = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    assert all(int(f[5]) != 0 and f[4] == "-1" for f in lines), out
+    mine = [f for f in lines if f[-1].startswith(files)]
+    assert len(mine) == 1 and mine[0][-1] == files + "/missing", out
+    t, uid, pid, comm, fd, errno, flags, _ = mine[0]
+    assert re.match(r"\d+\.\d{9}$", t) and uid == "0" and pid == str(child.pid)
+    assert errno == "2" and flags == f"{os.O_RDONLY | os.O_CLOEXEC:08o}"
+
+
+def test_opensnoop_uid_and_name_filters(files):
+    tool = Tool("opensnoop", "-U", "-u", 65534, "-n", "cat", header="UID   PID")
+    subprocess.run(["sh", "-c", f"cat {files}/exists {files}/missing; echo > {files}/written"],
+                   user=65534, capture_output=True, timeout=30)
+    subprocess.run(["cat", f"{files}/exists2"], capture_output=True, timeout=30)   # root
     time.sleep(0.3)
     rc, out, err = tool.stop()
     assert rc == 0, err
-    rows = [r for r in _rows(out, tmp_path) if r[0] == pid]
-    assert [(r[1], r[4]) for r in rows] == [("python3", good), ("python3", missing)], out
-    assert rows[0][2] >= 3 and rows[0][3] == 0          # an fd, no error
-    assert rows[1][2] == -1 and rows[1][3] == 2          # ENOENT
-    assert not programs_loaded(PROGRAMS)
+    lines = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    assert lines and all(f[0] == "65534" and f[2] == "cat" for f in lines), out
+    assert {(r[1], r[3], r[4]) for r in _rows(out, files, col=1)} == {
+        ("cat", 0, files + "/exists"), ("cat", 2, files + "/missing")}, out
 
 
-@needs_bpf
-def test_opensnoop_filters(tmp_path) -> None:
-    tool = Tool("opensnoop", "-x", "-T", "-U", "-n", "python", header="TIME(s)")
-    pid, good, missing = _workload(tmp_path, "os2")
-    time.sleep(0.3)
-    rc, out, err = tool.stop(signal.SIGTERM)
-    assert rc == 0, err
-    mine = [line.split() for line in out.splitlines() if str(tmp_path) in line]
-    assert len(mine) == 1 and mine[0][-1] == missing, out   # -x: only the failure
-    time_s, uid, p = float(mine[0][0]), int(mine[0][1]), int(mine[0][2])
-    assert time_s >= 0 and uid == os.getuid() and p == pid
-    tool = Tool("opensnoop", "-p", os.getpid(), header=HEADER)
-    other, _, _ = _workload(tmp_path, "os3")
-    with open(tmp_path / "os2-exists"):
+def test_opensnoop_pid_and_flag_filters(files):
+    tool = Tool("opensnoop", "-p", os.getpid(), "-f", "O_WRONLY", "-e", header="FLAGS")
+    Opener(files).go()                                          # another process
+    with open(os.path.join(files, "exists")):                   # read-only: filtered
+        pass
+    with open(os.path.join(files, "mine"), "w"):
         pass
     time.sleep(0.3)
     rc, out, err = tool.stop()
     assert rc == 0, err
-    assert {r[0] for r in _rows(out, tmp_path)} == {os.getpid()}, out
+    lines = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    assert lines and all(f[0] == str(os.getpid()) and int(f[4], 8) & os.O_WRONLY
+                         for f in lines), out
+    assert [f[-1] for f in lines if f[-1].startswith(files)] == [files + "/mine"]
 
 
-@needs_bpf
-@pytest.mark.skipif(shutil.which("bpftrace") is None, reason="bpftrace is not installed")
-def test_opensnoop_agrees_with_bpftrace() -> None:
-    import tempfile
-    from pathlib import Path
-    tmp_path = Path(tempfile.mkdtemp(prefix="bt"))     # bpftrace strings: <= 64 bytes
-    script = ('tracepoint:syscalls:sys_enter_openat /str(args->filename) == "%s"/ '
-              '{ printf("%%d %%s\\n", pid, str(args->filename)); }')
-    good = tmp_path / "bt-exists"
-    good.write_text("x")
-    bt = subprocess.Popen(["bpftrace", "-e", script % good], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-    tool = Tool("opensnoop", header=HEADER)
-    try:
-        line = bt.stdout.readline()                # "Attaching 1 probe..."
-        assert "Attaching" in line, line + bt.stderr.read()
-        pids = []
-        for _ in range(3):
-            child = subprocess.run(["python3", "-c", f"import os; print(os.getpid()); "
-                                    f"open({str(good)!r}).close()"], capture_output=True,
-                                   text=True, check=True)
-            pids.append(int(child.stdout))
-        time.sleep(0.5)
-    finally:
-        bt.send_signal(signal.SIGINT)
-        bt_out, _ = bt.communicate(timeout=30)
-        rc, out, err = tool.stop()
-    theirs = {int(line.split()[0]) for line in bt_out.splitlines()
-              if line.endswith(str(good))}
-    ours = {r[0] for r in _rows(out, tmp_path) if r[4] == str(good)}
-    shutil.rmtree(tmp_path)
-    assert ours == theirs == set(pids), (out, bt_out)
+def test_opensnoop_tid_filter(files):
+    go, done = threading.Event(), threading.Event()
+    tids = []
+
+    def worker():
+        tids.append(threading.get_native_id())
+        go.wait(30)
+        with open(os.path.join(files, "exists2")):
+            pass
+        done.set()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    while not tids:
+        time.sleep(0.01)
+    tool = Tool("opensnoop", "-t", tids[0], header="TID    COMM")
+    with open(os.path.join(files, "exists")):                   # main thread: filtered
+        pass
+    go.set()
+    done.wait(30)
+    t.join()
+    time.sleep(0.3)
+    rc, out, err = tool.stop()
+    assert rc == 0, err
+    lines = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    assert [(f[0], f[-1]) for f in lines] == [(str(tids[0]), files + "/exists2")], out
+
+
+def test_opensnoop_duration(files):
+    child = Opener(files)
+    tool = Tool("opensnoop", "-d", 2, "-p", child.pid, header=HEADER)
+    child.go()
+    rc = tool.proc.wait(timeout=30)                             # -d: ends by itself
+    out = "".join(tool.lines) + tool.proc.stdout.read()
+    assert rc == 0, tool.proc.stderr.read()
+    assert len(_rows(out, files)) == 4, out
+
+
+def test_opensnoop_bad_flag_is_a_usage_error():
+    for flag in ("O_NOPE", "O_RDONLY"):
+        proc = subprocess.run([sys.executable, "programs/opensnoop.py", "-f", flag],
+                              cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2 and "usage:" in proc.stderr, proc.stderr
+
+
+@needs_bpftrace
+def test_opensnoop_matches_bpftrace(files):
+    child = Opener(files)
+    script = """
+tracepoint:syscalls:sys_enter_openat /pid == PID/ { @f[tid] = args->filename; }
+tracepoint:syscalls:sys_enter_openat2 /pid == PID/ { @f[tid] = args->filename; }
+tracepoint:syscalls:sys_exit_openat, tracepoint:syscalls:sys_exit_openat2 /@f[tid]/ {
+  printf("EV %d %d %s\\n", pid, args->ret, str(@f[tid])); delete(@f[tid]); }
+END { clear(@f); }
+""".replace("PID", str(child.pid))
+    bt = Bpftrace(script)
+    tool = Tool("opensnoop", "-p", child.pid, header=HEADER)
+    time.sleep(1.0)                     # bpftrace prints "Attaching" before it attaches
+    child.go()
+    rc, out, err = tool.stop()
+    theirs = {(int(f[1]), int(f[2]), f[3]) for f in
+              (line.split() for line in bt.stop().splitlines())
+              if len(f) == 4 and f[0] == "EV"}
+    assert rc == 0, err
+    ours = {(r[0], r[2] if r[2] >= 0 else -r[3], r[4]) for r in _rows(out, "")}
+    assert ours == theirs, (out, theirs)
+    assert len([p for _, _, p in ours if p.startswith(files + "/")]) == 4

@@ -60,7 +60,7 @@ def compile_functions(entry: Callable[..., Any], unit: Optional[Unit] = None,
         in_progress.append(fn)
         src = parse_function(fn)
         ir = FunctionCompiler(src, resolve, entry=is_entry, unit=unit,
-                              kind=kind if is_entry else None).compile()
+                              kind=kind).compile()
         gen = generate(ir)
         locals_ = {VREG_BASE + op.dst.id for op in ir.ops
                    if op.dst is not None and op.dst.local}

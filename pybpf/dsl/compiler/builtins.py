@@ -218,8 +218,9 @@ class BuiltinsMixin:
     def need_ctx(self, node: Any) -> VReg:
         """The context register (for helpers that take it)."""
         if self.ctx is None:                                    # type: ignore[attr-defined]
-            raise self.error("this needs the program's context, which only the program "  # type: ignore[attr-defined]
-                             "function itself has", node, "call it in the decorated function")
+            raise self.error("this needs the program's context, which only a program and "  # type: ignore[attr-defined]
+                             "the functions it calls (with at most 4 parameters) have", node,
+                             "call it in the decorated function")
         return self.ctx.reg                                     # type: ignore[attr-defined]
 
     # -- helpers with destinations ------------------------------------------------------

@@ -251,6 +251,12 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 reg = self.vreg(t, local=True)
                 self.locals[arg.arg] = reg
                 self.emit("param", dst=reg, a=i)
+            if self.kind is not None and len(a.args) < 5:
+                # the program's context comes as a hidden last argument, so functions
+                # called by a program can read ctx fields and send perf events too
+                reg = self.vreg(PtrType(None, "ctx"), local=True)
+                self.emit("param", dst=reg, a=len(a.args))
+                self.ctx = CtxRef(reg)
         if not self.body(node.body):
             self.loc = self.src.loc(node)
             self.emit("ret", a=0)
@@ -1149,6 +1155,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 args.append(self.convert(self.expr(arg), pt))
             self.loc = self.src.loc(node)
             dst = self.vreg(ret)
+            if self.kind is not None and self.ctx is not None and len(params) < 5:
+                args.append(self.ctx.reg)       # the hidden context argument
             self.emit("call", dst=dst, name=name, args=tuple(args))
             if name not in self.fn.calls:
                 self.fn.calls.append(name)
