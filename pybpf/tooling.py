@@ -87,6 +87,12 @@ def run_tool(mod: Any, *, duration: Optional[float] = None, interval: Optional[f
         mod.run(duration, interval=interval, on_interval=on_interval, until=until)
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:
+        # the reader went away (``pybpf run opensnoop | head``): stop quietly; the
+        # caller's ``with`` still detaches everything
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def errno_name(value: int) -> str:

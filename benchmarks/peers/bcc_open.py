@@ -9,10 +9,12 @@ The program sends the same 88-byte record as pybpf's and clang's (tgid, comm, th
 64 bytes of the path) through BPF_PERF_OUTPUT (perf_submit) or BPF_RINGBUF_OUTPUT
 (ringbuf_output, flags 0, BCC's usual call). Prints ``comm filename`` per event until
 SIGINT; with ``--count`` only the first, then on SIGINT drains and prints
-``received N lost M``. Buffers: 512 pages per CPU (perf), 8 MiB (ring), as the others.
+``received N lost M``. Buffers with ``--count``: 512 pages per CPU (perf), 8 MiB (ring),
+as the others; without: BCC's default 8 pages (perf), 256 KiB (ring).
 """
 
 import argparse
+import signal
 import sys
 
 from bcc import BPF
@@ -55,9 +57,11 @@ def main():
     ap.add_argument("--out", choices=("perf", "ring"), default="perf")
     ap.add_argument("--count", action="store_true")
     args = ap.parse_args()
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started ignored
     text = TEXT.replace("TGID", str(args.pid))
     if args.out == "ring":
-        text = text.replace("OUTPUT_DECL", "BPF_RINGBUF_OUTPUT(events, 2048);")
+        pages = 2048 if args.count else 64        # 8 MiB / 256 KiB, as pybpf's
+        text = text.replace("OUTPUT_DECL", "BPF_RINGBUF_OUTPUT(events, %d);" % pages)
         text = text.replace("OUTPUT_CALL", "events.ringbuf_output(&e, sizeof(e), 0)")
     else:
         text = text.replace("OUTPUT_DECL", "BPF_PERF_OUTPUT(events);")
@@ -82,7 +86,8 @@ def main():
         poll = b.ring_buffer_poll
         drain = b.ring_buffer_consume
     else:
-        table.open_perf_buffer(on_event, page_cnt=512, lost_cb=on_lost)
+        table.open_perf_buffer(on_event, page_cnt=512 if args.count else 8,   # 8: BCC's
+                               lost_cb=on_lost)
         poll = b.perf_buffer_poll
         drain = lambda: b.perf_buffer_poll(0)
     try:

@@ -2,10 +2,11 @@
 /* libbpf loader of open.bpf.o (through the skeleton bpftool generates) for
  * benchmarks/peers.py.
  *
- *   libbpf_open [-p TGID] [-w adaptive|event|perf] [-c]
+ *   libbpf_open [-p TGID] [-w adaptive|event|perf] [-c] [-r RING_KB]
  *
  * Prints "comm filename" per openat call until SIGINT; with -c prints only the first
- * event, counts the rest and, on SIGINT, drains and prints "received N lost M". */
+ * event, counts the rest and, on SIGINT, drains and prints "received N lost M". The
+ * ring buffer is 256 KiB (8 MiB with -c) unless -r says otherwise. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,18 +61,19 @@ static void on_perf_lost(void *ctx, int cpu, __u64 n)
 
 int main(int argc, char **argv)
 {
-    unsigned int tgid = 0, mode = 0;
+    unsigned int tgid = 0, mode = 0, ring_kb = 0;
     struct open_bpf *skel;
     struct ring_buffer *rb = NULL;
     struct perf_buffer *pb = NULL;
     int opt, err;
 
-    while ((opt = getopt(argc, argv, "p:w:c")) != -1) {
+    while ((opt = getopt(argc, argv, "p:w:cr:")) != -1) {
         switch (opt) {
         case 'p': tgid = strtoul(optarg, NULL, 10); break;
         case 'w': mode = !strcmp(optarg, "event") ? 1 : !strcmp(optarg, "perf") ? 2 : 0;
                   break;
         case 'c': count_only = 1; break;
+        case 'r': ring_kb = strtoul(optarg, NULL, 10); break;
         default: return 2;
         }
     }
@@ -82,6 +84,10 @@ int main(int argc, char **argv)
         return 1;
     skel->rodata->targ_tgid = tgid;
     skel->rodata->wake_mode = mode;
+    if (!ring_kb)
+        ring_kb = count_only ? 8192 : 256;
+    bpf_map__set_max_entries(skel->maps.ring, ring_kb * 1024);
+    skel->rodata->wake_threshold = ring_kb * 1024 / 4;
     if ((err = open_bpf__load(skel))) {
         fprintf(stderr, "load: %s\n", strerror(-err));
         return 1;
@@ -97,11 +103,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "attach: %s\n", strerror(-err));
         return 1;
     }
-    /* adaptive wake-ups need a timed poll (5 ms, as pybpf's reader) */
+    /* adaptive wake-ups need a timed poll (5 ms, as pybpf's reader), and a consume
+     * after it: ring_buffer__poll reads only the rings epoll reported, and records
+     * posted with BPF_RB_NO_WAKEUP are never reported */
     while (!stop) {
         err = pb ? perf_buffer__poll(pb, 5) : ring_buffer__poll(rb, mode == 0 ? 5 : 100);
         if (err < 0 && err != -EINTR)
             break;
+        if (rb && mode == 0)
+            ring_buffer__consume(rb);
     }
     open_bpf__detach(skel);
     if (pb)

@@ -27,7 +27,8 @@ struct event {
 const volatile __u32 targ_tgid = 0;     /* 0: every process */
 const volatile __u32 wake_mode = 0;     /* 0 adaptive, 1 flags 0 (per event), 2 perf */
 
-#define RING_BYTES (8 << 20)
+#define RING_BYTES (8 << 20)     /* the loader may resize it, and sets the threshold */
+const volatile __u64 wake_threshold = RING_BYTES / 4;   /* adaptive: a quarter */
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -65,7 +66,7 @@ int peers_open(struct sys_enter_openat_args *ctx)
     } else {
         __u64 flags = 0;
         if (wake_mode == 0)
-            flags = bpf_ringbuf_query(&ring, BPF_RB_AVAIL_DATA) < RING_BYTES / 4
+            flags = bpf_ringbuf_query(&ring, BPF_RB_AVAIL_DATA) < wake_threshold
                     ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
         err = bpf_ringbuf_output(&ring, &e, sizeof(e), flags);
     }

@@ -12,10 +12,14 @@ probe is live), counts the rest, and on SIGINT drains the buffer and prints
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
-import sys
+import time
+
+T0 = time.monotonic()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,7 +38,12 @@ def main() -> int:
     ap.add_argument("--out", choices=("ring", "perf"), default="ring")
     ap.add_argument("--wakeup", default="adaptive")
     ap.add_argument("--count", action="store_true")
+    ap.add_argument("--ring-kb", type=int,
+                    help="ring buffer size (default 256 KiB; 8 MiB with --count)")
     args = ap.parse_args()
+    ring_bytes = args.ring_kb * 1024 if args.ring_kb else \
+        (pp.RING_BYTES if args.count else 256 * 1024)
+    t_import = time.monotonic()
 
     stop = [False]
 
@@ -64,12 +73,21 @@ def main() -> int:
         reader = PerfBufReader(target, batch_callback=batch, record=pp.EVENT,
                                pages=pp.PERF_PAGES, wakeup=args.wakeup)
     else:
-        target = RingBuf(size=pp.RING_BYTES, name="events")
+        target = RingBuf(size=ring_bytes, name="events")
         reader = RingBufReader(target, batch_callback=batch, record=pp.EVENT,
                                wakeup=args.wakeup, drops=(drops, 0))
+    t_maps = time.monotonic()
     code = pp.build_program(args.out, target, drops, args.pid, args.wakeup)
     prog = ProgramSpec(ProgType.TRACEPOINT, code, name="peers_open").load()
+    t_load = time.monotonic()
     link = attach_tracepoint(prog, "syscalls", "sys_enter_openat")
+    t_attach = time.monotonic()
+    # where the start-up goes, for benchmarks/peers.py (ms since the script started)
+    sys.stderr.write("pybpf-phases: imports %.1f maps+reader %.1f build+load %.1f "
+                     "attach %.1f\n" % tuple(1e3 * (b - a) for a, b in (
+                         (T0, t_import), (t_import, t_maps), (t_maps, t_load),
+                         (t_load, t_attach))))
+    sys.stderr.flush()
     poller = Poller([reader])
     try:
         while not stop[0]:

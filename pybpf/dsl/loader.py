@@ -293,13 +293,26 @@ class LoadedModule:
     def run(self, duration: Optional[float] = None, *, interval: Optional[float] = None,
             on_interval: Optional[Callable[[], Any]] = None,
             until: Optional[Callable[[], bool]] = None) -> None:
-        """Poll events until Ctrl-C, ``duration`` seconds or ``until()``; call
-        ``on_interval()`` every ``interval`` seconds (summaries). Ctrl-C ends the loop
-        quietly; the module stays loaded until :meth:`close`."""
+        """Poll events until Ctrl-C/SIGTERM, ``duration`` seconds or ``until()``; call
+        ``on_interval()`` every ``interval`` seconds (summaries). While it runs (in the
+        main thread), SIGINT and SIGTERM only set a flag, so a batch of records being
+        handed to the callbacks is never cut in half; the loop then ends, the records
+        still in the buffers are handed over, and the module stays loaded until
+        :meth:`close`."""
+        import signal
+        import threading
+        stop: List[int] = []
+        saved: Dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    saved[sig] = signal.signal(sig, lambda signum, frame: stop.append(signum))
+                except (ValueError, OSError):                  # pragma: no cover
+                    pass
         start = time.monotonic()
         next_tick = start + interval if interval else None
         try:
-            while True:
+            while not stop:
                 now = time.monotonic()
                 if duration is not None and now - start >= duration:
                     break
@@ -314,17 +327,17 @@ class LoadedModule:
                     self.poll(max(0.0, min(waits)))
                 else:
                     time.sleep(max(0.0, min(waits)))
-                if next_tick is not None and time.monotonic() >= next_tick:
+                if next_tick is not None and time.monotonic() >= next_tick and not stop:
                     if on_interval is not None:
                         on_interval()
                     next_tick += interval                      # type: ignore[operator]
+            if self.readers:
+                self.poll(0)                                   # the last records
         except KeyboardInterrupt:
-            pass
-        if self.readers:
-            try:
-                self.poll(0)                # the last records
-            except KeyboardInterrupt:       # pragma: no cover
-                pass
+            pass                                               # SIGINT before the handlers
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
 
     # -- life ---------------------------------------------------------------------------
     @property
