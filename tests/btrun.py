@@ -5,11 +5,18 @@ import os
 import shutil
 import subprocess
 import time
+import weakref
 
 import pytest
 
 needs_bpftrace = pytest.mark.skipif(shutil.which("bpftrace") is None,
                                     reason="bpftrace is not installed")
+
+
+def _kill(proc):
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 class Bpftrace:
@@ -18,6 +25,7 @@ class Bpftrace:
     def __init__(self, script, timeout=60.0):
         self.proc = subprocess.Popen(["bpftrace", "-e", script], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
+        weakref.finalize(self, _kill, self.proc)     # never outlive a failing test
         deadline = time.monotonic() + timeout
         self.head = []
         while time.monotonic() < deadline:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,6 +20,12 @@ def env():
     return e
 
 
+def _kill(proc):
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 class Tool:
     """``programs/NAME.py ARGS`` running with pipes; ``lines`` holds the stdout read."""
 
@@ -26,6 +33,8 @@ class Tool:
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join("programs", name + ".py"), *map(str, args)],
             cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # a failing test must not leave the tool running (and attached) for the next ones
+        weakref.finalize(self, _kill, self.proc)
         self.lines = []
         deadline = time.monotonic() + timeout
         while not any(header in line for line in self.lines):
