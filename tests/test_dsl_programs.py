@@ -674,3 +674,28 @@ def test_called_functions_get_the_context() -> None:
         subprocess.run(["/bin/true"], check=True)
         mod.run(duration=0.5, until=lambda: len(got) >= 1)
     assert [(e.index, e.arg) for e in got] == [(7, "helper")]
+
+
+tiny = RingBuf(Pair, size=4096)
+
+
+@xdp()
+def flood(ctx):
+    p = Pair(a=1)
+    for i in range(300):
+        p.b = i
+        tiny.output(p)
+    return 2
+
+
+@needs_bpf
+def test_full_ring_buffer_drops_are_counted() -> None:
+    batches = []
+    with compile_module([flood]).load(attach=False) as mod:
+        mod.on("tiny", batches.append, batch=True)
+        mod.programs["flood"].test_run(PACKET)
+        mod.poll(0.5)
+        got = [e.b for batch in batches for e in batch]
+        lost = mod.lost("tiny")
+    assert got == list(range(len(got))) and 0 < len(got) < 300
+    assert lost == 300 - len(got)

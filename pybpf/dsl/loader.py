@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TextI
 
 from .attach import ProgramKind, kind_of
 from .compiler import CompileError, Unit, compile_functions
-from .compiler.unit import PRINT_MAP, RODATA_MAP, PrintSite
+from .compiler.unit import DROPS_MAP, PRINT_MAP, RODATA_MAP, PrintSite
 from .maps import MapDecl, PerfEventArray, RingBuf
 
 __all__ = ["ModuleSpec", "CompiledModuleProgram", "LoadedModule", "compile_module", "load",
@@ -249,14 +249,17 @@ class LoadedModule:
             raise KeyError(f"no map {name!r} in {self.spec.name} (maps: "
                            f"{', '.join(self.maps) or 'none'})") from None
 
-    def _add_reader(self, name: str, callback: Callable[[Any], Any], record: Any) -> Any:
+    def _add_reader(self, name: str, callback: Callable[[Any], Any], record: Any,
+                    batch: bool = False) -> Any:
         from ..events import PerfBufReader, RingBufReader
         decl = self.spec.unit.maps[name]
+        hand = {"batch_callback": callback} if batch else {"callback": callback}
         if isinstance(decl, RingBuf):
-            reader = RingBufReader(self.maps[name], callback, record=record,
-                                   wakeup="adaptive" if decl.wakeup == "adaptive" else "per_event")
+            reader = RingBufReader(self.maps[name], record=record,
+                                   wakeup="adaptive" if decl.wakeup == "adaptive" else "per_event",
+                                   **hand)
         elif isinstance(decl, PerfEventArray):
-            reader = PerfBufReader(self.maps[name], callback, record=record)
+            reader = PerfBufReader(self.maps[name], record=record, **hand)
         else:
             raise TypeError(f"map {name!r} is a {type(decl).__name__}: only ring buffers "
                             "and perf event arrays carry events")
@@ -265,16 +268,31 @@ class LoadedModule:
             self._poller.add(reader)
         return reader
 
-    def on(self, name: str, callback: Callable[[Any], Any], *, decode: bool = True) -> Any:
+    def on(self, name: str, callback: Callable[[Any], Any], *, decode: bool = True,
+           batch: bool = False) -> Any:
         """Call ``callback(event)`` for each record of ring buffer / perf event array
-        ``name``: an instance of its Struct (``decode=False``: ``bytes``). Returns the
-        reader."""
+        ``name``: an instance of its Struct (``decode=False``: ``bytes``); with
+        ``batch=True``, ``callback(events)`` once per batch with a list (fastest).
+        Returns the reader."""
         if name not in self.spec.unit.maps:
             raise KeyError(f"no event map {name!r} in {self.spec.name}")
         decl = self.spec.unit.maps[name]
         event = getattr(decl, "event", None)
-        record = (lambda raw: event.from_bytes(raw)) if (decode and event is not None) else None
-        return self._add_reader(name, callback, record)
+        record = event.from_bytes if (decode and event is not None) else None
+        return self._add_reader(name, callback, record, batch)
+
+    def lost(self, name: str) -> int:
+        """Records of ring buffer / perf event array ``name`` that never reached user
+        space: refused by a full ring (counted by the program, all CPUs), or reported
+        lost by the kernel for a perf buffer (since its reader started)."""
+        decl = self.spec.unit.maps.get(name)
+        if isinstance(decl, PerfEventArray):
+            reader = self.readers.get(name)
+            return int(reader.lost) if reader is not None else 0
+        slot = self.spec.unit.drop_slots.get(name)
+        if slot is None or DROPS_MAP not in self.maps:
+            return 0
+        return sum(self.maps[DROPS_MAP][slot])
 
     def _on_print(self, raw: Any) -> None:
         site_id = struct.unpack_from("<I", raw, 0)[0]

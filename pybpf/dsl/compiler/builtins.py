@@ -10,7 +10,7 @@ from .. import types as T
 from ..maps import MapDecl, PerfEventArray, RingBuf, StackTraceMap
 from .ir import FrameAddr, KType, MapFd, Operand, PtrType, VReg
 from .memory import CtxRef, Place
-from .unit import PRINT_MAP
+from .unit import DROPS_MAP, PRINT_MAP
 
 __all__ = ["BuiltinsMixin", "MapRef", "DEST_HELPERS"]
 
@@ -172,9 +172,7 @@ class BuiltinsMixin:
             size = T.sizeof(p.type)
             dst = self.vreg(T.i64)                              # type: ignore[attr-defined]
             if isinstance(decl, RingBuf):
-                self.emit("helper", dst=dst, name="ringbuf_output",  # type: ignore[attr-defined]
-                          args=(MapFd(ref.name), self.addr_arg(p), size,  # type: ignore[attr-defined]
-                                self.wakeup_flags(ref)))
+                return self.ring_output(ref, self.addr_arg(p), size)  # type: ignore[attr-defined]
             else:
                 self.emit("helper", dst=dst, name="perf_event_output",  # type: ignore[attr-defined]
                           args=(self.need_ctx(node), MapFd(ref.name), _BPF_F_CURRENT_CPU,
@@ -530,9 +528,31 @@ class BuiltinsMixin:
                 dst = Place(None, base + off, v.type, "stack")
                 self.emit("zero", off=base + off, size=(v.type.count + 7) // 8 * 8)  # type: ignore[attr-defined]
                 self.copy(dst, v, node)                         # type: ignore[attr-defined]
-        flags = self.wakeup_flags(MapRef(unit.maps[PRINT_MAP], PRINT_MAP))
-        self.emit("helper", dst=self.vreg(T.i64), name="ringbuf_output",  # type: ignore[attr-defined]
-                  args=(MapFd(PRINT_MAP), FrameAddr(base), size, flags))
+        self.ring_output(MapRef(unit.maps[PRINT_MAP], PRINT_MAP), FrameAddr(base), size)
+
+    def ring_output(self, ref: MapRef, addr: Any, size: int) -> VReg:
+        """``bpf_ringbuf_output`` with the ring's wake-up flags; a refused record (the
+        ring is full) adds one to the ring's per-CPU drop counter, which
+        :meth:`pybpf.dsl.loader.LoadedModule.lost` reads."""
+        flags = self.wakeup_flags(ref)
+        ret = self.vreg(T.i64)                                  # type: ignore[attr-defined]
+        self.emit("helper", dst=ret, name="ringbuf_output",     # type: ignore[attr-defined]
+                  args=(MapFd(ref.name), addr, size, flags))
+        slot = self.unit.drop_slot(ref.name)                    # type: ignore[attr-defined]
+        done = self.label("sent")                               # type: ignore[attr-defined]
+        self.emit("branch", name="sge", a=ret, b=0, target=done)  # type: ignore[attr-defined]
+        off = self.temp("key", 4)                               # type: ignore[attr-defined]
+        self.emit("store", base=None, off=off, size=4, a=slot)  # type: ignore[attr-defined]
+        ptr = self.vreg(PtrType(T.u64, "map"))                  # type: ignore[attr-defined]
+        self.emit("helper", dst=ptr, name="map_lookup_elem",    # type: ignore[attr-defined]
+                  args=(MapFd(DROPS_MAP), FrameAddr(off)))
+        self.emit("branch", name="eq", a=ptr, b=0, target=done)  # type: ignore[attr-defined]
+        n = self.vreg(T.u64)                                    # type: ignore[attr-defined]
+        self.emit("load", dst=n, base=ptr, off=0, size=8)       # type: ignore[attr-defined]
+        self.emit("binop", name="add", dst=n, a=n, b=1)         # type: ignore[attr-defined]
+        self.emit("store", base=ptr, off=0, size=8, a=n)        # type: ignore[attr-defined]
+        self.emit("label", name=done)                           # type: ignore[attr-defined]
+        return ret
 
 
 def is_ctx(v: Any) -> bool:

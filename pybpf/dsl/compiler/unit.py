@@ -8,12 +8,16 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from ...asm.instruction import SourceLocation
 from ..types import Const
 
-__all__ = ["Unit", "PrintSite", "PRINT_MAP", "RODATA_MAP"]
+__all__ = ["Unit", "PrintSite", "PRINT_MAP", "RODATA_MAP", "DROPS_MAP"]
 
 #: the ring buffer that carries print() records to user space
 PRINT_MAP = "__pybpf_print"
 #: the frozen array map holding load-time constants
 RODATA_MAP = ".rodata"
+#: per-CPU counters of records a full ring buffer refused, one slot per ring
+DROPS_MAP = "__pybpf_drops"
+#: how many rings a module can count drops for
+MAX_RINGS = 64
 
 
 class PrintSite(NamedTuple):
@@ -39,6 +43,21 @@ class Unit:
         self.consts: Dict[str, Tuple[Const, int]] = {}  # name -> (const, offset)
         self.rodata_size = 0
         self.prints: List[PrintSite] = []
+        self.drop_slots: Dict[str, int] = {}           # ring name -> slot in DROPS_MAP
+
+    def drop_slot(self, ring: str) -> int:
+        """The slot of ring buffer ``ring`` in the drop counters (adds the map)."""
+        if ring not in self.drop_slots:
+            if DROPS_MAP not in self.maps:
+                from ..maps import PerCPUArrayMap
+                from ..types import u64
+                decl = PerCPUArrayMap(u64, MAX_RINGS, name=DROPS_MAP)
+                self.maps[DROPS_MAP] = decl
+                self.map_names[id(decl)] = DROPS_MAP
+            if len(self.drop_slots) >= MAX_RINGS:
+                raise ValueError(f"more than {MAX_RINGS} ring buffers in one module")
+            self.drop_slots[ring] = len(self.drop_slots)
+        return self.drop_slots[ring]
 
     def map_name(self, decl: Any, global_name: str) -> str:
         """The map name of ``decl`` (first seen as global ``global_name``)."""
