@@ -699,3 +699,48 @@ def test_full_ring_buffer_drops_are_counted() -> None:
         lost = mod.lost("tiny")
     assert got == list(range(len(got))) and 0 < len(got) < 300
     assert lost == 300 - len(got)
+
+
+# -- USDT arguments ----------------------------------------------------------------------
+USDT_C = r"""
+#include <sys/sdt.h>
+int main(int argc, char **argv) {
+    volatile long x = 40 + argc;
+    volatile int y = -7;
+    long xv = x;
+    int yv = y;
+    STAP_PROBE3(pybpf, args, xv, yv, 5);
+    return 0;
+}
+"""
+usdt_out = ArrayMap(u64, 4)
+
+
+def usdt_args(ctx):
+    usdt_out[0] = ctx.arg0
+    usdt_out[1] = u64(ctx.arg1)          # an int: sign-extended, then as u64
+    usdt_out[2] = ctx.arg2
+    usdt_out[3] += 1
+    return 0
+
+
+@needs_bpf
+@pytest.mark.parametrize("opt", ["-O0", "-O2"])
+def test_usdt_arguments(tmp_path, opt) -> None:
+    import shutil
+    if shutil.which("gcc") is None or subprocess.run(
+            ["gcc", "-E", "-x", "c", "-"], input="#include <sys/sdt.h>\n",
+            capture_output=True, text=True).returncode:
+        pytest.skip("gcc and sys/sdt.h (systemtap-sdt-dev) build the USDT test binary")
+    src = tmp_path / "u.c"
+    src.write_text(USDT_C)
+    binary = tmp_path / "u"
+    subprocess.run(["gcc", opt, "-o", str(binary), str(src)], check=True)
+    from pybpf.dsl import usdt
+    from pybpf.elf.usdt import find_usdt
+    kinds = {a.kind for a in find_usdt(str(binary), "pybpf", "args")[0].args}
+    fn = usdt(f"{binary}:pybpf:args")(usdt_args)
+    with compile_module([fn]).load() as mod:
+        subprocess.run([str(binary), "a"], check=True)
+        got = [mod["usdt_out"][i] for i in range(4)]
+    assert got == [42, 2**64 - 7, 5, 1], (kinds, got)

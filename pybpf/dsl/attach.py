@@ -11,7 +11,7 @@ decorator                                   context fields (``ctx.<name>``)
 ``@kretprobe("do_unlinkat")``               ``retval`` too
 ``@uprobe("c:malloc")``                     ``arg0``..``arg5`` (``"binary:symbol"``)
 ``@uretprobe("bash:readline")``             ``retval``
-``@usdt("binary:provider:name")``           none yet (use helpers)
+``@usdt("binary:provider:name")``           ``arg0``.. as the probe's notes describe
 ``@fentry("do_unlinkat")``                  arguments by name (Linux 5.5)
 ``@fexit("do_unlinkat")``                   arguments and ``retval``
 ``@perf_event(frequency=49)``               ``sample_period``, ``addr`` (CPU sampling)
@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 
 from .context import (
     PERF_EVENT_FIELDS, SKB_FIELDS, XDP_FIELDS, Context, fixed_context, pt_regs_context,
-    slot_context, tracepoint_context,
+    slot_context, tracepoint_context, usdt_context,
 )
 from .types import u64
 
@@ -95,7 +95,10 @@ class ProgramKind:
             return slot_context(f"{d} {t}", self._tp_proto())
         if d in ("kprobe", "kretprobe"):
             return pt_regs_context(f"{d} {t}", self._proto(), ret=d == "kretprobe")
-        if d in ("uprobe", "uretprobe", "usdt"):
+        if d == "usdt":
+            binary, _, probe = t.partition(":")
+            return usdt_context(f"usdt {t}", binary, probe, self.options.get("pid", -1))
+        if d in ("uprobe", "uretprobe"):
             return pt_regs_context(f"{d} {t}", None, ret=d == "uretprobe")
         if d in ("fentry", "fexit"):
             proto = self._proto()

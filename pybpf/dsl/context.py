@@ -15,6 +15,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 from .types import ArrayType, IntType, char, i8, i16, i32, i64, u8, u16, u32, u64
 
 __all__ = ["CtxField", "Context", "tracepoint_context", "slot_context", "pt_regs_context",
+           "usdt_context",
            "fixed_context", "XDP_FIELDS", "SKB_FIELDS", "PERF_EVENT_FIELDS"]
 
 _INTS = {(1, False): u8, (2, False): u16, (4, False): u32, (8, False): u64,
@@ -28,7 +29,10 @@ class CtxField(NamedTuple):
     * ``"slot"``: a 64-bit slot at ``offset`` holding a value of ``type`` (an integer type,
       or a ``("kptr", btf_type_id)`` pointer into the kernel);
     * ``"array"``: a fixed array (``type`` an :class:`ArrayType`) inside the context;
-    * ``"data_loc"``: a tracepoint's dynamic array (a 32-bit locator at ``offset``).
+    * ``"data_loc"``: a tracepoint's dynamic array (a 32-bit locator at ``offset``);
+    * ``"const"``: the number ``offset`` (a USDT argument the compiler made a constant);
+    * ``"umem"``: a USDT argument in user memory: ``type`` is ``(int type, base register
+      offset in pt_regs, displacement, index register offset or -1, scale)``.
     """
 
     name: str
@@ -155,6 +159,40 @@ def fixed_context(description: str, layout: Dict[str, int], size: Optional[Dict[
     size = size or {}
     return Context(description, [CtxField(n, "load", off, size.get(n, u32))
                                  for n, off in layout.items()])
+
+
+def usdt_context(description: str, binary: str, probe: str, pid: int = -1) -> Context:
+    """The arguments of USDT probe ``provider:name`` (or ``name``) in ``binary``, as
+    ``arg0``.. with their note's sizes: a register is read from ``pt_regs``, a memory
+    operand with ``bpf_probe_read_user``, a constant is compiled in. Every site of the
+    probe must pass its arguments the same way (the compiler makes one program)."""
+    from ..elf.libs import resolve_binary
+    from ..elf.usdt import find_usdt
+    path = resolve_binary(binary, pid if pid > 0 else None)
+    provider, _, name = probe.rpartition(":")
+    sites = find_usdt(path, provider or None, name)
+    specs = {tuple(a.text for a in s.args) for s in sites}
+    if len(specs) > 1:
+        raise ValueError(f"the {len(sites)} sites of USDT probe {probe} in {path} pass their "
+                         f"arguments differently ({'; '.join(' '.join(x) for x in specs)}): "
+                         "one compiled program cannot read them all")
+    fields: List[CtxField] = []
+    for i, a in enumerate(sites[0].args):
+        t = int_type(a.size, a.signed) if a.size in (1, 2, 4, 8) else u64
+        if a.kind == "const":
+            fields.append(CtxField(f"arg{i}", "const", t.wrap(a.value), t))
+            continue
+        base = a.pt_regs_offset
+        if base is None:
+            raise ValueError(f"USDT probe {probe}: argument {i} ({a.text}) uses register "
+                             f"{a.reg!r}, which pybpf cannot read from pt_regs")
+        if a.kind == "reg":
+            fields.append(CtxField(f"arg{i}", "load", base, t))
+        else:
+            from ..elf.usdt import PT_REGS_OFFSETS, _canonical_reg
+            index = PT_REGS_OFFSETS.get(_canonical_reg(a.index), -1) if a.index else -1
+            fields.append(CtxField(f"arg{i}", "umem", 0, (t, base, a.offset, index, a.scale)))
+    return Context(description, fields)
 
 
 #: ``struct xdp_md``

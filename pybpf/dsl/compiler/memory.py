@@ -308,6 +308,21 @@ class MemoryMixin:
             return ptr
         if f.kind == "load":
             return self.read(Place(base, f.offset, f.type, "ctx"), node)
+        if f.kind == "const":
+            return self.load_const(f.offset, node, f.type)     # type: ignore[attr-defined]
+        if f.kind == "umem":                                    # USDT: reg + disp (+ idx*s)
+            t, reg_off, disp, index_off, scale = f.type
+            addr = self.vreg(T.u64)                             # type: ignore[attr-defined]
+            self.emit("load", dst=addr, base=base, off=reg_off, size=8)  # type: ignore[attr-defined]
+            if index_off >= 0:
+                idx = self.vreg(T.u64)                          # type: ignore[attr-defined]
+                self.emit("load", dst=idx, base=base, off=index_off, size=8)  # type: ignore[attr-defined]
+                if scale != 1:
+                    self.emit("binop", name="mul", dst=idx, a=idx, b=scale)  # type: ignore[attr-defined]
+                self.emit("binop", name="add", dst=addr, a=addr, b=idx)  # type: ignore[attr-defined]
+            if disp:
+                self.emit("binop", name="add", dst=addr, a=addr, b=disp)  # type: ignore[attr-defined]
+            return self.read(Place(addr, 0, t, "user"), node)
         # a 64-bit slot
         raw = self.vreg(T.u64)                                  # type: ignore[attr-defined]
         self.emit("load", dst=raw, base=base, off=f.offset, size=8)  # type: ignore[attr-defined]
