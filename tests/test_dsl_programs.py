@@ -744,3 +744,67 @@ def test_usdt_arguments(tmp_path, opt) -> None:
         subprocess.run([str(binary), "a"], check=True)
         got = [mod["usdt_out"][i] for i in range(4)]
     assert got == [42, 2**64 - 7, 5, 1], (kinds, got)
+
+
+# -- more map kinds, nested structs, fexit ---------------------------------------------------
+from pybpf.dsl import LRUHashMap, QueueMap, StackMap, fexit  # noqa: E402
+
+fifo = QueueMap(u32, 8)
+lifo = StackMap(u32, 8)
+recent = LRUHashMap(u32, u64, max_entries=4)
+
+
+class Outer(Struct):
+    tag: u8
+    inner: Pair
+    tail: u32
+
+
+@xdp()
+def more_maps(ctx):
+    for i in range(3):
+        fifo.push(10 + i)
+        lifo.push(10 + i)
+    out[0] = fifo.pop(99)
+    out[1] = lifo.pop(99)
+    out[2] = fifo.peek(99)
+    for i in range(8):
+        recent[i] = i           # an LRU map of 4 keeps the newest
+    o = Outer(tag=1, tail=3)
+    o.inner.c = 7
+    o.inner.name = "in"
+    out[3] = o.tag + o.inner.c + o.tail + strlen(o.inner.name)
+    return 2
+
+
+@needs_bpf
+def test_queues_lru_and_nested_structs() -> None:
+    with compile_module([more_maps]).load(attach=False) as mod:
+        mod.programs["more_maps"].test_run(PACKET)
+        assert [mod["out"][i] for i in range(4)] == [10, 12, 11, 13]
+        assert len(list(mod["recent"].keys())) <= 4 and 7 in mod["recent"]
+        assert mod["fifo"].pop() == 11 and mod["lifo"].pop() == 11
+
+
+fexit_rets = HashMap(i32, u64, max_entries=8)
+
+
+@fexit("do_unlinkat")
+def fexit_unlink(ctx):
+    if pid() == TARGET:
+        fexit_rets[ctx.retval] += 1
+    return 0
+
+
+@pytest.mark.vmtest
+def test_fexit_return_value(tmp_path) -> None:
+    if not in_vm():
+        pytest.skip("fexit (BPF_PROG_TYPE_TRACING) loads fail with EPERM on this machine: "
+                    "runs in scripts/vmtest.sh")
+    with compile_module([fexit_unlink]).load(consts={"TARGET": os.getpid()}) as mod:
+        _unlink_some(tmp_path, 2)
+        try:
+            os.unlink(tmp_path / "missing")
+        except FileNotFoundError:
+            pass
+        assert dict(mod["fexit_rets"].items()) == {0: 2, -2: 1}

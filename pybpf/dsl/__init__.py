@@ -48,7 +48,7 @@ from .helpers import (
 )
 from .maps import (
     ArrayMap, HashMap, Histogram, LRUHashMap, PerCPUArrayMap, PerCPUHashMap, PerfEventArray,
-    RingBuf, StackTraceMap,
+    QueueMap, RingBuf, StackMap, StackTraceMap,
 )
 from .structs import Struct
 from .types import (
@@ -62,7 +62,7 @@ __all__ = [
     "IntType", "ArrayType", "Const", "const", "char", "u8", "u16", "u32", "u64", "i8",
     "i16", "i32", "i64", "Struct",
     "HashMap", "LRUHashMap", "PerCPUHashMap", "ArrayMap", "PerCPUArrayMap", "Histogram",
-    "RingBuf", "PerfEventArray", "StackTraceMap",
+    "RingBuf", "PerfEventArray", "StackTraceMap", "QueueMap", "StackMap",
     "ProgramKind", "tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",
     "uprobe", "uretprobe", "usdt", "fentry", "fexit", "perf_event", "socket_filter", "xdp",
     "tc",

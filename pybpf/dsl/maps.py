@@ -20,7 +20,8 @@ In a program:
   before an ``if p:`` / ``if p is None: return`` check (the verifier would refuse it
   later, with a worse message); ``m.get(k, default)`` returns an integer value;
 * ring buffers and perf event arrays: ``events.output(e)`` sends a struct;
-* stack trace maps: ``stacks.stackid()`` / ``stacks.stackid(user=True)``.
+* stack trace maps: ``stacks.stackid()`` / ``stacks.stackid(user=True)``;
+* queues and stacks: ``q.push(v)``, ``q.pop(default)``, ``q.peek(default)``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .types import IntType, sizeof, u32, u64
 
 __all__ = [
     "MapDecl", "HashMap", "LRUHashMap", "PerCPUHashMap", "ArrayMap", "PerCPUArrayMap",
-    "RingBuf", "PerfEventArray", "StackTraceMap", "Histogram",
+    "RingBuf", "PerfEventArray", "StackTraceMap", "Histogram", "QueueMap", "StackMap",
 ]
 
 
@@ -155,6 +156,23 @@ class PerfEventArray(MapDecl):
         from ..syscall.bpf import MapType
         return MapSpec(MapType.PERF_EVENT_ARRAY, 4, 4, possible_cpus(),
                        name=(self.name or name)[:15])
+
+
+class QueueMap(MapDecl):
+    """A FIFO of ``value`` items (Linux 4.20): ``q.push(v)`` in programs (0 or a negative
+    error when full), ``q.pop(default)`` / ``q.peek(default)``; user space pops too."""
+
+    kind = "queue"
+    keyed = False
+
+    def __init__(self, value: Any, max_entries: int = 1024, *, name: Optional[str] = None) -> None:
+        super().__init__(None, value, max_entries, name=name)
+
+
+class StackMap(QueueMap):
+    """A LIFO of ``value`` items (Linux 4.20), used like :class:`QueueMap`."""
+
+    kind = "stack"
 
 
 class StackTraceMap(MapDecl):

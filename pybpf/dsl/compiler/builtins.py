@@ -7,7 +7,7 @@ import ast
 from typing import Any, List, Optional, Tuple
 
 from .. import types as T
-from ..maps import MapDecl, PerfEventArray, RingBuf, StackTraceMap
+from ..maps import MapDecl, PerfEventArray, QueueMap, RingBuf, StackTraceMap
 from .ir import FrameAddr, KType, MapFd, Operand, PtrType, VReg
 from .memory import CtxRef, Place
 from .unit import DROPS_MAP, PRINT_MAP
@@ -160,6 +160,32 @@ class BuiltinsMixin:
             if len(node.args) == 2:
                 return self.map_read(ref, node.args[0], node.args[1], node)
             return self.lookup(ref, node.args[0])
+        if method in ("push", "pop", "peek") and isinstance(decl, QueueMap):
+            vt = decl.value
+            if not isinstance(vt, T.IntType):
+                raise self.error("queues of structs are not supported in programs yet", node)  # type: ignore[attr-defined]
+            want = 1 if method == "push" else (0, 1)
+            if len(node.args) not in ((want,) if isinstance(want, int) else want) or node.keywords:
+                raise self.error(f"{method}() takes {'a value' if method == 'push' else 'an optional default'}",  # type: ignore[attr-defined]
+                                 node)
+            off = self.temp("value", vt.size)                   # type: ignore[attr-defined]
+            ret = self.vreg(T.i64)                              # type: ignore[attr-defined]
+            if method == "push":
+                v = self.expr(node.args[0])                     # type: ignore[attr-defined]
+                self.write(Place(None, off, vt, "stack"), v, node)  # type: ignore[attr-defined]
+                self.emit("helper", dst=ret, name="map_push_elem",  # type: ignore[attr-defined]
+                          args=(MapFd(ref.name), FrameAddr(off), 0))
+                return ret
+            d = self.expr(node.args[0]) if node.args else 0     # type: ignore[attr-defined]
+            res = self.vreg(vt)                                 # type: ignore[attr-defined]
+            self.convert_into(res, self.convert(d, vt))        # type: ignore[attr-defined]
+            self.emit("helper", dst=ret, name=f"map_{method}_elem",  # type: ignore[attr-defined]
+                      args=(MapFd(ref.name), FrameAddr(off)))
+            done = self.label("empty")                          # type: ignore[attr-defined]
+            self.emit("branch", name="ne", a=ret, b=0, target=done)  # type: ignore[attr-defined]
+            self.convert_into(res, self.read(Place(None, off, vt, "stack"), node))  # type: ignore[attr-defined]
+            self.emit("label", name=done)                       # type: ignore[attr-defined]
+            return res
         if method == "output" and isinstance(decl, (RingBuf, PerfEventArray)):
             if len(node.args) != 1 or node.keywords:
                 raise self.error("output() takes one struct", node)  # type: ignore[attr-defined]
@@ -194,7 +220,8 @@ class BuiltinsMixin:
             return dst
         raise self.error(f"{type(decl).__name__} has no method {method!r} in programs", node,  # type: ignore[attr-defined]
                          "maps support m[k], m[k] = v, m[k] += v, del m[k], k in m, m.get(k); "
-                         "ring/perf buffers .output(e); stack maps .stackid()")
+                         "ring/perf buffers .output(e); stack maps .stackid(); queues "
+                         ".push(v), .pop(), .peek()")
 
     def wakeup_flags(self, ref: MapRef) -> Operand:
         """The ``ringbuf_output`` flags of the ring's wake-up policy: adaptive = no
