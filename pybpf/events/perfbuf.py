@@ -24,7 +24,7 @@ import os
 import struct
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ..maps.percpu import parse_cpu_list
+from ..syscall.cpus import online_cpus
 from ..syscall import maps as _sysmaps
 from ..syscall import perf as _perf
 from ..syscall.fd import FD, FdLike, fd_number
@@ -48,12 +48,6 @@ _SIZE_Q = 1048 // 8          # data_size (Linux 4.1)
 _HEADER = struct.Struct("=IHH")
 _U32 = struct.Struct("=I")
 _LOST = struct.Struct("=QQ")
-
-
-def online_cpus() -> List[int]:
-    """The numbers of the CPUs that are online now."""
-    with open("/sys/devices/system/cpu/online", encoding="ascii") as fh:
-        return parse_cpu_list(fh.read())
 
 
 class _CpuRing:

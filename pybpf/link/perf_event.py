@@ -24,25 +24,10 @@ from .perf_link import attach_perf_event_fd
 __all__ = ["attach_perf_event", "online_cpus", "parse_cpu_list", "CounterArray",
            "BPF_F_CURRENT_CPU"]
 
+from ..syscall.cpus import online_cpus, parse_cpu_list  # noqa: E402  (re-exported)
+
 #: the index meaning "this CPU" for bpf_perf_event_read/_value and perf_event_output
 BPF_F_CURRENT_CPU = 0xFFFFFFFF
-
-
-def parse_cpu_list(text: str) -> List[int]:
-    """``"0-3,8"`` -> ``[0, 1, 2, 3, 8]``."""
-    cpus: List[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return cpus
-
-
-def online_cpus() -> List[int]:
-    """The CPUs that are online now (``/sys/devices/system/cpu/online``)."""
-    with open("/sys/devices/system/cpu/online", encoding="ascii") as fh:
-        return parse_cpu_list(fh.read())
 
 
 def attach_perf_event(prog: FdLike, *, type: int = _perf.PerfType.SOFTWARE,

@@ -9,7 +9,7 @@ conversion handles.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any
 
 from ..syscall.bpf import MapType
 from .array import ArrayMap
@@ -20,28 +20,8 @@ from .spec import MapSpec
 __all__ = ["possible_cpus", "parse_cpu_list", "PerCPUHashMap", "LRUPerCPUHashMap",
            "PerCPUArrayMap"]
 
-_possible: Optional[int] = None
-
-
-def parse_cpu_list(text: str) -> List[int]:
-    """The CPU numbers of a kernel CPU list such as ``"0-3,5,7-8"``."""
-    cpus: List[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        low, _, high = part.partition("-")
-        cpus.extend(range(int(low), int(high or low) + 1))
-    return cpus
-
-
-def possible_cpus() -> int:
-    """How many CPUs the kernel may ever bring up: the number of entries in a per-CPU
-    value (read once from ``/sys/devices/system/cpu/possible``)."""
-    global _possible
-    if _possible is None:
-        with open("/sys/devices/system/cpu/possible", encoding="ascii") as fh:
-            _possible = len(parse_cpu_list(fh.read()))
-    return _possible
+# the CPU lists live in the syscall layer (perf buffers need them without the maps)
+from ..syscall.cpus import parse_cpu_list, possible_cpus  # noqa: E402
 
 
 class _PerCPU(Map):

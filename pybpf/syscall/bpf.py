@@ -34,7 +34,6 @@ import ctypes
 import enum
 import errno as _errno
 import os
-import platform
 import re
 from typing import Any, Dict, Optional, Tuple
 
@@ -47,7 +46,7 @@ __all__ = [
     "bpf", "addr_of", "name_bytes",
 ]
 
-#: System call numbers by ``platform.machine()``. Architectures using the generic table
+#: System call numbers by machine name (``os.uname().machine``). Architectures using the generic table
 #: (aarch64, riscv64, loongarch64) share numbers.
 SYSCALL_NUMBERS: Dict[str, Dict[str, int]] = {
     "x86_64": {"bpf": 321, "perf_event_open": 298},
@@ -66,7 +65,7 @@ _MACHINE_ALIASES = {"amd64": "x86_64", "arm64": "aarch64", "i686": "i386", "i586
 def syscall_number(name: str, machine: Optional[str] = None) -> int:
     """The number of system call ``name`` (``"bpf"``, ``"perf_event_open"``) on ``machine``
     (default: this one). Raises :class:`OSError` (``ENOSYS``) for an unknown architecture."""
-    arch = machine or platform.machine()
+    arch = machine or os.uname().machine
     arch = _MACHINE_ALIASES.get(arch, arch)
     try:
         return SYSCALL_NUMBERS[arch][name]
