@@ -9,14 +9,15 @@ histogram, one for all disks or one per disk (-D, key ``(dev, slot)``).
 """
 
 import sys
-import time
-from collections import defaultdict
 
 from pybpf.dsl import (
     HashMap, Histogram, Struct, const, ktime_ns, log2, tracepoint, u32, u64,
 )
 from pybpf.events.histogram import Log2Histogram, bcc_sections
-from pybpf.tooling import ToolParser, load_tool, positive_int, run_tool
+from pybpf.tooling import (
+    ToolParser, add_interval_args, load_tool, run_tool, summary_heading,
+    take_keyed_log2, take_log2,
+)
 
 
 class Rq(Struct):
@@ -111,30 +112,19 @@ def main(argv=None) -> int:
                         help="millisecond histogram")
     parser.add_argument("-D", "--disks", action="store_true",
                         help="print a histogram per disk device")
-    parser.add_argument("interval", nargs="?", type=positive_int, default=None,
-                        help="output interval, in seconds")
-    parser.add_argument("count", nargs="?", type=positive_int, default=None,
-                        help="number of outputs")
+    add_interval_args(parser)
     args = parser.parse_args(argv)
     label, unit_ns = ("msecs", 1000000) if args.milliseconds else ("usecs", 1000)
     printed = [0]
 
     def summary(mod) -> None:
         printed[0] += 1
-        print()
-        if args.timestamp:
-            print(f"{time.strftime('%H:%M:%S'):<8}")
+        summary_heading(args.timestamp)
         if args.disks:
-            per = defaultdict(lambda: [0] * 64)
-            for k, v in mod["hists"].items():
-                if k.slot < 64:
-                    per[disk_name(k.dev)][k.slot] += int(v)
-            mod["hists"].clear()
+            per = take_keyed_log2(mod["hists"], lambda k: disk_name(k.dev))
             print(bcc_sections(per, label, "disk", section_print_fn=str), end="")
         else:
-            print(Log2Histogram(mod["hist"]).bcc(label), end="")
-            for i in range(64):
-                mod["hist"][i] = 0
+            print(Log2Histogram(take_log2(mod["hist"])).bcc(label), end="")
 
     consts = {"UNIT_NS": unit_ns, "PER_DISK": args.disks, "QUEUED": args.queued}
     with load_tool(__name__, consts=consts) as mod:

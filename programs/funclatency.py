@@ -10,14 +10,13 @@ thread; the return computes the delta and counts it in a log2 histogram.
 """
 
 import sys
-import time
 
 from pybpf.dsl import (
     ArrayMap, HashMap, Histogram, const, kprobe, kretprobe, ktime_ns, log2, pid, pid_tgid,
     u32, u64, uprobe, uretprobe,
 )
 from pybpf.events.histogram import Log2Histogram
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, load_tool, run_tool, summary_heading
 
 start = HashMap(u64, u64, max_entries=10240)
 hist = Histogram()
@@ -90,9 +89,7 @@ def main(argv=None) -> int:
     def summary(mod, final: bool = False) -> None:
         if final and args.interval and not mod["totals"][1]:
             return                    # nothing since the last interval's summary
-        print()
-        if args.timestamp:
-            print(f"{time.strftime('%H:%M:%S'):<8}")
+        summary_heading(args.timestamp)
         print(Log2Histogram(mod["hist"]).bcc(label), end="")
         total, count = mod["totals"][0], mod["totals"][1]
         if count:

@@ -9,15 +9,15 @@ histogram per name (-d, key ``(name, slot)``).
 """
 
 import sys
-import time
-from collections import defaultdict
 
 from pybpf.dsl import (
     HashMap, PerCPUArrayMap, Struct, char, const, cpu, ktime_ns, log2,
     probe_read_kernel_str, tracepoint, u32, u64,
 )
 from pybpf.events.histogram import bcc_sections
-from pybpf.tooling import ToolParser, load_tool, positive_int, run_tool
+from pybpf.tooling import (
+    ToolParser, add_interval_args, load_tool, run_tool, summary_heading, take_keyed_log2,
+)
 
 
 class Entry(Struct):
@@ -107,10 +107,7 @@ def main(argv=None) -> int:
                       help="show distributions as histograms")
     parser.add_argument("-c", "--cpu", type=int, default=None,
                         help="trace this CPU only")
-    parser.add_argument("interval", nargs="?", type=positive_int, default=None,
-                        help="output interval, in seconds")
-    parser.add_argument("outputs", nargs="?", type=positive_int, default=None,
-                        help="number of outputs")
+    add_interval_args(parser, "outputs")
     args = parser.parse_args(argv)
     label, unit_ns = ("nsecs", 1) if args.nanoseconds else ("usecs", 1000)
     if args.count:
@@ -119,15 +116,9 @@ def main(argv=None) -> int:
 
     def summary(mod) -> None:
         printed[0] += 1
-        print()
-        if args.timestamp:
-            print(f"{time.strftime('%H:%M:%S'):<8}")
+        summary_heading(args.timestamp)
         if args.dist:
-            per = defaultdict(lambda: [0] * 64)
-            for k, v in mod["dists"].items():
-                if k.slot < 64:
-                    per[text(k.name)][k.slot] += int(v)
-            mod["dists"].clear()
+            per = take_keyed_log2(mod["dists"], lambda k: text(k.name))
             print(bcc_sections(per, label, "hardirq", section_print_fn=str), end="")
             return
         print(f"{'HARDIRQ':<26} {'TOTAL_' + label:>11}")

@@ -10,14 +10,15 @@ process (-P) or per thread (-L) with a ``(id, slot)`` key. The raw tracepoints g
 """
 
 import sys
-import time
-from collections import defaultdict
 
 from pybpf.dsl import (
     HashMap, Histogram, Struct, const, ktime_ns, log2, raw_tracepoint, u32, u64,
 )
 from pybpf.events.histogram import Log2Histogram, bcc_sections
-from pybpf.tooling import ToolParser, comm_of, load_tool, positive_int, run_tool
+from pybpf.tooling import (
+    ToolParser, add_interval_args, comm_of, load_tool, run_tool, summary_heading,
+    take_keyed_log2, take_log2,
+)
 
 TASK_RUNNING = 0
 
@@ -94,10 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("-L", "--tids", action="store_true",
                         help="print a histogram per thread ID")
     parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
-    parser.add_argument("interval", nargs="?", type=positive_int, default=None,
-                        help="output interval, in seconds")
-    parser.add_argument("count", nargs="?", type=positive_int, default=None,
-                        help="number of outputs")
+    add_interval_args(parser)
     args = parser.parse_args(argv)
     label, unit_ns = ("msecs", 1000000) if args.milliseconds else ("usecs", 1000)
     per_id = 1 if args.pids else 2 if args.tids else 0
@@ -106,22 +104,14 @@ def main(argv=None) -> int:
 
     def summary(mod) -> None:
         printed[0] += 1
-        print()
-        if args.timestamp:
-            print(f"{time.strftime('%H:%M:%S'):<8}")
+        summary_heading(args.timestamp)
         if per_id:
-            per = defaultdict(lambda: [0] * 64)
-            for k, v in mod["hists"].items():
-                if k.slot < 64:
-                    per[k.id][k.slot] += int(v)
-            mod["hists"].clear()
+            per = take_keyed_log2(mod["hists"], lambda k: k.id)
             print(bcc_sections(per, label, "pid" if per_id == 1 else "tid",
                                section_print_fn=lambda i: f"{i} {comm_of(i)}".rstrip()),
                   end="")
         else:
-            print(Log2Histogram(mod["hist"]).bcc(label), end="")
-            for i in range(64):
-                mod["hist"][i] = 0
+            print(Log2Histogram(take_log2(mod["hist"])).bcc(label), end="")
 
     consts = {"TARGET_PID": args.pid, "UNIT_NS": unit_ns, "PER_ID": per_id}
     with load_tool(__name__, consts=consts) as mod:

@@ -7,14 +7,14 @@ event (-C), or counts the time in a log2 histogram per vector (-d, key ``(vec, s
 """
 
 import sys
-import time
-from collections import defaultdict
 
 from pybpf.dsl import (
     HashMap, PerCPUArrayMap, Struct, const, cpu, ktime_ns, log2, tracepoint, u32, u64,
 )
 from pybpf.events.histogram import bcc_sections
-from pybpf.tooling import ToolParser, load_tool, positive_int, run_tool
+from pybpf.tooling import (
+    ToolParser, add_interval_args, load_tool, run_tool, summary_heading, take_keyed_log2,
+)
 
 VECTORS = ["hi", "timer", "net_tx", "net_rx", "block", "irq_poll", "tasklet", "sched",
            "hrtimer", "rcu"]
@@ -88,10 +88,7 @@ def main(argv=None) -> int:
                       help="show distributions as histograms")
     parser.add_argument("-c", "--cpu", type=int, default=None,
                         help="trace this CPU only")
-    parser.add_argument("interval", nargs="?", type=positive_int, default=None,
-                        help="output interval, in seconds")
-    parser.add_argument("count", nargs="?", type=positive_int, default=None,
-                        help="number of outputs")
+    add_interval_args(parser)
     args = parser.parse_args(argv)
     label, unit_ns = ("nsecs", 1) if args.nanoseconds else ("usecs", 1000)
     if args.events:
@@ -100,15 +97,9 @@ def main(argv=None) -> int:
 
     def summary(mod) -> None:
         printed[0] += 1
-        print()
-        if args.timestamp:
-            print(f"{time.strftime('%H:%M:%S'):<8}")
+        summary_heading(args.timestamp)
         if args.dist:
-            per = defaultdict(lambda: [0] * 64)
-            for k, v in mod["dists"].items():
-                if k.slot < 64:
-                    per[k.vec][k.slot] += int(v)
-            mod["dists"].clear()
+            per = take_keyed_log2(mod["dists"], lambda k: k.vec)
             print(bcc_sections(per, label, "softirq", section_print_fn=vec_name), end="")
             return
         print(f"{'SOFTIRQ':<16} {'TOTAL_' + label:>11}")

@@ -17,7 +17,8 @@ import sys
 import time
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
 
-__all__ = ["ToolParser", "load_tool", "run_tool", "errno_name", "Clock", "positive_int",
+__all__ = ["add_interval_args", "summary_heading", "take_log2", "take_keyed_log2",
+           "ToolParser", "load_tool", "run_tool", "errno_name", "Clock", "positive_int",
            "comm_of", "line_buffered"]
 
 
@@ -135,3 +136,46 @@ def pids_of(name: str) -> List[int]:
         if entry.isdigit() and comm_of(int(entry)) == name:
             out.append(int(entry))
     return out
+
+
+def add_interval_args(parser: argparse.ArgumentParser, count_name: str = "count") -> None:
+    """BCC's trailing ``[interval [count]]`` arguments (``count_name`` where a tool's
+    own flag already uses ``count``)."""
+    parser.add_argument("interval", nargs="?", type=positive_int, default=None,
+                        help="output interval, in seconds")
+    parser.add_argument(count_name, nargs="?", type=positive_int, default=None,
+                        help="number of outputs")
+
+
+def summary_heading(timestamp: bool) -> None:
+    """What precedes each BCC interval summary: an empty line, then ``HH:MM:SS`` with
+    ``-T``."""
+    print()
+    if timestamp:
+        print(f"{time.strftime('%H:%M:%S'):<8}")
+
+
+def take_log2(hist: Any, slots: int = 64) -> List[int]:
+    """The counts of a log2 histogram array map, which is then zeroed (interval mode)."""
+    counts = [0] * slots
+    for i, v in hist.items():
+        index = int(getattr(i, "value", i))
+        if 0 <= index < slots:
+            counts[index] = int(v)
+    for i in range(slots):
+        if counts[i]:
+            hist[i] = 0
+    return counts
+
+
+def take_keyed_log2(hists: Any, key_of: Callable[[Any], Any], slots: int = 64) -> dict:
+    """Per-key log2 counts from a hash map keyed by a struct with a ``slot`` field
+    (``key_of(key)`` names the histogram); the map is then cleared."""
+    from collections import defaultdict
+    per: dict = defaultdict(lambda: [0] * slots)
+    for k, v in hists.items():
+        if k.slot < slots:
+            per[key_of(k)][k.slot] += int(v)
+    hists.clear()
+    return dict(per)
+
