@@ -3,7 +3,9 @@
 
 The entry of kill(), tkill() or tgkill() knows the sender, the target and the signal;
 only the exit knows the result. The entry stores what it knows in a hash map keyed by
-thread id; the exit takes it back out, adds the result and sends the event.
+thread id; the exit takes it back out, adds the result and sends the event. Each
+function is attached to the three syscalls at once (stacked decorators: one program
+per tracepoint, each compiled against its own record layout).
 """
 
 import signal
@@ -33,7 +35,12 @@ TARGET_SIG = const(u32, 0)
 FAILED_ONLY = const(u8, 0)
 
 
-def kill_entry(tpid: i32, sig: i32) -> i32:
+@tracepoint("syscalls:sys_enter_kill")
+@tracepoint("syscalls:sys_enter_tkill")
+@tracepoint("syscalls:sys_enter_tgkill")
+def killsnoop_entry(args):
+    tpid: i32 = args.pid
+    sig: i32 = args.sig
     if TARGET_PID and pid() != TARGET_PID:
         return 0
     if TARGET_TPID and tpid != TARGET_TPID:
@@ -49,7 +56,11 @@ def kill_entry(tpid: i32, sig: i32) -> i32:
     return 0
 
 
-def kill_exit(ret: i32) -> i32:
+@tracepoint("syscalls:sys_exit_kill")
+@tracepoint("syscalls:sys_exit_tkill")
+@tracepoint("syscalls:sys_exit_tgkill")
+def killsnoop_exit(args):
+    ret: i32 = args.ret
     k = pending.get(tid())
     if k is None:
         return 0                    # the entry was filtered out, or came before us
@@ -58,36 +69,6 @@ def kill_exit(ret: i32) -> i32:
         events.output(k)
     del pending[tid()]
     return 0
-
-
-@tracepoint("syscalls:sys_enter_kill")
-def killsnoop_kill(args):
-    return kill_entry(args.pid, args.sig)
-
-
-@tracepoint("syscalls:sys_exit_kill")
-def killsnoop_kill_ret(args):
-    return kill_exit(args.ret)
-
-
-@tracepoint("syscalls:sys_enter_tkill")
-def killsnoop_tkill(args):
-    return kill_entry(args.pid, args.sig)
-
-
-@tracepoint("syscalls:sys_exit_tkill")
-def killsnoop_tkill_ret(args):
-    return kill_exit(args.ret)
-
-
-@tracepoint("syscalls:sys_enter_tgkill")
-def killsnoop_tgkill(args):
-    return kill_entry(args.pid, args.sig)
-
-
-@tracepoint("syscalls:sys_exit_tgkill")
-def killsnoop_tgkill_ret(args):
-    return kill_exit(args.ret)
 
 
 def signal_number(text: str) -> int:

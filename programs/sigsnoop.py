@@ -53,7 +53,12 @@ def sigsnoop_generate(args):
     return 0
 
 
-def kill_entry(tpid: i32, sig: i32) -> i32:
+@tracepoint("syscalls:sys_enter_kill")
+@tracepoint("syscalls:sys_enter_tkill")
+@tracepoint("syscalls:sys_enter_tgkill")
+def sigsnoop_kill(args):
+    tpid: i32 = args.pid
+    sig: i32 = args.sig
     if TARGET_PID and pid() != TARGET_PID:
         return 0
     if TARGET_SIG and sig != TARGET_SIG:
@@ -67,7 +72,11 @@ def kill_entry(tpid: i32, sig: i32) -> i32:
     return 0
 
 
-def kill_exit(ret: i32) -> i32:
+@tracepoint("syscalls:sys_exit_kill")
+@tracepoint("syscalls:sys_exit_tkill")
+@tracepoint("syscalls:sys_exit_tgkill")
+def sigsnoop_kill_ret(args):
+    ret: i32 = args.ret
     s = pending.get(tid())
     if s is None:
         return 0
@@ -78,38 +87,9 @@ def kill_exit(ret: i32) -> i32:
     return 0
 
 
-@tracepoint("syscalls:sys_enter_kill")
-def sigsnoop_kill(args):
-    return kill_entry(args.pid, args.sig)
-
-
-@tracepoint("syscalls:sys_exit_kill")
-def sigsnoop_kill_ret(args):
-    return kill_exit(args.ret)
-
-
-@tracepoint("syscalls:sys_enter_tkill")
-def sigsnoop_tkill(args):
-    return kill_entry(args.pid, args.sig)
-
-
-@tracepoint("syscalls:sys_exit_tkill")
-def sigsnoop_tkill_ret(args):
-    return kill_exit(args.ret)
-
-
-@tracepoint("syscalls:sys_enter_tgkill")
-def sigsnoop_tgkill(args):
-    return kill_entry(args.pid, args.sig)
-
-
-@tracepoint("syscalls:sys_exit_tgkill")
-def sigsnoop_tgkill_ret(args):
-    return kill_exit(args.ret)
-
-
-KILL_PROGRAMS = ["sigsnoop_kill", "sigsnoop_kill_ret", "sigsnoop_tkill",
-                 "sigsnoop_tkill_ret", "sigsnoop_tgkill", "sigsnoop_tgkill_ret"]
+KILL_PROGRAMS = [f"sigsnoop_kill{ret}__sys_{side}_{call}"
+                 for ret, side in (("", "enter"), ("_ret", "exit"))
+                 for call in ("kill", "tkill", "tgkill")]
 
 
 def signal_name(sig: int) -> str:

@@ -808,3 +808,29 @@ def test_fexit_return_value(tmp_path) -> None:
         except FileNotFoundError:
             pass
         assert dict(mod["fexit_rets"].items()) == {0: 2, -2: 1}
+
+
+# -- one function, several attach points -----------------------------------------------------
+kill_calls = HashMap(u32, u64, max_entries=8)
+
+
+@tracepoint("syscalls:sys_enter_kill")
+@tracepoint("syscalls:sys_enter_tgkill")
+def signal_sent(args):
+    if pid() == TARGET:
+        kill_calls[args.sig] += 1        # args.sig sits at a different offset in each
+    return 0
+
+
+@needs_bpf
+def test_stacked_decorators_make_one_program_per_point() -> None:
+    import signal as _signal
+    spec = compile_module([signal_sent])
+    assert list(spec.programs) == ["signal_sent__sys_enter_kill",
+                                   "signal_sent__sys_enter_tgkill"]
+    with spec.load(consts={"TARGET": os.getpid()}) as mod:
+        # signals whose default action is to ignore them
+        os.kill(os.getpid(), _signal.SIGWINCH)                                   # kill
+        _signal.pthread_kill(__import__("threading").get_ident(), _signal.SIGURG)  # tgkill
+        assert dict(mod["kill_calls"].items()) == {int(_signal.SIGWINCH): 1,
+                                                   int(_signal.SIGURG): 1}

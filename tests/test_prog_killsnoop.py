@@ -17,8 +17,8 @@ from progrun import Tool, programs_loaded
 pytestmark = needs_bpf
 
 KILL_HEADER = "TIME      PID     COMM             SIG  TPID     RESULT"
-KILLSNOOP_PROGS = ["killsnoop_kill", "killsnoop_kill_ret", "killsnoop_tkill",
-                   "killsnoop_tkill_ret", "killsnoop_tgkill", "killsnoop_tgkill_ret"]
+KILLSNOOP_PROGS = [f"killsnoop_{side}__sys_{side}_{call}" for side in ("entry", "exit")
+                   for call in ("kill", "tkill", "tgkill")]
 SENDER = """
 import ctypes, os, platform, signal, sys, threading
 signal.signal(signal.SIGUSR1, lambda *a: None)

@@ -15,9 +15,9 @@ from test_prog_killsnoop import _expected, _missing_pid, _send
 pytestmark = needs_bpf
 
 SIG_HEADER = "TIME     PID     COMM             SIG       TPID    RESULT"
-SIGSNOOP_PROGS = ["sigsnoop_generate", "sigsnoop_kill", "sigsnoop_kill_ret",
-                  "sigsnoop_tkill", "sigsnoop_tkill_ret", "sigsnoop_tgkill",
-                  "sigsnoop_tgkill_ret"]
+SIGSNOOP_PROGS = ["sigsnoop_generate"] + [
+    f"sigsnoop_kill{ret}__sys_{side}_{call}" for ret, side in (("", "enter"), ("_ret", "exit"))
+    for call in ("kill", "tkill", "tgkill")]
 
 
 def _sig_rows(out, pid):

@@ -18,13 +18,16 @@ decorator                                   context fields (``ctx.<name>``)
 ``@socket_filter``, ``@xdp``, ``@tc``       ``__sk_buff`` / ``xdp_md`` fields
 ==========================================  ===============================================
 
-Each decorator returns the function unchanged, with a :class:`ProgramKind` in
-``fn.__pybpf_kind__``.
+Each decorator returns the function unchanged, with its :class:`ProgramKind` recorded
+(:func:`kinds_of`). Decorators stack: one function attached at several points becomes
+one program per point, each compiled against its own context (``args.pid`` is at a
+different offset in each tracepoint's record).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, TypeVar
+import re
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from .context import (
     PERF_EVENT_FIELDS, SKB_FIELDS, XDP_FIELDS, Context, fixed_context, pt_regs_context,
@@ -35,7 +38,7 @@ from .types import u64
 __all__ = [
     "ProgramKind", "tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",
     "uprobe", "uretprobe", "usdt", "fentry", "fexit", "perf_event", "socket_filter", "xdp",
-    "tc", "kind_of",
+    "tc", "kind_of", "kinds_of", "program_name",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -142,15 +145,33 @@ class ProgramKind:
 
 def _mark(kind: ProgramKind) -> Callable[[F], F]:
     def deco(fn: F) -> F:
-        fn.__pybpf_kind__ = kind            # type: ignore[attr-defined]
+        # stacked decorators (applied bottom-up) attach one function at several points:
+        # each becomes its own program, compiled against that point's context
+        kinds = [kind] + list(getattr(fn, "__pybpf_kinds__", ()))
+        fn.__pybpf_kinds__ = kinds          # type: ignore[attr-defined]
+        fn.__pybpf_kind__ = kinds[0]        # type: ignore[attr-defined]
         fn.__pybpf_program__ = True         # type: ignore[attr-defined]
         return fn
     return deco
 
 
 def kind_of(fn: Any) -> Optional[ProgramKind]:
-    """The :class:`ProgramKind` of a decorated function, or None."""
+    """The (first) :class:`ProgramKind` of a decorated function, or None."""
     return getattr(fn, "__pybpf_kind__", None)
+
+
+def kinds_of(fn: Any) -> List[ProgramKind]:
+    """Every attach point of a decorated function, in source order."""
+    return list(getattr(fn, "__pybpf_kinds__", ()))
+
+
+def program_name(fn_name: str, kind: ProgramKind, several: bool) -> str:
+    """The program's name: the function's, with the attach point's last part appended
+    when the function has several (``kill_entry`` + ``sys_enter_tkill``)."""
+    if not several:
+        return fn_name
+    tail = re.split(r"[:/]", kind.target)[-1] if kind.target else kind.decorator
+    return f"{fn_name}__{re.sub(r'[^A-Za-z0-9_]', '_', tail)}"
 
 
 def tracepoint(event: str) -> Callable[[F], F]:

@@ -26,7 +26,7 @@ import time
 import types as _pytypes
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TextIO, Union
 
-from .attach import ProgramKind, kind_of
+from .attach import ProgramKind, kind_of, kinds_of, program_name
 from .compiler import CompileError, Unit, compile_functions
 from .compiler.unit import DROPS_MAP, PRINT_MAP, RODATA_MAP, PrintSite
 from .maps import MapDecl, PerfEventArray, RingBuf
@@ -156,12 +156,30 @@ def compile_module(source: Any, *, rodata: bool = True) -> ModuleSpec:
     programs: Dict[str, CompiledModuleProgram] = {}
     from . import CompiledProgram
     for fn in fns:
-        kind = kind_of(fn)
-        assert kind is not None
-        functions, instructions = compile_functions(fn, unit, kind)
-        programs[fn.__name__] = CompiledModuleProgram(
-            fn.__name__, kind, CompiledProgram(fn.__name__, functions, instructions))
+        kinds = kinds_of(fn)
+        for kind in kinds:
+            name = program_name(fn.__name__, kind, len(kinds) > 1)
+            if name in programs:
+                raise CompileError(f"two programs are called {name!r}: rename one")
+            functions, instructions = compile_functions(fn, unit, kind)
+            if name != fn.__name__:
+                instructions = _renamed(instructions, fn.__name__, name)
+            programs[name] = CompiledModuleProgram(
+                name, kind, CompiledProgram(name, functions, instructions))
     return ModuleSpec(name, programs, unit)
+
+
+def _renamed(instructions: List[Any], old: str, new: str) -> List[Any]:
+    """The entry's label (and jumps to it) renamed: the ELF writer names the program
+    after its first label."""
+    out = []
+    for i in instructions:
+        if i.label == old:
+            i = i.replace(label=new)
+        if i.reference == old and i.opcode != 0x18:
+            i = i.replace(reference=new)
+        out.append(i)
+    return out
 
 
 def load(source: Any, *, consts: Optional[Mapping[str, int]] = None,
