@@ -115,10 +115,7 @@ def main(argv=None) -> int:
     add_interval_args(parser)
     args = parser.parse_args(argv)
     label, unit_ns = ("msecs", 1000000) if args.milliseconds else ("usecs", 1000)
-    printed = [0]
-
     def summary(mod) -> None:
-        printed[0] += 1
         summary_heading(args.timestamp)
         if args.disks:
             per = take_keyed_log2(mod["hists"], lambda k: disk_name(k.dev))
@@ -129,10 +126,8 @@ def main(argv=None) -> int:
     consts = {"UNIT_NS": unit_ns, "PER_DISK": args.disks, "QUEUED": args.queued}
     with load_tool(__name__, consts=consts) as mod:
         run_tool(mod, interval=args.interval, count=args.count,
-                 on_interval=lambda: summary(mod),
+                 summary=lambda: summary(mod),
                  header="Tracing block device I/O... Hit Ctrl-C to end.")
-        if not args.count or printed[0] < args.count:
-            summary(mod)                  # Ctrl-C (or no interval): the last summary
     return 0
 
 

@@ -100,9 +100,9 @@ def main(argv=None) -> int:
         mod["totals"][0] = mod["totals"][1] = 0
 
     with load_tool(__name__, consts={"TARGET_PID": args.pid, "UNIT_NS": unit_ns}) as mod:
-        print(f'Tracing 1 functions for "{args.pattern}"... Hit Ctrl-C to end.')
         run_tool(mod, interval=args.interval, duration=args.duration,
-                 on_interval=lambda: summary(mod))
+                 on_interval=lambda: summary(mod),
+                 header=f'Tracing 1 functions for "{args.pattern}"... Hit Ctrl-C to end.')
         summary(mod, final=True)
         print("Detaching...")
     return 0

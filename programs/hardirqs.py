@@ -112,10 +112,7 @@ def main(argv=None) -> int:
     label, unit_ns = ("nsecs", 1) if args.nanoseconds else ("usecs", 1000)
     if args.count:
         label = "count"
-    printed = [0]
-
     def summary(mod) -> None:
-        printed[0] += 1
         summary_heading(args.timestamp)
         if args.dist:
             per = take_keyed_log2(mod["dists"], lambda k: text(k.name))
@@ -131,10 +128,8 @@ def main(argv=None) -> int:
     with load_tool(__name__, consts=consts) as mod:
         what = "events" if args.count else "event time"
         run_tool(mod, interval=args.interval, count=args.outputs,
-                 on_interval=lambda: summary(mod),
+                 summary=lambda: summary(mod),
                  header=f"Tracing hard irq {what}... Hit Ctrl-C to end.")
-        if not args.outputs or printed[0] < args.outputs:
-            summary(mod)                  # Ctrl-C (or no interval): the last summary
     return 0
 
 

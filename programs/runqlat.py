@@ -100,10 +100,7 @@ def main(argv=None) -> int:
     label, unit_ns = ("msecs", 1000000) if args.milliseconds else ("usecs", 1000)
     per_id = 1 if args.pids else 2 if args.tids else 0
 
-    printed = [0]
-
     def summary(mod) -> None:
-        printed[0] += 1
         summary_heading(args.timestamp)
         if per_id:
             per = take_keyed_log2(mod["hists"], lambda k: k.id)
@@ -116,10 +113,8 @@ def main(argv=None) -> int:
     consts = {"TARGET_PID": args.pid, "UNIT_NS": unit_ns, "PER_ID": per_id}
     with load_tool(__name__, consts=consts) as mod:
         run_tool(mod, interval=args.interval, count=args.count,
-                 on_interval=lambda: summary(mod),
+                 summary=lambda: summary(mod),
                  header="Tracing run queue latency... Hit Ctrl-C to end.")
-        if not args.count or printed[0] < args.count:
-            summary(mod)                  # Ctrl-C (or no interval): the last summary
     return 0
 
 

@@ -93,10 +93,7 @@ def main(argv=None) -> int:
     label, unit_ns = ("nsecs", 1) if args.nanoseconds else ("usecs", 1000)
     if args.events:
         label = "count"
-    printed = [0]
-
     def summary(mod) -> None:
-        printed[0] += 1
         summary_heading(args.timestamp)
         if args.dist:
             per = take_keyed_log2(mod["dists"], lambda k: k.vec)
@@ -112,10 +109,8 @@ def main(argv=None) -> int:
     with load_tool(__name__, consts=consts) as mod:
         what = "count" if args.events else "time"
         run_tool(mod, interval=args.interval, count=args.count,
-                 on_interval=lambda: summary(mod),
+                 summary=lambda: summary(mod),
                  header=f"Tracing soft irq event {what}... Hit Ctrl-C to end.")
-        if not args.count or printed[0] < args.count:
-            summary(mod)                  # Ctrl-C (or no interval): the last summary
     return 0
 
 

@@ -75,13 +75,35 @@ def load_tool(module_name: str, consts: Optional[Mapping[str, int]] = None,
 def run_tool(mod: Any, *, duration: Optional[float] = None, interval: Optional[float] = None,
              count: Optional[int] = None, on_interval: Optional[Callable[[], Any]] = None,
              until: Optional[Callable[[], bool]] = None,
-             header: Optional[str] = None) -> None:
+             header: Optional[str] = None,
+             summary: Optional[Callable[[], Any]] = None) -> None:
     """Poll ``mod``'s events until Ctrl-C/SIGTERM, ``duration`` seconds, or ``count``
-    intervals; ``on_interval`` prints a summary every ``interval`` seconds. ``header``
-    is printed first, inside the Ctrl-C handling: a Ctrl-C that arrives just after
-    the header (a test reacting to it) ends the run quietly instead of raising."""
+    intervals; ``on_interval`` runs every ``interval`` seconds. ``summary`` is BCC's
+    interval summary: printed every ``interval`` seconds and once more at the end,
+    unless the run ended right after the ``count``-th. ``header`` is printed first,
+    inside the Ctrl-C handling: a Ctrl-C that arrives just after the header (a test
+    reacting to it) ends the run quietly instead of raising."""
     if interval is not None and count is not None and duration is None:
         duration = interval * count
+    printed = [0]
+    if summary is not None:
+        def tick() -> None:
+            printed[0] += 1
+            summary()
+        on_interval = tick
+    try:
+        _run(mod, duration, interval, on_interval, until, header)
+    finally:
+        if summary is not None and (not count or printed[0] < count):
+            try:
+                summary()                     # Ctrl-C (or no interval): the last one
+            except BrokenPipeError:
+                pass
+
+
+def _run(mod: Any, duration: Optional[float], interval: Optional[float],
+         on_interval: Optional[Callable[[], Any]], until: Optional[Callable[[], bool]],
+         header: Optional[str]) -> None:
     try:
         if header is not None:
             print(header)
