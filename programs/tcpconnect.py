@@ -7,14 +7,13 @@ and comm() name who connects. The tracepoint gives the addresses and ports alrea
 decoded (ports in host byte order).
 """
 
-import ipaddress
 import sys
 
 from pybpf.dsl import (
     PerfEventArray, Struct, char, comm, const, ktime_ns, pid, tracepoint, u8, u16, u32,
     u64, uid,
 )
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, ip_address, load_tool, run_tool
 
 AF_INET, AF_INET6, IPPROTO_TCP, TCP_SYN_SENT = 2, 10, 6, 2
 
@@ -65,13 +64,6 @@ def tcp_connect(args):
     return 0
 
 
-def address(family: int, raw: list) -> str:
-    """The text of an address sent as bytes (4 used for IPv4, 16 for IPv6)."""
-    if family == AF_INET:
-        return str(ipaddress.IPv4Address(bytes(raw[:4])))
-    return str(ipaddress.IPv6Address(bytes(raw)))
-
-
 def main(argv=None) -> int:
     parser = ToolParser("tcpconnect", "Trace TCP connects", examples=[
         "./tcpconnect           # trace all TCP connect()s",
@@ -101,8 +93,8 @@ def main(argv=None) -> int:
         if args.print_uid:
             ts += f"{e.uid:<6} "
         ip = 4 if e.family == AF_INET else 6
-        print(f"{ts}{e.pid:<6} {e.comm:<12.12} {ip:<2} {address(e.family, e.saddr):<16} "
-              f"{address(e.family, e.daddr):<16} {e.dport:<4}")
+        print(f"{ts}{e.pid:<6} {e.comm:<12.12} {ip:<2} {ip_address(e.family, e.saddr):<16} "
+              f"{ip_address(e.family, e.daddr):<16} {e.dport:<4}")
 
     consts = {"TARGET_PID": args.pid, "TARGET_PORT": args.port,
               "FILTER_UID": int(args.uid is not None), "TARGET_UID": args.uid or 0}

@@ -10,14 +10,13 @@ sent and received are read from the socket itself: ``kernel_ptr(args.skaddr,
 ``bytes_acked`` and ``bytes_received`` through BTF.
 """
 
-import ipaddress
 import sys
 
 from pybpf.dsl import (
     HashMap, PerfEventArray, Struct, char, comm, const, kernel_ptr, ktime_ns, pid,
     tracepoint, u8, u16, u32, u64,
 )
-from pybpf.tooling import Clock, ToolParser, load_tool, run_tool
+from pybpf.tooling import Clock, ToolParser, ip_address, load_tool, run_tool
 
 AF_INET, IPPROTO_TCP = 2, 6
 TCP_SYN_SENT, TCP_FIN_WAIT1, TCP_CLOSE, TCP_LAST_ACK = 2, 4, 7, 9
@@ -104,13 +103,6 @@ def tcp_state(args):
     return 0
 
 
-def address(family: int, raw: list) -> str:
-    """The text of an address sent as bytes (4 used for IPv4, 16 for IPv6)."""
-    if family == AF_INET:
-        return str(ipaddress.IPv4Address(bytes(raw[:4])))
-    return str(ipaddress.IPv6Address(bytes(raw)))
-
-
 def main(argv=None) -> int:
     parser = ToolParser("tcplife", "Trace the lifespan of TCP sessions and summarize",
                         examples=[
@@ -156,7 +148,7 @@ def main(argv=None) -> int:
         prefix = ("TIME     " if args.time else "") + ("TIME(s)   " if args.timestamp else "")
 
     def show(e: Life) -> None:
-        la, ra = address(e.family, e.laddr), address(e.family, e.raddr)
+        la, ra = ip_address(e.family, e.laddr), ip_address(e.family, e.raddr)
         tx, rx, ms = e.tx_bytes // 1024, e.rx_bytes // 1024, e.span_ns / 1e6
         cols = []
         if args.time:

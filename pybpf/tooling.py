@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
 
-__all__ = ["add_interval_args", "summary_heading", "take_log2", "take_keyed_log2",
+__all__ = ["ip_address", "add_interval_args", "summary_heading", "take_log2", "take_keyed_log2",
            "ToolParser", "load_tool", "run_tool", "errno_name", "Clock", "positive_int",
            "comm_of", "line_buffered"]
 
@@ -201,3 +201,11 @@ def take_keyed_log2(hists: Any, key_of: Callable[[Any], Any], slots: int = 64) -
     hists.clear()
     return dict(per)
 
+
+def ip_address(family: int, raw: Any) -> str:
+    """The text of an address a program sent as bytes: the first 4 for ``AF_INET`` (2),
+    all 16 otherwise (IPv6)."""
+    import ipaddress
+    if family == 2:
+        return str(ipaddress.IPv4Address(bytes(raw[:4])))
+    return str(ipaddress.IPv6Address(bytes(raw[:16])))
