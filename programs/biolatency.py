@@ -15,7 +15,7 @@ from pybpf.dsl import (
 )
 from pybpf.events.histogram import Log2Histogram, bcc_sections
 from pybpf.tooling import (
-    ToolParser, add_interval_args, load_tool, run_tool, summary_heading,
+    ToolParser, add_interval_args, disk_name, load_tool, run_tool, summary_heading,
     take_keyed_log2, take_log2,
 )
 
@@ -78,19 +78,6 @@ def block_rq_complete(args):
     else:
         hist[log2(delta)] += 1
     return 0
-
-
-def disk_name(dev: int) -> str:
-    """The name of the block device with kernel dev_t ``dev`` (major << 20 | minor)."""
-    major, minor = dev >> 20, dev & 0xFFFFF
-    try:
-        with open(f"/sys/dev/block/{major}:{minor}/uevent") as f:
-            for line in f:
-                if line.startswith("DEVNAME="):
-                    return line.strip().split("=", 1)[1]
-    except OSError:
-        pass
-    return f"{major}:{minor}"
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,7 @@ import sys
 from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, ktime_ns, pid, tracepoint, u32, u64,
 )
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, disk_name, load_tool, run_tool
 
 
 class Rq(Struct):
@@ -118,19 +118,6 @@ def block_rq_complete(args):
     del reqs[k]
     events.output(e)
     return 0
-
-
-def disk_name(dev: int) -> str:
-    """The name of the block device with kernel dev_t ``dev`` (major << 20 | minor)."""
-    major, minor = dev >> 20, dev & 0xFFFFF
-    try:
-        with open(f"/sys/dev/block/{major}:{minor}/uevent") as f:
-            for line in f:
-                if line.startswith("DEVNAME="):
-                    return line.strip().split("=", 1)[1]
-    except OSError:
-        pass
-    return f"{major}:{minor}"
 
 
 def disk_dev(name: str) -> int:

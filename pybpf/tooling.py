@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
 
-__all__ = ["ip_address", "add_interval_args", "summary_heading", "take_log2", "take_keyed_log2",
+__all__ = ["disk_name", "ip_address", "add_interval_args", "summary_heading", "take_log2", "take_keyed_log2",
            "ToolParser", "load_tool", "run_tool", "errno_name", "Clock", "positive_int",
            "comm_of", "line_buffered"]
 
@@ -209,3 +209,17 @@ def ip_address(family: int, raw: Any) -> str:
     if family == 2:
         return str(ipaddress.IPv4Address(bytes(raw[:4])))
     return str(ipaddress.IPv6Address(bytes(raw[:16])))
+
+
+def disk_name(dev: int) -> str:
+    """The name of the block device with kernel dev_t ``dev`` (major << 20 | minor), from
+    sysfs; ``major:minor`` when it is gone."""
+    major, minor = dev >> 20, dev & 0xFFFFF
+    try:
+        with open(f"/sys/dev/block/{major}:{minor}/uevent") as f:
+            for line in f:
+                if line.startswith("DEVNAME="):
+                    return line.strip().split("=", 1)[1]
+    except OSError:
+        pass
+    return f"{major}:{minor}"
