@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import glob
 import os
-import platform
 import re
 import struct
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -77,7 +76,7 @@ def _parse_cache(data: bytes) -> Dict[str, List[str]]:
     order = ">" if endian_flag == 3 else "<"
     if order == ">":
         nlibs, _strings_len = struct.unpack_from(">II", data, base + 20)
-    want = _ABI_FLAGS.get(platform.machine())
+    want = _ABI_FLAGS.get(os.uname().machine)
     out: Dict[str, List[str]] = {}
     # string offsets are from the start of the new-format table in a combined file and
     # from the start of the file otherwise; the two agree when the new table is alone
@@ -146,7 +145,7 @@ _SEARCH_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64", "/usr/local/lib")
 
 
 def _multiarch_dirs() -> List[str]:
-    machine = platform.machine()
+    machine = os.uname().machine
     triplet = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu",
                "ppc64le": "powerpc64le-linux-gnu", "s390x": "s390x-linux-gnu",
                "riscv64": "riscv64-linux-gnu", "i686": "i386-linux-gnu",

@@ -31,7 +31,6 @@ from __future__ import annotations
 import errno as _errno
 import fnmatch
 import os
-import platform
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from .. import tracefs as _tracefs
@@ -133,7 +132,7 @@ def syscall_function(name: str) -> str:
     ``sys_`` + name (kernels before 4.17)."""
     _tracefs.validate_name(name, "system call name")
     funcs = kernel_functions()
-    for prefix in SYSCALL_PREFIXES.get(platform.machine(), ()) + ("sys_",):
+    for prefix in SYSCALL_PREFIXES.get(os.uname().machine, ()) + ("sys_",):
         if prefix + name in funcs:
             return prefix + name
     return "sys_" + name

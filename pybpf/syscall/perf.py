@@ -28,7 +28,6 @@ import ctypes
 import enum
 import errno as _errno
 import os
-import platform
 from typing import Any, List, Optional, Tuple
 
 from .bpf import syscall_number
@@ -256,7 +255,7 @@ class PerfEventQueryBpf(ctypes.Structure):
 
 def _ioc_layout() -> Tuple[int, int, int, int]:
     """(none, write, read, size bits) of the ioctl encoding on this architecture."""
-    machine = platform.machine()
+    machine = os.uname().machine
     if machine.startswith(("ppc", "mips", "sparc")):
         return 1, 4, 2, 13
     return 0, 1, 2, 14
