@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -70,7 +70,7 @@ def tools(repeat: int) -> None:
             "hist = Histogram()", ""]
     i = 0
     while len(body) < 300:
-        body += [f"@tracepoint('syscalls:sys_enter_getpid')", f"def p{i}(args):",
+        body += ["@tracepoint('syscalls:sys_enter_getpid')", f"def p{i}(args):",
                  f"    x: u64 = pid() * {i + 3}",
                  "    if x > 100 and tid() != 7:", f"        counts[pid()] += {i + 1}",
                  "    else:", "        hist[log2(x)] += 1", "    return 0", ""]

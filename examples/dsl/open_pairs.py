@@ -1,4 +1,15 @@
-from pybpf.dsl import *
+#!/usr/bin/env python3
+"""openat() calls paired from entry to exit, in pybpf's language: a struct built on the
+stack, a hash map keyed by thread, a ring buffer of results, a load-time pid filter and
+a print(). Run it (as root) to watch this machine's opens for two seconds:
+
+    sudo python3 examples/dsl/open_pairs.py
+"""
+
+from pybpf.dsl import (
+    HashMap, RingBuf, Struct, char, comm, const, i32, load, pid, pid_tgid,
+    probe_read_user_str, tracepoint, u32, u64,
+)
 
 class Event(Struct):
     pid: u32
@@ -33,3 +44,10 @@ def exit_(args):
     del start[pid_tgid()]
     print(f"pid {p.pid} ret {p.ret:>4} {p.path!r}")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+    with load(sys.modules[__name__]) as mod:
+        mod.on("events", lambda e: None)        # the records; print() shows each one
+        mod.run(duration=2)
