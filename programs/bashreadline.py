@@ -13,7 +13,9 @@ the symbol in bash first. Other programs may use libreadline too, so only tasks 
 import sys
 import time
 
-from pybpf.dsl import RingBuf, Struct, char, comm, pid, probe_read_user_str, u32, uretprobe
+from pybpf.dsl import (
+    RingBuf, Struct, char, comm, pid, probe_read_user_str, retarget, u32, uretprobe,
+)
 from pybpf.tooling import ToolParser, load_tool, run_tool
 
 
@@ -60,7 +62,7 @@ def main(argv=None) -> int:
                         help="specify the location of libreadline.so library "
                              "(default: /bin/bash if it has readline, else libreadline)")
     args = parser.parse_args(argv)
-    uretprobe(f"{args.shared or readline_binary()}:readline")(bashreadline_ret)
+    retarget(bashreadline_ret, uretprobe(f"{args.shared or readline_binary()}:readline"))
 
     def show(e: Line) -> None:
         print(f"{time.strftime('%H:%M:%S'):<9} {e.pid:<7} {e.str}")

@@ -3,17 +3,17 @@
 funclatency.
 
 The target comes from the command line, so the two programs are decorated at run time:
-``uprobe("c:malloc")(enter)`` and ``uretprobe(...)(leave)`` for a user function
-(``library:function`` or ``/path/binary:function``), ``kprobe(name)(enter)`` and
-``kretprobe(name)(leave)`` for a kernel function. The entry stores a timestamp per
+``retarget(enter, uprobe("c:malloc"))`` and ``retarget(leave, uretprobe(...))`` for a
+user function (``library:function`` or ``/path/binary:function``), ``kprobe(name)`` and
+``kretprobe(name)`` for a kernel function. The entry stores a timestamp per
 thread; the return computes the delta and counts it in a log2 histogram.
 """
 
 import sys
 
 from pybpf.dsl import (
-    ArrayMap, HashMap, Histogram, const, kprobe, kretprobe, ktime_ns, log2, pid, pid_tgid,
-    u32, u64, uprobe, uretprobe,
+    ArrayMap, HashMap, Histogram, const, kprobe, kretprobe, ktime_ns, log2, pid,
+    pid_tgid, retarget, u32, u64, uprobe, uretprobe,
 )
 from pybpf.events.histogram import Log2Histogram
 from pybpf.tooling import ToolParser, load_tool, run_tool, summary_heading
@@ -78,11 +78,11 @@ def main(argv=None) -> int:
 
     if ":" in args.pattern:
         upid = args.pid or -1
-        uprobe(args.pattern, pid=upid)(enter)
-        uretprobe(args.pattern, pid=upid)(leave)
+        retarget(enter, uprobe(args.pattern, pid=upid))
+        retarget(leave, uretprobe(args.pattern, pid=upid))
     else:
-        kprobe(args.pattern)(enter)
-        kretprobe(args.pattern)(leave)
+        retarget(enter, kprobe(args.pattern))
+        retarget(leave, kretprobe(args.pattern))
     label, unit_ns = ("msecs", 1000000) if args.milliseconds else \
         ("usecs", 1000) if args.microseconds else ("nsecs", 1)
 

@@ -736,10 +736,10 @@ def test_usdt_arguments(tmp_path, opt) -> None:
     src.write_text(USDT_C)
     binary = tmp_path / "u"
     subprocess.run(["gcc", opt, "-o", str(binary), str(src)], check=True)
-    from pybpf.dsl import usdt
+    from pybpf.dsl import retarget, usdt
     from pybpf.elf.usdt import find_usdt
     kinds = {a.kind for a in find_usdt(str(binary), "pybpf", "args")[0].args}
-    fn = usdt(f"{binary}:pybpf:args")(usdt_args)
+    fn = retarget(usdt_args, usdt(f"{binary}:pybpf:args"))
     with compile_module([fn]).load() as mod:
         subprocess.run([str(binary), "a"], check=True)
         got = [mod["usdt_out"][i] for i in range(4)]

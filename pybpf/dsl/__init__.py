@@ -35,8 +35,8 @@ from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from ..asm.instruction import Instruction, SourceLocation
 from .attach import (
-    ProgramKind, fentry, fexit, kprobe, kretprobe, perf_event, raw_tracepoint, socket_filter,
-    tc, tp_btf, tracepoint, uprobe, uretprobe, usdt, xdp,
+    ProgramKind, fentry, fexit, kprobe, kretprobe, perf_event, raw_tracepoint, retarget,
+    socket_filter, tc, tp_btf, tracepoint, uprobe, uretprobe, usdt, xdp,
 )
 from .compiler import CompiledFunction, CompileError, compile_functions
 from .helpers import (
@@ -65,7 +65,7 @@ __all__ = [
     "RingBuf", "PerfEventArray", "StackTraceMap", "QueueMap", "StackMap",
     "ProgramKind", "tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",
     "uprobe", "uretprobe", "usdt", "fentry", "fexit", "perf_event", "socket_filter", "xdp",
-    "tc",
+    "tc", "retarget",
     "ktime_ns", "boot_ns", "pid", "tgid", "tid", "uid", "gid", "uid_gid", "cpu",
     "pid_tgid", "random", "cgroup_id", "current_task", "comm", "probe_read_user_str",
     "probe_read_kernel_str", "probe_read_user", "probe_read_kernel", "kernel_ptr", "log2",

@@ -21,7 +21,8 @@ decorator                                   context fields (``ctx.<name>``)
 Each decorator returns the function unchanged, with its :class:`ProgramKind` recorded
 (:func:`kinds_of`). Decorators stack: one function attached at several points becomes
 one program per point, each compiled against its own context (``args.pid`` is at a
-different offset in each tracepoint's record).
+different offset in each tracepoint's record). :func:`retarget` replaces a function's
+attach points at run time (a tool that finds its target from its arguments).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .types import u64
 __all__ = [
     "ProgramKind", "tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",
     "uprobe", "uretprobe", "usdt", "fentry", "fexit", "perf_event", "socket_filter", "xdp",
-    "tc", "kind_of", "kinds_of", "program_name",
+    "tc", "kind_of", "kinds_of", "program_name", "retarget",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -153,6 +154,18 @@ def _mark(kind: ProgramKind) -> Callable[[F], F]:
         fn.__pybpf_program__ = True         # type: ignore[attr-defined]
         return fn
     return deco
+
+
+def retarget(fn: F, *decorators: Callable[[F], F]) -> F:
+    """Set ``fn``'s attach points to exactly those of ``decorators`` (replacing what its
+    own decorators said): for tools that choose the point at run time,
+    ``retarget(ret_probe, uretprobe(f"{path}:readline"))``."""
+    for name in ("__pybpf_kinds__", "__pybpf_kind__"):
+        if hasattr(fn, name):
+            delattr(fn, name)
+    for deco in reversed(decorators):
+        fn = deco(fn)
+    return fn
 
 
 def kind_of(fn: Any) -> Optional[ProgramKind]:
