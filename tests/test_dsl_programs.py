@@ -834,3 +834,49 @@ def test_stacked_decorators_make_one_program_per_point() -> None:
         _signal.pthread_kill(__import__("threading").get_ident(), _signal.SIGURG)  # tgkill
         assert dict(mod["kill_calls"].items()) == {int(_signal.SIGWINCH): 1,
                                                    int(_signal.SIGURG): 1}
+
+
+# -- records reserved in the ring buffer ---------------------------------------------------
+class Big(Struct):
+    n: u32
+    text: char[2000]                   # far more than the 512-byte stack
+    tail: u64
+
+
+bigring = RingBuf(Big, size=8192)
+
+
+@xdp()
+def reserve_big(ctx):
+    for i in range(6):
+        with bigring.reserve() as e:
+            e.n = i
+            e.text = "hello from the ring"
+            e.tail = e.n * 10
+    return 2
+
+
+@needs_bpf
+def test_records_reserved_in_the_ring() -> None:
+    got = []
+    with compile_module([reserve_big]).load(attach=False) as mod:
+        mod.on("bigring", got.append)
+        mod.programs["reserve_big"].test_run(PACKET)
+        mod.poll(0.5)
+        lost = mod.lost("bigring")
+    # 8 KiB hold three 2 KiB records (plus headers): the rest are counted as lost
+    assert [(e.n, e.text, e.tail) for e in got] == [(i, "hello from the ring", 10 * i)
+                                                    for i in range(len(got))]
+    assert 1 <= len(got) < 6 and lost == 6 - len(got)
+
+
+@xdp()
+def return_in_reserve(ctx):
+    with bigring.reserve() as e:
+        e.n = 1
+        return 1
+    return 2
+
+
+def test_leaving_a_reserve_block_early_is_refused() -> None:
+    assert "neither sent nor discarded" in str(_error_of(return_in_reserve))

@@ -19,7 +19,9 @@ In a program:
 * ``m.get(k)`` returns a pointer to the value or ``None``: the compiler refuses to use it
   before an ``if p:`` / ``if p is None: return`` check (the verifier would refuse it
   later, with a worse message); ``m.get(k, default)`` returns an integer value;
-* ring buffers and perf event arrays: ``events.output(e)`` sends a struct;
+* ring buffers and perf event arrays: ``events.output(e)`` sends a struct; ring
+  buffers also take ``with events.reserve() as e: ...`` (the record is built in the
+  ring itself, so it may be larger than the 512-byte stack);
 * stack trace maps: ``stacks.stackid()`` / ``stacks.stackid(user=True)``;
 * queues and stacks: ``q.push(v)``, ``q.pop(default)``, ``q.peek(default)``.
 """

@@ -223,6 +223,66 @@ class BuiltinsMixin:
                          "ring/perf buffers .output(e); stack maps .stackid(); queues "
                          ".push(v), .pop(), .peek()")
 
+    def reserve_block(self, s: ast.With) -> None:
+        """``with events.reserve() as e:``: the record is reserved in the ring buffer
+        itself (no 512-byte stack limit), zeroed, filled by the block and submitted when
+        the block ends; when the ring is full the block is skipped and the drop counted
+        (Linux 5.8)."""
+        if len(s.items) != 1 or not isinstance(s.items[0].optional_vars, ast.Name):
+            raise self.error("write 'with ring.reserve() as e:'", s)  # type: ignore[attr-defined]
+        call = s.items[0].context_expr
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "reserve" and not call.args and not call.keywords):
+            raise self.error("only 'with ring.reserve() as e:' blocks are supported", s)  # type: ignore[attr-defined]
+        ref = self.value(call.func.value)                       # type: ignore[attr-defined]
+        if not (isinstance(ref, MapRef) and isinstance(ref.decl, RingBuf)):
+            raise self.error("reserve() is a ring buffer method", call)  # type: ignore[attr-defined]
+        name = s.items[0].optional_vars.id
+        if name in self.locals or name in self.objects:         # type: ignore[attr-defined]
+            raise self.error(f"{name!r} is already a local", s)  # type: ignore[attr-defined]
+        t = ref.decl.event
+        size = T.sizeof(t)
+        self.loc = self.src.loc(s)                              # type: ignore[attr-defined]
+        ptr = self.vreg(PtrType(t, "map"), local=True)          # type: ignore[attr-defined]
+        self.emit("helper", dst=ptr, name="ringbuf_reserve",    # type: ignore[attr-defined]
+                  args=(MapFd(ref.name), size, 0))
+        full, end = self.label("ringfull"), self.label("reserved")  # type: ignore[attr-defined]
+        self.emit("branch", name="eq", a=ptr, b=0, target=full)  # type: ignore[attr-defined]
+        for off in range(0, size - size % 8, 8):                # reserved memory is not zeroed
+            self.emit("store", base=ptr, off=off, size=8, a=0)  # type: ignore[attr-defined]
+        for off in range(size - size % 8, size):
+            self.emit("store", base=ptr, off=off, size=1, a=0)  # type: ignore[attr-defined]
+        self.locals[name] = ptr                                 # type: ignore[attr-defined]
+        self.nonnull.add(name)                                  # type: ignore[attr-defined]
+        self.reserving += 1                                     # type: ignore[attr-defined]
+        self.body(s.body)                                       # type: ignore[attr-defined]
+        self.reserving -= 1                                     # type: ignore[attr-defined]
+        del self.locals[name]                                   # type: ignore[attr-defined]
+        self.nonnull.discard(name)                              # type: ignore[attr-defined]
+        self.loc = self.src.loc(s)                              # type: ignore[attr-defined]
+        self.emit("helper", name="ringbuf_submit",              # type: ignore[attr-defined]
+                  args=(ptr, self.wakeup_flags(ref)))
+        self.emit("jump", target=end)                           # type: ignore[attr-defined]
+        self.emit("label", name=full)                           # type: ignore[attr-defined]
+        self.count_drop(ref)
+        self.emit("label", name=end)                            # type: ignore[attr-defined]
+
+    def count_drop(self, ref: MapRef) -> None:
+        """Add one to ring ``ref``'s per-CPU drop counter."""
+        slot = self.unit.drop_slot(ref.name)                    # type: ignore[attr-defined]
+        done = self.label("counted")                            # type: ignore[attr-defined]
+        off = self.temp("key", 4)                               # type: ignore[attr-defined]
+        self.emit("store", base=None, off=off, size=4, a=slot)  # type: ignore[attr-defined]
+        cell = self.vreg(PtrType(T.u64, "map"))                 # type: ignore[attr-defined]
+        self.emit("helper", dst=cell, name="map_lookup_elem",   # type: ignore[attr-defined]
+                  args=(MapFd(DROPS_MAP), FrameAddr(off)))
+        self.emit("branch", name="eq", a=cell, b=0, target=done)  # type: ignore[attr-defined]
+        n = self.vreg(T.u64)                                    # type: ignore[attr-defined]
+        self.emit("load", dst=n, base=cell, off=0, size=8)      # type: ignore[attr-defined]
+        self.emit("binop", name="add", dst=n, a=n, b=1)         # type: ignore[attr-defined]
+        self.emit("store", base=cell, off=0, size=8, a=n)       # type: ignore[attr-defined]
+        self.emit("label", name=done)                           # type: ignore[attr-defined]
+
     def wakeup_flags(self, ref: MapRef) -> Operand:
         """The ``ringbuf_output`` flags of the ring's wake-up policy: adaptive = no
         wake-up until a quarter of the ring is filled (Linux 5.8, ``ringbuf_query``)."""
@@ -565,19 +625,9 @@ class BuiltinsMixin:
         ret = self.vreg(T.i64)                                  # type: ignore[attr-defined]
         self.emit("helper", dst=ret, name="ringbuf_output",     # type: ignore[attr-defined]
                   args=(MapFd(ref.name), addr, size, flags))
-        slot = self.unit.drop_slot(ref.name)                    # type: ignore[attr-defined]
         done = self.label("sent")                               # type: ignore[attr-defined]
         self.emit("branch", name="sge", a=ret, b=0, target=done)  # type: ignore[attr-defined]
-        off = self.temp("key", 4)                               # type: ignore[attr-defined]
-        self.emit("store", base=None, off=off, size=4, a=slot)  # type: ignore[attr-defined]
-        ptr = self.vreg(PtrType(T.u64, "map"))                  # type: ignore[attr-defined]
-        self.emit("helper", dst=ptr, name="map_lookup_elem",    # type: ignore[attr-defined]
-                  args=(MapFd(DROPS_MAP), FrameAddr(off)))
-        self.emit("branch", name="eq", a=ptr, b=0, target=done)  # type: ignore[attr-defined]
-        n = self.vreg(T.u64)                                    # type: ignore[attr-defined]
-        self.emit("load", dst=n, base=ptr, off=0, size=8)       # type: ignore[attr-defined]
-        self.emit("binop", name="add", dst=n, a=n, b=1)         # type: ignore[attr-defined]
-        self.emit("store", base=ptr, off=0, size=8, a=n)        # type: ignore[attr-defined]
+        self.count_drop(ref)
         self.emit("label", name=done)                           # type: ignore[attr-defined]
         return ret
 

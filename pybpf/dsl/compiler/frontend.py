@@ -170,6 +170,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         self.nonnull: Set[str] = set()              # pointer locals known not to be None
         self.ctx: Optional[CtxRef] = None
         self.loop_consts: Dict[str, int] = {}      # variables of unrolled loops
+        self.reserving = 0                          # depth of 'with ring.reserve()' blocks
         self.resolve_function = resolve_function
         self.entry = entry
         self.locals: Dict[str, VReg] = {}
@@ -335,6 +336,12 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             dst = self.locals[name]
             value = self.binop(s.op, dst, self.expr(s.value), s, into=dst)
             self.convert_into(dst, value)
+        elif isinstance(s, ast.With):
+            self.reserve_block(s)
+        elif isinstance(s, (ast.Return, ast.Break, ast.Continue)) and self.reserving:
+            raise self.error(f"{type(s).__name__.lower()} inside a 'with ....reserve()' block "
+                             "would leave a ring buffer record neither sent nor discarded",
+                             s, "let the block end; test a flag after it")
         elif isinstance(s, ast.Return):
             value: Operand = 0
             if s.value is not None:
