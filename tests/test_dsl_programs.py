@@ -880,3 +880,39 @@ def return_in_reserve(ctx):
 
 def test_leaving_a_reserve_block_early_is_refused() -> None:
     assert "neither sent nor discarded" in str(_error_of(return_in_reserve))
+
+
+# -- run-time array indexes ------------------------------------------------------------------
+class Slots(Struct):
+    counts: u32[8]
+
+
+slot_map = HashMap(u32, Slots, max_entries=4)
+
+
+@xdp()
+def variable_index(ctx):
+    s = Slots()
+    for i in range(8):
+        s.counts[i] = i * 10
+    j: u32 = inp[0]                      # known only at run time
+    out[0] = s.counts[j]                 # 0 when j is out of range
+    s.counts[j] = 7                      # skipped when out of range
+    s.counts[j] += 1
+    out[1] = s.counts[j]
+    slot_map[0] = s
+    p = slot_map.get(0)
+    if p:
+        p.counts[j] += 100
+        out[2] = p.counts[j]
+    return 2
+
+
+@needs_bpf
+@pytest.mark.parametrize("j, want", [(3, [30, 8, 108]), (7, [70, 8, 108]), (8, [0, 0, 0]),
+                                     (2**32 - 1, [0, 0, 0])])
+def test_run_time_array_indexes_are_bounds_checked(j, want) -> None:
+    with compile_module([variable_index]).load(attach=False) as mod:
+        mod["inp"][0] = j
+        mod.programs["variable_index"].test_run(PACKET)
+        assert [mod["out"][i] for i in range(3)] == want

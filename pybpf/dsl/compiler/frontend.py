@@ -321,13 +321,24 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 if isinstance(ref, MapRef):
                     self.map_update(ref, s.target.slice, s.op, s.value, s)
                     return False
-            place = self.value(s.target)
-            if not isinstance(place, Place):
-                raise self.error("this cannot be assigned", s.target)
-            rhs = self.expr(s.value)
+            array = self.variable_index_target(s.target)
+            skip = ""
+            if array is not None:
+                rhs = self.expr(s.value)
+                ptr, elem = self.element_pointer(array, s.target.slice, s.target)  # type: ignore[union-attr]
+                skip = self.label("noelem")
+                self.emit("branch", name="eq", a=ptr, b=0, target=skip)
+                place = Place(ptr, 0, elem, array.space)
+            else:
+                place = self.value(s.target)
+                if not isinstance(place, Place):
+                    raise self.error("this cannot be assigned", s.target)
+                rhs = self.expr(s.value)
             old = self.read(place, s.target)
             self.loc = self.src.loc(s)
             self.write(place, self.binop(s.op, old, rhs, s), s)
+            if skip:
+                self.emit("label", name=skip)
         elif isinstance(s, ast.AugAssign):
             name = s.target.id
             if name not in self.locals:
@@ -535,12 +546,76 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                              "store into one of its fields")
         self.write(dst, self.as_int(v, node), node)
 
+    def element_pointer(self, array: Place, index: ast.expr, node: Any) -> Tuple[VReg, Any]:
+        """A pointer to ``array[index]`` for an index known only at run time, and the
+        element type: 0 (None) when the index is out of range, so the access is
+        skipped, which is also the bounds check the verifier needs."""
+        t = array.type
+        if not isinstance(t, T.ArrayType):
+            raise self.error(f"a {t!r} cannot be indexed", node)
+        i = self.materialize(self.convert(self.expr(index), T.u64), T.u64)
+        size = T.sizeof(t.elem)
+        ptr = self.vreg(PtrType(t.elem, array.space))
+        out = self.label("outofrange")
+        done = self.label("inrange")
+        self.emit("branch", name="uge", a=i, b=t.count, target=out)
+        off = self.vreg(T.u64)
+        self.emit("mov", dst=off, a=i)
+        if size > 1:
+            if size & (size - 1) == 0:
+                self.emit("binop", name="lsh", dst=off, a=off, b=size.bit_length() - 1)
+            else:
+                self.emit("binop", name="mul", dst=off, a=off, b=size)
+        self.emit("addr", dst=ptr, base=array.base, off=array.off)
+        self.emit("binop", name="add", dst=ptr, a=ptr, b=off)
+        self.emit("jump", target=done)
+        self.emit("label", name=out)
+        self.emit("mov", dst=ptr, a=0)
+        self.emit("label", name=done)
+        return ptr, t.elem
+
+    def read_variable_index(self, array: Place, node: ast.Subscript) -> VReg:
+        """``arr[i]`` with ``i`` known at run time: the element, or 0 out of range."""
+        ptr, elem = self.element_pointer(array, node.slice, node)
+        if not isinstance(elem, T.IntType):
+            raise self.error("only arrays of numbers take run-time indexes", node,
+                             "index arrays of structs with constants")
+        res = self.vreg(elem)
+        self.emit("mov", dst=res, a=0)
+        skip = self.label("noelem")
+        self.emit("branch", name="eq", a=ptr, b=0, target=skip)
+        self.convert_into(res, self.read(Place(ptr, 0, elem, array.space), node))
+        self.emit("label", name=skip)
+        return res
+
+    def variable_index_target(self, target: ast.expr, base: Any = None) -> Optional[Place]:
+        """The array place of ``target`` when it is ``place[i]`` with a run-time ``i``
+        (``base``: ``target.value`` already compiled)."""
+        if not isinstance(target, ast.Subscript) or \
+                self.constant_or_none(target.slice) is not None:
+            return None
+        if base is None:
+            base = self.value(target.value)
+        if isinstance(base, VReg) and isinstance(base.type, PtrType):
+            name = target.value.id if isinstance(target.value, ast.Name) else ""
+            base = self.deref(base, target, name)
+        return base if isinstance(base, Place) else None
+
     def assign_target(self, target: ast.expr, value: ast.expr, node: Any) -> None:
-        """``m[k] = v``, ``e.field = v``, ``e.arr[i] = v``."""
+        """``m[k] = v``, ``e.field = v``, ``e.arr[i] = v`` (a run-time ``i`` out of range
+        skips the store)."""
         if isinstance(target, ast.Subscript):
             ref = self.value(target.value)
             if isinstance(ref, MapRef):
                 self.map_store(ref, target.slice, value, node)
+                return
+            array = self.variable_index_target(target, ref)
+            if array is not None:
+                ptr, elem = self.element_pointer(array, target.slice, target)
+                skip = self.label("noelem")
+                self.emit("branch", name="eq", a=ptr, b=0, target=skip)
+                self.assign_place(Place(ptr, 0, elem, array.space), value, node)
+                self.emit("label", name=skip)
                 return
         place = self.value(target)
         if not isinstance(place, Place):
@@ -903,8 +978,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             if isinstance(base, Place):
                 idx = self.constant_or_none(node.slice)
                 if idx is None:
-                    raise self.error("only constant indexes are supported", node.slice,
-                                     "index with a literal or a for-loop constant")
+                    return self.read_variable_index(base, node)
                 return self.index(base, idx, node)
             raise self.error("this value cannot be indexed", node)
         if isinstance(node, ast.Call):
