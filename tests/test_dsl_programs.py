@@ -916,3 +916,26 @@ def test_run_time_array_indexes_are_bounds_checked(j, want) -> None:
         mod["inp"][0] = j
         mod.programs["variable_index"].test_run(PACKET)
         assert [mod["out"][i] for i in range(3)] == want
+
+
+# -- kernel struct bitfields -----------------------------------------------------------------
+execve_flag = ArrayMap(u64, 2)
+
+
+@tracepoint("syscalls:sys_enter_execve")
+def before_exec(args):
+    if current_task().real_parent.tgid == TARGET:
+        execve_flag[0] = current_task().in_execve + 10      # a 1-bit field: 0 here
+
+
+@tracepoint("sched:sched_process_exec")
+def during_exec(args):
+    if current_task().real_parent.tgid == TARGET:
+        execve_flag[1] = current_task().in_execve + 10      # 1 while exec runs
+
+
+@needs_bpf
+def test_kernel_bitfields() -> None:
+    with compile_module([before_exec, during_exec]).load(consts={"TARGET": os.getpid()}) as mod:
+        subprocess.run(["/bin/true"], check=True)
+        assert [mod["execve_flag"][0], mod["execve_flag"][1]] == [10, 11]

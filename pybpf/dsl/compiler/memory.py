@@ -38,6 +38,8 @@ class Place:
     off: int
     type: Any
     space: str
+    #: for a bitfield: (first bit in the loaded unit, width); ``type`` is then the unit
+    bitfield: Optional[Tuple[int, int]] = None
 
     def at(self, off: int, t: Any) -> "Place":
         """The place ``off`` bytes further, of type ``t``."""
@@ -127,6 +129,8 @@ class MemoryMixin:
 
     def read(self, place: Place, node: Any) -> VReg:
         """The scalar at ``place`` in a register (pointers stay typed)."""
+        if place.bitfield is not None:
+            return self.read_bitfield(place, node)
         t = self.scalar_type(place, node)
         size = t.bits // 8
         if place.space in ("kernel", "user"):
@@ -147,6 +151,20 @@ class MemoryMixin:
         dst = self.vreg(t)                                      # type: ignore[attr-defined]
         self.emit("norm", dst=dst, a=raw)                       # type: ignore[attr-defined]
         return dst
+
+    def read_bitfield(self, place: Place, node: Any) -> VReg:
+        """A kernel struct bitfield: its unit loaded, shifted left to drop the bits
+        above, then right (arithmetic when signed) to drop those below."""
+        assert place.bitfield is not None
+        shift, width = place.bitfield
+        signed, width = width < 0, abs(width)
+        raw = self.read(Place(place.base, place.off, place.type, place.space), node)
+        v = self.vreg(T.u64)                                    # type: ignore[attr-defined]
+        self.emit("mov", dst=v, a=VReg(raw.id, T.u64))          # type: ignore[attr-defined]
+        if 64 - shift - width:
+            self.emit("binop", name="lsh", dst=v, a=v, b=64 - shift - width)  # type: ignore[attr-defined]
+        self.emit("binop", name="arsh" if signed else "rsh", dst=v, a=v, b=64 - width)  # type: ignore[attr-defined]
+        return VReg(v.id, T.i64 if signed else T.u64)
 
     def write(self, place: Place, value: Operand, node: Any) -> None:
         """Store the integer ``value`` at ``place`` (converted to its type)."""
@@ -244,8 +262,14 @@ class MemoryMixin:
                              str(exc)) from None
         m = chain[-1]
         if m.bitfield_size:
-            raise self.error(f"{place.type!r}.{name} is a bitfield, which is not supported yet",
-                             node)                               # type: ignore[attr-defined]
+            # read the aligned unit that holds the bits, then shift them out
+            from ...btf.resolve import _bitfield_unit, is_signed, sizeof
+            start, size, shift = _bitfield_unit(bits, m.bitfield_size, sizeof(btf, m.type))
+            from ..context import int_type
+            unit = int_type(size, False)
+            signed = is_signed(btf, m.type)
+            return Place(place.base, place.off + start, unit, place.space,
+                         (shift, m.bitfield_size if not signed else -m.bitfield_size))
         return place.at(bits // 8, KType(m.type, _ktext(btf, m.type)))
 
     def index(self, place: Place, i: int, node: Any) -> Place:
