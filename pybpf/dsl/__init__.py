@@ -2,28 +2,35 @@
 
 ::
 
-    from pybpf.dsl import compile_function, u32, u64, ktime_ns
+    from pybpf.dsl import HashMap, load, pid, tracepoint, u32, u64
 
-    def prog(ctx):
-        total: u64 = 0
-        for i in range(4):
-            total += ktime_ns() & 0xff
-        return 2 if total > 100 else 1
+    counts = HashMap(u32, u64)
 
-    compiled = compile_function(prog)
-    print(compiled.disasm())          # instructions under the Python lines they come from
+    @tracepoint("syscalls:sys_enter_openat")
+    def count(args):
+        counts[pid()] += 1
 
-The language: locals with fixed-width integer types (:mod:`pybpf.dsl.types`, C
-semantics), arithmetic, bitwise and shift operators, comparisons (also chained), ``and``/
-``or``/``not`` (short-circuit; as values they give 0 or 1 like C), ``if``/``elif``/
-``else``, ``a if c else b``, ``for i in range(N)`` with constant bounds (unrolled up to
-8 iterations, else a bounded loop), ``break``/``continue``, early ``return``, calls of
-other Python functions (bpf-to-bpf calls; parameters need integer annotations), and the
-helpers :func:`ktime_ns`, :func:`pid`, :func:`tgid`, :func:`tid`, :func:`uid`,
-:func:`gid`, :func:`cpu`, :func:`pid_tgid`, :func:`random`. ``//`` and ``%`` truncate
-toward zero like C; division by zero gives 0 and modulo by zero gives the dividend (the
-BPF rule); shift counts are taken modulo the width of the promoted left operand.
-Anything else raises :class:`CompileError` at compile time with ``file:line:col``.
+    with load([count]) as mod:          # compile, load, attach
+        mod.run(duration=5)
+        print(dict(mod["counts"].items()))
+
+What a module declares: :class:`Struct` classes (event and key layouts), maps
+(:mod:`pybpf.dsl.maps`), :func:`const` load-time constants, and program functions
+decorated with their attach point (:mod:`pybpf.dsl.attach`), whose context parameter
+is typed from it (:mod:`pybpf.dsl.context`). :func:`compile_module` gives a
+:class:`~pybpf.dsl.loader.ModuleSpec`; :func:`load` a running
+:class:`~pybpf.dsl.loader.LoadedModule`.
+
+The language: fixed-width integer locals with C semantics (:mod:`pybpf.dsl.types`),
+arithmetic, comparisons, ``and``/``or``/``not``, ``if``/``elif``/``else``, ``a if c
+else b``, ``for i in range(N)`` (unrolled up to 8 iterations, else a bounded loop),
+``break``/``continue``/``return``, calls of other Python functions (bpf-to-bpf calls),
+struct and array locals and fields (``e.comm = comm()``), kernel structs through BTF
+(``current_task().real_parent.tgid``), map operations (``m[k] += 1``, ``m.get(k)``
+with compile-time None checks), event output, ``print()`` with f-strings, string tests,
+packet headers (``ctx.load(Header, off)``) and the helpers of :mod:`pybpf.dsl.helpers`.
+Anything else raises :class:`CompileError` at compile time with ``file:line:col`` and a
+hint. :func:`compile_function` compiles one function alone (constants compiled in).
 """
 
 from __future__ import annotations
