@@ -281,7 +281,12 @@ _F_PKT = _groups("d", "lt", "pr", "pi")
 
 
 def _h_pkt(m: "re.Match[str]") -> Optional[Instruction]:
-    d, t, r, i = m.group(*_F_PKT)
+    return _packet_load(*m.group(*_F_PKT))
+
+
+def _packet_load(d: str, t: str, r: Optional[str], i: Optional[str]) -> Optional[Instruction]:
+    """A legacy packet load (``r0 = *(u16 *)skb[r1]`` / ``skb[4]``), or None when the
+    text is not a valid one."""
     size = _SIZE_CODE.get(t)
     if d != "r0" or size is None or size == 0x18:
         return None
@@ -289,7 +294,7 @@ def _h_pkt(m: "re.Match[str]") -> Optional[Instruction]:
         if r[0] != "r":
             return None
         return Instruction(0x40 | size, 0, _REGNUM[r], 0, 0)
-    imm = _imm32(int(i, 0))
+    imm = _imm32(int(i, 0))                             # type: ignore[arg-type]
     if imm is None:
         return None
     return Instruction(0x20 | size, 0, 0, 0, imm)
@@ -1603,17 +1608,7 @@ def _p_load(line: str) -> Optional[Instruction]:
     d, typ, base, sign, num, preg, pimm = m.groups()
     wide = d[0] == "r"
     if base is None:  # legacy packet load
-        size = _SIZE_CODE.get(typ)
-        if d != "r0" or size is None or size == 0x18:
-            return None
-        if preg is not None:
-            if preg[0] != "r":
-                return None
-            return Instruction(0x40 | size, 0, _REGNUM[preg], 0, 0)
-        imm = _imm32(int(pimm, 0))
-        if imm is None:
-            return None
-        return Instruction(0x20 | size, 0, 0, 0, imm)
+        return _packet_load(d, typ, preg, pimm)
     off = int(num, 0)
     if sign == "-":
         off = -off

@@ -14,7 +14,7 @@ if TYPE_CHECKING:                  # typing and argparse cost start-up time: ann
     import argparse
     from typing import Any, Callable, Dict, Iterable, Optional, TextIO, Tuple
 
-__all__ = ["emit_json", "print_records", "examples", "add_json_flag", "add_parser",
+__all__ = ["emit_json", "print_records", "print_record", "examples", "add_json_flag", "add_parser",
            "USER_ERRORS", "error_line", "EXIT_OK", "EXIT_USER_ERROR", "EXIT_USAGE"]
 
 #: exit status of a successful command
@@ -48,6 +48,17 @@ def print_records(records: Iterable[Dict[str, Any]], fmt: Callable[[Dict[str, An
     else:
         for rec in records:
             out.write(fmt(rec) + "\n")
+    return EXIT_OK
+
+
+def print_record(record: Dict[str, Any], fmt: Callable[[Dict[str, Any]], str], *,
+                 as_json: bool, out: Optional[TextIO] = None) -> int:
+    """Print one record as a JSON object, or as ``fmt(record)``; returns 0."""
+    out = out if out is not None else sys.stdout
+    if as_json:
+        emit_json(record, out)
+    else:
+        out.write(fmt(record) + "\n")
     return EXIT_OK
 
 

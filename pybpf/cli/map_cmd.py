@@ -7,7 +7,7 @@ import errno
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from pybpf.cli.common import add_json_flag, emit_json, print_records
+from pybpf.cli.common import add_json_flag, emit_json, print_record, print_records
 
 __all__ = ["register", "map_record", "format_record", "list_maps", "dump_entries",
            "format_entry"]
@@ -236,11 +236,7 @@ def run_show(args: argparse.Namespace) -> int:
     """Handler of ``pybpf map show``."""
     with _open_fd(args.map) as fd:
         rec = map_record(fd)
-    if args.json:
-        emit_json(rec)
-    else:
-        sys.stdout.write(format_record(rec) + "\n")
-    return 0
+    return print_record(rec, format_record, as_json=args.json)
 
 
 def run_dump(args: argparse.Namespace) -> int:

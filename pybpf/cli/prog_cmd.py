@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from pybpf.cli.common import add_json_flag, emit_json, print_records
+from pybpf.cli.common import add_json_flag, emit_json, print_record, print_records
 
 __all__ = ["register", "program_record", "format_record", "list_programs"]
 
@@ -183,11 +183,7 @@ def run_show(args: argparse.Namespace) -> int:
     """Handler of ``pybpf prog show ID``."""
     with _open(args.id) as prog:
         rec = program_record(prog)
-    if args.json:
-        emit_json(rec)
-    else:
-        sys.stdout.write(format_record(rec) + "\n")
-    return 0
+    return print_record(rec, format_record, as_json=args.json)
 
 
 def run_dump(args: argparse.Namespace) -> int:
