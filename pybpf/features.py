@@ -1,8 +1,12 @@
 """What the running kernel supports, found out by trying.
 
 Every probe asks the kernel directly (loads a minimal program, creates a minimal map,
-opens a link towards a target that cannot exist and reads the errno) and answers in
-three states, :class:`Result`: ``yes``, ``no`` or ``unknown``, always with the reason.
+opens a link towards a target that cannot exist and reads the errno) and answers with a
+:class:`Result`, always with the reason: ``yes``; ``no`` (the kernel lacks it: too old,
+or built without it); ``restricted`` (the kernel has it, but this machine refuses it to
+a process that holds every BPF capability: EPERM from a security policy such as
+lockdown, an LSM or seccomp); or ``unknown`` (the probe could not tell, for instance
+because this process lacks the privileges to try).
 Each :class:`Feature` names the Linux release that brought it (``since``) and, where the
 kernel build can leave it out, the config option (``config``). Conclusive answers are
 cached for the life of the process; ``unknown`` ones are asked again.
@@ -48,7 +52,7 @@ from .syscall.bpf import (
     MAP_TYPE_SINCE, PROG_TYPE_SINCE, AttachType, MapFlags, MapType, ProgFlags, ProgType,
     kernel_version, linux_version_code,
 )
-from .syscall.errors import NotSupportedError, VerifierError
+from .syscall.errors import NotSupportedError, VerifierError, missing_capabilities
 from .syscall.fd import FD
 
 __all__ = [
@@ -61,17 +65,18 @@ __all__ = [
 
 
 class Support(str, enum.Enum):
-    """A probe's answer."""
+    """A probe's answer. ``RESTRICTED``: known to the kernel, refused here by policy."""
 
     YES = "yes"
     NO = "no"
+    RESTRICTED = "restricted"
     UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
 class Result:
-    """A three-state answer with its reason (``"EINVAL from BPF_PROG_LOAD"``, ...).
-    True only for ``yes``."""
+    """An answer (:class:`Support`) with its reason (``"EINVAL from BPF_PROG_LOAD"``,
+    ...). True only for ``yes``."""
 
     support: Support
     reason: str = ""
@@ -81,8 +86,14 @@ class Result:
 
     @property
     def conclusive(self) -> bool:
-        """Whether this is a yes or a no (only those are cached)."""
+        """Whether this is a yes, a no or a restriction (only those are cached)."""
         return self.support is not Support.UNKNOWN
+
+    @property
+    def restricted(self) -> bool:
+        """Whether the kernel has it but this machine refuses it (EPERM with every
+        capability held): a test or tool should skip or explain, not call it absent."""
+        return self.support is Support.RESTRICTED
 
     def __str__(self) -> str:
         return self.support.value + (f" ({self.reason})" if self.reason else "")
@@ -98,6 +109,19 @@ def _no(reason: str) -> Result:
 
 def _unknown(reason: str) -> Result:
     return Result(Support.UNKNOWN, reason)
+
+
+def _refused(action: str) -> Result:
+    """The answer to an EPERM: ``restricted`` when this process holds every capability
+    the operation can need (so a security policy refused it, after the kernel's own
+    checks of the type), ``unknown`` when it lacks some (the answer depends on them)."""
+    missing = missing_capabilities()
+    if missing:
+        return _unknown(f"EPERM: {action} needs {', '.join(missing)}, which this "
+                        f"process lacks (run as root)")
+    return Result(Support.RESTRICTED, f"EPERM for {action} with every BPF capability "
+                                      f"held: a security policy of this machine refuses "
+                                      f"it")
 
 
 @dataclass(frozen=True)
@@ -269,8 +293,7 @@ def _prog_type_check(prog_type: ProgType) -> Callable[[], Result]:
         assert err is not None
         name = _errname(err.errno)
         if err.errno == _errno.EPERM:
-            return _no("EPERM: loading this program type is not permitted here (as "
-                       "bpftool, pybpf reports it as unavailable)")
+            return _refused("loading this program type")
         if isinstance(err, NotSupportedError):
             return _no(str(err))
         if err.errno == _progs.ENOTSUPP or log.strip():
@@ -400,7 +423,7 @@ def _map_type_check(map_type: MapType) -> Callable[[], Result]:
                     return _yes("ENOTSUPP for a non-struct_ops value type: the map type "
                                 "is known")
                 if exc.errno == _errno.EPERM:
-                    return _no("EPERM: creating this map type is not permitted here")
+                    return _refused("creating this map type")
                 if isinstance(exc, NotSupportedError) or exc.errno in (
                         _errno.EINVAL, _errno.EOPNOTSUPP, _progs.ENOTSUPP):
                     return _no(f"{name} from BPF_MAP_CREATE"

@@ -30,3 +30,20 @@ needs_bpf = pytest.mark.skipif(bool(BPF_UNAVAILABLE), reason=BPF_UNAVAILABLE)
 BPFTOOL = shutil.which("bpftool")
 needs_bpftool = pytest.mark.skipif(BPFTOOL is None, reason="bpftool is not installed "
                                    "(Debian package bpftool, installed by .ci/run)")
+
+
+def refused_here(prog_type: int, what: str) -> str:
+    """The skip reason when this machine refuses ``prog_type`` programs by policy (EPERM
+    with every capability held: :attr:`pybpf.features.Support.RESTRICTED`), else "".
+    A kernel that lacks the type ("no") or a probe that cannot tell gets "", so the test
+    runs and fails where the feature should work and does not."""
+    if BPF_UNAVAILABLE:
+        return BPF_UNAVAILABLE
+    from pybpf import features
+    from pybpf.syscall.bpf import ProgType
+    result = features.probe(features.prog_type_feature(prog_type))
+    if result.restricted:
+        return (f"{what}: BPF_PROG_TYPE_{ProgType(prog_type).name} programs are not "
+                f"permitted on this machine ({result.reason}); the second-kernel stage "
+                f"(scripts/vmtest.sh) runs this test")
+    return ""

@@ -56,13 +56,49 @@ class Tool:
         return self.proc.returncode, "".join(self.lines) + out, err
 
 
-def programs_loaded(names):
-    """The names among ``names`` (BPF program names, cut to 15 characters) that bpftool
-    still lists."""
-    try:
-        out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True,
-                             text=True, timeout=30).stdout
-    except FileNotFoundError:
-        return set()
-    loaded = {p.get("name", "") for p in json.loads(out or "[]")}
-    return {n for n in names if n[:15] in loaded}
+def _programs_held_by_processes() -> set:
+    """The ids of the BPF programs that a live process holds through a program or link
+    descriptor (``prog_id`` in /proc/PID/fdinfo)."""
+    held = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fdinfo")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
+                    info = fh.read()
+            except OSError:
+                continue
+            for line in info.splitlines():
+                if line.startswith("prog_id:"):
+                    held.add(int(line.split()[1]))
+    return held
+
+
+def programs_loaded(names, settle: float = 3.0):
+    """The names among ``names`` (BPF program names, cut to 15 characters) of programs
+    that bpftool still lists although no live process holds them: left pinned or
+    attached by a tool that has ended. Programs of other tracers (another test run of
+    the same tool) are held by their processes and do not count. A program freed after
+    its process exits may linger for an RCU grace period: asked again for ``settle``
+    seconds."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True,
+                                 text=True, timeout=30, check=True).stdout
+        except FileNotFoundError:
+            raise AssertionError("bpftool (the oracle of loaded programs) is not "
+                                 "installed: .ci/run installs Debian's bpftool") from None
+        wanted = {n[:15]: n for n in names}
+        listed = [(p["id"], wanted[p["name"]]) for p in json.loads(out or "[]")
+                  if p.get("name", "") in wanted]
+        held = _programs_held_by_processes() if listed else set()
+        left = {name for prog_id, name in listed if prog_id not in held}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)

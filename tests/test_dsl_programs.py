@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from bpfenv import needs_bpf
-from linkutil import in_vm
+from bpfenv import needs_bpf, refused_here
 from pybpf.dsl import (
     ArrayMap, CompileError, HashMap, Histogram, PerCPUArrayMap, PerfEventArray, RingBuf,
     TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, StackTraceMap, tc, Struct, char, ntohs, socket_filter, comm, compile_module, const, current_task, fentry, i32,
@@ -21,6 +20,8 @@ from pybpf.dsl import (
 )
 from pybpf.dsl.loader import format_print
 from pybpf.events.histogram import log2_slot_of
+from pybpf.link.kprobe import kprobes_available
+from pybpf.syscall.bpf import ProgType
 
 PACKET = bytes(64)
 HERE = os.path.abspath(__file__)
@@ -428,9 +429,8 @@ def btf_switch(ctx):
 
 @pytest.mark.vmtest
 def test_tp_btf_typed_arguments() -> None:
-    if not in_vm():
-        pytest.skip("tp_btf (BPF_PROG_TYPE_TRACING) loads fail with EPERM on this machine: "
-                    "runs in scripts/vmtest.sh")
+    if refused_here(ProgType.TRACING, "tp_btf"):
+        pytest.skip(refused_here(ProgType.TRACING, "tp_btf"))
     import time
     with compile_module([btf_switch]).load(consts={"TARGET": os.getpid()}) as mod:
         for _ in range(5):
@@ -448,9 +448,10 @@ def _unlink_some(tmp_path, n: int) -> None:
 @pytest.mark.vmtest
 @pytest.mark.parametrize("fn, key", [(kprobe_unlink, 1000 - 100), (fentry_unlink, 1)])
 def test_kprobe_and_fentry_arguments_by_name(tmp_path, fn, key) -> None:
-    if not in_vm():
-        pytest.skip("kprobes and fentry are not available on this kernel (CONFIG_KPROBES=n, "
-                    "fentry loads fail with EPERM): runs in scripts/vmtest.sh")
+    why = kprobes_available() if fn is kprobe_unlink else refused_here(ProgType.TRACING,
+                                                                        "fentry")
+    if why:
+        pytest.skip(why)
     with compile_module([fn]).load(consts={"TARGET": os.getpid()}) as mod:
         _unlink_some(tmp_path, 3)
         got = dict(mod["unlinks"].items())
@@ -798,9 +799,8 @@ def fexit_unlink(ctx):
 
 @pytest.mark.vmtest
 def test_fexit_return_value(tmp_path) -> None:
-    if not in_vm():
-        pytest.skip("fexit (BPF_PROG_TYPE_TRACING) loads fail with EPERM on this machine: "
-                    "runs in scripts/vmtest.sh")
+    if refused_here(ProgType.TRACING, "fexit"):
+        pytest.skip(refused_here(ProgType.TRACING, "fexit"))
     with compile_module([fexit_unlink]).load(consts={"TARGET": os.getpid()}) as mod:
         _unlink_some(tmp_path, 2)
         try:

@@ -4,8 +4,11 @@
   feature probe kernel --json`` report gets the same answer (and so do bpftool's
   ``misc`` probes that pybpf has too);
 * a probe that says "no" on a kernel at least as new as the release it declares fails
-  the test, unless it is one of this machine's restrictions listed in
-  :data:`MACHINE_RESTRICTIONS` (each entry's reason is checked as well).
+  the test, unless the kernel was built without it (:data:`MACHINE_CONFIG`, each checked
+  against /proc/config.gz);
+* "restricted" (the kernel has it, this machine's policy refuses it) is the answer only
+  to EPERM with every BPF capability held: with capabilities dropped the same probes
+  answer "unknown", never "no".
 """
 
 from __future__ import annotations
@@ -22,18 +25,16 @@ import pytest
 from pybpf import features as F
 from pybpf.syscall.bpf import MapType, ProgType, kernel_version, linux_version_code
 
-#: "no" answers explained by this machine, not by the kernel's age: probe key ->
-#: ("EPERM", why) for operations refused to root here, or ("config", CONFIG_X) for build
-#: options that are not set (the test checks /proc/config.gz says so)
-MACHINE_RESTRICTIONS: Dict[str, Tuple[str, str]] = {
-    "prog_type.tracing": ("EPERM", "tracing programs are refused to root here"),
-    "prog_type.lsm": ("EPERM", "LSM programs are refused to root here"),
-    "prog_type.ext": ("EPERM", "extension programs are refused to root here"),
-    "prog_type.lirc_mode2": ("config", "CONFIG_BPF_LIRC_MODE2"),
-    "misc.kprobe_pmu": ("config", "CONFIG_KPROBE_EVENTS"),
-    "misc.kprobe_multi": ("config", "CONFIG_FPROBE"),
-    "link.kprobe_multi": ("config", "CONFIG_FPROBE"),
-    "link.netkit": ("config", "CONFIG_NETKIT"),
+#: "no" answers explained by this machine's kernel build, not by the kernel's age: probe
+#: key -> the CONFIG_X option that is not set (the test checks /proc/config.gz says so).
+#: Operations the kernel has but this machine refuses (EPERM) answer "restricted" and
+#: need no entry here.
+MACHINE_CONFIG: Dict[str, str] = {
+    "prog_type.lirc_mode2": "CONFIG_BPF_LIRC_MODE2",
+    "misc.kprobe_pmu": "CONFIG_KPROBE_EVENTS",
+    "misc.kprobe_multi": "CONFIG_FPROBE",
+    "link.kprobe_multi": "CONFIG_FPROBE",
+    "link.netkit": "CONFIG_NETKIT",
 }
 
 
@@ -88,12 +89,49 @@ def test_agrees_with_bpftool_misc(ours: dict, bpftool: dict) -> None:
 
 
 @needs_bpf
-def test_tracing_lsm_ext_say_no_here(ours: dict) -> None:
+def test_restricted_means_eperm_with_every_capability(ours: dict) -> None:
+    """Whatever this machine refuses by policy (here: tracing, LSM and extension
+    programs; on some builds arena maps) says so, and reads as unavailable for bpftool's
+    keys; the report shows it as "not permitted here", not as "no"."""
+    from pybpf.syscall.errors import missing_capabilities
+    restricted = {k: d for k, d in ours["details"].items() if d["support"] == "restricted"}
+    for key, detail in restricted.items():
+        assert "EPERM" in detail["reason"] and "security policy" in detail["reason"], key
+    if restricted:
+        assert not missing_capabilities()
     for name in ("tracing", "lsm", "ext"):
-        detail = ours["details"][f"prog_type.{name}"]
-        if detail["support"] == "no":
-            assert "EPERM" in detail["reason"]
-        assert ours["program_types"][f"have_{name}_prog_type"] in (False, True)
+        assert ours["details"][f"prog_type.{name}"]["support"] in ("yes", "restricted")
+        assert ours["program_types"][f"have_{name}_prog_type"] is (
+            ours["details"][f"prog_type.{name}"]["support"] == "yes")
+    text = _pybpf("info")
+    for key in restricted:
+        group, name = key.split(".", 1)
+        if group in ("prog_type", "map_type"):
+            assert f"  {name}: not permitted here (EPERM" in text, key
+
+
+@needs_bpf
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux) "
+                    "to drop capabilities")
+def test_without_capabilities_answers_are_unknown_not_no(ours: dict) -> None:
+    """Root with CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN dropped: what the
+    kernel refuses for want of privilege is "unknown" with the capability named, never
+    "no" and never "restricted"."""
+    drop = "-bpf,-perfmon,-net_admin,-sys_admin"
+    run = subprocess.run(["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}",
+                          sys.executable, "-m", "pybpf", "features", "--json"],
+                         capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert run.returncode == 0, run.stderr
+    dropped = json.loads(run.stdout)["details"]
+    for key in ("prog_type.xdp", "prog_type.kprobe", "map_type.hash", "map_type.arena",
+                "prog_type.tracing"):
+        assert dropped[key]["support"] == "unknown", (key, dropped[key])
+        assert "CAP_BPF" in dropped[key]["reason"], (key, dropped[key])
+    wrong = [k for k, d in dropped.items()
+             if d["support"] in ("no", "restricted") and ours["details"][k]["support"]
+             in ("yes", "restricted") and k.split(".")[0] in ("prog_type", "map_type")]
+    assert not wrong, wrong
 
 
 # -- honesty ---------------------------------------------------------------------------------
@@ -109,25 +147,21 @@ def test_no_probe_says_no_on_a_kernel_newer_than_its_release(ours: dict) -> None
         since = tuple(int(x) for x in detail["since"].split("."))
         if running < since:
             continue
-        excuse = MACHINE_RESTRICTIONS.get(key)
-        if excuse is None:
+        what = MACHINE_CONFIG.get(key)
+        if what is None:
             wrong.append(f"{key}: 'no' on Linux {running[0]}.{running[1]}, but it is "
                          f"Linux {detail['since']} ({detail['reason']})")
             continue
-        kind, what = excuse
-        if kind == "EPERM":
-            assert "EPERM" in detail["reason"], (key, detail)
-        else:
-            assert config, "the kernel config is not readable to confirm " + what
-            assert F.config_unset(what), f"{key}: excused by {what}, but it is set"
-            assert what in detail["reason"], (key, detail)
+        assert config, "the kernel config is not readable to confirm " + what
+        assert F.config_unset(what), f"{key}: excused by {what}, but it is set"
+        assert what in detail["reason"], (key, detail)
     assert not wrong, "\n".join(wrong)
 
 
 @needs_bpf
 def test_machine_restrictions_are_current(ours: dict) -> None:
     """Every excuse must still be needed: a listed probe that says yes is a stale entry."""
-    stale = [key for key in MACHINE_RESTRICTIONS
+    stale = [key for key in MACHINE_CONFIG
              if ours["details"].get(key, {}).get("support") == "yes"]
     assert not stale, f"no longer restricted here, remove from the list: {stale}"
 
@@ -146,7 +180,7 @@ def test_every_probe_declares_a_release() -> None:
 
 # -- three states and the cache --------------------------------------------------------------
 
-def test_three_states_and_caching() -> None:
+def test_answers_and_caching() -> None:
     calls = []
     answers = [F.Result(F.Support.UNKNOWN, "not yet"), F.Result(F.Support.YES, "now"),
                F.Result(F.Support.NO, "never")]
@@ -168,6 +202,14 @@ def test_three_states_and_caching() -> None:
 
     res = F.probe(F.Feature("test.raise", "test", "raise", None, boom))
     assert res.support is F.Support.UNKNOWN and "I/O error" in res.reason
+
+    refused = F.Result(F.Support.RESTRICTED, "EPERM")
+    assert not refused and refused.conclusive and refused.restricted
+    assert str(refused) == "restricted (EPERM)"
+    seen = []
+    feat = F.Feature("test.restricted", "test", "r", (5, 0),
+                     lambda: seen.append(1) or refused)
+    assert F.probe(feat) is refused and F.probe(feat) is refused and seen == [1]
 
 
 def test_linux_version_code() -> None:
@@ -210,7 +252,7 @@ def test_json_shape(ours: dict) -> None:
     assert ours["map_types"]["have_ringbuf_map_type"] is True
     assert "bpf_map_lookup_elem" in ours["helpers"]["xdp_available_helpers"]
     for key, detail in ours["details"].items():
-        assert detail["support"] in ("yes", "no", "unknown"), key
+        assert detail["support"] in ("yes", "no", "restricted", "unknown"), key
         assert detail["reason"], key
 
 

@@ -29,6 +29,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = textwrap.dedent(r"""
     import json, os, signal, sys, time
+    # as an interactive Python starts, even when this test runs as a background job
+    # (whose SIGINT starts ignored, and pybpf keeps an ignored SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, sys.argv[1])
     from linkutil import counter_map, counting_program
     from pybpf.link.raw_tracepoint import attach_raw_tracepoint
@@ -75,10 +78,9 @@ def _link_exists(link_id: int) -> bool:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_process_leaves_nothing_attached(signum):
-    before = probe_events_text()
     child, info = _start()
     try:
-        assert info["events"] and all(e.split("/")[1] in probe_events_text()
+        assert info["events"] and all(e.split("/")[1] in probe_events_text(child.pid)
                                       for e in info["events"])
         assert all(_link_exists(i) for i in info["link_ids"])
         child.send_signal(signum)
@@ -87,13 +89,13 @@ def test_interrupted_process_leaves_nothing_attached(signum):
         child.kill()
         child.wait()
     assert child.returncode == -signum          # the signal still ends the process
-    assert probe_events_text() == before
+    assert probe_events_text(child.pid) == ""
     assert not any(_link_exists(i) for i in info["link_ids"])
 
 
 def test_signal_handlers_chain_to_the_previous_one():
-    before = probe_events_text()
-    child, _ = _start("chain")
+    child, info = _start("chain")
+    assert info["events"] and probe_events_text(child.pid)
     try:
         child.send_signal(signal.SIGTERM)
         out, _ = child.communicate(timeout=15)
@@ -101,22 +103,29 @@ def test_signal_handlers_chain_to_the_previous_one():
         child.kill()
         child.wait()
     assert "own handler ran" in out and child.returncode == 3
-    assert probe_events_text() == before
+    assert probe_events_text(child.pid) == ""
 
 
-def test_sigkill_leftovers_are_removed_by_probes_cleanup():
+def test_sigkill_leftovers_are_removed_by_probes_cleanup(capsys):
+    """The killed child's probe events stay until ``probes cleanup`` deletes them. The
+    deletion names the child's pid, so a second test run on the machine (whose own killed
+    child is waiting for its check) is left alone; the dry run covers every stale event."""
     from pybpf.cli import main as cli
-    before = probe_events_text()
     child, info = _start()
     child.kill()
     child.wait()
-    event = info["events"][0].split("/")[1]
-    assert event in probe_events_text()                 # nobody could remove it
+    events = [e.split("/")[1] for e in info["events"]]
+    assert events and all(e in probe_events_text(child.pid) for e in events)  # still there
     assert cli(["probes", "list"]) == 0
+    assert all(f"{e} " in capsys.readouterr().out for e in events)
     assert cli(["probes", "cleanup", "--dry-run"]) == 0
-    assert event in probe_events_text()
-    assert cli(["probes", "cleanup"]) == 0
-    assert probe_events_text() == before
+    assert all(f"would delete uprobe pybpf/{e} " in capsys.readouterr().out for e in events)
+    assert all(e in probe_events_text(child.pid) for e in events)
+    assert cli(["probes", "cleanup", "--pid", str(os.getpid())]) == 0   # alive: untouched
+    assert all(e in probe_events_text(child.pid) for e in events)
+    assert cli(["probes", "cleanup", "--pid", str(child.pid)]) == 0
+    assert all(f"deleted uprobe pybpf/{e} " in capsys.readouterr().out for e in events)
+    assert probe_events_text(child.pid) == ""
 
 
 def test_close_detach_with_and_gc():

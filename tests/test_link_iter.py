@@ -10,19 +10,16 @@ import struct
 
 import pytest
 
-from pybpf import features
 from pybpf.asm import R0, R1, R2, R3, R6, R7, R10
 from pybpf.asm.builder import DW, W, Label, add, build, call, exit_, jeq, ldx, mov, stx
 from pybpf.link.iter import attach_iter
 from pybpf.link.tracing import load_tracing
 from pybpf.syscall.bpf import ProgType
 
-from linkutil import NoLeaks, root_reason
+from bpfenv import refused_here
+from linkutil import NoLeaks
 
-_result = features.probe(features.prog_type_feature(ProgType.TRACING))
-NO_ITER = root_reason() or ("" if _result else
-                            f"iterators: BPF_PROG_TYPE_TRACING programs cannot be loaded "
-                            f"here ({_result.reason})")
+NO_ITER = refused_here(ProgType.TRACING, "task iterators")
 
 
 def _task_tgids_program():

@@ -4,7 +4,9 @@ leak cycles.
 
 On the development machines loading BPF_PROG_TYPE_TRACING/LSM programs fails with EPERM
 (a restriction of those machines), so these tests are marked ``vmtest``: they run in
-the second-kernel stage (Debian's 6.1 kernel under QEMU) and skip here, naming why.
+the second-kernel stage (Debian's 6.1 kernel under QEMU) and skip where
+:mod:`pybpf.features` says the machine refuses the type, naming why. A kernel that
+lacks the type fails them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import tempfile
 
 import pytest
 
-from pybpf import features
 from pybpf.asm import R0, R1, R2, R6, R7, R10
 from pybpf.asm.builder import (
     DW, W, Label, add, atomic_add, build, call, exit_, jeq, jne, ld_map_fd, mov, rsh, stx,
@@ -22,19 +23,12 @@ from pybpf.asm.builder import (
 from pybpf.link.tracing import attach_tracing, load_tracing
 from pybpf.syscall.bpf import ProgType
 
-from linkutil import NoLeaks, count_insns, counter_map, in_vm, root_reason
+from bpfenv import refused_here
+from linkutil import NoLeaks, count_insns, counter_map, in_vm
 
 
-def _why_not(prog_type: int, what: str) -> str:
-    if root_reason():
-        return root_reason()
-    result = features.probe(features.prog_type_feature(prog_type))
-    return "" if result else f"{what}: BPF_PROG_TYPE_{ProgType(prog_type).name} " \
-                             f"programs cannot be loaded here ({result.reason})"
-
-
-NO_TRACING = _why_not(ProgType.TRACING, "fentry/fexit/fmod_ret/tp_btf")
-NO_LSM = _why_not(ProgType.LSM, "LSM")
+NO_TRACING = refused_here(ProgType.TRACING, "fentry/fexit/fmod_ret/tp_btf")
+NO_LSM = refused_here(ProgType.LSM, "LSM")
 
 
 def _unlink_files(n: int) -> None:

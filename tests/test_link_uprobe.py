@@ -92,7 +92,7 @@ def test_counts_calls_in_built_binary(binaries, prog_and_counts, kind, mode):
     counts[0] = 0
     target = binaries / ("libpybpftest.so" if kind == "shared" else kind)
     exe = binaries / ("uselib" if kind == "shared" else kind)
-    before = probe_events_text()
+    before = probe_events_text()            # this process's probes only
     with attach_uprobe(prog, str(target), "pybpf_target", mode=mode) as link:
         assert link.details["mode"] == mode
         if mode == "legacy":
@@ -238,22 +238,34 @@ def _legacy_bad_path(prog, binaries):
     attach_uprobe(prog, str(bad), "pybpf_target", mode="legacy")
 
 
-def test_libc_resolution_is_fast():
-    """Resolving libc symbols in a fresh process (importing pybpf.elf, reading
-    ld.so.cache, mapping libc, hash lookups) takes under 20 ms."""
-    code = ("import time; t = time.perf_counter();"
-            "from pybpf.elf.libs import resolve_library;"
-            "from pybpf.elf.symbols import ElfFile;"
-            "e = ElfFile(resolve_library('c'));"
-            "[e.file_offset(e.symbol(s).value) for s in ('malloc', 'free', 'getpid')];"
-            "print((time.perf_counter() - t) * 1000)")
-    best = min(float(subprocess.run(["python3", "-c", code], capture_output=True,
-                                    text=True, check=True,
-                                    cwd=os.path.dirname(os.path.dirname(__file__))
-                                    ).stdout) for _ in range(3))
-    assert best < 20, f"{best:.1f} ms"
-    path, off = resolve_uprobe("c", "malloc")
-    assert path == resolve_library("c") and off > 0
+def _readelf_file_offset(path: str, symbol: str) -> int:
+    """The oracle: the symbol's address from ``nm -D`` mapped to a file offset through
+    the PT_LOAD segments ``readelf -lW`` lists."""
+    nm = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True,
+                        text=True, check=True).stdout
+    addr = next(int(line.split()[0], 16) for line in nm.splitlines()
+                if line.split()[-1] in (symbol, f"{symbol}@@GLIBC_2.2.5"))
+    segs = subprocess.run(["readelf", "-lW", path], capture_output=True, text=True,
+                          check=True).stdout
+    for line in segs.splitlines():
+        f = line.split()
+        if f and f[0] == "LOAD":
+            offset, vaddr, filesz = int(f[1], 16), int(f[2], 16), int(f[4], 16)
+            if vaddr <= addr < vaddr + filesz:
+                return addr - vaddr + offset
+    raise AssertionError(f"{symbol} is in no PT_LOAD segment of {path}")
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None or shutil.which("nm") is None,
+                    reason="binutils (readelf, nm) is the oracle of symbol offsets")
+def test_libc_symbols_resolve_to_readelf_offsets():
+    """libc's malloc/free/getpid resolve (ld.so.cache, ELF hash tables) to the file
+    offsets binutils computes. Resolution speed is measured in benchmarks/attach.py."""
+    libc = resolve_library("c")
+    elf = ElfFile(libc)
+    for name in ("malloc", "free", "getpid"):
+        assert elf.file_offset(elf.symbol(name).value) == _readelf_file_offset(libc, name)
+        assert resolve_uprobe("c", name) == (libc, _readelf_file_offset(libc, name))
 
 
 def test_attach_detach_cycles_leave_nothing(binaries, prog_and_counts):

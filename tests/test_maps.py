@@ -98,12 +98,18 @@ def test_spec_validation_and_dispatch():
 
 
 def test_unsupported_map_type_names_version(monkeypatch):
-    # pretend the kernel predates arenas: the EINVAL becomes NotSupportedError
+    # pretend the kernel predates ring buffers: the kernel's EINVAL (here for a size that
+    # is no power-of-two number of pages) becomes NotSupportedError naming the release.
+    # Not arenas: machines that refuse them by policy answer EPERM before any EINVAL.
     monkeypatch.setattr(sysmaps, "kernel_at_least", lambda major, minor: False)
     with pytest.raises(NotSupportedError) as info:
-        sysmaps.map_create(MapType.ARENA, 1, 1, 1)
-    assert "arena" in str(info.value) and info.value.min_version == (6, 9)
+        sysmaps.map_create(MapType.RINGBUF, 0, 0, 4096 * 3)
+    assert "ringbuf" in str(info.value) and info.value.min_version == (5, 8)
+    assert info.value.errno == errno.EINVAL
     monkeypatch.undo()
+    with pytest.raises(BPFError) as info:       # the same call on the real kernel version
+        sysmaps.map_create(MapType.RINGBUF, 0, 0, 4096 * 3)
+    assert info.value.errno == errno.EINVAL and not isinstance(info.value, NotSupportedError)
     with pytest.raises(BPFError) as info:
         sysmaps.map_create(250, 4, 4, 1)
     assert info.value.errno == errno.EINVAL

@@ -33,7 +33,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
                        help="probe what the running kernel supports",
                        description="Probe the running kernel's BPF support: program and "
                                    "map types, helpers, ISA versions, links, ... Every "
-                                   "answer is yes, no or unknown, with the reason.",
+                                   "answer is yes, no, not permitted here (the kernel "
+                                   "has it; a security policy refuses it) or unknown, "
+                                   "with the reason.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys as bpftool feature probe; null for unknown)")
@@ -44,8 +46,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(handler=run)
 
 
+#: how each answer reads in the report; "restricted" is no absence of the feature
+_SHOWN = {"restricted": "not permitted here"}
+
+
 def _line(label: str, detail: Dict[str, Any], show_reason: bool = True) -> str:
-    support = detail["support"]
+    support = _SHOWN.get(detail["support"], detail["support"])
     reason = detail.get("reason") or ""
     if support != "yes" and reason and show_reason:
         return f"  {label}: {support} ({reason})"
@@ -81,7 +87,7 @@ def format_report(data: Dict[str, Any], *, helpers_for: str = "kprobe",
             continue
         res = F.helper_support(prog_type, h.id)
         out.append(_line(name, {"support": res.support.value, "reason": res.reason},
-                         show_reason=res.support.value == "unknown"))
+                         show_reason=res.support.value in ("unknown", "restricted")))
     if full:
         for key, names in data.get("helpers", {}).items():
             out += ["", f"Helpers of {key.replace('_available_helpers', '')} programs "

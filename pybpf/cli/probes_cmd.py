@@ -22,6 +22,7 @@ EXAMPLES = """examples:
   pybpf probes list --json       the same as JSON
   pybpf probes cleanup           delete those whose process has died
   pybpf probes cleanup --dry-run show what would be deleted
+  pybpf probes cleanup --pid 4242  only what the dead process 4242 left
 """
 
 
@@ -39,6 +40,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     clean = actions.add_parser("cleanup", help="delete the events of dead processes")
     clean.add_argument("--dry-run", "-n", action="store_true",
                        help="only print what would be deleted")
+    clean.add_argument("--pid", type=int, action="append", metavar="PID",
+                       help="only the events of this (dead) process; repeatable")
     clean.set_defaults(handler=run_cleanup)
 
 
@@ -69,7 +72,8 @@ def run_cleanup(args: argparse.Namespace) -> int:
     """Delete the probe events whose creating process is gone; 1 if any deletion
     failed."""
     from pybpf import tracefs
-    stale = tracefs.stale_probe_events()
+    stale = [ev for ev in tracefs.stale_probe_events()
+             if not args.pid or ev.pid in args.pid]
     failed: List[str] = []
     for ev in stale:
         label = f"{ev.kind} {ev.group}/{ev.name} (pid {ev.pid})"

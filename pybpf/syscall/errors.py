@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 __all__ = ["BPFError", "BPFPermissionError", "NotSupportedError", "VerifierError", "bpf_error",
-           "hint_for", "permission_hint"]
+           "hint_for", "permission_hint", "missing_capabilities"]
 
 
 class BPFError(OSError):
@@ -138,26 +138,42 @@ def _kernel_before(major: int, minor: int) -> bool:
     return kernel_version()[:2] < (major, minor)
 
 
+_CAP_NAMES = {_CAP_NET_ADMIN: "CAP_NET_ADMIN", _CAP_SYS_ADMIN: "CAP_SYS_ADMIN",
+              _CAP_PERFMON: "CAP_PERFMON", _CAP_BPF: "CAP_BPF"}
+
+
+def _wanted_capabilities() -> Tuple[int, ...]:
+    if _kernel_before(5, 8):
+        return (_CAP_SYS_ADMIN,)
+    return (_CAP_BPF, _CAP_PERFMON, _CAP_NET_ADMIN)
+
+
+def missing_capabilities() -> List[str]:
+    """The names of the BPF capabilities this process lacks (CAP_BPF, CAP_PERFMON and
+    CAP_NET_ADMIN from Linux 5.8; CAP_SYS_ADMIN before); empty when it has them all.
+    Unreadable capabilities count as all missing."""
+    caps = _effective_caps()
+    return [_CAP_NAMES[cap] for cap in _wanted_capabilities()
+            if caps is None or not (caps >> cap) & 1]
+
+
 def permission_hint(command: str = "") -> str:
     """Why ``EPERM`` is the likely answer here: missing root/capabilities (CAP_BPF and
     CAP_PERFMON from Linux 5.8, CAP_SYS_ADMIN before), the locked-memory limit on kernels
     before 5.11, or, when the caller has every capability, a security policy."""
-    caps = _effective_caps()
     if _kernel_before(5, 8):
         parts = ["needs root (CAP_SYS_ADMIN)"]
-        wanted = (_CAP_SYS_ADMIN,)
     else:
         parts = ["needs root or CAP_BPF, plus CAP_PERFMON for tracing programs and "
                  "CAP_NET_ADMIN for networking ones"]
-        wanted = (_CAP_BPF, _CAP_PERFMON, _CAP_NET_ADMIN)
-    has_all = caps is not None and all((caps >> cap) & 1 for cap in wanted)
-    if not has_all:
-        parts.append("this process lacks some of them (unprivileged use is governed by "
-                     "sysctl kernel.unprivileged_bpf_disabled)")
+    missing = missing_capabilities()
+    if missing:
+        parts.append(f"this process lacks {', '.join(missing)} (unprivileged use is "
+                     f"governed by sysctl kernel.unprivileged_bpf_disabled)")
     if _kernel_before(5, 11):
         parts.append("kernels before 5.11 also answer EPERM when RLIMIT_MEMLOCK is "
                      "exhausted: raise it (ulimit -l unlimited)")
-    elif has_all:
+    elif not missing:
         parts.append("this process has them, so a security policy refuses the request "
                      "(kernel lockdown, an LSM, seccomp or a container runtime)")
     return "; ".join(parts)
