@@ -17,6 +17,7 @@ from pybpf.dsl import (
     ktime_ns, pid, program, tgid, tid, u8, u16, u32, u64,
 )
 from pybpf.dsl.types import common_type, literal_type
+from pybpf.syscall.errors import OutOfRangeError
 from pybpf.vm.backend import VMBackend
 
 HERE = os.path.abspath(__file__)
@@ -46,7 +47,11 @@ def test_types_wrap_and_conversions() -> None:
     assert common_type(u32, i64) == i64 and common_type(u64, i64) == u64
     assert common_type(i8, u16) == i32
     assert literal_type(5) == i32 and literal_type(2**40) == i64 and literal_type(2**63) == u64
-    assert const(u8, 257).value == 1
+    assert const(u8, 255).value == 255 and const(i8, -128).value == -128
+    for t, bad in ((u8, 257), (u8, -1), (i8, 128), (u32, 2**32), (i64, 2**63)):
+        with pytest.raises(OutOfRangeError, match=rf"const\({t.name}\) default={bad} is "
+                                                  rf"out of range: {t.name} {t.min}\.\.{t.max}"):
+            const(t, bad)
     with pytest.raises(TypeError):
         const(int, 1)                       # type: ignore[arg-type]
 
@@ -259,6 +264,14 @@ def _error(src: str) -> CompileError:
     ("def f(ctx):\n    return ctx\n", 2, 12, "context"),
     ("def f(ctx, other):\n    return 0\n", 1, 1, "one parameter"),
     ("def f(ctx):\n    return u8(1, 2)\n", 2, 12, "one value"),
+    # literals that do not fit where they go (C would cut them silently)
+    ("def f(ctx):\n    x: u8 = 1000\n    return x\n", 2, 13,
+     "1000 does not fit in 'x', a u8 (0..255)"),
+    ("def f(ctx):\n    x: u8 = 0\n    x = 256\n    return x\n", 3, 9,
+     "256 does not fit in 'x', a u8 (0..255)"),
+    ("def f(ctx):\n    x: i8 = -129\n    return x\n", 2, 13, "a i8 (-128..127)"),
+    ("def f(ctx):\n    x: u32 = -1\n    return x\n", 2, 14,
+     "-1 does not fit in 'x', a u32 (0..4294967295)"),
 ])
 def test_compile_errors_have_locations(src: str, line: int, col: int, words: str) -> None:
     err = _error(src)

@@ -93,6 +93,25 @@ def expressions(draw: st.DrawFn, env: Env, depth: int = 3) -> Tuple[str, Tuple[s
     return f"({ta} if {tc} else {tb})", S.convert(chosen, common)
 
 
+_BITS = {t: int(t[1:]) for t in TYPES}
+
+
+def _fits(t: str, value: int) -> bool:
+    bits = _BITS[t]
+    low, high = (-(1 << bits - 1), (1 << bits - 1) - 1) if t[0] == "i" else (0, (1 << bits) - 1)
+    return low <= value <= high
+
+
+def _into(t: str, text: str) -> str:
+    """``text`` to assign to a ``t`` local: a bare literal that is no value of ``t`` (which
+    the compiler refuses) is cut explicitly, ``u8(300)``, as C's conversion would."""
+    try:
+        value = int(text.replace("(", "").replace(")", ""))
+    except ValueError:
+        return text
+    return text if _fits(t, value) else f"{t}({text})"
+
+
 @st.composite
 def programs(draw: st.DrawFn) -> Tuple[str, int]:
     """(source of a function ``prog``, expected 64-bit r0)."""
@@ -101,7 +120,7 @@ def programs(draw: st.DrawFn) -> Tuple[str, int]:
     for i in range(draw(st.integers(1, 4))):
         t = draw(st.sampled_from(TYPES))
         value = draw(st.integers(-(1 << 63), (1 << 64) - 1) | st.integers(-300, 300))
-        lines.append(f"    v{i}: {t} = {value}")
+        lines.append(f"    v{i}: {t} = {_into(t, str(value))}")
         env[f"v{i}"] = (t, S.wrap(t, value))
     for _ in range(draw(st.integers(0, 3))):
         target = draw(st.sampled_from(sorted(env)))
@@ -109,7 +128,7 @@ def programs(draw: st.DrawFn) -> Tuple[str, int]:
         form = draw(st.sampled_from(["assign", "aug", "if"]))
         if form == "assign":
             text, value = draw(expressions(env, 2))
-            lines.append(f"    {target} = {text}")
+            lines.append(f"    {target} = {_into(tt, text)}")
             env[target] = S.convert(value, tt)
         elif form == "aug":
             op = draw(st.sampled_from(ARITH))
@@ -120,8 +139,8 @@ def programs(draw: st.DrawFn) -> Tuple[str, int]:
             ctext, cvalue = draw(expressions(env, 2))
             a_text, a_value = draw(expressions(env, 1))
             b_text, b_value = draw(expressions(env, 1))
-            lines += [f"    if {ctext}:", f"        {target} = {a_text}", "    else:",
-                      f"        {target} = {b_text}"]
+            lines += [f"    if {ctext}:", f"        {target} = {_into(tt, a_text)}",
+                      "    else:", f"        {target} = {_into(tt, b_text)}"]
             env[target] = S.convert(a_value if S.truth(cvalue) else b_value, tt)
     text, value = draw(expressions(env, 3))
     lines.append(f"    return {text}")

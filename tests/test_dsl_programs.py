@@ -22,6 +22,7 @@ from pybpf.dsl.loader import format_print
 from pybpf.events.histogram import log2_slot_of
 from pybpf.link.kprobe import kprobes_available
 from pybpf.syscall.bpf import ProgType
+from pybpf.syscall.errors import OutOfRangeError
 
 PACKET = bytes(64)
 HERE = os.path.abspath(__file__)
@@ -152,6 +153,19 @@ def test_load_time_constants() -> None:
             assert mod.programs["rodata_const"].test_run(PACKET).retval == want
     with pytest.raises(KeyError, match="NOPE"):
         spec.load(attach=False, consts={"NOPE": 1})
+    # never cut to the constant's width (4294990579 used to become 23283), never a float
+    for bad in (4294990579, 2**70, -1):
+        with pytest.raises(OutOfRangeError, match=rf"^load-time constant LIMIT={bad} is "
+                                                  r"out of range: u32 0\.\.4294967295$"):
+            spec.load(attach=False, consts={"LIMIT": bad})
+    with pytest.raises(TypeError, match="LIMIT must be an integer, not float"):
+        spec.load(attach=False, consts={"LIMIT": 2.5})
+    with spec.load(attach=False, consts={"LIMIT": 2**32 - 1}) as mod:   # the largest fits
+        mod["inp"][0] = 2**32 - 1
+        assert mod.programs["rodata_const"].test_run(PACKET).retval == 2   # not above it
+    with spec.load(attach=False, consts={"LIMIT": 2**32 - 2}) as mod:
+        mod["inp"][0] = 2**32 - 1
+        assert mod.programs["rodata_const"].test_run(PACKET).retval == 1
 
 
 @xdp()

@@ -28,7 +28,7 @@ from pybpf.maps.percpu import parse_cpu_list
 from pybpf.syscall import maps as sysmaps
 from pybpf.syscall import objects
 from pybpf.syscall.bpf import ProgType
-from pybpf.syscall.errors import BPFError, NotSupportedError
+from pybpf.syscall.errors import BPFError, NotSupportedError, OutOfRangeError
 
 
 from bpfenv import BPF_UNAVAILABLE as _WHY_NOT, needs_bpf
@@ -113,6 +113,26 @@ def test_unsupported_map_type_names_version(monkeypatch):
     with pytest.raises(BPFError) as info:
         sysmaps.map_create(250, 4, 4, 1)
     assert info.value.errno == errno.EINVAL
+
+
+def test_sizes_beyond_32_bits_are_refused_before_the_kernel_sees_them():
+    """The kernel's fields are u32: 2**32+5 entries used to create a 5-entry map."""
+    before = set(os.listdir("/proc/self/fd"))
+    for kwargs, field in ((dict(max_entries=2**32 + 5), "max_entries=4294967301"),
+                          (dict(max_entries=-1), "max_entries=-1")):
+        with pytest.raises(OutOfRangeError, match=rf"hash map: {field} is out of range: "
+                                                  r"u32 0\.\.4294967295"):
+            HashMap(key=c_uint32, value=c_uint64, **kwargs)
+    for args, field in (((MapType.HASH, 4, 2**32, 1), "value_size"),
+                        ((MapType.HASH, 2**32 + 4, 8, 1), "key_size"),
+                        ((MapType.ARRAY, 4, 8, 2**32 + 5), "max_entries")):
+        with pytest.raises(OutOfRangeError, match=rf"^{field}=\d+ is out of range"):
+            sysmaps.map_create(*args)
+    with pytest.raises(TypeError, match="max_entries must be an integer, not float"):
+        HashMap(key=c_uint32, value=c_uint64, max_entries=2.0)
+    assert set(os.listdir("/proc/self/fd")) == before
+    with HashMap(key=c_uint32, value=c_uint64, max_entries=5) as m:   # the kernel agrees
+        assert m.info().max_entries == 5
 
 
 # -- hash maps -----------------------------------------------------------------------

@@ -83,7 +83,8 @@ class ModuleSpec:
 
     def rodata(self, values: Optional[Mapping[str, int]] = None) -> bytes:
         """The ``.rodata`` value: every constant at its offset (``values`` override the
-        defaults; an unknown name is a KeyError)."""
+        defaults; an unknown name is a KeyError, a value outside the constant's type an
+        :class:`~pybpf.syscall.errors.OutOfRangeError`)."""
         values = dict(values or {})
         unknown = set(values) - set(self.unit.consts)
         if unknown:
@@ -92,7 +93,7 @@ class ModuleSpec:
                            f"{self.name} (constants: {known})")
         buf = bytearray(max(self.unit.rodata_size, 1))
         for name, (c, off) in self.unit.consts.items():
-            v = c.type.wrap(int(values.get(name, c.value)))
+            v = c.type.check(values.get(name, c.value), f"load-time constant {name}")
             buf[off:off + c.type.bits // 8] = (v & ((1 << c.type.bits) - 1)).to_bytes(
                 c.type.bits // 8, "little")
         return bytes(buf)

@@ -67,6 +67,13 @@ class IntType:
             value -= 1 << self.bits
         return value
 
+    def check(self, value: Any, name: str) -> int:
+        """``value`` when it is a value of this type; else
+        :class:`~pybpf.syscall.errors.OutOfRangeError` naming ``name``, the value and
+        the range (a ``TypeError`` for a non-integer). Nothing is wrapped silently."""
+        from ..syscall.errors import check_range
+        return check_range(name, value, self.min, self.max, self.name)
+
     @property
     def min(self) -> int:
         """The smallest value of the type."""
@@ -179,10 +186,12 @@ class Const(NamedTuple):
 
 
 def const(type: IntType, value: int) -> Const:
-    """Declare a load-time constant of ``type`` with a default ``value``."""
+    """Declare a load-time constant of ``type`` with a default ``value`` (which must
+    be a value of ``type``: ``const(u8, 1000)`` raises
+    :class:`~pybpf.syscall.errors.OutOfRangeError`)."""
     if not isinstance(type, IntType):
         raise TypeError(f"const() needs an integer type such as u32, not {type!r}")
-    return Const(type, type.wrap(value))
+    return Const(type, type.check(value, f"const({type.name}) default"))
 
 
 def promote(t: IntType) -> IntType:

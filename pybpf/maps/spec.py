@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..syscall.bpf import MapType
+from ..syscall.errors import check_unsigned
 from .codec import TypeSpec, describe_type, type_size
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,11 +100,12 @@ class MapSpec:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
             raise ValueError(f"map name {self.name!r} must be at most 15 characters among "
                              "letters, digits, '_' and '.'")
-        type_size(self.key)
-        type_size(self.value)
-        if not isinstance(self.max_entries, int) or self.max_entries < 0:
-            raise ValueError(f"{self.label}: max_entries must be a non-negative int, not "
-                             f"{self.max_entries!r}")
+        for field, size in (("key size", type_size(self.key)),
+                            ("value size", type_size(self.value))):
+            check_unsigned(f"{self.label}: {field}", size)
+        check_unsigned(f"{self.label}: max_entries", self.max_entries)
+        check_unsigned(f"{self.label}: flags", self.flags)
+        check_unsigned(f"{self.label}: map_extra", self.map_extra, 64)
         if self.pinning is Pinning.BY_NAME and not self.name:
             raise ValueError(f"{self.label}: pinning by name needs a name")
 

@@ -8,7 +8,8 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 __all__ = ["BPFError", "BPFPermissionError", "NotSupportedError", "VerifierError", "bpf_error",
-           "hint_for", "permission_hint", "missing_capabilities"]
+           "hint_for", "permission_hint", "missing_capabilities", "OutOfRangeError",
+           "check_range", "check_unsigned"]
 
 
 class BPFError(OSError):
@@ -29,6 +30,36 @@ class BPFError(OSError):
         head = f"{self.command}: " if self.command else ""
         tail = f" ({self.hint})" if self.hint else ""
         return f"{head}{self.strerror} [{name}]{tail}"
+
+
+class OutOfRangeError(ValueError):
+    """A number that does not fit where it goes (an attribute field, a constant of a
+    declared type): ``name`` says what it is, ``value`` what was given and
+    ``low``..``high`` the allowed range (``of`` names the type, such as ``u32``). Never
+    silently cut: ``max_entries=2**32+5`` would otherwise create a 5-entry map."""
+
+    def __init__(self, name: str, value: object, low: int, high: int, of: str = "") -> None:
+        self.name, self.value, self.low, self.high, self.of = name, value, low, high, of
+        where = f"{of} " if of else ""
+        super().__init__(f"{name}={value!r} is out of range: {where}{low}..{high}")
+
+
+def check_range(name: str, value: object, low: int, high: int, of: str = "") -> int:
+    """``value`` (as a plain int) when it is an integer (``True`` counts as 1) within
+    ``low``..``high``; else :class:`OutOfRangeError` (a ``TypeError`` for a
+    non-integer, such as a float: it is never truncated)."""
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__} "
+                        f"({value!r})")
+    if not low <= value <= high:
+        raise OutOfRangeError(name, value, low, high, of)
+    return int(value)
+
+
+def check_unsigned(name: str, value: object, bits: int = 32) -> int:
+    """``value`` checked to fit an unsigned field of ``bits`` bits (``u32`` by
+    default)."""
+    return check_range(name, value, 0, (1 << bits) - 1, f"u{bits}")
 
 
 class BPFPermissionError(BPFError, PermissionError):

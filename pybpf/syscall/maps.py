@@ -22,7 +22,7 @@ from .bpf import (
     MAP_TYPE_SINCE, Cmd, MapFlags, MapType, _syscall_fn, addr_of, bpf,
     kernel_at_least, name_bytes, syscall_number,
 )
-from .errors import BPFError, NotSupportedError, bpf_error
+from .errors import BPFError, NotSupportedError, bpf_error, check_unsigned
 from .fd import FD, FdLike, fd_number
 
 __all__ = [
@@ -150,6 +150,11 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
     A map type this kernel predates raises
     :class:`~pybpf.syscall.errors.NotSupportedError` naming the release that added it.
     """
+    for field, number in (("key_size", key_size), ("value_size", value_size),
+                          ("max_entries", max_entries), ("flags", flags),
+                          ("ifindex", ifindex)):
+        check_unsigned(field, number)
+    check_unsigned("map_extra", map_extra, 64)
     attr = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
                              max_entries=max_entries, map_flags=flags,
                              map_name=name_bytes(name), map_ifindex=ifindex,

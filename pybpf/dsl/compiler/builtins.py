@@ -46,6 +46,7 @@ class BuiltinsMixin:
             return pre
         if isinstance(kt, T.IntType):
             v = self.expr(node)                                 # type: ignore[attr-defined]
+            self.check_literal(v, kt, node, f"a key of map {ref.name!r}")  # type: ignore[attr-defined]
             off = self.temp("key", kt.size)                     # type: ignore[attr-defined]
             self.write(Place(None, off, kt, "stack"), v, node)  # type: ignore[attr-defined]
             return FrameAddr(off)
@@ -60,6 +61,7 @@ class BuiltinsMixin:
         vt = ref.decl.value
         if isinstance(vt, T.IntType):
             v = self.expr(node)                                 # type: ignore[attr-defined]
+            self.check_literal(v, vt, node, f"a value of map {ref.name!r}")  # type: ignore[attr-defined]
             off = self.temp("value", vt.size)                   # type: ignore[attr-defined]
             return off, v
         p = self.place_of(node)                                    # type: ignore[attr-defined]

@@ -447,6 +447,9 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             self.emit("mov", dst=dst, a=VReg(v.id, T.u64))
             return
         v = self.as_int(v, value)
+        declared = self.locals[name].type if name in self.locals else t
+        if declared is not None:
+            self.check_literal(v, declared, value, repr(name))
         if name in self.locals:
             self.convert_into(self.locals[name], v)
             return
@@ -544,7 +547,24 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         if not isinstance(dst.type, T.IntType):
             raise self.error(f"cannot store a number into a {dst.type!r}", node,
                              "store into one of its fields")
-        self.write(dst, self.as_int(v, node), node)
+        value = self.as_int(v, node)
+        self.check_literal(value, dst.type, node, "this field")
+        self.write(dst, value, node)
+
+    def check_literal(self, value: Operand, t: T.IntType, node: Any, what: str) -> None:
+        """Refuse an integer literal (``1000``, ``-1``: the compiled ``value`` of the
+        expression ``node``) that is no value of ``t``, as in ``x: u8 = 1000``, which C
+        would cut silently. Other expressions convert as in C."""
+        if not isinstance(value, int):
+            literal = node.operand if isinstance(node, ast.UnaryOp) and \
+                isinstance(node.op, ast.USub) else node
+            if not (isinstance(literal, ast.Constant) and type(literal.value) is int):
+                return
+            value = -literal.value if literal is not node else literal.value
+        if not t.min <= value <= t.max:
+            raise self.error(f"{value} does not fit in {what}, a {t.name} "
+                             f"({t.min}..{t.max})", node,
+                             f"use a wider type than {t.name}, or a value in range")
 
     def element_pointer(self, array: Place, index: ast.expr, node: Any) -> Tuple[VReg, Any]:
         """A pointer to ``array[index]`` for an index known only at run time, and the
