@@ -60,7 +60,7 @@ __all__ = [
     "map_type_feature", "helper_support", "available_helpers", "have_prog_type",
     "have_map_type", "have_helper", "report", "clear_cache", "kernel_config",
     "MISC_FEATURES", "LINK_FEATURES", "system_info", "config_unset", "link_support",
-    "LINK_OF_ATTACH_TYPE",
+    "LINK_OF_ATTACH_TYPE", "privilege_note",
 ]
 
 
@@ -111,17 +111,59 @@ def _unknown(reason: str) -> Result:
     return Result(Support.UNKNOWN, reason)
 
 
-def _refused(action: str) -> Result:
+_CAP_SYS_ADMIN = 21
+
+
+def _lacks_sys_admin() -> bool:
+    """Whether this process's effective set lacks CAP_SYS_ADMIN (unreadable: lacks)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return not (int(line.split()[1], 16) >> _CAP_SYS_ADMIN) & 1
+    except (OSError, ValueError, IndexError):
+        pass
+    return True
+
+
+def _missing() -> List[str]:
+    """The BPF capabilities this process lacks, as the kernel counts them: CAP_SYS_ADMIN
+    stands in for CAP_BPF and CAP_PERFMON (not for CAP_NET_ADMIN)."""
+    missing = missing_capabilities()
+    if missing and not _lacks_sys_admin():
+        missing = [c for c in missing if c not in ("CAP_BPF", "CAP_PERFMON")]
+    return missing
+
+
+def _refused(action: str, *, sys_admin: bool = False) -> Result:
     """The answer to an EPERM: ``restricted`` when this process holds every capability
     the operation can need (so a security policy refused it, after the kernel's own
-    checks of the type), ``unknown`` when it lacks some (the answer depends on them)."""
-    missing = missing_capabilities()
+    checks of the type), ``unknown`` when it lacks some (the answer depends on them).
+    ``sys_admin``: the operation needs CAP_SYS_ADMIN, not the BPF capabilities
+    (statistics, namespaces)."""
+    if sys_admin:
+        missing = ["CAP_SYS_ADMIN"] if _lacks_sys_admin() else []
+    else:
+        missing = _missing()
     if missing:
         return _unknown(f"EPERM: {action} needs {', '.join(missing)}, which this "
                         f"process lacks (run as root)")
-    return Result(Support.RESTRICTED, f"EPERM for {action} with every BPF capability "
+    held = "CAP_SYS_ADMIN" if sys_admin else "every BPF capability"
+    return Result(Support.RESTRICTED, f"EPERM for {action} with {held} "
                                       f"held: a security policy of this machine refuses "
                                       f"it")
+
+
+def _no_unless_unprivileged(reason: str) -> Result:
+    """``no`` for a refusal that may come from privilege alone (the verifier hides
+    helpers, bounded loops and the large instruction limit from a process without
+    CAP_BPF or CAP_PERFMON): ``unknown`` naming what this process lacks, if it lacks
+    any."""
+    missing = _missing()
+    if missing:
+        return _unknown(f"{reason}; the verifier may allow it with {', '.join(missing)}, "
+                        f"which this process lacks (run as root)")
+    return _no(reason)
 
 
 @dataclass(frozen=True)
@@ -157,7 +199,8 @@ def probe(feat: Feature) -> Result:
     try:
         result = feat.check()
     except OSError as exc:
-        result = _unknown(f"probe failed: {exc}")
+        result = (_refused(f"the {feat.key} probe") if exc.errno == _errno.EPERM
+                  else _unknown(f"probe failed: {exc}"))
     if result.conclusive:
         with _lock:
             _cache[feat.key] = result
@@ -400,13 +443,20 @@ def _map_type_check(map_type: MapType) -> Callable[[], Result]:
         expect_enotsupp = False
         try:
             if map_type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
-                inner = map_create(MapType.ARRAY, 4, 4, 1)
+                try:
+                    inner = map_create(MapType.ARRAY, 4, 4, 1)
+                except OSError as exc:
+                    if exc.errno == _errno.EPERM:
+                        return _refused("creating the inner array map")
+                    return _unknown(f"cannot create the inner array map: {exc}")
                 owned.append(inner)
                 extra["inner_map_fd"] = inner
             if map_type in _LOCAL_STORAGE:
                 try:
                     btf = _progs.btf_load(_storage_btf())
                 except OSError as exc:
+                    if exc.errno == _errno.EPERM:
+                        return _refused("loading the BTF this map type needs")
                     return _unknown(f"needs BTF, which cannot be loaded: {exc}")
                 owned.append(btf)
                 extra.update(btf_fd=btf, btf_key_type_id=1, btf_value_type_id=2)
@@ -478,10 +528,12 @@ def _helper_check(prog_type: ProgType, helper_id: int) -> Callable[[], Result]:
             fd.close()
             return _yes("the call verifies")
         if any(marker in log for marker in _HELPER_ABSENT):
-            return _no(_last_line(log))
+            return _no_unless_unprivileged(_last_line(log))
         if log.strip():
             return _yes(f"the verifier checked the call's arguments: {_last_line(log)}")
         assert err is not None
+        if err.errno == _errno.EPERM:
+            return _refused("loading a program calling this helper")
         return _unknown(f"{_errname(err.errno)} without a verifier log")
     return check
 
@@ -517,10 +569,11 @@ def _loads(insns: Sequence[Instruction], what: str,
         return _yes(f"a program using {what} loads")
     assert err is not None
     if err.errno == _errno.EPERM:
-        return _unknown("EPERM: cannot load the probe program")
+        return _refused(f"loading a program using {what}")
     detail = _last_line(log)
     if err.errno in (_errno.EINVAL, _errno.EACCES, _errno.E2BIG):
-        return _no(f"{_errname(err.errno)}: {detail}" if detail else _errname(err.errno))
+        return _no_unless_unprivileged(f"{_errname(err.errno)}: {detail}" if detail
+                                       else _errname(err.errno))
     return _unknown(f"{_errname(err.errno)} from BPF_PROG_LOAD")
 
 
@@ -554,6 +607,8 @@ def _map_batch() -> Result:
     try:
         fd = map_create(MapType.HASH, 4, 4, 1)
     except OSError as exc:
+        if exc.errno == _errno.EPERM:
+            return _refused("creating the hash map to try it on")
         return _unknown(f"cannot create a hash map: {exc}")
     try:
         map_lookup_batch(fd, 4, 4, 1)
@@ -580,6 +635,8 @@ def _btf() -> Result:
     except OSError as exc:
         if exc.errno in (_errno.EINVAL, _errno.E2BIG):
             return _no(f"{_errname(exc.errno)} from BPF_BTF_LOAD")
+        if exc.errno == _errno.EPERM:
+            return _refused("loading BTF")
         return _unknown(f"{_errname(exc.errno)} from BPF_BTF_LOAD")
 
 
@@ -607,6 +664,8 @@ def _stats() -> Result:
     except OSError as exc:
         if exc.errno == _errno.EINVAL:
             return _no("EINVAL from BPF_ENABLE_STATS")
+        if exc.errno == _errno.EPERM:
+            return _refused("BPF_ENABLE_STATS", sys_admin=True)
         return _unknown(f"{_errname(exc.errno)} from BPF_ENABLE_STATS")
 
 
@@ -648,7 +707,7 @@ def _link_probe(prog_type: int, expected: int, attach_type: int, *,
         assert err is not None
         kind = ProgType(prog_type).name.lower()
         if err.errno == _errno.EPERM:
-            return _unknown(f"cannot load a {kind} program to try it (EPERM)")
+            return _refused(f"loading a {kind} program to try it")
         return _no(f"cannot load a {kind} program with this attach type "
                    f"({_errname(err.errno)})")
     try:
@@ -661,6 +720,8 @@ def _link_probe(prog_type: int, expected: int, attach_type: int, *,
                         f"kernel looked it up")
         if exc.errno in (_errno.EINVAL, _errno.EOPNOTSUPP, _progs.ENOTSUPP):
             return _no(f"{_errname(exc.errno)} from BPF_LINK_CREATE" + _config_note(config))
+        if exc.errno == _errno.EPERM:
+            return _refused("BPF_LINK_CREATE")
         return _unknown(f"{_errname(exc.errno)} from BPF_LINK_CREATE")
     else:
         link.close()
@@ -695,6 +756,11 @@ def _link_xdp() -> Result:
         return _no("EINVAL from BPF_LINK_CREATE for the loopback device")
     if code == 2:
         return _unknown("cannot make a private network namespace to try it in")
+    if code == 4:
+        return _refused("making a private network namespace to try it in",
+                        sys_admin=True)
+    if code == 100 + _errno.EPERM:
+        return _refused("loading an xdp program or creating its link")
     if code >= 100:
         return _unknown(f"{_errname(code - 100)} from BPF_LINK_CREATE")
     return _unknown("the probe process failed")
@@ -704,7 +770,7 @@ def _xdp_link_child() -> int:                       # pragma: no cover (child)
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(0x40000000) != 0:               # CLONE_NEWNET
-        return 2
+        return 4 if ctypes.get_errno() == _errno.EPERM else 2
     fd, err, _ = _load_probe(ProgType.XDP, (mov(R0, 2), exit_()),  # XDP_PASS
                              expected_attach_type=AttachType.XDP)
     if fd is None:
@@ -774,6 +840,8 @@ def _raw_tracepoint_open() -> Result:
     fd, err, _ = _load_probe(ProgType.RAW_TRACEPOINT, _R0_ZERO)
     if fd is None:
         assert err is not None
+        if err.errno == _errno.EPERM:
+            return _refused("loading a raw_tracepoint program to try it")
         return _unknown(f"cannot load a raw_tracepoint program ({_errname(err.errno)})")
     try:
         _progs.raw_tracepoint_open(fd, "pybpf_no_such_tracepoint").close()
@@ -785,6 +853,8 @@ def _raw_tracepoint_open() -> Result:
             return _yes("ENOENT for a tracepoint that does not exist")
         if exc.errno == _errno.EINVAL:
             return _no("EINVAL from BPF_RAW_TRACEPOINT_OPEN")
+        if exc.errno == _errno.EPERM:
+            return _refused("BPF_RAW_TRACEPOINT_OPEN")
         return _unknown(f"{_errname(exc.errno)} from BPF_RAW_TRACEPOINT_OPEN")
     finally:
         fd.close()
@@ -929,6 +999,17 @@ def system_info() -> Dict[str, object]:
     return info
 
 
+def privilege_note() -> str:
+    """A note for the top of a report when this process lacks BPF capabilities (the
+    ``unknown`` answers then depend on them), or ``""`` when it has them all
+    (CAP_SYS_ADMIN counts for CAP_BPF and CAP_PERFMON)."""
+    missing = _missing()
+    if not missing:
+        return ""
+    return (f"this run lacks {', '.join(missing)}: answers marked unknown need them; "
+            f"run as root")
+
+
 def _tri(result: Result) -> Optional[bool]:
     return None if result.support is Support.UNKNOWN else bool(result)
 
@@ -941,9 +1022,12 @@ def _detail(feat: Feature, result: Result) -> Dict[str, object]:
 def report(*, helpers: bool = True) -> Dict[str, object]:
     """Everything, as JSON-ready data. ``program_types``, ``map_types`` and ``misc``
     use bpftool's keys (``have_xdp_prog_type``) with true, false or null (unknown);
-    ``helpers`` maps ``<type>_available_helpers`` to helper names; ``links`` per kind
+    ``helpers`` maps ``<type>_available_helpers`` to helper names (null when the
+    program type itself is unknown or restricted here); ``links`` per kind
     of target and ``link_attach_types`` per attach type;
-    ``details`` has, per probe key, the answer, its reason, ``since`` and ``config``."""
+    ``details`` has, per probe key, the answer, its reason, ``since`` and ``config``;
+    ``privileges`` has ``missing_capabilities`` (names) and ``note`` (see
+    :func:`privilege_note`; empty when nothing is missing)."""
     details: Dict[str, object] = {}
     progs: Dict[str, Optional[bool]] = {}
     maps: Dict[str, Optional[bool]] = {}
@@ -966,12 +1050,18 @@ def report(*, helpers: bool = True) -> Dict[str, object]:
         links[feat.name] = _tri(res)
         details[feat.key] = _detail(feat, res)
     per_attach = {t.name.lower(): _tri(link_support(t)) for t in AttachType}
-    out: Dict[str, object] = {"system": system_info(), "program_types": progs,
+    out: Dict[str, object] = {"privileges": {"missing_capabilities": _missing(),
+                                             "note": privilege_note()},
+                              "system": system_info(), "program_types": progs,
                               "map_types": maps, "misc": misc, "links": links,
                               "link_attach_types": per_attach}
     if helpers:
-        table: Dict[str, List[str]] = {}
+        table: Dict[str, Optional[List[str]]] = {}
         for t in _PROG_FEATURES:
+            kind = probe(_PROG_FEATURES[t])
+            if kind.support in (Support.UNKNOWN, Support.RESTRICTED):
+                table[f"{t.name.lower()}_available_helpers"] = None
+                continue
             names = [f"bpf_{h.name}" for h in all_helpers() if helper_support(t, h.id)]
             table[f"{t.name.lower()}_available_helpers"] = names
         out["helpers"] = table

@@ -40,7 +40,7 @@ __all__ = [
     "event_id", "event_format", "EventFormat", "Field", "UnknownTracepointError",
     "close_matches", "validate_name", "validate_probe_target", "unique_event_name",
     "ProbeEvent", "add_probe_event", "remove_probe_event", "list_probe_events",
-    "stale_probe_events", "pid_of_event", "pid_alive",
+    "stale_probe_events", "pid_of_event", "pid_alive", "TracefsPermissionError",
 ]
 
 #: where tracefs is looked for, in order
@@ -67,6 +67,32 @@ def _mounted_tracefs() -> List[str]:
     return found
 
 
+class TracefsPermissionError(PermissionError):
+    """tracefs is there but this user may not read it (it is mode 0700, root's, on most
+    systems): ``root`` is where it is mounted, ``path`` what could not be read."""
+
+    def __init__(self, root: str, path: str = "") -> None:
+        self.root = root
+        super().__init__(_errno.EACCES,
+                         f"tracefs at {root} is not readable by this user (permission "
+                         f"denied{' on ' + path if path and path != root else ''}): "
+                         f"run as root", path or root)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _denied(path: str) -> bool:
+    """Whether ``path`` exists but this process may not look inside it."""
+    try:
+        os.stat(path)
+    except PermissionError:
+        return True                     # a parent this user may not enter
+    except OSError:
+        return False
+    return not os.access(path, os.R_OK | os.X_OK)
+
+
 def _mount(source: str, target: str, fstype: str) -> bool:
     libc = ctypes.CDLL(None, use_errno=True)
     ok = libc.mount(source.encode(), target.encode(), fstype.encode(), 0, None) == 0
@@ -76,17 +102,25 @@ def _mount(source: str, target: str, fstype: str) -> bool:
 def tracefs_root(mount: bool = True) -> str:
     """The directory where tracefs is mounted. Looks at the mount table, then at
     :data:`TRACEFS_CANDIDATES`; if none has events and ``mount`` is true, mounts tracefs
-    on ``/sys/kernel/tracing`` (needs root). Raises
+    on ``/sys/kernel/tracing`` (needs root). Raises :class:`TracefsPermissionError` when
+    tracefs is mounted but this user may not read it, and
     :class:`~pybpf.syscall.errors.NotSupportedError` when there is none (tracefs is
     Linux 4.1; debugfs' ``tracing`` before)."""
     global _root
     with _root_lock:
         if _root is not None and os.path.isdir(os.path.join(_root, "events")):
             return _root
-        for path in _mounted_tracefs() + list(TRACEFS_CANDIDATES):
+        denied: Optional[str] = None
+        mounted = _mounted_tracefs()
+        for path in mounted + list(TRACEFS_CANDIDATES):
             if os.path.isdir(os.path.join(path, "events")):
                 _root = path
                 return path
+            if denied is None and _denied(path) and (
+                    path in mounted or path == TRACEFS_CANDIDATES[0]):
+                denied = path
+        if denied is not None:
+            raise TracefsPermissionError(denied)
         if mount and os.path.isdir(TRACEFS_CANDIDATES[0]) and \
                 _mount("tracefs", TRACEFS_CANDIDATES[0], "tracefs") and \
                 os.path.isdir(os.path.join(TRACEFS_CANDIDATES[0], "events")):

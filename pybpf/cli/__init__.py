@@ -103,6 +103,7 @@ def _plain_list(argv: List[str]) -> Any:
 
     from pybpf.cli import list_cmd
     return SimpleNamespace(command=argv[0], debug=False, verbose=False, json=False,
+                           all_symbols=False,
                            pattern=argv[1] if len(argv) > 1 else None,
                            handler=list_cmd.run)
 

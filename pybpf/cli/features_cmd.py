@@ -38,7 +38,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                                    "with the reason.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true",
-                   help="print JSON (keys as bpftool feature probe; null for unknown)")
+                   help="print JSON (keys as bpftool feature probe; null for unknown; "
+                        "'privileges' names the capabilities this run lacks)")
     p.add_argument("--full", action="store_true",
                    help="list the helpers of every program type")
     p.add_argument("--helpers-for", metavar="TYPE", default="kprobe",
@@ -61,14 +62,17 @@ def _line(label: str, detail: Dict[str, Any], show_reason: bool = True) -> str:
 def format_report(data: Dict[str, Any], *, helpers_for: str = "kprobe",
                   full: bool = False) -> str:
     """The text report (sections System, Kernel helpers, Kernel features, Map types,
-    Probe types) from :func:`pybpf.features.report` data."""
+    Probe types) from :func:`pybpf.features.report` data, under a ``note:`` line when
+    the run lacked capabilities (``data["privileges"]["note"]``)."""
     from pybpf import features as F
     from pybpf.asm.helpers import helper as find_helper
     from pybpf.syscall.bpf import ProgType
 
     system = data["system"]
     details = data["details"]
-    out: List[str] = ["System"]
+    note = (data.get("privileges") or {}).get("note")
+    out: List[str] = [f"note: {note}", ""] if note else []
+    out.append("System")
     out.append(f"  OS: {system['os']}")
     out.append(f"  Arch: {system['arch']}")
     out.append(f"  Kernel version: {system['kernel_version']} "
@@ -90,8 +94,13 @@ def format_report(data: Dict[str, Any], *, helpers_for: str = "kprobe",
                          show_reason=res.support.value in ("unknown", "restricted")))
     if full:
         for key, names in data.get("helpers", {}).items():
-            out += ["", f"Helpers of {key.replace('_available_helpers', '')} programs "
-                        f"({len(names)})"]
+            kind = key.replace('_available_helpers', '')
+            if names is None:
+                reason = details.get(f"prog_type.{kind}", {}).get("reason", "")
+                out += ["", f"Helpers of {kind} programs: unknown"
+                            + (f" ({reason})" if reason else "")]
+                continue
+            out += ["", f"Helpers of {kind} programs ({len(names)})"]
             out += [f"  {n}" for n in names]
 
     out += ["", "Kernel features"]

@@ -3,7 +3,12 @@ them (``bpftrace -l``), with ``-v`` for a tracepoint's fields and a function's
 arguments (``bpftrace -lv``).
 
 A pattern is ``TYPE:REST`` with shell-style wildcards in ``REST``; a pattern without a
-known probe type is matched against every kernel probe type. Listing tracepoints reads
+``:`` is matched against every kernel probe type, a wildcard ``TYPE`` against the names of
+the kernel probe types (``'*:sys_enter_openat'``), and any other word before the first
+``:`` is an :class:`UnknownProbeTypeError`.
+Kernel functions are listed as kprobes only when the kernel has kprobes
+(:class:`~pybpf.link.kprobe.KprobesUnavailableError` otherwise) unless ``all_symbols``
+asks for the kernel's function list anyway. Listing tracepoints reads
 one file (``available_events``) and imports nothing heavy, so ``pybpf list
 'tracepoint:*'`` is quick; the BTF, ELF and tracefs modules are imported only when a
 pattern needs them.
@@ -25,13 +30,16 @@ if TYPE_CHECKING:                       # typing costs start-up time: annotation
     Probe = Tuple[str, str, Any]
 
 __all__ = ["register", "run", "list_probes", "probe_details", "PROBE_TYPES",
-           "SOFTWARE_EVENTS", "HARDWARE_EVENTS"]
+           "SOFTWARE_EVENTS", "HARDWARE_EVENTS", "UnknownProbeTypeError",
+           "TYPES_HELP"]
 
 EXAMPLES = examples(
     ("pybpf list", "every kernel probe (tracepoints, kprobes, ...)"),
     ("pybpf list 'tracepoint:syscalls:*'", "the system call tracepoints"),
     ("pybpf list -v 'tracepoint:sched:sched_switch'", "its fields, with C types"),
     ("pybpf list 'kprobe:vfs_*'", "kernel functions a kprobe can attach to"),
+    ("pybpf list --all-symbols 'kprobe:vfs_*'",
+     "the kernel's functions even if this kernel has no kprobes"),
     ("pybpf list -v 'fentry:vmlinux:vfs_read'", "a kernel function's arguments (BTF)"),
     ("pybpf list 'uprobe:/bin/bash:*readline*'", "functions of a binary"),
     ("pybpf list 'uprobe:libc:mal*'", "functions of a library, by short name"),
@@ -40,7 +48,29 @@ EXAMPLES = examples(
     ("pybpf list --json '*openat*'", "every kind of probe matching, as JSON"),
     note="Probe types: tracepoint (t), rawtracepoint (rt), kprobe (k), kretprobe (kr),\n"
          "fentry/kfunc (f), fexit/kretfunc (fr), uprobe (u), uretprobe (ur), usdt (U),\n"
-         "software (s), hardware (h). Short forms are accepted and printed in full.")
+         "software (s), hardware (h). Short forms are accepted and printed in full.\n"
+         "A wildcard type matches the kernel types' names ('*:sys_enter_openat');\n"
+         "any other word before the first ':' is an error. On a kernel without kprobes\n"
+         "(CONFIG_KPROBES unset) 'kprobe:' patterns are an error and bare patterns skip\n"
+         "kprobes; --all-symbols lists the kernel's functions anyway.")
+
+#: the valid probe types with their short forms, as error messages name them
+TYPES_HELP = ("tracepoint (t), rawtracepoint (rt), kprobe (k), kretprobe (kr), "
+              "fentry/kfunc (f), fexit/kretfunc (fr), uprobe (u), uretprobe (ur), "
+              "usdt (U), software (s), hardware (h)")
+
+
+class UnknownProbeTypeError(ValueError):
+    """A pattern whose part before the first ``:`` is no probe type: ``probe_type`` is
+    that part, ``pattern`` the whole pattern."""
+
+    def __init__(self, probe_type: str, pattern: str, hint: str = "") -> None:
+        self.probe_type, self.pattern = probe_type, pattern
+        what = (f"unknown probe type {probe_type!r}" if probe_type
+                else "no probe type before ':'")
+        super().__init__(f"{what} in pattern {pattern!r}{hint}; valid types: "
+                         f"{TYPES_HELP} (a pattern without ':' is matched across the "
+                         f"kernel's probe types)")
 
 #: accepted type prefixes -> canonical name
 PROBE_TYPES = {
@@ -81,6 +111,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="what to list (default: every kernel probe)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show tracepoint fields and function arguments")
+    p.add_argument("--all-symbols", action="store_true",
+                   help="list the kernel's functions for kprobe/kretprobe patterns even "
+                        "when this kernel has no kprobes (CONFIG_KPROBES unset)")
     add_json_flag(p, "print JSON: a list of {probe, type[, fields]}")
     p.set_defaults(handler=run)
 
@@ -100,12 +133,27 @@ def _matcher(pattern: str) -> Callable[[str], bool]:
     return re.compile(fnmatch.translate(pattern)).match  # type: ignore[return-value]
 
 
-def _split(pattern: str) -> Tuple[Optional[str], str]:
-    """``(probe type, rest)``; the type is None for a bare pattern."""
+def _split(pattern: str) -> Tuple[Optional[Tuple[str, ...]], str]:
+    """``(probe types, rest)``: one type for ``TYPE:REST``, the kernel types whose names
+    match a wildcard type (``'*:sys_enter_openat'``), or None for a bare pattern (no
+    ``:``; matched across every kernel type). Raises :class:`UnknownProbeTypeError` for
+    anything else before the first ``:``."""
     head, sep, rest = pattern.partition(":")
-    if sep and head in PROBE_TYPES:
-        return PROBE_TYPES[head], rest
-    return None, pattern
+    if not sep:
+        return None, pattern
+    if head in PROBE_TYPES:
+        return (PROBE_TYPES[head],), rest
+    if any(c in head for c in "*?["):
+        match = _matcher(head)
+        kinds = tuple(k for k in KERNEL_TYPES if match(k))
+        if kinds:
+            return kinds, rest
+        raise UnknownProbeTypeError(head, pattern, " (it matches no kernel probe type)")
+    hint = ""
+    if head and any(os.path.isdir(os.path.join(root, "events", head))
+                    for root in _TRACEFS):
+        hint = f" ({head!r} is a tracepoint group: did you mean 'tracepoint:{pattern}'?)"
+    raise UnknownProbeTypeError(head, pattern, hint)
 
 
 # ---------------------------------------------------------------------------------------
@@ -117,13 +165,17 @@ _TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 def _tracefs_file(name: str) -> str:
     """The contents of a tracefs file (tracefs is found, or mounted, by pybpf.tracefs
-    only when the usual places do not have it)."""
+    only when the usual places do not have it). A tracefs this user may not read is a
+    :class:`pybpf.tracefs.TracefsPermissionError`."""
     for root in _TRACEFS:
         try:
             with open(os.path.join(root, name), encoding="utf-8", errors="replace") as fh:
                 return fh.read()
         except FileNotFoundError:
             continue
+        except PermissionError as exc:
+            from pybpf.tracefs import TracefsPermissionError
+            raise TracefsPermissionError(root, os.path.join(root, name)) from exc
     from pybpf.tracefs import tracefs_root
     with open(os.path.join(tracefs_root(), name), encoding="utf-8",
               errors="replace") as fh:
@@ -167,7 +219,21 @@ def _kernel_functions() -> Tuple[List[str], str]:
     return sorted(names - blacklist), source
 
 
-def _kprobes(kind: str, rest: str) -> List[Probe]:
+def _kprobes_missing() -> str:
+    """Why this kernel has no kprobes (its error message), or ``""`` when it has them."""
+    from pybpf.link.kprobe import kprobes_available
+    return kprobes_available()
+
+
+def _kprobes(kind: str, rest: str, all_symbols: bool = False) -> List[Probe]:
+    """Kernel functions as kprobes; a kernel without kprobes raises
+    :class:`~pybpf.link.kprobe.KprobesUnavailableError` unless ``all_symbols``."""
+    if not all_symbols and _kprobes_missing():
+        from pybpf.link.kprobe import KprobesUnavailableError
+        err = KprobesUnavailableError()
+        err.strerror += ("; nothing to list (pass --all-symbols to list the kernel's "
+                         "functions anyway)")
+        raise err
     func = rest.rsplit(":", 1)[-1] if ":" in rest else rest
     match = _matcher(func or "*")
     names, _ = _kernel_functions()
@@ -302,30 +368,52 @@ def _usdt(rest: str) -> List[Probe]:
     return [(f"usdt:{path}:{prov}:{name}", "usdt", None) for prov, name in found]
 
 
-def list_probes(pattern: Optional[str] = None) -> List[Probe]:
+def list_probes(pattern: Optional[str] = None, *, all_symbols: bool = False
+                ) -> List[Probe]:
     """Every probe matching ``pattern`` (see the module docstring), sorted by name as
-    bpftrace sorts them. Raises ValueError for a pattern that needs a binary and has
-    none, LookupError for an unknown binary or library."""
-    kind, rest = _split(pattern or "*")
-    if kind is None:
-        out = []
-        for k in KERNEL_TYPES:
+    bpftrace sorts them. Raises :class:`UnknownProbeTypeError` (a ValueError) for an
+    unknown type, ValueError for a pattern that needs a binary and has none,
+    LookupError for an unknown binary or library,
+    :class:`~pybpf.link.kprobe.KprobesUnavailableError` for kprobes on a kernel without
+    them (unless ``all_symbols``), and :class:`~pybpf.tracefs.TracefsPermissionError`
+    when tracefs is not readable by this user."""
+    probes, problem = _collect(pattern, all_symbols)
+    if problem is not None:
+        raise problem
+    return probes
+
+
+def _collect(pattern: Optional[str], all_symbols: bool
+             ) -> Tuple[List[Probe], Optional[OSError]]:
+    """``(probes, problem)``: for a bare pattern, what the kernel types that could be
+    read gave and the permission error of one that could not (or None); a typed
+    pattern's errors are raised."""
+    kinds, rest = _split(pattern or "*")
+    if kinds is None or len(kinds) > 1:
+        out: List[Probe] = []
+        problem: Optional[OSError] = None
+        for k in kinds or KERNEL_TYPES:
+            if k == "kprobe" and not all_symbols and _kprobes_missing():
+                continue          # no kprobes here: no kernel functions to offer
             try:
-                out += _list_kind(k, rest)
+                out += _list_kind(k, rest or "*", all_symbols)
+            except PermissionError as exc:
+                problem = problem or exc    # not readable by this user: say so
             except OSError:
-                continue          # e.g. no kprobes or no BTF: nothing of that type
-        return sorted(out)
+                continue          # e.g. no BTF: nothing of that type
+        return sorted(out), problem
+    kind = kinds[0]
     needs_target = kind in ("uprobe", "uretprobe", "usdt")
-    return sorted(_list_kind(kind, rest or ("" if needs_target else "*")))
+    return sorted(_list_kind(kind, rest or ("" if needs_target else "*"), all_symbols)), None
 
 
-def _list_kind(kind: str, rest: str) -> List[Probe]:
+def _list_kind(kind: str, rest: str, all_symbols: bool = False) -> List[Probe]:
     if kind == "tracepoint":
         return _tracepoints(rest)
     if kind in ("software", "hardware"):
         return _perf_events(kind, rest)
     if kind in ("kprobe", "kretprobe"):
-        return _kprobes(kind, rest)
+        return _kprobes(kind, rest, all_symbols)
     if kind == "rawtracepoint":
         return _raw_tracepoints(rest)
     if kind in ("fentry", "fexit"):
@@ -383,8 +471,17 @@ def _decl_line(ctype: str, name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler of ``pybpf list``."""
-    probes = list_probes(args.pattern)
+    """Handler of ``pybpf list``. For a bare pattern, what could be listed is printed
+    before the error about a probe type this user may not read (exit status 1)."""
+    probes, problem = _collect(args.pattern, args.all_symbols)
+    _print(args, probes)
+    if problem is not None:
+        raise problem
+    return 0
+
+
+def _print(args: argparse.Namespace, probes: List[Probe]) -> None:
+    """Write ``probes`` as ``args`` asks: names, with ``-v`` details, or JSON."""
     out = sys.stdout
     if args.json:
         records = []
@@ -394,15 +491,14 @@ def run(args: argparse.Namespace) -> int:
                 rec["fields"] = [{"type": t, "name": n} for t, n in _details(p)]
             records.append(rec)
         emit_json(records, out)
-        return 0
+        return
     if not args.verbose:
         out.write("".join(p[0] + "\n" for p in probes))
-        return 0
+        return
     for p in probes:
         out.write(p[0] + "\n")
         for ctype, name in _details(p):
             out.write(f"    {_decl_line(ctype, name)}\n")
-    return 0
 
 
 def _details(probe: Probe) -> List[Tuple[str, str]]:
