@@ -53,8 +53,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    "(default: on for raw bytes, like --mcpu=v4; off for an ELF object, "
                    "like llvm-objdump -d, which has nothing in the object to go by)")
     d.add_argument("-r", "--reloc", action="store_true",
-                   help="ELF object: show relocations under their instructions "
-                   "(llvm-objdump -d -r)")
+                   help="ELF object: show the ELF relocations under their instructions "
+                   "(llvm-objdump -d -r; its CO-RE lines from .BTF.ext are not shown)")
     d.set_defaults(handler=run_disasm)
 
 

@@ -5,7 +5,8 @@ The listing is line for line what ``llvm-objdump-19 -d FILE.o`` prints: a header
 the file, then for every non-empty executable section ``Disassembly of section NAME:``, a
 ``<symbol>:`` line at each symbol (the section's name at address 0 when no symbol is
 there), and ``slot:`` + raw bytes + instruction text lines. ``relocations=True`` adds the
-relocation lines of ``llvm-objdump -d -r``.
+ELF relocation lines of ``llvm-objdump -d -r`` (not the CO-RE lines llvm-objdump 19
+also derives from ``.BTF.ext``).
 
 Register spelling: a BPF ELF object records nothing about the CPU it was compiled for
 (``e_flags`` is 0 for every ``-mcpu``, and llvm-objdump ignores it), so llvm-objdump
