@@ -97,7 +97,7 @@ def test_disasm_of_an_elf_object_shows_sections_and_relocations(tmp_path: Path) 
     obj = tmp_path / "subprog.o"
     subprocess.run(["clang-19", "-O2", "-g", "-target", "bpf", "-c",
                     str(ROOT / "tests/data/objects/subprog.c"), "-o", str(obj)], check=True)
-    run = pybpf("disasm", str(obj))
+    run = pybpf("disasm", "-r", str(obj))
     assert run.returncode == 0, run.stderr
     text = run.stdout.decode()
     assert "Disassembly of section .text:" in text and "Disassembly of section xdp:" in text

@@ -24,6 +24,15 @@ a tab and shows only the low 32 bits of the immediate; ``r0 = *(u32 *)skb[r3]`` 
 immediate the kernel adds; helper, local and kfunc calls all print as ``call N``; and
 branches, not calls, get the ``<section+offset>`` annotation, computed modulo 2**64.
 
+The ``w`` spelling of those loads and stores comes from LLVM's ``alu32`` subtarget
+feature, which ``--mcpu=v3``, ``--mcpu=v4`` and ``--mattr=+alu32`` turn on. Without it
+(llvm-objdump's default CPU, and so ``llvm-objdump -d FILE.o`` for every object, as
+nothing in a BPF ELF file records the CPU it was built for) the same loads and stores
+show ``r`` registers, the 32-bit ``lock ... +=`` and ``atomic_fetch_add`` both print as
+``lock *(u32 *)(rD + off) += rS``, and the other 32-bit atomic operations are
+``<unknown>``. Every function here takes ``alu32`` (default True, the ``--mcpu=v4``
+text) to choose between the two.
+
 Two instruction families are newer than LLVM 19, which prints them wrongly or as
 ``<unknown>``: load-acquire and store-release (Linux 6.15). They are printed the way
 LLVM 20 does: ``r0 = load_acquire((u64 *)(r1 + 0x0))`` and
@@ -215,6 +224,24 @@ def _f_store_release(op: int, dst: int, src: int, off: int, imm: int) -> str:
     return f"store_release(({_SIZE_TYPE[size]} *)({_mem(dst, off)}), {reg})"
 
 
+def _f_ldx_r(op: int, dst: int, src: int, off: int, imm: int) -> str:
+    return f"r{dst} = *({_SIZE_TYPE[op & 0x18]} *)({_mem(src, off)})"
+
+
+def _f_stx_r(op: int, dst: int, src: int, off: int, imm: int) -> str:
+    return f"*({_SIZE_TYPE[op & 0x18]} *)({_mem(dst, off)}) = r{src}"
+
+
+def _f_atomic_r(op: int, dst: int, src: int, off: int, imm: int) -> str:
+    if op & 0x18 == 0x18:
+        return _f_atomic(op, dst, src, off, imm)
+    # Without alu32 the only 32-bit atomic LLVM decodes is the old add, and it reads
+    # the fetch bit of add as that same add.
+    if imm in (0x00, 0x01):
+        return f"lock *(u32 *)({_mem(dst, off)}) += r{src}"
+    return UNKNOWN
+
+
 _FORMATTERS: Dict[str, Callable[[int, int, int, int, int], str]] = {
     "alu": _f_alu, "neg": _f_neg, "end": _f_end, "bswap": _f_bswap, "movsx": _f_movsx,
     "addr_space_cast": _f_addr_space_cast, "ja": _f_ja, "gotol": _f_gotol,
@@ -223,6 +250,19 @@ _FORMATTERS: Dict[str, Callable[[int, int, int, int, int], str]] = {
     "ldxsx": _f_ldxsx, "st": _f_st, "stx": _f_stx, "atomic": _f_atomic,
     "load_acquire": _f_load_acquire, "store_release": _f_store_release,
 }
+
+#: The formatters that differ without the alu32 feature (llvm-objdump's default CPU).
+_NO_ALU32: Dict[str, Callable[[int, int, int, int, int], str]] = {
+    "ldx": _f_ldx_r, "stx": _f_stx_r, "atomic": _f_atomic_r,
+}
+
+
+def _text(kind: str, ins: Instruction, alu32: bool) -> str:
+    """The llvm-objdump text of ``ins`` of form kind ``kind`` (no annotation)."""
+    table = _FORMATTERS if alu32 else _NO_ALU32
+    fmt = table.get(kind) or _FORMATTERS[kind]
+    return fmt(ins.opcode, ins.dst, ins.src, ins.off, ins.imm)
+
 
 #: Form kinds after which llvm-objdump prints the branch target.
 _BRANCH_KINDS = frozenset(("ja", "gotol", "may_goto", "jcmp"))
@@ -269,7 +309,8 @@ class _Symbols:
 
 def format_instruction(ins: Instruction, *, pc: Optional[int] = None,
                        section: Optional[str] = None,
-                       labels: Optional[Mapping[int, str]] = None) -> str:
+                       labels: Optional[Mapping[int, str]] = None,
+                       alu32: bool = True) -> str:
     """The text llvm-objdump prints for ``ins`` (without the address column).
 
     With ``pc`` (the instruction's slot index) and ``section`` (e.g. ``".text"``), jumps
@@ -277,13 +318,20 @@ def format_instruction(ins: Instruction, *, pc: Optional[int] = None,
     closest of ``labels`` (a mapping slot -> name) at or below the target. An instruction
     that breaks the encoding rules prints as ``<unknown>``, as llvm-objdump prints
     undecodable bytes.
+
+    ``alu32=True`` gives the text of ``llvm-objdump --mcpu=v4`` (``w`` registers in
+    loads and stores narrower than 64 bits), ``alu32=False`` that of llvm-objdump's
+    default CPU, which is what ``llvm-objdump -d FILE.o`` prints (see the module
+    documentation).
     """
     op = ins.opcode
     try:
         kind = form_of(op, ins.dst, ins.src, ins.off, ins.imm).kind
     except InvalidInstruction:
         return UNKNOWN
-    text = _FORMATTERS[kind](op, ins.dst, ins.src, ins.off, ins.imm)
+    text = _text(kind, ins, alu32)
+    if text == UNKNOWN:
+        return text
     if pc is not None and section is not None and kind in _BRANCH_KINDS:
         target = jump_target(ins, pc)
         assert target is not None
@@ -401,7 +449,7 @@ def _name_targets(instructions: Sequence[Instruction], kinds: Sequence[Optional[
 
 def iter_listing(code: Code, *, labels: Union[None, bool, Mapping[int, str]] = None,
                  section: Optional[str] = ".text", helper_comments: bool = True,
-                 symbolic: bool = False) -> Iterator[ListingLine]:
+                 symbolic: bool = False, alu32: bool = True) -> Iterator[ListingLine]:
     """Yield a :class:`ListingLine` per instruction of ``code`` (bytes or instructions).
 
     ``labels`` names addresses: a mapping slot -> name; ``None`` (the default) uses the
@@ -417,6 +465,8 @@ def iter_listing(code: Code, *, labels: Union[None, bool, Mapping[int, str]] = N
     and writes branches, local calls and subprogram loads with the name instead of the
     offset (``goto L5``, ``call L6``): such a listing assembles back exactly, local
     calls included, which llvm's ``call 0x2`` cannot do.
+
+    ``alu32`` chooses the register spelling as in :func:`format_instruction`.
     """
     instructions = _as_instructions(code)
     kinds = _kinds(instructions)
@@ -445,7 +495,13 @@ def iter_listing(code: Code, *, labels: Union[None, bool, Mapping[int, str]] = N
             yield ListingLine(pc, ins, UNKNOWN, reason, names.get(pc))
             pc += 2 if op == 0x18 else 1
             continue
-        text = _FORMATTERS[kind](op, ins.dst, ins.src, ins.off, ins.imm)
+        text = _text(kind, ins, alu32)
+        if text == UNKNOWN:
+            reason = ("llvm-objdump decodes this 32-bit atomic operation only with alu32"
+                      if helper_comments else "")
+            yield ListingLine(pc, ins, UNKNOWN, reason, names.get(pc))
+            pc += 2 if op == 0x18 else 1
+            continue
         target = _target_of(ins, kind, pc)
         if symbolic and target is not None and target in names:
             # the target is the last operand: swap the number for the name
@@ -461,7 +517,8 @@ def iter_listing(code: Code, *, labels: Union[None, bool, Mapping[int, str]] = N
 def disassemble(code: Code, *, helper_comments: bool = True,
                 labels: Union[None, bool, Mapping[int, str]] = None,
                 section: Optional[str] = ".text", addresses: bool = True,
-                show_bytes: bool = False, symbolic: bool = False) -> str:
+                show_bytes: bool = False, symbolic: bool = False,
+                alu32: bool = True) -> str:
     """A readable listing of ``code`` (bytes or instructions), one line per instruction.
 
     Each line is llvm-objdump's: the slot address right-aligned in 8 columns, a colon
@@ -481,12 +538,14 @@ def disassemble(code: Code, *, helper_comments: bool = True,
     read as numeric labels, the annotations and comments are ignored), up to what
     LLVM's text does not say: local and kfunc calls read back as helper calls
     (``symbolic=True`` keeps local calls), ``ld_pseudo`` loses the second immediate
-    and ``skb[rN]`` its immediate.
+    and ``skb[rN]`` its immediate. ``alu32=False`` gives the register spelling of
+    llvm-objdump's default CPU instead of ``--mcpu=v4`` (see :func:`format_instruction`).
     """
     out: List[str] = []
     append = out.append
     for line in iter_listing(code, labels=labels, section=section,
-                             helper_comments=helper_comments, symbolic=symbolic):
+                             helper_comments=helper_comments, symbolic=symbolic,
+                             alu32=alu32):
         if line.label is not None:
             if out:
                 append("")

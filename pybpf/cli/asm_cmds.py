@@ -18,7 +18,9 @@ DISASM_EXAMPLES = """examples:
   pybpf disasm prog.bin                    llvm-objdump style listing
   pybpf disasm --hex 'b7 00 00 00 2a 00 00 00 95 00 00 00 00 00 00 00'
   pybpf disasm --dialect ubpf prog.bin     uBPF syntax
-  pybpf disasm prog.o                      an ELF object: each section, relocations shown
+  pybpf disasm prog.o                      an ELF object, as llvm-objdump -d prog.o
+  pybpf disasm -r prog.o                   ... with relocations (llvm-objdump -d -r)
+  pybpf disasm --alu32 prog.o              w registers in 32-bit loads/stores (--mcpu=v3)
 """
 
 
@@ -45,6 +47,14 @@ def register(sub: "argparse._SubParsersAction") -> None:
     d.add_argument("--dialect", choices=("llvm", "ubpf"), default="llvm",
                    help="output syntax (default: llvm)")
     d.add_argument("--no-comments", action="store_true", help="omit helper-name comments")
+    d.add_argument("--alu32", action=argparse.BooleanOptionalAction, default=None,
+                   help="spell loads, stores and atomics narrower than 64 bits with w "
+                   "registers, as llvm-objdump does with --mcpu=v3/v4 or --mattr=+alu32 "
+                   "(default: on for raw bytes, like --mcpu=v4; off for an ELF object, "
+                   "like llvm-objdump -d, which has nothing in the object to go by)")
+    d.add_argument("-r", "--reloc", action="store_true",
+                   help="ELF object: show the ELF relocations under their instructions "
+                   "(llvm-objdump -d -r; its CO-RE lines from .BTF.ext are not shown)")
     d.set_defaults(handler=run_disasm)
 
 
@@ -93,10 +103,13 @@ def run_disasm(args: argparse.Namespace) -> int:
             raise ValueError(f"--hex: not hex digits ({exc})") from None
     else:
         data = _read_bytes(args.file)
-    if data[:4] == b"\x7fELF":          # a BPF object file: every section, relocations shown
+    if data[:4] == b"\x7fELF":          # a BPF object file: what llvm-objdump -d prints
         from pybpf.object.disasm import disasm_object
-        sys.stdout.write(disasm_object(data))
+        name = "<stdin>" if args.hex is None and args.file == "-" else (args.file or "-")
+        sys.stdout.write(disasm_object(data, name=name, relocations=args.reloc,
+                                       alu32=bool(args.alu32)))
         return 0
+    alu32 = True if args.alu32 is None else args.alu32
     program = decode(data)
     out: TextIO = sys.stdout
     if args.dialect == "ubpf":
@@ -104,7 +117,8 @@ def run_disasm(args: argparse.Namespace) -> int:
         for ins in program:
             out.write(format_ubpf(ins) + "\n")
     else:
-        out.write(disassemble(program, helper_comments=not args.no_comments))
+        out.write(disassemble(program, helper_comments=not args.no_comments,
+                              alu32=alu32))
         if not out.isatty():
             out.flush()
     return 0
