@@ -52,7 +52,9 @@ from .syscall.bpf import (
     MAP_TYPE_SINCE, PROG_TYPE_SINCE, AttachType, MapFlags, MapType, ProgFlags, ProgType,
     kernel_version, linux_version_code,
 )
-from .syscall.errors import NotSupportedError, VerifierError, missing_capabilities
+from .syscall.errors import (
+    NotSupportedError, VerifierError, has_capability, missing_capabilities,
+)
 from .syscall.fd import FD
 
 __all__ = [
@@ -111,30 +113,6 @@ def _unknown(reason: str) -> Result:
     return Result(Support.UNKNOWN, reason)
 
 
-_CAP_SYS_ADMIN = 21
-
-
-def _lacks_sys_admin() -> bool:
-    """Whether this process's effective set lacks CAP_SYS_ADMIN (unreadable: lacks)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("CapEff:"):
-                    return not (int(line.split()[1], 16) >> _CAP_SYS_ADMIN) & 1
-    except (OSError, ValueError, IndexError):
-        pass
-    return True
-
-
-def _missing() -> List[str]:
-    """The BPF capabilities this process lacks, as the kernel counts them: CAP_SYS_ADMIN
-    stands in for CAP_BPF and CAP_PERFMON (not for CAP_NET_ADMIN)."""
-    missing = missing_capabilities()
-    if missing and not _lacks_sys_admin():
-        missing = [c for c in missing if c not in ("CAP_BPF", "CAP_PERFMON")]
-    return missing
-
-
 def _refused(action: str, *, sys_admin: bool = False) -> Result:
     """The answer to an EPERM: ``restricted`` when this process holds every capability
     the operation can need (so a security policy refused it, after the kernel's own
@@ -142,9 +120,9 @@ def _refused(action: str, *, sys_admin: bool = False) -> Result:
     ``sys_admin``: the operation needs CAP_SYS_ADMIN, not the BPF capabilities
     (statistics, namespaces)."""
     if sys_admin:
-        missing = ["CAP_SYS_ADMIN"] if _lacks_sys_admin() else []
+        missing = [] if has_capability("CAP_SYS_ADMIN") else ["CAP_SYS_ADMIN"]
     else:
-        missing = _missing()
+        missing = missing_capabilities()
     if missing:
         return _unknown(f"EPERM: {action} needs {', '.join(missing)}, which this "
                         f"process lacks (run as root)")
@@ -159,7 +137,7 @@ def _no_unless_unprivileged(reason: str) -> Result:
     helpers, bounded loops and the large instruction limit from a process without
     CAP_BPF or CAP_PERFMON): ``unknown`` naming what this process lacks, if it lacks
     any."""
-    missing = _missing()
+    missing = missing_capabilities()
     if missing:
         return _unknown(f"{reason}; the verifier may allow it with {', '.join(missing)}, "
                         f"which this process lacks (run as root)")
@@ -1003,7 +981,7 @@ def privilege_note() -> str:
     """A note for the top of a report when this process lacks BPF capabilities (the
     ``unknown`` answers then depend on them), or ``""`` when it has them all
     (CAP_SYS_ADMIN counts for CAP_BPF and CAP_PERFMON)."""
-    missing = _missing()
+    missing = missing_capabilities()
     if not missing:
         return ""
     return (f"this run lacks {', '.join(missing)}: answers marked unknown need them; "
@@ -1050,7 +1028,7 @@ def report(*, helpers: bool = True) -> Dict[str, object]:
         links[feat.name] = _tri(res)
         details[feat.key] = _detail(feat, res)
     per_attach = {t.name.lower(): _tri(link_support(t)) for t in AttachType}
-    out: Dict[str, object] = {"privileges": {"missing_capabilities": _missing(),
+    out: Dict[str, object] = {"privileges": {"missing_capabilities": missing_capabilities(),
                                              "note": privilege_note()},
                               "system": system_info(), "program_types": progs,
                               "map_types": maps, "misc": misc, "links": links,

@@ -8,7 +8,7 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 __all__ = ["BPFError", "BPFPermissionError", "NotSupportedError", "VerifierError", "bpf_error",
-           "hint_for", "permission_hint", "missing_capabilities", "OutOfRangeError",
+           "hint_for", "permission_hint", "missing_capabilities", "has_capability", "OutOfRangeError",
            "check_range", "check_unsigned"]
 
 
@@ -179,13 +179,25 @@ def _wanted_capabilities() -> Tuple[int, ...]:
     return (_CAP_BPF, _CAP_PERFMON, _CAP_NET_ADMIN)
 
 
-def missing_capabilities() -> List[str]:
-    """The names of the BPF capabilities this process lacks (CAP_BPF, CAP_PERFMON and
-    CAP_NET_ADMIN from Linux 5.8; CAP_SYS_ADMIN before); empty when it has them all.
-    Unreadable capabilities count as all missing."""
+def has_capability(name: str) -> bool:
+    """Whether this process's effective set holds capability ``name``
+    (``"CAP_SYS_ADMIN"``); unreadable capabilities count as not held."""
+    number = {v: k for k, v in _CAP_NAMES.items()}[name]
     caps = _effective_caps()
-    return [_CAP_NAMES[cap] for cap in _wanted_capabilities()
-            if caps is None or not (caps >> cap) & 1]
+    return caps is not None and bool((caps >> number) & 1)
+
+
+def missing_capabilities() -> List[str]:
+    """The names of the BPF capabilities this process lacks, as the kernel counts them:
+    CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN from Linux 5.8 (CAP_SYS_ADMIN stands in for
+    the first two), CAP_SYS_ADMIN before; empty when it has them all. Unreadable
+    capabilities count as all missing."""
+    caps = _effective_caps()
+    missing = [_CAP_NAMES[cap] for cap in _wanted_capabilities()
+               if caps is None or not (caps >> cap) & 1]
+    if caps is not None and (caps >> _CAP_SYS_ADMIN) & 1:
+        missing = [c for c in missing if c not in ("CAP_BPF", "CAP_PERFMON")]
+    return missing
 
 
 def permission_hint(command: str = "") -> str:
