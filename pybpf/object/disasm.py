@@ -16,14 +16,16 @@ _RELOC_NAMES = {1: "R_BPF_64_64", 2: "R_BPF_64_ABS64", 3: "R_BPF_64_ABS32",
                 4: "R_BPF_64_NODYLD32", 10: "R_BPF_64_32"}
 
 
-def disasm_object(source: Union[str, "os.PathLike[str]", bytes, bytearray]) -> str:
+def disasm_object(source: Union[str, "os.PathLike[str]", bytes, bytearray], *,
+                  name: str = "") -> str:
     """The disassembly of every executable section of a BPF object: a header per
     section, ``<function>:`` at each function symbol, ``slot: instruction`` lines and,
     under an instruction with a relocation, ``R_BPF_... symbol``. Raises
-    :class:`ObjectError` for a malformed object."""
+    :class:`ObjectError` for a malformed object, its message starting with ``name``
+    (default: the path, or ``object`` for bytes)."""
     from .reader import _Reader
     if isinstance(source, (bytes, bytearray)):
-        data, label = bytes(source), "object"
+        data, label = bytes(source), name or "object"
     else:
         label = os.fspath(source)
         with open(label, "rb") as fh:
