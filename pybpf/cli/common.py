@@ -136,5 +136,7 @@ def error_line(command: str, exc: BaseException) -> str:
         message: Any = exc.args[0]
     else:
         message = exc
-    text = str(message).strip() or type(exc).__name__
+    headline = getattr(exc, "headline", None)    # errors that quote source lines below
+    text = (headline if isinstance(headline, str) else str(message)).strip() \
+        or type(exc).__name__
     return f"pybpf {command}: {text}"
