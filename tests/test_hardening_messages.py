@@ -143,6 +143,7 @@ CASES = [
      ("latin1.s:3:16:", "not UTF-8", "0xe9", "offset 23")),
     ("exec-not-utf8", "", ("exec", "--vm", "{latin1_s}"), None, 1,
      ("latin1.s:3:16:", "not UTF-8")),
+    ("vm-not-utf8", "", ("vm", "run", "{latin1_s}"), None, 1, ("latin1.s:3:16:", "not UTF-8")),
     # 3. an odd number of hex digits, with the count
     ("hex-odd", "", ("disasm", "--hex", "b70"), None, 1, ("--hex", "3 hex digits", "odd")),
     ("hex-odd-spaced", "", ("disasm", "--hex", "b7 00 00 00 2a 00 00 00 9"), None, 1,
@@ -230,7 +231,8 @@ def _closed_stdin(*args: str) -> Outcome:
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
 
 
-@pytest.mark.parametrize("args", [("asm", "-"), ("disasm", "-"), ("exec", "--vm", "-")])
+@pytest.mark.parametrize("args", [("asm", "-"), ("disasm", "-"), ("exec", "--vm", "-"),
+                                  ("vm", "run", "-")])
 def test_closed_stdin(args) -> None:
     """2: reading '-' with standard input closed."""
     assert_one_line_error(_closed_stdin(*args), "standard input is closed", "FILE")
