@@ -65,11 +65,8 @@ def _rejection(exc: Any, program: List[Any], name: str) -> Exception:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``pybpf exec``."""
-    import sys
-
-    from pybpf.conformance.__main__ import parse_hex
-
     from pybpf.cli.common import read_input, read_input_text
+    from pybpf.conformance.__main__ import parse_hex
 
     mem = parse_hex(args.mem)
     name = "<stdin>" if args.file == "-" else args.file
