@@ -41,11 +41,18 @@ class AssemblyError(AsmError):
         self.expected = expected
         super().__init__(self._format())
 
-    def _format(self) -> str:
+    @property
+    def headline(self) -> str:
+        """The first line of the message (``file:line:col: error: ...``), without the
+        quoted source line and caret: what the command line prints."""
         where = f"{self.file}:{self.line}" + (f":{self.column}" if self.column else "")
         out = f"{where}: error: {self.message}"
         if self.expected:
             out += f" (expected {self.expected})"
+        return out
+
+    def _format(self) -> str:
+        out = self.headline
         if self.text:
             out += f"\n    {self.text}"
             if self.column:

@@ -170,12 +170,24 @@ class BTF:
         """The ``.BTF`` section of an ELF file (a BPF object, a vmlinux image), read with
         pyelftools."""
         from elftools.elf.elffile import ELFFile
-        with open(path, "rb") as fh:
-            elf = ELFFile(fh)
-            section = elf.get_section_by_name(".BTF")
-            if section is None:
-                raise BTFFormatError(f"{path}: no .BTF section")
-            data = section.data()
+
+        from ..elf.layout import ELFLayoutError, check_layout
+        raw, mapping = _open_bytes(path)
+        try:
+            check_layout(raw)
+            with open(path, "rb") as fh:
+                section = ELFFile(fh).get_section_by_name(".BTF")
+                data = section.data() if section is not None else None
+        except ELFLayoutError as exc:
+            raise BTFFormatError(f"{os.fspath(path)}: {exc}") from None
+        except Exception as exc:    # pyelftools raises many kinds for a corrupt file
+            raise BTFFormatError(f"{os.fspath(path)}: malformed ELF file ({type(exc).__name__}: "
+                                 f"{exc})") from None
+        finally:
+            if mapping is not None:
+                mapping.close()
+        if data is None:
+            raise BTFFormatError(f"{path}: no .BTF section")
         return cls(data, base=base, name=name or os.path.basename(os.fspath(path)))
 
     def _label(self) -> str:

@@ -58,27 +58,28 @@ def register(sub: "argparse._SubParsersAction") -> None:
     d.set_defaults(handler=run_disasm)
 
 
-def _read_text(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    with open(path, encoding="utf-8") as fh:
-        return fh.read()
-
-
-def _read_bytes(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    with open(path, "rb") as fh:
-        return fh.read()
+def _parse_hex(text: str) -> bytes:
+    """The bytes of ``--hex`` TEXT (spaces and commas ignored); ValueError naming the
+    first non-hex character, or the odd digit count."""
+    digits = "".join(text.replace(",", " ").split())
+    for pos, char in enumerate(digits):
+        if char not in "0123456789abcdefABCDEF":
+            raise ValueError(f"--hex: {char!r} (digit {pos + 1}) is not a hex digit; give "
+                             "bytes as pairs of 0-9/a-f, e.g. 'b7 00 00 00 2a 00 00 00'")
+    if len(digits) % 2:
+        raise ValueError(f"--hex: {len(digits)} hex digits is an odd count: each byte "
+                         "needs two digits (write 0x0b as '0b')")
+    return bytes.fromhex(digits)
 
 
 def run_asm(args: argparse.Namespace) -> int:
     """Handler of ``pybpf asm``."""
     from pybpf.asm import encode
     from pybpf.asm.assembler import assemble
+    from pybpf.cli.common import read_input_text
 
     name = "<stdin>" if args.file == "-" else args.file
-    program = assemble(_read_text(args.file), dialect=args.dialect, file=name,
+    program = assemble(read_input_text(args.file), dialect=args.dialect, file=name,
                        long_jumps=args.long_jumps)
     data = encode(program)
     if args.output == "-":
@@ -95,17 +96,16 @@ def run_disasm(args: argparse.Namespace) -> int:
     """Handler of ``pybpf disasm``."""
     from pybpf.asm import decode
     from pybpf.asm.disasm import disassemble
+    from pybpf.cli.common import read_input
 
     if args.hex is not None:
-        try:
-            data = bytes.fromhex(args.hex.replace(",", " "))
-        except ValueError as exc:
-            raise ValueError(f"--hex: not hex digits ({exc})") from None
+        data = _parse_hex(args.hex)
     else:
-        data = _read_bytes(args.file)
+        data = read_input(args.file)
     if data[:4] == b"\x7fELF":          # a BPF object file: what llvm-objdump -d prints
         from pybpf.object.disasm import disasm_object
-        name = "<stdin>" if args.hex is None and args.file == "-" else (args.file or "-")
+        name = "<stdin>" if args.hex is None and args.file == "-" else \
+            "--hex" if args.hex is not None else args.file
         sys.stdout.write(disasm_object(data, name=name, relocations=args.reloc,
                                        alu32=bool(args.alu32)))
         return 0

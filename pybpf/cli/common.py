@@ -14,7 +14,7 @@ if TYPE_CHECKING:                  # typing and argparse cost start-up time: ann
     import argparse
     from typing import Any, Callable, Dict, Iterable, Optional, TextIO, Tuple
 
-__all__ = ["emit_json", "print_records", "print_record", "examples", "add_json_flag", "add_parser",
+__all__ = ["read_input", "read_input_text", "emit_json", "print_records", "print_record", "examples", "add_json_flag", "add_parser",
            "USER_ERRORS", "error_line", "EXIT_OK", "EXIT_USER_ERROR", "EXIT_USAGE"]
 
 #: exit status of a successful command
@@ -27,6 +27,39 @@ EXIT_USAGE = 2
 #: the exceptions reported as one line with exit status 1 (``LookupError`` covers
 #: ``KeyError`` and pybpf's ``UnknownNameError`` family)
 USER_ERRORS = (OSError, ValueError, LookupError)
+
+
+def read_input(path: str) -> bytes:
+    """The bytes of file ``path``, or of standard input for ``"-"``. A closed or
+    unreadable standard input raises ``OSError`` saying so (one line, no errno)."""
+    if path != "-":
+        with open(path, "rb") as fh:
+            return fh.read()
+    stream = sys.stdin
+    if stream is None:
+        raise OSError("standard input is closed: give a FILE, or pipe the input into "
+                      "'-'")
+    try:
+        return stream.buffer.read()
+    except (OSError, ValueError) as exc:
+        raise OSError(f"cannot read standard input ({exc}): give a FILE instead of "
+                      "'-'") from None
+
+
+def read_input_text(path: str) -> str:
+    """:func:`read_input` decoded as UTF-8 with universal newlines; bytes that are not
+    UTF-8 raise ``ValueError`` naming the file, line, column and byte offset."""
+    data = read_input(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        name = "<stdin>" if path == "-" else path
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ValueError(f"{name}:{line}:{column}: not UTF-8 text: byte "
+                         f"0x{data[exc.start]:02x} at offset {exc.start} ({exc.reason}); "
+                         "save the file as UTF-8") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def emit_json(data: Any, out: Optional[TextIO] = None, *, indent: Optional[int] = None
@@ -103,5 +136,7 @@ def error_line(command: str, exc: BaseException) -> str:
         message: Any = exc.args[0]
     else:
         message = exc
-    text = str(message).strip() or type(exc).__name__
+    headline = getattr(exc, "headline", None)    # errors that quote source lines below
+    text = (headline if isinstance(headline, str) else str(message)).strip() \
+        or type(exc).__name__
     return f"pybpf {command}: {text}"

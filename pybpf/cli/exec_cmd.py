@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any, List
 
 __all__ = ["register"]
 
@@ -32,22 +33,49 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(handler=run)
 
 
+def _rejection(exc: Any, program: List[Any], name: str) -> Exception:
+    """The verifier's refusal of the wrapped program as one line about the user's
+    program: ``FILE:LINE:COL: verifier: COMPLAINT (instruction N: TEXT)``, N counted
+    from the program's first instruction (the wrapper's are not counted)."""
+    from pybpf.asm.disasm import format_instruction
+    from pybpf.cli import CliError
+    from pybpf.conformance.kernel import build_harness
+    from pybpf.program import parse_verifier_log
+
+    start = sum(ins.slots for ins in build_harness(0, 0, 0, []))
+    _, index, complaint = parse_verifier_log(exc.log)
+    complaint = "; ".join(ln.strip() for ln in complaint.splitlines() if ln.strip()) \
+        or str(exc.strerror)
+    slots, slot = {}, 0
+    for ins in program:
+        slots[slot] = ins
+        slot += ins.slots
+    ins = slots.get(index - start) if index is not None else None
+    if ins is None:
+        where = name if index is None else f"{name}: in the wrapper (instruction {index})"
+        return CliError(f"{where}: verifier: {complaint} (the program runs as a "
+                        "subprogram of an XDP program: r1 = input memory, r2 = its "
+                        "length; --debug shows the whole log)")
+    src = ins.source
+    where = f"{src.file}:{src.line}:{src.column}" if src is not None and src.column else \
+        f"{src.file}:{src.line}" if src is not None else name
+    return CliError(f"{where}: verifier: {complaint} (instruction {index - start}: "
+                    f"{format_instruction(ins)}; --debug shows the whole log)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of ``pybpf exec``."""
-    import sys
-
+    from pybpf.cli.common import read_input, read_input_text
     from pybpf.conformance.__main__ import parse_hex
 
     mem = parse_hex(args.mem)
     name = "<stdin>" if args.file == "-" else args.file
     if args.dialect == "raw":
         from pybpf.asm import decode
-        data = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
-        program = decode(data)
+        program = decode(read_input(args.file))
     else:
         from pybpf.asm.assembler import assemble
-        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
-        program = assemble(text, dialect=args.dialect, file=name)
+        program = assemble(read_input_text(args.file), dialect=args.dialect, file=name)
     if args.vm:
         from pybpf.vm import Machine
         r0 = Machine(program, mem=mem).run()
@@ -56,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
         why = kernel_unavailable()
         if why:
             raise PermissionError(f"cannot run in the kernel: {why} (try --vm)")
-        r0 = KernelRunner().run(program, mem)
+        from pybpf.syscall.errors import VerifierError
+        try:
+            r0 = KernelRunner().run(program, mem)
+        except VerifierError as exc:
+            if args.debug:
+                raise
+            raise _rejection(exc, program, name) from None
     print(f"{r0 & 0xFFFFFFFFFFFFFFFF:#x}")
     return 0

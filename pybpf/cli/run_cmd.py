@@ -75,6 +75,10 @@ def resolve_program(target: str) -> str:
     that exist when there is none."""
     if os.path.isfile(target):
         return target
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"{target}: is a directory; run expects a tool name "
+                                "(pybpf run --help lists where tools are found) or a "
+                                "Python file using pybpf")
     if "/" in target or target.endswith(".py"):
         raise FileNotFoundError(f"no such file: {target}")
     for d in program_dirs():
@@ -84,6 +88,17 @@ def resolve_program(target: str) -> str:
     names = available_programs()
     raise LookupError(f"no tool named {target!r} (available: "
                       f"{', '.join(names) if names else 'none yet'})")
+
+
+def _syntax_error(exc: SyntaxError, path: str) -> Exception:
+    """``FILE:LINE:COL: SyntaxError: message`` as one-line error; when the file is the
+    one given to ``run``, a hint that it must be a Python program."""
+    from pybpf.cli import CliError
+    where = f"{exc.filename}:{exc.lineno or 0}:{exc.offset or 0}"
+    text = f"{where}: {type(exc).__name__}: {exc.msg}"
+    if os.path.abspath(str(exc.filename)) == os.path.abspath(path):
+        text += " (pybpf run expects a Python program using pybpf, or a tool name)"
+    return CliError(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
     sys.path.insert(0, script_dir)
     try:
         runpy.run_path(path, run_name="__main__")
+    except SyntaxError as exc:
+        if args.debug or exc.filename is None:
+            raise
+        raise _syntax_error(exc, path) from None
     except SystemExit as exc:
         code = exc.code
         if code is None:

@@ -58,19 +58,11 @@ def _parse_mem(text: str) -> bytes:
 def _load_program(path: str, dialect: str) -> List:
     from pybpf.asm import decode
     from pybpf.asm.assembler import assemble
+    from pybpf.cli.common import read_input, read_input_text
 
     if dialect == "raw":
-        if path == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        return decode(data)
-    if path == "-":
-        text, name = sys.stdin.read(), "<stdin>"
-    else:
-        with open(path, encoding="utf-8") as fh:
-            text, name = fh.read(), path
+        return decode(read_input(path))
+    text, name = read_input_text(path), "<stdin>" if path == "-" else path
     return assemble(text, dialect=dialect, file=name)
 
 

@@ -1,4 +1,5 @@
 """pybpf.elf: reading ELF files for attaching: fast symbol tables
 (:mod:`pybpf.elf.symbols`), library resolution through ``ld.so.cache`` and
-``/proc/PID/maps`` (:mod:`pybpf.elf.libs`) and USDT notes (:mod:`pybpf.elf.usdt`).
+``/proc/PID/maps`` (:mod:`pybpf.elf.libs`), USDT notes (:mod:`pybpf.elf.usdt`) and the
+check that a file holds what its headers point at (:mod:`pybpf.elf.layout`).
 Nothing is imported until a submodule is used."""

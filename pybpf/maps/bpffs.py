@@ -26,12 +26,8 @@ def _lib() -> ctypes.CDLL:
 
 def is_bpffs(path: str) -> bool:
     """True if ``path`` (which must exist) lies on a BPF file system."""
-    buf = ctypes.create_string_buffer(512)     # struct statfs; f_type comes first
-    if _lib().statfs(os.fsencode(path), buf) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"statfs: {os.strerror(err)}", path)
-    f_type = ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
-    return f_type == BPF_FS_MAGIC
+    from ..syscall.objects import filesystem_magic
+    return filesystem_magic(path) == BPF_FS_MAGIC
 
 
 def ensure_bpffs(root: str = BPFFS_ROOT) -> None:

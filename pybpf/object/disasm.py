@@ -48,10 +48,10 @@ def disasm_object(source: Union[str, "os.PathLike[str]", bytes, bytearray], *,
     line under each instruction that has one. ``alu32=True`` spells 32-bit loads,
     stores and atomics as llvm-objdump does with ``--mcpu=v3``/``--mattr=+alu32``; the
     default matches plain ``llvm-objdump -d``. Raises :class:`ObjectError` for a
-    malformed object."""
+    malformed object, its message starting with the file name."""
     from .reader import _Reader
     if isinstance(source, (bytes, bytearray)):
-        data, label = bytes(source), "object"
+        data, label = bytes(source), name or "object"
     else:
         label = os.fspath(source)
         with open(label, "rb") as fh:

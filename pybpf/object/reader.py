@@ -83,6 +83,11 @@ class _Reader:
         self.kernel_btf = kernel_btf
         self.kconfig = kconfig
         self.externs: Dict[str, Extern] = {}
+        from ..elf.layout import ELFLayoutError, check_layout
+        try:
+            check_layout(data)
+        except ELFLayoutError as exc:
+            raise ObjectError(str(exc)) from None
         try:
             self.elf = ELFFile(io.BytesIO(data))
         except Exception as exc:

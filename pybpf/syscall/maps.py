@@ -189,6 +189,15 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
         if exc.errno == _errno.EINVAL and since is not None and not kernel_at_least(*since):
             raise NotSupportedError(f"map type {_type_label(map_type)}", since,
                                     errnum=exc.errno, command="BPF_MAP_CREATE") from None
+        if exc.errno == _errno.E2BIG:
+            # no field newer than this kernel is set (bpf() reports those as
+            # NotSupportedError): the kernel refused the size of the map
+            raise BPFError(exc.errno, f"a {_type_label(map_type)} map of max_entries "
+                           f"{max_entries} (key {key_size} bytes, value {value_size} bytes)"
+                           " is too large for this map type", command="BPF_MAP_CREATE",
+                           hint="the kernel caps each type's entry count and key and value "
+                           "sizes, and the memory of its tables (a hash map's bucket "
+                           "table must stay under 4 GiB): lower max_entries") from None
         raise
     return FD(num, "map")
 

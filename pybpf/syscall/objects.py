@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Type, TypeVar, Union
 
 from .bpf import Cmd, LinkType, MapType, ProgType, bpf
+from .errors import BPFError
 from .fd import FD, FdLike, fd_number
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
     "prog_get_next_id", "map_get_next_id", "link_get_next_id", "btf_get_next_id",
     "prog_get_fd_by_id", "map_get_fd_by_id", "link_get_fd_by_id", "btf_get_fd_by_id",
     "obj_get_info_by_fd", "ProgInfo", "MapInfo", "BtfInfo", "LinkInfo", "prog_info",
-    "map_info", "btf_info", "link_info", "BPF_TAG_SIZE",
+    "map_info", "btf_info", "link_info", "BPF_TAG_SIZE", "BPF_FS_MAGIC", "filesystem_magic",
 ]
 
 _u8 = ctypes.c_uint8
@@ -414,13 +415,60 @@ def obj_get(path: Union[str, "os.PathLike[str]"], *, file_flags: int = 0,
     if path_fd is not None:
         attr.file_flags |= FileFlags.PATH_FD
         attr.path_fd = path_fd
-    num = bpf(Cmd.OBJ_GET, attr)
+    try:
+        num = bpf(Cmd.OBJ_GET, attr)
+    except BPFError as exc:
+        if path_fd is not None or exc.errno not in (_errno.ENOENT, _errno.EACCES,
+                                                    _errno.EPERM, _errno.EINVAL,
+                                                    _errno.ENOTDIR):
+            raise
+        raise _obj_get_error(os.fsdecode(path), exc) from None
     try:
         label = kind or object_kind(num) or "bpf object"
     except BaseException:
         os.close(num)
         raise
     return FD(num, label)
+
+
+#: ``f_type`` of a BPF file system in ``statfs()``
+BPF_FS_MAGIC = 0xCAFE4A11
+
+
+def filesystem_magic(path: Union[str, "os.PathLike[str]"]) -> int:
+    """The ``f_type`` that ``statfs(2)`` reports for the file system holding ``path``
+    (:data:`BPF_FS_MAGIC` for a BPF file system); ``OSError`` if ``path`` cannot be
+    reached."""
+    buf = ctypes.create_string_buffer(512)     # struct statfs; f_type comes first
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.statfs(os.fsencode(path), buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"statfs: {os.strerror(err)}", os.fspath(path))
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def _obj_get_error(path: str, exc: BPFError) -> BPFError:
+    """``BPF_OBJ_GET``'s refusal explained with the path: nothing there, a directory on
+    the way that is a file, or a file outside any BPF file system."""
+    command = "BPF_OBJ_GET"
+    hint = "objects are pinned in a BPF file system, such as /sys/fs/bpf"
+    if exc.errno == _errno.ENOENT:
+        return BPFError(exc.errno, f"{path}: nothing is pinned there (no such file)",
+                        command=command, hint=hint)
+    if exc.errno == _errno.ENOTDIR:
+        return BPFError(exc.errno, f"{path}: a part of the path is not a directory",
+                        command=command, hint=hint)
+    try:
+        on_bpffs = filesystem_magic(path) == BPF_FS_MAGIC
+    except OSError:
+        on_bpffs = True          # cannot tell: keep the kernel's answer
+    if not on_bpffs:
+        return type(exc)(exc.errno, f"{path}: not a pinned BPF object (the file is not "
+                         "in a BPF file system)", command=command, hint=hint)
+    if os.path.isdir(path):
+        return BPFError(exc.errno, f"{path}: is a directory, not a pinned object",
+                        command=command, hint=f"ls {path} lists what is pinned there")
+    return type(exc)(exc.errno, f"{path}: {exc.strerror}", command=command, hint=exc.hint)
 
 
 _ANON_INODE_KINDS = {"bpf-map": "map", "bpf-prog": "prog", "bpf_link": "link",
