@@ -307,3 +307,83 @@ def test_reader_going_away_ends_quietly(workload):
             os.close(rfd)
     assert proc.returncode == 0 and err == "", err
     assert programs_loaded(OPENSNOOP_PROGRAMS) == set()
+
+
+#: a user's script on the library API: ``LoadedModule.run()`` handles the signals itself.
+#: argv: pid to trace
+LIBRARY_RUN = textwrap.dedent(r"""
+    import sys
+    import programs.opensnoop as tool
+    from pybpf.dsl import load
+    with load(tool, consts={"TARGET_PID": int(sys.argv[1])}) as mod:
+        mod.on("events", lambda e: print(e.comm, e.ret, e.path, flush=True))
+        mod.run()
+        print("RUN RETURNED", file=sys.stderr, flush=True)
+""")
+
+
+def _read_lines(proc: subprocess.Popen, rfd: int, n: int) -> None:
+    """Read until ``n`` more lines came (the process is running and tracing)."""
+    got = b""
+    while got.count(b"\n") < n:
+        ready = select.select([rfd], [], [], 30)[0]
+        assert ready and proc.poll() is None, proc.communicate()
+        got += os.read(rfd, 4096)
+
+
+def _drain(rfd: int) -> bytes:
+    """Everything left in the pipe until its writer closes it."""
+    out = b""
+    while select.select([rfd], [], [], 30)[0]:
+        chunk = os.read(rfd, 65536)
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_library_run_keeps_an_ignored_sigint_ignored(workload):
+    rfd, wfd = os.pipe()
+    proc = _start(["-c", LIBRARY_RUN, str(workload)], wfd,
+                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        _read_lines(proc, rfd, 1)                 # events come only from inside run()
+        assert _has(_signal_bits(proc.pid, "SigIgn"), signal.SIGINT)
+        assert not _has(_signal_bits(proc.pid, "SigCgt"), signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        _read_lines(proc, rfd, 3)
+        proc.send_signal(signal.SIGTERM)
+        out = _drain(rfd)
+        _stop_within(proc, 30)
+        err = proc.stderr.read()
+    finally:
+        _end(proc)
+        os.close(rfd)
+    assert proc.returncode == 0 and "RUN RETURNED" in err, (out[-200:], err)
+    assert programs_loaded(OPENSNOOP_PROGRAMS) == set()
+
+
+def test_library_run_second_signal_cuts_a_blocked_callback_short(workload):
+    """The first SIGTERM sets run()'s flag while a callback blocks in a write; the
+    second raises in the callback, which run() takes as the end."""
+    rfd, wfd = _small_pipe()
+    proc = _start(["-c", LIBRARY_RUN, str(workload)], wfd)
+    try:
+        _read_lines(proc, rfd, 1)
+        _wait_blocked(proc, rfd)
+        proc.send_signal(signal.SIGTERM)
+        _wait_blocked(proc, rfd)                  # the flag alone does not unblock it
+        proc.send_signal(signal.SIGTERM)
+        # run() returns while its output is still stuck (the script then says so on
+        # stderr; it can exit only once stdout drains, as any Python program)
+        ready = select.select([proc.stderr], [], [], DEADLINE)[0]
+        assert ready, "run() did not return after the second signal"
+        said = proc.stderr.readline()
+        _drain(rfd)
+        _stop_within(proc, 30)
+        err = said + proc.stderr.read()
+    finally:
+        _end(proc)
+        os.close(rfd)
+    assert proc.returncode == 0 and said == "RUN RETURNED\n", err
+    assert programs_loaded(OPENSNOOP_PROGRAMS) == set()
