@@ -240,8 +240,6 @@ def _run(mod: Any, duration: Optional[float], interval: Optional[float],
                 _stop.phase = "run"
             if header is not None:
                 print(header)
-            if handled and _stop.requested():
-                return                        # stopped before the header was printed
             mod.run(duration, interval=interval, on_interval=on_interval, until=until,
                     signals=not handled)
         finally:
