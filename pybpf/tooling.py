@@ -10,10 +10,12 @@ and prints summaries at the end. The layer is the top one: it may use everything
 from __future__ import annotations
 
 import argparse
+import atexit
 import errno
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
 
@@ -50,25 +52,147 @@ def line_buffered() -> None:
         pass
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM and SIGINT both end a tool cleanly (KeyboardInterrupt); SIGINT is restored
-    even when the tool was started as a background job, which inherits it ignored."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+#: seconds a stop request (SIGINT, SIGTERM) leaves a running tool to end on its own:
+#: hand over the records still buffered, print its summary, detach. Output that has not
+#: drained by then (a pipe nobody reads) is thrown away so the tool can end.
+STOP_GRACE = 0.5
+
+
+class StdoutClosedError(OSError):
+    """Standard output is closed or not writable, so a tool could not print its
+    events (``pybpf run opensnoop >&-``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EBADF, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class _ForcedStop(BaseException):
+    """Raised by the stop handler inside a run that did not end in time: it interrupts
+    a callback wherever it blocks (a write to a full pipe)."""
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null: a write blocked on a reader that does not
+    read is retried there and returns, and nothing printed later can block."""
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:                                      # pragma: no cover (not main thread)
+        fileno = sys.stdout.fileno() if sys.stdout is not None else 1
+    except (AttributeError, OSError, ValueError):
+        fileno = 1
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:                                         # pragma: no cover
+        return
+    try:
+        os.dup2(devnull, fileno)
+    except OSError:                                         # pragma: no cover
         pass
+    finally:
+        os.close(devnull)
+
+
+def _check_stdout() -> None:
+    """Raise :class:`StdoutClosedError` when standard output cannot take the events."""
+    if sys.stdout is None:
+        raise StdoutClosedError("standard output is closed, so there is nowhere to print "
+                                "the events (redirect it, e.g. >/dev/null, instead of >&-)")
+    try:
+        import fcntl
+        flags = fcntl.fcntl(sys.stdout.fileno(), fcntl.F_GETFL)
+    except (AttributeError, ValueError, OSError):
+        return                            # not a real descriptor (tests' StringIO)
+    if flags & os.O_ACCMODE == os.O_RDONLY:
+        raise StdoutClosedError("standard output is open for reading only, so the events "
+                                "cannot be printed (redirect it to a file or a pipe)")
+
+
+class _StopRequests:
+    """What SIGINT and SIGTERM do to a tool, from :func:`load_tool` to its exit.
+
+    * Before the run (compiling, loading, attaching): the first request raises
+      ``SystemExit(128 + signal)`` (130 for SIGINT, 143 for SIGTERM); the ``with`` block
+      of the tool and the link layer's own handler detach what was attached.
+    * During the run (:func:`run_tool`, from the header on) and after it: the first
+      request only sets a flag; the run ends after the batch being handed over, the
+      remaining records and the summary are printed, and the tool exits 0.
+    * A second request, or the first one still not done after :data:`STOP_GRACE`
+      seconds: standard output is thrown away (``/dev/null``), so a write blocked on a
+      reader that does not read returns, and a run still going is cut short.
+
+    A signal that was ignored when the tool started stays ignored (a background job of
+    a non-interactive shell ignores SIGINT)."""
+
+    def __init__(self) -> None:
+        self.installed = False
+        self.phase = "load"                   # "load", "run" or "after"
+        self.signum: Optional[int] = None     # the first request
+        self.timer: Optional[threading.Timer] = None
+        self.main_ident = threading.main_thread().ident
+
+    def install(self) -> None:
+        """Handle SIGINT and SIGTERM (from the main thread, once; ignored ones stay so)."""
+        if self.installed or threading.current_thread() is not threading.main_thread():
+            return
+        self.installed = True
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) in (signal.SIG_IGN, None):
+                continue
+            signal.signal(signum, self.handle)
+        atexit.register(self.cancel)
+
+    def requested(self) -> bool:
+        """Whether a stop was requested (the run loop's ``until``)."""
+        return self.signum is not None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        """The SIGINT/SIGTERM handler."""
+        first = self.signum is None
+        if first:
+            self.signum = signum
+        if self.phase == "load":
+            if first:
+                raise SystemExit(128 + signum)
+            _discard_stdout()                 # cleanup goes on; nothing it prints blocks
+            return
+        if first:
+            self.timer = threading.Timer(STOP_GRACE, self.expire, args=(signum,))
+            self.timer.daemon = True
+            self.timer.start()
+            return
+        _discard_stdout()
+        if self.phase == "run":
+            raise _ForcedStop
+
+    def expire(self, signum: int) -> None:
+        """The grace period is over: the main thread gets the signal again (a second
+        request), which interrupts a write blocked in it."""
+        if self.main_ident is not None:
+            try:
+                signal.pthread_kill(self.main_ident, signum)
+            except (OSError, ValueError):                   # pragma: no cover
+                pass
+
+    def cancel(self) -> None:
+        """Stop the grace timer (the tool is exiting)."""
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+_stop = _StopRequests()
 
 
 def load_tool(module_name: str, consts: Optional[Mapping[str, int]] = None,
               programs: Optional[Iterable[str]] = None) -> Any:
     """Compile and load the BPF programs of the tool module ``module_name`` (pass
-    ``__name__``); returns the :class:`pybpf.dsl.loader.LoadedModule`."""
+    ``__name__``); returns the :class:`pybpf.dsl.loader.LoadedModule`. Raises
+    :class:`StdoutClosedError` when standard output is closed. From here on SIGINT and
+    SIGTERM stop the tool as :class:`_StopRequests` describes."""
     from .dsl import load
+    _check_stdout()
     line_buffered()
-    _sigterm_as_interrupt()
+    _stop.install()
     return load(sys.modules[module_name], consts=consts, programs=programs)
 
 
@@ -82,7 +206,8 @@ def run_tool(mod: Any, *, duration: Optional[float] = None, interval: Optional[f
     interval summary: printed every ``interval`` seconds and once more at the end,
     unless the run ended right after the ``count``-th. ``header`` is printed first,
     inside the Ctrl-C handling: a Ctrl-C that arrives just after the header (a test
-    reacting to it) ends the run quietly instead of raising."""
+    reacting to it) ends the run quietly instead of raising. A stop request ends the
+    run within :data:`STOP_GRACE` seconds even when nobody reads the output."""
     if interval is not None and count is not None and duration is None:
         duration = interval * count
     printed = [0]
@@ -98,24 +223,34 @@ def run_tool(mod: Any, *, duration: Optional[float] = None, interval: Optional[f
             try:
                 summary()                     # Ctrl-C (or no interval): the last one
             except BrokenPipeError:
-                pass
+                _discard_stdout()
 
 
 def _run(mod: Any, duration: Optional[float], interval: Optional[float],
          on_interval: Optional[Callable[[], Any]], until: Optional[Callable[[], bool]],
          header: Optional[str]) -> None:
+    handled = _stop.installed
+    if handled:
+        user_until = until
+        until = (lambda: _stop.requested() or user_until()) if user_until is not None \
+            else _stop.requested
     try:
-        if header is not None:
-            print(header)
-        mod.run(duration, interval=interval, on_interval=on_interval, until=until)
-    except KeyboardInterrupt:
+        try:
+            if handled:
+                _stop.phase = "run"
+            if header is not None:
+                print(header)
+            mod.run(duration, interval=interval, on_interval=on_interval, until=until,
+                    signals=not handled)
+        finally:
+            if handled:
+                _stop.phase = "after"
+    except (KeyboardInterrupt, _ForcedStop):
         pass
     except BrokenPipeError:
         # the reader went away (``pybpf run opensnoop | head``): stop quietly; the
         # caller's ``with`` still detaches everything
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _discard_stdout()
 
 
 def errno_name(value: int) -> str:

@@ -329,21 +329,32 @@ class LoadedModule:
 
     def run(self, duration: Optional[float] = None, *, interval: Optional[float] = None,
             on_interval: Optional[Callable[[], Any]] = None,
-            until: Optional[Callable[[], bool]] = None) -> None:
+            until: Optional[Callable[[], bool]] = None, signals: bool = True) -> None:
         """Poll events until Ctrl-C/SIGTERM, ``duration`` seconds or ``until()``; call
         ``on_interval()`` every ``interval`` seconds (summaries). While it runs (in the
         main thread), SIGINT and SIGTERM only set a flag, so a batch of records being
         handed to the callbacks is never cut in half; the loop then ends, the records
         still in the buffers are handed over, and the module stays loaded until
-        :meth:`close`."""
+        :meth:`close`. A second signal ends the run at once, even inside a callback
+        (``KeyboardInterrupt`` there, caught here). A signal ignored when the run starts
+        stays ignored. ``signals=False`` leaves both signals to the caller (which then
+        ends the run through ``until``)."""
         import signal
         import threading
         stop: List[int] = []
         saved: Dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
+
+        def request(signum: int, frame: Any) -> None:
+            stop.append(signum)
+            if len(stop) > 1:
+                raise KeyboardInterrupt
+
+        if signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) in (signal.SIG_IGN, None):
+                    continue                                   # ignored stays ignored
                 try:
-                    saved[sig] = signal.signal(sig, lambda signum, frame: stop.append(signum))
+                    saved[sig] = signal.signal(sig, request)
                 except (ValueError, OSError):                  # pragma: no cover
                     pass
         start = time.monotonic()
