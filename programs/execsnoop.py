@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     parser.add_argument("-U", "--print-uid", action="store_true", help="print UID column")
     parser.add_argument("--max-args", type=positive_int, default=20,
                         help="maximum number of arguments parsed and displayed, defaults to 20")
-    parser.add_argument("-P", "--ppid", type=pid_number, default=0, help="trace this parent PID only")
+    parser.add_argument("-P", "--ppid", type=pid_number, default=0,
+                        help="trace this parent PID only")
     args = parser.parse_args(argv)
     if args.max_args >= ARGS_LIMIT:
         parser.error(f"argument --max-args: {args.max_args} is out of range: must be "

@@ -82,7 +82,8 @@ def _bounded(text: str, low: int, high: int, what: str, where: str = "") -> int:
     value = _integer(text, f"{what} {low}..{high}")
     if not low <= value <= high:
         raise argparse.ArgumentTypeError(
-            f"{text} is out of range: {what} must be {low}..{high}" + (f" ({where})" if where else ""))
+            f"{text} is out of range: {what} must be {low}..{high}"
+            + (f" ({where})" if where else ""))
     return value
 
 
