@@ -17,7 +17,7 @@ from pybpf.dsl import (
     RingBuf, Struct, char, comm, const, current_task, i32, pid, probe_read_user,
     probe_read_user_str, tracepoint, u8, u32, u64, uid,
 )
-from pybpf.tooling import ToolParser, load_tool, positive_int, run_tool
+from pybpf.tooling import ToolParser, load_tool, pid_number, positive_int, run_tool, uid_number
 
 EVENT_ARG, EVENT_RET = 0, 1
 ARGS_LIMIT = 128                # the most arguments the program can send (--max-args)
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     parser.add_argument("-T", "--time", action="store_true", help="include time column on output (HH:MM:SS)")
     parser.add_argument("-t", "--timestamp", action="store_true", help="include timestamp on output")
     parser.add_argument("-x", "--fails", action="store_true", help="include failed exec()s")
-    parser.add_argument("-u", "--uid", type=int, default=None, help="trace this UID only")
+    parser.add_argument("-u", "--uid", type=uid_number, default=None, help="trace this UID only")
     parser.add_argument("-q", "--quote", action="store_true",
                         help="Add quotemarks (\") around arguments.")
     parser.add_argument("-n", "--name", help="only print commands matching this name (regex), any arg")
@@ -111,10 +111,12 @@ def main(argv=None) -> int:
     parser.add_argument("-U", "--print-uid", action="store_true", help="print UID column")
     parser.add_argument("--max-args", type=positive_int, default=20,
                         help="maximum number of arguments parsed and displayed, defaults to 20")
-    parser.add_argument("-P", "--ppid", type=int, default=0, help="trace this parent PID only")
+    parser.add_argument("-P", "--ppid", type=pid_number, default=0,
+                        help="trace this parent PID only")
     args = parser.parse_args(argv)
     if args.max_args >= ARGS_LIMIT:
-        parser.error(f"--max-args must be below {ARGS_LIMIT}")
+        parser.error(f"argument --max-args: {args.max_args} is out of range: must be "
+                     f"1..{ARGS_LIMIT - 1}")
 
     start = time.time()
     argvs = {}                                  # pid -> the arguments seen so far

@@ -16,7 +16,7 @@ import time
 from pybpf.dsl import (
     RingBuf, Struct, char, comm, const, current_task, ktime_ns, tracepoint, u8, u32, u64,
 )
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, load_tool, pid_number, run_tool
 
 
 class Exit(Struct):
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
                         ])
     parser.add_argument("-t", "--timestamp", action="store_true", help="include timestamp (local time default)")
     parser.add_argument("--utc", action="store_true", help="include timestamp in UTC (-t implied)")
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
     parser.add_argument("--label", help="label each line")
     parser.add_argument("-x", "--failed", action="store_true", help="trace only fails, exclude exit(0)")
     parser.add_argument("--per-thread", action="store_true", help="trace per thread termination")

@@ -16,7 +16,9 @@ from pybpf.dsl import (
     pid_tgid, retarget, u32, u64, uprobe, uretprobe,
 )
 from pybpf.events.histogram import Log2Histogram
-from pybpf.tooling import ToolParser, load_tool, run_tool, summary_heading
+from pybpf.tooling import (
+    ToolParser, load_tool, pid_number, run_tool, summary_heading, whole_seconds,
+)
 
 start = HashMap(u64, u64, max_entries=10240)
 hist = Histogram()
@@ -60,10 +62,10 @@ def main(argv=None) -> int:
                             "./funclatency -p 181 vfs_read   # time process 181 only",
                             "./funclatency /usr/bin/bash:readline  # a binary's function",
                         ])
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
-    parser.add_argument("-i", "--interval", type=int,
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
+    parser.add_argument("-i", "--interval", type=whole_seconds,
                         help="summary interval, in seconds")
-    parser.add_argument("-d", "--duration", type=int,
+    parser.add_argument("-d", "--duration", type=whole_seconds,
                         help="total duration of trace, in seconds")
     parser.add_argument("-T", "--timestamp", action="store_true",
                         help="include timestamp on output")

@@ -16,7 +16,8 @@ from pybpf.dsl import (
 )
 from pybpf.events.histogram import bcc_sections
 from pybpf.tooling import (
-    ToolParser, add_interval_args, load_tool, run_tool, summary_heading, take_keyed_log2,
+    ToolParser, add_interval_args, cpu_number, load_tool, run_tool, summary_heading,
+    take_keyed_log2,
 )
 
 
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
                       help="show event counts instead of timing")
     mode.add_argument("-d", "--dist", action="store_true",
                       help="show distributions as histograms")
-    parser.add_argument("-c", "--cpu", type=int, default=None,
+    parser.add_argument("-c", "--cpu", type=cpu_number, default=None,
                         help="trace this CPU only")
     add_interval_args(parser, "outputs")
     args = parser.parse_args(argv)

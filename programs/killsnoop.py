@@ -15,7 +15,7 @@ import time
 from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, i32, pid, tid, tracepoint, u8, u32,
 )
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, int_range, load_tool, pid_number, run_tool, signal_number
 
 
 class Kill(Struct):
@@ -71,17 +71,6 @@ def killsnoop_exit(args):
     return 0
 
 
-def signal_number(text: str) -> int:
-    """argparse type: ``9``, ``KILL`` or ``SIGKILL``."""
-    if text.isdigit():
-        return int(text)
-    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise ValueError(text) from None
-
-
 def signal_name(sig: int) -> str:
     """``SIGKILL`` for 9; ``0`` for 0; the number when unnamed."""
     try:
@@ -100,8 +89,10 @@ def main(argv=None) -> int:
                             "./killsnoop -s 9      # only trace signal 9",
                         ])
     parser.add_argument("-x", "--failed", action="store_true", help="only show failed kill syscalls")
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
-    parser.add_argument("-T", "--tpid", type=int, default=0, help="trace this target PID only")
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
+    # kill()'s target may be any positive pid_t, even one no process could have
+    parser.add_argument("-T", "--tpid", type=int_range(1, 2**31 - 1, "a target pid"), default=0,
+                        help="trace this target PID only")
     parser.add_argument("-s", "--signal", type=signal_number, default=0,
                         help="trace this signal only")
     parser.add_argument("-n", "--name", action="store_true",

@@ -20,7 +20,10 @@ from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, i32, ktime_ns, pid, pid_tgid,
     probe_read_user, probe_read_user_str, tid, tracepoint, u8, u32, u64, uid,
 )
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import (
+    ToolParser, load_tool, pid_number, positive_seconds, run_tool, tid_number,
+    uid_number,
+)
 
 
 class Start(Struct):
@@ -132,10 +135,10 @@ def main(argv=None) -> int:
                         help="include timestamp on output")
     parser.add_argument("-U", "--print-uid", action="store_true", help="print UID column")
     parser.add_argument("-x", "--failed", action="store_true", help="only show failed opens")
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
-    parser.add_argument("-t", "--tid", type=int, default=0, help="trace this TID only")
-    parser.add_argument("-u", "--uid", type=int, default=None, help="trace this UID only")
-    parser.add_argument("-d", "--duration", type=float, default=None,
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
+    parser.add_argument("-t", "--tid", type=tid_number, default=0, help="trace this TID only")
+    parser.add_argument("-u", "--uid", type=uid_number, default=None, help="trace this UID only")
+    parser.add_argument("-d", "--duration", type=positive_seconds, default=None,
                         help="total duration of trace in seconds")
     parser.add_argument("-n", "--name", help="only print process names containing this name")
     parser.add_argument("-e", "--extended_fields", action="store_true",

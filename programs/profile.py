@@ -20,7 +20,10 @@ from pybpf.dsl import (
 )
 from pybpf.elf.libs import proc_maps
 from pybpf.elf.symbols import PT_LOAD, STT_FUNC, STT_GNU_IFUNC, ElfFile
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import (
+    ToolParser, cpu_number, frequency_hz, load_tool, pid_number, run_tool, tid_number,
+    whole_seconds,
+)
 
 EFAULT = 14                           # stackid(): no stack of that kind (user mode)
 
@@ -153,16 +156,16 @@ def main(argv=None) -> int:
                             "./profile -K          # only show kernel space stacks (no user)",
                         ])
     who = parser.add_mutually_exclusive_group()
-    who.add_argument("-p", "--pid", type=int, default=0, help="profile process with this "
+    who.add_argument("-p", "--pid", type=pid_number, default=0, help="profile process with this "
                      "PID only")
-    who.add_argument("-L", "--tid", type=int, default=0, help="profile thread with this "
+    who.add_argument("-L", "--tid", type=tid_number, default=0, help="profile thread with this "
                      "TID only")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("-U", "--user-stacks-only", action="store_true",
                        help="show stacks from user space only (no kernel space stacks)")
     which.add_argument("-K", "--kernel-stacks-only", action="store_true",
                        help="show stacks from kernel space only (no user space stacks)")
-    parser.add_argument("-F", "--frequency", type=int, default=49,
+    parser.add_argument("-F", "--frequency", type=frequency_hz, default=49,
                         help="sample frequency, Hertz")
     parser.add_argument("-d", "--delimited", action="store_true",
                         help="insert delimiter between kernel/user stacks")
@@ -170,10 +173,10 @@ def main(argv=None) -> int:
                         help="add _[k] annotations to kernel frames")
     parser.add_argument("-I", "--include-idle", action="store_true",
                         help="include CPU idle stacks")
-    parser.add_argument("-C", "--cpu", type=int, help="cpu number to run profile on")
+    parser.add_argument("-C", "--cpu", type=cpu_number, help="cpu number to run profile on")
     parser.add_argument("-f", "--folded", action="store_true",
                         help="output folded format, one line per stack (for flame graphs)")
-    parser.add_argument("duration", nargs="?", type=int,
+    parser.add_argument("duration", nargs="?", type=whole_seconds,
                         help="duration of trace, in seconds")
     args = parser.parse_args(argv)
 

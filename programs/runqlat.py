@@ -16,8 +16,8 @@ from pybpf.dsl import (
 )
 from pybpf.events.histogram import Log2Histogram, bcc_sections
 from pybpf.tooling import (
-    ToolParser, add_interval_args, comm_of, load_tool, run_tool, summary_heading,
-    take_keyed_log2, take_log2,
+    ToolParser, add_interval_args, comm_of, load_tool, pid_number, run_tool,
+    summary_heading, take_keyed_log2, take_log2,
 )
 
 TASK_RUNNING = 0
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
                         help="print a histogram per process ID")
     parser.add_argument("-L", "--tids", action="store_true",
                         help="print a histogram per thread ID")
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
     add_interval_args(parser)
     args = parser.parse_args(argv)
     label, unit_ns = ("msecs", 1000000) if args.milliseconds else ("usecs", 1000)

@@ -16,7 +16,9 @@ import time
 from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, i32, pid, tid, tracepoint, u8, u32,
 )
-from pybpf.tooling import ToolParser, errno_name, load_tool, run_tool
+from pybpf.tooling import (
+    ToolParser, errno_name, load_tool, pid_number, run_tool, signal_number,
+)
 
 
 class Signal(Struct):
@@ -113,8 +115,8 @@ def main(argv=None) -> int:
     parser.add_argument("-x", "--failed", action="store_true", help="Trace failed signals only.")
     parser.add_argument("-k", "--kill", action="store_true",
                         help="Trace signals issued by kill syscall only.")
-    parser.add_argument("-p", "--pid", type=int, default=0, help="Process ID to trace")
-    parser.add_argument("-s", "--signal", type=int, default=0, help="Signal to trace.")
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="Process ID to trace")
+    parser.add_argument("-s", "--signal", type=signal_number, default=0, help="Signal to trace.")
     parser.add_argument("-n", "--name", action="store_true",
                         help="Output signal name instead of signal number.")
     args = parser.parse_args(argv)

@@ -13,7 +13,8 @@ from pybpf.dsl import (
 )
 from pybpf.events.histogram import bcc_sections
 from pybpf.tooling import (
-    ToolParser, add_interval_args, load_tool, run_tool, summary_heading, take_keyed_log2,
+    ToolParser, add_interval_args, cpu_number, load_tool, run_tool, summary_heading,
+    take_keyed_log2,
 )
 
 VECTORS = ["hi", "timer", "net_tx", "net_rx", "block", "irq_poll", "tasklet", "sched",
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
                       help="show the number of soft irq events")
     mode.add_argument("-d", "--dist", action="store_true",
                       help="show distributions as histograms")
-    parser.add_argument("-c", "--cpu", type=int, default=None,
+    parser.add_argument("-c", "--cpu", type=cpu_number, default=None,
                         help="trace this CPU only")
     add_interval_args(parser)
     args = parser.parse_args(argv)

@@ -17,7 +17,9 @@ import sys
 import time
 
 from pybpf.dsl import HashMap, const, i32, ktime_ns, pid, pid_tgid, tracepoint, u32, u64
-from pybpf.tooling import ToolParser, comm_of, load_tool, run_tool
+from pybpf.tooling import (
+    ToolParser, comm_of, load_tool, pid_number, positive_int, run_tool, whole_seconds,
+)
 
 UNISTD = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
 BUILTIN = {0: "read", 1: "write", 2: "open", 3: "close", 4: "stat", 5: "fstat",
@@ -103,12 +105,12 @@ def main(argv=None) -> int:
         "./syscount -p 181    # trace PID 181 only",
         "./syscount -i 1 -d 5 # print 1 second summaries for 5 seconds",
     ])
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace only this pid")
-    parser.add_argument("-i", "--interval", type=int,
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace only this pid")
+    parser.add_argument("-i", "--interval", type=whole_seconds,
                         help="print summary at this interval (seconds)")
-    parser.add_argument("-d", "--duration", type=int,
+    parser.add_argument("-d", "--duration", type=whole_seconds,
                         help="total duration of trace, in seconds")
-    parser.add_argument("-T", "--top", type=int, default=10,
+    parser.add_argument("-T", "--top", type=positive_int, default=10,
                         help="print only the top syscalls by count or latency")
     parser.add_argument("-x", "--failures", action="store_true",
                         help="trace only failed syscalls (return < 0)")

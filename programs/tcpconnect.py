@@ -13,7 +13,9 @@ from pybpf.dsl import (
     PerfEventArray, Struct, char, comm, const, ktime_ns, pid, tracepoint, u8, u16, u32,
     u64, uid,
 )
-from pybpf.tooling import ToolParser, ip_address, load_tool, run_tool
+from pybpf.tooling import (
+    ToolParser, ip_address, load_tool, pid_number, port_number, run_tool, uid_number,
+)
 
 AF_INET, AF_INET6, IPPROTO_TCP, TCP_SYN_SENT = 2, 10, 6, 2
 
@@ -75,12 +77,12 @@ def main(argv=None) -> int:
     ])
     parser.add_argument("-t", "--timestamp", action="store_true",
                         help="include timestamp on output")
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
-    parser.add_argument("-P", "--port", type=int, default=0,
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
+    parser.add_argument("-P", "--port", type=port_number, default=0,
                         help="trace this destination port only")
     parser.add_argument("-U", "--print-uid", action="store_true",
                         help="include UID on output")
-    parser.add_argument("-u", "--uid", type=int, help="trace this UID only")
+    parser.add_argument("-u", "--uid", type=uid_number, help="trace this UID only")
     args = parser.parse_args(argv)
 
     first = []

@@ -16,7 +16,9 @@ from pybpf.dsl import (
     HashMap, PerfEventArray, Struct, char, comm, const, kernel_ptr, ktime_ns, pid,
     tracepoint, u8, u16, u32, u64,
 )
-from pybpf.tooling import Clock, ToolParser, ip_address, load_tool, run_tool
+from pybpf.tooling import (
+    Clock, ToolParser, ip_address, load_tool, pid_number, port_number, run_tool,
+)
 
 AF_INET, IPPROTO_TCP = 2, 6
 TCP_SYN_SENT, TCP_FIN_WAIT1, TCP_CLOSE, TCP_LAST_ACK = 2, 4, 7, 9
@@ -124,13 +126,13 @@ def main(argv=None) -> int:
                         "(fits IPv6 addresses)")
     parser.add_argument("-s", "--csv", action="store_true",
                         help="comma separated values output")
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
     family = parser.add_mutually_exclusive_group()
     family.add_argument("-4", "--ipv4", action="store_true", help="trace IPv4 family only")
     family.add_argument("-6", "--ipv6", action="store_true", help="trace IPv6 family only")
-    parser.add_argument("-L", "--localport", type=int, default=0,
+    parser.add_argument("-L", "--localport", type=port_number, default=0,
                         help="trace this local port only")
-    parser.add_argument("-D", "--remoteport", type=int, default=0,
+    parser.add_argument("-D", "--remoteport", type=port_number, default=0,
                         help="trace this remote port only")
     args = parser.parse_args(argv)
 

@@ -21,27 +21,196 @@ from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
 
 __all__ = ["disk_name", "ip_address", "add_interval_args", "summary_heading", "take_log2", "take_keyed_log2",
            "ToolParser", "load_tool", "run_tool", "errno_name", "Clock", "positive_int",
-           "comm_of", "line_buffered"]
+           "comm_of", "line_buffered", "pid_number", "tid_number", "uid_number",
+           "whole_seconds", "positive_seconds", "frequency_hz", "cpu_number",
+           "port_number", "signal_number", "pid_max", "max_sample_rate", "possible_cpus",
+           "int_range", "MAX_SECONDS", "PID_MAX_LIMIT", "UID_MAX"]
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0."""
+#: the longest interval or duration a tool takes, in seconds: one wait of the event
+#: poller is at most 2**31 - 1 milliseconds (about 24.8 days)
+MAX_SECONDS = (2**31 - 1) // 1000
+#: the kernel's ceiling for ``/proc/sys/kernel/pid_max`` (used when the file is unreadable)
+PID_MAX_LIMIT = 4194304
+#: the largest valid uid or gid (``(uid_t)-1`` means "no id" to the kernel)
+UID_MAX = 2**32 - 2
+
+
+def _read_int(path: str, default: int) -> int:
+    """The integer in the one-line file ``path``; ``default`` if unreadable."""
     try:
-        value = int(text, 0)
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def pid_max() -> int:
+    """The largest pid (or tid) the kernel can hand out now: one less than
+    ``/proc/sys/kernel/pid_max``, where pid allocation wraps."""
+    return _read_int("/proc/sys/kernel/pid_max", PID_MAX_LIMIT) - 1
+
+
+def max_sample_rate() -> int:
+    """The highest perf sampling frequency the kernel accepts now, in Hz
+    (``/proc/sys/kernel/perf_event_max_sample_rate``)."""
+    return _read_int("/proc/sys/kernel/perf_event_max_sample_rate", 100000)
+
+
+def possible_cpus() -> int:
+    """How many CPU numbers the kernel may use (``/sys/devices/system/cpu/possible``)."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+        return max(int(part.split("-")[-1]) for part in text.split(",")) + 1
+    except (OSError, ValueError):
+        return os.cpu_count() or 1
+
+
+def _integer(text: str, what: str) -> int:
+    """``text`` as an integer (decimal, or 0x/0o/0b prefixed), else an argparse error."""
+    try:
+        return int(text, 0)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        try:
+            return int(text, 10)         # "010" is ten, as BCC's tools read it
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not an integer ({what})") from None
+
+
+def _bounded(text: str, low: int, high: int, what: str, where: str = "") -> int:
+    """``text`` as an integer in ``low..high``, else an argparse error naming the range."""
+    value = _integer(text, f"{what} {low}..{high}")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"{text} is out of range: {what} must be {low}..{high}"
+            + (f" ({where})" if where else ""))
     return value
 
 
+def int_range(low: int, high: int, what: str, where: str = "") -> Callable[[str], int]:
+    """An argparse type for an integer ``low..high``; the error names ``what`` (``"a
+    port"``), the range and, if given, ``where`` the bound comes from."""
+    def parse(text: str) -> int:
+        return _bounded(text, low, high, what, where)
+    parse.__name__ = what.replace(" ", "_")
+    parse.__doc__ = f"argparse type: {what}, {low}..{high}."
+    return parse
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a count)."""
+    value = _integer(text, "a count, 1 or more")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: must be 1 or more")
+    return value
+
+
+def pid_number(text: str) -> int:
+    """argparse type: a process id, 1..:func:`pid_max`. :class:`ToolParser` warns when no
+    such process exists yet."""
+    top = pid_max()
+    return _bounded(text, 1, top, "a pid", f"/proc/sys/kernel/pid_max is {top + 1}")
+
+
+def tid_number(text: str) -> int:
+    """argparse type: a thread id, 1..:func:`pid_max` (threads share the pid space).
+    :class:`ToolParser` warns when no such thread exists yet."""
+    top = pid_max()
+    return _bounded(text, 1, top, "a thread id", f"/proc/sys/kernel/pid_max is {top + 1}")
+
+
+def uid_number(text: str) -> int:
+    """argparse type: a user id, 0..2**32-2 (``-1`` as a 32-bit value means no id)."""
+    return _bounded(text, 0, UID_MAX, "a uid")
+
+
+def whole_seconds(text: str) -> int:
+    """argparse type: a whole number of seconds, 1..:data:`MAX_SECONDS`."""
+    return _bounded(text, 1, MAX_SECONDS, "seconds")
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds (fractions allowed), more than 0 and at most
+    :data:`MAX_SECONDS`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= MAX_SECONDS:            # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"{text} is out of range: seconds must be more than 0 and at most {MAX_SECONDS}")
+    return value
+
+
+def frequency_hz(text: str) -> int:
+    """argparse type: a sampling frequency in Hz, 1..the kernel's limit
+    (``/proc/sys/kernel/perf_event_max_sample_rate``)."""
+    return _bounded(text, 1, max_sample_rate(), "the frequency (Hz)",
+                    "/proc/sys/kernel/perf_event_max_sample_rate")
+
+
+def cpu_number(text: str) -> int:
+    """argparse type: a CPU number, 0..possible CPUs - 1
+    (``/sys/devices/system/cpu/possible``)."""
+    return _bounded(text, 0, possible_cpus() - 1, "a cpu number",
+                    "/sys/devices/system/cpu/possible")
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP/UDP port, 1..65535."""
+    return _bounded(text, 1, 65535, "a port")
+
+
+def signal_number(text: str) -> int:
+    """argparse type: a signal, as a number 1..SIGRTMAX (64 on Linux) or a name
+    (``KILL``, ``SIGKILL``, ``kill``)."""
+    top = int(getattr(signal, "SIGRTMAX", 64))
+    if text.lstrip("+-").isdigit():
+        value = int(text, 10)
+        if not 1 <= value <= top:
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range: a signal must be 1..{top} or a name such as KILL")
+        return value
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a signal: give 1..{top} or a name such as KILL or SIGTERM"
+        ) from None
+
+
+#: the argument types whose value names a process (pid) or a thread (tid)
+_TASK_TYPES = {pid_number: "process", tid_number: "thread"}
+
+
 class ToolParser(argparse.ArgumentParser):
-    """An argparse parser for a tool: ``examples`` go in the epilog, as BCC prints them."""
+    """An argparse parser for a tool: ``examples`` go in the epilog, as BCC prints them.
+
+    Bad values end the tool as argparse does: the usage, then one line
+    ``TOOL: error: argument -p/--pid: ...`` naming the allowed range, exit status 2.
+    A pid or tid in range whose task does not exist (yet) gets one warning line on
+    stderr and is traced anyway (the task may appear later)."""
 
     def __init__(self, prog: str, description: str, examples: Sequence[str] = ()) -> None:
         epilog = "examples:\n" + "\n".join(f"    {e}" for e in examples) if examples else None
         super().__init__(prog=prog, description=description, epilog=epilog,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def parse_known_args(self, args: Optional[Sequence[str]] = None,
+                         namespace: Optional[argparse.Namespace] = None) -> Any:
+        """argparse's parse, then a warning for each pid/tid with no such task now."""
+        ns, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            kind = _TASK_TYPES.get(action.type)          # type: ignore[call-overload]
+            value = getattr(ns, action.dest, None)
+            if kind and isinstance(value, int) and value > 0 \
+                    and not os.path.exists(f"/proc/{value}"):
+                print(f"{self.prog}: warning: no {kind} {value} (yet): tracing it if it "
+                      f"appears", file=sys.stderr)
+        return ns, extras
 
 
 def line_buffered() -> None:
@@ -298,7 +467,7 @@ def pids_of(name: str) -> List[int]:
 def add_interval_args(parser: argparse.ArgumentParser, count_name: str = "count") -> None:
     """BCC's trailing ``[interval [count]]`` arguments (``count_name`` where a tool's
     own flag already uses ``count``)."""
-    parser.add_argument("interval", nargs="?", type=positive_int, default=None,
+    parser.add_argument("interval", nargs="?", type=whole_seconds, default=None,
                         help="output interval, in seconds")
     parser.add_argument(count_name, nargs="?", type=positive_int, default=None,
                         help="number of outputs")

@@ -14,7 +14,9 @@ kretprobe tracks) exists only in (2). Either way the program is attached by
 **Errors.** :class:`KprobesUnavailableError` when the kernel has neither mechanism
 (``CONFIG_KPROBES=n``); :class:`UnknownFunctionError` (a :class:`LookupError`) with close
 matches from ``/proc/kallsyms`` for a function that does not exist;
-:class:`BlacklistedFunctionError` for one kprobes may not touch.
+:class:`BlacklistedFunctionError` for one kprobes may not touch. Before anything else,
+:class:`ValueError` names an offset (32 bits into a function), an address or cookie (64
+bits) or a ``maxactive`` (0..4096) out of range.
 
 **System calls.** :func:`syscall_function` maps ``"openat"`` to the kernel's entry point
 for it on this architecture (``__x64_sys_openat`` on x86-64, ``__arm64_sys_openat``,
@@ -40,6 +42,7 @@ from ..syscall import progs as _progs
 from ..syscall.bpf import AttachType
 from ..syscall.errors import BPFError, NotSupportedError
 from ..syscall.fd import FD, FdLike
+from ._ranges import U32_MAX, U64_MAX, check_range
 from .base import Link
 from .perf_link import attach_perf_event_fd
 
@@ -220,6 +223,14 @@ def attach_kprobe(prog: FdLike, symbol: Optional[str] = None, *, offset: int = 0
     if symbol is not None:
         symbol, extra = _parse_target(symbol)
         offset += extra
+    if symbol is not None:
+        check_range("offset", offset, 0, U32_MAX, "an offset into a kernel function", True)
+    else:
+        check_range("address", address, 1, U64_MAX, "a kernel address", True)
+        check_range("offset", offset, 0, U64_MAX - address, f"an offset from {address:#x}",
+                    True)
+    check_range("cookie", cookie, 0, U64_MAX, "a bpf_cookie", True)
+    check_range("maxactive", maxactive, 0, 4096, "a kretprobe's maxactive")
     if maxactive and not retprobe:
         raise ValueError("maxactive applies to kretprobes only")
     if maxactive and mode == "pmu":

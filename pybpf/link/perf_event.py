@@ -18,6 +18,7 @@ from typing import Any, List, Optional, Sequence
 
 from ..syscall import perf as _perf
 from ..syscall.fd import FdLike
+from ._ranges import U64_MAX, check_pid, check_range
 from .base import Link, MultiLink
 from .perf_link import attach_perf_event_fd
 
@@ -39,9 +40,17 @@ def attach_perf_event(prog: FdLike, *, type: int = _perf.PerfType.SOFTWARE,
     """Run a perf_event program on every sample of an event: ``sample_freq`` samples a
     second or one per ``sample_period`` events (exactly one of them). With ``pid`` >= 0
     the event follows that task on any CPU; otherwise one event per CPU in ``cpus``
-    (default: every online CPU). Returns one link for all the events."""
+    (default: every online CPU). Returns one link for all the events. Out-of-range
+    ``sample_freq``/``sample_period``, ``pid`` or ``cookie``: :class:`ValueError` before
+    any event is opened."""
     if (sample_freq is None) == (sample_period is None):
         raise ValueError("give sample_freq or sample_period (exactly one)")
+    if sample_freq is not None:
+        check_range("sample_freq", sample_freq, 1, U64_MAX, "a sampling frequency (Hz)")
+    else:
+        check_range("sample_period", sample_period, 1, U64_MAX, "a sample period")
+    check_pid(pid)
+    check_range("cookie", cookie, 0, U64_MAX, "a bpf_cookie", True)
     targets = [(pid, -1)] if pid >= 0 else [(-1, cpu) for cpu in (cpus or online_cpus())]
     links: List[Link] = []
     try:

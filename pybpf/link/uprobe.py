@@ -15,6 +15,10 @@ where its ``format/`` files say. (2) ``uprobe_events`` in tracefs, with a
 attached by :mod:`pybpf.link.perf_link`. ``pid`` limits hits to one process.
 ``ref_ctr_offset`` (4.20) is the file offset of a USDT semaphore that the kernel
 increments while the probe exists.
+
+**Checks first.** Offsets, addresses, pids and cookies that their kernel fields cannot
+hold, and a resolved file offset beyond the end of the file, raise :class:`ValueError`
+naming the value and its range before tracefs or ``perf_event_open`` is touched.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ..elf.symbols import ElfFile, parse_symbol_spec
 from ..syscall import perf as _perf
 from ..syscall.errors import NotSupportedError
 from ..syscall.fd import FD, FdLike
+from ._ranges import LOFF_T_MAX, U64_MAX, check_pid, check_range
 from .base import Link, MultiLink
 from .perf_link import attach_perf_event_fd
 
@@ -51,7 +56,8 @@ def resolve_uprobe(binary: str = "", symbol: Optional[str] = None, *, offset: in
                    address: Optional[int] = None, pid: Optional[int] = None
                    ) -> Tuple[str, int]:
     """``(path, file offset)`` of a uprobe location (see the module doc for the forms).
-    Raises :class:`~pybpf.elf.libs.UnknownLibraryError` or
+    A negative offset after a symbol (``"malloc+-8"``) is a :class:`ValueError`. Raises
+    :class:`~pybpf.elf.libs.UnknownLibraryError` or
     :class:`~pybpf.elf.symbols.UnknownSymbolError` (both :class:`LookupError`, with close
     matches)."""
     path = _libs.resolve_binary(binary, pid)
@@ -62,7 +68,21 @@ def resolve_uprobe(binary: str = "", symbol: Optional[str] = None, *, offset: in
             return path, elf.file_offset(address) + offset
         assert symbol is not None
         name, extra = parse_symbol_spec(symbol)
+        check_range("offset", extra, 0, LOFF_T_MAX, f"the offset in {symbol!r}", True)
         return path, elf.file_offset(elf.symbol(name).value) + extra + offset
+
+
+def _check_in_file(path: str, offset: int) -> None:
+    """The resolved ``offset`` lies inside the file ``path`` (the kernel refuses one
+    past its end), else :class:`ValueError` naming the offset and the file's range."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return                        # resolve_binary found it; let the kernel say why
+    if not 0 <= offset < size:
+        shown = f"{offset:#x}" if offset >= 0 else f"-{-offset:#x}"
+        raise ValueError(f"uprobe offset {shown} is out of range: a file offset in "
+                         f"{path} must be 0x0..{size - 1:#x} (its size is {size} bytes)")
 
 
 def _open_pmu(path: str, offset: int, retprobe: bool, pid: int,
@@ -117,9 +137,17 @@ def attach_uprobe(prog: FdLike, binary: str = "", symbol: Optional[str] = None, 
     """
     if mode not in UPROBE_MODES:
         raise ValueError(f"mode must be one of {UPROBE_MODES}, not {mode!r}")
+    check_range("offset", offset, 0, LOFF_T_MAX, "a uprobe file offset", True)
+    if address is not None:
+        check_range("address", address, 0, U64_MAX, "a uprobe address", True)
+    check_pid(pid)
+    check_range("ref_ctr_offset", ref_ctr_offset, 0, LOFF_T_MAX,
+                "a reference counter file offset", True)
+    check_range("cookie", cookie, 0, U64_MAX, "a bpf_cookie", True)
     lookup_pid = pid if pid >= 0 else None
     path, off = resolve_uprobe(binary, symbol, offset=offset, address=address,
                                pid=lookup_pid)
+    _check_in_file(path, off)
     kind = "uretprobe" if retprobe else "uprobe"
     where = symbol or (f"{address:#x}" if address is not None else f"{off:#x}")
     target = f"{path}:{where}" + (f" pid {pid}" if pid >= 0 else "")
@@ -156,6 +184,7 @@ def attach_usdt(prog: FdLike, binary: str, name: str, provider: Optional[str] = 
     ``link.details["probes"]`` are the :class:`~pybpf.elf.usdt.UsdtProbe` objects (with
     each argument's size and location)."""
     from ..elf import usdt as _usdt
+    check_pid(pid)
     if provider is None and ":" in name:
         provider, _, name = name.partition(":")
     path = _libs.resolve_binary(binary, pid if pid >= 0 else None)
