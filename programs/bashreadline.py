@@ -10,13 +10,12 @@ the symbol in bash first. Other programs may use libreadline too, so only tasks 
 ``bash`` are reported.
 """
 
-import sys
 import time
 
 from pybpf.dsl import (
     RingBuf, Struct, char, comm, pid, probe_read_user_str, retarget, u32, uretprobe,
 )
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
 
 
 class Line(Struct):
@@ -74,4 +73,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

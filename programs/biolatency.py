@@ -8,15 +8,13 @@ queued in the kernel); ``block:block_rq_complete`` counts the time it took in a 
 histogram, one for all disks or one per disk (-D, key ``(dev, slot)``).
 """
 
-import sys
-
 from pybpf.dsl import (
     HashMap, Histogram, Struct, const, ktime_ns, log2, tracepoint, u32, u64,
 )
 from pybpf.events.histogram import Log2Histogram, bcc_sections
 from pybpf.tooling import (
     ToolParser, add_interval_args, disk_name, load_tool, run_tool, summary_heading,
-    take_keyed_log2, take_log2,
+    take_keyed_log2, take_log2, tool_main,
 )
 
 
@@ -119,4 +117,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

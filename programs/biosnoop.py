@@ -9,12 +9,10 @@ and ``block:block_rq_issue`` add their times; ``block:block_rq_complete`` sends 
 event per request.
 """
 
-import sys
-
 from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, ktime_ns, pid, tracepoint, u32, u64,
 )
-from pybpf.tooling import ToolParser, disk_name, load_tool, run_tool
+from pybpf.tooling import ToolParser, disk_name, load_tool, run_tool, tool_main
 
 
 class Rq(Struct):
@@ -164,4 +162,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

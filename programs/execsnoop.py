@@ -10,14 +10,15 @@ space gathers the arguments per pid and prints one line at the ``RET``.
 """
 
 import re
-import sys
 import time
 
 from pybpf.dsl import (
     RingBuf, Struct, char, comm, const, current_task, i32, pid, probe_read_user,
     probe_read_user_str, tracepoint, u8, u32, u64, uid,
 )
-from pybpf.tooling import ToolParser, load_tool, pid_number, positive_int, run_tool, uid_number
+from pybpf.tooling import (
+    ToolParser, load_tool, pid_number, positive_int, run_tool, tool_main, uid_number,
+)
 
 EVENT_ARG, EVENT_RET = 0, 1
 ARGS_LIMIT = 128                # the most arguments the program can send (--max-args)
@@ -157,4 +158,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

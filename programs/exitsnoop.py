@@ -10,13 +10,12 @@ every thread).
 """
 
 import signal
-import sys
 import time
 
 from pybpf.dsl import (
     RingBuf, Struct, char, comm, const, current_task, ktime_ns, tracepoint, u8, u32, u64,
 )
-from pybpf.tooling import ToolParser, load_tool, pid_number, run_tool
+from pybpf.tooling import ToolParser, load_tool, pid_number, run_tool, tool_main
 
 
 class Exit(Struct):
@@ -123,4 +122,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

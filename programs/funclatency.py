@@ -9,15 +9,14 @@ user function (``library:function`` or ``/path/binary:function``), ``kprobe(name
 thread; the return computes the delta and counts it in a log2 histogram.
 """
 
-import sys
-
 from pybpf.dsl import (
     ArrayMap, HashMap, Histogram, const, kprobe, kretprobe, ktime_ns, log2, pid,
     pid_tgid, retarget, u32, u64, uprobe, uretprobe,
 )
 from pybpf.events.histogram import Log2Histogram
 from pybpf.tooling import (
-    ToolParser, load_tool, pid_number, run_tool, summary_heading, whole_seconds,
+    ToolParser, load_tool, pid_number, run_tool, summary_heading, tool_main,
+    whole_seconds,
 )
 
 start = HashMap(u64, u64, max_entries=10240)
@@ -111,4 +110,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -8,8 +8,6 @@ spent to the name's total, counts the event (-C), or counts the time in a log2
 histogram per name (-d, key ``(name, slot)``).
 """
 
-import sys
-
 from pybpf.dsl import (
     HashMap, PerCPUArrayMap, Struct, char, const, cpu, ktime_ns, log2,
     probe_read_kernel_str, tracepoint, u32, u64,
@@ -17,7 +15,7 @@ from pybpf.dsl import (
 from pybpf.events.histogram import bcc_sections
 from pybpf.tooling import (
     ToolParser, add_interval_args, cpu_number, load_tool, run_tool, summary_heading,
-    take_keyed_log2,
+    take_keyed_log2, tool_main,
 )
 
 
@@ -135,4 +133,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -9,13 +9,14 @@ per tracepoint, each compiled against its own record layout).
 """
 
 import signal
-import sys
 import time
 
 from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, i32, pid, tid, tracepoint, u8, u32,
 )
-from pybpf.tooling import ToolParser, int_range, load_tool, pid_number, run_tool, signal_number
+from pybpf.tooling import (
+    ToolParser, int_range, load_tool, pid_number, run_tool, signal_number, tool_main,
+)
 
 
 class Kill(Struct):
@@ -114,4 +115,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -14,7 +14,6 @@ the name filter (-n) runs in user space, as BCC's does.
 """
 
 import os
-import sys
 
 from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, i32, ktime_ns, pid, pid_tgid,
@@ -22,7 +21,7 @@ from pybpf.dsl import (
 )
 from pybpf.tooling import (
     ToolParser, load_tool, pid_number, positive_seconds, run_tool, tid_number,
-    uid_number,
+    tool_main, uid_number,
 )
 
 
@@ -185,4 +184,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

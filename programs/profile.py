@@ -12,7 +12,6 @@ symbol tables of the files the process has mapped (``/proc/PID/maps``).
 
 import bisect
 import os
-import sys
 
 from pybpf.dsl import (
     HashMap, StackTraceMap, Struct, char, comm, const, cpu, i32, perf_event, pid, tid, u32,
@@ -21,8 +20,8 @@ from pybpf.dsl import (
 from pybpf.elf.libs import proc_maps
 from pybpf.elf.symbols import PT_LOAD, STT_FUNC, STT_GNU_IFUNC, ElfFile
 from pybpf.tooling import (
-    ToolParser, cpu_number, frequency_hz, load_tool, pid_number, run_tool, tid_number,
-    whole_seconds,
+    ToolParser, cpu_number, frequency_hz, load_tool, pid_number, run_tool,
+    tid_number, tool_main, whole_seconds,
 )
 
 EFAULT = 14                           # stackid(): no stack of that kind (user mode)
@@ -247,4 +246,4 @@ def report(mod, args) -> None:
         print(f"        {count}\n")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -9,15 +9,13 @@ process (-P) or per thread (-L) with a ``(id, slot)`` key. The raw tracepoints g
 ``task_struct`` pointers by their BTF names (``ctx.p``, ``ctx.prev``, ``ctx.next``).
 """
 
-import sys
-
 from pybpf.dsl import (
     HashMap, Histogram, Struct, const, ktime_ns, log2, raw_tracepoint, u32, u64,
 )
 from pybpf.events.histogram import Log2Histogram, bcc_sections
 from pybpf.tooling import (
     ToolParser, add_interval_args, comm_of, load_tool, pid_number, run_tool,
-    summary_heading, take_keyed_log2, take_log2,
+    summary_heading, take_keyed_log2, take_log2, tool_main,
 )
 
 TASK_RUNNING = 0
@@ -119,4 +117,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -10,7 +10,6 @@ programs load is chosen at load time (``load_tool(..., programs=...)``).
 """
 
 import signal
-import sys
 import time
 
 from pybpf.dsl import (
@@ -18,6 +17,7 @@ from pybpf.dsl import (
 )
 from pybpf.tooling import (
     ToolParser, errno_name, load_tool, pid_number, run_tool, signal_number,
+    tool_main,
 )
 
 
@@ -137,4 +137,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

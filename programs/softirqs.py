@@ -6,15 +6,13 @@ on one CPU); ``irq:softirq_exit`` adds the time spent to the vector's total, cou
 event (-C), or counts the time in a log2 histogram per vector (-d, key ``(vec, slot)``).
 """
 
-import sys
-
 from pybpf.dsl import (
     HashMap, PerCPUArrayMap, Struct, const, cpu, ktime_ns, log2, tracepoint, u32, u64,
 )
 from pybpf.events.histogram import bcc_sections
 from pybpf.tooling import (
     ToolParser, add_interval_args, cpu_number, load_tool, run_tool, summary_heading,
-    take_keyed_log2,
+    take_keyed_log2, tool_main,
 )
 
 VECTORS = ["hi", "timer", "net_tx", "net_rx", "block", "irq_poll", "tasklet", "sched",
@@ -116,4 +114,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

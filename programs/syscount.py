@@ -13,12 +13,12 @@ says which table is in use.
 
 import errno
 import re
-import sys
 import time
 
 from pybpf.dsl import HashMap, const, i32, ktime_ns, pid, pid_tgid, tracepoint, u32, u64
 from pybpf.tooling import (
-    ToolParser, comm_of, load_tool, pid_number, positive_int, run_tool, whole_seconds,
+    ToolParser, comm_of, load_tool, pid_number, positive_int, run_tool, tool_main,
+    whole_seconds,
 )
 
 UNISTD = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
@@ -185,4 +185,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

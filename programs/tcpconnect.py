@@ -7,14 +7,13 @@ and comm() name who connects. The tracepoint gives the addresses and ports alrea
 decoded (ports in host byte order).
 """
 
-import sys
-
 from pybpf.dsl import (
     PerfEventArray, Struct, char, comm, const, ktime_ns, pid, tracepoint, u8, u16, u32,
     u64, uid,
 )
 from pybpf.tooling import (
-    ToolParser, ip_address, load_tool, pid_number, port_number, run_tool, uid_number,
+    ToolParser, ip_address, load_tool, pid_number, port_number, run_tool, tool_main,
+    uid_number,
 )
 
 AF_INET, AF_INET6, IPPROTO_TCP, TCP_SYN_SENT = 2, 10, 6, 2
@@ -109,4 +108,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -10,14 +10,13 @@ sent and received are read from the socket itself: ``kernel_ptr(args.skaddr,
 ``bytes_acked`` and ``bytes_received`` through BTF.
 """
 
-import sys
-
 from pybpf.dsl import (
     HashMap, PerfEventArray, Struct, char, comm, const, kernel_ptr, ktime_ns, pid,
     tracepoint, u8, u16, u32, u64,
 )
 from pybpf.tooling import (
     Clock, ToolParser, ip_address, load_tool, pid_number, port_number, run_tool,
+    tool_main,
 )
 
 AF_INET, IPPROTO_TCP = 2, 6
@@ -184,4 +183,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import errno
 import os
 import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
+from typing import (
+    Any, Callable, Iterable, Iterator, List, Mapping, NoReturn, Optional, Sequence,
+)
 
 __all__ = ["disk_name", "ip_address", "add_interval_args", "summary_heading", "take_log2", "take_keyed_log2",
            "ToolParser", "load_tool", "run_tool", "errno_name", "Clock", "positive_int",
            "comm_of", "line_buffered", "pid_number", "tid_number", "uid_number",
            "whole_seconds", "positive_seconds", "frequency_hz", "cpu_number",
            "port_number", "signal_number", "pid_max", "max_sample_rate", "possible_cpus",
-           "int_range", "MAX_SECONDS", "PID_MAX_LIMIT", "UID_MAX"]
+           "int_range", "MAX_SECONDS", "PID_MAX_LIMIT", "UID_MAX", "tool_main", "running"]
 
 
 #: the longest interval or duration a tool takes, in seconds: one wait of the event
@@ -283,6 +286,8 @@ class _StopRequests:
     * Before the run (compiling, loading, attaching): the first request raises
       ``SystemExit(128 + signal)`` (130 for SIGINT, 143 for SIGTERM); the ``with`` block
       of the tool and the link layer's own handler detach what was attached.
+    * In a tool's own loop (:func:`running`): the first request ends the loop at once
+      (whatever it blocks in) and the tool exits 0.
     * During the run (:func:`run_tool`, from the header on) and after it: the first
       request only sets a flag; the run ends after the batch being handed over, the
       remaining records and the summary are printed, and the tool exits 0.
@@ -295,7 +300,7 @@ class _StopRequests:
 
     def __init__(self) -> None:
         self.installed = False
-        self.phase = "load"                   # "load", "run" or "after"
+        self.phase = "load"                   # "load", "run", "loop" or "after"
         self.signum: Optional[int] = None     # the first request
         self.timer: Optional[threading.Timer] = None
         self.main_ident = threading.main_thread().ident
@@ -325,6 +330,8 @@ class _StopRequests:
                 raise SystemExit(128 + signum)
             _discard_stdout()                 # cleanup goes on; nothing it prints blocks
             return
+        if self.phase == "loop" and first:
+            raise _ForcedStop                 # the tool's own loop: end it now
         if first:
             self.timer = threading.Timer(STOP_GRACE, self.expire, args=(signum,))
             self.timer.daemon = True
@@ -363,6 +370,26 @@ def load_tool(module_name: str, consts: Optional[Mapping[str, int]] = None,
     line_buffered()
     _stop.install()
     return load(sys.modules[module_name], consts=consts, programs=programs)
+
+
+@contextlib.contextmanager
+def running() -> Iterator[None]:
+    """The block is a tool's own event loop (one that does not use :func:`run_tool`, such
+    as reading the trace pipe): the first SIGINT or SIGTERM ends it wherever it blocks,
+    quietly, and the tool goes on after the block (its ``with`` detaches everything)."""
+    if not _stop.installed:
+        try:
+            yield
+        except KeyboardInterrupt:
+            pass
+        return
+    _stop.phase = "loop"
+    try:
+        yield
+    except (KeyboardInterrupt, _ForcedStop):
+        pass
+    finally:
+        _stop.phase = "after"
 
 
 def run_tool(mod: Any, *, duration: Optional[float] = None, interval: Optional[float] = None,
@@ -420,6 +447,35 @@ def _run(mod: Any, duration: Optional[float], interval: Optional[float],
         # the reader went away (``pybpf run opensnoop | head``): stop quietly; the
         # caller's ``with`` still detaches everything
         _discard_stdout()
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error's message (a ``headline`` where the error has one: the
+    rest quotes source lines), or its type's name."""
+    headline = getattr(exc, "headline", None)
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    text = headline if isinstance(headline, str) else str(message)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
+def tool_main(main: Callable[[], Optional[int]]) -> NoReturn:
+    """Run a tool's ``main()`` as a command (``python3 programs/NAME.py``) and exit with
+    its status. A user error (bad input, a missing file or permission, a name that does
+    not exist, a program the compiler or the kernel refuses) is one line on stderr,
+    ``NAME: message``, with status 1, as under ``pybpf run``; ``PYBPF_DEBUG=1`` shows the
+    traceback instead. Ctrl-C before the run began exits 130."""
+    from .dsl.compiler.errors import CompileError
+    prog = os.path.splitext(os.path.basename(sys.argv[0]))[0] or "tool"
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        status = 130
+    except (OSError, ValueError, LookupError, CompileError) as exc:
+        if os.environ.get("PYBPF_DEBUG"):
+            raise
+        print(f"{prog}: {_one_line(exc)}", file=sys.stderr)
+        status = 1
+    sys.exit(status or 0)
 
 
 def errno_name(value: int) -> str:

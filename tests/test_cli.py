@@ -369,3 +369,12 @@ def test_btf_find_and_field_json(capsys: pytest.CaptureFixture) -> None:
     steps = json.loads(capsys.readouterr().out)
     assert [s["deref"] for s in steps] == [True, False]
     assert steps[-1]["type"] == "pid_t" and steps[-1]["size"] == 4
+
+
+def test_run_prefers_the_checkouts_tools_to_an_installed_copy() -> None:
+    """The tools beside the running pybpf come before an installed pybpf_programs, which
+    may be an older version (a checkout's `pybpf run` must run the checkout's tools)."""
+    from pybpf.cli.run_cmd import program_dirs, resolve_program
+    dirs = program_dirs()
+    assert dirs[0] == str(ROOT / "programs"), dirs
+    assert resolve_program("opensnoop") == str(ROOT / "programs" / "opensnoop.py")

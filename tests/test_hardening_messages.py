@@ -291,3 +291,25 @@ def test_map_too_large() -> None:
     assert "max_entries 2147483648" in text and "too large" in text, text
     assert "older" not in text, text
     assert "\n" not in text
+
+
+@pytest.mark.parametrize("tool, args, shell_tail, words", [
+    ("bashreadline", ["-s", "/nonexistent/libreadline.so"], "",
+     ["bashreadline: unknown binary '/nonexistent/libreadline.so'", "no such file"]),
+    ("opensnoop", ["-d", "1"], ">&-", ["opensnoop: standard output is closed"]),
+])
+def test_tools_run_directly_print_one_line(tool, args, shell_tail, words) -> None:
+    """``python3 programs/NAME.py`` reports a user error as ``NAME: message`` on one line
+    with status 1, as ``pybpf run NAME`` does; PYBPF_DEBUG=1 shows the traceback."""
+    import shlex
+    script = os.path.join(ROOT, "programs", f"{tool}.py")
+    command = " ".join(shlex.quote(w) for w in [sys.executable, script, *args])
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(["sh", "-c", f"{command} {shell_tail}"], capture_output=True,
+                          text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    out = Outcome(proc.returncode, proc.stdout, proc.stderr)
+    assert_one_line_error(out, *words)
+    debug = subprocess.run(["sh", "-c", f"{command} {shell_tail}"], capture_output=True,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL,
+                           env=dict(env, PYBPF_DEBUG="1"))
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

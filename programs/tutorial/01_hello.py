@@ -10,11 +10,10 @@ each line it prints would trace another one.
 """
 
 import os
-import sys
 
 from pybpf.dsl import const, pid, tracepoint, trace_printk, u32
 from pybpf.events.trace_pipe import TracePipe
-from pybpf.tooling import ToolParser, load_tool
+from pybpf.tooling import ToolParser, load_tool, running, tool_main
 
 SELF = const(u32, 0)
 TARGET_PID = const(u32, 0)
@@ -33,16 +32,13 @@ def main(argv=None) -> int:
     parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
     args = parser.parse_args(argv)
     consts = {"SELF": os.getpid(), "TARGET_PID": args.pid}
-    with load_tool(__name__, consts=consts), TracePipe() as pipe:
+    with load_tool(__name__, consts=consts), TracePipe() as pipe, running():
         print("Tracing write() calls... Hit Ctrl-C to end.")
-        try:
-            for fields in pipe.fields():
-                if "BPF triggered" in fields.message:
-                    print(f"{fields.task}-{fields.pid} {fields.message}")
-        except KeyboardInterrupt:
-            pass
+        for fields in pipe.fields():
+            if "BPF triggered" in fields.message:
+                print(f"{fields.task}-{fields.pid} {fields.message}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

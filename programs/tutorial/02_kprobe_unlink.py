@@ -9,10 +9,8 @@ filename *name)``; the arguments come by name from the function's BTF prototype,
 need CONFIG_KPROBES; the tests run this lesson in a VM.)
 """
 
-import sys
-
 from pybpf.dsl import kprobe, kretprobe, pid, probe_read_kernel_str
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
 
 
 @kprobe("do_unlinkat")
@@ -38,4 +36,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -8,10 +8,8 @@ and the result, with no map between entry and exit. (Linux 5.5; the tests run th
 lesson in a VM.)
 """
 
-import sys
-
 from pybpf.dsl import fentry, fexit, pid, probe_read_kernel_str
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
 
 
 @fentry("do_unlinkat")
@@ -38,4 +36,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -7,10 +7,8 @@ The verifier then knows the value, so with no ``-p`` the filter is pruned away; 
 same compiled code serves every command line.
 """
 
-import sys
-
 from pybpf.dsl import const, pid, probe_read_user_str, tracepoint, u32
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
 
 TARGET_PID = const(u32, 0)
 
@@ -35,4 +33,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -7,10 +7,8 @@ in its ELF symbol table), for every process running that file. ``ctx.retval`` is
 returned ``char *``, a user-space pointer: ``probe_read_user_str`` copies the line.
 """
 
-import sys
-
 from pybpf.dsl import comm, pid, probe_read_user_str, uretprobe
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
 
 
 @uretprobe("/bin/bash:readline")
@@ -32,4 +30,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

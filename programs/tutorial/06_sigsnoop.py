@@ -8,10 +8,8 @@ None: the exit of a call that began before tracing), ``del signals[tid()]`` free
 slot.
 """
 
-import sys
-
 from pybpf.dsl import HashMap, Struct, char, comm, i32, pid, tid, tracepoint, u32
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
 
 
 class Signal(Struct):
@@ -55,4 +53,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -8,13 +8,11 @@ space gets. ``events = PerfEventArray(Event)`` is one buffer per CPU;
 ``current_task().real_parent.tgid`` reads the parent's pid through BTF.
 """
 
-import sys
-
 from pybpf.dsl import (
     PerfEventArray, Struct, char, comm, current_task, pid, probe_read_user_str, tracepoint,
     u32, uid,
 )
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
 
 
 class Event(Struct):
@@ -51,4 +49,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

@@ -7,12 +7,10 @@ same (``events.output(e)``, ``mod.on(...)``). It runs when a process exits and r
 the exit code and the start time from the task through BTF.
 """
 
-import sys
-
 from pybpf.dsl import (
     RingBuf, Struct, char, comm, current_task, ktime_ns, pid, tid, tracepoint, u32, u64,
 )
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
 
 
 class Event(Struct):
@@ -52,4 +50,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

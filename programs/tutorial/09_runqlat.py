@@ -8,11 +8,9 @@ array at the end and prints it as BCC does. BTF tracepoints (``@tp_btf``) give t
 arguments: ``ctx.p.pid``, ``ctx.next.pid``.
 """
 
-import sys
-
 from pybpf.dsl import HashMap, Histogram, ktime_ns, log2, tp_btf, u32, u64
 from pybpf.events.histogram import Log2Histogram
-from pybpf.tooling import ToolParser, load_tool, run_tool
+from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
 
 start = HashMap(u32, u64, max_entries=10240)
 hist = Histogram()
@@ -46,4 +44,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    tool_main(main)

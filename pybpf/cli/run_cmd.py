@@ -2,8 +2,8 @@
 file as ``__main__``, under the command line's error handling.
 
 A NAME is looked up, in order, in the directories of ``$PYBPF_PROGRAMS``
-(``os.pathsep``-separated), in an installed ``pybpf_programs`` package, and in the
-``programs/`` directory next to the ``pybpf`` package (a source checkout). A FILE (a
+(``os.pathsep``-separated), in the ``programs/`` directory next to the ``pybpf``
+package (a source checkout), and in an installed ``pybpf_programs`` package. A FILE (a
 path that exists, or any argument with ``/`` or ending in ``.py``) is run directly.
 """
 
@@ -41,8 +41,13 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def program_dirs() -> List[str]:
-    """The directories searched for tool NAME, in order (existing ones only)."""
+    """The directories searched for tool NAME, in order (existing ones only):
+    ``$PYBPF_PROGRAMS``, then ``programs/`` beside the running ``pybpf`` package (a
+    source checkout: its tools match its pybpf), then the installed ``pybpf_programs``
+    (an older installed copy never shadows a checkout's tools)."""
     dirs = [d for d in os.environ.get("PYBPF_PROGRAMS", "").split(os.pathsep) if d]
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dirs.append(os.path.join(os.path.dirname(package), "programs"))
     import importlib.util
     try:
         spec = importlib.util.find_spec("pybpf_programs")
@@ -50,8 +55,6 @@ def program_dirs() -> List[str]:
         spec = None
     if spec is not None and spec.submodule_search_locations:
         dirs += list(spec.submodule_search_locations)
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    dirs.append(os.path.join(os.path.dirname(package), "programs"))
     seen: List[str] = []
     for d in dirs:
         d = os.path.expanduser(d)
