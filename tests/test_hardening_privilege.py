@@ -99,15 +99,16 @@ ERROR_CASES: List[Tuple[str, List[str], str, Tuple[str, ...], Callable[[], str],
      _unprivileged_closed_tracefs, TRACEFS_WORDS),
     ("tracepoint-unreadable-tracefs", ["list", "tracepoint:syscalls:sys_enter_openat"],
      "nobody", (), _unprivileged_closed_tracefs, TRACEFS_WORDS),
+    # a tool names itself in its errors, under pybpf run as when started directly
     ("run-unreadable-tracefs", ["run", "opensnoop", "-d", "1"], "nobody", (),
-     _unprivileged_closed_tracefs, ("pybpf run:",) + TRACEFS_WORDS),
+     _unprivileged_closed_tracefs, ("opensnoop:",) + TRACEFS_WORDS),
     ("compile-unreadable-tracefs", ["compile", "programs/tutorial/04_opensnoop.py"],
      "nobody", (), _unprivileged_closed_tracefs, ("pybpf compile:",) + TRACEFS_WORDS),
     ("cleanup-unreadable-tracefs", ["probes", "cleanup"], "nobody", (),
      _unprivileged_closed_tracefs, ("pybpf probes:",) + TRACEFS_WORDS),
     ("run-without-capabilities", ["run", "opensnoop", "-d", "1"], "root",
      ("bpf", "perfmon", "sys_admin"), _needs_root,
-     ("pybpf run:", "EPERM", "lacks CAP_BPF, CAP_PERFMON")),
+     ("opensnoop:", "EPERM", "lacks CAP_BPF, CAP_PERFMON")),
 ]
 
 
