@@ -208,9 +208,9 @@ class _Mapping:
 class _Process:
     """One process's executable mappings, sorted by start, and its identity."""
 
-    def __init__(self, pid: int, started: Optional[int]) -> None:
+    def __init__(self, pid: int, identity: Optional[Tuple[int, int, int]]) -> None:
         self.pid = pid
-        self.started = started
+        self.identity = identity
         self.starts: List[int] = []
         self.mappings: List[_Mapping] = []
         self.misses: Dict[int, Frame] = {}      # addresses not mapped at the last read
@@ -223,22 +223,30 @@ class _Process:
         return None
 
 
-def _start_time(pid: int) -> Optional[int]:
-    """When process ``pid`` started (clock ticks after boot), None if it is gone."""
+def _identity(pid: int) -> Optional[Tuple[int, int, int]]:
+    """Process ``pid`` as (start time in clock ticks after boot, device and inode of its
+    executable): a pid reused by a newer process, or a process that ran ``execve``,
+    differs. None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
     except OSError:
         return None
-    return int(stat[stat.rindex(b")") + 2:].split()[19])
+    try:
+        exe = os.stat(f"/proc/{pid}/exe")
+        image = (exe.st_dev, exe.st_ino)
+    except OSError:                             # kernel threads have no executable
+        image = (0, 0)
+    return (int(stat[stat.rindex(b")") + 2:].split()[19]), *image)
 
 
 class UserSymbols:
     """User-space addresses of processes to names, with a cache per pid and per file.
 
     A pid's mappings are read on first use and again whenever an address falls in none
-    of them (a library loaded since). Each lookup first checks the process's start time,
-    so a pid reused by a newer process starts afresh. Once a process has exited, its
+    of them (a library loaded since). Each lookup (each stack, with :meth:`stack`) first
+    checks the process's start time and executable, so a pid reused by a newer process,
+    or a process that ran ``execve``, starts afresh. Once a process has exited, its
     cached mappings keep answering (stacks sampled while it ran); a process that exited
     before its first lookup has only :data:`UNKNOWN` frames.
     """
@@ -263,12 +271,12 @@ class UserSymbols:
 
     # -- internals ------------------------------------------------------------------------
     def _process(self, pid: int) -> _Process:
-        started = _start_time(pid)
+        identity = _identity(pid)
         proc = self._procs.get(pid)
-        if proc is not None and (started is None or started == proc.started):
-            proc.alive = started is not None
+        if proc is not None and (identity is None or identity == proc.identity):
+            proc.alive = identity is not None
             return proc
-        proc = self._procs[pid] = _Process(pid, started)
+        proc = self._procs[pid] = _Process(pid, identity)
         self._read_maps(proc)
         return proc
 
