@@ -208,7 +208,7 @@ class _Mapping:
 class _Process:
     """One process's executable mappings, sorted by start, and its identity."""
 
-    def __init__(self, pid: int, identity: Optional[Tuple[int, int, int]]) -> None:
+    def __init__(self, pid: int, identity: Optional[tuple]) -> None:
         self.pid = pid
         self.identity = identity
         self.starts: List[int] = []
@@ -223,10 +223,10 @@ class _Process:
         return None
 
 
-def _identity(pid: int) -> Optional[Tuple[int, int, int]]:
+def _identity(pid: int) -> Optional[Tuple[int, Optional[Tuple[int, int]]]]:
     """Process ``pid`` as (start time in clock ticks after boot, device and inode of its
-    executable): a pid reused by a newer process, or a process that ran ``execve``,
-    differs. None when it is gone."""
+    executable, None for kernel threads and zombies): a pid reused by a newer process,
+    or a process that ran ``execve``, differs. None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
@@ -234,10 +234,20 @@ def _identity(pid: int) -> Optional[Tuple[int, int, int]]:
         return None
     try:
         exe = os.stat(f"/proc/{pid}/exe")
-        image = (exe.st_dev, exe.st_ino)
-    except OSError:                             # kernel threads have no executable
-        image = (0, 0)
-    return (int(stat[stat.rindex(b")") + 2:].split()[19]), *image)
+        image: Optional[Tuple[int, int]] = (exe.st_dev, exe.st_ino)
+    except OSError:
+        image = None
+    return int(stat[stat.rindex(b")") + 2:].split()[19]), image
+
+
+def _same_process(now: Optional[tuple], cached: Optional[tuple]) -> bool:
+    """Whether ``now`` (an :func:`_identity`) can be the process cached as ``cached``:
+    gone (its stacks were sampled while it ran), or the same start time and, when both
+    are known, the same executable."""
+    if now is None:
+        return True
+    return cached is not None and now[0] == cached[0] and (
+        now[1] is None or cached[1] is None or now[1] == cached[1])
 
 
 class UserSymbols:
@@ -273,7 +283,7 @@ class UserSymbols:
     def _process(self, pid: int) -> _Process:
         identity = _identity(pid)
         proc = self._procs.get(pid)
-        if proc is not None and (identity is None or identity == proc.identity):
+        if proc is not None and _same_process(identity, proc.identity):
             proc.alive = identity is not None
             return proc
         proc = self._procs[pid] = _Process(pid, identity)

@@ -335,6 +335,9 @@ def test_user_exited_process(built, run):
     child = run("pie")
     early = UserSymbols()
     assert early.lookup(child.pid, child.addrs["alpha"]).name == "alpha"
+    child.proc.kill()
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)     # a zombie, not reaped
+    assert early.lookup(child.pid, child.addrs["main"]).name == "main"
     child.end()
     late = UserSymbols()
     assert late.lookup(child.pid, child.addrs["alpha"]) == Frame(
