@@ -5,20 +5,19 @@ A CPU-clock perf event on every CPU runs the program ``frequency`` times a secon
 (``perf_event(frequency=F)`` applied at run time, since F comes from the command line).
 Each sample asks the kernel for the interrupted task's kernel and user stacks
 (``stacks.stackid()`` / ``stacks.stackid(user=True)``: ids into a stack trace map) and
-counts the (pid, comm, kernel stack, user stack) key. At the end the stacks are turned
-into names: kernel addresses through ``/proc/kallsyms``, user addresses through the ELF
-symbol tables of the files the process has mapped (``/proc/PID/maps``).
+counts the (pid, comm, kernel stack, user stack) key. At the end ``pybpf.symbolize``
+turns the stacks into names (``/proc/kallsyms``; ``/proc/PID/maps`` and the ELF symbol
+tables of the mapped files) and prints them as BCC does, or folded.
 """
 
-import bisect
-import os
 
 from pybpf.dsl import (
     HashMap, StackTraceMap, Struct, char, comm, const, cpu, i32, perf_event, pid, tid, u32,
     u64,
 )
-from pybpf.elf.libs import proc_maps
-from pybpf.elf.symbols import PT_LOAD, STT_FUNC, STT_GNU_IFUNC, ElfFile
+from pybpf.symbolize import (
+    UserSymbols, folded, frame_names, kernel_symbols, stack_addresses, stack_lines,
+)
 from pybpf.tooling import (
     ToolParser, cpu_number, frequency_hz, load_tool, pid_number, run_tool,
     tid_number, tool_main, whole_seconds,
@@ -65,81 +64,6 @@ def do_sample(ctx):
         k.ustack = stacks.stackid(user=True)
     counts[k] += 1
     return 0
-
-
-# -- symbols ---------------------------------------------------------------------------
-class KernelSymbols:
-    """Kernel addresses to names, from /proc/kallsyms."""
-
-    def __init__(self) -> None:
-        pairs = []
-        with open("/proc/kallsyms") as f:
-            for line in f:
-                addr, kind, name = line.split()[:3]
-                if kind in "tTwW" and int(addr, 16) and not name.startswith("__pfx_"):
-                    pairs.append((int(addr, 16), name))
-        pairs.sort()
-        self.addrs = [a for a, _ in pairs]
-        self.names = [n for _, n in pairs]
-
-    def name(self, addr: int) -> str:
-        i = bisect.bisect_right(self.addrs, addr) - 1
-        return self.names[i] if i >= 0 else "[unknown]"
-
-
-class FileSymbols:
-    """One ELF file's functions, by virtual address, and its loadable segments."""
-
-    def __init__(self, path: str) -> None:
-        self.starts, self.ends, self.names = [], [], []
-        self.segments = []
-        try:
-            with ElfFile(path) as elf:
-                self.segments = [s for s in elf.segments if s.type == PT_LOAD]
-                syms = {}
-                for table in (".symtab", ".dynsym"):
-                    for s in elf.iter_symbols(table):
-                        if s.type in (STT_FUNC, STT_GNU_IFUNC) and s.value and s.defined:
-                            syms.setdefault(s.value, (s.size, s.name))
-        except (OSError, ValueError):
-            return
-        for value in sorted(syms):
-            size, name = syms[value]
-            self.starts.append(value)
-            self.ends.append(value + max(size, 1))
-            self.names.append(name)
-
-    def name(self, file_offset: int) -> str:
-        for seg in self.segments:               # file offset -> link-time address
-            if seg.offset <= file_offset < seg.offset + seg.filesz:
-                vaddr = file_offset - seg.offset + seg.vaddr
-                i = bisect.bisect_right(self.starts, vaddr) - 1
-                if i >= 0 and vaddr < self.ends[i]:
-                    return self.names[i]
-        return ""
-
-
-class UserSymbols:
-    """User addresses of processes to names, through their mapped files."""
-
-    def __init__(self) -> None:
-        self.maps = {}
-        self.files = {}
-
-    def name(self, pid: int, addr: int) -> str:
-        if pid not in self.maps:
-            try:
-                self.maps[pid] = [m for m in proc_maps(pid) if m.path.startswith("/")]
-            except (ProcessLookupError, PermissionError):
-                self.maps[pid] = []
-        for m in self.maps[pid]:
-            if m.start <= addr < m.end:
-                path = f"/proc/{pid}/root{m.path}" if os.path.exists(
-                    f"/proc/{pid}/root{m.path}") else m.path
-                if path not in self.files:
-                    self.files[path] = FileSymbols(path)
-                return self.files[path].name(addr - m.start + m.offset) or "[unknown]"
-        return "[unknown]"
 
 
 def main(argv=None) -> int:
@@ -200,24 +124,15 @@ def main(argv=None) -> int:
 
 
 def report(mod, args) -> None:
-    ksyms = KernelSymbols() if not args.user_stacks_only else None
+    ksyms = kernel_symbols() if not args.user_stacks_only else None
     usyms = UserSymbols()
-    stack_map = mod["stacks"]
-
-    def frames(stack_id: int):
-        if stack_id < 0:
-            return None
-        try:
-            return [a for a in stack_map[stack_id] if a]
-        except KeyError:
-            return None
-
     merged = {}                       # the same names, sampled at different addresses
     for key, value in mod["counts"].items():
-        kaddrs, uaddrs = frames(key.kstack), frames(key.ustack)
-        kern = tuple(ksyms.name(a) + ("_[k]" if args.annotations else "")
-                     for a in kaddrs or []) if ksyms else ()
-        user = tuple(usyms.name(key.pid, a) for a in uaddrs or [])
+        kaddrs = stack_addresses(mod["stacks"], key.kstack)
+        uaddrs = stack_addresses(mod["stacks"], key.ustack)
+        kern = frame_names(ksyms.stack(kaddrs or []), annotate=args.annotations) \
+            if ksyms else ()
+        user = frame_names(usyms.stack(key.pid, uaddrs or []))
         name = key.comm.decode("utf-8", "replace") if isinstance(key.comm, bytes) \
             else str(key.comm)
         missed = (kaddrs is None and not args.user_stacks_only and key.kstack != -EFAULT,
@@ -227,23 +142,13 @@ def report(mod, args) -> None:
     for (pid_, name, kern, user, missed), count in sorted(merged.items(),
                                                           key=lambda kv: kv[1]):
         if args.folded:
-            parts = [name] + list(user[::-1])
-            if args.delimited and user and kern:
-                parts.append("-")
-            print(f"{';'.join(parts + list(kern[::-1]))} {count}")
+            print(folded(name, user, kern, count, delimiter=args.delimited))
             continue
-        if missed[0]:
-            print("    [Missed Kernel Stack]")
-        for f in kern:
-            print(f"    {f}")
+        lines = ["    [Missed Kernel Stack]"] * missed[0] + stack_lines(kern)
         if args.delimited and kern and user:
-            print("    --")
-        if missed[1]:
-            print("    [Missed User Stack]")
-        for f in user:
-            print(f"    {f}")
-        print(f"    {'-':<16} {name} ({pid_})")
-        print(f"        {count}\n")
+            lines.append("    --")
+        lines += ["    [Missed User Stack]"] * missed[1] + stack_lines(user)
+        print("\n".join(lines + [f"    {'-':<16} {name} ({pid_})", f"        {count}\n"]))
 
 if __name__ == "__main__":
     tool_main(main)

@@ -491,40 +491,16 @@ class Program:
 # Translated code
 # ---------------------------------------------------------------------------------------
 
-_kallsyms: Optional[Tuple[int, Dict[int, str]]] = None
-
-
-def _load_kallsyms() -> Tuple[int, Dict[int, str]]:
-    """(address of ``__bpf_call_base``, address -> name of every kernel text symbol);
-    (0, {}) when ``/proc/kallsyms`` is unreadable or hides the addresses."""
-    global _kallsyms
-    if _kallsyms is None:
-        base = 0
-        table: Dict[int, str] = {}
-        try:
-            with open("/proc/kallsyms", encoding="ascii", errors="replace") as fh:
-                for line in fh:
-                    parts = line.split(None, 3)
-                    if len(parts) < 3 or parts[1] not in ("t", "T", "w", "W"):
-                        continue
-                    addr = int(parts[0], 16)
-                    if addr:
-                        table.setdefault(addr, parts[2])
-                        if parts[2] == "__bpf_call_base":
-                            base = addr
-        except (OSError, ValueError):
-            pass
-        _kallsyms = (base, table if base else {})
-    return _kallsyms
-
-
 def kernel_symbol(call_imm: int) -> Optional[str]:
     """The kernel function a helper call of translated code jumps to: its immediate is
     the offset from ``__bpf_call_base`` (needs a readable ``/proc/kallsyms``)."""
-    base, table = _load_kallsyms()
-    if not base:
+    from .symbolize import kernel_symbols
+    ksyms = kernel_symbols()
+    base = ksyms.address("__bpf_call_base")
+    if base is None:
         return None
-    return table.get((base + call_imm) & 0xFFFFFFFFFFFFFFFF)
+    frame = ksyms.lookup((base + call_imm) & 0xFFFFFFFFFFFFFFFF)
+    return frame.name if frame.known and frame.offset == 0 else None
 
 
 def _helper_id(symbol: str) -> Optional[int]:
