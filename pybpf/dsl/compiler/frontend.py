@@ -826,10 +826,22 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             if skip:
                 self.emit("label", name=skip)
         else:
-            v = self.expr(node)
+            v = self.truth_operand(node)
             if isinstance(v, int):              # a register keeps both edges reachable
                 v = self.materialize(v)
             self.emit("branch", name="ne" if when else "eq", a=v, b=0, target=target)
+
+    def truth_operand(self, node: ast.expr) -> Operand:
+        """``node`` for a truth test or ``is None``: a number, or a pointer (tested
+        against NULL; the one thing a pointer takes part in besides reads)."""
+        if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)):
+            v = self.value(node)
+            if isinstance(v, Place) and isinstance(self.scalar_type(v, node), PtrType):
+                v = self.read(v, node)
+            if isinstance(v, VReg) and isinstance(v.type, PtrType):
+                return VReg(v.id, T.u64, v.local)
+            return self.as_int(v, node)
+        return self.expr(node)
 
     def special_compare(self, node: ast.Compare, when: bool, target: str) -> bool:
         """``k in m``, ``p is None``, ``s == "text"``: emitted, True; else False."""
@@ -847,7 +859,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         if isinstance(op, (ast.Is, ast.IsNot)):
             if not (isinstance(right, ast.Constant) and right.value is None):
                 raise self.error("'is' only compares with None", node, "use == for numbers")
-            v = self.materialize(self.as_int(self.value(node.left), node.left), T.u64)
+            v = self.materialize(self.truth_operand(node.left), T.u64)
             null = isinstance(op, ast.Is) == when
             self.emit("branch", name="eq" if null else "ne", a=v, b=0, target=target)
             return True
@@ -1027,20 +1039,69 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             return None
 
     def as_int(self, v: Any, node: Any) -> Operand:
-        """A value as an integer operand (places are read; pointers are u64)."""
+        """A value as an integer operand (places are read). A pointer is never a
+        number: using one as a number is a :class:`CompileError` (:meth:`not_a_number`)."""
         if isinstance(v, (int, VReg)) and not isinstance(v, bool):
             if isinstance(v, VReg) and isinstance(v.type, PtrType):
-                return VReg(v.id, T.u64, v.local)
+                raise self.not_a_number(v, node)
             return v
         if isinstance(v, Place):
             r = self.read(v, node)
-            return VReg(r.id, T.u64) if isinstance(r.type, PtrType) else r
+            if isinstance(r.type, PtrType):
+                raise self.not_a_number(r, node)
+            return r
         if isinstance(v, MapRef):
             raise self.error(f"map {v.name!r} is not a number", node,
                              "read an entry: m[key]")
         if isinstance(v, CtxRef):
             raise self.error("the context is not a number", node, "read a field: ctx.name")
         raise self.error("this is not a number", node)
+
+    def describe_pointer(self, pt: PtrType) -> str:
+        """What a pointer points to, in words (``a pointer to a map value (u64)``)."""
+        target = pt.target
+        what = target.__name__ if T.is_struct(target) else repr(target)
+        if pt.space == "map":
+            return f"a pointer to a map value ({what})"
+        if pt.space == "packet":
+            return f"a pointer into the packet ({what})"
+        if pt.space == "ctx":
+            return "the program's context"
+        return f"a {pt.space} pointer ({what if target is not None else 'untyped'})"
+
+    def not_a_number(self, v: VReg, node: Any) -> CompileError:
+        """The error for a pointer used as a number (arithmetic, comparison, stored,
+        printed, passed, returned), with the read the user probably meant."""
+        pt = v.type
+        assert isinstance(pt, PtrType)
+        name = ast.unparse(node) if isinstance(node, ast.AST) else "p"
+        target = pt.target
+        if isinstance(target, T.IntType):
+            hint = f"did you mean {name}[0], the {target.name} it points to?"
+        elif T.is_struct(target):
+            fields = [f.name for f in target.__pybpf_layout__.fields]
+            hint = f"did you mean {name}.{fields[0]}? ({target.__name__} has " \
+                f"{', '.join(fields)})"
+        elif pt.space in ("kernel", "user"):
+            hint = (f"read a member ({name}.member), or use the address as a number "
+                    f"explicitly: u64({name})")
+        else:
+            hint = "read what it points to"
+        hint += f"; a pointer is only tested: 'if {name}:', '{name} is None'"
+        return self.error(f"{name!r} is {self.describe_pointer(pt)}, not a number", node,
+                          hint)
+
+    def address(self, node: ast.expr) -> Operand:
+        """An address argument (``probe_read_user(addr, T)``, ``kernel_ptr(addr, ...)``):
+        a number, or a kernel/user pointer used as its address."""
+        v = self.value(node)
+        if isinstance(v, Place) and not isinstance(v.type, (T.ArrayType,)) and \
+                not T.is_struct(v.type):
+            v = self.read(v, node)
+        if isinstance(v, VReg) and isinstance(v.type, PtrType) and \
+                v.type.space in ("kernel", "user"):
+            return VReg(v.id, T.u64, v.local)
+        return self.convert(self.as_int(v, node), T.u64)
 
     def ifexp(self, node: ast.IfExp) -> Operand:
         """``a if cond else b``: the common type of both branches."""
@@ -1176,6 +1237,20 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             self.emit("norm", dst=dst, a=dst)
         return dst
 
+    def conversion_operand(self, node: ast.expr, t: T.IntType) -> Operand:
+        """The operand of ``t(value)``: a number; a kernel or user pointer only as
+        ``u64(p)`` (its address, e.g. as a map key); other pointers are refused."""
+        if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)):
+            v = self.value(node)
+            if isinstance(v, Place) and not isinstance(v.type, T.ArrayType) and \
+                    not T.is_struct(v.type) and isinstance(self.scalar_type(v, node), PtrType):
+                v = self.read(v, node)
+            if isinstance(v, VReg) and isinstance(v.type, PtrType) and t == T.u64 and \
+                    v.type.space in ("kernel", "user"):
+                return VReg(v.id, T.u64, v.local)
+            return self.as_int(v, node)
+        return self.expr(node)
+
     def call(self, node: ast.Call) -> Any:
         """Conversions (``u8(x)``), helpers, map methods and calls of other compiled
         functions."""
@@ -1216,7 +1291,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             t = target if isinstance(target, T.IntType) else T.INT_TYPES[fname]
             if len(node.args) != 1:
                 raise self.error(f"{fname}() takes one value", node)
-            v = self.expr(node.args[0])
+            v = self.conversion_operand(node.args[0], t)
             self.loc = self.src.loc(node)
             if isinstance(v, int):
                 return self.load_const(t.wrap(v), node, t)
