@@ -60,7 +60,7 @@ def test_types_wrap_and_conversions() -> None:
 def p_locals(ctx):
     x: u8 = 250
     y = x + 10                  # i32: C promotion
-    z: u8 = x + 10              # wraps
+    z: u8 = u8(x + 10)          # an explicit conversion wraps
     return y * 1000 + z
 
 
