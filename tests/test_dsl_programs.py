@@ -909,7 +909,7 @@ def variable_index(ctx):
     s = Slots()
     for i in range(8):
         s.counts[i] = i * 10
-    j: u32 = inp[0]                      # known only at run time
+    j = u32(inp[0])                      # known only at run time
     out[0] = s.counts[j]                 # 0 when j is out of range
     s.counts[j] = 7                      # skipped when out of range
     s.counts[j] += 1

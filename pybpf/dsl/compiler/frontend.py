@@ -556,7 +556,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         if name not in self.locals:
             if name in self.widened:
                 return self.widened[name]
-            return vt if vt is not None else self.const_type(value, lit)  # type: ignore[arg-type]
+            # a literal's own type (C's: -2147483648 is an i64, as 2147483648 is)
+            return self.type_of(v) if isinstance(v, VReg) else self.const_type(value, lit)
         current = self.locals[name].type
         if _fits(current, vt, lit):
             return current
@@ -681,13 +682,78 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             self.dest_call(helper, value, dst)
             return
         if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            self.check_string(dst, value.value, value)
             self.store_string(dst, value.value, node)
             return
         self.store_value(dst, self.value(value), value)
 
+    def check_string(self, dst: Place, text: str, node: Any) -> None:
+        """Refuse a literal string that a ``char[N]`` cannot hold with its NUL (at most
+        N - 1 bytes): it is never cut silently."""
+        t = dst.type
+        n = len(text.encode())
+        if isinstance(t, T.ArrayType) and t.is_string and n > t.count - 1:
+            raise self.error(f"the string {text!r} ({n} bytes and a NUL) does not fit in "
+                             f"a {t!r}", node, f"use a char[{n + 1}] or more, or a shorter "
+                             "string")
+
+    def check_copy(self, dst: Place, src: Place, node: Any) -> None:
+        """Refuse copying ``src`` into ``dst`` when their types differ or the source is
+        bigger (nothing is cut silently: ``s[:4]`` copies a part explicitly)."""
+        dt, st = dst.type, src.type
+        if isinstance(st, KType) or isinstance(dt, KType):
+            if self.object_size(st) > self.object_size(dt):
+                raise self.error(f"a {st!r} ({self.object_size(st)} bytes) does not fit in "
+                                 f"{self.describe_type(dt)} ({self.object_size(dt)} bytes)",
+                                 node, "copy it into a destination of its size")
+            return
+        if T.is_struct(dt) or T.is_struct(st):
+            if dt is not st:
+                raise self.error(f"cannot store {self.describe_type(st)} into "
+                                 f"{self.describe_type(dt)}", node,
+                                 "copy field by field, or use the same struct type")
+            return
+        if isinstance(dt, T.ArrayType) and isinstance(st, T.ArrayType):
+            if dt.elem != st.elem:
+                raise self.error(f"cannot store {self.describe_type(st)} into "
+                                 f"{self.describe_type(dt)}: the elements differ", node)
+            if st.count > dt.count:
+                expr = ast.unparse(node) if isinstance(node, ast.AST) else "s"
+                raise self.error(f"{self.describe_type(st)} does not fit in "
+                                 f"{self.describe_type(dt)}: it would be cut", node,
+                                 f"copy a part explicitly: {expr}[:{dt.count}]")
+
+    def slice_place(self, base: Any, node: ast.Subscript) -> Place:
+        """``arr[lo:hi]`` with constant bounds: the part of an array as a
+        ``T[hi - lo]`` place (to copy a part explicitly: ``e.tag = s[:4]``)."""
+        sl = node.slice
+        assert isinstance(sl, ast.Slice)
+        if not isinstance(base, Place) or not isinstance(base.type, T.ArrayType):
+            raise self.error("only arrays and strings of the program (struct fields, "
+                             "locals, map values) can be sliced", node,
+                             "copy it into a char[N] or T[N] local first")
+        t = base.type
+        if sl.step is not None:
+            raise self.error("a slice takes no step", sl, f"write [lo:hi]")
+        lo = 0 if sl.lower is None else self.slice_bound(sl.lower)
+        hi = t.count if sl.upper is None else self.slice_bound(sl.upper)
+        if not 0 <= lo < hi <= t.count:
+            raise self.error(f"[{lo}:{hi}] is not a part of a {t!r}", sl,
+                             f"bounds in 0..{t.count}, the first below the second")
+        return base.at(lo * T.sizeof(t.elem), T.ArrayType(t.elem, hi - lo))
+
+    def slice_bound(self, node: ast.expr) -> int:
+        """A constant slice bound."""
+        try:
+            return self.constant_value(node)
+        except CompileError:
+            raise self.error("slice bounds must be constant integers", node,
+                             "use literals, module-level ints or const() values") from None
+
     def store_value(self, dst: Place, v: Any, node: Any) -> None:
         """Store a compiled value (number, pointer or place) into ``dst``."""
         if isinstance(v, Place) and (not isinstance(dst.type, T.IntType)):
+            self.check_copy(dst, v, node)
             self.copy(dst, v, node)
             return
         if not isinstance(dst.type, T.IntType):
@@ -1157,6 +1223,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             if isinstance(base, VReg) and isinstance(base.type, PtrType):
                 name = node.value.id if isinstance(node.value, ast.Name) else ""
                 base = self.deref(base, node, name)
+            if isinstance(node.slice, ast.Slice):
+                return self.slice_place(base, node)
             if isinstance(base, Place):
                 idx = self.constant_or_none(node.slice)
                 if idx is None:
