@@ -722,6 +722,10 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 raise self.error(f"{self.describe_type(st)} does not fit in "
                                  f"{self.describe_type(dt)}: it would be cut", node,
                                  f"copy a part explicitly: {expr}[:{dt.count}]")
+        elif dt != st:
+            raise self.error(f"cannot store {self.describe_type(st)} into "
+                             f"{self.describe_type(dt)}", node, "store into one of its "
+                             "fields or elements")
 
     def slice_place(self, base: Any, node: ast.Subscript) -> Place:
         """``arr[lo:hi]`` with constant bounds: the part of an array as a
