@@ -605,8 +605,14 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
 
     def rebind_error(self, name: str, new: str, node: Any) -> CompileError:
         """``name`` holds one kind of value and is assigned another."""
-        line, old = self.held.get(name, (0, "another kind of value"))
-        return self.error(f"{name!r} holds {old} from line {line}; here it gets {new}", node,
+        if name in self.held:
+            line, what = self.held[name]
+            old = f"{what} from line {line}"
+        elif name in self.objects:
+            old = self.describe_type(self.objects[name].type)
+        else:
+            old = self.describe_value(self.locals.get(name), None)
+        return self.error(f"{name!r} holds {old}; here it gets {new}", node,
                           "a local keeps one kind of value: use another name for this one")
 
     def _is_kaggregate(self, p: Place) -> bool:
