@@ -40,8 +40,8 @@ FAILED_ONLY = const(u8, 0)
 @tracepoint("syscalls:sys_enter_tkill")
 @tracepoint("syscalls:sys_enter_tgkill")
 def killsnoop_entry(args):
-    tpid: i32 = args.pid
-    sig: i32 = args.sig
+    tpid = i32(args.pid)
+    sig = i32(args.sig)
     if TARGET_PID and pid() != TARGET_PID:
         return 0
     if TARGET_TPID and tpid != TARGET_TPID:
@@ -61,7 +61,7 @@ def killsnoop_entry(args):
 @tracepoint("syscalls:sys_exit_tkill")
 @tracepoint("syscalls:sys_exit_tgkill")
 def killsnoop_exit(args):
-    ret: i32 = args.ret
+    ret = i32(args.ret)
     k = pending.get(tid())
     if k is None:
         return 0                    # the entry was filtered out, or came before us

@@ -59,8 +59,8 @@ def sigsnoop_generate(args):
 @tracepoint("syscalls:sys_enter_tkill")
 @tracepoint("syscalls:sys_enter_tgkill")
 def sigsnoop_kill(args):
-    tpid: i32 = args.pid
-    sig: i32 = args.sig
+    tpid = i32(args.pid)
+    sig = i32(args.sig)
     if TARGET_PID and pid() != TARGET_PID:
         return 0
     if TARGET_SIG and sig != TARGET_SIG:
@@ -78,7 +78,7 @@ def sigsnoop_kill(args):
 @tracepoint("syscalls:sys_exit_tkill")
 @tracepoint("syscalls:sys_exit_tgkill")
 def sigsnoop_kill_ret(args):
-    ret: i32 = args.ret
+    ret = i32(args.ret)
     s = pending.get(tid())
     if s is None:
         return 0

@@ -62,7 +62,7 @@ def sys_exit(args):
         return 0
     if ERRNO and args.ret != -ERRNO:
         return 0
-    key: u32 = args.id
+    key = u32(args.id)
     if BY_PROCESS:
         key = pid()
     if LATENCY:

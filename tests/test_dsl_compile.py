@@ -60,7 +60,7 @@ def test_types_wrap_and_conversions() -> None:
 def p_locals(ctx):
     x: u8 = 250
     y = x + 10                  # i32: C promotion
-    z: u8 = x + 10              # wraps
+    z: u8 = u8(x + 10)          # an explicit conversion wraps
     return y * 1000 + z
 
 
@@ -362,3 +362,103 @@ def test_moves_are_folded() -> None:
     entry = compiled.functions[0].instructions
     assert len(entry) <= 12
     assert str(entry[-2]).startswith("call") and str(entry[-1]) == "exit"   # r1 = r0; r0 = r1 folded
+
+
+# -- types of values, locals and pointers (docs/language.md, "Types") -----------------------
+from pybpf.dsl import HashMap, Struct, char  # noqa: E402
+
+Start = type("Start", (Struct,), {"__annotations__": {"ts": u64, "tag": char[4],
+                                                      "name": char[16]}})
+TYPES_NS = {"Start": Start, "counts": HashMap(u32, u64), "starts": HashMap(u32, Start)}
+
+
+def _type_error(src: str) -> CompileError:
+    with pytest.raises(CompileError) as info:
+        compile_source(src, "f", filename="<types>", namespace=TYPES_NS)
+    return info.value
+
+
+_GET = "def f(ctx):\n    p = counts.get(1)\n"
+_SGET = "def f(ctx):\n    p = starts.get(1)\n"
+_PTR = "'p' is a pointer to a map value (u64), not a number"
+
+
+@pytest.mark.parametrize("src, line, col, message, hint", [
+    # 1. pointers are never numbers
+    (_GET + "    e = Start()\n    e.ts = p\n", 4, 12, _PTR, "did you mean p[0], the u64"),
+    (_GET + "    return ktime_ns() - p\n", 3, 25, _PTR, "did you mean p[0]"),
+    (_GET + "    if p > 5:\n        return 1\n", 3, 8, _PTR, "'p is None'"),
+    (_GET + "    if p == 0:\n        return 1\n", 3, 8, _PTR, "'p is None'"),
+    (_GET + "    counts[2] = p\n", 3, 17, _PTR, "did you mean p[0]"),
+    (_GET + "    print(p)\n", 3, 11, _PTR, "did you mean p[0]"),
+    (_GET + "    return p\n", 3, 12, _PTR, "did you mean p[0]"),
+    (_GET + "    x: u64 = p\n", 3, 14, _PTR, "did you mean p[0]"),
+    (_GET + "    p += 1\n", 3, 5, _PTR, "did you mean p[0]"),
+    (_SGET + "    return g(p)\ndef g(v: u64) -> u64:\n    return v\n", 3, 14,
+     "'p' is a pointer to a map value (Start), not a number", "did you mean p.ts? (Start has "
+     "ts, tag, name)"),
+    ("def f(ctx):\n    t = current_task()\n    return t + 1\n", 3, 12,
+     "'t' is a kernel pointer (struct task_struct), not a number", "u64(t)"),
+    # 2. locals: widening, annotations
+    ("def f(ctx):\n    x: u32 = 0\n    x = ktime_ns()\n", 3, 5,
+     "'x' is a u32 (annotated on line 2); here it gets a u64, which it cannot hold",
+     "convert explicitly: u32(...), or annotate 'x' with a type that holds a u64"),
+    ("def f(ctx):\n    x: u32 = ktime_ns()\n", 2, 5,
+     "'x' is a u32; here it gets a u64, which it cannot hold", "convert explicitly"),
+    ("def f(ctx):\n    x: u8 = 0\n    x += 1\n", 3, 5,
+     "'x' is a u8 (annotated on line 2); here it gets an i32, which it cannot hold",
+     "u8(...)"),
+    ("def f(ctx):\n    x = i64(-1)\n    x = ktime_ns()\n", 3, 5,
+     "'x' gets an i64 on line 2 and a u64 here: no integer type holds both",
+     "annotate 'x' on line 2"),
+    ("def f(ctx):\n    x = -1\n    if ktime_ns():\n        x = ktime_ns()\n", 4, 9,
+     "'x' gets the literal -1 on line 2 and a u64 here: no integer type holds both",
+     "annotate 'x' on line 2"),
+    # 3. a local keeps one kind of value
+    ("def f(ctx):\n    s = Start()\n    s = starts.get(1)\n", 3, 5,
+     "'s' holds a Start struct from line 2; here it gets a pointer from starts.get()",
+     "use another name"),
+    (_SGET + "    p = 5\n", 3, 5, "'p' holds a pointer from starts.get() from line 2; here "
+     "it gets an i32 number", "use another name"),
+    ("def f(ctx):\n    n = 0\n    n = Start()\n", 3, 5,
+     "'n' holds an i32 number from line 2; here it gets a Start struct", "use another name"),
+    ("def f(ctx):\n    s = Start()\n    s = 1\n", 3, 5,
+     "'s' holds a Start struct from line 2; here it gets an i32 number", "use another name"),
+    ("def f(ctx):\n    x: u8 = 1\n    x: u16 = 2\n", 3, 5,
+     "'x' is already declared: it holds a u8 number from line 2", "declare a local once"),
+    # 4. arrays and strings are never cut silently
+    ("def f(ctx):\n    e = Start()\n    e.tag = 'abcd'\n", 3, 13,
+     "the string 'abcd' (4 bytes and a NUL) does not fit in a char[4]", "char[5] or more"),
+    ("def f(ctx):\n    e = Start()\n    e.tag = e.name\n", 3, 13,
+     "a char[16] string does not fit in a char[4] string: it would be cut",
+     "copy a part explicitly: e.name[:4]"),
+    ("def f(ctx):\n    e = Start()\n    e.tag = e.name[2:20]\n", 3, 20,
+     "[2:20] is not a part of a char[16]", "bounds in 0..16"),
+    ("def f(ctx):\n    e = Start()\n    n: u32 = 2\n    e.tag = e.name[n:]\n", 4, 20,
+     "slice bounds must be constant integers", "literals"),
+    ("def f(ctx):\n    e = Start()\n    e.name = e.ts\n", 3, 14,
+     "cannot store a u64 number into a char[16] string", "fields or elements"),
+])
+def test_type_errors_have_locations(src: str, line: int, col: int, message: str,
+                                    hint: str) -> None:
+    err = _type_error(src)
+    assert err.message == message, err
+    assert hint in err.suggestion, err
+    assert err.loc is not None and (err.loc.file, err.loc.line, err.loc.column) == \
+        ("<types>", line, col), err
+
+
+def test_widening_recompiles_without_duplicate_print_sites() -> None:
+    """A widened local recompiles its function: print sites are registered once."""
+    from pybpf.dsl.compiler import Unit, compile_functions
+    from pybpf.dsl import compile_source as cs  # noqa: F401
+    src = ("def f(ctx):\n    x = 0\n    print(x)\n    x = ktime_ns()\n    print(x)\n"
+           "    return 0\n")
+    from pybpf.dsl import _module_from_source  # type: ignore[attr-defined]
+    fn = _module_from_source(src, "<widen>", None).f
+    unit = Unit()
+    funcs, _ = compile_functions(fn, unit)
+    assert [site.id for site in unit.prints] == [0, 1]
+    assert [site.loc.line for site in unit.prints] == [3, 5]   # type: ignore[union-attr]
+    assert all(p[3] is False for site in unit.prints for p in site.parts
+               if isinstance(p, tuple))             # both print x as the u64 it became

@@ -11,13 +11,14 @@ r0) and on pybpf.vm, and both results must equal the reference evaluation of
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Tuple
+import re
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pybpf.dsl import compile_source
+from pybpf.dsl import CompileError, compile_source
 from pybpf.dsl import semantics as S
 from pybpf.vm.backend import VMBackend
 
@@ -102,52 +103,111 @@ def _fits(t: str, value: int) -> bool:
     return low <= value <= high
 
 
-def _into(t: str, text: str) -> str:
-    """``text`` to assign to a ``t`` local: a bare literal that is no value of ``t`` (which
-    the compiler refuses) is cut explicitly, ``u8(300)``, as C's conversion would."""
-    try:
-        value = int(text.replace("(", "").replace(")", ""))
-    except ValueError:
-        return text
-    return text if _fits(t, value) else f"{t}({text})"
+def _literal(text: str) -> Optional[int]:
+    """The value of ``text`` when it is a literal (``5``, ``(-5)``), else None: a
+    literal counts by its value, any other expression by its type."""
+    m = re.fullmatch(r"\(?(-?\d+)\)?", text)
+    return int(m.group(1)) if m else None
+
+
+def _holds(t: str, vt: str) -> bool:
+    """True if every value of type ``vt`` is a value of ``t``."""
+    bits = _BITS[vt]
+    low, high = (-(1 << bits - 1), (1 << bits - 1) - 1) if vt[0] == "i" else (0, (1 << bits) - 1)
+    return _fits(t, low) and _fits(t, high)
+
+
+def _into(t: str, text: str, vt: str) -> str:
+    """``text`` (of type ``vt``) to assign to a ``t`` local: a value the local cannot
+    hold (a literal out of range, an expression of a wider type: both refused by the
+    language) is converted explicitly, ``u8(300)``, ``u8(x + 1)``."""
+    value = _literal(text)
+    ok = _fits(t, value) if value is not None else _holds(t, vt)
+    return text if ok else f"{t}({text})"
+
+
+def _local_type(assigned: List[Tuple[str, str]]) -> Optional[str]:
+    """The documented type of an unannotated local given its assignments ((text,
+    type) pairs in source order): its first assignment's type (a literal's own type)
+    if every assigned value fits, else the first of i32, u32, i64, u64 that holds them
+    all (a literal counts by value), else None (the language refuses it)."""
+    def fits(t: str, text: str, vt: str) -> bool:
+        value = _literal(text)
+        return _fits(t, value) if value is not None else _holds(t, vt)
+    first = assigned[0][1]
+    for t in (first, "i32", "u32", "i64", "u64"):
+        if all(fits(t, text, vt) for text, vt in assigned):
+            return t
+    return None
 
 
 @st.composite
-def programs(draw: st.DrawFn) -> Tuple[str, int]:
-    """(source of a function ``prog``, expected 64-bit r0)."""
+def programs(draw: st.DrawFn) -> Tuple[str, Optional[int]]:
+    """(source of a function ``prog``, expected 64-bit r0; None when the language must
+    refuse the program: an unannotated local whose values no one type holds)."""
     env: Env = {}
+    refused = False
     lines: List[str] = ["def prog(ctx) -> i64:"]
     for i in range(draw(st.integers(1, 4))):
         t = draw(st.sampled_from(TYPES))
         value = draw(st.integers(-(1 << 63), (1 << 64) - 1) | st.integers(-300, 300))
-        lines.append(f"    v{i}: {t} = {_into(t, str(value))}")
+        lines.append(f"    v{i}: {t} = {_into(t, str(value), 'i64')}")
         env[f"v{i}"] = (t, S.wrap(t, value))
+    fresh = 0
     for _ in range(draw(st.integers(0, 3))):
         target = draw(st.sampled_from(sorted(env)))
         tt = env[target][0]
-        form = draw(st.sampled_from(["assign", "aug", "if"]))
+        form = draw(st.sampled_from(["assign", "aug", "if", "unannotated"]))
         if form == "assign":
             text, value = draw(expressions(env, 2))
-            lines.append(f"    {target} = {_into(tt, text)}")
+            lines.append(f"    {target} = {_into(tt, text, value[0])}")
             env[target] = S.convert(value, tt)
         elif form == "aug":
             op = draw(st.sampled_from(ARITH))
             text, value = draw(expressions(env, 2))
-            lines.append(f"    {target} {op}= {text}")
-            env[target] = S.convert(S.binary(op, env[target], value), tt)
-        else:
+            result = S.binary(op, env[target], value)
+            if _holds(tt, result[0]):
+                lines.append(f"    {target} {op}= {text}")
+            else:               # x op= e is x = x op e: a wider result needs a conversion
+                lines.append(f"    {target} = {tt}({target} {op} {text})")
+            env[target] = S.convert(result, tt)
+        elif form == "if":
             ctext, cvalue = draw(expressions(env, 2))
             a_text, a_value = draw(expressions(env, 1))
             b_text, b_value = draw(expressions(env, 1))
-            lines += [f"    if {ctext}:", f"        {target} = {_into(tt, a_text)}",
-                      "    else:", f"        {target} = {_into(tt, b_text)}"]
+            lines += [f"    if {ctext}:", f"        {target} = {_into(tt, a_text, a_value[0])}",
+                      "    else:", f"        {target} = {_into(tt, b_text, b_value[0])}"]
             env[target] = S.convert(a_value if S.truth(cvalue) else b_value, tt)
+        else:
+            # an unannotated local assigned twice: its type is the documented widening
+            name = f"w{fresh}"
+            fresh += 1
+            a_text, a_value = draw(expressions(env, 1))
+            b_text, b_value = draw(expressions(env, 1))
+            lines.append(f"    {name} = {a_text}")
+            chosen = b_value
+            if draw(st.booleans()):
+                ctext, cvalue = draw(expressions(env, 1))
+                lines += [f"    if {ctext}:", f"        {name} = {b_text}"]
+                chosen = b_value if S.truth(cvalue) else a_value
+            else:
+                lines.append(f"    {name} = {b_text}")
+            wt = _local_type([(a_text, a_value[0]), (b_text, b_value[0])])
+            if wt is None:
+                refused = True
+                break
+            env[name] = S.convert(chosen, wt)
     text, value = draw(expressions(env, 3))
     lines.append(f"    return {text}")
-    return "\n".join(lines) + "\n", S.wrap("u64", S.convert(value, "i64")[1])
+    return "\n".join(lines) + "\n", \
+        None if refused else S.wrap("u64", S.convert(value, "i64")[1])
 
 
-def _check(source: str, expected: int, kernel: bool) -> None:
+def _check(source: str, expected: Optional[int], kernel: bool) -> None:
+    if expected is None:
+        with pytest.raises(CompileError, match="no integer type holds both"):
+            compile_source(source, "prog", filename="<dsl-diff>")
+        return
     compiled = compile_source(source, "prog", filename="<dsl-diff>")
     got_vm = _vm.run(compiled.instructions)
     assert got_vm == expected, f"vm: {got_vm:#x} != {expected:#x}\n{source}\n{compiled.disasm()}"
@@ -184,7 +244,9 @@ def test_known_cases() -> None:
         "x: i32 = -7\n    return x % 2": -1,
         "x: u32 = 0\n    return x - 1": 0xFFFFFFFF,
         "x: u8 = 200\n    y: u8 = 100\n    return x + y": 300,
-        "x: u8 = 200\n    y: u8 = 100\n    z: u8 = x + y\n    return z": 44,
+        "x: u8 = 200\n    y: u8 = 100\n    z: u8 = u8(x + y)\n    return z": 44,
+        "x = 0\n    x = u64(1) << 40\n    return x": 1 << 40,
+        "x = -1\n    x = u32(5)\n    return x - 6": -1,
         "x: i8 = -128\n    return -x": 128,
         "x: i32 = -2147483648\n    return x // -1": -2147483648,
         "x: u32 = 1\n    y: i32 = -1\n    return x < y": 1,

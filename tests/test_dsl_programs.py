@@ -115,7 +115,7 @@ def struct_values(ctx):
         out[1] = 1
     out[2] = strlen(q.name)
     out[3] = strlen(p.name)
-    p.name = "abcdef"                   # cut to 5 characters and the NUL
+    p.name = "abcde"                    # 5 characters and the NUL fill char[6]
     out[4] = strlen(p.name)
     percpu[0] += 3
     return 2
@@ -909,7 +909,7 @@ def variable_index(ctx):
     s = Slots()
     for i in range(8):
         s.counts[i] = i * 10
-    j: u32 = inp[0]                      # known only at run time
+    j = u32(inp[0])                      # known only at run time
     out[0] = s.counts[j]                 # 0 when j is out of range
     s.counts[j] = 7                      # skipped when out of range
     s.counts[j] += 1
@@ -953,3 +953,45 @@ def test_kernel_bitfields() -> None:
     with compile_module([before_exec, during_exec]).load(consts={"TARGET": os.getpid()}) as mod:
         subprocess.run(["/bin/true"], check=True)
         assert [mod["execve_flag"][0], mod["execve_flag"][1]] == [10, 11]
+
+
+# -- types of locals and explicit copies (docs/language.md, "Types") ------------------------
+class Tagged(Struct):
+    tag: char[4]
+    after: char[4]
+    name: char[8]
+
+
+tagged = ArrayMap(Tagged, 2)
+widened = ArrayMap(u64, 4)
+
+
+@xdp()
+def widening(ctx):
+    x = 0
+    x = ktime_ns()                      # x becomes a u64 from its first assignment on
+    widened[0] = x
+    y = 0
+    y = u32(inp[0])                     # y becomes a u32: 0xFFFFFFFF stays positive
+    widened[1] = y // 2
+    e = Tagged(after="xyz", name="abcdefg")
+    e.tag = e.name[:4]                  # exactly 4 bytes, no NUL: e.after is kept
+    tagged[0] = e
+    e.tag = e.name[3:7]
+    tagged[1] = e
+    return 2
+
+
+@needs_bpf
+def test_locals_widen_and_slices_copy_exactly() -> None:
+    import time
+    with compile_module([widening]).load(attach=False) as mod:
+        mod["inp"][0] = 0xFFFFFFFF
+        before = time.monotonic_ns()
+        assert mod.programs["widening"].test_run(PACKET).retval == 2
+        after = time.monotonic_ns()
+        assert before <= mod["widened"][0] <= after     # all 64 bits of ktime_get_ns
+        assert mod["widened"][1] == 0x7FFFFFFF          # unsigned: not -1 // 2
+        first, second = mod["tagged"][0], mod["tagged"][1]
+        assert (first.tag, first.after, first.name) == (b"abcd", b"xyz", b"abcdefg")
+        assert (second.tag, second.after) == (b"defg", b"xyz")

@@ -354,7 +354,7 @@ class BuiltinsMixin:
             return
         if not node.args:
             raise self.error(f"{name}() needs an address", node)  # type: ignore[attr-defined]
-        ptr = self.expr(node.args[0])                           # type: ignore[attr-defined]
+        ptr = self.address(node.args[0])                        # type: ignore[attr-defined]
         if name.endswith("_str"):
             if not (isinstance(dst.type, T.ArrayType) and dst.type.is_string):
                 raise self.error(f"{name}() writes a char[N], not {dst.type!r}", node)  # type: ignore[attr-defined]
@@ -374,7 +374,7 @@ class BuiltinsMixin:
             if not isinstance(t, T.IntType):
                 raise self.error(f"{name}() of a {t!r} must be assigned to a place of that type",  # type: ignore[attr-defined]
                                  node, "e.g. e.buf = probe_read_user(ptr, char[32])")
-            ptr = self.convert(self.expr(node.args[0]), T.u64)  # type: ignore[attr-defined]
+            ptr = self.address(node.args[0])                    # type: ignore[attr-defined]
             base = self.materialize(ptr, T.u64)                 # type: ignore[attr-defined]
             return self.read(Place(base, 0, t, "user" if name.endswith("user") else "kernel"),  # type: ignore[attr-defined]
                              node)
@@ -384,7 +384,7 @@ class BuiltinsMixin:
                 raise self.error("kernel_ptr(value, 'type name') takes a value and a type name",  # type: ignore[attr-defined]
                                  node)
             kt = self.kernel_type(node.args[1].value, node)
-            v = self.materialize(self.convert(self.expr(node.args[0]), T.u64), T.u64)  # type: ignore[attr-defined]
+            v = self.materialize(self.address(node.args[0]), T.u64)  # type: ignore[attr-defined]
             dst = self.vreg(PtrType(kt, "kernel"))              # type: ignore[attr-defined]
             self.emit("mov", dst=dst, a=v)                      # type: ignore[attr-defined]
             return dst

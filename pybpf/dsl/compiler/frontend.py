@@ -182,6 +182,13 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         self.fn = Function(node.name, [], T.i64, loc=src.loc(node), is_entry=entry)
         self.ctx_name: Optional[str] = None
         self.local_ids = self.fn.local_ids
+        # typing of locals: what each name holds and since which line; annotated
+        # locals' declared types; the assignments seen to each unannotated number
+        # local; the types found by widening (kept across recompilations)
+        self.held: Dict[str, Tuple[int, str]] = {}
+        self.annotated: Dict[str, Tuple[T.IntType, int]] = {}
+        self.assigned: Dict[str, List[Tuple[int, Optional[T.IntType], Optional[int]]]] = {}
+        self.widened: Dict[str, T.IntType] = {}
 
     # -- helpers ------------------------------------------------------------------------
     def error(self, message: str, node: Any, suggestion: str = "") -> CompileError:
@@ -220,7 +227,23 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
 
     # -- function -----------------------------------------------------------------------
     def compile(self) -> Function:
-        """Compile the function and return its IR."""
+        """Compile the function and return its IR. An unannotated local that gets a
+        value its type cannot hold is widened (:meth:`local_type`) and the function is
+        compiled again from the start, with the wider type from the first assignment
+        on; print sites registered by the abandoned attempt are dropped."""
+        prints = len(self.unit.prints)
+        while True:
+            try:
+                return self._compile_once()
+            except _Widen as w:
+                widened = dict(self.widened)
+                widened[w.name] = w.type
+                del self.unit.prints[prints:]
+                self.__init__(self.src, self.resolve_function, self.entry,  # type: ignore[misc]
+                              self.unit, self.kind)
+                self.widened = widened
+
+    def _compile_once(self) -> Function:
         node = self.src.node
         self.loc = self.src.loc(node)
         a = node.args
@@ -251,6 +274,9 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 self.fn.params.append(t)
                 reg = self.vreg(t, local=True)
                 self.locals[arg.arg] = reg
+                line = self.src.loc(arg).line
+                self.annotated[arg.arg] = (t, line)
+                self.held[arg.arg] = (line, _a(f"{t.name} number"))
                 self.emit("param", dst=reg, a=i)
             if self.kind is not None and len(a.args) < 5:
                 # the program's context comes as a hidden last argument, so functions
@@ -293,9 +319,11 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 raise self.error("only local variables can be assigned", s.target)
             t = self.type_of_annotation(s.annotation)
             name = s.target.id
-            if name in self.locals and self.locals[name].type != t:
-                raise self.error(f"{name!r} is already a {self.locals[name].type.name}",
-                                 s, "a local keeps the type of its first assignment")
+            if (name in self.locals and self.locals[name].type != t) or name in self.objects:
+                line, what = self.held[name]
+                raise self.error(f"{name!r} is already declared: it holds {what} from "
+                                 f"line {line}", s, "declare a local once; use another "
+                                 "name for a value of another type")
             if s.value is None:
                 raise self.error("a declaration needs a value", s, f"write {name}: {t.name} = 0")
             self.assign(name, s.value, t, s)
@@ -345,7 +373,11 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 raise self.error(f"{name!r} is not defined before this augmented assignment",
                                  s.target, f"declare it first, e.g. {name}: u64 = 0")
             dst = self.locals[name]
+            if isinstance(dst.type, PtrType):
+                raise self.not_a_number(dst, s.target)
             value = self.binop(s.op, dst, self.expr(s.value), s, into=dst)
+            # x op= e is x = x op e: the result must fit (or widens an unannotated x)
+            self.local_type(name, value, None, s, None)
             self.convert_into(dst, value)
         elif isinstance(s, ast.With):
             self.reserve_block(s)
@@ -419,9 +451,22 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         """Compile ``name = value`` (declaring ``name`` on first assignment)."""
         if name == self.ctx_name:
             raise self.error(f"{name!r} is the program's context and cannot be assigned", node)
+        line = self.src.loc(node).line
         if name in self.objects:
-            self.assign_place(self.objects[name], value, node)
-            return
+            obj = self.objects[name]
+            if self.struct_class(value) is not None or self.dest_helper(value) is not None \
+                    or (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+                cls = self.struct_class(value)
+                if cls is not None and cls is not obj.type:
+                    raise self.rebind_error(name, f"a {cls.__name__} struct", node)
+                self.assign_place(obj, value, node)
+                return
+            v = self.value(value)
+            if isinstance(v, Place) and not isinstance(self._scalar_or_none(v, value),
+                                                       (T.IntType, PtrType)):
+                self.store_value(obj, v, value)
+                return
+            raise self.rebind_error(name, self.describe_value(v, value), node)
         made = self.new_object(name, value, node)
         if made:
             return
@@ -429,32 +474,38 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         if isinstance(v, Place):
             if isinstance(v.type, (T.ArrayType,)) or T.is_struct(v.type) or \
                     self._is_kaggregate(v):
+                if name in self.locals:
+                    raise self.rebind_error(name, self.describe_value(v, value), node)
                 size = self.object_size(v.type)
                 obj = Place(None, self.alloc(size), v.type, "stack")
                 self.objects[name] = obj
+                self.held[name] = (line, self.describe_value(v, value))
                 self.copy(obj, v, value)
                 return
             v = self.read(v, value)
         if isinstance(v, VReg) and isinstance(v.type, PtrType):
+            if t is not None:
+                raise self.not_a_number(v, value)
             self.nonnull.discard(name)
             if name in self.locals:
                 if self.locals[name].type != v.type:
-                    raise self.error(f"{name!r} already holds another kind of value", node)
+                    raise self.rebind_error(name, self.describe_value(v, value), node)
                 self.emit("mov", dst=self.locals[name], a=VReg(v.id, T.u64))
                 return
             dst = self.vreg(v.type, local=True)
             self.locals[name] = dst
+            self.held[name] = (line, self.describe_value(v, value))
             self.emit("mov", dst=dst, a=VReg(v.id, T.u64))
             return
+        if name in self.locals and isinstance(self.locals[name].type, PtrType):
+            raise self.rebind_error(name, self.describe_value(v, value), node)
         v = self.as_int(v, value)
-        declared = self.locals[name].type if name in self.locals else t
-        if declared is not None:
-            self.check_literal(v, declared, value, repr(name))
+        declared = self.local_type(name, v, value, node, t)
         if name in self.locals:
             self.convert_into(self.locals[name], v)
             return
-        if t is None:
-            t = v.type if isinstance(v, VReg) else self.const_type(value, v)
+        t = declared
+        self.held[name] = (line, _a(f"{t.name} number"))
         if isinstance(v, VReg) and v.type == t and not v.local and v.id not in self.local_ids:
             self.local_ids.add(v.id)            # the temporary becomes the local
             self.locals[name] = VReg(v.id, t, True)
@@ -462,6 +513,107 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         dst = self.vreg(t, local=True)
         self.locals[name] = dst
         self.convert_into(dst, v)
+
+    # -- typing of locals ---------------------------------------------------------------
+    def literal_of(self, v: Operand, node: Any) -> Optional[int]:
+        """The value of ``v`` when it is a compile-time integer (an immediate, or the
+        literal ``node``: ``5``, ``-1``, ``2**40`` written out); else None."""
+        if isinstance(v, int):
+            return v
+        lit = node.operand if isinstance(node, ast.UnaryOp) and \
+            isinstance(node.op, ast.USub) else node
+        if isinstance(lit, ast.Constant) and type(lit.value) is int:
+            return -lit.value if lit is not node else lit.value
+        return None
+
+    def local_type(self, name: str, v: Operand, value: Any, node: Any,
+                   annotation: Optional[T.IntType]) -> T.IntType:
+        """The type of local ``name`` given ``v`` (the compiled ``value``) on the
+        statement ``node``. A literal counts by its value, anything else by its type.
+        Annotated: ``v`` must fit the annotation, else a CompileError (convert
+        explicitly). Unannotated: the type of its first assignment, widened when a
+        later value does not fit (raises :class:`_Widen` to recompile), a
+        CompileError when no type holds all its values."""
+        lit = self.literal_of(v, value)
+        vt = None if lit is not None else self.type_of(v)
+        line = self.src.loc(node).line
+        if annotation is not None or name in self.annotated:
+            if annotation is not None:
+                self.annotated[name] = (annotation, line)
+            t, decl = self.annotated[name]
+            if lit is not None:
+                self.check_literal(lit, t, value if value is not None else node, repr(name))
+            elif not t.contains(vt):                    # type: ignore[arg-type]
+                later = "" if decl == line else f" (annotated on line {decl})"
+                raise self.error(
+                    f"{name!r} is {_a(t.name)}{later}; here it gets {_a(vt.name)}, "  # type: ignore[union-attr]
+                    "which it cannot hold", node,
+                    f"convert explicitly: {t.name}(...), or annotate {name!r} with a type "
+                    f"that holds {_a(vt.name)}")                 # type: ignore[union-attr]
+            return t
+        records = self.assigned.setdefault(name, [])
+        records.append((line, vt, lit))
+        if name not in self.locals:
+            if name in self.widened:
+                return self.widened[name]
+            # a literal's own type (C's: -2147483648 is an i64, as 2147483648 is)
+            return self.type_of(v) if isinstance(v, VReg) else self.const_type(value, lit)
+        current = self.locals[name].type
+        if _fits(current, vt, lit):
+            return current
+        for c in (T.i32, T.u32, T.i64, T.u64):
+            if all(_fits(c, rt, rl) for _, rt, rl in records):
+                raise _Widen(name, c)
+        other = next((r for r in records[:-1]
+                      if not any(_fits(c, r[1], r[2]) and _fits(c, vt, lit)
+                                 for c in (T.i64, T.u64))), records[0])
+
+        def what(rt: Optional[T.IntType], rl: Optional[int]) -> str:
+            return _a(rt.name) if rt is not None else f"the literal {rl}"
+        raise self.error(f"{name!r} gets {what(other[1], other[2])} on line {other[0]} and "
+                         f"{what(vt, lit)} here: no integer type holds both", node,
+                         f"annotate {name!r} on line {records[0][0]} (e.g. {name}: i64 = "
+                         "...) and convert the other value explicitly")
+
+    def _scalar_or_none(self, p: Place, node: Any) -> Any:
+        """The scalar type of a place, or None for aggregates."""
+        if isinstance(p.type, T.ArrayType) or T.is_struct(p.type) or self._is_kaggregate(p):
+            return None
+        return self.scalar_type(p, node)
+
+    def describe_type(self, t: Any) -> str:
+        """A language type in words: ``a Start struct``, ``a char[16] string``."""
+        if T.is_struct(t):
+            return f"a {t.__name__} struct"
+        if isinstance(t, T.ArrayType):
+            return f"a {t!r} {'string' if t.is_string else 'array'}"
+        if isinstance(t, KType):
+            return f"a kernel {t!r}"
+        return _a(f"{t.name} number") if isinstance(t, T.IntType) else repr(t)
+
+    def describe_value(self, v: Any, node: Any) -> str:
+        """What a compiled value is, in words, with where a pointer comes from."""
+        if isinstance(v, Place):
+            return self.describe_type(v.type)
+        if isinstance(v, VReg) and isinstance(v.type, PtrType):
+            if isinstance(node, ast.Call):
+                return f"a pointer from {ast.unparse(node.func)}()"
+            return f"{self.describe_pointer(v.type)} ({ast.unparse(node)})"
+        if isinstance(v, (int, VReg)):
+            return _a(f"{self.type_of(v).name} number")
+        return "another kind of value"
+
+    def rebind_error(self, name: str, new: str, node: Any) -> CompileError:
+        """``name`` holds one kind of value and is assigned another."""
+        if name in self.held:
+            line, what = self.held[name]
+            old = f"{what} from line {line}"
+        elif name in self.objects:
+            old = self.describe_type(self.objects[name].type)
+        else:
+            old = self.describe_value(self.locals.get(name), None)
+        return self.error(f"{name!r} holds {old}; here it gets {new}", node,
+                          "a local keeps one kind of value: use another name for this one")
 
     def _is_kaggregate(self, p: Place) -> bool:
         """True when a kernel place holds a struct or array (copied, not read)."""
@@ -502,11 +654,12 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         helper = self.dest_helper(value)
         if cls is None and helper is None:
             return False
-        if name in self.locals:
-            raise self.error(f"{name!r} already holds a number or pointer", node)
         t = cls if cls is not None else self.dest_type(helper, value)  # type: ignore[arg-type]
+        if name in self.locals:
+            raise self.rebind_error(name, self.describe_type(t), node)
         obj = Place(None, self.alloc(T.sizeof(t)), t, "stack")
         self.objects[name] = obj
+        self.held[name] = (self.src.loc(node).line, self.describe_type(t))
         self.assign_place(obj, value, node)
         return True
 
@@ -535,13 +688,82 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             self.dest_call(helper, value, dst)
             return
         if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            self.check_string(dst, value.value, value)
             self.store_string(dst, value.value, node)
             return
         self.store_value(dst, self.value(value), value)
 
+    def check_string(self, dst: Place, text: str, node: Any) -> None:
+        """Refuse a literal string that a ``char[N]`` cannot hold with its NUL (at most
+        N - 1 bytes): it is never cut silently."""
+        t = dst.type
+        n = len(text.encode())
+        if isinstance(t, T.ArrayType) and t.is_string and n > t.count - 1:
+            raise self.error(f"the string {text!r} ({n} bytes and a NUL) does not fit in "
+                             f"a {t!r}", node, f"use a char[{n + 1}] or more, or a shorter "
+                             "string")
+
+    def check_copy(self, dst: Place, src: Place, node: Any) -> None:
+        """Refuse copying ``src`` into ``dst`` when their types differ or the source is
+        bigger (nothing is cut silently: ``s[:4]`` copies a part explicitly)."""
+        dt, st = dst.type, src.type
+        if isinstance(st, KType) or isinstance(dt, KType):
+            if self.object_size(st) > self.object_size(dt):
+                raise self.error(f"a {st!r} ({self.object_size(st)} bytes) does not fit in "
+                                 f"{self.describe_type(dt)} ({self.object_size(dt)} bytes)",
+                                 node, "copy it into a destination of its size")
+            return
+        if T.is_struct(dt) or T.is_struct(st):
+            if dt is not st:
+                raise self.error(f"cannot store {self.describe_type(st)} into "
+                                 f"{self.describe_type(dt)}", node,
+                                 "copy field by field, or use the same struct type")
+            return
+        if isinstance(dt, T.ArrayType) and isinstance(st, T.ArrayType):
+            if dt.elem != st.elem:
+                raise self.error(f"cannot store {self.describe_type(st)} into "
+                                 f"{self.describe_type(dt)}: the elements differ", node)
+            if st.count > dt.count:
+                expr = ast.unparse(node) if isinstance(node, ast.AST) else "s"
+                raise self.error(f"{self.describe_type(st)} does not fit in "
+                                 f"{self.describe_type(dt)}: it would be cut", node,
+                                 f"copy a part explicitly: {expr}[:{dt.count}]")
+        elif dt != st:
+            raise self.error(f"cannot store {self.describe_type(st)} into "
+                             f"{self.describe_type(dt)}", node, "store into one of its "
+                             "fields or elements")
+
+    def slice_place(self, base: Any, node: ast.Subscript) -> Place:
+        """``arr[lo:hi]`` with constant bounds: the part of an array as a
+        ``T[hi - lo]`` place (to copy a part explicitly: ``e.tag = s[:4]``)."""
+        sl = node.slice
+        assert isinstance(sl, ast.Slice)
+        if not isinstance(base, Place) or not isinstance(base.type, T.ArrayType):
+            raise self.error("only arrays and strings of the program (struct fields, "
+                             "locals, map values) can be sliced", node,
+                             "copy it into a char[N] or T[N] local first")
+        t = base.type
+        if sl.step is not None:
+            raise self.error("a slice takes no step", sl, f"write [lo:hi]")
+        lo = 0 if sl.lower is None else self.slice_bound(sl.lower)
+        hi = t.count if sl.upper is None else self.slice_bound(sl.upper)
+        if not 0 <= lo < hi <= t.count:
+            raise self.error(f"[{lo}:{hi}] is not a part of a {t!r}", sl,
+                             f"bounds in 0..{t.count}, the first below the second")
+        return base.at(lo * T.sizeof(t.elem), T.ArrayType(t.elem, hi - lo))
+
+    def slice_bound(self, node: ast.expr) -> int:
+        """A constant slice bound."""
+        try:
+            return self.constant_value(node)
+        except CompileError:
+            raise self.error("slice bounds must be constant integers", node,
+                             "use literals, module-level ints or const() values") from None
+
     def store_value(self, dst: Place, v: Any, node: Any) -> None:
         """Store a compiled value (number, pointer or place) into ``dst``."""
         if isinstance(v, Place) and (not isinstance(dst.type, T.IntType)):
+            self.check_copy(dst, v, node)
             self.copy(dst, v, node)
             return
         if not isinstance(dst.type, T.IntType):
@@ -702,10 +924,14 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         t = T.i32 if all(T.i32.min <= v <= T.i32.max for v in (start, stop)) else T.i64
         name = s.target.id
         existed = name in self.locals
+        if name in self.objects or (existed and isinstance(self.locals[name].type, PtrType)):
+            raise self.rebind_error(name, f"the {t.name} numbers of a loop", s.target)
+        t = self.local_type(name, VReg(0, t), None, s, None)
         if existed:
             var = self.locals[name]
         else:
             var = self.locals[name] = self.vreg(t, local=True)
+            self.held[name] = (self.src.loc(s).line, _a(f"{t.name} number"))
         brk, cont = self.label("endfor"), self.label("next")
         if len(values) <= UNROLL_LIMIT:
             falls = True
@@ -826,10 +1052,22 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             if skip:
                 self.emit("label", name=skip)
         else:
-            v = self.expr(node)
+            v = self.truth_operand(node)
             if isinstance(v, int):              # a register keeps both edges reachable
                 v = self.materialize(v)
             self.emit("branch", name="ne" if when else "eq", a=v, b=0, target=target)
+
+    def truth_operand(self, node: ast.expr) -> Operand:
+        """``node`` for a truth test or ``is None``: a number, or a pointer (tested
+        against NULL; the one thing a pointer takes part in besides reads)."""
+        if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)):
+            v = self.value(node)
+            if isinstance(v, Place) and isinstance(self.scalar_type(v, node), PtrType):
+                v = self.read(v, node)
+            if isinstance(v, VReg) and isinstance(v.type, PtrType):
+                return VReg(v.id, T.u64, v.local)
+            return self.as_int(v, node)
+        return self.expr(node)
 
     def special_compare(self, node: ast.Compare, when: bool, target: str) -> bool:
         """``k in m``, ``p is None``, ``s == "text"``: emitted, True; else False."""
@@ -847,7 +1085,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         if isinstance(op, (ast.Is, ast.IsNot)):
             if not (isinstance(right, ast.Constant) and right.value is None):
                 raise self.error("'is' only compares with None", node, "use == for numbers")
-            v = self.materialize(self.as_int(self.value(node.left), node.left), T.u64)
+            v = self.materialize(self.truth_operand(node.left), T.u64)
             null = isinstance(op, ast.Is) == when
             self.emit("branch", name="eq" if null else "ne", a=v, b=0, target=target)
             return True
@@ -995,6 +1233,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             if isinstance(base, VReg) and isinstance(base.type, PtrType):
                 name = node.value.id if isinstance(node.value, ast.Name) else ""
                 base = self.deref(base, node, name)
+            if isinstance(node.slice, ast.Slice):
+                return self.slice_place(base, node)
             if isinstance(base, Place):
                 idx = self.constant_or_none(node.slice)
                 if idx is None:
@@ -1027,20 +1267,69 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             return None
 
     def as_int(self, v: Any, node: Any) -> Operand:
-        """A value as an integer operand (places are read; pointers are u64)."""
+        """A value as an integer operand (places are read). A pointer is never a
+        number: using one as a number is a :class:`CompileError` (:meth:`not_a_number`)."""
         if isinstance(v, (int, VReg)) and not isinstance(v, bool):
             if isinstance(v, VReg) and isinstance(v.type, PtrType):
-                return VReg(v.id, T.u64, v.local)
+                raise self.not_a_number(v, node)
             return v
         if isinstance(v, Place):
             r = self.read(v, node)
-            return VReg(r.id, T.u64) if isinstance(r.type, PtrType) else r
+            if isinstance(r.type, PtrType):
+                raise self.not_a_number(r, node)
+            return r
         if isinstance(v, MapRef):
             raise self.error(f"map {v.name!r} is not a number", node,
                              "read an entry: m[key]")
         if isinstance(v, CtxRef):
             raise self.error("the context is not a number", node, "read a field: ctx.name")
         raise self.error("this is not a number", node)
+
+    def describe_pointer(self, pt: PtrType) -> str:
+        """What a pointer points to, in words (``a pointer to a map value (u64)``)."""
+        target = pt.target
+        what = target.__name__ if T.is_struct(target) else repr(target)
+        if pt.space == "map":
+            return f"a pointer to a map value ({what})"
+        if pt.space == "packet":
+            return f"a pointer into the packet ({what})"
+        if pt.space == "ctx":
+            return "the program's context"
+        return f"a {pt.space} pointer ({what if target is not None else 'untyped'})"
+
+    def not_a_number(self, v: VReg, node: Any) -> CompileError:
+        """The error for a pointer used as a number (arithmetic, comparison, stored,
+        printed, passed, returned), with the read the user probably meant."""
+        pt = v.type
+        assert isinstance(pt, PtrType)
+        name = ast.unparse(node) if isinstance(node, ast.AST) else "p"
+        target = pt.target
+        if isinstance(target, T.IntType):
+            hint = f"did you mean {name}[0], the {target.name} it points to?"
+        elif T.is_struct(target):
+            fields = [f.name for f in target.__pybpf_layout__.fields]
+            hint = f"did you mean {name}.{fields[0]}? ({target.__name__} has " \
+                f"{', '.join(fields)})"
+        elif pt.space in ("kernel", "user"):
+            hint = (f"read a member ({name}.member), or use the address as a number "
+                    f"explicitly: u64({name})")
+        else:
+            hint = "read what it points to"
+        hint += f"; a pointer is only tested: 'if {name}:', '{name} is None'"
+        return self.error(f"{name!r} is {self.describe_pointer(pt)}, not a number", node,
+                          hint)
+
+    def address(self, node: ast.expr) -> Operand:
+        """An address argument (``probe_read_user(addr, T)``, ``kernel_ptr(addr, ...)``):
+        a number, or a kernel/user pointer used as its address."""
+        v = self.value(node)
+        if isinstance(v, Place) and not isinstance(v.type, (T.ArrayType,)) and \
+                not T.is_struct(v.type):
+            v = self.read(v, node)
+        if isinstance(v, VReg) and isinstance(v.type, PtrType) and \
+                v.type.space in ("kernel", "user"):
+            return VReg(v.id, T.u64, v.local)
+        return self.convert(self.as_int(v, node), T.u64)
 
     def ifexp(self, node: ast.IfExp) -> Operand:
         """``a if cond else b``: the common type of both branches."""
@@ -1176,6 +1465,20 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             self.emit("norm", dst=dst, a=dst)
         return dst
 
+    def conversion_operand(self, node: ast.expr, t: T.IntType) -> Operand:
+        """The operand of ``t(value)``: a number; a kernel or user pointer only as
+        ``u64(p)`` (its address, e.g. as a map key); other pointers are refused."""
+        if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)):
+            v = self.value(node)
+            if isinstance(v, Place) and not isinstance(v.type, T.ArrayType) and \
+                    not T.is_struct(v.type) and isinstance(self.scalar_type(v, node), PtrType):
+                v = self.read(v, node)
+            if isinstance(v, VReg) and isinstance(v.type, PtrType) and t == T.u64 and \
+                    v.type.space in ("kernel", "user"):
+                return VReg(v.id, T.u64, v.local)
+            return self.as_int(v, node)
+        return self.expr(node)
+
     def call(self, node: ast.Call) -> Any:
         """Conversions (``u8(x)``), helpers, map methods and calls of other compiled
         functions."""
@@ -1216,7 +1519,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             t = target if isinstance(target, T.IntType) else T.INT_TYPES[fname]
             if len(node.args) != 1:
                 raise self.error(f"{fname}() takes one value", node)
-            v = self.expr(node.args[0])
+            v = self.conversion_operand(node.args[0], t)
             self.loc = self.src.loc(node)
             if isinstance(v, int):
                 return self.load_const(t.wrap(v), node, t)
@@ -1270,3 +1573,24 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
 
 
 _MISSING = object()
+
+
+class _Widen(Exception):
+    """Internal: local ``name`` needs the wider type ``type``; compile again."""
+
+    def __init__(self, name: str, type: T.IntType) -> None:
+        super().__init__(name)
+        self.name = name
+        self.type = type
+
+
+def _a(words: str) -> str:
+    """``words`` with its indefinite article: ``an i32``, ``a u32``."""
+    return ("an " if words[:1] in "aeio" else "a ") + words
+
+
+def _fits(t: T.IntType, vt: Optional[T.IntType], lit: Optional[int]) -> bool:
+    """True if a value of type ``vt`` (or the literal ``lit``) is a value of ``t``."""
+    if lit is not None:
+        return t.min <= lit <= t.max
+    return vt is not None and not isinstance(vt, PtrType) and t.contains(vt)
