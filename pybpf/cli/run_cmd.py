@@ -110,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``pybpf run``: the tool's exit status."""
     import runpy
     path = resolve_program(args.target)
+    from pybpf.program import LOG_FILE_ENV
+    old_log = os.environ.get(LOG_FILE_ENV)
     if getattr(args, "verifier_log", None):
-        from pybpf.program import LOG_FILE_ENV
         os.environ[LOG_FILE_ENV] = os.path.abspath(args.verifier_log)
     old_argv = sys.argv[:]
     sys.argv = [path, *args.args]
@@ -133,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         sys.argv = old_argv
+        if old_log is None:
+            os.environ.pop(LOG_FILE_ENV, None)
+        else:
+            os.environ[LOG_FILE_ENV] = old_log
         if sys.path and sys.path[0] == script_dir:
             del sys.path[0]
     return 0

@@ -72,8 +72,8 @@ def check_stack(functions: Sequence[Any]) -> None:
     if total <= MAX_STACK or len(chain) < 2:
         return                      # one function alone is checked where it is compiled
     frames = "; ".join(
-        f"{n} {by_name[n].stack} bytes (counted {frame_cost(by_name[n].stack)}, "
-        f"def at {_where(by_name[n].ir.loc)})" for n in chain)
+        f"{n} at {_where(by_name[n].ir.loc)}: {by_name[n].stack} bytes, counted "
+        f"{frame_cost(by_name[n].stack)}" for n in chain)
     raise CompileError(
         f"the call chain {' -> '.join(chain)} needs {total} bytes of stack; the kernel "
         f"allows {MAX_STACK} for a whole chain, each frame rounded up to 32 bytes "
