@@ -19,8 +19,9 @@ in its immediate when the program is loaded; ``fd_array`` entries resolve the sa
 
 **Verifier errors.** A refused program raises :class:`VerifierError`: the failing
 instruction disassembled, the verifier's complaint, the source line of the instruction
-when it has a :class:`~pybpf.asm.instruction.SourceLocation`, and the whole log
-(:attr:`VerifierError.log`), which :meth:`VerifierError.annotated_log` shows with each
+when it has a :class:`~pybpf.asm.instruction.SourceLocation`, the line that gave the
+faulting pointer an unbounded offset when the log shows one, and the log
+(:attr:`VerifierError.log`: a long one by its first and last lines), which :meth:`VerifierError.annotated_log` shows with each
 instruction line followed by its source.
 
 This module uses :mod:`pybpf.asm` and :mod:`pybpf.syscall` only.
