@@ -19,8 +19,9 @@ in its immediate when the program is loaded; ``fd_array`` entries resolve the sa
 
 **Verifier errors.** A refused program raises :class:`VerifierError`: the failing
 instruction disassembled, the verifier's complaint, the source line of the instruction
-when it has a :class:`~pybpf.asm.instruction.SourceLocation`, and the whole log
-(:attr:`VerifierError.log`), which :meth:`VerifierError.annotated_log` shows with each
+when it has a :class:`~pybpf.asm.instruction.SourceLocation`, the line that gave the
+faulting pointer an unbounded offset when the log shows one, and the log
+(:attr:`VerifierError.log`: a long one by its first and last lines), which :meth:`VerifierError.annotated_log` shows with each
 instruction line followed by its source.
 
 This module uses :mod:`pybpf.asm` and :mod:`pybpf.syscall` only.
@@ -52,8 +53,13 @@ from .syscall.fd import FD, FdLike
 
 __all__ = [
     "ProgramSpec", "Program", "RunResult", "VerifierError", "LogEntry", "parse_verifier_log",
-    "resolve_maps", "kernel_symbol", "dump_lines", "DumpLine", "loaded_at",
+    "resolve_maps", "kernel_symbol", "dump_lines", "DumpLine", "loaded_at", "offset_cause",
+    "LOG_FILE_ENV",
 ]
+
+#: the environment variable naming the file that receives the whole verifier log of a
+#: refused load (set by ``pybpf run --verifier-log FILE``)
+LOG_FILE_ENV = "PYBPF_VERIFIER_LOG"
 
 _MAP_PSEUDOS = (Pseudo.MAP_FD, Pseudo.MAP_VALUE)
 _IDX_PSEUDOS = (Pseudo.MAP_IDX, Pseudo.MAP_IDX_VALUE)
@@ -145,6 +151,51 @@ def parse_verifier_log(log: str) -> Tuple[List[LogEntry], Optional[int], str]:
     return entries, failing, "\n".join(complaint)
 
 
+_FAULTING_REG = re.compile(r"\bR(\d+)\b")
+_WRITE = re.compile(r"^[rw](\d+) (=|\+=|-=) (.*)$")
+_REG = re.compile(r"^[rw](\d+)$")
+_FILL = re.compile(r"^\*\(u64 \*\)\(r10 ([+-]\d+)\)$")
+_SPILL = re.compile(r"^\*\(u64 \*\)\(r10 ([+-]\d+)\) = r(\d+)$")
+
+
+def offset_cause(entries: Sequence[LogEntry], complaint: str) -> Optional[int]:
+    """The slot index of the instruction that added a register to the pointer the
+    verifier refused (``rX += rY``), found by walking the logged path back from the
+    failing instruction through copies, constant offsets and stack spills of the
+    register the complaint names first (``R3 offset is outside of the packet``); None
+    when the complaint names no register or the value came from elsewhere (a load, a
+    helper, a constant)."""
+    found = _FAULTING_REG.search(complaint)
+    if not found or not entries:
+        return None
+    reg: Optional[int] = int(found.group(1))
+    slot: Optional[str] = None
+    for entry in reversed(entries[:-1]):
+        text = entry.text
+        if slot is not None:
+            spill = _SPILL.match(text)
+            if spill and spill.group(1) == slot:
+                reg, slot = int(spill.group(2)), None
+            continue
+        if text.startswith("call ") and reg is not None and reg <= 5:
+            return None                 # r0 is the call's result, r1-r5 are clobbered
+        write = _WRITE.match(text)
+        if not write or int(write.group(1)) != reg:
+            continue
+        op, rhs = write.group(2), write.group(3)
+        if op == "=":
+            copy, fill = _REG.match(rhs), _FILL.match(rhs)
+            if copy:
+                reg = int(copy.group(1))
+            elif fill:
+                reg, slot = None, fill.group(1)
+            else:
+                return None
+        elif _REG.match(rhs):
+            return entry.index          # pointer += a register: the variable offset
+    return None
+
+
 def _slot_table(instructions: Sequence[Instruction]) -> Dict[int, Instruction]:
     table = {}
     slot = 0
@@ -177,7 +228,10 @@ class VerifierError(_errors.VerifierError):
     def __init__(self, base: _errors.VerifierError,
                  instructions: Sequence[Instruction], name: str = "") -> None:
         super().__init__(base.errno or _errno.EINVAL, base.strerror or "",
-                         command=base.command, hint=base.hint, log=base.log)
+                         command=base.command, hint=base.hint, log=base.log,
+                         log_lines=getattr(base, "log_lines", None),
+                         log_dropped=getattr(base, "log_dropped", 0),
+                         log_file=getattr(base, "log_file", ""))
         self.instructions = list(instructions)
         self.program_name = name
         self.entries, self.failing_index, self.complaint = parse_verifier_log(base.log)
@@ -186,6 +240,14 @@ class VerifierError(_errors.VerifierError):
             self._slots.get(self.failing_index) if self.failing_index is not None else None)
         self.source: Optional[SourceLocation] = (
             self.failing_instruction.source if self.failing_instruction is not None else None)
+        #: the instruction that added a variable offset to the faulting pointer, when
+        #: the log shows one on another line (see :func:`offset_cause`)
+        self.cause_index: Optional[int] = offset_cause(self.entries, self.complaint)
+        cause = self._slots.get(self.cause_index) if self.cause_index is not None else None
+        self.cause: Optional[SourceLocation] = cause.source if cause is not None else None
+        if self.cause is not None and self.source is not None and \
+                (self.cause.file, self.cause.line) == (self.source.file, self.source.line):
+            self.cause = None           # the same line: nothing more to point at
 
     def annotated_log(self) -> str:
         """The verifier log with, after each instruction line, the source line of that
@@ -213,13 +275,21 @@ class VerifierError(_errors.VerifierError):
             parts.append(f"  at instruction {self.failing_index}: {text}")
             if self.source is not None:
                 parts.append(f"  {_where(self.source)}")
+        if self.cause is not None:
+            parts.append(f"  the pointer got a variable offset at instruction "
+                         f"{self.cause_index} that the verifier could not bound (compare "
+                         f"the offset with a constant before adding it):")
+            parts.append(f"  {_where(self.cause)}")
         if self.complaint:
             parts.append("  verifier: " + self.complaint.replace("\n", "\n            "))
         lines = [ln for ln in self.log.rstrip("\n").split("\n") if ln]
         if lines:
             shown = lines[-self.TAIL_LINES:]
-            more = (f" ({len(lines) - len(shown)} earlier lines in .log)"
-                    if len(lines) > len(shown) else "")
+            notes = [f"{len(lines) - len(shown)} earlier lines in .log"] \
+                if len(lines) > len(shown) else []
+            if self.log_note():
+                notes.append(self.log_note())
+            more = f" ({'; '.join(notes)})" if notes else ""
             parts.append(f"verifier log{more}:")
             parts.extend("  " + ln for ln in shown)
         return "\n".join(parts)
@@ -278,15 +348,20 @@ class ProgramSpec:
 
     def load(self, *, maps: Optional[Mapping[str, Any]] = None, log_level: int = 1,
              verifier_log: bool = False,
-             log_size: int = _progs.LOG_START_SIZE) -> "Program":
+             log_size: int = _progs.LOG_START_SIZE,
+             log_file: Optional[str] = None) -> "Program":
         """Load the program (``BPF_PROG_LOAD``) and return the :class:`Program`.
 
         ``maps`` names the maps that references by name stand for. The load is tried
         without a verifier log first; on failure it is repeated with a log at
         ``log_level`` (starting at ``log_size`` bytes, grown to what the kernel needs)
-        and :class:`VerifierError` is raised. ``verifier_log=True`` asks for the log even
-        on success (then in :attr:`Program.verifier_log`).
+        and :class:`VerifierError` is raised, holding the log's first and last lines;
+        ``log_file`` (default: ``$PYBPF_VERIFIER_LOG``, which ``pybpf run
+        --verifier-log FILE`` sets) receives the whole log of a refused load.
+        ``verifier_log=True`` asks for the log even on success (then in
+        :attr:`Program.verifier_log`).
         """
+        log_file = log_file or os.environ.get(LOG_FILE_ENV) or None
         insns = self.resolved(maps)
         code = encode(insns)
         fd_array = [_map_fd(ref, maps, None) for ref in self.fd_array]
@@ -310,10 +385,11 @@ class ProgramSpec:
                     if verifier_log:
                         fd, log = _progs.prog_load_logged(
                             self.type, code, log_level=log_level, log_start_size=log_size,
-                            **kwargs)
+                            log_file=log_file, **kwargs)
                     else:
                         fd = _progs.prog_load(self.type, code, log_level=log_level,
-                                              log_start_size=log_size, **kwargs)
+                                              log_start_size=log_size, log_file=log_file,
+                                              **kwargs)
                     break
                 except _errors.VerifierError as exc:
                     # the source-line BTF is a nicety: if the kernel objects to it, load

@@ -347,14 +347,16 @@ def p_too_long(ctx):
     return t
 
 
-@needs_bpf
-def test_verifier_error_names_the_python_line() -> None:
-    from pybpf.program import VerifierError
-    with pytest.raises(VerifierError) as info:
-        program(p_too_long)
+def test_too_long_loop_is_refused_before_the_verifier() -> None:
+    """The verifier used to refuse this after a million instructions; the compiler
+    refuses it at the loop's line (the kernel's own refusals keep their Python line:
+    tests/test_dsl_programs.py)."""
+    with pytest.raises(CompileError) as info:
+        compile_function(p_too_long)
     line = inspect.getsourcelines(p_too_long)[1]
-    text = str(info.value)
-    assert f"{HERE}:{line + 3}: t += i" in text or f"{HERE}:{line + 2}" in text, text
+    assert str(info.value).startswith(
+        f"{HERE}:{line + 2}:5: error: this loop makes the verifier walk about 12,000,000 "
+        "instructions (3,000,000 iterations x 4)")
 
 
 def test_moves_are_folded() -> None:
@@ -462,3 +464,87 @@ def test_widening_recompiles_without_duplicate_print_sites() -> None:
     assert [site.loc.line for site in unit.prints] == [3, 5]   # type: ignore[union-attr]
     assert all(p[3] is False for site in unit.prints for p in site.parts
                if isinstance(p, tuple))             # both print x as the u64 it became
+
+
+# -- limits: stack along call chains, instructions the verifier walks ---------------------
+CHAIN = '''\
+from pybpf.dsl import Struct, u8, u64, xdp
+
+class Big(Struct):
+    a: u64
+    pad: u8[{pad}]
+
+def h(x: u64) -> u64:
+    b = Big()
+    b.a = x
+    return b.a + 1
+
+def g(x: u64) -> u64:
+    b = Big()
+    b.a = h(x)
+    return b.a
+
+@xdp()
+def f(ctx):
+    b = Big()
+    b.a = g(1)
+    return b.a
+'''
+
+
+def test_call_chain_stack_is_checked(tmp_path: Any) -> None:
+    """Three frames of 160 bytes (480) compile; of 168 bytes each counts 192 (rounded
+    up to 32 as the kernel may) and the chain is refused at the call that goes over."""
+    from pybpf.dsl import compile_module
+    ok = tmp_path / "chain_ok.py"
+    ok.write_text(CHAIN.format(pad=152))
+    compile_module(str(ok))
+    bad = tmp_path / "chain_bad.py"
+    bad.write_text(CHAIN.format(pad=160))
+    with pytest.raises(CompileError) as info:
+        compile_module(str(bad))
+    err = info.value
+    assert (err.loc.file, err.loc.line, err.loc.column) == (str(bad), 14, 11)
+    assert err.message == (
+        f"the call chain f -> g -> h needs 576 bytes of stack; the kernel allows 512 for a "
+        f"whole chain, each frame rounded up to 32 bytes (f at {bad}:18: 168 bytes, counted "
+        f"192; g at {bad}:12: 168 bytes, counted 192; h at {bad}:7: 168 bytes, counted 192)")
+    assert "ring.reserve()" in err.suggestion and "PerCPUArrayMap" in err.suggestion
+
+
+def test_call_chain_frames_are_counted() -> None:
+    src = "".join(f"def g{i}(x: u64) -> u64:\n    return g{i + 1}(x) + 1\n" for i in range(8))
+    src += "def g8(x: u64) -> u64:\n    return x\n\ndef f(ctx):\n    return g0(1)\n"
+    err = _error(src)
+    assert (err.loc.line, err.loc.column) == (14, 12)
+    assert err.message == ("the call chain f -> g0 -> g1 -> g2 -> g3 -> g4 -> g5 -> g6 -> "
+                           "g7 has 9 frames; BPF allows 8")
+
+
+@pytest.mark.parametrize("src, line, col, message", [
+    ("def f(ctx):\n    t: u64 = 0\n    for i in range(300000):\n        t += ktime_ns()\n"
+     "    return t\n", 3, 5,
+     "this loop makes the verifier walk about 1,500,000 instructions (300,000 iterations "
+     "x 5); it gives up at 1,000,000"),
+    # nested loops multiply: the outer loop is named
+    ("def f(ctx):\n    t: u64 = 0\n    for i in range(1000):\n        for j in range(1000):\n"
+     "            t += ktime_ns()\n    return t\n", 3, 5,
+     "this loop makes the verifier walk about 5,004,000 instructions (1,000 iterations x "
+     "5,004); it gives up at 1,000,000"),
+    # each call walks its callee again
+    ("def g(x: u64) -> u64:\n    t: u64 = x\n    for i in range(150000):\n"
+     "        t += ktime_ns()\n    return t\n\ndef f(ctx):\n    return g(1) + g(2)\n", 7, 1,
+     "f makes the verifier walk about 1,500,016 instructions (its loops and the functions "
+     "it calls, each call walked again); it gives up at 1,000,000"),
+])
+def test_loops_the_verifier_cannot_finish(src: str, line: int, col: int,
+                                          message: str) -> None:
+    err = _error(src)
+    assert (err.loc.file, err.loc.line, err.loc.column) == ("<err>", line, col)
+    assert err.message == message
+    assert err.suggestion
+
+
+def test_loop_under_the_walk_limit_compiles() -> None:
+    compile_source("def f(ctx):\n    t: u64 = 0\n    for i in range(190000):\n"
+                   "        t += ktime_ns()\n    return t\n", "f")

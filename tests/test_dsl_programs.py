@@ -995,3 +995,163 @@ def test_locals_widen_and_slices_copy_exactly() -> None:
         first, second = mod["tagged"][0], mod["tagged"][1]
         assert (first.tag, first.after, first.name) == (b"abcd", b"xyz", b"abcdefg")
         assert (second.tag, second.after) == (b"defg", b"xyz")
+
+
+# -- limits: the verifier's refusals at their cause, bounded logs ------------------------
+class Len32(Struct):
+    n: u32
+
+
+class OneByte(Struct):
+    b: u8
+
+
+@xdp()
+def unbounded_offset(ctx):
+    h = ctx.load(Len32, 0)
+    if h:
+        n = h.n
+        b = ctx.load(OneByte, n)
+        if b:
+            return b.b
+    return 2
+
+
+@needs_bpf
+def test_unbounded_packet_offset_names_both_lines() -> None:
+    """The kernel refuses the read (``return b.b``) of a packet pointer advanced by a
+    32-bit length from the packet (``ctx.load(OneByte, n)``): the error names both
+    lines."""
+    from pybpf.program import VerifierError
+    with pytest.raises(VerifierError) as info:
+        compile_module([unbounded_offset]).load(attach=False)
+    exc = info.value
+    first = unbounded_offset.__code__.co_firstlineno
+    assert (exc.source.file, exc.source.line) == (HERE, first + 7)
+    assert (exc.cause.file, exc.cause.line) == (HERE, first + 5)
+    text = str(exc)
+    assert f"{HERE}:{first + 7}: return b.b" in text
+    assert "the pointer got a variable offset at instruction" in text
+    assert f"{HERE}:{first + 5}: b = ctx.load(OneByte, n)" in text
+    assert "outside of the packet" in exc.complaint
+
+
+class Frame160(Struct):
+    a: u64
+    pad: u8[152]
+
+
+class Frame168(Struct):
+    a: u64
+    pad: u8[160]
+
+
+def depth3_small(x: u64) -> u64:
+    b = Frame160()
+    b.a = x
+    return b.a + 1
+
+
+def depth2_small(x: u64) -> u64:
+    b = Frame160()
+    b.a = depth3_small(x)
+    return b.a
+
+
+@xdp()
+def chain_under(ctx):
+    b = Frame160()
+    b.a = depth2_small(1)
+    return b.a
+
+
+def depth3_big(x: u64) -> u64:
+    b = Frame168()
+    b.a = x
+    return b.a + 1
+
+
+def depth2_big(x: u64) -> u64:
+    b = Frame168()
+    b.a = depth3_big(x)
+    return b.a
+
+
+@xdp()
+def chain_over(ctx):
+    b = Frame168()
+    b.a = depth2_big(1)
+    return b.a
+
+
+@needs_bpf
+def test_call_chain_stack_limit_matches_the_kernel(monkeypatch) -> None:
+    """Three frames of 160 bytes (480) load and run; three of 168 are refused by the
+    compiler at the call that goes over, and the kernel refuses them too when the
+    compiler's check is switched off."""
+    from pybpf.program import VerifierError
+    import pybpf.dsl.compiler as compiler
+    with compile_module([chain_under]).load(attach=False) as mod:
+        assert mod.programs["chain_under"].test_run(PACKET).retval == 2
+    with pytest.raises(CompileError) as info:
+        compile_module([chain_over])
+    err = info.value
+    assert (err.loc.file, err.loc.line) == (HERE, depth2_big.__code__.co_firstlineno + 2)
+    assert "the call chain chain_over -> depth2_big -> depth3_big needs 576 bytes" in \
+        err.message
+    monkeypatch.setattr(compiler, "check_stack", lambda functions: None)
+    with pytest.raises(VerifierError) as refused:
+        compile_module([chain_over]).load(attach=False)
+    assert "combined stack size of 3 calls" in refused.value.complaint
+
+
+LONG_LOOP = 20000
+
+
+@xdp()
+def long_log(ctx):
+    t: u64 = 0
+    for i in range(LONG_LOOP):
+        t += ktime_ns()
+    h = ctx.load(Len32, 0)
+    if h:
+        b = ctx.load(OneByte, h.n)
+        if b:
+            return b.b + t
+    return 2
+
+
+@needs_bpf
+def test_huge_verifier_log_is_bounded(tmp_path) -> None:
+    """A refused program whose log has over 100,000 lines: the exception keeps 400 of
+    them; the whole log goes to the file asked for (load(verifier_log=...) and
+    pybpf run --verifier-log)."""
+    from pybpf.cli import main
+    from pybpf.program import LOG_FILE_ENV, VerifierError
+    spec = compile_module([long_log])
+    path = tmp_path / "verifier.log"
+    with pytest.raises(VerifierError) as info:
+        spec.load(attach=False, verifier_log=str(path))
+    exc = info.value
+    whole = path.read_text()
+    assert exc.log_lines == whole.count("\n") > 100_000
+    assert exc.log.count("\n") == 401 and exc.log_dropped == exc.log_lines - 400
+    assert len(exc.log) < 401 * 2100 and len(str(exc)) < 20 * 2100 + 2000
+    assert f"the whole log ({exc.log_lines} lines) is in {path}" in str(exc)
+    first = long_log.__code__.co_firstlineno
+    assert (exc.source.line, exc.cause.line) == (first + 9, first + 7)
+    # without a file: bounded too, and it says how to get the rest
+    with pytest.raises(VerifierError) as info:
+        spec.load(attach=False)
+    assert info.value.log_dropped == exc.log_dropped and not info.value.log_file
+    assert "lines are left out of .log" in str(info.value)
+    # pybpf run --verifier-log FILE
+    script = tmp_path / "tool.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {os.path.dirname(HERE)!r})\n"
+                      "from test_dsl_programs import long_log\n"
+                      "from pybpf.dsl import compile_module\n"
+                      "compile_module([long_log]).load(attach=False)\n")
+    cli_log = tmp_path / "cli.log"
+    assert main(["run", "--verifier-log", str(cli_log), str(script)]) == 1
+    assert cli_log.read_text() == whole
+    assert LOG_FILE_ENV not in os.environ

@@ -187,7 +187,7 @@ def test_parse_verifier_log() -> None:
     assert failing == 12 and complaint == "R1 type=scalar expected=map_ptr"
 
 
-def test_log_grows_to_fit_a_long_log() -> None:
+def test_log_grows_to_fit_a_long_log(tmp_path) -> None:
     # about 3000 instructions at log level 2: a log far larger than the first buffer
     insns = [mov(R0, 0)] + [add(R0, 1) for _ in range(3000)] + [exit_()]
     spec = ProgramSpec(ProgType.SOCKET_FILTER, insns, name="longlog")
@@ -196,13 +196,23 @@ def test_log_grows_to_fit_a_long_log() -> None:
     assert len(log) > 100_000
     assert log.lstrip().startswith(("func#0", "0: R1", "0: (b7)"))      # the head is kept
     assert "3000: (07) r0 += 1" in log and "processed 3002 insns" in log
-    # the same for a failure: the whole log of the refused program
+    # a failure: the exception keeps the head and the tail, the file gets it all
     bad = insns[:-1] + [add(R0, 3), exit_()]
     bad[-2] = Instruction(0x0F, 0, 3)                                  # r0 += r3: unset r3
+    path = tmp_path / "verifier.log"
     with pytest.raises(VerifierError) as info:
-        ProgramSpec(ProgType.SOCKET_FILTER, bad).load(log_level=2, log_size=1024)
-    assert info.value.failing_index == 3001 and "R3 !read_ok" in info.value.complaint
-    assert "0: (b7) r0 = 0" in info.value.log
+        ProgramSpec(ProgType.SOCKET_FILTER, bad).load(log_level=2, log_size=1024,
+                                                      log_file=str(path))
+    exc = info.value
+    assert exc.failing_index == 3001 and "R3 !read_ok" in exc.complaint
+    whole = path.read_text()
+    assert "0: (b7) r0 = 0" in whole and "3001: (0f) r0 += r3" in whole
+    assert exc.log_lines == whole.count("\n") > 400
+    assert exc.log.count("\n") == 401 and exc.log_dropped == exc.log_lines - 400
+    assert exc.log.startswith(whole.split("\n", 1)[0])
+    assert exc.log.endswith("\n".join(whole.split("\n")[-201:]))
+    assert f"[... {exc.log_dropped} lines left out ...]" in exc.log
+    assert f"the whole log ({exc.log_lines} lines) is in {path}" in str(exc)
 
 
 def test_log_doubles_without_log_true_size() -> None:
@@ -210,11 +220,11 @@ def test_log_doubles_without_log_true_size() -> None:
     doubled until the log fits (simulated attempt)."""
     import ctypes
     sizes = []
-    needed = 5000
+    needed = 3001
+    text = b"abcdefghi\n" * 300
 
     def attempt(log, level):
         sizes.append(len(log))
-        text = b"x" * (needed - 1)
         ctypes.memmove(log, text, min(len(log) - 1, len(text)))
         if len(log) < needed:
             raise syserrors.BPFError(errno.ENOSPC, command="BPF_PROG_LOAD")
@@ -222,8 +232,9 @@ def test_log_doubles_without_log_true_size() -> None:
 
     with pytest.raises(syserrors.VerifierError) as info:
         progs._with_growing_log(attempt, 1, 1024, errno.EACCES, "BPF_PROG_LOAD")
-    assert sizes == [1024, 2048, 4096, 8192]
-    assert info.value.errno == errno.EACCES and len(info.value.log) == needed - 1
+    assert sizes == [1024, 2048, 4096]
+    assert info.value.errno == errno.EACCES and info.value.log == text.decode()
+    assert info.value.log_lines == 300 and info.value.log_dropped == 0
 
 
 # -- other errors --------------------------------------------------------------------------
@@ -430,3 +441,22 @@ def test_syscall_layer_takes_bytes_only() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert decode(b"\xb7" + bytes(7))[0] == mov(R0, 0)
+
+
+def test_summarize_log_keeps_head_and_tail() -> None:
+    """A long log is read in chunks: the first and last lines are kept with a marker
+    between them, the whole goes to the file, and an endless line is cut."""
+    import tempfile
+    lines = [f"{n}: line" for n in range(5000)]
+    data = ("\n".join(lines) + "\n").encode() + b"\0" + b"garbage after the NUL"
+    with tempfile.NamedTemporaryFile() as fh:
+        text, total, dropped = syserrors.summarize_log(bytearray(data), fh.name,
+                                                       head=3, tail=2)
+        assert open(fh.name, "rb").read() == data[:data.index(b"\0")]
+    assert (total, dropped) == (5000, 4995)
+    assert text == "0: line\n1: line\n2: line\n[... 4995 lines left out ...]\n" \
+                   "4998: line\n4999: line\n"
+    long_line = b"y" * (3 << 20)
+    text, total, dropped = syserrors.summarize_log(bytearray(long_line + b"\0"))
+    assert (total, dropped) == (1, 0)
+    assert text == "y" * syserrors.LOG_LINE_BYTES + " ...\n"

@@ -22,6 +22,8 @@ EXAMPLES = examples(
     ("pybpf run execsnoop", "programs/execsnoop.py (when that tool exists)"),
     ("pybpf run ./mytool.py -p 42", "your script, with sys.argv = ['./mytool.py', '-p', '42']"),
     ("pybpf --debug run mytool.py", "a traceback instead of one line on errors"),
+    ("pybpf run --verifier-log v.txt mytool.py", "a refused program's whole verifier log "
+                                                 "in v.txt"),
     ("PYBPF_PROGRAMS=~/tools pybpf run NAME", "look for tools in ~/tools first"),
     note="The file runs as __main__ (like python3 FILE): an error pybpf raises in it\n"
          "(OSError, ValueError, LookupError) is printed as one line with exit status 1,\n"
@@ -34,6 +36,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    description="Run tool NAME (programs/NAME.py) or Python FILE as "
                                "__main__ with ARGS as its sys.argv[1:].",
                    epilog=EXAMPLES)
+    p.add_argument("--verifier-log", metavar="FILE",
+                   help="write the whole verifier log of a program the kernel refuses to "
+                        "FILE (errors show its first and last lines)")
     p.add_argument("target", metavar="NAME|FILE", help="a tool's name or a Python file")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                    help="arguments for the tool")
@@ -108,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``pybpf run``: the tool's exit status."""
     import runpy
     path = resolve_program(args.target)
+    from pybpf.program import LOG_FILE_ENV
+    old_log = os.environ.get(LOG_FILE_ENV)
+    if getattr(args, "verifier_log", None):
+        os.environ[LOG_FILE_ENV] = os.path.abspath(args.verifier_log)
     old_argv = sys.argv[:]
     sys.argv = [path, *args.args]
     script_dir = os.path.dirname(os.path.abspath(path))
@@ -128,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         sys.argv = old_argv
+        if old_log is None:
+            os.environ.pop(LOG_FILE_ENV, None)
+        else:
+            os.environ[LOG_FILE_ENV] = old_log
         if sys.path and sys.path[0] == script_dir:
             del sys.path[0]
     return 0

@@ -121,12 +121,15 @@ class ModuleSpec:
 
     def load(self, *, consts: Optional[Mapping[str, int]] = None,
              programs: Optional[Iterable[str]] = None, attach: bool = True,
-             print_to: Optional[TextIO] = None) -> "LoadedModule":
+             print_to: Optional[TextIO] = None,
+             verifier_log: Optional[str] = None) -> "LoadedModule":
         """Create the maps, load the programs (all, or those named in ``programs``) and
         attach them (``attach=False``: leave that to the caller). Everything created is
-        released if a step fails."""
+        released if a step fails. ``verifier_log``: a file that receives the whole
+        verifier log of a refused program (the exception keeps its first and last
+        lines)."""
         return LoadedModule(self, consts=consts, programs=programs, attach=attach,
-                            print_to=print_to)
+                            print_to=print_to, verifier_log=verifier_log)
 
 
 def _module_functions(source: Any) -> tuple:
@@ -185,10 +188,11 @@ def _renamed(instructions: List[Any], old: str, new: str) -> List[Any]:
 
 def load(source: Any, *, consts: Optional[Mapping[str, int]] = None,
          programs: Optional[Iterable[str]] = None, attach: bool = True,
-         print_to: Optional[TextIO] = None) -> "LoadedModule":
+         print_to: Optional[TextIO] = None,
+         verifier_log: Optional[str] = None) -> "LoadedModule":
     """:func:`compile_module` then :meth:`ModuleSpec.load`."""
     return compile_module(source).load(consts=consts, programs=programs, attach=attach,
-                                       print_to=print_to)
+                                       print_to=print_to, verifier_log=verifier_log)
 
 
 def format_print(site: PrintSite, record: Union[bytes, memoryview]) -> str:
@@ -218,7 +222,8 @@ class LoadedModule:
 
     def __init__(self, spec: ModuleSpec, *, consts: Optional[Mapping[str, int]] = None,
                  programs: Optional[Iterable[str]] = None, attach: bool = True,
-                 print_to: Optional[TextIO] = None) -> None:
+                 print_to: Optional[TextIO] = None,
+                 verifier_log: Optional[str] = None) -> None:
         self.spec = spec
         self.maps: Dict[str, Any] = {}
         self.programs: Dict[str, Any] = {}
@@ -234,7 +239,8 @@ class LoadedModule:
                 if name not in spec.programs:
                     raise KeyError(f"no program {name!r} in {spec.name} (programs: "
                                    f"{', '.join(spec.programs)})")
-                self.programs[name] = spec.programs[name].spec().load(maps=self.maps)
+                self.programs[name] = spec.programs[name].spec().load(maps=self.maps,
+                                                                log_file=verifier_log)
             if PRINT_MAP in self.maps:
                 self._add_reader(PRINT_MAP, self._on_print, None)
             if attach:

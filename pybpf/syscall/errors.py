@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 __all__ = ["BPFError", "BPFPermissionError", "NotSupportedError", "VerifierError", "bpf_error",
            "hint_for", "permission_hint", "missing_capabilities", "has_capability", "OutOfRangeError",
-           "check_range", "check_unsigned"]
+           "check_range", "check_unsigned", "summarize_log", "LOG_HEAD_LINES", "LOG_TAIL_LINES"]
 
 
 class BPFError(OSError):
@@ -84,16 +84,34 @@ class NotSupportedError(BPFError):
 
 
 class VerifierError(BPFError):
-    """A program the kernel refused to load. ``log`` is the verifier's whole log (may be
-    empty if the kernel gave none); ``str()`` shows its last lines."""
+    """A program the kernel refused to load. ``log`` is the verifier's log, or for a
+    long one its first :data:`LOG_HEAD_LINES` and last :data:`LOG_TAIL_LINES` lines
+    with a marker line between them (an exception never holds a log of unbounded
+    size); ``log_lines`` counts the lines of the whole log, ``log_dropped`` those left
+    out, and ``log_file`` names the file the whole log was written to (when the load was
+    asked to). ``str()`` shows the log's last lines."""
 
     #: how many trailing log lines ``str()`` shows
     TAIL_LINES = 20
 
     def __init__(self, errnum: int, message: str = "", *, command: str = "BPF_PROG_LOAD",
-                 hint: str = "", log: str = "") -> None:
+                 hint: str = "", log: str = "", log_lines: Optional[int] = None,
+                 log_dropped: int = 0, log_file: str = "") -> None:
         super().__init__(errnum, message, command=command, hint=hint)
         self.log = log
+        self.log_lines = log.count("\n") + 1 if log_lines is None and log else (log_lines or 0)
+        self.log_dropped = log_dropped
+        self.log_file = log_file
+
+    def log_note(self) -> str:
+        """Where the whole log is: the file it was written to, or how many lines
+        ``log`` leaves out (empty when it holds it all)."""
+        if self.log_file:
+            return f"the whole log ({self.log_lines} lines) is in {self.log_file}"
+        if self.log_dropped:
+            return (f"{self.log_dropped} of its {self.log_lines} lines are left out of "
+                    ".log; load with a log file (log_file=) to keep them all")
+        return ""
 
     def __str__(self) -> str:
         text = super().__str__()
@@ -103,7 +121,71 @@ class VerifierError(BPFError):
         shown = lines[-self.TAIL_LINES:]
         more = (f"  ... {len(lines) - len(shown)} earlier lines in .log\n"
                 if len(lines) > len(shown) else "")
-        return text + "\nverifier log:\n" + more + "\n".join("  " + ln for ln in shown)
+        note = self.log_note()
+        return (text + "\nverifier log" + (f" ({note})" if note else "") + ":\n" + more
+                + "\n".join("  " + ln for ln in shown))
+
+
+#: the first lines of a long verifier log kept in :attr:`VerifierError.log`
+LOG_HEAD_LINES = 200
+#: the last lines of a long verifier log kept in :attr:`VerifierError.log`
+LOG_TAIL_LINES = 200
+#: longer lines are cut to this many bytes in :attr:`VerifierError.log`
+LOG_LINE_BYTES = 2048
+_CHUNK = 1 << 20
+
+
+def summarize_log(buffer: object, path: Optional[str] = None, *,
+                  head: int = LOG_HEAD_LINES, tail: int = LOG_TAIL_LINES
+                  ) -> Tuple[str, int, int]:
+    """Read a NUL-terminated log in ``buffer`` (anything with the buffer protocol) in
+    chunks, so memory stays bounded whatever its size: returns its first ``head`` and
+    last ``tail`` lines (with a marker line where lines are left out), the number of
+    lines in all and the number left out. ``path``: also write the whole log there."""
+    from collections import deque
+    view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
+    first: List[bytes] = []
+    last: "deque[bytes]" = deque(maxlen=tail)
+    total = 0
+    partial = b""
+    out = open(path, "wb") if path else None
+    try:
+        for off in range(0, len(view), _CHUNK):
+            chunk = bytes(view[off:off + _CHUNK])
+            end = chunk.find(b"\0")
+            if end >= 0:
+                chunk = chunk[:end]
+            if out is not None:
+                out.write(chunk)
+            parts = (partial + chunk).split(b"\n")
+            partial = parts.pop()
+            if len(partial) > LOG_LINE_BYTES:
+                partial = partial[:LOG_LINE_BYTES + 1]  # a line without end: keep a part
+            total += len(parts)
+            room = head - len(first)
+            if room > 0:
+                first.extend(parts[:room])
+                parts = parts[room:]
+            last.extend(parts)
+            if end >= 0:
+                break
+    finally:
+        if out is not None:
+            out.close()
+    if partial:
+        total += 1
+        (first if len(first) < head else last).append(partial)
+    dropped = total - len(first) - len(last)
+
+    def text(line: bytes) -> str:
+        cut = line[:LOG_LINE_BYTES].decode(errors="replace")
+        return cut + " ..." if len(line) > LOG_LINE_BYTES else cut
+
+    kept = [text(ln) for ln in first]
+    if dropped:
+        kept.append(f"[... {dropped} lines left out ...]")
+    kept.extend(text(ln) for ln in last)
+    return "\n".join(kept) + ("\n" if total else ""), total, dropped
 
 
 # errno -> hint, per command first, then for any command

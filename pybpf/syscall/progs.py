@@ -25,7 +25,7 @@ from .bpf import (
     PROG_TYPE_SINCE, AttachType, Cmd, ProgType, StatsType, addr_of, bpf, kernel_at_least,
     linux_version_code, name_bytes,
 )
-from .errors import NotSupportedError, VerifierError, hint_for
+from .errors import NotSupportedError, VerifierError, hint_for, summarize_log
 from .fd import FD, FdLike, fd_number
 
 __all__ = [
@@ -408,10 +408,13 @@ class _LoadRequest:
 
 def _with_growing_log(attempt: Callable[[Optional[ctypes.Array], int], Tuple[int, int]],
                       log_level: int, start: int, first_errno: Optional[int],
-                      command: str) -> Tuple[int, str]:
+                      command: str, log_file: Optional[str] = None) -> Tuple[int, str]:
     """Call ``attempt`` with a log buffer, growing it while the kernel says ENOSPC:
     to the size the kernel reports needing (``log_true_size``, Linux 6.4) or else twice
-    the size. Returns (fd, log); raises VerifierError with the log."""
+    the size, never past the kernel's maximum (:func:`_log_limit`). Returns (fd, log);
+    raises VerifierError with the log's head and tail (the buffer is read in chunks, so
+    a log of hundreds of megabytes is never copied whole) and writes the whole log to
+    ``log_file`` when given."""
     size = max(start, 256)
     limit = _log_limit()
     while True:
@@ -420,7 +423,6 @@ def _with_growing_log(attempt: Callable[[Optional[ctypes.Array], int], Tuple[int
             fd, _true_size = attempt(log, log_level)
             return fd, log.value.decode(errors="replace")
         except OSError as exc:
-            text = log.value.decode(errors="replace")
             err = exc.errno or first_errno or _errno.EINVAL
             if isinstance(exc, NotSupportedError) or err == _errno.EPERM:
                 raise
@@ -430,8 +432,11 @@ def _with_growing_log(attempt: Callable[[Optional[ctypes.Array], int], Tuple[int
                 continue
             if err == _errno.ENOSPC and first_errno:
                 err = first_errno            # the log was cut: report the real failure
+            text, lines, dropped = summarize_log(log, log_file)
+            del log
             raise VerifierError(err, hint=hint_for(command, err), command=command,
-                                log=text) from None
+                                log=text, log_lines=lines, log_dropped=dropped,
+                                log_file=log_file or "") from None
 
 
 def _unsupported_prog_type(prog_type: int, err: int, log: str) -> Optional[OSError]:
@@ -451,7 +456,7 @@ def _unsupported_prog_type(prog_type: int, err: int, log: str) -> Optional[OSErr
 
 
 def _load(req: _LoadRequest, log_level: int, always_log: bool,
-          log_start: int) -> Tuple[FD, str]:
+          log_start: int, log_file: Optional[str] = None) -> Tuple[FD, str]:
     first_errno: Optional[int] = None
     if not always_log:
         try:
@@ -463,7 +468,7 @@ def _load(req: _LoadRequest, log_level: int, always_log: bool,
             first_errno = exc.errno
     try:
         fd, log = _with_growing_log(req.attempt, max(log_level, 1), log_start, first_errno,
-                                    "BPF_PROG_LOAD")
+                                    "BPF_PROG_LOAD", log_file)
     except VerifierError as exc:
         better = _unsupported_prog_type(req.prog_type, exc.errno or 0, exc.log)
         if better is not None:
@@ -486,7 +491,7 @@ def prog_load(prog_type: int, insns: bytes, *, license: str = "GPL", name: str =
               attach_btf_obj_fd: Optional[FdLike] = None,
               fd_array: Sequence[FdLike] = (), fd_array_cnt: int = 0,
               token_fd: Optional[FdLike] = None, log_level: int = 1,
-              log_start_size: int = LOG_START_SIZE) -> FD:
+              log_start_size: int = LOG_START_SIZE, log_file: Optional[str] = None) -> FD:
     """Load a program (``BPF_PROG_LOAD``, Linux 3.18) and return its owned descriptor.
 
     ``insns`` is the encoded program (8 bytes per slot). The other arguments are the
@@ -503,7 +508,8 @@ def prog_load(prog_type: int, insns: bytes, *, license: str = "GPL", name: str =
     The first attempt asks for no verifier log (the fast path). If it fails, the load is
     repeated with a log at ``log_level``, starting with ``log_start_size`` bytes and
     growing while the kernel reports the log did not fit, and a
-    :class:`~pybpf.syscall.errors.VerifierError` carrying the whole log is raised.
+    :class:`~pybpf.syscall.errors.VerifierError` carrying the log is raised (a long log
+    by its first and last lines; ``log_file``: the whole log is written to that file).
     ``EPERM`` raises :class:`~pybpf.syscall.errors.BPFPermissionError` at once; a
     program type or field this kernel lacks raises
     :class:`~pybpf.syscall.errors.NotSupportedError` naming it and its release.
@@ -512,12 +518,12 @@ def prog_load(prog_type: int, insns: bytes, *, license: str = "GPL", name: str =
                        kern_version, ifindex, btf_fd, func_info, func_info_rec_size,
                        line_info, line_info_rec_size, attach_btf_id, attach_prog_fd,
                        attach_btf_obj_fd, fd_array, fd_array_cnt, token_fd)
-    return _load(req, log_level, False, log_start_size)[0]
+    return _load(req, log_level, False, log_start_size, log_file)[0]
 
 
 def prog_load_logged(prog_type: int, insns: bytes, *, log_level: int = 1,
-                     log_start_size: int = LOG_START_SIZE, **kwargs: object
-                     ) -> Tuple[FD, str]:
+                     log_start_size: int = LOG_START_SIZE, log_file: Optional[str] = None,
+                     **kwargs: object) -> Tuple[FD, str]:
     """Like :func:`prog_load`, but always with a verifier log (grown until it fits):
     returns the descriptor and the log of the successful load. ``log_level`` 1 logs the
     path that failed or the statistics, 2 every instruction, 4 only statistics (5.2)."""
@@ -531,7 +537,7 @@ def prog_load_logged(prog_type: int, insns: bytes, *, log_level: int = 1,
         raise TypeError(f"prog_load_logged() got unexpected arguments {sorted(unknown)}")
     defaults.update(kwargs)
     req = _LoadRequest(prog_type, insns, **defaults)  # type: ignore[arg-type]
-    return _load(req, log_level, True, log_start_size)
+    return _load(req, log_level, True, log_start_size, log_file)
 
 
 # ---------------------------------------------------------------------------------------

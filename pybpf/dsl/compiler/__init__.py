@@ -15,6 +15,7 @@ from .codegen import VREG_BASE, generate, ranges
 from .errors import CompileError
 from .frontend import FunctionCompiler, parse_function
 from .ir import Function
+from .limits import check_stack, walk_estimate
 from .peephole import fold_moves
 from .regalloc import allocate
 from .unit import Unit
@@ -46,6 +47,7 @@ def compile_functions(entry: Callable[..., Any], unit: Optional[Unit] = None,
     done: Dict[Any, Tuple[str, List[IntType], IntType]] = {}
     compiled: List[CompiledFunction] = []
     in_progress: List[Any] = []
+    walks: Dict[str, int] = {}          # function name -> instructions the verifier walks
 
     def resolve(fn: Any, where: SourceLocation) -> Tuple[str, List[IntType], IntType]:
         if fn in in_progress:
@@ -77,6 +79,8 @@ def compile_functions(entry: Callable[..., Any], unit: Optional[Unit] = None,
                                f"for its structs and buffers, the rest for spilled values; "
                                "BPF allows 512)", ir.loc,
                                "use smaller structs, or keep big records in a per-CPU array")
+        walks[ir.name] = walk_estimate(insns, ir.loop_bounds, gen.aliases, walks,
+                                       ir.name, ir.loc)
         insns[0] = insns[0].replace(label=ir.name) if insns[0].label is None else insns[0]
         if insns[0].label != ir.name:
             # the first instruction already carries a loop label: alias it
@@ -95,5 +99,6 @@ def compile_functions(entry: Callable[..., Any], unit: Optional[Unit] = None,
     if len(set(names)) != len(names):
         raise CompileError("two compiled functions share a name: " + ", ".join(names),
                            entry_fn.ir.loc, "rename one of them")
+    check_stack(ordered)
     program: List[Instruction] = [i for f in ordered for i in f.instructions]
     return ordered, link(program)

@@ -438,6 +438,7 @@ class BuiltinsMixin:
         self.emit("binop", name="add", dst=n, a=n, b=1)         # type: ignore[attr-defined]
         self.emit("jump", target=top)                           # type: ignore[attr-defined]
         self.fn.loops.append((first, len(self.fn.ops) - 1))     # type: ignore[attr-defined]
+        self.fn.loop_bounds.append((top, p.type.count, self.loc))  # type: ignore[attr-defined]
         self.emit("label", name=done)                           # type: ignore[attr-defined]
         self.local_ids.update({n.id, base.id})                  # type: ignore[attr-defined]
         return n

@@ -975,6 +975,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             self.emit("jump", target=top)
         self.emit("label", name=brk)
         self.fn.loops.append((first, len(self.fn.ops) - 1))
+        self.fn.loop_bounds.append((top, len(values), self.src.loc(s)))
         return False
 
     def _used_elsewhere(self, name: str, loop: ast.For) -> bool:

@@ -175,6 +175,8 @@ class Function:
     is_entry: bool = False
     local_ids: Set[int] = field(default_factory=set)
     frame: int = 0          # bytes of the stack used by structs, keys and buffers
+    #: bounded loops as (top label, iteration count, location) for the walk estimate
+    loop_bounds: List[Tuple[str, int, Optional[SourceLocation]]] = field(default_factory=list)
 
     def dump(self) -> str:
         """The operations as text, one a line (for debugging)."""
