@@ -30,7 +30,8 @@ struct and array locals and fields (``e.comm = comm()``), kernel structs through
 with compile-time None checks), event output, ``print()`` with f-strings, string tests,
 packet headers (``ctx.load(Header, off)``) and the helpers of :mod:`pybpf.dsl.helpers`.
 Anything else raises :class:`CompileError` at compile time with ``file:line:col`` and a
-hint. :func:`compile_function` compiles one function alone (constants compiled in).
+hint; so do a syntax error or an exception in a file's top level, and an attach point
+this kernel does not have (at its decorator; :mod:`pybpf.dsl.userfile`). :func:`compile_function` compiles one function alone (constants compiled in).
 """
 
 from __future__ import annotations

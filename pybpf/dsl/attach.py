@@ -148,14 +148,15 @@ class ProgramKind:
                                              close_matches(name, names))
         elif d in ("kprobe", "kretprobe", "fentry", "fexit"):
             name = t.split("+")[0]
-            if ":" in name or _btf_function(name):      # "module:function": loader checks
+            in_btf = _btf_function(name)
+            if ":" in name or in_btf:                   # "module:function": loader checks
                 return
+            if d.startswith("f") and in_btf is None:
+                return                  # no BTF at all: loading says so, not a name
             from ..link.kprobe import kernel_functions
-            funcs = kernel_functions()
-            if d in ("kprobe", "kretprobe") and name in funcs:
+            funcs = kernel_functions()                  # kprobes' list; the suggestions
+            if d.startswith("k") and (name in funcs or (not funcs and in_btf is None)):
                 return
-            if not funcs and _btf_function(name) is None:
-                return                                  # nothing to check against
             raise UnknownNameError("kernel function", name,
                                    close_matches(name, sorted(funcs)),
                                    "not in the kernel's BTF" if d.startswith("f")
