@@ -305,7 +305,9 @@ def test_run_a_file_as_main(tmp_path: Path) -> None:
     assert ok.returncode == 0 and ok.stdout == "__main__ ['-p', '42']\n"
     failed = pybpf("run", str(script), "--fail")
     assert failed.returncode == 1
-    assert lines(failed.stderr) == ["pybpf run: bad value given"]
+    # raised by the file's top level: one line at the file's line and column
+    assert lines(failed.stderr) == [f"pybpf run: {script}:3:26: error: ValueError: bad value "
+                                    "given (hint: pybpf --debug shows the traceback)"]
     assert pybpf("run", str(script), "--exit").returncode == 3
 
 

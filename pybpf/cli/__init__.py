@@ -125,7 +125,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise
     except Exception as exc:
         from pybpf.cli.common import USER_ERRORS, error_line
-        if args.debug or not isinstance(exc, (CliError,) + USER_ERRORS):
+        if args.debug or not (isinstance(exc, (CliError,) + USER_ERRORS)
+                              or getattr(exc, "user_error", False)):
             raise
         print(error_line(args.command, exc), file=sys.stderr)
         return 1

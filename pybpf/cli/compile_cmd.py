@@ -2,7 +2,9 @@
 
 Without options it prints one line per program (name and instruction count); with
 ``--disasm`` the instructions interleaved with the Python lines they come from. A
-compile error is printed with its ``file:line:col``, the line, and a hint (exit 1).
+compile error, a syntax error in FILE, an exception its top level raises, and an attach
+point this kernel does not have are each printed as one line, ``file:line:col: error:
+message (hint: ...)`` (exit 1; ``--debug`` for the traceback).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pybpf.cli.common import add_parser, examples
+from pybpf.cli.common import add_parser, error_line, examples
 
 __all__ = ["register", "run"]
 
@@ -63,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
             if args.output:
                 spec.write_object(args.output)
     except CompileError as exc:
-        print(exc, file=sys.stderr)
+        if args.debug:
+            raise
+        print(error_line("compile", exc), file=sys.stderr)
         status = 1
     for fn in fns:
         if kind_of(fn) is not None:
@@ -71,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             compiled_list.append((compile_function(fn), ""))
         except CompileError as exc:
-            print(exc, file=sys.stderr)
+            if args.debug:
+                raise
+            print(error_line("compile", exc), file=sys.stderr)
             status = 1
     for compiled, where in compiled_list:
         if args.disasm:

@@ -26,8 +26,9 @@ EXAMPLES = examples(
                                                  "in v.txt"),
     ("PYBPF_PROGRAMS=~/tools pybpf run NAME", "look for tools in ~/tools first"),
     note="The file runs as __main__ (like python3 FILE): an error pybpf raises in it\n"
-         "(OSError, ValueError, LookupError) is printed as one line with exit status 1,\n"
-         "and sys.exit(N) in it becomes the exit status.")
+         "(OSError, ValueError, LookupError, a compile error) is printed as one line\n"
+         "with exit status 1, an exception its top level raises as one line at its\n"
+         "file:line:col, and sys.exit(N) in it becomes the exit status.")
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -99,14 +100,13 @@ def resolve_program(target: str) -> str:
 
 
 def _syntax_error(exc: SyntaxError, path: str) -> Exception:
-    """``FILE:LINE:COL: SyntaxError: message`` as one-line error; when the file is the
-    one given to ``run``, a hint that it must be a Python program."""
-    from pybpf.cli import CliError
-    where = f"{exc.filename}:{exc.lineno or 0}:{exc.offset or 0}"
-    text = f"{where}: {type(exc).__name__}: {exc.msg}"
+    """``FILE:LINE:COL: error: SyntaxError: message`` as a one-line error; when the file
+    is the one given to ``run``, a hint that it must be a Python program."""
+    from pybpf.dsl.userfile import syntax_error
+    hint = ""
     if os.path.abspath(str(exc.filename)) == os.path.abspath(path):
-        text += " (pybpf run expects a Python program using pybpf, or a tool name)"
-    return CliError(text)
+        hint = "pybpf run expects a Python program using pybpf, or a tool name"
+    return syntax_error(exc, hint)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,6 +127,16 @@ def run(args: argparse.Namespace) -> int:
         if args.debug or exc.filename is None:
             raise
         raise _syntax_error(exc, path) from None
+    except Exception as exc:
+        # raised while the file's top level ran (a map declared with wrong arguments, a
+        # Struct field that is not a pybpf type): one line at the user's line
+        if args.debug:
+            raise
+        from pybpf.dsl.userfile import top_level_error
+        located = top_level_error(exc, top_level_only=True)
+        if located is None or located is exc:
+            raise
+        raise located from None
     except SystemExit as exc:
         code = exc.code
         if code is None:

@@ -30,7 +30,8 @@ struct and array locals and fields (``e.comm = comm()``), kernel structs through
 with compile-time None checks), event output, ``print()`` with f-strings, string tests,
 packet headers (``ctx.load(Header, off)``) and the helpers of :mod:`pybpf.dsl.helpers`.
 Anything else raises :class:`CompileError` at compile time with ``file:line:col`` and a
-hint. :func:`compile_function` compiles one function alone (constants compiled in).
+hint; so do a syntax error or an exception in a file's top level, and an attach point
+this kernel does not have (at its decorator; :mod:`pybpf.dsl.userfile`). :func:`compile_function` compiles one function alone (constants compiled in).
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ def _module_from_source(source: str, filename: str,
 def functions_in_file(path: str, all_programs: bool = True) -> List[Callable[..., Any]]:
     """Import the Python file at ``path`` and return its programs (functions decorated
     with :func:`bpf` or an attach decorator), in source order (``all_programs=False``:
-    only the attach-decorated ones)."""
+    only the attach-decorated ones). A syntax error in the file, or an exception its
+    top level raises, is a :class:`CompileError` at the file's line."""
     import importlib.util
     name = "_pybpf_compile_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -213,6 +215,18 @@ def functions_in_file(path: str, all_programs: bool = True) -> List[Callable[...
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        from .userfile import syntax_error
+        raise syntax_error(exc, f"python3 -m py_compile {path} shows Python's own "
+                           "report") from exc
+    except Exception as exc:
+        # the file's top level failed (a map with bad arguments, a Struct field that is
+        # not a pybpf type, ...): report the user's line, not pybpf's
+        from .userfile import top_level_error
+        located = top_level_error(exc)
+        if located is None or located is exc:
+            raise
+        raise located from exc
     finally:
         sys.modules.pop(name, None)
     found = [v for v in vars(module).values()

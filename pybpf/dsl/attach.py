@@ -39,7 +39,7 @@ from .types import u64
 __all__ = [
     "ProgramKind", "tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",
     "uprobe", "uretprobe", "usdt", "fentry", "fexit", "perf_event", "socket_filter", "xdp",
-    "tc", "kind_of", "kinds_of", "program_name", "retarget",
+    "tc", "kind_of", "kinds_of", "program_name", "retarget", "DecoratorError",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,7 +71,19 @@ class ProgramKind:
         """The context description (built on first use: it may read tracefs or BTF)."""
         if self._context is None:
             self._context = self._build_context()
+            self._context.listing = self._listing()
         return self._context
+
+    def _listing(self) -> str:
+        """The ``pybpf list -v`` command showing this attach point's fields, or ""."""
+        d, t = self.decorator, self.target
+        if d == "tracepoint":
+            return f"pybpf list -v 'tracepoint:{t}'"
+        if d in ("raw_tracepoint", "tp_btf"):
+            return f"pybpf list -v 'rawtracepoint:{t.partition(':')[2] or t}'"
+        if d in ("kprobe", "kretprobe", "fentry", "fexit") and ":" not in t:
+            return f"pybpf list -v 'fentry:{t.split('+')[0]}'"
+        return ""
 
     def _proto(self) -> Any:
         from ..btf import prototype, vmlinux
@@ -115,6 +127,41 @@ class ProgramKind:
             return fixed_context("xdp", XDP_FIELDS)
         return fixed_context(d, SKB_FIELDS)
 
+    def check_target(self) -> None:
+        """Check that the attach point exists on this kernel: a tracepoint in tracefs, a
+        raw tracepoint's name, a kernel function (BTF, or ``/proc/kallsyms`` for
+        kprobes). Raises :class:`~pybpf.errors.UnknownNameError` with the closest
+        names, ``ValueError`` for a malformed name; ``OSError`` when the kernel's lists
+        cannot be read. Other kinds (uprobes, USDT, packets) are not checked here."""
+        from ..errors import UnknownNameError, close_matches
+        d, t = self.decorator, self.target
+        if d == "tracepoint":
+            from ..tracefs import event_id
+            event_id(t)
+        elif d in ("raw_tracepoint", "tp_btf"):
+            from ..link.raw_tracepoint import raw_tracepoint_names
+            from ..tracefs import UnknownTracepointError
+            name = t.partition(":")[2] if ":" in t else t
+            names = raw_tracepoint_names()
+            if name not in names:
+                raise UnknownTracepointError("raw tracepoint", name,
+                                             close_matches(name, names))
+        elif d in ("kprobe", "kretprobe", "fentry", "fexit"):
+            name = t.split("+")[0]
+            in_btf = _btf_function(name)
+            if ":" in name or in_btf:                   # "module:function": loader checks
+                return
+            if d.startswith("f") and in_btf is None:
+                return                  # no BTF at all: loading says so, not a name
+            from ..link.kprobe import kernel_functions
+            funcs = kernel_functions()                  # kprobes' list; the suggestions
+            if d.startswith("k") and (name in funcs or (not funcs and in_btf is None)):
+                return
+            raise UnknownNameError("kernel function", name,
+                                   close_matches(name, sorted(funcs)),
+                                   "not in the kernel's BTF" if d.startswith("f")
+                                   else "not in /proc/kallsyms")
+
     def attach(self, prog: Any) -> Any:
         """Attach the loaded ``prog`` here; returns the link (None for programs that
         user code attaches itself: socket filters, and xdp/tc without an interface)."""
@@ -142,6 +189,37 @@ class ProgramKind:
         if d == "tc" and o.get("iface"):
             return L.attach_tc(prog, o["iface"], o.get("direction", "ingress"))
         return None
+
+
+def _btf_function(name: str) -> Optional[bool]:
+    """True if the kernel's BTF has function ``name``, False if not, None without BTF."""
+    from ..btf import vmlinux
+    from ..btf.errors import BTFError
+    try:
+        btf = vmlinux()
+    except (BTFError, OSError):
+        return None
+    return any(True for _ in btf.ids(name, "func"))
+
+
+class DecoratorError(TypeError):
+    """An attach decorator used without its parentheses or with a wrong argument;
+    ``hint`` says how to write it."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        self.hint = hint
+        super().__init__(message)
+
+
+def _target(decorator: str, value: Any, example: str) -> str:
+    """``value`` if it is a string; else the decorator was used without its argument
+    (``@tracepoint`` for ``@tracepoint("group:name")``): a DecoratorError saying so."""
+    if isinstance(value, str):
+        return value
+    if callable(value):
+        raise DecoratorError(f"@{decorator} is used without parentheses",
+                             f"write {example}")
+    raise DecoratorError(f"@{decorator} takes a string, not {value!r}", f"write {example}")
 
 
 def _mark(kind: ProgramKind) -> Callable[[F], F]:
@@ -189,57 +267,74 @@ def program_name(fn_name: str, kind: ProgramKind, several: bool) -> str:
 
 def tracepoint(event: str) -> Callable[[F], F]:
     """Run on tracepoint ``"group:name"`` (perf event attachment, Linux 4.7)."""
+    event = _target("tracepoint", event, '@tracepoint("syscalls:sys_enter_openat")')
     group, _, name = event.partition(":")
+    if not group or not name:
+        raise DecoratorError(f"@tracepoint takes 'group:name', not {event!r}",
+                             "write @tracepoint(\"syscalls:sys_enter_openat\"); pybpf "
+                             "list 'tracepoint:*' lists them")
     return _mark(ProgramKind("tracepoint", event, "tracepoint", f"tracepoint/{group}/{name}"))
 
 
 def raw_tracepoint(name: str) -> Callable[[F], F]:
     """Run on raw tracepoint ``name`` (untyped 64-bit arguments, Linux 4.17)."""
+    name = _target("raw_tracepoint", name, '@raw_tracepoint("sched_switch")')
     return _mark(ProgramKind("raw_tracepoint", name, "raw_tracepoint", f"raw_tp/{name}"))
 
 
 def tp_btf(name: str) -> Callable[[F], F]:
     """Run on BTF tracepoint ``name`` (typed arguments, Linux 5.5)."""
+    name = _target("tp_btf", name, '@tp_btf("sched_switch")')
     return _mark(ProgramKind("tp_btf", name, "tracing", f"tp_btf/{name}"))
 
 
 def kprobe(function: str) -> Callable[[F], F]:
     """Run at the entry of kernel function ``function`` (``"name"`` or ``"name+off"``)."""
+    function = _target("kprobe", function, '@kprobe("do_unlinkat")')
     return _mark(ProgramKind("kprobe", function, "kprobe", f"kprobe/{function}"))
 
 
 def kretprobe(function: str) -> Callable[[F], F]:
     """Run when kernel function ``function`` returns (``ctx.retval``)."""
+    function = _target("kretprobe", function, '@kretprobe("do_unlinkat")')
     return _mark(ProgramKind("kretprobe", function, "kprobe", f"kretprobe/{function}"))
 
 
 def uprobe(target: str, *, pid: int = -1) -> Callable[[F], F]:
     """Run at ``"binary:symbol"`` (``"c:malloc"``, ``"/bin/bash:readline"``)."""
+    target = _target("uprobe", target, '@uprobe("c:malloc")')
     return _mark(ProgramKind("uprobe", target, "kprobe", f"uprobe/{target}", pid=pid))
 
 
 def uretprobe(target: str, *, pid: int = -1) -> Callable[[F], F]:
     """Run when user function ``"binary:symbol"`` returns (``ctx.retval``)."""
+    target = _target("uretprobe", target, '@uretprobe("c:malloc")')
     return _mark(ProgramKind("uretprobe", target, "kprobe", f"uretprobe/{target}", pid=pid))
 
 
 def usdt(target: str, *, pid: int = -1) -> Callable[[F], F]:
     """Run at USDT probe ``"binary:provider:name"``."""
+    target = _target("usdt", target, '@usdt("binary:provider:name")')
     return _mark(ProgramKind("usdt", target, "kprobe", f"usdt/{target}", pid=pid))
 
 
 def fentry(function: str) -> Callable[[F], F]:
     """Run at the entry of kernel function ``function`` through BTF (Linux 5.5)."""
+    function = _target("fentry", function, '@fentry("do_unlinkat")')
     return _mark(ProgramKind("fentry", function, "tracing", f"fentry/{function}"))
 
 
 def fexit(function: str) -> Callable[[F], F]:
     """Run when ``function`` returns, with its arguments and ``retval`` (Linux 5.5)."""
+    function = _target("fexit", function, '@fexit("do_unlinkat")')
     return _mark(ProgramKind("fexit", function, "tracing", f"fexit/{function}"))
 
 
 def perf_event(frequency: int = 49) -> Callable[[F], F]:
     """Run on a CPU-clock sampling event on every CPU, ``frequency`` times a second."""
+    if callable(frequency):
+        raise DecoratorError("@perf_event is used without parentheses",
+                             "write @perf_event() or @perf_event(frequency=99)")
     return _mark(ProgramKind("perf_event", "", "perf_event", "perf_event",
                              frequency=frequency))
 
@@ -251,11 +346,13 @@ def socket_filter(fn: F) -> F:
 
 def xdp(iface: str = "") -> Callable[[F], F]:
     """An XDP program, attached to ``iface`` when given."""
+    iface = _target("xdp", iface, '@xdp(), or @xdp("eth0") to attach to eth0')
     return _mark(ProgramKind("xdp", iface, "xdp", "xdp", iface=iface))
 
 
 def tc(iface: str = "", direction: str = "ingress") -> Callable[[F], F]:
     """A tc classifier (``sched_cls``), attached to ``iface``'s ``direction`` when given."""
+    iface = _target("tc", iface, '@tc(), or @tc("eth0") to attach to eth0')
     return _mark(ProgramKind("tc", iface, "sched_cls", "tc", iface=iface, direction=direction))
 
 

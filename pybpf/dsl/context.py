@@ -10,7 +10,7 @@ turns ``ctx.name`` into the load the field needs.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from .types import ArrayType, IntType, char, i8, i16, i32, i64, u8, u16, u32, u64
 
@@ -47,6 +47,21 @@ class Context:
     def __init__(self, description: str, fields: List[CtxField]) -> None:
         self.description = description
         self.fields: Dict[str, CtxField] = {f.name: f for f in fields}
+        #: the command that lists the attach point's fields with their C types (set by
+        #: :meth:`pybpf.dsl.attach.ProgramKind.context`; "" for the fixed contexts)
+        self.listing = ""
+
+    def unknown_field(self, name: str) -> Tuple[str, str]:
+        """``(message, hint)`` for ``ctx.name`` that is not a field: the closest names,
+        and the command listing every field (or, for a small fixed context, the list)."""
+        from ..errors import close_matches
+        message = f"{self.description} has no field {name!r}"
+        matches = close_matches(name, self.names(), n=3)
+        if matches:
+            message += f"; did you mean {' or '.join(matches)}?"
+        if self.listing:
+            return message, f"{self.listing} lists its fields"
+        return message, f"fields: {', '.join(self.names())}"
 
     def field(self, name: str) -> Optional[CtxField]:
         """The field called ``name``, or None."""

@@ -151,7 +151,7 @@ def _module_functions(source: Any) -> tuple:
 def compile_module(source: Any, *, rodata: bool = True) -> ModuleSpec:
     """Compile the decorated programs of ``source``: a Python file path, a module, or a
     list of functions. Raises :class:`CompileError` (with file:line) for unsupported
-    Python."""
+    Python, and at the decorator for an attach point this kernel does not have."""
     name, fns = _module_functions(source)
     if not fns:
         raise CompileError(f"{name}: no program (decorate functions with @tracepoint, "
@@ -165,12 +165,26 @@ def compile_module(source: Any, *, rodata: bool = True) -> ModuleSpec:
             name = program_name(fn.__name__, kind, len(kinds) > 1)
             if name in programs:
                 raise CompileError(f"two programs are called {name!r}: rename one")
+            _check_attach_point(fn, kind)
             functions, instructions = compile_functions(fn, unit, kind)
             if name != fn.__name__:
                 instructions = _renamed(instructions, fn.__name__, name)
             programs[name] = CompiledModuleProgram(
                 name, kind, CompiledProgram(name, functions, instructions))
     return ModuleSpec(name, programs, unit)
+
+
+def _check_attach_point(fn: Callable[..., Any], kind: ProgramKind) -> None:
+    """A missing attach point (or a malformed name) is a :class:`CompileError` at the
+    decorator that names it; one set at run time (``retarget``) keeps its own error."""
+    from .userfile import attach_error
+    try:
+        kind.check_target()
+    except (LookupError, ValueError) as exc:
+        located = attach_error(fn, kind, exc)
+        if located is None:
+            raise
+        raise located from exc
 
 
 def _renamed(instructions: List[Any], old: str, new: str) -> List[Any]:

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Type
 
 from .types import ArrayType, IntType, alignof, is_struct, sizeof
 
-__all__ = ["Struct", "Field", "Layout", "ctype_of"]
+__all__ = ["Struct", "Field", "Layout", "ctype_of", "FieldTypeError"]
 
 
 class Field(NamedTuple):
@@ -50,17 +50,35 @@ class Layout(NamedTuple):
         raise KeyError(name)
 
 
+class FieldTypeError(TypeError):
+    """A :class:`Struct` field whose type is not a pybpf.dsl type: ``struct_name`` and
+    ``field`` say which (the error is reported at that field's line), ``hint`` what to
+    write instead."""
+
+    def __init__(self, struct_name: str, field: str, message: str, hint: str) -> None:
+        self.struct_name, self.field, self.hint = struct_name, field, hint
+        super().__init__(f"{struct_name}.{field}: {message}")
+
+
+def _type_name(t: Any) -> str:
+    return getattr(t, "__name__", None) or repr(t)
+
+
 def _layout(cls: type) -> Layout:
     fields: List[Field] = []
     offset = 0
     align = 1
     for name, t in cls.__dict__.get("__annotations__", {}).items():
         if isinstance(t, str):
-            raise TypeError(f"{cls.__name__}.{name}: write the type itself, not a string "
-                            "(remove 'from __future__ import annotations' from the module)")
+            raise FieldTypeError(cls.__name__, name, f"the type is the string {t!r}",
+                                 "write the type itself: remove 'from __future__ import "
+                                 "annotations' from the module")
         if not (isinstance(t, (IntType, ArrayType)) or is_struct(t)):
-            raise TypeError(f"{cls.__name__}.{name}: {t!r} is not a pybpf.dsl type "
-                            "(u8..u64, i8..i64, char[N], arrays, Structs)")
+            kinds = "u8..u64, i8..i64, char[N], T[N] or a Struct"
+            hint = (f"BPF has no floating point: use an integer type ({kinds})"
+                    if t is float else f"use {kinds}")
+            raise FieldTypeError(cls.__name__, name,
+                                 f"{_type_name(t)} is not a pybpf.dsl type", hint)
         a = alignof(t)
         offset = (offset + a - 1) // a * a
         fields.append(Field(name, t, offset))

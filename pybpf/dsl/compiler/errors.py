@@ -10,7 +10,14 @@ __all__ = ["CompileError"]
 
 
 class CompileError(Exception):
-    """A compile-time error with its location (``file:line:col``) and a suggestion."""
+    """A compile-time error with its location (``file:line:col``) and a suggestion.
+
+    ``str()`` is three lines (``file:line:col: error: message``, the source line, the
+    hint): what a traceback or a REPL shows. :attr:`headline` is the same on one line,
+    the hint in parentheses: what the command line prints."""
+
+    #: the command line reports it as one line (exit status 1), not as a traceback
+    user_error = True
 
     def __init__(self, message: str, loc: Optional[SourceLocation] = None,
                  suggestion: str = "") -> None:
@@ -18,6 +25,15 @@ class CompileError(Exception):
         self.loc = loc
         self.suggestion = suggestion
         super().__init__(str(self))
+
+    @property
+    def headline(self) -> str:
+        """``file:line:col: error: message (hint: ...)`` on one line."""
+        where = f"{self.loc.file}:{self.loc.line}:{self.loc.column}: " if self.loc else ""
+        text = f"{where}error: {' '.join(self.message.split())}"
+        if self.suggestion:
+            text += f" (hint: {' '.join(self.suggestion.split())})"
+        return text
 
     def __str__(self) -> str:
         where = f"{self.loc.file}:{self.loc.line}:{self.loc.column}: " if self.loc else ""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import types as T
 from ..context import CtxField
@@ -234,9 +234,10 @@ class MemoryMixin:
             try:
                 f = t.__pybpf_layout__.field(name)
             except KeyError:
-                known = ", ".join(x.name for x in t.__pybpf_layout__.fields)
-                raise self.error(f"{t.__name__} has no field {name!r}", node,  # type: ignore[attr-defined]
-                                 f"fields: {known}") from None
+                names = [x.name for x in t.__pybpf_layout__.fields]
+                raise self.error(_did_you_mean(f"{t.__name__} has no field {name!r}",  # type: ignore[attr-defined]
+                                               name, names), node,
+                                 f"fields: {', '.join(names)}") from None
             return place.at(f.offset, f.type)
         if isinstance(t, KType):
             return self.kmember(place, name, node)
@@ -257,9 +258,12 @@ class MemoryMixin:
             raise self.error(f"{place.type!r} has no member {name!r}", node)  # type: ignore[attr-defined]
         try:
             chain, bits = find_member(btf, t.id, name)
-        except (BTFError, KeyError) as exc:
-            raise self.error(f"{place.type!r} has no member {name!r}", node,  # type: ignore[attr-defined]
-                             str(exc)) from None
+        except (BTFError, KeyError):
+            from ...btf.resolve import _member_names
+            text = _ktext(btf, t.id)
+            raise self.error(_did_you_mean(f"{text} has no member {name!r}", name,  # type: ignore[attr-defined]
+                                           _member_names(btf, t)), node,
+                             f"pybpf btf dump '{text}' lists its members") from None
         m = chain[-1]
         if m.bitfield_size:
             # read the aligned unit that holds the bits, then shift them out
@@ -314,9 +318,8 @@ class MemoryMixin:
             raise self.error("this function has no context", node)  # type: ignore[attr-defined]
         f: Optional[CtxField] = kind.context().field(name)
         if f is None:
-            known = ", ".join(kind.context().names())
-            raise self.error(f"{kind.context().description} has no field {name!r}", node,  # type: ignore[attr-defined]
-                             f"fields: {known}")
+            message, hint = kind.context().unknown_field(name)
+            raise self.error(message, node, hint)  # type: ignore[attr-defined]
         base = ctx.reg
         if f.kind == "array":
             return Place(base, f.offset, f.type, "ctx")
@@ -420,6 +423,13 @@ def _chunk(off: int, remaining: int, other: Optional[int] = None) -> int:
         if size <= remaining and off % size == 0 and (other is None or other % size == 0):
             return size
     return 1
+
+
+def _did_you_mean(message: str, name: str, names: List[str]) -> str:
+    """``message`` and, when some of ``names`` are close to ``name``, "did you mean"."""
+    from ...errors import close_matches
+    matches = close_matches(name, names, n=3)
+    return f"{message}; did you mean {' or '.join(matches)}?" if matches else message
 
 
 def _ktext(btf: Any, type_id: int) -> str:
