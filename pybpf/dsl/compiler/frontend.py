@@ -168,6 +168,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         self.scratch: Optional[int] = None
         self.objects: Dict[str, Place] = {}         # struct and array locals
         self.nonnull: Set[str] = set()              # pointer locals known not to be None
+        self.nonnull_ids: Set[int] = set()          # registers never None (setdefault())
         self.ctx: Optional[CtxRef] = None
         self.loop_consts: Dict[str, int] = {}      # variables of unrolled loops
         self.reserving = 0                          # depth of 'with ring.reserve()' blocks
@@ -334,9 +335,12 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 if not isinstance(place, Place):
                     raise self.error("this cannot be assigned", s.target)
                 rhs = self.expr(s.value)
-            old = self.read(place, s.target)
             self.loc = self.src.loc(s)
-            self.write(place, self.binop(s.op, old, rhs, s), s)
+            if self.shared_value(place):
+                self.atomic_update(place, s.op, rhs, s)
+            else:
+                old = self.read(place, s.target)
+                self.write(place, self.binop(s.op, old, rhs, s), s)
             if skip:
                 self.emit("label", name=skip)
         elif isinstance(s, ast.AugAssign):
@@ -366,6 +370,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             self.branch(s.test, False, else_label if s.orelse else end_label)
             self.nonnull = before | when_true
             body_ends = self.body(s.body)
+            body_facts, else_facts = set(self.nonnull), before | when_false
             else_ends = False
             if s.orelse:
                 if not body_ends:
@@ -373,16 +378,19 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 self.emit("label", name=else_label)
                 self.nonnull = before | when_false
                 else_ends = self.body(s.orelse)
+                else_facts = set(self.nonnull)
                 if else_ends and body_ends:
                     self.nonnull = before
                     return True
             self.emit("label", name=end_label)
+            # after the if: what holds at the end of every branch that falls through
+            # (a re-check inside 'if p is None:' counts; a reassignment there undoes)
             if body_ends:
-                self.nonnull = before | when_false
+                self.nonnull = else_facts
             elif else_ends:
-                self.nonnull = before | when_true
+                self.nonnull = body_facts
             else:
-                self.nonnull = before
+                self.nonnull = body_facts & else_facts
         elif isinstance(s, ast.For):
             return self.for_range(s)
         elif isinstance(s, ast.While):
@@ -437,6 +445,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             v = self.read(v, value)
         if isinstance(v, VReg) and isinstance(v.type, PtrType):
             self.nonnull.discard(name)
+            if v.id in self.nonnull_ids:
+                self.nonnull.add(name)
             if name in self.locals:
                 if self.locals[name].type != v.type:
                     raise self.error(f"{name!r} already holds another kind of value", node)
@@ -575,7 +585,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             raise self.error(f"a {t!r} cannot be indexed", node)
         i = self.materialize(self.convert(self.expr(index), T.u64), T.u64)
         size = T.sizeof(t.elem)
-        ptr = self.vreg(PtrType(t.elem, array.space))
+        ptr = self.vreg(PtrType(t.elem, array.space, isinstance(array.base, VReg) and
+                                getattr(array.base.type, "private", False)))
         out = self.label("outofrange")
         done = self.label("inrange")
         self.emit("branch", name="uge", a=i, b=t.count, target=out)
@@ -701,6 +712,11 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         values = range(start, stop, step)
         t = T.i32 if all(T.i32.min <= v <= T.i32.max for v in (start, stop)) else T.i64
         name = s.target.id
+        # null facts inside and after a loop: those from before it about pointers the
+        # loop does not assign (a check inside may be skipped by break/continue or by a
+        # loop that runs zero times)
+        loop_facts = self.nonnull - _assigned_names(s.body)
+        self.nonnull = set(loop_facts)
         existed = name in self.locals
         if existed:
             var = self.locals[name]
@@ -713,6 +729,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 self.loc = self.src.loc(s)
                 self.convert_into(var, self.load_const(v, s))
                 self.loop_consts[name] = v
+                self.nonnull = set(loop_facts)
                 self.loops.append(_Loop(brk, cont))
                 ends = self.body(s.body)
                 self.loops.pop()
@@ -722,6 +739,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 self.emit("label", name=cont)
                 cont = self.label("next")
             self.loop_consts.pop(name, None)
+            self.nonnull = set(loop_facts)
             if not falls and not self._referenced(brk):
                 return True
             self.emit("label", name=brk)
@@ -749,6 +767,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             self.emit("jump", target=top)
         self.emit("label", name=brk)
         self.fn.loops.append((first, len(self.fn.ops) - 1))
+        self.nonnull = set(loop_facts)
         return False
 
     def _used_elsewhere(self, name: str, loop: ast.For) -> bool:
@@ -976,7 +995,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 return self.ctx_field(base, node.attr, node)
             if isinstance(base, VReg) and isinstance(base.type, PtrType):
                 name = node.value.id if isinstance(node.value, ast.Name) else ""
-                if base.type.space in NULLABLE and not name:
+                if base.type.space in NULLABLE and not name and base.id not in self.nonnull_ids:
                     raise self.error("this map value may be None", node,
                                      "assign it to a local and check it: if p: ...")
                 return self.member(self.deref(base, node, name), node.attr, node)
@@ -1012,7 +1031,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         if isinstance(v, VReg) and isinstance(v.type, PtrType) and v.type.space in NULLABLE \
                 and not isinstance(v.type.target, T.IntType):
             name = node.id if isinstance(node, ast.Name) else ""
-            if not name:
+            if not name and v.id not in self.nonnull_ids:
                 raise self.error("this map value may be None", node,
                                  "assign it to a local and check it: if p: ...")
             return self.deref(v, node, name)
@@ -1048,12 +1067,17 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         # its own register, then convert into the result in each branch
         else_label, end = self.label("else"), self.label("endif")
         self.branch(node.test, False, else_label)
+        before = self.nonnull
+        when_true, when_false = self.null_facts(node.test)
         start = len(self.fn.ops)
+        self.nonnull = before | when_true               # p.x if p else 0
         body = self.expr(node.body)
         ops_body = self.fn.ops[start:]
         del self.fn.ops[start:]
         start2 = len(self.fn.ops)
+        self.nonnull = before | when_false
         orelse = self.expr(node.orelse)
+        self.nonnull = before
         ops_else = self.fn.ops[start2:]
         del self.fn.ops[start2:]
         t = T.common_type(self.type_of(body), self.type_of(orelse))
@@ -1270,3 +1294,13 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
 
 
 _MISSING = object()
+
+
+def _assigned_names(stmts: List[ast.stmt]) -> Set[str]:
+    """The names that statements (and the statements nested in them) assign."""
+    names: Set[str] = set()
+    for stmt in stmts:
+        for n in ast.walk(stmt):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                names.add(n.id)
+    return names
