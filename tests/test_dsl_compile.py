@@ -334,6 +334,8 @@ def _map_error(body: str) -> CompileError:
      "300 does not fit in a value of map 'c8', a u8 (0..255)"),
     ("def f(ctx):\n    m[1] = OtherVal()\n    return 0\n", 7, 12,
      "map 'm' stores 'MapVal' values"),
+    ("def f(ctx):\n    with ring.reserve() as e:\n        c = m.setdefault(1)\n    return 0\n",
+     8, 13, "setdefault() inside a 'with ....reserve()' block"),
 ])
 def test_map_idiom_errors(body: str, line: int, col: int, message: str) -> None:
     err = _map_error(body)

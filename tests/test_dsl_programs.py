@@ -964,7 +964,12 @@ class Tally(Struct):
     tag: u16
 
 
+class Slots(Struct):
+    arr: u64[4]
+
+
 tallies = HashMap(u32, Tally, max_entries=64)
+slots = HashMap(u32, Slots, max_entries=4)
 tiny = HashMap(u32, Tally, max_entries=2)
 scalars = HashMap(u32, u64, max_entries=64)
 tally_out = ArrayMap(u64, 8)
@@ -981,6 +986,8 @@ def tally_setdefault(ctx):
     c.flags ^= 256
     c.flags &= 0xFFFF
     scalars.setdefault(k, 1000)[0] += 1    # a scalar map: the default is stored first
+    s = slots.setdefault(0)
+    s.arr[k & 3] += k                      # a run-time index: atomic too
     return 2
 
 
@@ -1005,6 +1012,8 @@ def test_setdefault_counts_every_event() -> None:
             assert t.tag == 0
         assert dict(mod["scalars"].items()) == {k: 1000 + k + 1 for k in range(8)}
         assert sum(t.count for t in got.values()) == events
+        assert list(mod["slots"][0].arr) == [sum(k * (k + 1) for k in range(8) if k & 3 == j)
+                                             for j in range(4)]
 
 
 @xdp()

@@ -166,12 +166,19 @@ class BuiltinsMixin:
         up again: when another CPU inserted the key in between, the insert fails with
         EEXIST and the second lookup finds that CPU's value. When the second lookup
         misses too (the map is full, or another CPU deleted the key at that moment;
-        for arrays: an index out of range) the pointer goes to the default itself, a
-        private copy in this call's frame slot: the program goes on, and what it
-        writes there is not stored."""
+        for arrays: an index out of range) the pointer goes to a copy of the default in
+        this CPU's slot of the module's scratch map (:data:`.unit.DEFAULTS_MAP`): the
+        program goes on, and what it writes there is not stored. (A map value, not the
+        stack, so every access valid on the real value is valid there too. The lookup
+        of that slot cannot miss; the verifier still wants a branch for a miss, which
+        returns 0.)"""
         decl = ref.decl
         if not 1 <= len(node.args) <= 2 or node.keywords:
             raise self.error("setdefault() takes a key and an optional default value", node)  # type: ignore[attr-defined]
+        if self.reserving:                                      # type: ignore[attr-defined]
+            raise self.error("setdefault() inside a 'with ....reserve()' block", node,  # type: ignore[attr-defined]
+                             "call it before the block (its impossible miss branch returns, "
+                             "which would leave the record neither sent nor discarded)")
         vt = decl.value
         slot = Place(None, self.alloc(T.sizeof(vt)), vt, "stack")  # type: ignore[attr-defined]
         if len(node.args) == 2:                                 # evaluated first, as in Python
@@ -204,7 +211,16 @@ class BuiltinsMixin:
             self.emit("helper", dst=ptr, name="map_lookup_elem",  # type: ignore[attr-defined]
                       args=(MapFd(ref.name), k))
             self.emit("branch", name="ne", a=ptr, b=0, target=done)  # type: ignore[attr-defined]
-        self.emit("addr", dst=ptr, base=None, off=slot.off)     # type: ignore[attr-defined]
+        scratch = self.unit.defaults_map(T.sizeof(vt))          # type: ignore[attr-defined]
+        zero = self.temp("key", 4)                              # type: ignore[attr-defined]
+        self.emit("store", base=None, off=zero, size=4, a=0)    # type: ignore[attr-defined]
+        self.emit("helper", dst=ptr, name="map_lookup_elem",    # type: ignore[attr-defined]
+                  args=(MapFd(scratch), FrameAddr(zero)))
+        found = self.label("scratch")                           # type: ignore[attr-defined]
+        self.emit("branch", name="ne", a=ptr, b=0, target=found)  # type: ignore[attr-defined]
+        self.emit("ret", a=0)                                   # type: ignore[attr-defined]
+        self.emit("label", name=found)                          # type: ignore[attr-defined]
+        self.copy(Place(ptr, 0, vt, "map"), slot, node)         # type: ignore[attr-defined]
         self.emit("label", name=done)                           # type: ignore[attr-defined]
         self.nonnull_ids.add(ptr.id)                            # type: ignore[attr-defined]
         return ptr
