@@ -964,13 +964,13 @@ class Tally(Struct):
     tag: u16
 
 
-class Slots(Struct):
+class TallySlots(Struct):
     arr: u64[4]
 
 
 tallies = HashMap(u32, Tally, max_entries=64)
-slots = HashMap(u32, Slots, max_entries=4)
-tiny = HashMap(u32, Tally, max_entries=2)
+tally_slots = HashMap(u32, TallySlots, max_entries=4)
+tiny_tallies = HashMap(u32, Tally, max_entries=2)
 scalars = HashMap(u32, u64, max_entries=64)
 tally_out = ArrayMap(u64, 8)
 
@@ -986,7 +986,7 @@ def tally_setdefault(ctx):
     c.flags ^= 256
     c.flags &= 0xFFFF
     scalars.setdefault(k, 1000)[0] += 1    # a scalar map: the default is stored first
-    s = slots.setdefault(0)
+    s = tally_slots.setdefault(0)
     s.arr[k & 3] += k                      # a run-time index: atomic too
     return 2
 
@@ -1012,13 +1012,13 @@ def test_setdefault_counts_every_event() -> None:
             assert t.tag == 0
         assert dict(mod["scalars"].items()) == {k: 1000 + k + 1 for k in range(8)}
         assert sum(t.count for t in got.values()) == events
-        assert list(mod["slots"][0].arr) == [sum(k * (k + 1) for k in range(8) if k & 3 == j)
+        assert list(mod["tally_slots"][0].arr) == [sum(k * (k + 1) for k in range(8) if k & 3 == j)
                                              for j in range(4)]
 
 
 @xdp()
 def setdefault_full(ctx):
-    c = tiny.setdefault(inp[0], Tally(count=40, tag=7))
+    c = tiny_tallies.setdefault(inp[0], Tally(count=40, tag=7))
     c.count += 2
     tally_out[0] = c.count
     tally_out[1] = c.tag
@@ -1034,31 +1034,31 @@ def test_setdefault_on_a_full_map_goes_on_with_the_default() -> None:
             assert prog.test_run(PACKET).retval == 2
             assert (mod["tally_out"][0], mod["tally_out"][1]) == (want, 7), key
         # key 3 found the map full: its updates went to the private default, not stored
-        assert {k: v.count for k, v in mod["tiny"].items()} == {1: 44, 2: 44}
+        assert {k: v.count for k, v in mod["tiny_tallies"].items()} == {1: 44, 2: 44}
 
 
-class Start(Struct):
+class TallyStart(Struct):
     ts: u64
     count: u64
 
 
-starts = HashMap(u32, Start, max_entries=16)
+tally_starts = HashMap(u32, TallyStart, max_entries=16)
 
 
 @xdp()
 def recheck(ctx):
     k = inp[0]
-    c = starts.get(k)
+    c = tally_starts.get(k)
     if c is None:
-        starts[k] = Start()                # an insert of zeros
-        c = starts.get(k)
+        tally_starts[k] = TallyStart()                # an insert of zeros
+        c = tally_starts.get(k)
         if c is None:
             return 1
     c.count += 1                           # c is checked on both paths
-    d = starts.get(k + 100)
+    d = tally_starts.get(k + 100)
     if not d:
-        starts[k + 100] = Start(ts=5, count=inp[1])
-        d = starts.get(k + 100)
+        tally_starts[k + 100] = TallyStart(ts=5, count=inp[1])
+        d = tally_starts.get(k + 100)
         if not d:
             return 1
     else:
@@ -1076,7 +1076,7 @@ def test_recheck_inside_if_none_counts() -> None:
         for key in (1, 2, 1, 1):
             mod["inp"][0] = key
             assert prog.test_run(PACKET).retval == 2
-        got = {k: (v.ts, v.count) for k, v in mod["starts"].items()}
+        got = {k: (v.ts, v.count) for k, v in mod["tally_starts"].items()}
         assert got == {1: (0, 3), 2: (0, 1), 101: (5, 27), 102: (5, 7)}
         assert (mod["tally_out"][2], mod["tally_out"][3]) == (32, 27)
 
