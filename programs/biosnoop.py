@@ -53,10 +53,7 @@ def block_io_start(args):
     k = Rq()
     k.dev = args.dev
     k.sector = args.sector
-    r = Req()
-    r.pid = pid()
-    r.comm = comm()
-    reqs[k] = r
+    reqs[k] = Req(pid=pid(), comm=comm())
     return 0
 
 
@@ -84,11 +81,7 @@ def block_rq_issue(args):
     if r:
         r.issue_ns = ktime_ns()
         return 0
-    n = Req()                              # no block_io_start seen: the issuer
-    n.issue_ns = ktime_ns()
-    n.pid = pid()
-    n.comm = comm()
-    reqs[k] = n
+    reqs[k] = Req(issue_ns=ktime_ns(), pid=pid(), comm=comm())   # no block_io_start: the issuer
     return 0
 
 

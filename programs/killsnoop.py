@@ -48,12 +48,7 @@ def killsnoop_entry(args):
         return 0
     if TARGET_SIG and sig != TARGET_SIG:
         return 0
-    k = Kill()
-    k.pid = pid()
-    k.tpid = tpid
-    k.sig = sig
-    k.comm = comm()
-    pending[tid()] = k
+    pending[tid()] = Kill(pid=pid(), tpid=tpid, sig=sig, comm=comm())
     return 0
 
 

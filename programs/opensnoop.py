@@ -61,11 +61,7 @@ def trace_entry(filename: u64, flags: u64) -> i32:
         return 0
     if FLAGS_MASK and (flags & FLAGS_MASK) == 0:
         return 0
-    s = Start()
-    s.ts_ns = ktime_ns()
-    s.filename = filename
-    s.flags = flags
-    starts[pid_tgid()] = s
+    starts[pid_tgid()] = Start(ts_ns=ktime_ns(), filename=filename, flags=flags)
     return 0
 
 

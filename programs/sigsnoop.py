@@ -65,12 +65,7 @@ def sigsnoop_kill(args):
         return 0
     if TARGET_SIG and sig != TARGET_SIG:
         return 0
-    s = Signal()
-    s.pid = pid()
-    s.tpid = tpid
-    s.sig = sig
-    s.comm = comm()
-    pending[tid()] = s
+    pending[tid()] = Signal(pid=pid(), tpid=tpid, sig=sig, comm=comm())
     return 0
 
 

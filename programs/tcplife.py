@@ -63,9 +63,7 @@ def tcp_state(args):
         return 0
     sk = args.skaddr
     if args.newstate < TCP_FIN_WAIT1 and sk not in sessions:
-        s = Session()
-        s.start_ns = ktime_ns()
-        sessions[sk] = s
+        sessions[sk] = Session(start_ns=ktime_ns())
     if args.newstate == TCP_SYN_SENT or args.newstate == TCP_LAST_ACK:
         p = sessions.get(sk)
         if p:

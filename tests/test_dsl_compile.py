@@ -281,6 +281,99 @@ def test_compile_errors_have_locations(src: str, line: int, col: int, words: str
     assert str(err).startswith(f"<err>:{line}:{col}: error: ")
 
 
+
+# -- maps: setdefault, null facts, atomic updates ------------------------------------------
+from pybpf.dsl import Struct  # noqa: E402
+
+
+# (made with type(): this module's annotations are strings)
+MapVal = type("MapVal", (Struct,), {"__annotations__": {"n": u64, "small": u16}})
+OtherVal = type("OtherVal", (Struct,), {"__annotations__": {"x": u32}})
+
+
+_MAPS = ("m = HashMap(u32, MapVal)\npc = PerCPUHashMap(u32, MapVal)\n"
+         "c64 = HashMap(u32, u64)\nc8 = HashMap(u32, u8)\nring = RingBuf(MapVal)\n")
+
+
+def _map_error(body: str) -> CompileError:
+    with pytest.raises(CompileError) as info:
+        compile_source(_MAPS + body, "f", filename="<err>",
+                       namespace={"MapVal": MapVal, "OtherVal": OtherVal})
+    return info.value
+
+
+@pytest.mark.parametrize("body, line, col, message", [
+    ("def f(ctx):\n    c = m.setdefault(1)\n    c.small += 1\n    return 0\n", 8, 5,
+     "c.small is a u16: BPF has atomic updates of 32- and 64-bit values only, and a plain "
+     "one on a shared map value loses updates other CPUs make at the same time"),
+    ("def f(ctx):\n    c = m.setdefault(1)\n    c.n *= 2\n    return 0\n", 8, 5,
+     "'*=' on a shared map value cannot be atomic: an update another CPU makes in between "
+     "would be lost"),
+    ("def f(ctx):\n    c64[1] <<= 1\n    return 0\n", 7, 5,
+     "'<<=' on a shared map value cannot be atomic: an update another CPU makes in between "
+     "would be lost"),
+    ("def f(ctx):\n    c8[1] += 1\n    return 0\n", 7, 5,
+     "c8[1] is a u8: BPF has atomic updates of 32- and 64-bit values only, and a plain "
+     "one on a shared map value loses updates other CPUs make at the same time"),
+    ("def f(ctx):\n    return c64.get(1)[0]\n", 7, 12, "this map value may be None"),
+    # a reassignment in one branch undoes the check made before the if
+    ("def f(ctx):\n    c = m.get(1)\n    if c is None:\n        return 0\n"
+     "    if cpu():\n        c = m.get(2)\n    return c.n\n", 12, 12, "'c' may be None here"),
+    # an insert without the re-check leaves c unchecked
+    ("def f(ctx):\n    c = m.get(1)\n    if c is None:\n        m[1] = MapVal()\n"
+     "        c = m.get(1)\n    return c.n\n", 11, 12, "'c' may be None here"),
+    # a check inside a loop that 'continue' can skip does not hold after it
+    ("def f(ctx):\n    c = m.get(1)\n    for i in range(3):\n        if i == 1:\n"
+     "            continue\n        if c is None:\n            return 0\n    return c.n\n",
+     13, 12, "'c' may be None here"),
+    ("def f(ctx):\n    c = m.setdefault()\n    return 0\n", 7, 9,
+     "setdefault() takes a key and an optional default value"),
+    ("def f(ctx):\n    c = m.setdefault(1, 5)\n    return 0\n", 7, 25,
+     "map 'm' stores 'MapVal' values"),
+    ("def f(ctx):\n    c = c8.setdefault(1, 300)\n    return 0\n", 7, 26,
+     "300 does not fit in a value of map 'c8', a u8 (0..255)"),
+    ("def f(ctx):\n    m[1] = OtherVal()\n    return 0\n", 7, 12,
+     "map 'm' stores 'MapVal' values"),
+    ("def f(ctx):\n    with ring.reserve() as e:\n        c = m.setdefault(1)\n    return 0\n",
+     8, 13, "setdefault() inside a 'with ....reserve()' block"),
+])
+def test_map_idiom_errors(body: str, line: int, col: int, message: str) -> None:
+    err = _map_error(body)
+    assert err.message == message, err
+    assert err.loc is not None and (err.loc.file, err.loc.line, err.loc.column) == \
+        ("<err>", line, col), err
+
+
+@pytest.mark.parametrize("body", [
+    # per-CPU values and reserved records are private: plain updates of any width
+    "def f(ctx):\n    c = pc.setdefault(1)\n    c.small += 1\n    c.n *= 3\n    return 0\n",
+    "def f(ctx):\n    with ring.reserve() as e:\n        e.small += 1\n        e.n <<= 2\n"
+    "    return 0\n",
+    # setdefault() is never None, even without a local
+    "def f(ctx):\n    m.setdefault(3).n += 1\n    return m.setdefault(4).n\n",
+    "def f(ctx):\n    c = m.get(1)\n    return c.n if c else 0\n",
+    "def f(ctx):\n    c = m.get(1)\n    if not c:\n        m[1] = MapVal(n=1)\n"
+    "        c = m.get(1)\n        if not c:\n            return 0\n    else:\n"
+    "        c.n += 1\n    return c.n\n",
+    "def f(ctx):\n    for i in range(20):\n        c = m.get(i)\n        if c is None:\n"
+    "            continue\n        c.n += 1\n    return 0\n",
+])
+def test_map_idioms_compile(body: str) -> None:
+    compiled = compile_source(_MAPS + body, "f", filename="<ok>",
+                              namespace={"MapVal": MapVal, "OtherVal": OtherVal})
+    assert compiled.instructions
+
+
+def test_atomic_updates_are_atomic_instructions() -> None:
+    from pybpf.asm.opcodes import AtomicOp, Class, Mode
+    compiled = compile_source(
+        _MAPS + "def f(ctx):\n    c = m.setdefault(1)\n    c.n += 1\n    c.n -= 2\n"
+        "    c.n |= 4\n    c.n &= 5\n    c.n ^= 6\n    return 0\n", "f", filename="<ok>",
+        namespace={"MapVal": MapVal, "OtherVal": OtherVal})
+    atomics = [i.imm for i in compiled.instructions
+               if i.opcode & 0x07 == Class.STX and i.opcode & 0xE0 == Mode.ATOMIC]
+    assert atomics == [AtomicOp.ADD, AtomicOp.ADD, AtomicOp.OR, AtomicOp.AND, AtomicOp.XOR]
+
 def test_recursion_is_an_error() -> None:
     err = _error("def g(n: u32) -> u32:\n    return g(n)\ndef f(ctx):\n    return g(1)\n")
     assert "recursion" in err.message and "g -> g" in err.message

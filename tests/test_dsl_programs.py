@@ -109,7 +109,7 @@ def struct_values(ctx):
     q = pairs.get(1)
     if q is None:
         return 1
-    q.c += 1
+    q.c = q.c + 1                     # a u16: no atomic form, so written out
     out[0] = q.b + q.c
     if startswith(q.name, "x") and q.name == "xy" and q.name != "x":
         out[1] = 1
@@ -1155,3 +1155,199 @@ def test_huge_verifier_log_is_bounded(tmp_path) -> None:
     assert main(["run", "--verifier-log", str(cli_log), str(script)]) == 1
     assert cli_log.read_text() == whole
     assert LOG_FILE_ENV not in os.environ
+
+
+# -- maps: setdefault, re-checks, struct inserts, atomic updates -----------------------------
+class Tally(Struct):
+    count: u64
+    total: u64
+    hits: u32
+    flags: u32
+    tag: u16
+
+
+class TallySlots(Struct):
+    arr: u64[4]
+
+
+tallies = HashMap(u32, Tally, max_entries=64)
+tally_slots = HashMap(u32, TallySlots, max_entries=4)
+tiny_tallies = HashMap(u32, Tally, max_entries=2)
+scalars = HashMap(u32, u64, max_entries=64)
+tally_out = ArrayMap(u64, 8)
+
+
+@xdp()
+def tally_setdefault(ctx):
+    k = inp[0]
+    c = tallies.setdefault(k)              # never None: no check needed
+    c.count += 1
+    c.total += inp[1]
+    c.hits -= 1                            # atomic add of -1
+    c.flags |= 1 << (k & 7)
+    c.flags ^= 256
+    c.flags &= 0xFFFF
+    scalars.setdefault(k, 1000)[0] += 1    # a scalar map: the default is stored first
+    s = tally_slots.setdefault(0)
+    s.arr[k & 3] += k                      # a run-time index: atomic too
+    return 2
+
+
+@needs_bpf
+def test_setdefault_counts_every_event() -> None:
+    with compile_module([tally_setdefault]).load(attach=False) as mod:
+        prog = mod.programs["tally_setdefault"]
+        events = 0
+        for key in range(8):
+            for i in range(key + 1):        # key k sees k + 1 events
+                mod["inp"][0] = key
+                mod["inp"][1] = 10 * key + i
+                assert prog.test_run(PACKET).retval == 2
+                events += 1
+        got = dict(mod["tallies"].items())
+        assert sorted(got) == list(range(8))
+        for key, t in got.items():
+            n = key + 1
+            assert t.count == n and t.total == sum(10 * key + i for i in range(n))
+            assert t.hits == (-n) & 0xFFFFFFFF
+            assert t.flags == (1 << key) | (256 if n % 2 else 0)
+            assert t.tag == 0
+        assert dict(mod["scalars"].items()) == {k: 1000 + k + 1 for k in range(8)}
+        assert sum(t.count for t in got.values()) == events
+        assert list(mod["tally_slots"][0].arr) == [sum(k * (k + 1) for k in range(8) if k & 3 == j)
+                                             for j in range(4)]
+
+
+@xdp()
+def setdefault_full(ctx):
+    c = tiny_tallies.setdefault(inp[0], Tally(count=40, tag=7))
+    c.count += 2
+    tally_out[0] = c.count
+    tally_out[1] = c.tag
+    return 2
+
+
+@needs_bpf
+def test_setdefault_on_a_full_map_goes_on_with_the_default() -> None:
+    with compile_module([setdefault_full]).load(attach=False) as mod:
+        prog = mod.programs["setdefault_full"]
+        for key, want in ((1, 42), (1, 44), (2, 42), (3, 42), (3, 42), (2, 44)):
+            mod["inp"][0] = key
+            assert prog.test_run(PACKET).retval == 2
+            assert (mod["tally_out"][0], mod["tally_out"][1]) == (want, 7), key
+        # key 3 found the map full: its updates went to the private default, not stored
+        assert {k: v.count for k, v in mod["tiny_tallies"].items()} == {1: 44, 2: 44}
+
+
+class TallyStart(Struct):
+    ts: u64
+    count: u64
+
+
+tally_starts = HashMap(u32, TallyStart, max_entries=16)
+
+
+@xdp()
+def recheck(ctx):
+    k = inp[0]
+    c = tally_starts.get(k)
+    if c is None:
+        tally_starts[k] = TallyStart()                # an insert of zeros
+        c = tally_starts.get(k)
+        if c is None:
+            return 1
+    c.count += 1                           # c is checked on both paths
+    d = tally_starts.get(k + 100)
+    if not d:
+        tally_starts[k + 100] = TallyStart(ts=5, count=inp[1])
+        d = tally_starts.get(k + 100)
+        if not d:
+            return 1
+    else:
+        d.count += 10
+    tally_out[2] = d.ts + d.count
+    tally_out[3] = d.count if d else 0
+    return 2
+
+
+@needs_bpf
+def test_recheck_inside_if_none_counts() -> None:
+    with compile_module([recheck]).load(attach=False) as mod:
+        prog = mod.programs["recheck"]
+        mod["inp"][1] = 7
+        for key in (1, 2, 1, 1):
+            mod["inp"][0] = key
+            assert prog.test_run(PACKET).retval == 2
+        got = {k: (v.ts, v.count) for k, v in mod["tally_starts"].items()}
+        assert got == {1: (0, 3), 2: (0, 1), 101: (5, 27), 102: (5, 7)}
+        assert (mod["tally_out"][2], mod["tally_out"][3]) == (32, 27)
+
+
+@xdp()
+def struct_inserts(ctx):
+    tallies[1] = Tally()                   # zeros, replacing what was there
+    tallies[2] = Tally(count=inp[0], tag=9)
+    scalars[3] = 0
+    return 2
+
+
+@needs_bpf
+def test_struct_call_stored_in_a_map_inserts_zeros() -> None:
+    with compile_module([struct_inserts]).load(attach=False) as mod:
+        mod["tallies"][1] = (5, 6, 7, 8, 9)
+        mod["scalars"][3] = 77
+        mod["inp"][0] = 123
+        assert mod.programs["struct_inserts"].test_run(PACKET).retval == 2
+        one, two = mod["tallies"][1], mod["tallies"][2]
+        assert (one.count, one.total, one.hits, one.flags, one.tag) == (0, 0, 0, 0, 0)
+        assert (two.count, two.total, two.tag) == (123, 0, 9)
+        assert mod["scalars"][3] == 0
+
+
+MARK = 987654                          # no such descriptor: fchdir fails with EBADF
+shared_tally = HashMap(u32, Tally, max_entries=4)
+shared_counts = HashMap(u32, u64, max_entries=4)
+shared_array = ArrayMap(Tally, 1)
+
+
+@tracepoint("syscalls:sys_enter_fchdir")
+def count_everywhere(args):
+    if args.fd != MARK:
+        return 0
+    c = shared_tally.setdefault(0)
+    c.count += 1
+    c.hits += 1
+    shared_counts[0] += 1
+    a = shared_array.get(0)
+    if a:
+        a.total += 2
+    return 0
+
+
+def _hammer(cpu_index: int, calls: int) -> None:
+    os.sched_setaffinity(0, {cpu_index})
+    for _ in range(calls):
+        try:
+            os.fchdir(MARK)
+        except OSError:
+            pass
+
+
+@needs_bpf
+def test_counters_from_every_cpu_count_exactly() -> None:
+    import multiprocessing
+    cpus = sorted(os.sched_getaffinity(0))
+    calls = 20000
+    with compile_module([count_everywhere]).load() as mod:
+        ctx = multiprocessing.get_context("fork")
+        workers = [ctx.Process(target=_hammer, args=(c, calls)) for c in cpus for _ in (0, 1)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+            assert w.exitcode == 0
+        n = len(workers) * calls
+        t = mod["shared_tally"][0]
+        assert (t.count, t.hits) == (n, n)
+        assert mod["shared_counts"][0] == n
+        assert mod["shared_array"][0].total == 2 * n

@@ -20,6 +20,13 @@ DEST_HELPERS = ("comm", "probe_read_user_str", "probe_read_kernel_str", "probe_r
 _BPF_F_CURRENT_CPU = 0xFFFFFFFF
 _BPF_F_USER_STACK = 1 << 8
 _BPF_NOEXIST = 1
+#: compound assignments that have an atomic instruction (``-=`` adds the negation;
+#: or/and/xor are ISA v3, Linux 5.12)
+_ATOMIC_OPS = {ast.Add: "add", ast.Sub: "add", ast.BitOr: "or", ast.BitAnd: "and",
+               ast.BitXor: "xor"}
+_OP_SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//", ast.Mod: "%",
+               ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<",
+               ast.RShift: ">>", ast.Div: "/", ast.Pow: "**"}
 
 
 class MapRef:
@@ -64,7 +71,12 @@ class BuiltinsMixin:
             self.check_literal(v, vt, node, f"a value of map {ref.name!r}")  # type: ignore[attr-defined]
             off = self.temp("value", vt.size)                   # type: ignore[attr-defined]
             return off, v
-        p = self.place_of(node)                                    # type: ignore[attr-defined]
+        cls = self.struct_class(node)                           # type: ignore[attr-defined]
+        if cls is not None and cls is vt:                       # m[k] = Value(f=...)
+            built = Place(None, self.temp("mapstruct", T.sizeof(vt)), vt, "stack")  # type: ignore[attr-defined]
+            self.assign_place(built, node, node)                # type: ignore[attr-defined]
+            return None, FrameAddr(built.off)
+        p = self.place_of(node) if cls is None else None        # type: ignore[attr-defined]
         if not isinstance(p, Place) or p.space not in ("stack", "map") or \
                 self.object_size(p.type) != T.sizeof(vt):       # type: ignore[attr-defined]
             raise self.error(f"map {ref.name!r} stores {getattr(vt, '__name__', vt)!r} values",  # type: ignore[attr-defined]
@@ -76,7 +88,7 @@ class BuiltinsMixin:
         if not ref.decl.keyed:
             raise self.error(f"map {ref.name!r} has no keys", key)  # type: ignore[attr-defined]
         k = self.key_arg(ref, key, pre)
-        dst = self.vreg(PtrType(ref.decl.value, "map"))         # type: ignore[attr-defined]
+        dst = self.vreg(PtrType(ref.decl.value, "map", ref.decl.per_cpu))  # type: ignore[attr-defined]
         self.emit("helper", dst=dst, name="map_lookup_elem", args=(MapFd(ref.name), k))  # type: ignore[attr-defined]
         return dst
 
@@ -109,22 +121,23 @@ class BuiltinsMixin:
 
     def map_update(self, ref: MapRef, key: ast.expr, op: ast.operator, value: ast.expr,
                    node: Any) -> None:
-        """``m[k] op= v``: in place when present (``+=`` atomically on shared maps), else
-        inserted as ``0 op v``."""
+        """``m[k] op= v``: in place when present (atomically unless the map is per-CPU:
+        :meth:`atomic_update`), else inserted as ``0 op v``."""
         vt = ref.decl.value
         if not isinstance(vt, T.IntType):
             raise self.error(f"map {ref.name!r} holds {getattr(vt, '__name__', vt)!r} values",  # type: ignore[attr-defined]
                              node, "update a field through p = m.get(k)")
         v = self.convert(self.expr(value), vt)                  # type: ignore[attr-defined]
         k = self.key_arg(ref, key)
-        ptr = self.vreg(PtrType(vt, "map"))                     # type: ignore[attr-defined]
+        ptr = self.vreg(PtrType(vt, "map", ref.decl.per_cpu))  # type: ignore[attr-defined]
+        place = Place(ptr, 0, vt, "map")
+        if not ref.decl.per_cpu:
+            self.check_atomic(place, op, node)                  # refused before any code
         self.emit("helper", dst=ptr, name="map_lookup_elem", args=(MapFd(ref.name), k))  # type: ignore[attr-defined]
         init, done = self.label("insert"), self.label("updated")  # type: ignore[attr-defined]
         self.emit("branch", name="eq", a=ptr, b=0, target=init)  # type: ignore[attr-defined]
-        place = Place(ptr, 0, vt, "map")
-        if isinstance(op, ast.Add) and vt.bits in (32, 64) and not ref.decl.per_cpu:
-            mv = self.materialize(v, vt)                        # type: ignore[attr-defined]
-            self.emit("atomic", base=ptr, off=0, size=vt.bits // 8, a=mv, name="add")  # type: ignore[attr-defined]
+        if not ref.decl.per_cpu:
+            self.atomic_update(place, op, v, node)
         else:
             old = self.read(place, node)                        # type: ignore[attr-defined]
             self.write(place, self.binop(op, old, v, node), node)  # type: ignore[attr-defined]
@@ -147,6 +160,109 @@ class BuiltinsMixin:
                   args=(MapFd(ref.name), k, FrameAddr(off), _BPF_NOEXIST))
         self.emit("label", name=done)                           # type: ignore[attr-defined]
 
+    def map_setdefault(self, ref: MapRef, node: ast.Call) -> VReg:
+        """``m.setdefault(k[, default])``: a pointer to the value of ``k``, never None.
+        A miss inserts the default (zeroed without one) with ``BPF_NOEXIST`` and looks
+        up again: when another CPU inserted the key in between, the insert fails with
+        EEXIST and the second lookup finds that CPU's value. When the second lookup
+        misses too (the map is full, or another CPU deleted the key at that moment;
+        for arrays: an index out of range) the pointer goes to a copy of the default in
+        this CPU's slot of the module's scratch map (:data:`.unit.DEFAULTS_MAP`): the
+        program goes on, and what it writes there is not stored. (A map value, not the
+        stack, so every access valid on the real value is valid there too. The lookup
+        of that slot cannot miss; the verifier still wants a branch for a miss, which
+        returns 0.)"""
+        decl = ref.decl
+        if not 1 <= len(node.args) <= 2 or node.keywords:
+            raise self.error("setdefault() takes a key and an optional default value", node)  # type: ignore[attr-defined]
+        if self.reserving:                                      # type: ignore[attr-defined]
+            raise self.error("setdefault() inside a 'with ....reserve()' block", node,  # type: ignore[attr-defined]
+                             "call it before the block (its impossible miss branch returns, "
+                             "which would leave the record neither sent nor discarded)")
+        vt = decl.value
+        slot = Place(None, self.alloc(T.sizeof(vt)), vt, "stack")  # type: ignore[attr-defined]
+        if len(node.args) == 2:                                 # evaluated first, as in Python
+            d = node.args[1]
+            if isinstance(vt, T.IntType):
+                v = self.expr(d)                                # type: ignore[attr-defined]
+                self.check_literal(v, vt, d, f"a value of map {ref.name!r}")  # type: ignore[attr-defined]
+                self.write(slot, v, d)                          # type: ignore[attr-defined]
+            elif self.struct_class(d) is vt:                    # type: ignore[attr-defined]
+                self.assign_place(slot, d, d)                   # type: ignore[attr-defined]
+            else:
+                p = self.place_of(d)                            # type: ignore[attr-defined]
+                if not (isinstance(p, Place) and p.space in ("stack", "map") and p.type is vt):
+                    raise self.error(f"map {ref.name!r} stores "  # type: ignore[attr-defined]
+                                     f"{getattr(vt, '__name__', vt)!r} values", d,
+                                     f"pass a {getattr(vt, '__name__', vt)}(...) or a struct "
+                                     "local of that type")
+                self.copy(slot, p, d)                           # type: ignore[attr-defined]
+        k = self.key_arg(ref, node.args[0])
+        self.loc = self.src.loc(node)                           # type: ignore[attr-defined]
+        ptr = self.vreg(PtrType(vt, "map", decl.per_cpu))       # type: ignore[attr-defined]
+        done = self.label("found")                              # type: ignore[attr-defined]
+        self.emit("helper", dst=ptr, name="map_lookup_elem", args=(MapFd(ref.name), k))  # type: ignore[attr-defined]
+        self.emit("branch", name="ne", a=ptr, b=0, target=done)  # type: ignore[attr-defined]
+        if len(node.args) == 1:
+            self.zero(slot)                                     # type: ignore[attr-defined]
+        if decl.kind not in ("array", "percpu_array"):          # array entries all exist
+            self.emit("helper", dst=self.vreg(T.i64), name="map_update_elem",  # type: ignore[attr-defined]
+                      args=(MapFd(ref.name), k, FrameAddr(slot.off), _BPF_NOEXIST))
+            self.emit("helper", dst=ptr, name="map_lookup_elem",  # type: ignore[attr-defined]
+                      args=(MapFd(ref.name), k))
+            self.emit("branch", name="ne", a=ptr, b=0, target=done)  # type: ignore[attr-defined]
+        scratch = self.unit.defaults_map(T.sizeof(vt))          # type: ignore[attr-defined]
+        zero = self.temp("key", 4)                              # type: ignore[attr-defined]
+        self.emit("store", base=None, off=zero, size=4, a=0)    # type: ignore[attr-defined]
+        self.emit("helper", dst=ptr, name="map_lookup_elem",    # type: ignore[attr-defined]
+                  args=(MapFd(scratch), FrameAddr(zero)))
+        found = self.label("scratch")                           # type: ignore[attr-defined]
+        self.emit("branch", name="ne", a=ptr, b=0, target=found)  # type: ignore[attr-defined]
+        self.emit("ret", a=0)                                   # type: ignore[attr-defined]
+        self.emit("label", name=found)                          # type: ignore[attr-defined]
+        self.copy(Place(ptr, 0, vt, "map"), slot, node)         # type: ignore[attr-defined]
+        self.emit("label", name=done)                           # type: ignore[attr-defined]
+        self.nonnull_ids.add(ptr.id)                            # type: ignore[attr-defined]
+        return ptr
+
+    def shared_value(self, place: Place) -> bool:
+        """True when ``place`` is in a map value that other CPUs may update at the same
+        time (a hash or array map that is not per-CPU)."""
+        b = place.base
+        return place.space == "map" and b is not None and isinstance(b.type, PtrType) \
+            and not b.type.private
+
+    def check_atomic(self, place: Place, op: ast.operator, node: Any) -> None:
+        """Refuse ``place op= v`` when it cannot be one atomic instruction."""
+        t = place.type
+        sym = _OP_SYMBOLS.get(type(op), "?")
+        what = ast.unparse(node.target) if isinstance(node, ast.AugAssign) else "this value"
+        hint = (f"use a per-CPU map, or write {what} = {what} {sym} ... to accept a plain "
+                "read and write")
+        if type(op) not in _ATOMIC_OPS:
+            raise self.error(f"'{sym}=' on a shared map value cannot be atomic: an update "  # type: ignore[attr-defined]
+                             "another CPU makes in between would be lost", node,
+                             "only += -= |= &= ^= are atomic; " + hint)
+        if not isinstance(t, T.IntType) or t.bits not in (32, 64) or place.bitfield:
+            name = getattr(t, "name", repr(t))
+            raise self.error(f"{what} is a {name}: BPF has atomic updates of 32- and 64-bit "  # type: ignore[attr-defined]
+                             "values only, and a plain one on a shared map value loses "
+                             "updates other CPUs make at the same time", node,
+                             "make it a u32 or u64, " + hint)
+
+    def atomic_update(self, place: Place, op: ast.operator, value: Operand, node: Any) -> None:
+        """``place op= value`` as one atomic instruction (``-=`` adds the negation;
+        ``|=``, ``&=``, ``^=`` need Linux 5.12); refused when there is none."""
+        self.check_atomic(place, op, node)
+        t = place.type
+        v = self.materialize(self.convert(value, t), t)         # type: ignore[attr-defined]
+        if isinstance(op, ast.Sub):
+            n = self.vreg(t)                                    # type: ignore[attr-defined]
+            self.emit("neg", dst=n, a=v)                        # type: ignore[attr-defined]
+            v = n
+        self.emit("atomic", base=place.base, off=place.off, size=t.bits // 8, a=v,  # type: ignore[attr-defined]
+                  name=_ATOMIC_OPS[type(op)])
+
     def map_delete(self, ref: MapRef, key: ast.expr) -> None:
         """``del m[k]``."""
         k = self.key_arg(ref, key)
@@ -156,6 +272,8 @@ class BuiltinsMixin:
     def map_method(self, ref: MapRef, method: str, node: ast.Call) -> Any:
         """``m.get(k[, default])``, ``events.output(e)``, ``stacks.stackid(user=False)``."""
         decl = ref.decl
+        if method == "setdefault" and decl.keyed:
+            return self.map_setdefault(ref, node)
         if method == "get" and decl.keyed:
             if not 1 <= len(node.args) <= 2 or node.keywords:
                 raise self.error("get() takes a key and an optional default", node)  # type: ignore[attr-defined]
@@ -221,7 +339,8 @@ class BuiltinsMixin:
                             _BPF_F_USER_STACK if user else 0))
             return dst
         raise self.error(f"{type(decl).__name__} has no method {method!r} in programs", node,  # type: ignore[attr-defined]
-                         "maps support m[k], m[k] = v, m[k] += v, del m[k], k in m, m.get(k); "
+                         "maps support m[k], m[k] = v, m[k] += v, del m[k], k in m, m.get(k), "
+                         "m.setdefault(k); "
                          "ring/perf buffers .output(e); stack maps .stackid(); queues "
                          ".push(v), .pop(), .peek()")
 
@@ -245,7 +364,7 @@ class BuiltinsMixin:
         t = ref.decl.event
         size = T.sizeof(t)
         self.loc = self.src.loc(s)                              # type: ignore[attr-defined]
-        ptr = self.vreg(PtrType(t, "map"), local=True)          # type: ignore[attr-defined]
+        ptr = self.vreg(PtrType(t, "map", True), local=True)    # type: ignore[attr-defined]
         self.emit("helper", dst=ptr, name="ringbuf_reserve",    # type: ignore[attr-defined]
                   args=(MapFd(ref.name), size, 0))
         full, end = self.label("ringfull"), self.label("reserved")  # type: ignore[attr-defined]

@@ -185,7 +185,7 @@ def generate(fn: Function) -> Generated:
         elif k == "atomic":
             assert isinstance(op.a, VReg)
             emit(Mode.ATOMIC | _SIZE[op.size] | Class.STX, base_reg(op.base), _reg(op.a),
-                 op.off, imm=AtomicOp.ADD)
+                 op.off, imm=AtomicOp[(op.name or "add").upper()])
         elif k == "zero":
             for o in range(0, op.size, 8):
                 emit(Mode.MEM | Size.DW | Class.ST, 10, off=op.off + o, imm=0)

@@ -168,6 +168,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         self.scratch: Optional[int] = None
         self.objects: Dict[str, Place] = {}         # struct and array locals
         self.nonnull: Set[str] = set()              # pointer locals known not to be None
+        self.nonnull_ids: Set[int] = set()          # registers never None (setdefault())
         self.ctx: Optional[CtxRef] = None
         self.loop_consts: Dict[str, int] = {}      # variables of unrolled loops
         self.reserving = 0                          # depth of 'with ring.reserve()' blocks
@@ -362,9 +363,12 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 if not isinstance(place, Place):
                     raise self.error("this cannot be assigned", s.target)
                 rhs = self.expr(s.value)
-            old = self.read(place, s.target)
             self.loc = self.src.loc(s)
-            self.write(place, self.binop(s.op, old, rhs, s), s)
+            if self.shared_value(place):
+                self.atomic_update(place, s.op, rhs, s)
+            else:
+                old = self.read(place, s.target)
+                self.write(place, self.binop(s.op, old, rhs, s), s)
             if skip:
                 self.emit("label", name=skip)
         elif isinstance(s, ast.AugAssign):
@@ -398,6 +402,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             self.branch(s.test, False, else_label if s.orelse else end_label)
             self.nonnull = before | when_true
             body_ends = self.body(s.body)
+            body_facts, else_facts = set(self.nonnull), before | when_false
             else_ends = False
             if s.orelse:
                 if not body_ends:
@@ -405,16 +410,19 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 self.emit("label", name=else_label)
                 self.nonnull = before | when_false
                 else_ends = self.body(s.orelse)
+                else_facts = set(self.nonnull)
                 if else_ends and body_ends:
                     self.nonnull = before
                     return True
             self.emit("label", name=end_label)
+            # after the if: what holds at the end of every branch that falls through
+            # (a re-check inside 'if p is None:' counts; a reassignment there undoes)
             if body_ends:
-                self.nonnull = before | when_false
+                self.nonnull = else_facts
             elif else_ends:
-                self.nonnull = before | when_true
+                self.nonnull = body_facts
             else:
-                self.nonnull = before
+                self.nonnull = body_facts & else_facts
         elif isinstance(s, ast.For):
             return self.for_range(s)
         elif isinstance(s, ast.While):
@@ -487,6 +495,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             if t is not None:
                 raise self.not_a_number(v, value)
             self.nonnull.discard(name)
+            if v.id in self.nonnull_ids:
+                self.nonnull.add(name)
             if name in self.locals:
                 if self.locals[name].type != v.type:
                     raise self.rebind_error(name, self.describe_value(v, value), node)
@@ -797,7 +807,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             raise self.error(f"a {t!r} cannot be indexed", node)
         i = self.materialize(self.convert(self.expr(index), T.u64), T.u64)
         size = T.sizeof(t.elem)
-        ptr = self.vreg(PtrType(t.elem, array.space))
+        ptr = self.vreg(PtrType(t.elem, array.space, isinstance(array.base, VReg) and
+                                getattr(array.base.type, "private", False)))
         out = self.label("outofrange")
         done = self.label("inrange")
         self.emit("branch", name="uge", a=i, b=t.count, target=out)
@@ -923,6 +934,11 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         values = range(start, stop, step)
         t = T.i32 if all(T.i32.min <= v <= T.i32.max for v in (start, stop)) else T.i64
         name = s.target.id
+        # null facts inside and after a loop: those from before it about pointers the
+        # loop does not assign (a check inside may be skipped by break/continue or by a
+        # loop that runs zero times)
+        loop_facts = self.nonnull - _assigned_names(s.body)
+        self.nonnull = set(loop_facts)
         existed = name in self.locals
         if name in self.objects or (existed and isinstance(self.locals[name].type, PtrType)):
             raise self.rebind_error(name, f"the {t.name} numbers of a loop", s.target)
@@ -939,6 +955,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 self.loc = self.src.loc(s)
                 self.convert_into(var, self.load_const(v, s))
                 self.loop_consts[name] = v
+                self.nonnull = set(loop_facts)
                 self.loops.append(_Loop(brk, cont))
                 ends = self.body(s.body)
                 self.loops.pop()
@@ -948,6 +965,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 self.emit("label", name=cont)
                 cont = self.label("next")
             self.loop_consts.pop(name, None)
+            self.nonnull = set(loop_facts)
             if not falls and not self._referenced(brk):
                 return True
             self.emit("label", name=brk)
@@ -976,6 +994,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         self.emit("label", name=brk)
         self.fn.loops.append((first, len(self.fn.ops) - 1))
         self.fn.loop_bounds.append((top, len(values), self.src.loc(s)))
+
+        self.nonnull = set(loop_facts)
         return False
 
     def _used_elsewhere(self, name: str, loop: ast.For) -> bool:
@@ -1215,7 +1235,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 return self.ctx_field(base, node.attr, node)
             if isinstance(base, VReg) and isinstance(base.type, PtrType):
                 name = node.value.id if isinstance(node.value, ast.Name) else ""
-                if base.type.space in NULLABLE and not name:
+                if base.type.space in NULLABLE and not name and base.id not in self.nonnull_ids:
                     raise self.error("this map value may be None", node,
                                      "assign it to a local and check it: if p: ...")
                 return self.member(self.deref(base, node, name), node.attr, node)
@@ -1253,7 +1273,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         if isinstance(v, VReg) and isinstance(v.type, PtrType) and v.type.space in NULLABLE \
                 and not isinstance(v.type.target, T.IntType):
             name = node.id if isinstance(node, ast.Name) else ""
-            if not name:
+            if not name and v.id not in self.nonnull_ids:
                 raise self.error("this map value may be None", node,
                                  "assign it to a local and check it: if p: ...")
             return self.deref(v, node, name)
@@ -1338,12 +1358,17 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         # its own register, then convert into the result in each branch
         else_label, end = self.label("else"), self.label("endif")
         self.branch(node.test, False, else_label)
+        before = self.nonnull
+        when_true, when_false = self.null_facts(node.test)
         start = len(self.fn.ops)
+        self.nonnull = before | when_true               # p.x if p else 0
         body = self.expr(node.body)
         ops_body = self.fn.ops[start:]
         del self.fn.ops[start:]
         start2 = len(self.fn.ops)
+        self.nonnull = before | when_false
         orelse = self.expr(node.orelse)
+        self.nonnull = before
         ops_else = self.fn.ops[start2:]
         del self.fn.ops[start2:]
         t = T.common_type(self.type_of(body), self.type_of(orelse))
@@ -1595,3 +1620,12 @@ def _fits(t: T.IntType, vt: Optional[T.IntType], lit: Optional[int]) -> bool:
     if lit is not None:
         return t.min <= lit <= t.max
     return vt is not None and not isinstance(vt, PtrType) and t.contains(vt)
+
+def _assigned_names(stmts: List[ast.stmt]) -> Set[str]:
+    """The names that statements (and the statements nested in them) assign."""
+    names: Set[str] = set()
+    for stmt in stmts:
+        for n in ast.walk(stmt):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                names.add(n.id)
+    return names

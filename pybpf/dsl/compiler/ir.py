@@ -25,10 +25,13 @@ class PtrType:
     """The type of a register holding a pointer: to ``target`` (a language type, or a
     :class:`KType`) in ``space``: ``"stack"``, ``"map"`` (a map value; ``nullable``
     until checked), ``"ctx"`` (the program's context), ``"kernel"`` or ``"user"``
-    (memory read with probe_read helpers)."""
+    (memory read with probe_read helpers). ``private``: a map value no other CPU
+    updates at the same time (a per-CPU map's value, a reserved ring buffer record), so
+    compound assignments through it need no atomic instructions."""
 
     target: Any
     space: str
+    private: bool = False
     name = "ptr"
     bits = 64
     signed = False
@@ -121,7 +124,8 @@ class Op:
     * ``param`` dst <- argument number ``a``; ``ret`` return a;
     * ``load`` dst <- ``size`` bytes at ``base`` + ``off`` (zero-extended; ``base`` None:
       the frame pointer r10); ``store`` ``size`` bytes at ``base`` + ``off`` <- a;
-      ``atomic`` ``size`` bytes at ``base`` + ``off`` ``name``= a (``add``);
+      ``atomic`` ``size`` bytes at ``base`` + ``off`` ``name``= a (``add``, ``or``,
+      ``and``, ``xor``);
       ``zero`` ``size`` bytes of the frame at ``off``; ``addr`` dst <- ``base`` + ``off``;
     * ``ldmap`` dst <- the fd of map ``name``; ``ldmapval`` dst <- the address of byte
       ``off`` of map ``name``'s value (global data).

@@ -302,9 +302,13 @@ class MemoryMixin:
         """The place a pointer register points to (map values must be checked first)."""
         pt = ptr.type
         assert isinstance(pt, PtrType)
-        if pt.space in NULLABLE and name and name not in self.nonnull:  # type: ignore[attr-defined]
-            raise self.error(f"{name!r} may be None here", node,    # type: ignore[attr-defined]
-                             f"check it first: 'if {name}:' or 'if {name} is None: return'")
+        if pt.space in NULLABLE and ptr.id not in self.nonnull_ids:  # type: ignore[attr-defined]
+            if not name:                        # m.get(k)[0]: no local to check
+                raise self.error("this map value may be None", node,  # type: ignore[attr-defined]
+                                 "assign it to a local and check it: if p: ...")
+            if name not in self.nonnull:        # type: ignore[attr-defined]
+                raise self.error(f"{name!r} may be None here", node,    # type: ignore[attr-defined]
+                                 f"check it first: 'if {name}:' or 'if {name} is None: return'")
         if pt.target is None:
             raise self.error("this pointer has no type to read through", node,  # type: ignore[attr-defined]
                              "use kernel_ptr(value, 'struct name')")

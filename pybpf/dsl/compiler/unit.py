@@ -8,7 +8,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from ...asm.instruction import SourceLocation
 from ..types import Const
 
-__all__ = ["Unit", "PrintSite", "PRINT_MAP", "RODATA_MAP", "DROPS_MAP"]
+__all__ = ["Unit", "PrintSite", "PRINT_MAP", "RODATA_MAP", "DROPS_MAP", "DEFAULTS_MAP"]
 
 #: the ring buffer that carries print() records to user space
 PRINT_MAP = "__pybpf_print"
@@ -16,6 +16,8 @@ PRINT_MAP = "__pybpf_print"
 RODATA_MAP = ".rodata"
 #: per-CPU counters of records a full ring buffer refused, one slot per ring
 DROPS_MAP = "__pybpf_drops"
+#: one per-CPU scratch value: where ``m.setdefault(k)`` points when the map is full
+DEFAULTS_MAP = "__pybpf_default"
 #: how many rings a module can count drops for
 MAX_RINGS = 64
 
@@ -58,6 +60,19 @@ class Unit:
                 raise ValueError(f"more than {MAX_RINGS} ring buffers in one module")
             self.drop_slots[ring] = len(self.drop_slots)
         return self.drop_slots[ring]
+
+    def defaults_map(self, size: int) -> str:
+        """The per-CPU scratch map for ``setdefault()`` misses, at least ``size`` bytes
+        a value (added, or grown, here); returns its name."""
+        old = self.maps.get(DEFAULTS_MAP)
+        if old is None or old.value.count < size:
+            from ..maps import PerCPUArrayMap
+            from ..types import u8
+            decl = PerCPUArrayMap(u8[max(size, old.value.count if old else 0)], 1,
+                                  name=DEFAULTS_MAP)
+            self.maps[DEFAULTS_MAP] = decl
+            self.map_names[id(decl)] = DEFAULTS_MAP
+        return DEFAULTS_MAP
 
     def map_name(self, decl: Any, global_name: str) -> str:
         """The map name of ``decl`` (first seen as global ``global_name``)."""
