@@ -12,27 +12,14 @@ says which table is in use.
 """
 
 import errno
-import re
 import time
 
 from pybpf.dsl import HashMap, const, i32, ktime_ns, pid, pid_tgid, tracepoint, u32, u64
+from pybpf.syscalls import UNISTD, syscall_table
 from pybpf.tooling import (
     ToolParser, comm_of, load_tool, pid_number, positive_int, run_tool, tool_main,
     whole_seconds,
 )
-
-UNISTD = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
-BUILTIN = {0: "read", 1: "write", 2: "open", 3: "close", 4: "stat", 5: "fstat",
-           7: "poll", 8: "lseek", 9: "mmap", 10: "mprotect", 11: "munmap", 12: "brk",
-           13: "rt_sigaction", 14: "rt_sigprocmask", 16: "ioctl", 17: "pread64",
-           18: "pwrite64", 21: "access", 22: "pipe", 23: "select", 24: "sched_yield",
-           32: "dup", 33: "dup2", 35: "nanosleep", 39: "getpid", 41: "socket",
-           42: "connect", 43: "accept", 44: "sendto", 45: "recvfrom", 56: "clone",
-           57: "fork", 59: "execve", 60: "exit", 61: "wait4", 62: "kill", 72: "fcntl",
-           95: "umask", 102: "getuid", 110: "getppid", 202: "futex", 217: "getdents64",
-           228: "clock_gettime", 230: "clock_nanosleep", 231: "exit_group",
-           232: "epoll_wait", 257: "openat", 262: "newfstatat", 281: "epoll_pwait",
-           318: "getrandom", 332: "statx", 435: "clone3"}
 
 counts = HashMap(u32, u64, max_entries=10240)    # syscall number (or pid) -> calls
 times = HashMap(u32, u64, max_entries=10240)     # -L: syscall number (or pid) -> ns
@@ -73,16 +60,6 @@ def sys_exit(args):
         del start[pid_tgid()]
     counts[key] += 1
     return 0
-
-
-def syscall_table():
-    """({number: name}, where the names come from)."""
-    try:
-        with open(UNISTD) as f:
-            found = re.findall(r"^#define __NR_(\w+) (\d+)$", f.read(), re.M)
-        return {int(n): name for name, n in found}, UNISTD
-    except OSError:
-        return dict(BUILTIN), "the built-in table"
 
 
 def errno_value(text: str) -> int:
