@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "pybpf.cli.list_cmd",
     "pybpf.cli.run_cmd",
     "pybpf.cli.compile_cmd",
+    "pybpf.cli.export_cmd",
     "pybpf.cli.completion_cmd",
 )
 
@@ -42,7 +43,7 @@ COMMANDS = {
     "prog": "pybpf.cli.prog_cmd", "map": "pybpf.cli.map_cmd", "btf": "pybpf.cli.btf_cmd",
     "probes": "pybpf.cli.probes_cmd", "list": "pybpf.cli.list_cmd",
     "ls": "pybpf.cli.list_cmd", "run": "pybpf.cli.run_cmd",
-    "compile": "pybpf.cli.compile_cmd",
+    "compile": "pybpf.cli.compile_cmd", "export": "pybpf.cli.export_cmd",
     "completion": "pybpf.cli.completion_cmd",
 }
 

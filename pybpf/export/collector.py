@@ -136,7 +136,7 @@ class BPFCollector:
     def collect(self) -> Iterable[Any]:
         """One scrape: every declared metric, then the health metrics."""
         from prometheus_client.core import (
-            CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily,
+            CounterMetricFamily, GaugeMetricFamily,
         )
         start = time.perf_counter()
         families: List[Any] = []
@@ -178,9 +178,10 @@ class BPFCollector:
         loaded = GaugeMetricFamily("pybpf_exporter_programs_loaded",
                                    "BPF programs this exporter has loaded.", programs)
         from .. import __version__
-        build = InfoMetricFamily("pybpf_exporter_build", "The pybpf version and the "
-                                 "running kernel.",
-                                 value={"version": __version__, "kernel": os.uname().release})
+        build = GaugeMetricFamily("pybpf_exporter_build_info", "The pybpf version and "
+                                  "the running kernel (always 1).",
+                                  labels=["version", "kernel"])
+        build.add_metric([__version__, os.uname().release], 1)
         families += [dropped, errors, lost, loaded, build]
         families.append(GaugeMetricFamily(
             "pybpf_exporter_scrape_duration_seconds", "Time this scrape took to read the "

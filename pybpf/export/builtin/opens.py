@@ -1,6 +1,7 @@
 """opens: files opened, by command name and result.
 
 pybpf_opens_total{comm, result}:
+
 The exit tracepoints of open(), openat() and openat2() count each call under the
 calling task's command name and its result: 0 for a descriptor, else the negative
 errno (exported as ``ok`` or the error's name, e.g. ``ENOENT``).

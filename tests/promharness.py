@@ -1,0 +1,126 @@
+"""A real Prometheus server for tests: on 127.0.0.1 with a free port, a temporary TSDB,
+and a 1 s scrape interval over the given targets (loopback addresses only). Use it as
+a context manager (or the ``prometheus`` fixture of tests/test_export.py): the server
+is always stopped and its directory removed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from typing import Dict, List, Optional, Sequence
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Prometheus:
+    """``prometheus`` scraping ``targets`` (``127.0.0.1:PORT`` strings) every second as
+    job ``pybpf``."""
+
+    def __init__(self, targets: Sequence[str], binary: str = "prometheus") -> None:
+        for t in targets:
+            if not t.startswith(("127.0.0.1:", "[::1]:")):
+                raise ValueError(f"the harness scrapes loopback targets only, not {t}")
+        self.dir = tempfile.mkdtemp(prefix="pybpf-prom-")
+        self.port = free_port()
+        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                  "scrape_configs": [{"job_name": "pybpf",
+                                      "static_configs": [{"targets": list(targets)}]}]}
+        path = f"{self.dir}/prometheus.yml"
+        with open(path, "w") as f:
+            json.dump(config, f)                     # JSON is YAML
+        self.log = open(f"{self.dir}/log", "w+")
+        self.proc = subprocess.Popen(
+            [binary, f"--config.file={path}", f"--storage.tsdb.path={self.dir}/data",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while not self._ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError("prometheus did not start: " + self.log_text())
+            time.sleep(0.2)
+
+    def log_text(self) -> str:
+        """The server's log so far."""
+        try:
+            with open(f"{self.dir}/log") as f:
+                return f.read()[-3000:]
+        except OSError:
+            return ""
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready",
+                                        timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def api(self, endpoint: str, **params: str) -> Dict:
+        """GET ``/api/v1/ENDPOINT`` and return ``data`` (AssertionError on an error)."""
+        url = f"http://127.0.0.1:{self.port}/api/v1/{endpoint}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = json.load(r)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> List[Dict]:
+        """The instant vector of ``expr``: a list of ``{"metric": {...}, "value":
+        [t, "v"]}``."""
+        return self.api("query", query=expr)["result"]
+
+    def value(self, expr: str) -> Optional[float]:
+        """The single value of ``expr``, or None when the vector is empty."""
+        result = self.query(expr)
+        assert len(result) <= 1, result
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_for(self, expr: str, predicate, timeout: float = 30.0) -> Optional[float]:
+        """Poll ``value(expr)`` until ``predicate(value)``; returns the last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = self.value(expr)
+            if predicate(v) or time.monotonic() > deadline:
+                return v
+            time.sleep(0.3)
+
+    def wait_scrapes(self, count: int = 2, timeout: float = 30.0) -> None:
+        """Wait until every target was scraped ``count`` more times."""
+        def last() -> float:
+            r = self.query("timestamp(up)")
+            return min(float(x["value"][1]) for x in r) if r else 0.0
+        start = last()
+        deadline = time.monotonic() + timeout
+        while last() < start + count * 0.99 and time.monotonic() < deadline:
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        """Stop the server and remove its directory (idempotent)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "Prometheus":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,311 @@
+"""``pybpf export``: the built-in exporters scraped by a real Prometheus (values checked
+through its HTTP API against workloads with known counts), ``promtool check metrics``
+on both exposition formats, the series limit, SIGTERM and the one-line errors."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+import uuid
+import weakref
+
+import pytest
+
+from tests.progrun import ROOT, env, programs_loaded
+from tests.promharness import Prometheus, free_port
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs"),
+]
+prometheus_client = pytest.importorskip("prometheus_client")
+
+PROGRAMS = ["export_sys_exit", "export_open", "export_openat", "export_openat2"]
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+class Exporter:
+    """``pybpf export ARGS --listen 127.0.0.1:PORT`` running until its banner."""
+
+    def __init__(self, *args: str, timeout: float = 60.0) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pybpf", "export", *args, "--listen", self.address],
+            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        weakref.finalize(self, _kill, self.proc)
+        deadline = time.monotonic() + timeout
+        line = ""
+        while "Serving" not in line:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                _kill(self.proc)
+                raise AssertionError(f"no banner: {self.proc.stderr.read()}")
+            if select.select([self.proc.stdout], [], [], 0.5)[0]:
+                line = self.proc.stdout.readline()
+
+    def fetch(self, path: str = "/metrics", accept: str = "") -> tuple:
+        """(status, content type, body) of a GET."""
+        req = urllib.request.Request(f"http://{self.address}{path}",
+                                     headers={"Accept": accept} if accept else {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.headers["Content-Type"], r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple:
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, err
+
+
+def sample_value(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in text-format ``text`` (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    head = f"{name}{{{want}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(head):
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def served():
+    """syscalls and opens served by one exporter and scraped by Prometheus."""
+    exporter = Exporter("syscalls", "opens")
+    prom = Prometheus([exporter.address])
+    try:
+        assert prom.wait_for('up{job="pybpf"}', lambda v: v == 1.0) == 1.0, prom.log_text()
+        yield exporter, prom
+    finally:
+        prom.stop()
+        exporter.stop()
+
+
+WORKLOAD = textwrap.dedent("""
+    import ctypes, os, sys
+    comm, failing, ok, tees, getppids = sys.argv[1], *map(int, sys.argv[2:])
+    libc = ctypes.CDLL(None, use_errno=True)
+    missing = b"/nonexistent-pybpf-export-test"
+    libc.prctl(15, comm.encode(), 0, 0, 0)          # PR_SET_NAME
+    for _ in range(failing):
+        try:
+            os.open(missing, os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+    for _ in range(ok):
+        os.close(os.open("/dev/null", os.O_RDONLY))
+    for _ in range(tees):
+        libc.syscall(276, -1, -1, 1, 0)              # tee(-1, -1, 1): EBADF
+    for _ in range(getppids):
+        os.getppid()
+""")
+
+
+def test_counts_reach_prometheus_exactly(served) -> None:
+    """A process with a unique comm makes 37 failing and 23 successful openat() calls,
+    41 tee() calls that fail with EBADF and 50 getppid() calls. Opens are checked
+    exactly by the comm label. Syscalls are system-wide: tee(-1, -1, ...) is a call no
+    other process makes, so its counters must grow by exactly 41; getppid() is common,
+    so its counter must grow by at least 50."""
+    exporter, prom = served
+    comm = "pbx" + uuid.uuid4().hex[:10]
+    before = {q: prom.value(q) or 0.0 for q in (
+        'pybpf_syscalls_total{syscall="tee"}',
+        'pybpf_syscall_errors_total{syscall="tee",errno="EBADF"}',
+        'pybpf_syscalls_total{syscall="getppid"}')}
+    subprocess.run([sys.executable, "-c", WORKLOAD, comm, "37", "23", "41", "50"],
+                   check=True, timeout=60)
+    failed = f'pybpf_opens_total{{comm="{comm}",result="ENOENT"}}'
+    ok = f'pybpf_opens_total{{comm="{comm}",result="ok"}}'
+    prom.wait_for(failed, lambda v: v is not None and v >= 37)
+    prom.wait_for(ok, lambda v: v is not None and v >= 23)
+    prom.wait_scrapes(2)                   # later scrapes must not count more
+    assert prom.value(failed) == 37
+    assert prom.value(ok) == 23
+    assert len(prom.query(f'pybpf_opens_total{{comm="{comm}"}}')) == 2
+    tee = 'pybpf_syscalls_total{syscall="tee"}'
+    tee_err = 'pybpf_syscall_errors_total{syscall="tee",errno="EBADF"}'
+    assert prom.value(tee) - before[tee] == 41
+    assert prom.value(tee_err) - before[tee_err] == 41
+    getppid = 'pybpf_syscalls_total{syscall="getppid"}'
+    assert prom.value(getppid) - before[getppid] >= 50
+    # the health metrics, through the same server
+    assert prom.value("pybpf_exporter_programs_loaded") == 4
+    assert prom.value('sum(pybpf_exporter_map_read_errors_total)') == 0
+    build = prom.query("pybpf_exporter_build_info")
+    assert build[0]["metric"]["kernel"] == os.uname().release
+    assert prom.value("pybpf_exporter_scrape_duration_seconds") > 0
+
+
+def test_prometheus_scrapes_openmetrics(served) -> None:
+    """Prometheus asks for OpenMetrics first; its scrape of the exporter succeeds."""
+    exporter, prom = served
+    targets = prom.api("targets")["activeTargets"]
+    assert [t["health"] for t in targets] == ["up"]
+    assert targets[0]["lastError"] == ""
+    assert prom.value('scrape_samples_scraped{job="pybpf"}') > 10
+
+
+def test_promtool_accepts_both_formats(served) -> None:
+    exporter, _ = served
+    status, ctype, text = exporter.fetch()
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    res = subprocess.run(["promtool", "check", "metrics"], input=text,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "pybpf_syscalls_total{" in text and "pybpf_opens_total{" in text
+    status, ctype, om = exporter.fetch(accept=OPENMETRICS)
+    assert status == 200 and ctype.startswith("application/openmetrics-text")
+    assert om.endswith("# EOF\n")
+    res = subprocess.run(["promtool", "check", "metrics"], input=om,
+                         capture_output=True, text=True, timeout=60)
+    # promtool 2.42 lints with the text-format parser: OpenMetrics parses (no error),
+    # but a counter's HELP is on its family name without _total, which that linter
+    # reports as "no help text"; nothing else may be reported
+    problems = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
+    assert res.returncode in (0, 3), problems
+    assert all(ln.endswith("_total no help text") for ln in problems), problems
+
+
+def test_only_the_metrics_path_answers(served) -> None:
+    exporter, _ = served
+    assert exporter.fetch("/")[0] == 404
+    assert exporter.fetch("/metrics/x")[0] == 404
+
+
+FORKS = textwrap.dedent("""
+    import ctypes, os, sys
+    prefix, count = sys.argv[1], int(sys.argv[2])
+    libc = ctypes.CDLL(None)
+    for i in range(count):
+        pid = os.fork()
+        if pid == 0:
+            libc.prctl(15, f"{prefix}{i:05d}".encode(), 0, 0, 0)
+            try:
+                os.open("/nonexistent-pybpf-export-test", os.O_RDONLY)
+            except OSError:
+                pass
+            os._exit(0)
+        os.waitpid(pid, 0)
+""")
+
+
+def test_series_limit_drops_and_counts() -> None:
+    """2,000 processes with distinct comms open one file each; with --max-series 100
+    the exporter exports exactly 100 opens series and counts the rest as dropped."""
+    exporter = Exporter("opens", "--max-series", "100")
+    prom = Prometheus([exporter.address])
+    try:
+        prefix = "c" + uuid.uuid4().hex[:4]
+        subprocess.run([sys.executable, "-c", FORKS, prefix, "2000"], check=True,
+                       timeout=300)
+        dropped = 'pybpf_exporter_series_dropped_total{metric="pybpf_opens_total"}'
+        assert prom.wait_for(dropped, lambda v: v is not None and v >= 1900) >= 1900
+        prom.wait_scrapes(1)
+        assert prom.value("count(pybpf_opens_total)") == 100
+        _, _, first = exporter.fetch()
+        _, _, second = exporter.fetch()
+        exported = [ln for ln in second.splitlines() if ln.startswith("pybpf_opens_total{")]
+        assert len(exported) == 100
+        # each scrape leaves out every series past 100: at least our 2,000 - 100
+        grew = sample_value(second, "pybpf_exporter_series_dropped_total",
+                            metric="pybpf_opens_total") - \
+            sample_value(first, "pybpf_exporter_series_dropped_total",
+                         metric="pybpf_opens_total")
+        assert grew >= 1900
+    finally:
+        prom.stop()
+        exporter.stop()
+
+
+def test_sigterm_detaches_everything_and_exits_0() -> None:
+    exporter = Exporter("syscalls", "opens")
+    assert exporter.fetch()[0] == 200
+    rc, out, err = exporter.stop(signal.SIGTERM)
+    assert rc == 0, err
+    assert err == ""
+    assert programs_loaded(PROGRAMS) == set()
+
+
+def test_sigint_exits_0() -> None:
+    exporter = Exporter("opens")
+    rc, _, err = exporter.stop(signal.SIGINT)
+    assert (rc, err) == (0, "")
+    assert programs_loaded(PROGRAMS) == set()
+
+
+def run_export(*args: str, code: str = "") -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-c", code, *args] if code else \
+        [sys.executable, "-m", "pybpf", "export", *args]
+    return subprocess.run(argv, cwd=ROOT, env=env(), capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_port_in_use_is_one_line() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+        res = run_export("syscalls", "--listen", address)
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        f"pybpf export: {address} is in use: stop what listens there or give another "
+        "address with --listen"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["nosuch"], "pybpf export: no exporter named 'nosuch' (built-in: opens, syscalls; "
+                 "or give a FILE)"),
+    (["syscalls", "--listen", "example.org:80"], "pybpf export: bad --listen address "
+     "'example.org:80': expected HOST:PORT, e.g. 127.0.0.1:9435, 0.0.0.0:9435 or "
+     "[::1]:9435"),
+    ([], "pybpf export: name an exporter or a FILE (pybpf export --list shows the "
+         "built-in ones)"),
+])
+def test_errors_are_one_line(args, expected) -> None:
+    res = run_export(*args)
+    assert (res.returncode, res.stderr.splitlines()) == (1, [expected])
+
+
+def test_module_without_metrics(tmp_path) -> None:
+    path = tmp_path / "nometrics.py"
+    path.write_text("from pybpf.dsl import HashMap, tracepoint, u32, u64\n"
+                    "c = HashMap(u32, u64, max_entries=4)\n"
+                    "@tracepoint('raw_syscalls:sys_exit')\n"
+                    "def export_x(args):\n    c[u32(0)] += 1\n    return 0\n")
+    res = run_export(str(path))
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [f"pybpf export: {path}: no METRICS list: an "
+                                       "exporter module declares METRICS = [Counter(...),"
+                                       " ...] next to its programs (pybpf export --help "
+                                       "shows the pattern)"]
+
+
+def test_missing_prometheus_client_is_one_line() -> None:
+    code = ("import sys; sys.modules['prometheus_client'] = None\n"
+            "from pybpf.cli import main; sys.exit(main(['export', 'syscalls']))")
+    res = run_export(code=code)
+    assert (res.returncode, res.stderr.splitlines()) == (1, [
+        "pybpf export: pybpf export needs prometheus_client: pip install "
+        "'pybpf[export]'"])
+
+
+def test_list_shows_the_builtin_exporters() -> None:
+    res = run_export("--list")
+    assert res.returncode == 0
+    names = [ln.split()[0] for ln in res.stdout.splitlines()]
+    assert names == ["opens", "syscalls"]
+    assert all(len(ln.split(None, 1)) == 2 for ln in res.stdout.splitlines())
