@@ -309,3 +309,70 @@ def test_list_shows_the_builtin_exporters() -> None:
     names = [ln.split()[0] for ln in res.stdout.splitlines()]
     assert names == ["opens", "syscalls"]
     assert all(len(ln.split(None, 1)) == 2 for ln in res.stdout.splitlines())
+
+
+HIST_EXPORTER = textwrap.dedent('''
+    """histtest: lseek() offsets of fd 987654 in a log2 and a linear histogram."""
+    from pybpf.dsl import ArrayMap, Histogram, log2, tracepoint, u32, u64
+    from pybpf.export import Histogram as PromHistogram, Linear
+
+    log_slots = Histogram()
+    lin_slots = ArrayMap(u64, 11)        # 10 buckets of 100, then the overflow slot
+    sums = ArrayMap(u64, 1)
+
+    @tracepoint("syscalls:sys_enter_lseek")
+    def export_lseek(args):
+        if args.fd != 987654:
+            return 0
+        v = u64(args.offset)
+        log_slots[log2(v)] += 1
+        s = v // 100
+        if s > 10:
+            s = 10
+        lin_slots[u32(s)] += 1
+        sums[u32(0)] += v
+        return 0
+
+    METRICS = [
+        PromHistogram("pybpf_test_offset_kilo", "Offsets / 1000, log2 buckets.",
+                      log_slots, unit_scale=1e-3, slots=20),
+        PromHistogram("pybpf_test_offset", "Offsets, linear buckets, exact sum.",
+                      lin_slots, buckets=Linear(100, 10), sum_map=sums),
+    ]
+''')
+
+OFFSETS = [0, 1, 3, 5, 64, 100, 150, 999, 1000, 4096, 70000]
+
+
+def test_histograms_reach_prometheus(tmp_path) -> None:
+    """Known lseek() offsets (on a descriptor no process has, so only ours count) land
+    in the buckets Prometheus reports: a bucket ``le`` counts the values below it."""
+    path = tmp_path / "histtest.py"
+    path.write_text(HIST_EXPORTER)
+    exporter = Exporter(str(path))
+    prom = Prometheus([exporter.address])
+    try:
+        code = ("import os, sys\nfor v in map(int, sys.argv[1:]):\n    try:\n"
+                "        os.lseek(987654, v, 0)\n    except OSError:\n        pass\n")
+        subprocess.run([sys.executable, "-c", code, *map(str, OFFSETS)], check=True,
+                       timeout=60)
+        assert prom.wait_for("pybpf_test_offset_count", lambda v: v == len(OFFSETS)) \
+            == len(OFFSETS)
+        assert prom.value("pybpf_test_offset_kilo_count") == len(OFFSETS)
+        assert prom.value("pybpf_test_offset_sum") == sum(OFFSETS)
+        linear = {float(r["metric"]["le"]): float(r["value"][1])
+                  for r in prom.query("pybpf_test_offset_bucket")}
+        assert sorted(linear) == [100.0 * (i + 1) for i in range(10)] + [float("inf")]
+        for le, count in linear.items():
+            assert count == sum(1 for v in OFFSETS if v < le or le == float("inf")), le
+        log2 = {float(r["metric"]["le"]): float(r["value"][1])
+                for r in prom.query("pybpf_test_offset_kilo_bucket")}
+        assert len(log2) == 21
+        for le, count in log2.items():
+            bound = float("inf") if le == float("inf") else round(le * 1e3)
+            assert count == sum(1 for v in OFFSETS if v < bound), le
+        estimate = prom.value("pybpf_test_offset_kilo_sum")
+        assert 0.5 * sum(OFFSETS) * 1e-3 <= estimate <= 1.5 * sum(OFFSETS) * 1e-3
+    finally:
+        prom.stop()
+        exporter.stop()
