@@ -725,3 +725,35 @@ def test_maps_and_pointers_kernel_vm_and_reference_agree(case: Any) -> None:
 def test_maps_and_pointers_random_seed(case: Any) -> None:
     """The same with a fresh seed each run (on the VM only when BPF is not available)."""
     _check(case, kernel=not BPF_UNAVAILABLE)
+
+
+def _empty() -> Dict[str, Dict[int, Any]]:
+    return {name: {k: _zero(vt) for k in range(n)} if kind == "array" else {}
+            for name, (kind, vt, n) in MAPS.items()}
+
+
+def test_known_map_cases() -> None:
+    """Hand-picked corners: a full hash map, an array index out of range, ``-=`` on an
+    absent key, wrapping atomic and cast stores into a struct value."""
+    full = _empty()
+    full["h32"] = {0: 1, 1: 2, 2: 3}
+    rec = _empty()
+    rec["hs"] = {2: {"a": 0, "b": 0, "c": 1, "d": 0, "e": 0}}
+    rec_after = copy.deepcopy(rec)
+    rec_after["hs"][2].update(c=0, b=-25536)
+    minus = _empty()
+    minus["h32"] = {4: 0xFFFFFFFF}
+    cases = [
+        # the map is full: setdefault() points at the scratch copy, the map is unchanged
+        ("p = h32.setdefault(4)\n    p[0] += 9\n    return p[0]", full, 9, full),
+        # out of range: the same for an array
+        ("p = a64.setdefault(4)\n    p[0] = 5\n    return p[0] + a64[4]", _empty(), 5,
+         _empty()),
+        # an absent key is inserted as 0 - 1, a u32
+        ("h32[4] -= 1\n    return h32[4]", _empty(), 0xFFFFFFFF, minus),
+        ("p = hs.get(2)\n    if not p:\n        return -1\n    p.c += 0xFFFFFFFF\n"
+         "    p.b = i16(40000)\n    return p.c + p.b", rec, 2**32 - 25536, rec_after),
+    ]
+    for body, before, want, after in cases:
+        _check((f"def prog(ctx) -> i64:\n    {body}\n", before, want, after, None),
+               kernel=not BPF_UNAVAILABLE)
