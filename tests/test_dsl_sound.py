@@ -39,7 +39,7 @@ from pybpf.dsl.compiler.unit import Unit
 from pybpf.dsl import _module_from_source
 
 from bpfenv import BPF_UNAVAILABLE
-from test_dsl_diff import ARITH, TYPES, _fits, _holds, _into, expressions
+from test_dsl_diff import ARITH, TYPES, _holds, _into, expressions
 
 #: examples per test; two tests, so 2 x this (ISSUE: at least 2,000 in CI)
 EXAMPLES = int(os.environ.get("PYBPF_DSL_SOUND_EXAMPLES", "1000"))
