@@ -380,14 +380,15 @@ NOTES = [
 ]
 
 
-def write_results(lines: List[str], argv: List[str], took: float) -> None:
+def write_results(lines: List[str], argv: List[str], took: float,
+                  machine: List[str]) -> None:
     cmd = "sudo python3 benchmarks/export.py " + " ".join(
         a for a in argv if a != "--write-results")
     section = [START, "", "# pybpf export", "",
                "Produced by `benchmarks/export.py` (issue export). To reproduce (root, "
                "gcc, `pip install 'pybpf[export]'`):", "",
                "```", cmd.strip() + " --write-results", "```", "",
-               f"Full run, {took:.0f} s:", ""] + machine_lines() + [""] + lines + \
+               f"Full run, {took:.0f} s:", ""] + machine + [""] + lines + \
         ["", *NOTES, "", END]
     text = open(RESULTS).read() if os.path.exists(RESULTS) else ""
     head, sep, rest = text.partition(START)
@@ -413,7 +414,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if os.geteuid() != 0:
         sys.exit("benchmarks/export.py needs root")
     started = time.monotonic()
-    for line in machine_lines():
+    machine = machine_lines()                      # the load average at the start
+    for line in machine:
         print(line)
     names = builtin_names()
     with tempfile.TemporaryDirectory() as tmp:
@@ -428,7 +430,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("\n".join(lines))
     took = time.monotonic() - started
     if args.write_results:
-        write_results(lines, argv, took)
+        write_results(lines, argv, took, machine)
     return 0
 
 
