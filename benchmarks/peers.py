@@ -942,8 +942,15 @@ def write_results(report: List[str], argv: List[str], took: float) -> None:
             "`--install` fetches the packages and links kernel headers for BCC):", "",
             "```", cmd.strip() + " --write-results", "```", "",
             f"Full run, {took:.0f} s:", ""]
+    # keep the sections other benchmarks write (benchmarks/export.py's, for one)
+    kept = ""
+    if os.path.exists(path):
+        with open(path) as fh:
+            old = fh.read()
+        cut = old.find("<!-- pybpf export: written by benchmarks/export.py -->")
+        kept = "\n" + old[cut:] if cut >= 0 else ""
     with open(path, "w") as fh:
-        fh.write("\n".join(head + report + [""] + NOTES) + "\n")
+        fh.write("\n".join(head + report + [""] + NOTES) + "\n" + kept)
     print(f"wrote {path}")
 
 

@@ -5,7 +5,9 @@ is always stopped and its directory removed."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -23,19 +25,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def is_loopback(target: str) -> bool:
+    """Whether ``HOST:PORT`` names a loopback address (127.0.0.0/8 or [::1])."""
+    host = target.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Prometheus:
     """``prometheus`` scraping ``targets`` (``127.0.0.1:PORT`` strings) every second as
-    job ``pybpf``."""
+    job ``pybpf``; or, given ``static_configs`` (a list of ``{"targets": [...],
+    "labels": {...}}``), those groups instead; ``rule_files`` are evaluated every
+    second. Loopback targets only."""
 
-    def __init__(self, targets: Sequence[str], binary: str = "prometheus") -> None:
-        for t in targets:
-            if not t.startswith(("127.0.0.1:", "[::1]:")):
-                raise ValueError(f"the harness scrapes loopback targets only, not {t}")
+    def __init__(self, targets: Sequence[str] = (), binary: str = "prometheus",
+                 static_configs: Optional[List[Dict]] = None,
+                 rule_files: Sequence[str] = ()) -> None:
+        groups = static_configs if static_configs is not None else \
+            [{"targets": list(targets)}]
+        for group in groups:
+            for t in group["targets"]:
+                if not is_loopback(t):
+                    raise ValueError(f"the harness scrapes loopback targets only, not {t}")
         self.dir = tempfile.mkdtemp(prefix="pybpf-prom-")
         self.port = free_port()
-        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s",
+                             "evaluation_interval": "1s"},
                   "scrape_configs": [{"job_name": "pybpf",
-                                      "static_configs": [{"targets": list(targets)}]}]}
+                                      "static_configs": groups}]}
+        if rule_files:
+            config["rule_files"] = [os.path.abspath(f) for f in rule_files]
         path = f"{self.dir}/prometheus.yml"
         with open(path, "w") as f:
             json.dump(config, f)                     # JSON is YAML
