@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import signal as _signal
 import socket
 import struct
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 __all__ = ["comm", "syscall", "ksym", "ipv4", "ipv6", "ip", "port", "disk", "cgroup",
-           "errno", "result"]
+           "errno", "result", "names", "block_op", "exit_reason", "SOFTIRQ_VECTORS"]
 
 
 def comm(raw: Any) -> str:
@@ -86,6 +87,47 @@ def errno(raw: Any) -> str:
 def result(raw: Any) -> str:
     """A system call's return value -> ``ok`` (0 or more) or the error's name."""
     return "ok" if int(raw) >= 0 else errno(raw)
+
+
+def names(table: Union[Sequence[str], Mapping[int, str]]) -> Callable[[Any], str]:
+    """A decoder that shows a small number as its name in ``table`` (a list indexed by
+    the number, or a dict), and any other number as itself: ``names(["user",
+    "kernel"])(1) == "kernel"``."""
+    lookup = dict(enumerate(table)) if not isinstance(table, Mapping) else dict(table)
+
+    def decode(raw: Any) -> str:
+        return lookup.get(int(raw), str(int(raw)))
+    return decode
+
+
+#: the kernel's softirq vectors, in the order of ``enum`` in <linux/interrupt.h>
+SOFTIRQ_VECTORS = ["hi", "timer", "net_tx", "net_rx", "block", "irq_poll", "tasklet",
+                   "sched", "hrtimer", "rcu"]
+
+_BLOCK_OPS = {ord("R"): "read", ord("W"): "write", ord("D"): "discard",
+              ord("F"): "flush", ord("E"): "secure_erase", ord("N"): "other"}
+
+
+def block_op(raw: Any) -> str:
+    """The operation letter of a block request's ``rwbs`` (``R``, ``W``, ``D``, ``F``,
+    ``E``, ``N``, as an int or a 1-byte string) -> ``read``, ``write``, ``discard``,
+    ``flush``, ``secure_erase`` or ``other``."""
+    code = raw[0] if isinstance(raw, (bytes, bytearray)) else int(raw)
+    return _BLOCK_OPS.get(code, "other")
+
+
+def exit_reason(raw: Any) -> str:
+    """A task's ``exit_code`` (what ``wait()`` reports: status << 8, or the signal in
+    the low 7 bits) -> ``ok`` (status 0), ``error`` (status 1-255) or the name of the
+    signal that ended it (``SIGKILL``)."""
+    code = int(raw)
+    sig = code & 0x7F
+    if sig:
+        try:
+            return _signal.Signals(sig).name
+        except ValueError:
+            return f"signal{sig}"
+    return "error" if (code >> 8) & 0xFF else "ok"
 
 
 class _Cgroups:
