@@ -130,12 +130,23 @@ def exit_reason(raw: Any) -> str:
     return "error" if (code >> 8) & 0xFF else "ok"
 
 
+def cgroup2_root() -> str:
+    """Where the cgroup v2 hierarchy is mounted: ``/sys/fs/cgroup``, or
+    ``/sys/fs/cgroup/unified`` on a hybrid (v1 + v2) system; the ids BPF reports are
+    inode numbers there (the v1 hierarchies number their own directories)."""
+    for path in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        if os.path.exists(os.path.join(path, "cgroup.controllers")):
+            return path
+    return "/sys/fs/cgroup"
+
+
 class _Cgroups:
     """cgroup id (the inode number of its directory in cgroup v2) -> path, from a walk
-    of ``/sys/fs/cgroup`` done again (at most every 5 seconds) when an id is missing."""
+    of the v2 hierarchy (:func:`cgroup2_root`) done again (at most every 5 seconds)
+    when an id is missing."""
 
-    def __init__(self, root: str = "/sys/fs/cgroup") -> None:
-        self.root = root
+    def __init__(self, root: Optional[str] = None) -> None:
+        self.root = root if root is not None else cgroup2_root()
         self.paths: Dict[int, str] = {}
         self.walked = 0.0
         self.lock = threading.Lock()
@@ -165,7 +176,7 @@ _cgroups = _Cgroups()
 
 
 def cgroup(raw: Any) -> str:
-    """A cgroup id (``bpf_get_current_cgroup_id()``) -> its path under
-    ``/sys/fs/cgroup`` (``/system.slice/ssh.service``), or the id when none has it."""
+    """A cgroup id (``bpf_get_current_cgroup_id()``) -> its path in the
+    cgroup v2 hierarchy (``/system.slice/ssh.service``), or the id when none has it."""
     found = _cgroups.path(int(raw))
     return found if found is not None else str(int(raw))
