@@ -7,7 +7,8 @@ pybpf_tcp_retransmits_total{remote_port}:
 byte order: a change to SYN_SENT is a connect() starting (counted by the port it
 connects to), a change from SYN_RECV to ESTABLISHED a connection a listener completed
 (counted by the listening port). ``tcp:tcp_retransmit_skb`` fires for each segment
-sent again (SYNs included), counted by the peer's port.
+the kernel tries to send again (SYNs included); the ones sent (``err`` 0, what
+``tcpi_total_retrans`` and ``TcpRetransSegs`` count) are counted by the peer's port.
 """
 
 from pybpf.dsl import HashMap, tracepoint, u32, u64
@@ -34,6 +35,8 @@ def export_tcpstate(args):
 
 @tracepoint("tcp:tcp_retransmit_skb")
 def export_retrans(args):
+    if args.err != 0:
+        return 0                         # not sent (still queued on this host, ...)
     retransmits[u32(args.dport)] += 1
     return 0
 
