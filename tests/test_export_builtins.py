@@ -7,8 +7,8 @@ once, and direct tests of the label decoders against /proc and sysfs."""
 
 from __future__ import annotations
 
-import ctypes
 import importlib
+import mmap
 import os
 import random
 import shutil
@@ -457,7 +457,6 @@ def test_hardirq_time_by_handler(served, tmp_path) -> None:
     before = {r["metric"]["irq_name"]: float(r["value"][1]) for r in prom.query(query)}
     counted = _proc_interrupts()
     path = f"/var/tmp/pybpf-irq-{uuid.uuid4().hex[:8]}"
-    import mmap
     buf = mmap.mmap(-1, 1 << 16)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
     try:
