@@ -267,8 +267,8 @@ def test_port_in_use_is_one_line() -> None:
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["nosuch"], "pybpf export: no exporter named 'nosuch' (built-in: opens, syscalls; "
-                 "or give a FILE)"),
+    (["nosuch"], "pybpf export: no exporter named 'nosuch' (built-in: biolatency, irq, oom, "
+                 "opens, pagefaults, process, runqlat, syscalls, tcp; or give a FILE)"),
     (["syscalls", "--listen", "example.org:80"], "pybpf export: bad --listen address "
      "'example.org:80': expected HOST:PORT, e.g. 127.0.0.1:9435, 0.0.0.0:9435 or "
      "[::1]:9435"),
@@ -307,7 +307,8 @@ def test_list_shows_the_builtin_exporters() -> None:
     res = run_export("--list")
     assert res.returncode == 0
     names = [ln.split()[0] for ln in res.stdout.splitlines()]
-    assert names == ["opens", "syscalls"]
+    assert names == ["biolatency", "irq", "oom", "opens", "pagefaults", "process",
+                     "runqlat", "syscalls", "tcp"]
     assert all(len(ln.split(None, 1)) == 2 for ln in res.stdout.splitlines())
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import signal as _signal
 import socket
 import struct
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 __all__ = ["comm", "syscall", "ksym", "ipv4", "ipv6", "ip", "port", "disk", "cgroup",
-           "errno", "result"]
+           "errno", "result", "names", "block_op", "exit_reason", "SOFTIRQ_VECTORS"]
 
 
 def comm(raw: Any) -> str:
@@ -88,12 +89,64 @@ def result(raw: Any) -> str:
     return "ok" if int(raw) >= 0 else errno(raw)
 
 
+def names(table: Union[Sequence[str], Mapping[int, str]]) -> Callable[[Any], str]:
+    """A decoder that shows a small number as its name in ``table`` (a list indexed by
+    the number, or a dict), and any other number as itself: ``names(["user",
+    "kernel"])(1) == "kernel"``."""
+    lookup = dict(enumerate(table)) if not isinstance(table, Mapping) else dict(table)
+
+    def decode(raw: Any) -> str:
+        return lookup.get(int(raw), str(int(raw)))
+    return decode
+
+
+#: the kernel's softirq vectors, in the order of ``enum`` in <linux/interrupt.h>
+SOFTIRQ_VECTORS = ["hi", "timer", "net_tx", "net_rx", "block", "irq_poll", "tasklet",
+                   "sched", "hrtimer", "rcu"]
+
+_BLOCK_OPS = {ord("R"): "read", ord("W"): "write", ord("D"): "discard",
+              ord("F"): "flush", ord("E"): "secure_erase", ord("N"): "other"}
+
+
+def block_op(raw: Any) -> str:
+    """The operation letter of a block request's ``rwbs`` (``R``, ``W``, ``D``, ``F``,
+    ``E``, ``N``, as an int or a 1-byte string) -> ``read``, ``write``, ``discard``,
+    ``flush``, ``secure_erase`` or ``other``."""
+    code = raw[0] if isinstance(raw, (bytes, bytearray)) else int(raw)
+    return _BLOCK_OPS.get(code, "other")
+
+
+def exit_reason(raw: Any) -> str:
+    """A task's ``exit_code`` (what ``wait()`` reports: status << 8, or the signal in
+    the low 7 bits) -> ``ok`` (status 0), ``error`` (status 1-255) or the name of the
+    signal that ended it (``SIGKILL``)."""
+    code = int(raw)
+    sig = code & 0x7F
+    if sig:
+        try:
+            return _signal.Signals(sig).name
+        except ValueError:
+            return f"signal{sig}"
+    return "error" if (code >> 8) & 0xFF else "ok"
+
+
+def cgroup2_root() -> str:
+    """Where the cgroup v2 hierarchy is mounted: ``/sys/fs/cgroup``, or
+    ``/sys/fs/cgroup/unified`` on a hybrid (v1 + v2) system; the ids BPF reports are
+    inode numbers there (the v1 hierarchies number their own directories)."""
+    for path in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        if os.path.exists(os.path.join(path, "cgroup.controllers")):
+            return path
+    return "/sys/fs/cgroup"
+
+
 class _Cgroups:
     """cgroup id (the inode number of its directory in cgroup v2) -> path, from a walk
-    of ``/sys/fs/cgroup`` done again (at most every 5 seconds) when an id is missing."""
+    of the v2 hierarchy (:func:`cgroup2_root`) done again (at most every 5 seconds)
+    when an id is missing."""
 
-    def __init__(self, root: str = "/sys/fs/cgroup") -> None:
-        self.root = root
+    def __init__(self, root: Optional[str] = None) -> None:
+        self.root = root if root is not None else cgroup2_root()
         self.paths: Dict[int, str] = {}
         self.walked = 0.0
         self.lock = threading.Lock()
@@ -123,7 +176,7 @@ _cgroups = _Cgroups()
 
 
 def cgroup(raw: Any) -> str:
-    """A cgroup id (``bpf_get_current_cgroup_id()``) -> its path under
-    ``/sys/fs/cgroup`` (``/system.slice/ssh.service``), or the id when none has it."""
+    """A cgroup id (``bpf_get_current_cgroup_id()``) -> its path in the
+    cgroup v2 hierarchy (``/system.slice/ssh.service``), or the id when none has it."""
     found = _cgroups.path(int(raw))
     return found if found is not None else str(int(raw))

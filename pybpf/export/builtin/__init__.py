@@ -13,5 +13,8 @@ The pattern (copy ``opens.py`` to start a new one):
   ``pybpf_<what>_<unit>`` (``_total`` for counters, ``_seconds`` with
   ``unit_scale=1e-9`` for nanoseconds), labels decoded with :mod:`pybpf.export.decoders`;
   optional ``CONSTS = {...}`` are the load-time constants.
-* A test in ``tests/test_export.py`` checks the values through a real Prometheus.
+* A test in ``tests/test_export_builtins.py`` (``tests/test_export.py`` for syscalls
+  and opens) checks the values through a real Prometheus, with a workload of known
+  effect; a label decoder the module needs goes into :mod:`pybpf.export.decoders`
+  (not the module, whose functions are compiled to BPF).
 """
