@@ -33,7 +33,28 @@ def _call_reads(ins: Instruction) -> Set[int]:
     return {1, 2, 3, 4, 5}
 
 
-def _live_out(insns: List[Instruction]) -> List[Set[int]]:
+class _RegSet(int):
+    """A set of registers as a bit mask (bit ``r`` for register ``r``): ``r in s``.
+    Liveness is computed on these masks, much faster than on Python sets."""
+
+    __slots__ = ()
+
+    def __contains__(self, reg: object) -> bool:
+        return isinstance(reg, int) and bool(self >> reg & 1)
+
+
+def _mask(regs: Set[int]) -> int:
+    out = 0
+    for r in regs:
+        out |= 1 << r
+    return out
+
+
+_CALL_KILLS = _mask({0, 1, 2, 3, 4, 5})
+
+
+def _live_out(insns: List[Instruction]) -> List[_RegSet]:
+    """The registers live after each instruction (backward data flow to a fixpoint)."""
     labels: Dict[str, int] = {i.label: n for n, i in enumerate(insns) if i.label}
     succ: List[List[int]] = []
     for n, ins in enumerate(insns):
@@ -49,39 +70,35 @@ def _live_out(insns: List[Instruction]) -> List[Set[int]]:
             if ins.is_jump and isinstance(ins.reference, str):
                 s.append(labels[ins.reference])
         succ.append(s)
-    gen: List[Set[int]] = []
-    kill: List[Set[int]] = []
+    gen: List[int] = []
+    keep: List[int] = []                    # the complement of what the instruction kills
     for ins in insns:
         if ins.opcode == 0x85:
-            gen.append(_call_reads(ins))
-            kill.append({0, 1, 2, 3, 4, 5})
+            gen.append(_mask(_call_reads(ins)))
+            keep.append(~_CALL_KILLS)
             continue
         if ins.opcode == JmpOp.EXIT | Class.JMP:
-            gen.append({0})
-            kill.append(set())
+            gen.append(1)
+            keep.append(~0)
             continue
         rd, wd, rs = _uses(ins)
-        g = set()
-        if rd:
-            g.add(ins.dst)
-        if rs:
-            g.add(ins.src)
-        gen.append(g)
-        kill.append({ins.dst} if wd else set())
-    live_in: List[Set[int]] = [set() for _ in insns]
-    live_out: List[Set[int]] = [set() for _ in insns]
+        gen.append((1 << ins.dst if rd else 0) | (1 << ins.src if rs else 0))
+        keep.append(~(1 << ins.dst) if wd else ~0)
+    count = len(insns)
+    live_in = [0] * count
+    live_out = [0] * count
     changed = True
     while changed:
         changed = False
-        for n in range(len(insns) - 1, -1, -1):
-            out: Set[int] = set()
+        for n in range(count - 1, -1, -1):
+            out = 0
             for m in succ[n]:
                 out |= live_in[m]
-            new_in = gen[n] | (out - kill[n])
+            new_in = gen[n] | (out & keep[n])
             if out != live_out[n] or new_in != live_in[n]:
                 live_out[n], live_in[n] = out, new_in
                 changed = True
-    return live_out
+    return [_RegSet(m) for m in live_out]
 
 
 def _pure_write(ins: Instruction) -> bool:
@@ -92,7 +109,7 @@ def _pure_write(ins: Instruction) -> bool:
     return cls == Class.LDX and (ins.opcode & 0xE0) == 0x60          # plain memory loads
 
 
-def drop_dead(insns: List[Instruction], live: List[Set[int]]) -> List[Instruction]:
+def drop_dead(insns: List[Instruction], live: List[_RegSet]) -> List[Instruction]:
     """Drop pure writes of registers nobody reads afterwards (a label moves on)."""
     out: List[Instruction] = []
     carry = None
@@ -135,7 +152,7 @@ def _rewrite_pair(a: Instruction, b: Instruction, dead_after: bool) -> Optional[
     return [new.replace(label=a.label) if a.label else new]
 
 
-def forward_copies(insns: List[Instruction], live: List[Set[int]]) -> List[Instruction]:
+def forward_copies(insns: List[Instruction], live: List[_RegSet]) -> List[Instruction]:
     """One sweep over move pairs: ``rA = rB`` followed by an instruction that only reads
     rA, with rA dead after it, reads rB there instead (``r1 = r0; *(u64 *)(r10 - 8) = r1``
     -> ``*(u64 *)(r10 - 8) = r0``); ``rA = 5; rB = rA`` -> ``rB = 5``. Rewrites do not
