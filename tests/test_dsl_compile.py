@@ -336,12 +336,89 @@ def _map_error(body: str) -> CompileError:
      "map 'm' stores 'MapVal' values"),
     ("def f(ctx):\n    with ring.reserve() as e:\n        c = m.setdefault(1)\n    return 0\n",
      8, 13, "setdefault() inside a 'with ....reserve()' block"),
+    # a pointer into a hash map after a store or delete on that map (any key)
+    ("def f(ctx):\n    p = c64.get(1)\n    if p is None:\n        return 0\n"
+     "    c64[1] = 5\n    return p[0]\n", 11, 12,
+     "'p' may point to an element of 'c64' replaced on line 10 "
+     "(storing into a hash map replaces the element and frees the old one): it may read a freed or reused element"),
+    ("def f(ctx):\n    p = m.setdefault(1)\n    del m[2]\n    p.n = 1\n    return 0\n",
+     9, 5, "'p' may point to an element of 'm' replaced on line 8 (a delete frees the "
+     "element): it may read a freed or reused element"),
+    # stale on one branch is stale after the if
+    ("def f(ctx):\n    p = m.setdefault(1)\n    if cpu():\n        m[3] = MapVal()\n"
+     "    p.n += 1\n    return 0\n", 10, 5,
+     "'p' may point to an element of 'm' replaced on line 9 (storing into a hash map replaces the element and frees the old one): it may read a freed or reused element"),
+    # a loop's store reaches the next iteration's read (a loop too long to unroll)
+    ("def f(ctx):\n    p = c64.setdefault(1)\n    x: u64 = 0\n    for i in range(100):\n"
+     "        x += p[0]\n        c64[i] = 1\n    return x\n", 10, 14,
+     "'p' may point to an element of 'c64' replaced on line 11 (storing into a hash map replaces the element and frees the old one): it may read a freed or reused element"),
+    # and an unrolled one's, and after a break
+    ("def f(ctx):\n    p = c64.setdefault(1)\n    for i in range(3):\n"
+     "        if i == 1:\n            del c64[i]\n            break\n    return p[0]\n",
+     12, 12, "'p' may point to an element of 'c64' replaced on line 10 (a delete frees "
+     "the element): it may read a freed or reused element"),
+    # a copy is as stale as the pointer it copies
+    ("def f(ctx):\n    p = pc.setdefault(1)\n    pc[2] = MapVal()\n    q = p\n"
+     "    if q:\n        return q.n\n    return 0\n", 11, 16,
+     "'q' may point to an element of 'pc' replaced on line 8 (storing into a hash map replaces the element and frees the old one): it may read a freed or reused element"),
 ])
 def test_map_idiom_errors(body: str, line: int, col: int, message: str) -> None:
     err = _map_error(body)
     assert err.message == message, err
     assert err.loc is not None and (err.loc.file, err.loc.line, err.loc.column) == \
         ("<err>", line, col), err
+
+
+_STALE_MAPS = ("c64 = HashMap(u32, u64)\nlru = LRUHashMap(u32, u64)\n"
+               "arr = ArrayMap(u64, 4)\n")
+
+
+@pytest.mark.parametrize("body, line, col, message, hint", [
+    # a call of a function that stores into (or deletes from) the map, at any depth
+    ("def g(k: u32) -> u32:\n    del c64[k]\n    return 0\n"
+     "def h(k: u32) -> u32:\n    return g(k)\n"
+     "def f(ctx):\n    p = c64.setdefault(1)\n    h(2)\n    return p[0]\n", 12, 12,
+     "'p' may point to an element of 'c64' replaced on line 11 (h() deletes from it): it "
+     "may read a freed or reused element", "look it up again after line 11: "
+     "p = c64.get(...)"),
+    # an LRU map may evict any element to make room for a new key
+    ("def f(ctx):\n    p = lru.setdefault(1)\n    lru[2] += 1\n    return p[0]\n", 7, 12,
+     "'p' may point to an element of 'lru' replaced on line 6 (an insert into an LRU map "
+     "may evict any element to make room): it may read a freed or reused element",
+     "look it up again after line 6: p = lru.get(...)"),
+])
+def test_stale_pointer_errors(body: str, line: int, col: int, message: str,
+                              hint: str) -> None:
+    with pytest.raises(CompileError) as info:
+        compile_source(_STALE_MAPS + body, "f", filename="<err>")
+    err = info.value
+    assert (err.message, err.suggestion) == (message, hint), err
+    assert err.loc is not None and (err.loc.file, err.loc.line, err.loc.column) == \
+        ("<err>", line, col), err
+
+
+@pytest.mark.parametrize("body", [
+    # looked up again after the store
+    "def f(ctx):\n    p = c64.setdefault(1)\n    c64[1] = 5\n    p = c64.setdefault(1)\n"
+    "    return p[0]\n",
+    # in-place updates and inserts of a plain hash map replace nothing
+    "def f(ctx):\n    p = c64.setdefault(1)\n    c64[1] += 5\n    p[0] += 1\n"
+    "    q = c64.setdefault(2)\n    return p[0] + q[0]\n",
+    # an array map updates in place; a store into another map does not matter
+    "def f(ctx):\n    p = arr.get(1)\n    if p is None:\n        return 0\n"
+    "    arr[1] = 5\n    lru[1] = 2\n    return p[0]\n",
+    # a store on a branch that returns does not reach the read
+    "def f(ctx):\n    p = c64.setdefault(1)\n    if cpu():\n        c64[1] = 5\n"
+    "        return 0\n    return p[0]\n",
+    # a loop that looks up again after its store
+    "def f(ctx):\n    x: u64 = 0\n    for i in range(100):\n        c64[i] = 1\n"
+    "        p = c64.setdefault(1)\n        x += p[0]\n    return x\n",
+    # a called function that only reads the map
+    "def g(k: u32) -> u64:\n    return c64[k]\n"
+    "def f(ctx):\n    p = c64.setdefault(1)\n    g(2)\n    return p[0]\n",
+])
+def test_pointers_that_stay_valid(body: str) -> None:
+    assert compile_source(_STALE_MAPS + body, "f", filename="<ok>")
 
 
 @pytest.mark.parametrize("body", [

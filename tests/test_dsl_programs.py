@@ -1239,6 +1239,46 @@ def test_setdefault_on_a_full_map_goes_on_with_the_default() -> None:
         assert {k: v.count for k, v in mod["tiny_tallies"].items()} == {1: 44, 2: 44}
 
 
+# -- pointers into maps after an update (docs/language.md, "Pointers after an update") -----
+after_arr = ArrayMap(u64, 4)
+after_hash = HashMap(u32, u64, max_entries=8)
+
+
+@xdp()
+def pointers_after_update(ctx):
+    after_arr[1] = inp[0]
+    a = after_arr.get(1)
+    if a is None:
+        return 1
+    after_arr[1] = inp[1]               # an array updates in place: a reads the new value
+    out[0] = a[0]
+    after_hash[1] = inp[0]
+    h = after_hash.get(1)
+    if h is None:
+        return 1
+    after_hash[1] += 3                  # an atomic add in place: h stays valid
+    c = after_hash.setdefault(2)        # an insert of a new key frees nothing
+    c[0] = 4
+    out[1] = h[0]
+    after_hash[1] = inp[1]              # replaces h's element: look it up again
+    after_hash[3] = 6
+    h = after_hash.get(1)
+    if h is None:
+        return 1
+    out[2] = h[0]
+    return 2
+
+
+@needs_bpf
+def test_pointers_after_an_update_read_the_new_value() -> None:
+    with compile_module([pointers_after_update]).load(attach=False) as mod:
+        mod["inp"][0], mod["inp"][1] = 70, 55
+        assert mod.programs["pointers_after_update"].test_run(PACKET).retval == 2
+        assert [mod["out"][i] for i in range(3)] == [55, 73, 55]
+        assert dict(mod["after_hash"].items()) == {1: 55, 2: 4, 3: 6}
+        assert mod["after_arr"][1] == 55
+
+
 class TallyStart(Struct):
     ts: u64
     count: u64

@@ -15,7 +15,8 @@ kernel would) and must return, in the kernel (BPF_PROG_TEST_RUN, full 64-bit r0)
 :mod:`pybpf.vm`, what the reference evaluation returns (:mod:`pybpf.dsl.semantics` for
 the integers, a model of the maps here), leaving the maps with the contents the model
 has. A refused program holds one bad line (pointer arithmetic or comparison, a pointer
-stored, returned or converted, a value pointer read without its None check, a literal
+stored, returned or converted, a value pointer read without its None check, a pointer
+into a hash map read or written after a store into or delete from that map, a literal
 that does not fit, an 8/16-bit or non-atomic compound update of a shared map value, an
 annotated local that cannot hold ``x op e``): it must raise a :class:`CompileError`
 located at that line.
@@ -114,11 +115,13 @@ class Ptr:
         self.name, self.map, self.key = name, map_name, key
         self.nullable = nullable        # from get(): must be checked before use
         self.checked = not nullable
-        # A pointer into a hash map is not read after that map is stored to or deleted
-        # from: the kernel replaces a hash element on update (the old one goes back to
-        # the free list) while pybpf.vm updates in place, and the language does not say
-        # what a pointer to a replaced value reads (reported, not generated).
+        # A pointer into a hash map is stale after a store into or delete from that map
+        # (any key, on any path that reaches here): the kernel replaces a hash element
+        # on update and frees it on delete, so the language refuses a read or write
+        # through it at the use ("Pointers after an update"); accepted programs do not
+        # use it, and the "stale" refusal does.
         self.stale = False
+        self.misused = False            # made for a refused line (see Program.pointer)
 
     @property
     def vt(self) -> str:
@@ -167,7 +170,7 @@ class Model:
                 p.stale = True
 
     def usable(self) -> List[Ptr]:
-        return [p for p in self.ptrs if p.checked and not p.stale]
+        return [p for p in self.ptrs if p.checked and not p.stale and not p.misused]
 
     def atoms(self, draw: st.DrawFn) -> Dict[str, Tuple[str, int]]:
         """Leaves an expression may use: integer locals, map reads, ``k in m`` and
@@ -420,8 +423,29 @@ class Program:
         self.nptrs += 1
         self.emit(f"{name} = {m}.setdefault({self.draw(st.integers(0, KEYS - 1))})")
         p = Ptr(name, m, 0, nullable=False)
-        p.stale = True                  # the program is refused: no values needed
+        p.misused = True                # the program is refused: no values needed
         self.m.ptrs.append(p)
+        return p
+
+    def stale_pointer(self) -> Ptr:
+        """A checked pointer into a hash map that a store or delete has made stale: an
+        existing one, or a new ``setdefault()`` one followed by a store or delete."""
+        d = self.draw
+        existing = [p for p in self.m.ptrs if p.stale and p.checked and not p.misused]
+        if existing and d(st.booleans()):
+            return d(st.sampled_from(existing))
+        m = d(st.sampled_from([n for n, spec in MAPS.items() if spec[0] == "hash"]))
+        name = f"p{self.nptrs}"
+        self.nptrs += 1
+        self.emit(f"{name} = {m}.setdefault({d(st.integers(0, KEYS - 1))})")
+        p = Ptr(name, m, 0, nullable=False)
+        self.m.ptrs.append(p)
+        k = d(st.integers(0, KEYS - 1))
+        if d(st.booleans()):
+            self.emit(f"del {m}[{k}]")
+        else:
+            self.emit(f"{m}[{k}] = {'Rec()' if MAPS[m][1] == 'Rec' else 0}")
+        self.m.invalidate(m)
         return p
 
     def bad(self) -> str:
@@ -429,7 +453,7 @@ class Program:
         d = self.draw
         kind = d(st.sampled_from(["arith", "compare", "store", "annotated", "convert",
                                   "unchecked", "literal", "map_literal", "field_literal",
-                                  "narrow_atomic", "not_atomic", "narrow_local"]))
+                                  "narrow_atomic", "not_atomic", "narrow_local", "stale"]))
         if kind == "arith":
             p = self.pointer()
             op = d(st.sampled_from(ARITH))
@@ -452,6 +476,12 @@ class Program:
         elif kind == "convert":
             p = self.pointer()
             self.bad_line = self.emit(f"bad = {d(st.sampled_from(TYPES))}({p.name})")
+        elif kind == "stale":
+            p = self.stale_pointer()
+            place = f"{p.name}.{d(st.sampled_from(_REC_FIELDS))[0]}" if p.vt == "Rec" \
+                else f"{p.name}[0]"
+            form = d(st.sampled_from([f"bad = {place} + 1", f"{place} = 1"]))
+            self.bad_line = self.emit(form)
         elif kind == "unchecked":
             m = d(st.sampled_from(sorted(MAPS)))
             name = f"p{self.nptrs}"
@@ -733,8 +763,9 @@ def _empty() -> Dict[str, Dict[int, Any]]:
 
 
 def test_known_map_cases() -> None:
-    """Hand-picked corners: a full hash map, an array index out of range, ``-=`` on an
-    absent key, wrapping atomic and cast stores into a struct value."""
+    """Hand-picked corners: pointers that stay valid after an update, a full hash map,
+    an array index out of range, ``-=`` on an absent key, wrapping atomic and cast
+    stores into a struct value."""
     full = _empty()
     full["h32"] = {0: 1, 1: 2, 2: 3}
     rec = _empty()
@@ -743,7 +774,16 @@ def test_known_map_cases() -> None:
     rec_after["hs"][2].update(c=0, b=-25536)
     minus = _empty()
     minus["h32"] = {4: 0xFFFFFFFF}
+    arr_after = _empty()
+    arr_after["a64"][1] = 7
+    hash_after = _empty()
+    hash_after["h64"] = {1: 4, 2: 0}
     cases = [
+        # an array updates in place: a pointer looked up before a store reads the new value
+        ("p = a64.setdefault(1)\n    a64[1] = 7\n    return p[0]", _empty(), 7, arr_after),
+        # an atomic update in place and an insert of another key leave a hash pointer valid
+        ("p = h64.setdefault(1)\n    h64[1] += 4\n    h64.setdefault(2)\n    return p[0]",
+         _empty(), 4, hash_after),
         # the map is full: setdefault() points at the scratch copy, the map is unchanged
         ("p = h32.setdefault(4)\n    p[0] += 9\n    return p[0]", full, 9, full),
         # out of range: the same for an array

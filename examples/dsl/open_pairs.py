@@ -41,8 +41,8 @@ def exit_(args):
         return 0
     p.ret = args.ret
     events.output(p)
-    del start[pid_tgid()]
     print(f"pid {p.pid} ret {p.ret:>4} {p.path!r}")
+    del start[pid_tgid()]
     return 0
 
 

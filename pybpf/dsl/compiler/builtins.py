@@ -90,6 +90,7 @@ class BuiltinsMixin:
         k = self.key_arg(ref, key, pre)
         dst = self.vreg(PtrType(ref.decl.value, "map", ref.decl.per_cpu))  # type: ignore[attr-defined]
         self.emit("helper", dst=dst, name="map_lookup_elem", args=(MapFd(ref.name), k))  # type: ignore[attr-defined]
+        self.note_map_pointer(dst, ref)                         # type: ignore[attr-defined]
         return dst
 
     def map_read(self, ref: MapRef, key: ast.expr, default: Optional[ast.expr], node: Any) -> VReg:
@@ -118,6 +119,7 @@ class BuiltinsMixin:
             v = FrameAddr(off)
         self.emit("helper", dst=self.vreg(T.i64), name="map_update_elem",  # type: ignore[attr-defined]
                   args=(MapFd(ref.name), k, v, 0))
+        self.note_store(ref, node)                              # type: ignore[attr-defined]
 
     def map_update(self, ref: MapRef, key: ast.expr, op: ast.operator, value: ast.expr,
                    node: Any) -> None:
@@ -159,6 +161,7 @@ class BuiltinsMixin:
         self.emit("helper", dst=self.vreg(T.i64), name="map_update_elem",  # type: ignore[attr-defined]
                   args=(MapFd(ref.name), k, FrameAddr(off), _BPF_NOEXIST))
         self.emit("label", name=done)                           # type: ignore[attr-defined]
+        self.note_insert(ref, node)                             # type: ignore[attr-defined]
 
     def map_setdefault(self, ref: MapRef, node: ast.Call) -> VReg:
         """``m.setdefault(k[, default])``: a pointer to the value of ``k``, never None.
@@ -223,6 +226,8 @@ class BuiltinsMixin:
         self.copy(Place(ptr, 0, vt, "map"), slot, node)         # type: ignore[attr-defined]
         self.emit("label", name=done)                           # type: ignore[attr-defined]
         self.nonnull_ids.add(ptr.id)                            # type: ignore[attr-defined]
+        self.note_insert(ref, node)                             # type: ignore[attr-defined]
+        self.note_map_pointer(ptr, ref)                         # type: ignore[attr-defined]
         return ptr
 
     def shared_value(self, place: Place) -> bool:

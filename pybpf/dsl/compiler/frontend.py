@@ -23,6 +23,7 @@ from .builtins import DEST_HELPERS, BuiltinsMixin, MapRef
 from .errors import CompileError
 from .ir import Function, KType, Op, Operand, PtrType, VReg
 from .memory import NULLABLE, CtxRef, MemoryMixin, PacketMixin, Place
+from .stale import Restale, StaleMixin, Staleness, merge_stale
 from .unit import RODATA_MAP, Unit
 
 __all__ = ["HELPERS", "Source", "parse_function", "FunctionCompiler", "UNROLL_LIMIT"]
@@ -145,11 +146,14 @@ def _from_file_tree(fn: Any) -> Optional[Source]:
 
 class _Loop:
     def __init__(self, break_label: str, continue_label: str) -> None:
+        # stale pointer facts where the loop's breaks / continues leave
+        self.stale_breaks: List[Dict[str, Staleness]] = []
+        self.stale_continues: List[Dict[str, Staleness]] = []
         self.break_label = break_label
         self.continue_label = continue_label
 
 
-class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
+class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin):
     """Compiles one function to a :class:`~pybpf.dsl.compiler.ir.Function`.
 
     ``resolve_function`` is called with a Python function called from this one and
@@ -169,6 +173,10 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         self.objects: Dict[str, Place] = {}         # struct and array locals
         self.nonnull: Set[str] = set()              # pointer locals known not to be None
         self.nonnull_ids: Set[int] = set()          # registers never None (setdefault())
+        self.stale: Dict[str, Staleness] = {}       # pointer locals maybe replaced (stale.py)
+        self.ptr_maps: Dict[str, Set[str]] = {}     # hash maps a pointer local may point into
+        self.map_ptr_ids: Dict[int, str] = {}       # registers from lookups in hash maps
+        self.loop_heads: Dict[Tuple[int, int], Dict[str, Staleness]] = {}  # kept on recompiling
         self.ctx: Optional[CtxRef] = None
         self.loop_consts: Dict[str, int] = {}      # variables of unrolled loops
         self.reserving = 0                          # depth of 'with ring.reserve()' blocks
@@ -236,13 +244,14 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         while True:
             try:
                 return self._compile_once()
-            except _Widen as w:
-                widened = dict(self.widened)
-                widened[w.name] = w.type
+            except (_Widen, Restale) as w:
+                widened, heads = dict(self.widened), self.loop_heads
+                if isinstance(w, _Widen):
+                    widened[w.name] = w.type
                 del self.unit.prints[prints:]
                 self.__init__(self.src, self.resolve_function, self.entry,  # type: ignore[misc]
                               self.unit, self.kind)
-                self.widened = widened
+                self.widened, self.loop_heads = widened, heads
 
     def _compile_once(self) -> Function:
         node = self.src.node
@@ -344,6 +353,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                     raise self.error("only map entries can be deleted", target,
                                      "write del m[key]")
                 self.map_delete(ref, target.slice)              # type: ignore[union-attr]
+                self.note_delete(ref, s)
         elif isinstance(s, ast.AugAssign) and not isinstance(s.target, ast.Name):
             if isinstance(s.target, ast.Subscript):
                 ref = self.value(s.target.value)
@@ -401,8 +411,10 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             when_true, when_false = self.null_facts(s.test)
             self.branch(s.test, False, else_label if s.orelse else end_label)
             self.nonnull = before | when_true
+            stale_before = dict(self.stale)
             body_ends = self.body(s.body)
             body_facts, else_facts = set(self.nonnull), before | when_false
+            body_stale, self.stale = self.stale, dict(stale_before)
             else_ends = False
             if s.orelse:
                 if not body_ends:
@@ -423,6 +435,9 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 self.nonnull = body_facts
             else:
                 self.nonnull = body_facts & else_facts
+            # stale pointers: stale on any branch that falls through
+            self.stale = merge_stale(None if body_ends else body_stale,
+                                     None if else_ends else self.stale)
         elif isinstance(s, ast.For):
             return self.for_range(s)
         elif isinstance(s, ast.While):
@@ -432,6 +447,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             if not self.loops:
                 raise self.error("break/continue outside a loop", s)
             loop = self.loops[-1]
+            (loop.stale_breaks if isinstance(s, ast.Break) else
+             loop.stale_continues).append(dict(self.stale))
             self.emit("jump", target=loop.break_label if isinstance(s, ast.Break)
                       else loop.continue_label)
             return True
@@ -497,6 +514,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             self.nonnull.discard(name)
             if v.id in self.nonnull_ids:
                 self.nonnull.add(name)
+            self.track_pointer(name, value, v)
             if name in self.locals:
                 if self.locals[name].type != v.type:
                     raise self.rebind_error(name, self.describe_value(v, value), node)
@@ -951,14 +969,20 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
         brk, cont = self.label("endfor"), self.label("next")
         if len(values) <= UNROLL_LIMIT:
             falls = True
+            breaks: List[Dict[str, Staleness]] = []
             for v in values:
                 self.loc = self.src.loc(s)
                 self.convert_into(var, self.load_const(v, s))
                 self.loop_consts[name] = v
                 self.nonnull = set(loop_facts)
-                self.loops.append(_Loop(brk, cont))
+                loop = _Loop(brk, cont)
+                self.loops.append(loop)
                 ends = self.body(s.body)
                 self.loops.pop()
+                # stale pointers flow on to the next iteration (an unrolled loop has
+                # each iteration's own code); breaks to the loop's end
+                breaks += loop.stale_breaks
+                self.stale = merge_stale(None if ends else self.stale, *loop.stale_continues)
                 if ends and not self._referenced(cont):
                     falls = False               # the next iterations are unreachable
                     break
@@ -966,6 +990,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                 cont = self.label("next")
             self.loop_consts.pop(name, None)
             self.nonnull = set(loop_facts)
+            self.stale = merge_stale(self.stale if falls else None, *breaks)
             if not falls and not self._referenced(brk):
                 return True
             self.emit("label", name=brk)
@@ -982,9 +1007,16 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
                   b=self.load_const(stop, s), target=brk)
         if counter.id != var.id:
             self.emit("mov", dst=var, a=counter)
-        self.loops.append(_Loop(brk, cont))
+        loop = _Loop(brk, cont)
+        head = self.loop_head(s)
+        self.stale = dict(head)
+        self.loops.append(loop)
         ends = self.body(s.body)
         self.loops.pop()
+        # stale pointers at the end of the body and at continues flow back to the head
+        self.loop_back(s, head, merge_stale(None if ends else self.stale,
+                                            *loop.stale_continues))
+        self.stale = merge_stale(head, *loop.stale_breaks)
         self.loc = self.src.loc(s)
         if not ends or self._referenced(cont):
             self.emit("label", name=cont)
@@ -1590,6 +1622,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin):
             self.emit("call", dst=dst, name=name, args=tuple(args))
             if name not in self.fn.calls:
                 self.fn.calls.append(name)
+            self.note_call(target, node)
             return dst
         if target is _MISSING:
             raise self.error(f"unknown function {fname!r}", node,

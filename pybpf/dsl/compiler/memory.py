@@ -309,6 +309,8 @@ class MemoryMixin:
             if name not in self.nonnull:        # type: ignore[attr-defined]
                 raise self.error(f"{name!r} may be None here", node,    # type: ignore[attr-defined]
                                  f"check it first: 'if {name}:' or 'if {name} is None: return'")
+        if name:
+            self.check_fresh(name, node)                        # type: ignore[attr-defined]
         if pt.target is None:
             raise self.error("this pointer has no type to read through", node,  # type: ignore[attr-defined]
                              "use kernel_ptr(value, 'struct name')")
