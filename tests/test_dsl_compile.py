@@ -142,7 +142,7 @@ def square(v: u32) -> u64:
     return v * v                            # u32 * u32 wraps in 32 bits
 
 
-def mix(a: u64, b: u8, c: i32) -> i64:
+def mix(a: u64, b: u8, c: i32) -> u64:
     return a + b - c + square(b)
 
 
@@ -355,7 +355,7 @@ def test_map_idiom_errors(body: str, line: int, col: int, message: str) -> None:
     "def f(ctx):\n    c = m.get(1)\n    if not c:\n        m[1] = MapVal(n=1)\n"
     "        c = m.get(1)\n        if not c:\n            return 0\n    else:\n"
     "        c.n += 1\n    return c.n\n",
-    "def f(ctx):\n    for i in range(20):\n        c = m.get(i)\n        if c is None:\n"
+    "def f(ctx):\n    for i in range(20):\n        c = m.get(u32(i))\n        if c is None:\n"
     "            continue\n        c.n += 1\n    return 0\n",
 ])
 def test_map_idioms_compile(body: str) -> None:

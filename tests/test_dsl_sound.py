@@ -365,7 +365,7 @@ class Program:
         if form in ("is None", "not"):
             self.emit(f"if {name} is None:" if form == "is None" else f"if not {name}:")
             text, value = self.expr(2)
-            self.emit(f"return {text}", 2)
+            self.emit(f"return {_into('i64', text, value[0])}", 2)
             if model.live and not found:
                 model.result, model.live = value, False
             p.checked = True
@@ -545,7 +545,7 @@ def cases(draw: st.DrawFn) -> Tuple[str, Dict[str, Dict[int, Any]], Optional[int
             prog.bad_line = prog.emit(f"return {p.name}")
             return "\n".join(prog.lines) + "\n", contents, None, None, prog.bad_line
     text, value = prog.expr(3)
-    prog.emit(f"return {text}")
+    prog.emit(f"return {_into('i64', text, value[0])}")    # the declared -> i64
     source = "\n".join(prog.lines) + "\n"
     if prog.bad_line is not None:
         return source, contents, None, None, prog.bad_line
