@@ -18,6 +18,7 @@ from pybpf.dsl import (
     probe_read_user, probe_read_user_str, raw_tracepoint, startswith, strlen, tid, tp_btf,
     tracepoint, u8, u16, u32, u64, uretprobe, xdp,
 )
+from pybpf.dsl import i16, i64
 from pybpf.dsl.loader import format_print
 from pybpf.events.histogram import log2_slot_of
 from pybpf.link.kprobe import kprobes_available
@@ -864,7 +865,7 @@ bigring = RingBuf(Big, size=8192)
 def reserve_big(ctx):
     for i in range(6):
         with bigring.reserve() as e:
-            e.n = i
+            e.n = u32(i)
             e.text = "hello from the ring"
             e.tail = e.n * 10
     return 2
@@ -1351,3 +1352,79 @@ def test_counters_from_every_cpu_count_exactly() -> None:
         assert (t.count, t.hits) == (n, n)
         assert mod["shared_counts"][0] == n
         assert mod["shared_array"][0].total == 2 * n
+
+
+# -- stores follow the type rule: explicit cuts, widening stores ----------------------------
+class Mixed(Struct):
+    a: u8
+    s: i16
+    c: u32
+    d: u64
+    e: i64
+
+
+mixed = ArrayMap(Mixed, 2)
+narrow = HashMap(u32, u32)
+
+
+def half(v: u32) -> u32:
+    return v // 2
+
+
+@xdp()
+def typed_stores(ctx):
+    big: u64 = inp[0]                   # 0x1_2345_6789_ABCD_EF01
+    neg: i32 = i32(inp[1])              # -5
+    w: u32 = u32(inp[2])                # 0xFFFFFFF0
+    r = Mixed()
+    r.a = u8(big)                       # explicit cut: the low 8 bits
+    r.s = i16(big)                      # the low 16 bits, read as signed
+    r.c = u32(big)                      # the low 32 bits
+    r.d = w                             # u32 into u64: kept, no sign
+    r.e = neg                           # i32 into i64: sign-extended
+    mixed[0] = r
+    narrow[u32(big)] = u32(big >> 32)   # key and value cut explicitly
+    narrow[1] = half(u32(big))
+    with events.reserve() as e:
+        e.pid = w                       # u32 into u32
+        e.ret = i32(big)                # the low 32 bits, read as signed
+    return 2
+
+
+@needs_bpf
+def test_stores_cut_only_explicitly_and_widen_exactly() -> None:
+    """An explicit cut stores exactly the low bits; a u32 into a u64 field keeps its
+    value and an i32 into an i64 field is sign-extended (read back from the kernel)."""
+    big = 0x1_2345_6789_ABCD_EF01
+    got = []
+    with compile_module([typed_stores]).load(attach=False) as mod:
+        mod["inp"][0] = big
+        mod["inp"][1] = (-5) & (2**64 - 1)
+        mod["inp"][2] = 0xFFFFFFF0
+        mod.on("events", got.append)
+        assert mod.programs["typed_stores"].test_run(PACKET).retval == 2
+        mod.poll(0.5)
+        r = mod["mixed"][0]
+        assert (r.a, r.s, r.c, r.d, r.e) == (0x01, -4351, 0x89ABCDEF, 0xFFFFFFF0, -5)
+        assert mod["narrow"][0x89ABCDEF] == 0x1_2345
+        assert mod["narrow"][1] == 0x89ABCDEF // 2
+    assert [(e.pid, e.ret) for e in got] == [(0xFFFFFFF0, 0x89ABCDEF - 2**32)]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("    v: u32 = 300\n    r = Mixed()\n    r.a = v\n",
+     "a u32 does not fit in field 'a' of Mixed, a u8"),
+    ("    v: u64 = 300\n    narrow[1] = v\n", "a u64 does not fit in a value of map 'narrow', a u32"),
+    ("    v: i64 = -1\n    narrow[v] = 1\n", "an i64 does not fit in a key of map 'narrow'"),
+    ("    v: i32 = -1\n    with events.reserve() as e:\n        e.pid = v\n",
+     "an i32 does not fit in field 'pid' of Event, a u32"),
+    ("    return half(ktime_ns())\n", "a u64 does not fit in parameter 'v' of half(), a u32"),
+])
+def test_unfitting_stores_are_refused_before_loading(body: str, message: str) -> None:
+    """The same stores without the explicit conversion are refused at compile time."""
+    from pybpf.dsl import compile_source
+    ns = {"Mixed": Mixed, "narrow": narrow, "events": events, "half": half,
+          "Event": Event}
+    with pytest.raises(CompileError) as info:
+        compile_source("def f(ctx):\n" + body + "    return 2\n", "f", namespace=ns)
+    assert message in info.value.message
