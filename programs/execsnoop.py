@@ -78,9 +78,9 @@ def execsnoop_exit(args):
         return 0
     e = Event()
     e.pid = pid()
-    e.ppid = current_task().real_parent.tgid
+    e.ppid = u32(current_task().real_parent.tgid)
     e.uid = uid()
-    e.retval = args.ret
+    e.retval = i32(args.ret)
     e.type = EVENT_RET
     e.comm = comm()
     events.output(e)

@@ -49,11 +49,11 @@ def exitsnoop_exit(args):
     e = Exit()
     e.start_time = task.start_time
     e.exit_time = ktime_ns()
-    e.pid = task.tgid
-    e.tid = task.pid
-    e.ppid = task.real_parent.tgid
-    e.exit_code = code >> 8
-    e.sig_info = code & 0xff
+    e.pid = u32(task.tgid)
+    e.tid = u32(task.pid)
+    e.ppid = u32(task.real_parent.tgid)
+    e.exit_code = u32(code >> 8)
+    e.sig_info = u32(code & 0xff)
     e.task = comm()
     events.output(e)
     return 0

@@ -75,7 +75,7 @@ def trace_exit(ret: i32) -> i32:
         e.id = pid_tgid()
         e.uid = uid()
         e.ret = ret
-        e.flags = s.flags
+        e.flags = u32(s.flags)
         e.comm = comm()
         e.path = probe_read_user_str(s.filename)
         events.output(e)
@@ -95,12 +95,12 @@ def opensnoop_openat2(args):
 
 @tracepoint("syscalls:sys_exit_openat")
 def opensnoop_openat_ret(args):
-    return trace_exit(args.ret)
+    return trace_exit(i32(args.ret))
 
 
 @tracepoint("syscalls:sys_exit_openat2")
 def opensnoop_openat2_ret(args):
-    return trace_exit(args.ret)
+    return trace_exit(i32(args.ret))
 
 
 def flag_value(text: str) -> int:

@@ -10,7 +10,7 @@ process (-P) or per thread (-L) with a ``(id, slot)`` key. The raw tracepoints g
 """
 
 from pybpf.dsl import (
-    HashMap, Histogram, Struct, const, ktime_ns, log2, raw_tracepoint, u32, u64,
+    HashMap, Histogram, Struct, const, ktime_ns, i32, log2, raw_tracepoint, u32, u64,
 )
 from pybpf.events.histogram import Log2Histogram, bcc_sections
 from pybpf.tooling import (
@@ -34,12 +34,12 @@ UNIT_NS = const(u64, 1000)
 PER_ID = const(u32, 0)          # 0: one histogram, 1: per process, 2: per thread
 
 
-def enqueue(tgid: u32, tid: u32) -> u32:
+def enqueue(tgid: i32, tid: i32) -> u32:
     if tid == 0:
         return 0                          # the idle task
     if TARGET_PID and tgid != TARGET_PID:
         return 0
-    start[tid] = ktime_ns()
+    start[u32(tid)] = ktime_ns()
     return 0
 
 
@@ -59,7 +59,7 @@ def sched_switch(ctx):
     if ctx.prev_state == TASK_RUNNING:       # preempted: back on the run queue
         enqueue(prev.tgid, prev.pid)
     nxt = ctx.next
-    tid = nxt.pid
+    tid = u32(nxt.pid)
     t = start.get(tid)
     if t is None:
         return 0
@@ -67,7 +67,7 @@ def sched_switch(ctx):
     del start[tid]
     if PER_ID:
         k = IdSlot()
-        k.id = nxt.tgid if PER_ID == 1 else tid
+        k.id = u32(nxt.tgid) if PER_ID == 1 else tid
         k.slot = log2(delta)
         hists[k] += 1
     else:

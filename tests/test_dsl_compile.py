@@ -142,7 +142,7 @@ def square(v: u32) -> u64:
     return v * v                            # u32 * u32 wraps in 32 bits
 
 
-def mix(a: u64, b: u8, c: i32) -> i64:
+def mix(a: u64, b: u8, c: i32) -> u64:
     return a + b - c + square(b)
 
 
@@ -432,7 +432,7 @@ def test_pointers_that_stay_valid(body: str) -> None:
     "def f(ctx):\n    c = m.get(1)\n    if not c:\n        m[1] = MapVal(n=1)\n"
     "        c = m.get(1)\n        if not c:\n            return 0\n    else:\n"
     "        c.n += 1\n    return c.n\n",
-    "def f(ctx):\n    for i in range(20):\n        c = m.get(i)\n        if c is None:\n"
+    "def f(ctx):\n    for i in range(20):\n        c = m.get(u32(i))\n        if c is None:\n"
     "            continue\n        c.n += 1\n    return 0\n",
 ])
 def test_map_idioms_compile(body: str) -> None:
@@ -537,7 +537,7 @@ def test_moves_are_folded() -> None:
 
 
 # -- types of values, locals and pointers (docs/language.md, "Types") -----------------------
-from pybpf.dsl import HashMap, Struct, char  # noqa: E402
+from pybpf.dsl import HashMap, RingBuf, Struct, char  # noqa: E402
 
 Start = type("Start", (Struct,), {"__annotations__": {"ts": u64, "tag": char[4],
                                                       "name": char[16]}})
@@ -718,3 +718,68 @@ def test_loops_the_verifier_cannot_finish(src: str, line: int, col: int,
 def test_loop_under_the_walk_limit_compiles() -> None:
     compile_source("def f(ctx):\n    t: u64 = 0\n    for i in range(190000):\n"
                    "        t += ktime_ns()\n    return t\n", "f")
+
+
+# -- stores follow the annotated-local rule (docs/language.md, "Types") ---------------------
+Rec8 = type("Rec8", (Struct,), {"__annotations__": {"a": u8, "c": u32, "arr": u8[4]}})
+_STORE_NS = {"Rec8": Rec8, "h32": HashMap(u32, u32), "hs": HashMap(u32, Rec8),
+             "ring": RingBuf(Rec8)}
+_X32 = "def f(ctx):\n    x: u32 = 300\n"
+_X64 = "def f(ctx):\n    x: u64 = 300\n"
+_CUT8 = "cut it explicitly: u8(x), or widen the field"
+
+
+@pytest.mark.parametrize("src, line, col, message, hint", [
+    (_X64 + "    h32[1] = x\n", 3, 14, "a u64 does not fit in a value of map 'h32', a u32",
+     "cut it explicitly: u32(x), or declare the map with a wider value type"),
+    (_X32 + "    p = hs.setdefault(1)\n    p.a = x\n", 4, 11,
+     "a u32 does not fit in field 'a' of Rec8, a u8", _CUT8),
+    (_X32 + "    r = Rec8()\n    r.a = x\n", 4, 11,
+     "a u32 does not fit in field 'a' of Rec8, a u8", _CUT8),
+    (_X32 + "    with ring.reserve() as e:\n        e.a = x\n", 4, 15,
+     "a u32 does not fit in field 'a' of Rec8, a u8", _CUT8),
+    (_X32 + "    hs[1] = Rec8(a=x)\n", 3, 20, "a u32 does not fit in field 'a' of Rec8, a u8",
+     _CUT8),
+    (_X32 + "    r = Rec8()\n    r.arr[1] = x\n", 4, 16,
+     "a u32 does not fit in an element of r.arr, a u8",
+     "cut it explicitly: u8(x), or widen the array's element type"),
+    (_X32 + "    r = Rec8()\n    for i in range(4):\n        r.arr[i] = x\n", 5, 20,
+     "a u32 does not fit in an element of r.arr, a u8", "u8(x)"),
+    (_X64 + "    p = h32.setdefault(1)\n    p[0] = x\n", 4, 12,
+     "a u64 does not fit in the map value 'p' points to, a u32",
+     "cut it explicitly: u32(x), or widen the map's value type"),
+    ("def f(ctx):\n    x: i64 = -1\n    return h32[x]\n", 3, 16,
+     "an i64 does not fit in a key of map 'h32', a u32",
+     "cut it explicitly: u32(x), or declare the map with a wider key type"),
+    ("def f(ctx):\n    x: i64 = -1\n    return x in h32\n", 3, 12,
+     "an i64 does not fit in a key of map 'h32', a u32", "u32(x)"),
+    (_X64 + "    p = h32.setdefault(1, x)\n", 3, 27,
+     "a u64 does not fit in a value of map 'h32', a u32", "u32(x)"),
+    ("def g(v: u32) -> u32:\n    return v\ndef f(ctx):\n    return g(ktime_ns())\n", 4, 14,
+     "a u64 does not fit in parameter 'v' of g(), a u32",
+     "cut it explicitly: u32(ktime_ns()), or widen the parameter"),
+    ("def f(ctx) -> u32:\n    return ktime_ns()\n", 2, 12,
+     "a u64 does not fit in the return type, a u32",
+     "cut it explicitly: u32(ktime_ns()), or declare a wider return type"),
+    (_X32 + "    r = Rec8()\n    r.a = 300\n", 4, 11,
+     "300 does not fit in field 'a' of Rec8, a u8 (0..255)", "a wider type than u8"),
+])
+def test_stores_that_do_not_fit_are_refused(src: str, line: int, col: int, message: str,
+                                            hint: str) -> None:
+    with pytest.raises(CompileError) as info:
+        compile_source(src, "f", filename="<store>", namespace=_STORE_NS)
+    err = info.value
+    assert err.message == message, err
+    assert hint in err.suggestion, err
+    assert err.loc is not None and (err.loc.file, err.loc.line, err.loc.column) == \
+        ("<store>", line, col), err
+
+
+@pytest.mark.parametrize("body", [
+    "    h32[1] = u32(x)\n    return 0\n",           # an explicit cut
+    "    r = Rec8()\n    r.c = u8(x)\n    r.a = u8(x)\n    return 0\n",   # a u8 into a u32
+    "    hs[u32(x)] = Rec8(a=u8(x), c=x)\n    return 0\n",
+    "    y: u8 = 7\n    return h32[y]\n",               # a u8 key into a u32 key
+])
+def test_stores_that_fit_compile(body: str) -> None:
+    compile_source(_X64.replace("u64", "u32") + body, "f", namespace=_STORE_NS)

@@ -198,7 +198,7 @@ def programs(draw: st.DrawFn) -> Tuple[str, Optional[int]]:
                 break
             env[name] = S.convert(chosen, wt)
     text, value = draw(expressions(env, 3))
-    lines.append(f"    return {text}")
+    lines.append(f"    return {_into('i64', text, value[0])}")   # declared -> i64
     return "\n".join(lines) + "\n", \
         None if refused else S.wrap("u64", S.convert(value, "i64")[1])
 
@@ -245,12 +245,12 @@ def test_known_cases() -> None:
         "x: u32 = 0\n    return x - 1": 0xFFFFFFFF,
         "x: u8 = 200\n    y: u8 = 100\n    return x + y": 300,
         "x: u8 = 200\n    y: u8 = 100\n    z: u8 = u8(x + y)\n    return z": 44,
-        "x = 0\n    x = u64(1) << 40\n    return x": 1 << 40,
+        "x = 0\n    x = u64(1) << 40\n    return i64(x)": 1 << 40,
         "x = -1\n    x = u32(5)\n    return x - 6": -1,
         "x: i8 = -128\n    return -x": 128,
         "x: i32 = -2147483648\n    return x // -1": -2147483648,
         "x: u32 = 1\n    y: i32 = -1\n    return x < y": 1,
-        "x: u64 = 1\n    return x << 65": 2,
+        "x: u64 = 1\n    return i64(x << 65)": 2,
         "x: i64 = -16\n    return x >> 2": -4,
         "x: u32 = 5\n    return x // 0": 0,
         "x: u32 = 5\n    return x % 0": 5,

@@ -18,6 +18,7 @@ from pybpf.dsl import (
     probe_read_user, probe_read_user_str, raw_tracepoint, startswith, strlen, tid, tp_btf,
     tracepoint, u8, u16, u32, u64, uretprobe, xdp,
 )
+from pybpf.dsl import i16, i64
 from pybpf.dsl.loader import format_print
 from pybpf.events.histogram import log2_slot_of
 from pybpf.link.kprobe import kprobes_available
@@ -78,10 +79,10 @@ def map_semantics(ctx):
     counts[7] += 5                      # inserted as 0 + 5
     counts[7] += 2                      # atomic add in place
     out[2] = counts[7]
-    out[3] = 1 if 7 in counts else 0
+    out[3] = u64(1 if 7 in counts else 0)
     del counts[7]
-    out[4] = 0 if 7 in counts else 1
-    counts[inp[0]] = inp[1]
+    out[4] = u64(0 if 7 in counts else 1)
+    counts[u32(inp[0])] = inp[1]
     return 2
 
 
@@ -109,7 +110,7 @@ def struct_values(ctx):
     q = pairs.get(1)
     if q is None:
         return 1
-    q.c = q.c + 1                     # a u16: no atomic form, so written out
+    q.c = u16(q.c + 1)                     # a u16: no atomic form, so written out
     out[0] = q.b + q.c
     if startswith(q.name, "x") and q.name == "xy" and q.name != "x":
         out[1] = 1
@@ -171,7 +172,7 @@ def test_load_time_constants() -> None:
 @xdp()
 def log2_prog(ctx):
     for i in range(8):
-        out[i] = log2(inp[i])
+        out[u32(i)] = log2(inp[u32(i)])
     return 2
 
 
@@ -228,7 +229,7 @@ def open_exit(args):
     p = start.get(pid_tgid())
     if not p:
         return 0
-    p.ret = args.ret
+    p.ret = i32(args.ret)
     events.output(p)
     del start[pid_tgid()]
     return 0
@@ -274,14 +275,14 @@ def exec_args(args):
     e = Exec()
     e.pid = pid()
     task = current_task()
-    e.ppid = task.real_parent.tgid
+    e.ppid = u32(task.real_parent.tgid)
     e.parent_comm = task.real_parent.comm
     for i in range(4):
         ptr = probe_read_user(args.argv + i * 8, u64)
         if ptr == 0:
             break
         e.arg = probe_read_user_str(ptr)
-        e.index = i
+        e.index = u32(i)
         execs.output(e)
     return 0
 
@@ -307,17 +308,17 @@ switches = ArrayMap(u64, 1)
 
 @raw_tracepoint("sched_wakeup")
 def on_wakeup(ctx):
-    wakeups[ctx.p.pid] = ktime_ns()
+    wakeups[u32(ctx.p.pid)] = ktime_ns()
     return 0
 
 
 @raw_tracepoint("sched_switch")
 def on_switch(ctx):
     switches[0] += 1
-    t = wakeups.get(ctx.next.pid)
+    t = wakeups.get(u32(ctx.next.pid))
     if t:
         lat[log2((ktime_ns() - t[0]) // 1000)] += 1
-        del wakeups[ctx.next.pid]
+        del wakeups[u32(ctx.next.pid)]
     return 0
 
 
@@ -698,7 +699,7 @@ tiny = RingBuf(Pair, size=4096)
 def flood(ctx):
     p = Pair(a=1)
     for i in range(300):
-        p.b = i
+        p.b = u64(i)
         tiny.output(p)
     return 2
 
@@ -732,9 +733,9 @@ usdt_out = ArrayMap(u64, 4)
 
 
 def usdt_args(ctx):
-    usdt_out[0] = ctx.arg0
+    usdt_out[0] = u64(ctx.arg0)
     usdt_out[1] = u64(ctx.arg1)          # an int: sign-extended, then as u64
-    usdt_out[2] = ctx.arg2
+    usdt_out[2] = u64(ctx.arg2)
     usdt_out[3] += 1
     return 0
 
@@ -778,13 +779,13 @@ class Outer(Struct):
 @xdp()
 def more_maps(ctx):
     for i in range(3):
-        fifo.push(10 + i)
-        lifo.push(10 + i)
+        fifo.push(u32(10 + i))
+        lifo.push(u32(10 + i))
     out[0] = fifo.pop(99)
     out[1] = lifo.pop(99)
     out[2] = fifo.peek(99)
     for i in range(8):
-        recent[i] = i           # an LRU map of 4 keeps the newest
+        recent[u32(i)] = u64(i)           # an LRU map of 4 keeps the newest
     o = Outer(tag=1, tail=3)
     o.inner.c = 7
     o.inner.name = "in"
@@ -832,7 +833,7 @@ kill_calls = HashMap(u32, u64, max_entries=8)
 @tracepoint("syscalls:sys_enter_tgkill")
 def signal_sent(args):
     if pid() == TARGET:
-        kill_calls[args.sig] += 1        # args.sig sits at a different offset in each
+        kill_calls[u32(args.sig)] += 1        # args.sig sits at a different offset in each
     return 0
 
 
@@ -864,7 +865,7 @@ bigring = RingBuf(Big, size=8192)
 def reserve_big(ctx):
     for i in range(6):
         with bigring.reserve() as e:
-            e.n = i
+            e.n = u32(i)
             e.text = "hello from the ring"
             e.tail = e.n * 10
     return 2
@@ -908,7 +909,7 @@ slot_map = HashMap(u32, Slots, max_entries=4)
 def variable_index(ctx):
     s = Slots()
     for i in range(8):
-        s.counts[i] = i * 10
+        s.counts[i] = u32(i * 10)
     j = u32(inp[0])                      # known only at run time
     out[0] = s.counts[j]                 # 0 when j is out of range
     s.counts[j] = 7                      # skipped when out of range
@@ -1180,14 +1181,14 @@ tally_out = ArrayMap(u64, 8)
 @xdp()
 def tally_setdefault(ctx):
     k = inp[0]
-    c = tallies.setdefault(k)              # never None: no check needed
+    c = tallies.setdefault(u32(k))              # never None: no check needed
     c.count += 1
     c.total += inp[1]
     c.hits -= 1                            # atomic add of -1
     c.flags |= 1 << (k & 7)
     c.flags ^= 256
     c.flags &= 0xFFFF
-    scalars.setdefault(k, 1000)[0] += 1    # a scalar map: the default is stored first
+    scalars.setdefault(u32(k), 1000)[0] += 1    # a scalar map: the default is stored first
     s = tally_slots.setdefault(0)
     s.arr[k & 3] += k                      # a run-time index: atomic too
     return 2
@@ -1220,7 +1221,7 @@ def test_setdefault_counts_every_event() -> None:
 
 @xdp()
 def setdefault_full(ctx):
-    c = tiny_tallies.setdefault(inp[0], Tally(count=40, tag=7))
+    c = tiny_tallies.setdefault(u32(inp[0]), Tally(count=40, tag=7))
     c.count += 2
     tally_out[0] = c.count
     tally_out[1] = c.tag
@@ -1289,7 +1290,7 @@ tally_starts = HashMap(u32, TallyStart, max_entries=16)
 
 @xdp()
 def recheck(ctx):
-    k = inp[0]
+    k = u32(inp[0])
     c = tally_starts.get(k)
     if c is None:
         tally_starts[k] = TallyStart()                # an insert of zeros
@@ -1391,3 +1392,79 @@ def test_counters_from_every_cpu_count_exactly() -> None:
         assert (t.count, t.hits) == (n, n)
         assert mod["shared_counts"][0] == n
         assert mod["shared_array"][0].total == 2 * n
+
+
+# -- stores follow the type rule: explicit cuts, widening stores ----------------------------
+class Mixed(Struct):
+    a: u8
+    s: i16
+    c: u32
+    d: u64
+    e: i64
+
+
+mixed = ArrayMap(Mixed, 2)
+narrow = HashMap(u32, u32)
+
+
+def half(v: u32) -> u32:
+    return v // 2
+
+
+@xdp()
+def typed_stores(ctx):
+    big: u64 = inp[0]                   # 0x1234_5678_9ABC_DEF1
+    neg: i32 = i32(inp[1])              # -5
+    w: u32 = u32(inp[2])                # 0xFFFFFFF0
+    r = Mixed()
+    r.a = u8(big)                       # explicit cut: the low 8 bits
+    r.s = i16(big)                      # the low 16 bits, read as signed
+    r.c = u32(big)                      # the low 32 bits
+    r.d = w                             # u32 into u64: kept, no sign
+    r.e = neg                           # i32 into i64: sign-extended
+    mixed[0] = r
+    narrow[u32(big)] = u32(big >> 32)   # key and value cut explicitly
+    narrow[1] = half(u32(big))
+    with events.reserve() as e:
+        e.pid = w                       # u32 into u32
+        e.ret = i32(big)                # the low 32 bits, read as signed
+    return 2
+
+
+@needs_bpf
+def test_stores_cut_only_explicitly_and_widen_exactly() -> None:
+    """An explicit cut stores exactly the low bits; a u32 into a u64 field keeps its
+    value and an i32 into an i64 field is sign-extended (read back from the kernel)."""
+    big = 0x1234_5678_9ABC_DEF1
+    got = []
+    with compile_module([typed_stores]).load(attach=False) as mod:
+        mod["inp"][0] = big
+        mod["inp"][1] = (-5) & (2**64 - 1)
+        mod["inp"][2] = 0xFFFFFFF0
+        mod.on("events", got.append)
+        assert mod.programs["typed_stores"].test_run(PACKET).retval == 2
+        mod.poll(0.5)
+        r = mod["mixed"][0]
+        assert (r.a, r.s, r.c, r.d, r.e) == (0xF1, 0xDEF1 - 2**16, 0x9ABCDEF1, 0xFFFFFFF0, -5)
+        assert mod["narrow"][0x9ABCDEF1] == 0x12345678
+        assert mod["narrow"][1] == 0x9ABCDEF1 // 2
+    assert [(e.pid, e.ret) for e in got] == [(0xFFFFFFF0, 0x9ABCDEF1 - 2**32)]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("    v: u32 = 300\n    r = Mixed()\n    r.a = v\n",
+     "a u32 does not fit in field 'a' of Mixed, a u8"),
+    ("    v: u64 = 300\n    narrow[1] = v\n", "a u64 does not fit in a value of map 'narrow', a u32"),
+    ("    v: i64 = -1\n    narrow[v] = 1\n", "an i64 does not fit in a key of map 'narrow'"),
+    ("    v: i32 = -1\n    with events.reserve() as e:\n        e.pid = v\n",
+     "an i32 does not fit in field 'pid' of Event, a u32"),
+    ("    return half(ktime_ns())\n", "a u64 does not fit in parameter 'v' of half(), a u32"),
+])
+def test_unfitting_stores_are_refused_before_loading(body: str, message: str) -> None:
+    """The same stores without the explicit conversion are refused at compile time."""
+    from pybpf.dsl import compile_source
+    ns = {"Mixed": Mixed, "narrow": narrow, "events": events, "half": half,
+          "Event": Event}
+    with pytest.raises(CompileError) as info:
+        compile_source("def f(ctx):\n" + body + "    return 2\n", "f", namespace=ns)
+    assert message in info.value.message

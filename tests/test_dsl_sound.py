@@ -18,7 +18,8 @@ has. A refused program holds one bad line (pointer arithmetic or comparison, a p
 stored, returned or converted, a value pointer read without its None check, a pointer
 into a hash map read or written after a store into or delete from that map, a literal
 that does not fit, an 8/16-bit or non-atomic compound update of a shared map value, an
-annotated local that cannot hold ``x op e``): it must raise a :class:`CompileError`
+annotated local that cannot hold ``x op e``, a typed value stored into a map value, a
+field or a map key whose type does not hold it): it must raise a :class:`CompileError`
 located at that line.
 """
 
@@ -368,7 +369,7 @@ class Program:
         if form in ("is None", "not"):
             self.emit(f"if {name} is None:" if form == "is None" else f"if not {name}:")
             text, value = self.expr(2)
-            self.emit(f"return {text}", 2)
+            self.emit(f"return {_into('i64', text, value[0])}", 2)
             if model.live and not found:
                 model.result, model.live = value, False
             p.checked = True
@@ -453,7 +454,8 @@ class Program:
         d = self.draw
         kind = d(st.sampled_from(["arith", "compare", "store", "annotated", "convert",
                                   "unchecked", "literal", "map_literal", "field_literal",
-                                  "narrow_atomic", "not_atomic", "narrow_local", "stale"]))
+                                  "narrow_atomic", "not_atomic", "narrow_local", "stale",
+                                  "typed_store"]))
         if kind == "arith":
             p = self.pointer()
             op = d(st.sampled_from(ARITH))
@@ -525,6 +527,32 @@ class Program:
             if MAPS[m][1] == "Rec":
                 place = f"{self.pointer(nullable_ok=False).name}.d"
             self.bad_line = self.emit(f"{place} {op}= {text}")
+        elif kind == "typed_store":
+            # a typed value goes only where its type fits, as into an annotated local:
+            # a map value, a field, a map key (u32) whose type does not hold it
+            where = d(st.sampled_from(["value", "field", "key"]))
+            if where == "key":
+                dt = "u32"
+            elif where == "value":
+                m = d(st.sampled_from([n for n, spec in MAPS.items() if spec[1] != "Rec"]))
+                dt = MAPS[m][1]
+            else:
+                p = self.pointer(nullable_ok=False)
+                f, dt = d(st.sampled_from(_REC_FIELDS)) if p.vt == "Rec" else (None, p.vt)
+            wide = [w for w in TYPES if not _holds(dt, w)]     # never empty: see i64, u64
+            name = f"v{self.ints}"
+            self.ints += 1
+            self.emit(f"{name}: {d(st.sampled_from(wide))} = 0")
+            if where == "key":
+                m = d(st.sampled_from(sorted(MAPS)))
+                line = d(st.sampled_from([f"bad = {name} in {m}", f"p{self.nptrs} = "
+                                          f"{m}.get({name})"]))
+                self.nptrs += 1
+            elif where == "value":
+                line = f"{m}[{d(st.integers(0, KEYS - 1))}] = {name}"
+            else:
+                line = f"{p.name}.{f} = {name}" if f is not None else f"{p.name}[0] = {name}"
+            self.bad_line = self.emit(line)
         else:
             # x op= e on an annotated local is x = x op e: refused when the result's type
             # does not fit (u8 += 1 is an i32); the operand is a typed local, not a literal
@@ -575,7 +603,7 @@ def cases(draw: st.DrawFn) -> Tuple[str, Dict[str, Dict[int, Any]], Optional[int
             prog.bad_line = prog.emit(f"return {p.name}")
             return "\n".join(prog.lines) + "\n", contents, None, None, prog.bad_line
     text, value = prog.expr(3)
-    prog.emit(f"return {text}")
+    prog.emit(f"return {_into('i64', text, value[0])}")    # the declared -> i64
     source = "\n".join(prog.lines) + "\n"
     if prog.bad_line is not None:
         return source, contents, None, None, prog.bad_line
@@ -787,7 +815,7 @@ def test_known_map_cases() -> None:
         # the map is full: setdefault() points at the scratch copy, the map is unchanged
         ("p = h32.setdefault(4)\n    p[0] += 9\n    return p[0]", full, 9, full),
         # out of range: the same for an array
-        ("p = a64.setdefault(4)\n    p[0] = 5\n    return p[0] + a64[4]", _empty(), 5,
+        ("p = a64.setdefault(4)\n    p[0] = 5\n    return i64(p[0] + a64[4])", _empty(), 5,
          _empty()),
         # an absent key is inserted as 0 - 1, a u32
         ("h32[4] -= 1\n    return h32[4]", _empty(), 0xFFFFFFFF, minus),

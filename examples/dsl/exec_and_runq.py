@@ -29,26 +29,26 @@ def on_exec(args):
     e = Exec()
     e.pid = pid()
     task = current_task()
-    e.ppid = task.real_parent.tgid
+    e.ppid = u32(task.real_parent.tgid)
     e.comm = task.comm
     for i in range(4):
         ptr = probe_read_user(args.argv + i * 8, u64)
         if ptr == 0:
             break
         e.arg = probe_read_user_str(ptr)
-        e.argn = i
+        e.argn = u32(i)
         execs.output(e)
     return 0
 
 @raw_tracepoint("sched_wakeup")
 def wake(ctx):
-    start[ctx.p.pid] = ktime_ns()
+    start[u32(ctx.p.pid)] = ktime_ns()
     return 0
 
 @raw_tracepoint("sched_switch")
 def switch(ctx):
     nxt = ctx.next
-    t = start.get(nxt.pid)
+    t = start.get(u32(nxt.pid))
     if t:
         delta = ktime_ns() - t[0]
         hist[log2(delta // 1000)] += 1

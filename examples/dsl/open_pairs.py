@@ -39,7 +39,7 @@ def exit_(args):
     p = start.get(pid_tgid())
     if p is None:
         return 0
-    p.ret = args.ret
+    p.ret = i32(args.ret)
     events.output(p)
     print(f"pid {p.pid} ret {p.ret:>4} {p.path!r}")
     del start[pid_tgid()]

@@ -26,8 +26,8 @@ signals = HashMap(u32, Signal, max_entries=10240)
 def kill_entry(args):
     s = Signal()
     s.pid = pid()
-    s.tpid = args.pid
-    s.sig = args.sig
+    s.tpid = u32(args.pid)
+    s.sig = i32(args.sig)
     s.comm = comm()
     signals[tid()] = s
     return 0

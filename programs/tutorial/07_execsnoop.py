@@ -30,7 +30,7 @@ events = PerfEventArray(Event)
 def execve_entry(args):
     e = Event()
     e.pid = pid()
-    e.ppid = current_task().real_parent.tgid
+    e.ppid = u32(current_task().real_parent.tgid)
     e.uid = uid()
     e.comm = comm()
     e.filename = probe_read_user_str(args.filename)

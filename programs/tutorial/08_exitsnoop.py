@@ -31,8 +31,8 @@ def process_exit(args):
     task = current_task()
     e = Event()
     e.pid = pid()
-    e.ppid = task.real_parent.tgid
-    e.exit_code = (task.exit_code >> 8) & 0xFF
+    e.ppid = u32(task.real_parent.tgid)
+    e.exit_code = u32((task.exit_code >> 8) & 0xFF)
     e.duration_ns = ktime_ns() - task.start_time
     e.comm = comm()
     events.output(e)

@@ -18,17 +18,17 @@ hist = Histogram()
 
 @tp_btf("sched_wakeup")
 def wakeup(ctx):
-    start[ctx.p.pid] = ktime_ns()
+    start[u32(ctx.p.pid)] = ktime_ns()
     return 0
 
 
 @tp_btf("sched_switch")
 def switch(ctx):
-    t = start.get(ctx.next.pid)
+    t = start.get(u32(ctx.next.pid))
     if t is None:
         return 0
     hist[log2((ktime_ns() - t[0]) // 1000)] += 1
-    del start[ctx.next.pid]
+    del start[u32(ctx.next.pid)]
     return 0
 
 

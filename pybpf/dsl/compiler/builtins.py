@@ -53,7 +53,8 @@ class BuiltinsMixin:
             return pre
         if isinstance(kt, T.IntType):
             v = self.expr(node)                                 # type: ignore[attr-defined]
-            self.check_literal(v, kt, node, f"a key of map {ref.name!r}")  # type: ignore[attr-defined]
+            self.check_store(v, kt, node, f"a key of map {ref.name!r}",  # type: ignore[attr-defined]
+                             "or declare the map with a wider key type")
             off = self.temp("key", kt.size)                     # type: ignore[attr-defined]
             self.write(Place(None, off, kt, "stack"), v, node)  # type: ignore[attr-defined]
             return FrameAddr(off)
@@ -68,7 +69,8 @@ class BuiltinsMixin:
         vt = ref.decl.value
         if isinstance(vt, T.IntType):
             v = self.expr(node)                                 # type: ignore[attr-defined]
-            self.check_literal(v, vt, node, f"a value of map {ref.name!r}")  # type: ignore[attr-defined]
+            self.check_store(v, vt, node, f"a value of map {ref.name!r}",  # type: ignore[attr-defined]
+                             "or declare the map with a wider value type")
             off = self.temp("value", vt.size)                   # type: ignore[attr-defined]
             return off, v
         cls = self.struct_class(node)                           # type: ignore[attr-defined]
@@ -188,7 +190,8 @@ class BuiltinsMixin:
             d = node.args[1]
             if isinstance(vt, T.IntType):
                 v = self.expr(d)                                # type: ignore[attr-defined]
-                self.check_literal(v, vt, d, f"a value of map {ref.name!r}")  # type: ignore[attr-defined]
+                self.check_store(v, vt, d, f"a value of map {ref.name!r}",  # type: ignore[attr-defined]
+                                 "or declare the map with a wider value type")
                 self.write(slot, v, d)                          # type: ignore[attr-defined]
             elif self.struct_class(d) is vt:                    # type: ignore[attr-defined]
                 self.assign_place(slot, d, d)                   # type: ignore[attr-defined]
@@ -297,6 +300,8 @@ class BuiltinsMixin:
             ret = self.vreg(T.i64)                              # type: ignore[attr-defined]
             if method == "push":
                 v = self.expr(node.args[0])                     # type: ignore[attr-defined]
+                self.check_store(v, vt, node.args[0], f"a value of queue {ref.name!r}",  # type: ignore[attr-defined]
+                                 "or declare the queue with a wider value type")
                 self.write(Place(None, off, vt, "stack"), v, node)  # type: ignore[attr-defined]
                 self.emit("helper", dst=ret, name="map_push_elem",  # type: ignore[attr-defined]
                           args=(MapFd(ref.name), FrameAddr(off), 0))

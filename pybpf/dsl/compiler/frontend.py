@@ -402,7 +402,11 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin):
         elif isinstance(s, ast.Return):
             value: Operand = 0
             if s.value is not None:
-                value = self.convert(self.expr(s.value), self.fn.ret)
+                value = self.expr(s.value)
+                if self.src.node.returns is not None:       # a declared return type
+                    self.check_store(value, self.fn.ret, s.value, "the return type",
+                                     "or declare a wider return type")
+                value = self.convert(value, self.fn.ret)
             self.emit("ret", a=value)
             return True
         elif isinstance(s, ast.If):
@@ -691,8 +695,10 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin):
         self.assign_place(obj, value, node)
         return True
 
-    def assign_place(self, dst: Place, value: ast.expr, node: Any) -> None:
-        """Store ``value`` into the place ``dst`` (numbers, structs, strings, helpers)."""
+    def assign_place(self, dst: Place, value: ast.expr, node: Any,
+                     what: Optional[str] = None) -> None:
+        """Store ``value`` into the place ``dst`` (numbers, structs, strings, helpers;
+        ``what`` names ``dst`` in errors)."""
         cls = self.struct_class(value)
         if cls is not None:
             if dst.type is not cls:
@@ -708,7 +714,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin):
             for kw in call.keywords:
                 if kw.arg is None:
                     raise self.error("** is not supported here", call)
-                self.assign_place(self.member(dst, kw.arg, call), kw.value, call)
+                self.assign_place(self.member(dst, kw.arg, call), kw.value, call,
+                                  f"field {kw.arg!r} of {cls.__name__}")
             return
         helper = self.dest_helper(value)
         if helper is not None:
@@ -719,7 +726,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin):
             self.check_string(dst, value.value, value)
             self.store_string(dst, value.value, node)
             return
-        self.store_value(dst, self.value(value), value)
+        self.store_value(dst, self.value(value), value, what)
 
     def check_string(self, dst: Place, text: str, node: Any) -> None:
         """Refuse a literal string that a ``char[N]`` cannot hold with its NUL (at most
@@ -788,8 +795,9 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin):
             raise self.error("slice bounds must be constant integers", node,
                              "use literals, module-level ints or const() values") from None
 
-    def store_value(self, dst: Place, v: Any, node: Any) -> None:
-        """Store a compiled value (number, pointer or place) into ``dst``."""
+    def store_value(self, dst: Place, v: Any, node: Any, what: Optional[str] = None) -> None:
+        """Store a compiled value (number, pointer or place) into ``dst`` (``what``
+        names it in errors: ``field 'a' of Rec``)."""
         if isinstance(v, Place) and (not isinstance(dst.type, T.IntType)):
             self.check_copy(dst, v, node)
             self.copy(dst, v, node)
@@ -798,8 +806,28 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin):
             raise self.error(f"cannot store a number into a {dst.type!r}", node,
                              "store into one of its fields")
         value = self.as_int(v, node)
-        self.check_literal(value, dst.type, node, "this field")
+        what = what or "this field"
+        self.check_store(value, dst.type, node, what, "or widen the " + (
+            "field" if what.startswith(("field", "this")) else "map's value type"
+            if what.startswith("the map") else "array's element type"))
         self.write(dst, value, node)
+
+    def check_store(self, value: Operand, t: T.IntType, node: Any, what: str,
+                    widen: str) -> None:
+        """The rule for every store of a number (a struct field, an array element, a
+        map key or value, an argument, a return value): ``value`` (the compiled
+        expression ``node``) must be a value of ``t``, as for an annotated local. A
+        literal counts by its value (:meth:`check_literal`), anything else by its type:
+        a type that ``t`` does not contain is refused, never cut silently; ``widen``
+        ends the hint (``or widen the field``)."""
+        if self.literal_of(value, node) is not None:
+            self.check_literal(value, t, node, what)
+            return
+        vt = self.type_of(value)
+        if isinstance(vt, T.IntType) and not isinstance(vt, PtrType) and not t.contains(vt):
+            expr = ast.unparse(node) if node is not None else "..."
+            raise self.error(f"{_a(vt.name)} does not fit in {what}, {_a(t.name)}", node,
+                             f"cut it explicitly: {t.name}({expr}), {widen}")
 
     def check_literal(self, value: Operand, t: T.IntType, node: Any, what: str) -> None:
         """Refuse an integer literal (``1000``, ``-1``: the compiled ``value`` of the
@@ -885,14 +913,31 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin):
                 ptr, elem = self.element_pointer(array, target.slice, target)
                 skip = self.label("noelem")
                 self.emit("branch", name="eq", a=ptr, b=0, target=skip)
-                self.assign_place(Place(ptr, 0, elem, array.space), value, node)
+                self.assign_place(Place(ptr, 0, elem, array.space), value, node,
+                                  self.destination(target))
                 self.emit("label", name=skip)
                 return
         place = self.value(target)
         if not isinstance(place, Place):
             raise self.error("this cannot be assigned", target,
                              "assign locals, struct fields, array items and map entries")
-        self.assign_place(place, value, node)
+        self.assign_place(place, value, node, self.destination(target))
+
+    def destination(self, target: ast.expr) -> Optional[str]:
+        """A store's target in words, for errors: ``field 'a' of Rec`` (the struct of
+        the field :meth:`member` resolved last), ``an element of e.arr``."""
+        if isinstance(target, ast.Attribute):
+            last = getattr(self, "last_field", None)
+            if last is not None and last[1] == target.attr:
+                return f"field {target.attr!r} of {last[0]}"
+            return f"field {target.attr!r}"
+        if isinstance(target, ast.Subscript):
+            base = target.value
+            if isinstance(base, ast.Name) and base.id in self.locals and \
+                    isinstance(self.locals[base.id].type, PtrType):
+                return f"the map value {base.id!r} points to"
+            return f"an element of {ast.unparse(base)}"
+        return None
 
     def null_facts(self, test: ast.expr) -> Tuple[Set[str], Set[str]]:
         """Pointer locals known not to be None when ``test`` is true / false."""
@@ -1613,8 +1658,11 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin):
                 raise self.error(f"{fname}() takes {len(params)} arguments, "
                                  f"{len(node.args)} given", node)
             args = []
-            for arg, pt in zip(node.args, params):
-                args.append(self.convert(self.expr(arg), pt))
+            for i, (arg, pt) in enumerate(zip(node.args, params)):
+                v = self.expr(arg)
+                self.check_store(v, pt, arg, f"parameter {target.__code__.co_varnames[i]!r} "
+                                 f"of {fname}()", "or widen the parameter")
+                args.append(self.convert(v, pt))
             self.loc = self.src.loc(node)
             dst = self.vreg(ret)
             if self.kind is not None and self.ctx is not None and len(params) < 5:

@@ -238,6 +238,7 @@ class MemoryMixin:
                 raise self.error(_did_you_mean(f"{t.__name__} has no field {name!r}",  # type: ignore[attr-defined]
                                                name, names), node,
                                  f"fields: {', '.join(names)}") from None
+            self.last_field = (t.__name__, name)    # names a store's target in errors
             return place.at(f.offset, f.type)
         if isinstance(t, KType):
             return self.kmember(place, name, node)
