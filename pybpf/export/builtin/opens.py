@@ -30,17 +30,17 @@ def count(ret: i32) -> i32:
 
 @tracepoint("syscalls:sys_exit_open")
 def export_open(args):
-    return count(args.ret)
+    return count(i32(args.ret))
 
 
 @tracepoint("syscalls:sys_exit_openat")
 def export_openat(args):
-    return count(args.ret)
+    return count(i32(args.ret))
 
 
 @tracepoint("syscalls:sys_exit_openat2")
 def export_openat2(args):
-    return count(args.ret)
+    return count(i32(args.ret))
 
 
 METRICS = [

@@ -29,19 +29,19 @@ def enqueue(tid: u32) -> u32:
 
 @raw_tracepoint("sched_wakeup")
 def export_wakeup(ctx):
-    return enqueue(ctx.p.pid)
+    return enqueue(u32(ctx.p.pid))
 
 
 @raw_tracepoint("sched_wakeup_new")
 def export_wakenew(ctx):
-    return enqueue(ctx.p.pid)
+    return enqueue(u32(ctx.p.pid))
 
 
 @raw_tracepoint("sched_switch")
 def export_switch(ctx):
     if ctx.prev_state == TASK_RUNNING:
-        enqueue(ctx.prev.pid)
-    tid = ctx.next.pid
+        enqueue(u32(ctx.prev.pid))
+    tid = u32(ctx.next.pid)
     t = queued.get(tid)
     if t is None:
         return 0
