@@ -808,7 +808,7 @@ def test_known_map_cases() -> None:
     hash_after["h64"] = {1: 4, 2: 0}
     cases = [
         # an array updates in place: a pointer looked up before a store reads the new value
-        ("p = a64.setdefault(1)\n    a64[1] = 7\n    return p[0]", _empty(), 7, arr_after),
+        ("p = a64.setdefault(1)\n    a64[1] = 7\n    return i64(p[0])", _empty(), 7, arr_after),
         # an atomic update in place and an insert of another key leave a hash pointer valid
         ("p = h64.setdefault(1)\n    h64[1] += 4\n    h64.setdefault(2)\n    return p[0]",
          _empty(), 4, hash_after),
