@@ -35,8 +35,8 @@ DASHBOARD = os.path.join(ROOT, "contrib", "grafana", "pybpf-dashboard.json")
 UNIT = os.path.join(ROOT, "contrib", "pybpf-export.service")
 
 #: metrics of exporters being written on other branches that rules and dashboard
-#: already use (the runqlat exporter); drop a name once its built-in is merged
-PENDING = {"pybpf_runqueue_latency_seconds"}
+#: already use; drop a name once its built-in is merged (none now)
+PENDING: set = set()
 HEALTH = {"pybpf_exporter_series_dropped_total", "pybpf_exporter_map_read_errors_total",
           "pybpf_exporter_lost_events_total", "pybpf_exporter_programs_loaded",
           "pybpf_exporter_build_info", "pybpf_exporter_scrape_duration_seconds"}

@@ -97,15 +97,17 @@ def label_of(entry: Union[str, Sequence[Any], Label]) -> Label:
 class Metric:
     """What every declaration has: the metric ``name``, its ``help`` text, the ``map``
     it reads (the map declared in the module, or its name), its ``labels``, the Struct
-    field of a Struct value to read (``value``) and ``unit_scale`` (values are multiplied
-    by it; None: exported as they are)."""
+    field of a Struct value to read (``value``), ``unit_scale`` (values are multiplied
+    by it; None: exported as they are) and ``skip_zero`` (True: keys whose value is 0
+    make no series, for an array indexed by a sparse number such as a syscall's, where
+    every index exists from the start; a hash map has a key only once it was counted)."""
 
     kind = "untyped"
 
     def __init__(self, name: str, help: str, map: Any,
                  labels: Iterable[Union[str, Sequence[Any], Label]] = (), *,
                  value: Optional[str] = None,
-                 unit_scale: Optional[float] = None) -> None:
+                 unit_scale: Optional[float] = None, skip_zero: bool = False) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"bad metric name {name!r}: letters, digits, _ and :, not "
                              "starting with a digit")
@@ -120,6 +122,7 @@ class Metric:
             raise ValueError(f"metric {name}: a label name is used twice ({names})")
         self.value = value
         self.unit_scale = unit_scale
+        self.skip_zero = bool(skip_zero)
 
     @property
     def label_names(self) -> List[str]:
@@ -205,9 +208,13 @@ def counter_series(metric: Metric, items: Iterable[Tuple[Any, Any]]
     """``{label values: value}`` for a counter or gauge, keys that decode to the same
     labels summed, values scaled by ``unit_scale``."""
     out: Dict[LabelValues, float] = {}
+    skip = metric.skip_zero
     for key, value in items:
+        number = _number(value, metric.value)
+        if skip and not number:
+            continue
         labels = label_values(metric.labels, key)
-        out[labels] = out.get(labels, 0.0) + _number(value, metric.value)
+        out[labels] = out.get(labels, 0.0) + number
     if metric.unit_scale is not None:
         out = {k: v * metric.unit_scale for k, v in out.items()}
     return out

@@ -676,6 +676,43 @@ class Map:
         values = self._vc.decode_many(piece.values, piece.count)
         return list(zip(keys, values))
 
+    def snapshot(self, chunk_size: int = DEFAULT_CHUNK) -> Tuple[List[Any], List[Any]]:
+        """Every element as two parallel lists ``(keys, values)``, for readers that
+        decode keys themselves (and may cache what they make of them): a key is an
+        ``int`` when the key type is an integer, else its raw ``bytes``
+        (:meth:`decode_key` gives the key object); values are decoded as :meth:`items`
+        does. Read :data:`DEFAULT_CHUNK` at a time with batch lookups where the kernel
+        has them, else key by key."""
+        kc = self._kc
+        int_keys = bool(getattr(kc, "is_int", False))
+        keys: List[Any] = []
+        values: List[Any] = []
+        if self._batch_ok is not False:
+            try:
+                for piece in self._raw_batches(chunk_size, delete=False):
+                    n = piece.count
+                    if int_keys:
+                        keys.extend(kc.decode_many(piece.keys, n))
+                    else:
+                        ks = self.key_size
+                        raw = bytes(piece.keys[:n * ks])
+                        keys.extend([raw[i:i + ks] for i in range(0, n * ks, ks)])
+                    values.extend(self._vc.decode_many(piece.values, n))
+                return keys, values
+            except OSError as exc:
+                if keys or not self._batch_failure(exc):
+                    raise
+        for raw in self._walk_raw():
+            value = self._lookup_raw(raw)
+            if value is not _MISSING:
+                keys.append(kc.decode(raw) if int_keys else raw)
+                values.append(value)
+        return keys, values
+
+    def decode_key(self, raw: bytes) -> Any:
+        """The key object of ``raw``, the bytes of one key (see :meth:`snapshot`)."""
+        return self._kc.decode(raw)
+
     def lookup_batch(self, chunk_size: int = DEFAULT_CHUNK) -> List[Tuple[Any, Any]]:
         """Every ``(key, value)`` pair, read ``chunk_size`` elements per
         ``BPF_MAP_LOOKUP_BATCH`` (Linux 5.6), or key by key where batches are missing."""
