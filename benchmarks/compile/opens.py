@@ -34,7 +34,7 @@ def leave(args):
     p = start.get(pid_tgid())
     if p is None:
         return 0
-    p.ret = args.ret
+    p.ret = i32(args.ret)
     events.output(p)
     del start[pid_tgid()]
     return 0
