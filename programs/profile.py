@@ -59,9 +59,9 @@ def do_sample(ctx):
     k.kstack = -1
     k.ustack = -1
     if KERNEL_STACKS:
-        k.kstack = stacks.stackid()
+        k.kstack = i32(stacks.stackid())
     if USER_STACKS:
-        k.ustack = stacks.stackid(user=True)
+        k.ustack = i32(stacks.stackid(user=True))
     counts[k] += 1
     return 0
 

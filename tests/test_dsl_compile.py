@@ -763,6 +763,9 @@ _CUT8 = "cut it explicitly: u8(x), or widen the field"
      "cut it explicitly: u32(ktime_ns()), or declare a wider return type"),
     (_X32 + "    r = Rec8()\n    r.a = 300\n", 4, 11,
      "300 does not fit in field 'a' of Rec8, a u8 (0..255)", "a wider type than u8"),
+    # a range() loop's variable counts by its values: -1 is no u32 key
+    ("def f(ctx):\n    for i in range(-1, 3):\n        h32[i] = 1\n    return 0\n", 3, 13,
+     "an i32 does not fit in a key of map 'h32', a u32", "u32(i)"),
 ])
 def test_stores_that_do_not_fit_are_refused(src: str, line: int, col: int, message: str,
                                             hint: str) -> None:
@@ -780,6 +783,9 @@ def test_stores_that_do_not_fit_are_refused(src: str, line: int, col: int, messa
     "    r = Rec8()\n    r.c = u8(x)\n    r.a = u8(x)\n    return 0\n",   # a u8 into a u32
     "    hs[u32(x)] = Rec8(a=u8(x), c=x)\n    return 0\n",
     "    y: u8 = 7\n    return h32[y]\n",               # a u8 key into a u32 key
+    # the variable of a constant range() loop counts by its values (0..3, 0..199)
+    "    for i in range(4):\n        h32[i] = 1\n    return 0\n",
+    "    for i in range(200):\n        h32[i] = i\n        r = Rec8(a=i)\n    return 0\n",
 ])
 def test_stores_that_fit_compile(body: str) -> None:
     compile_source(_X64.replace("u64", "u32") + body, "f", namespace=_STORE_NS)

@@ -180,6 +180,9 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, Typi
         self.loop_heads: Dict[Tuple[int, int], Dict[str, Staleness]] = {}  # kept on recompiling
         self.ctx: Optional[CtxRef] = None
         self.loop_consts: Dict[str, int] = {}      # variables of unrolled loops
+        # variables of constant range() loops whose body does not assign them: their
+        # lowest and highest values, so a store checks them by value, not by type
+        self.loop_ranges: Dict[str, Tuple[int, int]] = {}
         self.reserving = 0                          # depth of 'with ring.reserve()' blocks
         self.resolve_function = resolve_function
         self.entry = entry
@@ -793,6 +796,20 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, Typi
             var = self.locals[name] = self.vreg(t, local=True)
             self.held[name] = (self.src.loc(s).line, _a(f"{t.name} number"))
         brk, cont = self.label("endfor"), self.label("next")
+        bounded = len(values) > 0 and name not in _assigned_names(s.body)
+        if bounded:
+            self.loop_ranges[name] = (min(values[0], values[-1]), max(values[0], values[-1]))
+        try:
+            return self._for_range_body(s, name, values, var, t, step, stop, start,
+                                        existed, loop_facts, brk, cont)
+        finally:
+            if bounded:
+                self.loop_ranges.pop(name, None)
+
+    def _for_range_body(self, s: ast.For, name: str, values: range, var: VReg,
+                        t: T.IntType, step: int, stop: int, start: int, existed: bool,
+                        loop_facts: Set[str], brk: str, cont: str) -> bool:
+        """The rest of :meth:`for_range`: the loop unrolled, or a counted loop."""
         if len(values) <= UNROLL_LIMIT:
             falls = True
             breaks: List[Dict[str, Staleness]] = []

@@ -46,6 +46,7 @@ class TypingMixin:
     annotated: Dict[str, Tuple[T.IntType, int]]
     assigned: Dict[str, List[Tuple[int, Optional[T.IntType], Optional[int]]]]
     widened: Dict[str, T.IntType]
+    loop_ranges: Dict[str, Tuple[int, int]]
 
     # -- types of values ----------------------------------------------------------------
     def type_of(self, v: Operand) -> T.IntType:
@@ -158,6 +159,9 @@ class TypingMixin:
         if self.literal_of(value, node) is not None:
             self.check_literal(value, t, node, what)
             return
+        bounds = self.loop_ranges.get(node.id) if isinstance(node, ast.Name) else None
+        if bounds is not None and t.min <= bounds[0] and bounds[1] <= t.max:
+            return                      # a range() loop's variable: every value fits
         vt = self.type_of(value)
         if isinstance(vt, T.IntType) and not isinstance(vt, PtrType) and not t.contains(vt):
             expr = ast.unparse(node) if node is not None else "..."
