@@ -421,7 +421,7 @@ unlinks = HashMap(u32, u64, max_entries=64)
 @kprobe("do_unlinkat")
 def kprobe_unlink(ctx):
     if pid() == TARGET:
-        unlinks[ctx.dfd + 1000] += 1
+        unlinks[u32(ctx.dfd + 1000)] += 1
     return 0
 
 
