@@ -206,29 +206,8 @@ def functions_in_file(path: str, all_programs: bool = True) -> List[Callable[...
     with :func:`bpf` or an attach decorator), in source order (``all_programs=False``:
     only the attach-decorated ones). A syntax error in the file, or an exception its
     top level raises, is a :class:`CompileError` at the file's line."""
-    import importlib.util
-    name = "_pybpf_compile_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise CompileError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        from .userfile import syntax_error
-        raise syntax_error(exc, f"python3 -m py_compile {path} shows Python's own "
-                           "report") from exc
-    except Exception as exc:
-        # the file's top level failed (a map with bad arguments, a Struct field that is
-        # not a pybpf type, ...): report the user's line, not pybpf's
-        from .userfile import top_level_error
-        located = top_level_error(exc)
-        if located is None or located is exc:
-            raise
-        raise located from exc
-    finally:
-        sys.modules.pop(name, None)
+    from .userfile import import_user_file
+    module = import_user_file(path, "_pybpf_compile_")
     found = [v for v in vars(module).values()
              if isinstance(v, _pytypes.FunctionType) and is_bpf(v)
              and (all_programs or hasattr(v, "__pybpf_kind__"))

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..asm.instruction import SourceLocation
 from .compiler.errors import CompileError
 
-__all__ = ["syntax_error", "top_level_error", "attach_error", "decorator_location",
+__all__ = ["import_user_file", "syntax_error", "top_level_error", "attach_error", "decorator_location",
            "DEBUG_HINT"]
 
 #: the hint of an error without a more specific one
@@ -55,6 +55,34 @@ def _line_text(path: str, line: int) -> str:
 def _loc(path: str, line: int, col: int) -> SourceLocation:
     """A location with a 1-based column (``col`` is 0-based, as ast and tracebacks)."""
     return SourceLocation(path, line, col + 1, _line_text(path, line))
+
+
+def import_user_file(path: str, prefix: str) -> Any:
+    """Import the Python file ``path`` as a module named ``prefix`` + its stem (taken out
+    of ``sys.modules`` again afterwards). A syntax error in it, or an exception its top
+    level raises (a map with bad arguments, a Struct field that is no pybpf type, ...),
+    is a :class:`CompileError` at the user's own line."""
+    import importlib.util
+    import sys
+    name = prefix + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CompileError(f"cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise syntax_error(exc, f"python3 -m py_compile {path} shows Python's own "
+                           "report") from exc
+    except Exception as exc:
+        located = top_level_error(exc)
+        if located is None or located is exc:
+            raise
+        raise located from exc
+    finally:
+        sys.modules.pop(name, None)
+    return module
 
 
 def syntax_error(exc: SyntaxError, hint: str = "") -> CompileError:

@@ -11,7 +11,6 @@ shows.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 import types
@@ -166,26 +165,8 @@ class ExporterModule:
 
 
 def _import_file(path: str) -> types.ModuleType:
-    name = "_pybpf_export_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"cannot import {path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        from ..dsl.userfile import syntax_error
-        raise syntax_error(exc, f"python3 -m py_compile {path} shows Python's own "
-                           "report") from exc
-    except Exception as exc:
-        from ..dsl.userfile import top_level_error
-        located = top_level_error(exc)
-        if located is None or located is exc:
-            raise
-        raise located from exc
-    finally:
-        sys.modules.pop(name, None)
+    from ..dsl.userfile import import_user_file
+    module: types.ModuleType = import_user_file(path, "_pybpf_export_")
     return module
 
 
