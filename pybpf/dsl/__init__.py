@@ -37,7 +37,6 @@ this kernel does not have (at its decorator; :mod:`pybpf.dsl.userfile`). :func:`
 from __future__ import annotations
 
 import os
-import sys
 import types as _pytypes
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
