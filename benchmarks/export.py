@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import select
 import shutil
@@ -44,6 +43,8 @@ import tempfile
 import time
 import urllib.request
 from typing import Dict, List, Optional, Tuple
+
+from machine import load_line, machine_head   # benchmarks/machine.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -292,16 +293,6 @@ def bench_slowdown(exe: str, calls: int, rounds: int) -> Dict:
 # -- report -------------------------------------------------------------------------------
 
 def machine_lines() -> List[str]:
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     try:
         import prometheus_client
         client = getattr(prometheus_client, "__version__", None)
@@ -310,14 +301,9 @@ def machine_lines() -> List[str]:
             client = version("prometheus_client")
     except Exception:                                          # noqa: BLE001
         client = "?"
-    return [
-        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"- machine: Linux {os.uname().release} {platform.machine()}, {cpu}, "
-        f"{os.cpu_count()} CPUs, {mem:.0f} GiB",
+    return machine_head() + [
         f"- Python {sys.version.split()[0]} ({sys.executable}); prometheus_client {client}",
-        "- load average at the start (1/5/15 min): "
-        + " / ".join(f"{x:.2f}" for x in os.getloadavg())
-        + " (the machine is shared; other work adds noise)",
+        load_line(),
     ]
 
 

@@ -58,6 +58,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from machine import load_line, machine_head   # benchmarks/machine.py
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEERS = os.path.join(HERE, "peers")
@@ -675,31 +677,16 @@ def dpkg_version(pkg: str) -> str:
 
 
 def machine_lines() -> List[str]:
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     py = sys.version.split()[0]
     bcc_py = version([BCC_PYTHON, "-c", "import sys; print(sys.version.split()[0])"])
-    return [
-        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"- machine: Linux {os.uname().release} {platform.machine()}, {cpu}, "
-        f"{os.cpu_count()} CPUs, {mem:.0f} GiB",
+    return machine_head() + [
         f"- pybpf: Python {py} ({sys.executable}); BCC: python3-bpfcc "
         f"{dpkg_version('python3-bpfcc')} under Python {bcc_py} ({BCC_PYTHON})",
         f"- {version(['bpftrace', '--version'])}; {version(['bpftool', 'version'])}; "
         f"libbpf-dev {dpkg_version('libbpf-dev')}; "
         f"{version(['clang-19', '--version'])}; {version(['gcc', '--version'])}",
         f"- kernel headers for BCC: {headers_note()}",
-        "- load average at the start (1/5/15 min): "
-        + " / ".join(f"{x:.2f}" for x in os.getloadavg())
-        + " (other work on the machine adds noise to the timings)",
+        load_line(),
     ]
 
 

@@ -5,17 +5,23 @@ is always stopped and its directory removed."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
+import select
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Dict, List, Optional, Sequence
+import weakref
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 
 def free_port() -> int:
@@ -145,3 +151,69 @@ class Prometheus:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+class Exporter:
+    """``pybpf export ARGS --listen HOST:PORT`` (this checkout's pybpf), running once it
+    has printed its banner naming the address. ``prefix`` runs it under another command
+    (``setpriv ...``). Killed when collected if still running."""
+
+    def __init__(self, *args: str, host: str = "127.0.0.1", timeout: float = 60.0,
+                 prefix: Sequence[str] = ()) -> None:
+        from tests.progrun import ROOT, env
+        self.port = free_port()
+        self.address = f"{host}:{self.port}"
+        argv = [*prefix, sys.executable, "-m", "pybpf", "export", *args,
+                "--listen", self.address]
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid
+        weakref.finalize(self, _kill, self.proc)
+        deadline = time.monotonic() + timeout
+        line = ""
+        while "Serving" not in line:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                _kill(self.proc)
+                raise AssertionError(f"no banner from {argv}: {self.proc.stderr.read()}")
+            if select.select([self.proc.stdout], [], [], 0.5)[0]:
+                line = self.proc.stdout.readline()
+        assert self.address in line, line
+
+    def fetch(self, path: str = "/metrics", accept: str = "") -> tuple:
+        """(status, content type, body) of a GET."""
+        req = urllib.request.Request(f"http://{self.address}{path}",
+                                     headers={"Accept": accept} if accept else {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.headers["Content-Type"], r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+    def metrics(self) -> str:
+        """The text of ``/metrics``."""
+        return self.fetch()[2]
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple:
+        """Send ``sig`` and wait: (exit status, stdout, stderr)."""
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, err
+
+
+@contextlib.contextmanager
+def serving(*args: str, timeout: float = 60.0) -> Iterator[Tuple[Exporter, "Prometheus"]]:
+    """``pybpf export ARGS`` scraped by a Prometheus, both up; both stopped after."""
+    exporter = Exporter(*args, timeout=timeout)
+    prom = Prometheus([exporter.address])
+    try:
+        assert prom.wait_for('up{job="pybpf"}', lambda v: v == 1.0) == 1.0, prom.log_text()
+        yield exporter, prom
+    finally:
+        prom.stop()
+        exporter.stop()

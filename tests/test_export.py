@@ -5,21 +5,17 @@ on both exposition formats, the series limit, SIGTERM and the one-line errors.""
 from __future__ import annotations
 
 import os
-import select
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 import uuid
-import weakref
 
 import pytest
 
 from tests.progrun import ROOT, env, programs_loaded
-from tests.promharness import Prometheus, free_port
+from tests.promharness import Exporter, Prometheus, serving
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs"),
@@ -28,47 +24,6 @@ prometheus_client = pytest.importorskip("prometheus_client")
 
 PROGRAMS = ["export_sys_exit", "export_open", "export_openat", "export_openat2"]
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-
-
-class Exporter:
-    """``pybpf export ARGS --listen 127.0.0.1:PORT`` running until its banner."""
-
-    def __init__(self, *args: str, timeout: float = 60.0) -> None:
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pybpf", "export", *args, "--listen", self.address],
-            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        weakref.finalize(self, _kill, self.proc)
-        deadline = time.monotonic() + timeout
-        line = ""
-        while "Serving" not in line:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                _kill(self.proc)
-                raise AssertionError(f"no banner: {self.proc.stderr.read()}")
-            if select.select([self.proc.stdout], [], [], 0.5)[0]:
-                line = self.proc.stdout.readline()
-
-    def fetch(self, path: str = "/metrics", accept: str = "") -> tuple:
-        """(status, content type, body) of a GET."""
-        req = urllib.request.Request(f"http://{self.address}{path}",
-                                     headers={"Accept": accept} if accept else {})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, r.headers["Content-Type"], r.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.headers["Content-Type"], exc.read().decode()
-
-    def stop(self, sig: int = signal.SIGTERM) -> tuple:
-        self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=60)
-        return self.proc.returncode, out, err
 
 
 def sample_value(text: str, name: str, **labels: str) -> float:
@@ -84,14 +39,8 @@ def sample_value(text: str, name: str, **labels: str) -> float:
 @pytest.fixture(scope="module")
 def served():
     """syscalls and opens served by one exporter and scraped by Prometheus."""
-    exporter = Exporter("syscalls", "opens")
-    prom = Prometheus([exporter.address])
-    try:
-        assert prom.wait_for('up{job="pybpf"}', lambda v: v == 1.0) == 1.0, prom.log_text()
-        yield exporter, prom
-    finally:
-        prom.stop()
-        exporter.stop()
+    with serving("syscalls", "opens") as both:
+        yield both
 
 
 WORKLOAD = textwrap.dedent("""

@@ -25,7 +25,7 @@ import pytest
 
 from pybpf.export import decoders
 from pybpf.export.module import builtin_exporters
-from tests.promharness import Prometheus
+from tests.promharness import Prometheus, serving
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
 BUILTINS = [name for name, _ in builtin_exporters()]
@@ -42,15 +42,8 @@ def served():
     pytest.importorskip("prometheus_client")
     if os.geteuid() != 0:
         pytest.skip("needs root to load BPF programs")
-    from tests.test_export import Exporter
-    exporter = Exporter(*BUILTINS, timeout=180)
-    prom = Prometheus([exporter.address])
-    try:
-        assert prom.wait_for('up{job="pybpf"}', lambda v: v == 1.0) == 1.0, prom.log_text()
-        yield exporter, prom
-    finally:
-        prom.stop()
-        exporter.stop()
+    with serving(*BUILTINS, timeout=180) as both:
+        yield both
 
 
 def value(prom: Prometheus, expr: str) -> float:

@@ -10,22 +10,18 @@ import importlib
 import json
 import os
 import re
-import select
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-import weakref
 
 import pytest
 
 from tests.progrun import ROOT, env
-from tests.promharness import Prometheus, free_port
+from tests.promharness import Exporter, Prometheus
 
 DOC = os.path.join(ROOT, "docs", "export.md")
 EXAMPLE = os.path.join(ROOT, "examples", "export", "writes.py")
@@ -101,35 +97,6 @@ def test_list_shows_every_builtin() -> None:
     assert listed == [n for n, _ in builtin_exporters()]
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-
-
-def start(argv: list, address: str) -> subprocess.Popen:
-    """Run ``argv`` (an exporter) until it prints its banner naming ``address``."""
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    weakref.finalize(proc, _kill, proc)
-    deadline = time.monotonic() + 60
-    line = ""
-    while "Serving" not in line:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _kill(proc)
-            raise AssertionError(f"no banner from {argv}: {proc.stderr.read()}")
-        if select.select([proc.stdout], [], [], 0.5)[0]:
-            line = proc.stdout.readline()
-    assert address in line, line
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> tuple:
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    return proc.returncode, err
-
-
 def fetch(address: str) -> str:
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as r:
         return r.read().decode()
@@ -150,9 +117,8 @@ def test_example_exporter_serves_its_metrics() -> None:
     the size histogram has counted those writes in their buckets, and promtool accepts
     the exposition."""
     pytest.importorskip("prometheus_client")
-    address = f"127.0.0.1:{free_port()}"
-    proc = start([sys.executable, "-m", "pybpf", "export", EXAMPLE, "--listen", address],
-                 address)
+    exporter = Exporter(EXAMPLE)
+    address = exporter.address
     try:
         before = fetch(address)
         comm = "pbw" + uuid.uuid4().hex[:10]
@@ -174,7 +140,7 @@ def test_example_exporter_serves_its_metrics() -> None:
                              capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stdout + res.stderr
     finally:
-        rc, err = stop(proc)
+        rc, _, err = exporter.stop()
     assert (rc, err) == (0, "")
 
 
@@ -224,9 +190,8 @@ def test_rules_evaluate_in_prometheus(tmp_path) -> None:
     pytest.importorskip("prometheus_client")
     rules = tmp_path / "rules.yml"
     rules.write_text(re.sub(r"interval: 30s", "interval: 1s", read(RULES)))
-    address = f"127.0.0.1:{free_port()}"
-    proc = start([sys.executable, "-m", "pybpf", "export", "syscalls", "opens",
-                  "--listen", address], address)
+    exporter = Exporter("syscalls", "opens")
+    address = exporter.address
     prom = Prometheus([address], rule_files=[str(rules)])
     try:
         rate = prom.wait_for("instance:pybpf_syscalls:rate1m",
@@ -247,7 +212,7 @@ def test_rules_evaluate_in_prometheus(tmp_path) -> None:
         assert any(r["metric"]["syscall"] == "openat" for r in by_instance)
     finally:
         prom.stop()
-        stop(proc)
+        exporter.stop()
 
 
 # -- Grafana --------------------------------------------------------------------------
@@ -362,13 +327,12 @@ def test_the_units_capabilities_are_enough_to_serve() -> None:
     caps = s["CapabilityBoundingSet"][0].split()
     argv = s["ExecStart"][0].split()
     assert argv[:2] == ["/usr/local/bin/pybpf", "export"]
-    address = f"127.0.0.1:{free_port()}"
-    argv = argv[2:argv.index("--listen")] + ["--listen", address]
     bounding = "-all," + ",".join("+" + c[4:].lower() for c in caps)
-    proc = start(["setpriv", f"--bounding-set={bounding}", "--no-new-privs",
-                  sys.executable, "-m", "pybpf", "export", *argv], address)
+    exporter = Exporter(*argv[2:argv.index("--listen")],
+                        prefix=["setpriv", f"--bounding-set={bounding}", "--no-new-privs"])
+    address = exporter.address
     try:
-        status = read(f"/proc/{proc.pid}/status")
+        status = read(f"/proc/{exporter.pid}/status")
         effective = int(re.search(r"CapEff:\s*([0-9a-f]+)", status).group(1), 16)
         allowed = sum(1 << CAP_NUMBERS[c] for c in caps)
         assert effective & ~allowed == 0, hex(effective)
@@ -377,5 +341,5 @@ def test_the_units_capabilities_are_enough_to_serve() -> None:
         text = fetch(address)
         assert "pybpf_opens_total{" in text and "pybpf_syscalls_total{" in text
     finally:
-        rc, err = stop(proc)
+        rc, _, err = exporter.stop()
     assert (rc, err) == (0, "")

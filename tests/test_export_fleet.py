@@ -5,18 +5,13 @@ the fleet-wide PromQL a dashboard would run over them."""
 from __future__ import annotations
 
 import os
-import select
-import signal
 import subprocess
 import sys
-import time
 import uuid
-import weakref
 
 import pytest
 
-from tests.progrun import ROOT, env
-from tests.promharness import Prometheus, free_port
+from tests.promharness import Exporter, Prometheus
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs"),
@@ -26,58 +21,26 @@ pytest.importorskip("prometheus_client")
 OPENS = 31          # the workload's successful opens
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-
-
-def start_exporter(host: str) -> tuple:
-    """``pybpf export opens syscalls`` on ``host:PORT``; (process, address) once it
-    prints its banner."""
-    address = f"{host}:{free_port()}"
-    proc = subprocess.Popen([sys.executable, "-m", "pybpf", "export", "opens", "syscalls",
-                             "--listen", address], cwd=ROOT, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    line = ""
-    while "Serving" not in line:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _kill(proc)
-            raise AssertionError(f"no banner from the exporter on {address}: "
-                                 f"{proc.stderr.read()}")
-        if select.select([proc.stdout], [], [], 0.5)[0]:
-            line = proc.stdout.readline()
-    assert address in line, line
-    return proc, address
-
-
 @pytest.fixture(scope="module")
 def fleet():
     """Two exporters ("host-a" on 127.0.0.1, "host-b" on 127.0.0.2) and a Prometheus
     that labels each with its own ``instance``."""
-    procs = []
+    exporters = []
     prom = None
     try:
         for host in ("127.0.0.1", "127.0.0.2"):
-            proc, address = start_exporter(host)
-            weakref.finalize(proc, _kill, proc)
-            procs.append((proc, address))
-        groups = [{"targets": [procs[0][1]], "labels": {"instance": "host-a"}},
-                  {"targets": [procs[1][1]], "labels": {"instance": "host-b"}}]
+            exporters.append(Exporter("opens", "syscalls", host=host))
+        groups = [{"targets": [exporters[0].address], "labels": {"instance": "host-a"}},
+                  {"targets": [exporters[1].address], "labels": {"instance": "host-b"}}]
         prom = Prometheus(static_configs=groups)
         assert prom.wait_for('sum(up{job="pybpf"})', lambda v: v == 2.0) == 2.0, \
             prom.log_text()
-        yield prom, [a for _, a in procs]
+        yield prom, [e.address for e in exporters]
     finally:
         if prom is not None:
             prom.stop()
-        for proc, _ in procs:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                _kill(proc)
+        for exporter in exporters:
+            exporter.stop()
 
 
 def test_two_instances_are_scraped_under_their_own_labels(fleet) -> None:
