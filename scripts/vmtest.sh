@@ -9,7 +9,7 @@
 #
 # needs (as root): qemu-system-x86 busybox-static cpio kmod xz-utils (see .ci/run).
 # Exit status: pytest's (5, no test collected, counts as a failure), or run-in-vm's
-# 124/125 for a timeout or a dead guest.
+# 124/125 for a timeout (after a second attempt) or a dead guest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,11 +28,18 @@ else
     ARGS=(-m vmtest "${FILES[@]}")
 fi
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 PYTHONDONTWRITEBYTECODE=1
-start=$(date +%s)
-set +e
-scripts/run-in-vm.sh --timeout "${VMTEST_TIMEOUT:-600}" "$KERNEL" -- \
-    "$PY" -m pytest -q -p no:cacheprovider -rs "${ARGS[@]}"
-rc=$?
-set -e
-echo "vmtest: kernel $KERNEL, $(( $(date +%s) - start )) s, exit $rc"
+# A guest under TCG emulation can stall outright (a soft lockup with "timer handling"
+# RCU stalls, before the first test; seen in 2 of 12 runs on a loaded 2-CPU host; they pass in about
+# 110 s otherwise): a run that times out (124) is tried once more, and says so.
+for attempt in 1 2; do
+    start=$(date +%s)
+    set +e
+    scripts/run-in-vm.sh --timeout "${VMTEST_TIMEOUT:-420}" "$KERNEL" -- \
+        "$PY" -m pytest -q -p no:cacheprovider -rs "${ARGS[@]}"
+    rc=$?
+    set -e
+    echo "vmtest: kernel $KERNEL, attempt $attempt, $(( $(date +%s) - start )) s, exit $rc"
+    if ((rc != 124)); then break; fi
+    echo "vmtest: the guest timed out (an emulator stall); trying once more" >&2
+done
 exit $rc
