@@ -250,8 +250,8 @@ class _Scanner:
 
     # the INITIAL state
     def run(self) -> LexResult:
-        text = self.text
-        while self.pos < len(text):
+        while self.pos < len(self.text):
+            text = self.text
             c = text[self.pos]
             if c in " \t":
                 self.eat(_HSPACE_RE.match(text, self.pos).end() - self.pos)  # type: ignore

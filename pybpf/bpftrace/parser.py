@@ -110,7 +110,8 @@ class Parser:
         while self.peek().kind in ("CPREPROC", "STRUCT_DEFN"):
             t = self.advance()
             kind = "preproc" if t.kind == "CPREPROC" else "struct"
-            cdefs.append(A.CDefinition(kind, str(t.value), loc=t.loc, span=t.loc))
+            real = Location(t.line, t.col, t.loc.end_line, t.loc.end_col)
+            cdefs.append(A.CDefinition(kind, str(t.value), loc=t.loc, span=real))
         probes = [self.probe()]
         while self.peek().kind != "END":
             probes.append(self.probe())
