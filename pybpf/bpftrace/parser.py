@@ -153,16 +153,19 @@ class Parser:
                 parts.append("$" + str(self.param_number(t)))
             elif t.kind == "PARAMCOUNT":
                 self.advance()
-                self.fail(self.span(start), "Not a positional parameter")
+                prev = self.toks[start - 1].loc if start > 0 else Location(1, 1, 1, 1)
+                self.fail(Location(prev.end_line, prev.end_col, t.loc.end_line,
+                                   t.loc.end_col), "Not a positional parameter")
             else:
                 break
             self.advance()
-        if self.i == start:
-            prev = self.toks[start - 1].loc if start > 0 else Location(1, 1, 1, 1)
-            loc = Location(prev.end_line, prev.end_col, prev.end_line, prev.end_col)
-        else:
-            loc = self.span(start)
-        return A.AttachPoint("".join(parts), loc=loc, span=loc)
+        # bison builds an attach point from an empty rule, so its range starts where
+        # the previous token ended (after the comma, or on the line of the previous "}")
+        prev = self.toks[start - 1].loc if start > 0 else Location(1, 1, 1, 1)
+        end = self.toks[self.i - 1].loc if self.i > start else prev
+        loc = Location(prev.end_line, prev.end_col, end.end_line, end.end_col)
+        span = self.span(start) if self.i > start else loc
+        return A.AttachPoint("".join(parts), loc=loc, span=span)
 
     def param_number(self, t: Token) -> int:
         text = str(t.value)
@@ -264,7 +267,8 @@ class Parser:
         if self.peek().kind == "ELSE":
             self.advance()
             orelse = [self.if_stmt()] if self.peek().kind == "IF" else self.block()
-        return A.If(cond, then, orelse, loc=t.loc + rp.loc, span=self.span(start))
+        # bpftrace 0.17 gives an if statement no location (its errors say 1:1-1)
+        return A.If(cond, then, orelse, loc=Location(1, 1, 1, 1), span=self.span(start))
 
     # expressions ----------------------------------------------------------------------
     def expr(self) -> A.Expr:
