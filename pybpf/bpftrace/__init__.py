@@ -1,0 +1,11 @@
+"""bpftrace's language (0.17) without LLVM: the front end of ``pybpf trace``.
+
+This package is a second front end beside :mod:`pybpf.dsl` (it never imports it):
+:mod:`~pybpf.bpftrace.lexer` (tokens with bpftrace's locations),
+:mod:`~pybpf.bpftrace.parser` (the grammar of bpftrace 0.17 into the typed tree of
+:mod:`~pybpf.bpftrace.ast`), :mod:`~pybpf.bpftrace.preamble` (the ``#include``/``#define``/
+``struct`` lines before the probes), :mod:`~pybpf.bpftrace.printer` (the tree back to
+source) and :mod:`~pybpf.bpftrace.errors` (errors printed as bpftrace prints them).
+Semantic analysis, lowering and the runtime come later. Importing this package loads
+nothing but itself.
+"""

@@ -1,0 +1,511 @@
+"""The tokenizer of bpftrace 0.17's language (the rules of its ``src/lexer.l``).
+
+It behaves like that flex scanner, quirks included, so that locations and errors match
+bpftrace's:
+
+* longest match wins, ties go to the earlier rule; a trailing-context rule (the predicate
+  end ``/`` followed by ``/`` or ``{``, a ``//`` comment that must end in a newline) counts
+  its context in the length. A ``//`` comment on the last line without a newline is
+  therefore not a comment (bpftrace then reports a syntax error), and ``a ? b :c`` lexes
+  ``:c`` as a *path*, as in bpftrace;
+* words: ``arg0``-``arg9``/``sarg0``-``sarg9`` (one digit) and the other builtins, the
+  calls, ``kstack``/``ustack`` (call or builtin), ``bpftrace``/``perf`` (stack modes), the
+  keywords; ``struct``/``union``/``enum`` start a type name (``(struct x *)`` gives one
+  identifier ``struct x``) or, with a brace, a whole C definition kept as raw text;
+* numbers: decimal with ``_`` separators and C suffixes (``u``, ``l``, ``ll``, ``ul``,
+  ``ull``), octal ``0nn``, hex, integer scientific ``2e3`` (coefficient 0-9, exponent
+  <= 16); a value is a 64-bit word kept as a signed number (``0xffffffffffffffff`` is -1);
+* strings with ``\\n \\t \\r \\" \\\\``, octal ``\\0``-``\\377`` and hex ``\\xN``/``\\xNN``
+  escapes (values are bytes); there are no character literals (``'`` is an invalid
+  character in 0.17);
+* ``#...`` lines are preprocessor directives (raw text), ``#!`` at a line start is a
+  shebang, ``$1``..``$N``/``$#`` are positional parameters, ``@name``/``@`` maps.
+
+Probe attach points are not lexed specially: ``kprobe:fn+0x10`` is the identifier
+``kprobe``, the path ``:fn``, ``+`` and the integer 16; the parser glues them back
+together as bpftrace does.
+
+Locations follow bpftrace: a token's range starts where white space was last skipped
+(``loc``), columns count bytes, ``\\r`` counts as a line break, and a struct cast or an
+expanded ``#define`` shifts later columns on its line as it does in bpftrace. ``line`` and
+``col`` give the token's own first character.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Union
+
+from .errors import Diagnostic, Location
+
+__all__ = ["Token", "LexResult", "tokenize", "BUILTINS", "CALLS", "CALL_BUILTINS",
+           "KEYWORDS", "TOKEN_NAMES", "int_literal"]
+
+BUILTINS = frozenset(
+    [f"arg{i}" for i in range(10)] + [f"sarg{i}" for i in range(10)] +
+    "args cgroup comm cpid numaid cpu ctx curtask elapsed func gid nsecs pid probe rand "
+    "retval tid uid username".split())
+CALLS = frozenset(
+    "avg buf cat cgroupid clear count delete exit hist join kaddr kptr ksym lhist macaddr "
+    "max min ntop override print printf cgroup_path reg signal sizeof stats str strerror "
+    "strftime strncmp strcontains sum system time uaddr uptr usym zero path unwatch bswap "
+    "skboutput pton debugf".split())
+CALL_BUILTINS = frozenset(["kstack", "ustack"])
+STACK_MODES = frozenset(["bpftrace", "perf"])
+KEYWORDS = {"if": "IF", "else": "ELSE", "unroll": "UNROLL", "while": "WHILE", "for": "FOR",
+            "return": "RETURN", "continue": "CONTINUE", "break": "BREAK"}
+
+# operators, longest first (all are literal rules of the flex file)
+_PUNCT = [
+    ("<<=", "LEFTASSIGN"), (">>=", "RIGHTASSIGN"),
+    ("+=", "PLUSASSIGN"), ("-=", "MINUSASSIGN"), ("*=", "MULASSIGN"), ("/=", "DIVASSIGN"),
+    ("%=", "MODASSIGN"), ("&=", "BANDASSIGN"), ("|=", "BORASSIGN"), ("^=", "BXORASSIGN"),
+    ("==", "EQ"), ("!=", "NE"), ("<=", "LE"), (">=", "GE"), ("<<", "LEFT"), (">>", "RIGHT"),
+    ("&&", "LAND"), ("||", "LOR"), ("++", "INCREMENT"), ("--", "DECREMENT"), ("->", "PTR"),
+    (":", "COLON"), (";", "SEMI"), ("{", "LBRACE"), ("}", "RBRACE"), ("[", "LBRACKET"),
+    ("]", "RBRACKET"), ("(", "LPAREN"), (")", "RPAREN"), (",", "COMMA"), ("=", "ASSIGN"),
+    ("<", "LT"), (">", "GT"), ("+", "PLUS"), ("-", "MINUS"), ("*", "MUL"), ("/", "DIV"),
+    ("%", "MOD"), ("&", "BAND"), ("|", "BOR"), ("^", "BXOR"), ("!", "LNOT"), ("~", "BNOT"),
+    (".", "DOT"), ("?", "QUES"),
+]
+_PUNCT_BY_CHAR: Dict[str, List[Tuple[str, str]]] = {}
+for _text, _kind in _PUNCT:
+    _PUNCT_BY_CHAR.setdefault(_text[0], []).append((_text, _kind))
+
+# How bison names each token in "unexpected X" (quotes dropped as bison's yytnamerr does,
+# kept where the alias holds a comma).
+TOKEN_NAMES: Dict[str, str] = {kind: text for text, kind in _PUNCT}
+TOKEN_NAMES.update({
+    "END": "end of file", "COMMA": '","', "ENDPRED": "end predicate", "PARAMCOUNT": "$#",
+    "BUILTIN": "builtin", "CALL": "call", "CALL_BUILTIN": "call_builtin",
+    "IDENT": "identifier", "PATH": "path", "CPREPROC": "preprocessor directive",
+    "STRUCT_DEFN": "struct definition", "STRING": "string", "MAP": "map", "VAR": "variable",
+    "PARAM": "positional parameter", "INT": "integer", "STACK_MODE": "stack_mode",
+})
+TOKEN_NAMES.update({v: k for k, v in KEYWORDS.items()})
+
+_INT = r"[0-9](?:[0-9_]*[0-9])?(?:[uU]?[lL]?[lL]|[uU])?"
+_INT_RE = re.compile(_INT)
+_HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+")
+_EXP_RE = re.compile(_INT + r"[eE]" + _INT)
+_WORD_RE = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
+_PATH_RE = re.compile(r":(?:\\[^\n]|[-_./a-zA-Z0-9#*])+")
+_ENDPRED_RE = re.compile(r"/[ \t\n\r]*[/{]")
+_HSPACE_RE = re.compile(r"[ \t]+")
+_VSPACE_RE = re.compile(r"[\n\r]+")
+_STR_PLAIN_RE = re.compile(r'[^\\\n"]+')
+_OCT_RE = re.compile(r"\\[0-7]{1,3}")
+_HEXESC_RE = re.compile(r"\\[xX][0-9a-fA-F]{1,2}")
+_SUFFIX_RE = re.compile(r"(u|u?l?l)", re.IGNORECASE)
+_SIMPLE_ESC = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+
+
+@dataclass
+class Token:
+    """One token. ``kind`` is the grammar's token name (``IDENT``, ``INT``, ``PLUS``...),
+    ``value`` its meaning (the text for names, an ``int`` for ``INT``, ``bytes`` for
+    ``STRING``, the raw text for ``PATH``/``CPREPROC``/``STRUCT_DEFN``), ``loc``
+    bpftrace's range for it, ``line``/``col``/``end_col`` where its own text is (1-based,
+    ``end_col`` exclusive)."""
+
+    kind: str
+    value: Union[str, int, bytes, None]
+    loc: Location
+    line: int = 0
+    col: int = 0
+    end_col: int = 0
+
+    def display(self) -> str:
+        """The token as bison names it in "unexpected ..."."""
+        return TOKEN_NAMES.get(self.kind, self.kind)
+
+
+@dataclass
+class LexResult:
+    """Tokens (ending with ``END``) and lexical errors, each error tagged with the number
+    of tokens produced before it (a parser that stops at token i reports only the
+    errors bpftrace's scanner would have met by then)."""
+
+    tokens: List[Token] = field(default_factory=list)
+    errors: List[Tuple[int, Diagnostic]] = field(default_factory=list)
+
+
+def _stoull(text: str, base: int) -> Tuple[int, int]:
+    """C's ``strtoull`` prefix parse for base 10 or 0 (octal with a leading 0, hex with
+    0x): (value, characters used); ValueError("stoull") when nothing parses or it does
+    not fit in 64 bits."""
+    if base == 0 and text[:2].lower() == "0x":
+        m = re.match(r"0[xX]([0-9a-fA-F]+)", text)
+        digits, radix, used = (m.group(1), 16, m.end()) if m else ("0", 10, 1)
+    elif base == 0 and text.startswith("0"):
+        m = re.match(r"0[0-7]*", text)
+        assert m is not None
+        digits, radix, used = m.group(0), 8, m.end()
+    else:
+        m = re.match(r"[0-9]+", text)
+        if m is None:
+            raise ValueError("stoull")
+        digits, radix, used = m.group(0), 10, m.end()
+    value = int(digits, radix)
+    if value >= 1 << 64:
+        raise ValueError("stoull")
+    return value, used
+
+
+def _parse_int(text: str, base: int) -> int:
+    value, used = _stoull(text, base)
+    if used != len(text) and not _SUFFIX_RE.fullmatch(text[used:]):
+        raise ValueError("Found trailing non-numeric characters")
+    return value
+
+
+def int_literal(text: str) -> int:
+    """The unsigned 64-bit value of a number token's text, as bpftrace 0.17 reads it;
+    ValueError with bpftrace's message for a bad one."""
+    n = text.replace("_", "")
+    if n[:2].lower() == "0x":
+        return _parse_int(n, 0)
+    pos = min([i for i in (n.find("e"), n.find("E")) if i >= 0], default=-1)
+    if pos < 0:
+        return _parse_int(n, 0)
+    coeff, exp = n[:pos], n[pos + 1:]
+    try:
+        c = _parse_int(coeff, 10)
+    except ValueError as err:
+        raise ValueError("Coefficient part of scientific literal is not a valid number: "
+                         f"{coeff}: {err}") from None
+    try:
+        e = _parse_int(exp, 10)
+    except ValueError as err:
+        raise ValueError("Exponent part of scientific literal is not a valid number: "
+                         f"{exp}: {err}") from None
+    if c > 9:
+        raise ValueError("Coefficient part of scientific literal must be in range (0,9), "
+                         f"got: {coeff}")
+    if e > 16:
+        raise ValueError(f"Exponent will overflow integer range: {exp}")
+    return c * 10 ** e
+
+
+def _signed64(v: int) -> int:
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+class _Scanner:
+    """The scanner's state: the text (bytes as latin-1), bison's running location and
+    the real position of the next character."""
+
+    def __init__(self, source: str, macros: Optional[Dict[str, str]]) -> None:
+        self.text = source.encode("utf-8").decode("latin-1")
+        self.macros = {k: v.encode("utf-8").decode("latin-1")
+                       for k, v in (macros or {}).items()}
+        self.pos = 0
+        self.bl, self.bc, self.el, self.ec = 1, 1, 1, 1      # bison's begin/end
+        self.rline, self.rcol = 1, 1                         # real next character
+        self.out = LexResult()
+        self.unput_count = 0
+        self.tok_line, self.tok_col = 1, 1
+
+    # bison location operations
+    def columns(self, n: int) -> None:
+        self.ec = max(1, self.ec + n)
+
+    def lines(self, n: int) -> None:
+        self.el += n
+        self.ec = 1
+
+    def step(self) -> None:
+        self.bl, self.bc = self.el, self.ec
+
+    def loc(self) -> Location:
+        return Location(self.bl, self.bc, self.el, self.ec)
+
+    def eat(self, n: int, count: bool = True) -> str:
+        """Consume ``n`` characters (a flex match: the columns grow by ``n``)."""
+        seg = self.text[self.pos:self.pos + n]
+        self.pos += n
+        if count:
+            self.columns(n)
+        nl = seg.count("\n")
+        if nl:
+            self.rline += nl
+            self.rcol = n - seg.rfind("\n")
+        else:
+            self.rcol += n
+        return seg
+
+    def mark(self) -> None:
+        self.tok_line, self.tok_col = self.rline, self.rcol
+
+    def emit(self, kind: str, value: Union[str, int, bytes, None]) -> None:
+        end = self.rcol if self.rline == self.tok_line else self.tok_col + 1
+        self.out.tokens.append(Token(kind, value, self.loc(), self.tok_line, self.tok_col,
+                                     end))
+
+    def error(self, message: str) -> None:
+        msg = message.encode("latin-1", "replace").decode("utf-8", "replace")
+        self.out.errors.append((len(self.out.tokens), Diagnostic(self.loc(), msg)))
+
+    # the INITIAL state
+    def run(self) -> LexResult:
+        while self.pos < len(self.text):
+            text = self.text
+            c = text[self.pos]
+            if c in " \t":
+                self.eat(_HSPACE_RE.match(text, self.pos).end() - self.pos)  # type: ignore
+                self.step()
+                continue
+            if c in "\n\r":
+                n = _VSPACE_RE.match(text, self.pos).end() - self.pos  # type: ignore
+                self.eat(n)
+                self.lines(n)
+                self.step()
+                continue
+            self.mark()
+            if c == "/":
+                self.slash()
+            elif c == "#":
+                self.hash()
+            elif c in "0123456789":
+                self.number()
+            elif c == "_" or c.isalpha() and c.isascii():
+                if not self.word():
+                    return self.out
+            elif c == ":":
+                m = _PATH_RE.match(text, self.pos)
+                if m:
+                    self.emit("PATH", self.eat(m.end() - self.pos).encode(
+                        "latin-1").decode("utf-8", "replace"))
+                else:
+                    self.eat(1)
+                    self.emit("COLON", None)
+            elif c == "@":
+                m = _WORD_RE.match(text, self.pos + 1)
+                n = 1 + (m.end() - self.pos - 1 if m else 0)
+                self.emit("MAP", self.eat(n))
+            elif c == "$":
+                self.dollar()
+            elif c == '"':
+                self.string()
+            elif c in _PUNCT_BY_CHAR:
+                for lit, kind in _PUNCT_BY_CHAR[c]:
+                    if text.startswith(lit, self.pos):
+                        self.eat(len(lit))
+                        self.emit(kind, None)
+                        break
+            else:
+                ch = self.eat(1)
+                self.error(f"invalid character '{ch}'")
+        self.emit("END", None)
+        return self.out
+
+    def slash(self) -> None:
+        text, pos = self.text, self.pos
+        cands: List[Tuple[int, int, str]] = []      # (length, -rule order, what)
+        if text.startswith("//", pos):
+            nl = text.find("\n", pos)
+            if nl >= 0:
+                cands.append((nl - pos + 1, -1, "line-comment"))
+        if text.startswith("/*", pos):
+            cands.append((2, -2, "comment"))
+        m = _ENDPRED_RE.match(text, pos)
+        if m:
+            cands.append((m.end() - pos, -3, "ENDPRED"))
+        if text.startswith("/=", pos):
+            cands.append((2, -4, "DIVASSIGN"))
+        cands.append((1, -5, "DIV"))
+        _, _, what = max(cands)
+        if what == "line-comment":
+            self.eat(text.find("\n", pos) - pos)
+        elif what == "comment":
+            self.eat(2)
+            self.comment()
+        else:
+            self.eat(2 if what == "DIVASSIGN" else 1)
+            self.emit(what, None)
+
+    def comment(self) -> None:
+        text = self.text
+        while True:
+            if self.pos >= len(text):
+                self.error("end of file during comment")
+                return
+            if text.startswith("*/", self.pos):
+                self.eat(2)
+                return
+            c = text[self.pos]
+            if c == "\n":
+                self.eat(1)
+                self.lines(1)
+                self.step()
+            elif c == "*":
+                self.eat(1)
+            else:
+                end = self.pos
+                while end < len(text) and text[end] not in "*\n":
+                    end += 1
+                self.eat(end - self.pos)
+
+    def hash(self) -> None:
+        text, pos = self.text, self.pos
+        at_line_start = pos == 0 or text[pos - 1] == "\n"
+        if text.startswith("#!", pos):
+            nl = text.find("\n", pos)
+            if at_line_start and nl >= 0:
+                self.eat(nl - pos)
+            else:
+                self.eat(1)
+                self.error("invalid character '#'")
+            return
+        if pos + 1 >= len(text):
+            self.eat(1)
+            self.error("invalid character '#'")
+            return
+        nl = text.find("\n", pos + 2)
+        end = len(text) if nl < 0 else nl
+        raw = self.eat(end - pos)
+        self.emit("CPREPROC", raw.encode("latin-1").decode("utf-8", "replace"))
+
+    def number(self) -> None:
+        text, pos = self.text, self.pos
+        n = max((m.end() - pos for m in (r.match(text, pos) for r in
+                                         (_INT_RE, _HEX_RE, _EXP_RE)) if m), default=1)
+        raw = self.eat(n)
+        try:
+            self.emit("INT", _signed64(int_literal(raw)))
+        except ValueError as err:
+            self.error(str(err))
+
+    def dollar(self) -> None:
+        text, pos = self.text, self.pos
+        m = _WORD_RE.match(text, pos + 1)
+        if m:
+            self.emit("VAR", self.eat(m.end() - pos))
+            return
+        m = re.compile(r"[0-9]+").match(text, pos + 1)
+        if m:
+            self.emit("PARAM", self.eat(m.end() - pos))
+        elif text.startswith("$#", pos):
+            self.eat(2)
+            self.emit("PARAMCOUNT", None)
+        else:
+            self.eat(1)
+            self.error("invalid character '$'")
+
+    def word(self) -> bool:
+        """A word; False when a macro expansion hit the recursion limit (end of input)."""
+        m = _WORD_RE.match(self.text, self.pos)
+        assert m is not None
+        w = self.eat(m.end() - self.pos)
+        if w in STACK_MODES:
+            self.emit("STACK_MODE", w)
+        elif w in BUILTINS:
+            self.emit("BUILTIN", w)
+        elif w in CALLS:
+            self.emit("CALL", w)
+        elif w in CALL_BUILTINS:
+            self.emit("CALL_BUILTIN", w)
+        elif w in KEYWORDS:
+            self.emit(KEYWORDS[w], None)
+        elif w in ("struct", "union", "enum"):
+            self.struct(w)
+        elif w in self.macros and self.macros[w] != w:
+            body = self.macros[w]
+            if self.unput_count + len(body) > 1000:
+                self.error(f"Macro recursion limit reached: {w}, {body}")
+                self.emit("END", None)
+                return False
+            self.unput_count += len(body)
+            self.text = self.text[:self.pos] + body + self.text[self.pos:]
+        else:
+            self.unput_count = 0
+            self.emit("IDENT", w)
+        return True
+
+    def struct(self, kind: str) -> None:
+        """After ``struct``/``union``/``enum``: a type name up to ``*`` or ``)`` (which is
+        then lexed again) or a definition up to its closing brace."""
+        text, buf, depth = self.text, [], 0
+        while self.pos < len(text):
+            c = text[self.pos]
+            if c in "*)" and depth == 0:
+                self.columns(1)              # flex counted it before putting it back
+                self.emit("IDENT", kind + " " + "".join(buf).strip(" \t\n\r\f\v"))
+                return
+            if c == "{":
+                depth += 1
+                buf.append(self.eat(1))
+            elif c == "}":
+                n = 2 if text.startswith("};", self.pos) else 1
+                buf.append(self.eat(n))
+                depth -= 1
+                if depth == 0:
+                    raw = kind + "".join(buf)
+                    self.emit("STRUCT_DEFN", raw.encode("latin-1").decode("utf-8", "replace"))
+                    return
+                if depth < 0:                # "}" in a type name: the state just ends
+                    return
+            elif c == "\n":
+                buf.append(self.eat(1))
+                self.lines(1)
+                self.step()
+            else:
+                buf.append(self.eat(1))
+        # end of input inside a type name or definition: flex just ends
+
+    def string(self) -> None:
+        text = self.text
+        self.eat(1)
+        buf: List[str] = []
+        while True:
+            if self.pos >= len(text):
+                self.error("unterminated string")
+                return
+            c = text[self.pos]
+            if c == '"':
+                self.eat(1)
+                self.emit("STRING", "".join(buf).encode("latin-1", "replace"))
+                return
+            if c == "\n":
+                self.eat(1)
+                self.error("unterminated string")
+                self.lines(1)
+                self.step()
+                return
+            if c != "\\":
+                m = _STR_PLAIN_RE.match(text, self.pos)
+                assert m is not None
+                buf.append(self.eat(m.end() - self.pos))
+                continue
+            nxt = text[self.pos + 1] if self.pos + 1 < len(text) else ""
+            if nxt in _SIMPLE_ESC:
+                self.eat(2)
+                buf.append(_SIMPLE_ESC[nxt])
+                continue
+            m = _OCT_RE.match(text, self.pos) or _HEXESC_RE.match(text, self.pos)
+            if m:
+                raw = self.eat(m.end() - self.pos)
+                if raw[1] in "xX":
+                    buf.append(chr(int(raw[2:], 16)))
+                else:
+                    value = int(raw[1:], 8)
+                    if value > 255:
+                        self.error(f"octal escape sequence out of range '{raw}'")
+                    buf.append(chr(value & 0xFF))
+                continue
+            if nxt and nxt != "\n":
+                raw = self.eat(2)
+                self.error(f"invalid escape character '{raw}'")
+                continue
+            self.eat(1)
+            self.error("invalid character")
+            return
+
+
+def tokenize(source: str, macros: Optional[Dict[str, str]] = None) -> LexResult:
+    """Tokens and lexical errors of ``source``. ``macros`` maps names of ``#define``d
+    object-like macros to their replacement text: an identifier with such a name is
+    replaced by that text, re-lexed (bpftrace's second parse does this)."""
+    return _Scanner(source, macros).run()

@@ -1,0 +1,510 @@
+"""bpftrace 0.17's grammar (its ``src/parser.yy``) as a recursive-descent parser.
+
+Precedence, lowest first, all binary operators left-associative: ``?:`` (right), ``||``,
+``&&``, ``|``, ``^``, ``&``, ``== !=``, ``< <= > >=``, ``<< >>``, ``+ -``, ``* / %``, then
+casts and prefix ``* ~ ! -``, prefix ``++ --`` (maps and variables only), and postfix
+``.field ->field .N [i]`` and ``++ --``. Like bpftrace:
+
+* ``-5`` is one literal, ``-$x`` a negation; ``(name)`` and ``(name *)`` are always casts,
+  so ``(x) + 1`` is a syntax error at ``+``;
+* assignment is a statement, not an expression: ``$a = $b = 1`` is an error at the
+  second ``=``; ``$t.0 = 1`` is "Tuples are immutable..."; ``f(...)`` for a name that is
+  not a function is "Unknown function: f"; ``++`` on a builtin is an error;
+* statements are separated by ``;`` (optional after the last one and never after a
+  block-ending ``if``/``while``/``unroll``); a probe is attach points, an optional
+  ``/predicate/`` and a block; preamble items come before the first probe.
+
+The parser stops at the first syntax error and reports it where bison does (the first
+token that cannot continue the program), after every lexical error met up to that token.
+Errors are :class:`~pybpf.bpftrace.errors.BpftraceSyntaxError`. ``allow_for=True`` also
+accepts ``for ($kv : @map) { }`` (bpftrace 0.21), which 0.17 refuses.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Set, Tuple
+
+from . import ast as A
+from .errors import BpftraceSyntaxError, Diagnostic, Location
+from .lexer import TOKEN_NAMES, Token, tokenize
+
+__all__ = ["parse", "parse_program", "parse_expression", "Parser"]
+
+_BINOPS: Dict[str, Tuple[str, int]] = {
+    "LOR": ("||", 1), "LAND": ("&&", 2), "BOR": ("|", 3), "BXOR": ("^", 4),
+    "BAND": ("&", 5), "EQ": ("==", 6), "NE": ("!=", 6), "LE": ("<=", 7), "GE": (">=", 7),
+    "LT": ("<", 7), "GT": (">", 7), "LEFT": ("<<", 8), "RIGHT": (">>", 8),
+    "PLUS": ("+", 9), "MINUS": ("-", 9), "MUL": ("*", 10), "DIV": ("/", 10),
+    "MOD": ("%", 10),
+}
+_COMPOUND = {"LEFTASSIGN": "<<", "RIGHTASSIGN": ">>", "PLUSASSIGN": "+", "MINUSASSIGN": "-",
+             "MULASSIGN": "*", "DIVASSIGN": "/", "MODASSIGN": "%", "BANDASSIGN": "&",
+             "BORASSIGN": "|", "BXORASSIGN": "^"}
+_UNARY = {"MUL": "*", "BNOT": "~", "LNOT": "!", "MINUS": "-"}
+_IDENT_KINDS = frozenset(["IDENT", "BUILTIN", "CALL", "CALL_BUILTIN", "STACK_MODE"])
+_EXPR_START = frozenset(["VAR", "MAP", "INT", "MINUS", "STRING", "STACK_MODE", "BUILTIN",
+                         "CALL_BUILTIN", "CALL", "IDENT", "LPAREN", "PARAM", "PARAMCOUNT",
+                         "MUL", "BNOT", "LNOT", "INCREMENT", "DECREMENT"])
+_JUMPS = {"BREAK": "break", "CONTINUE": "continue", "RETURN": "return"}
+_AP_TEXT = {"COLON": ":", "DOT": ".", "PLUS": "+", "MUL": "*", "LBRACKET": "[",
+            "RBRACKET": "]"}
+_LONG_MAX = (1 << 63) - 1
+
+
+class _Stop(Exception):
+    def __init__(self, diag: Diagnostic, index: int) -> None:
+        super().__init__(diag.message)
+        self.diag, self.index = diag, index
+
+
+def _signed64(v: int) -> int:
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+class Parser:
+    """One parse of one source text; :meth:`program` and :meth:`expression` are the
+    entry points (use :func:`parse`)."""
+
+    def __init__(self, source: str, filename: str = "stdin",
+                 macros: Optional[Dict[str, str]] = None, allow_for: bool = False) -> None:
+        self.source, self.filename, self.allow_for = source, filename, allow_for
+        self.lexed = tokenize(source, macros)
+        self.toks: List[Token] = self.lexed.tokens
+        self.i = 0
+        self._paren: Set[int] = set()
+
+    # token access ---------------------------------------------------------------------
+    def peek(self, k: int = 0) -> Token:
+        return self.toks[min(self.i + k, len(self.toks) - 1)]
+
+    def advance(self) -> Token:
+        tok = self.toks[self.i]
+        if self.i < len(self.toks) - 1:
+            self.i += 1
+        return tok
+
+    def expect(self, kind: str) -> Token:
+        if self.peek().kind != kind:
+            self.syntax_error(expected=(kind,))
+        return self.advance()
+
+    def syntax_error(self, k: int = 0, expected: Tuple[str, ...] = ()) -> None:
+        tok = self.peek(k)
+        msg = f"syntax error, unexpected {tok.display()}"
+        if expected:
+            msg += ", expecting " + " or ".join(TOKEN_NAMES.get(e, e) for e in expected)
+        raise _Stop(Diagnostic(tok.loc, msg), min(self.i + k, len(self.toks) - 1))
+
+    def fail(self, loc: Location, message: str) -> None:
+        raise _Stop(Diagnostic(loc, message), self.i)
+
+    def span(self, start: int) -> Location:
+        """From token ``start`` to the last token consumed."""
+        return self.toks[start].loc + self.toks[max(start, self.i - 1)].loc
+
+    # program --------------------------------------------------------------------------
+    def program(self) -> A.Program:
+        """``c_definitions probes END``."""
+        cdefs: List[A.CDefinition] = []
+        while self.peek().kind in ("CPREPROC", "STRUCT_DEFN"):
+            t = self.advance()
+            kind = "preproc" if t.kind == "CPREPROC" else "struct"
+            real = Location(t.line, t.col, t.loc.end_line, t.loc.end_col)
+            cdefs.append(A.CDefinition(kind, str(t.value), loc=t.loc, span=real))
+        probes = [self.probe()]
+        while self.peek().kind != "END":
+            probes.append(self.probe())
+        return A.Program(cdefs, probes, span=self.span(0))
+
+    def probe(self) -> A.Probe:
+        start = self.i
+        aps = [self.attach_point()]
+        while self.peek().kind == "COMMA":
+            self.advance()
+            aps.append(self.attach_point())
+        pred = None
+        if self.peek().kind == "DIV":
+            d = self.advance()
+            e = self.expr()
+            end = self.expect("ENDPRED")
+            pred = A.Predicate(e, loc=d.loc + end.loc, span=d.loc + end.loc)
+        elif self.peek().kind == "END":
+            self.fail(aps[0].loc + self.peek().loc, "unexpected end of file, expected {")
+        if self.peek().kind != "LBRACE":
+            self.syntax_error(expected=("LBRACE",) if pred is None else ())
+        body = self.block()
+        return A.Probe(aps, pred, body, loc=aps[0].loc, span=self.span(start))
+
+    def attach_point(self) -> A.AttachPoint:
+        start, parts = self.i, []
+        while True:
+            t = self.peek()
+            if t.kind in _IDENT_KINDS or t.kind == "PATH":
+                parts.append(str(t.value))
+            elif t.kind == "INT":
+                parts.append(str(t.value))
+            elif t.kind == "STRING":
+                text = bytes(t.value).decode("latin-1")  # type: ignore[arg-type]
+                parts.append('"' + text.replace('"', '\\"') + '"')
+            elif t.kind in _AP_TEXT:
+                parts.append(_AP_TEXT[t.kind])
+            elif t.kind == "PARAM":
+                parts.append("$" + str(self.param_number(t)))
+            elif t.kind == "PARAMCOUNT":
+                self.advance()
+                prev = self.toks[start - 1].loc if start > 0 else Location(1, 1, 1, 1)
+                self.fail(Location(prev.end_line, prev.end_col, t.loc.end_line,
+                                   t.loc.end_col), "Not a positional parameter")
+            else:
+                break
+            self.advance()
+        # bison builds an attach point from an empty rule, so its range starts where
+        # the previous token ended (after the comma, or on the line of the previous "}")
+        prev = self.toks[start - 1].loc if start > 0 else Location(1, 1, 1, 1)
+        end = self.toks[self.i - 1].loc if self.i > start else prev
+        loc = Location(prev.end_line, prev.end_col, end.end_line, end.end_col)
+        span = self.span(start) if self.i > start else loc
+        return A.AttachPoint("".join(parts), loc=loc, span=span)
+
+    def param_number(self, t: Token) -> int:
+        text = str(t.value)
+        n = int(text[1:])
+        if n == 0 or n > _LONG_MAX:
+            self.fail(t.loc, f"param {text} is out of integer range [1, {_LONG_MAX}]")
+        return n
+
+    # statements -----------------------------------------------------------------------
+    def block(self) -> List[A.Stmt]:
+        self.expect("LBRACE")
+        stmts = self.stmt_list()
+        self.expect("RBRACE")
+        return stmts
+
+    def stmt_list(self) -> List[A.Stmt]:
+        stmts: List[A.Stmt] = []
+        while True:
+            k = self.peek().kind
+            if k in ("IF", "UNROLL", "WHILE") or (k == "FOR" and self.allow_for):
+                stmts.append(self.block_stmt())
+                continue
+            if k in _EXPR_START or k in _JUMPS:
+                stmts.append(self.expr_stmt())
+                if self.peek().kind == "SEMI":
+                    self.advance()
+                    continue
+            return stmts
+
+    def expr_stmt(self) -> A.Stmt:
+        t = self.peek()
+        if t.kind in _JUMPS:
+            self.advance()
+            return A.Jump(_JUMPS[t.kind], loc=t.loc, span=t.loc)
+        start = self.i
+        e = self.expr()
+        op_tok = self.peek()
+        if op_tok.kind == "ASSIGN" or op_tok.kind in _COMPOUND:
+            first = self.toks[start].kind
+            bare = id(e) not in self._paren
+            if isinstance(e, (A.Map, A.Variable)) and first in ("MAP", "VAR") and bare:
+                self.advance()
+                value = self.expr()
+                op = _COMPOUND.get(op_tok.kind)
+                loc = op_tok.loc if op is None else self.span(start)
+                if isinstance(e, A.Map):
+                    return A.AssignMap(e, value, op, loc=loc, span=self.span(start))
+                return A.AssignVar(e, value, op, loc=loc, span=self.span(start))
+            if isinstance(e, A.TupleAccess) and bare and op_tok.kind == "ASSIGN":
+                self.advance()
+                value = self.expr()
+                self.fail(e.span + value.span, "Tuples are immutable once created. "
+                          "Consider creating a new tuple and assigning it instead.")
+            self.syntax_error()
+        return A.ExprStatement(e, loc=e.span, span=e.span)
+
+    def block_stmt(self) -> A.Stmt:
+        t = self.peek()
+        if t.kind == "IF":
+            return self.if_stmt()
+        start = self.i
+        self.advance()
+        self.expect("LPAREN")
+        if t.kind == "UNROLL":
+            c = self.peek()
+            count: A.Expr
+            if c.kind == "INT" or (c.kind == "MINUS" and self.peek(1).kind == "INT"):
+                count = self.integer()
+            elif c.kind in ("PARAM", "PARAMCOUNT"):
+                count = self.primary()
+            else:
+                self.syntax_error()
+            rp = self.expect("RPAREN")
+            body = self.block()
+            return A.Unroll(count, body, loc=t.loc + rp.loc,  # type: ignore[arg-type]
+                            span=self.span(start))
+        if t.kind == "WHILE":
+            cond = self.expr()
+            self.expect("RPAREN")
+            body = self.block()
+            return A.While(cond, body, loc=t.loc, span=self.span(start))
+        v = self.expect("VAR")
+        self.expect("COLON")
+        m = self.expect("MAP")
+        self.expect("RPAREN")
+        body = self.block()
+        return A.For(A.Variable(str(v.value), loc=v.loc, span=v.loc),
+                     A.Map(str(m.value), [], loc=m.loc, span=m.loc), body, loc=t.loc,
+                     span=self.span(start))
+
+    def if_stmt(self) -> A.If:
+        start = self.i
+        t = self.advance()
+        self.expect("LPAREN")
+        cond = self.expr()
+        rp = self.expect("RPAREN")
+        then = self.block()
+        orelse: Optional[List[A.Stmt]] = None
+        if self.peek().kind == "ELSE":
+            self.advance()
+            orelse = [self.if_stmt()] if self.peek().kind == "IF" else self.block()
+        # bpftrace 0.17 gives an if statement no location (its errors say 1:1-1)
+        return A.If(cond, then, orelse, loc=Location(1, 1, 1, 1), span=self.span(start))
+
+    # expressions ----------------------------------------------------------------------
+    def expr(self) -> A.Expr:
+        """``conditional_expr``: ``a ? b : c`` (right-associative) or a binary chain."""
+        start = self.i
+        cond = self.binary(1)
+        if self.peek().kind != "QUES":
+            return cond
+        self.advance()
+        left = self.expr()
+        self.expect("COLON")
+        right = self.expr()
+        span = self.span(start)
+        return A.Ternary(cond, left, right, loc=span, span=span)
+
+    def binary(self, min_prec: int) -> A.Expr:
+        start = self.i
+        left = self.cast_expr()
+        while True:
+            t = self.peek()
+            entry = _BINOPS.get(t.kind)
+            if entry is None or entry[1] < min_prec:
+                return left
+            self.advance()
+            right = self.binary(entry[1] + 1)
+            left = A.Binop(left, entry[0], right, loc=t.loc, span=self.span(start))
+
+    def cast_expr(self) -> A.Expr:
+        if (self.peek().kind == "LPAREN" and self.peek(1).kind == "IDENT"
+                and self.peek(2).kind in ("RPAREN", "MUL")):
+            start = self.i
+            lp = self.advance()
+            name = str(self.advance().value)
+            depth, end = 0, self.peek()
+            if end.kind == "MUL":
+                self.advance()
+                depth = 1
+                if self.peek().kind == "MUL":
+                    self.advance()
+                    depth = 2
+                    self.expect("RPAREN")
+                elif self.peek().kind != "RPAREN":
+                    self.syntax_error(expected=("RPAREN", "MUL"))
+                else:
+                    self.advance()
+            else:
+                self.advance()
+            operand = self.cast_expr()
+            return A.Cast(name, depth, operand, loc=lp.loc + end.loc, span=self.span(start))
+        return self.unary_expr()
+
+    def unary_expr(self) -> A.Expr:
+        t = self.peek()
+        if t.kind == "MINUS" and self.peek(1).kind == "INT":
+            return self.postfix_expr()
+        if t.kind in _UNARY:
+            start = self.i
+            self.advance()
+            operand = self.cast_expr()
+            return A.Unop(_UNARY[t.kind], operand, loc=t.loc, span=self.span(start))
+        if t.kind in ("INCREMENT", "DECREMENT"):
+            op = "++" if t.kind == "INCREMENT" else "--"
+            nxt = self.peek(1)
+            if nxt.kind in ("VAR", "MAP"):
+                start = self.i
+                self.advance()
+                target = self.primary()
+                return A.Unop(op, target, loc=t.loc, span=self.span(start))
+            if nxt.kind in _IDENT_KINDS:
+                self.advance()
+                self.advance()
+                self.fail(t.loc, f"The {op} operator must be applied to a map or variable")
+            self.syntax_error(1)
+        if t.kind in _IDENT_KINDS and self.peek(1).kind in ("INCREMENT", "DECREMENT"):
+            op = "++" if self.peek(1).kind == "INCREMENT" else "--"
+            self.advance()
+            self.advance()
+            self.fail(t.loc, f"The {op} operator must be applied to a map or variable")
+        return self.postfix_expr()
+
+    def postfix_expr(self) -> A.Expr:
+        start = self.i
+        bare = self.peek().kind in ("VAR", "MAP")
+        node = self.primary()
+        while True:
+            t = self.peek()
+            if t.kind in ("DOT", "PTR"):
+                n = self.peek(1)
+                if t.kind == "DOT" and n.kind == "INT":
+                    self.advance()
+                    self.advance()
+                    node = A.TupleAccess(node, int(n.value),  # type: ignore[arg-type]
+                                         loc=n.loc, span=self.span(start))
+                elif n.kind in _IDENT_KINDS:
+                    self.advance()
+                    self.advance()
+                    arrow = t.kind == "PTR"
+                    span = self.span(start)
+                    node = A.FieldAccess(node, str(n.value), arrow,
+                                         loc=span if arrow else t.loc, span=span)
+                else:
+                    self.syntax_error(1)
+            elif t.kind == "LBRACKET":
+                self.advance()
+                index = self.expr()
+                rb = self.expect("RBRACKET")
+                node = A.ArrayAccess(node, index, loc=t.loc + rb.loc, span=self.span(start))
+            elif t.kind in ("INCREMENT", "DECREMENT") and bare:
+                self.advance()
+                node = A.Unop("++" if t.kind == "INCREMENT" else "--", node, True,
+                              loc=t.loc, span=self.span(start))
+            else:
+                return node
+            bare = False
+
+    def integer(self) -> A.Integer:
+        t = self.advance()
+        if t.kind == "MINUS":
+            n = self.advance()
+            loc = t.loc + n.loc
+            return A.Integer(_signed64(-int(n.value)), loc=loc, span=loc)  # type: ignore
+        return A.Integer(int(t.value), loc=t.loc, span=t.loc)  # type: ignore[arg-type]
+
+    def primary(self) -> A.Expr:
+        t = self.peek()
+        k = t.kind
+        start = self.i
+        if k == "INT" or (k == "MINUS" and self.peek(1).kind == "INT"):
+            return self.integer()
+        if k == "LPAREN":
+            self.advance()
+            e = self.expr()
+            if self.peek().kind == "COMMA":
+                elems = [e]
+                while self.peek().kind == "COMMA":
+                    self.advance()
+                    elems.append(self.expr())
+                self.expect("RPAREN")
+                span = self.span(start)
+                return A.Tuple(elems, loc=span, span=span)
+            self.expect("RPAREN")
+            self._paren.add(id(e))
+            return e
+        if k not in _EXPR_START:
+            self.syntax_error()
+        self.advance()
+        name = str(t.value)
+        if k in ("CALL", "CALL_BUILTIN", "IDENT", "BUILTIN", "STACK_MODE") \
+                and self.peek().kind == "LPAREN":
+            self.advance()
+            args: List[A.Expr] = []
+            if self.peek().kind != "RPAREN":
+                args = self.vargs()
+            self.expect("RPAREN")
+            if k not in ("CALL", "CALL_BUILTIN"):
+                self.fail(t.loc, f"Unknown function: {name}")
+            span = self.span(start)
+            return A.Call(name, args, loc=span, span=span)
+        if k == "CALL":
+            self.syntax_error()
+        if k == "STRING":
+            return A.String(t.value, loc=t.loc, span=t.loc)  # type: ignore[arg-type]
+        if k == "STACK_MODE":
+            return A.StackMode(name, loc=t.loc, span=t.loc)
+        if k in ("BUILTIN", "CALL_BUILTIN"):
+            return A.Builtin(name, loc=t.loc, span=t.loc)
+        if k == "IDENT":
+            return A.Identifier(name, loc=t.loc, span=t.loc)
+        if k == "PARAM":
+            return A.PositionalParameter(self.param_number(t), loc=t.loc, span=t.loc)
+        if k == "PARAMCOUNT":
+            return A.PositionalParameter(0, True, loc=t.loc, span=t.loc)
+        if k == "VAR":
+            return A.Variable(name, loc=t.loc, span=t.loc)
+        if k == "MAP":
+            keys: List[A.Expr] = []
+            if self.peek().kind == "LBRACKET":
+                self.advance()
+                keys = self.vargs()
+                self.expect("RBRACKET")
+            span = self.span(start)
+            return A.Map(name, keys, loc=span, span=span)
+        self.i = start
+        self.syntax_error()
+        raise AssertionError("unreachable")
+
+    def vargs(self) -> List[A.Expr]:
+        out = [self.expr()]
+        while self.peek().kind == "COMMA":
+            self.advance()
+            out.append(self.expr())
+        return out
+
+
+def _run(parser: Parser, entry: str) -> object:
+    stop: Optional[_Stop] = None
+    result = None
+    try:
+        result = getattr(parser, entry)()
+        if entry == "expr" and parser.peek().kind != "END":
+            parser.syntax_error()
+    except _Stop as s:
+        stop = s
+    limit = stop.index if stop else len(parser.toks)
+    diags = [d for k, d in parser.lexed.errors if k <= limit]
+    if stop:
+        diags.append(stop.diag)
+    if diags:
+        raise BpftraceSyntaxError(diags, parser.source, parser.filename)
+    return result
+
+
+def parse(source: str, filename: str = "stdin", macros: Optional[Dict[str, str]] = None,
+          allow_for: bool = False) -> A.Program:
+    """The syntax tree of a program (one pass, no preamble reading); raises
+    :class:`BpftraceSyntaxError` with bpftrace's messages and locations. ``filename`` is
+    what errors are prefixed with (``stdin`` for ``-e``); ``macros`` are object-like
+    ``#define``s to expand."""
+    return _run(Parser(source, filename, macros, allow_for), "program")  # type: ignore
+
+
+def parse_expression(source: str, filename: str = "stdin") -> A.Expr:
+    """One expression on its own (for tests and tools): the whole text must be it."""
+    return _run(Parser(source, filename), "expr")  # type: ignore[return-value]
+
+
+def parse_program(source: str, filename: str = "stdin", btf: bool = True,
+                  allow_for: bool = False) -> A.Program:
+    """Parse like bpftrace does: once, read the preamble (``#define``s, ``struct``s,
+    ``#include``s, conditionals on ``BPFTRACE_HAVE_BTF``, which ``btf`` defines), then,
+    when the preamble defines macros, once more with them expanded. The tree's
+    ``preamble`` is the :class:`~pybpf.bpftrace.preamble.Preamble`."""
+    from .preamble import read_preamble
+    prog = parse(source, filename, allow_for=allow_for)
+    pre = read_preamble(prog.c_definitions, source, filename, btf=btf)
+    if pre.macros:
+        prog = parse(source, filename, macros=pre.macros, allow_for=allow_for)
+    prog.preamble = pre
+    return prog
