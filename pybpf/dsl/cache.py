@@ -263,7 +263,7 @@ def _describe(v: Any, memo: Dict[int, str]) -> Optional[str]:
             from .attach import kinds_of
             kinds = ";".join(f"{k!r}{sorted((n, repr(o)) for n, o in k.options.items())}"
                              for k in kinds_of(v))
-            memo[key] = f"fn:{v.__module__}.{v.__qualname__}[{kinds}]"
+            memo[key] = f"fn:{v.__qualname__}[{kinds}]"  # the file's text is hashed
     elif callable(v) and getattr(v, "__pybpf_helper__", None):
         memo[key] = f"helper:{v.__pybpf_helper__}"
     else:
@@ -338,9 +338,10 @@ def _read_file(path: str) -> Optional[bytes]:
 # -- reading and writing entries -----------------------------------------------------------
 
 def lookup(name: str, inputs: ModuleInputs, key: str,
-           directory: Optional[str] = None) -> Any:
-    """The :class:`~pybpf.dsl.loader.ModuleSpec` stored under ``key``, or None (no
-    entry, or one that fails validation: it is then ignored and later replaced)."""
+           directory: Optional[str] = None, module_name: Optional[str] = None) -> Any:
+    """The :class:`~pybpf.dsl.loader.ModuleSpec` stored under ``key`` (entry file
+    ``name``), called ``module_name`` (default: as when stored), or None (no entry, or
+    one that fails validation: it is then ignored and later replaced)."""
     directory = directory or cache_dir()
     if not _safe_dir(directory, create=False):
         STATS["misses"] += 1
@@ -350,7 +351,7 @@ def lookup(name: str, inputs: ModuleInputs, key: str,
         STATS["misses"] += 1
         return None
     try:
-        spec = _decode(raw, key, inputs)
+        spec = _decode(raw, key, inputs, module_name)
     except Exception:                   # damaged or foreign: never trusted, rebuilt
         spec = None
     if spec is None:
@@ -519,7 +520,7 @@ def _internal_map(name: str, arg: int) -> Any:
     raise ValueError(name)
 
 
-def _decode(raw: bytes, key: str, inputs: ModuleInputs) -> Any:
+def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[str]) -> Any:
     """The ModuleSpec of an entry; None (or an exception) when it does not validate."""
     from ..asm.encoding import decode
     from ..asm.instruction import SourceLocation
@@ -584,7 +585,7 @@ def _decode(raw: bytes, key: str, inputs: ModuleInputs) -> Any:
         kind = kinds_of(inputs.fns[fi])[ki]
         programs[p["name"]] = CompiledModuleProgram(
             p["name"], kind, CompiledProgram(p["name"], [], insns))
-    spec = ModuleSpec(str(doc["name"]), programs, unit)
+    spec = ModuleSpec(module_name or str(doc["name"]), programs, unit)
     spec.cached = True
     return spec
 

@@ -228,7 +228,7 @@ def load(source: Any, *, consts: Optional[Mapping[str, int]] = None,
     inputs = _cache.ModuleInputs(fns)
     key = _cache.entry_key(inputs) if inputs.cacheable else ""
     label = os.path.splitext(os.path.basename(fns[0].__code__.co_filename))[0]
-    spec = _cache.lookup(label, inputs, key) if key else None
+    spec = _cache.lookup(label, inputs, key, module_name=name) if key else None
     if spec is not None:
         try:
             return spec.load(**kw)
