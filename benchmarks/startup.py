@@ -10,6 +10,9 @@ reads the process's ``VmHWM`` (peak RSS) and sends SIGINT. ``peers/ticker.c`` op
 file every millisecond and the tool traces only its pid (``-p``), so an attached
 opensnoop has an event within ~1 ms whatever else runs on the machine. The
 variants run interleaved, round by round; figures are medians (the machine is shared).
+"CPU ms by then" is the CPU time the process used up to its first event (all threads,
+``/proc/PID/task/*/schedstat``): close to the wall time on an idle machine, and much
+less sensitive than wall time to other work competing for the CPUs.
 
 - *cold cache*: ``PYBPF_CACHE_DIR`` is a new empty directory each run (compiles and
   stores); *warm cache*: a directory filled once before the runs (no compiler import);
@@ -48,8 +51,9 @@ def build_ticker(workdir: str) -> str:
     return exe
 
 
-def first_event(argv: List[str], env: Dict[str, str]) -> Tuple[Optional[float], float]:
-    """(ms from exec to the first event line or None, peak RSS in MB) of one run."""
+def first_event(argv: List[str], env: Dict[str, str]) -> Tuple[Optional[float], float, float]:
+    """(ms from exec to the first event line or None, peak RSS in MB, CPU ms used by
+    then) of one run."""
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL, env=env, cwd=ROOT,
@@ -77,6 +81,7 @@ def first_event(argv: List[str], env: Dict[str, str]) -> Tuple[Optional[float], 
     reader.start()
     done.wait(30)
     hwm = _vm_hwm(proc.pid)
+    cpu = _cpu_ms(proc.pid)
     try:
         os.kill(proc.pid, signal.SIGINT)
     except ProcessLookupError:
@@ -85,7 +90,21 @@ def first_event(argv: List[str], env: Dict[str, str]) -> Tuple[Optional[float], 
     proc.returncode = 0
     reader.join(5)
     proc.stdout.close()                                         # type: ignore[union-attr]
-    return ((got[0] - t0) * 1e3 if got else None), hwm
+    return ((got[0] - t0) * 1e3 if got else None), hwm, cpu
+
+
+def _cpu_ms(pid: int) -> float:
+    """CPU time the process has used so far, in ms (all its threads, from
+    ``/proc/PID/task/*/schedstat``, in ns): what the start-up costs whatever the load
+    on the machine, where wall time also counts waiting for a CPU."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return total / 1e6
 
 
 def _vm_hwm(pid: int) -> float:
@@ -101,13 +120,14 @@ def _vm_hwm(pid: int) -> float:
     return 0.0
 
 
-def exec_to_exit(argv: List[str], env: Dict[str, str]) -> Tuple[float, float]:
-    """(ms from exec to exit, peak RSS in MB) of a command that ends by itself."""
+def exec_to_exit(argv: List[str], env: Dict[str, str]) -> Tuple[float, float, float]:
+    """(ms from exec to exit, NaN, CPU ms) of a command that ends by itself."""
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
-    os.wait4(proc.pid, 0)
+    _, _, ru = os.wait4(proc.pid, 0)
     proc.returncode = 0
-    return (time.monotonic() - t0) * 1e3, float("nan")
+    return ((time.monotonic() - t0) * 1e3, float("nan"),
+            (ru.ru_utime + ru.ru_stime) * 1e3)
 
 
 def pybpf_argv(tool: str) -> List[str]:
@@ -131,7 +151,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         compileall.compile_dir(os.path.join(ROOT, d), quiet=1)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("PYBPF_NO_CACHE", None)
-    rows: Dict[str, List[Tuple[Optional[float], float]]] = {}
+    rows: Dict[str, List[Tuple[Optional[float], float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         warm = os.path.join(tmp, "warm")
         plain = [("python3 -c pass", [sys.executable, "-c", "pass"], env),
@@ -167,14 +187,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                 ticker.wait()
     print(f"median of {args.runs} (load average {os.getloadavg()[0]:.2f}; the machine is "
           "shared, expect noise)")
-    print("| command | ms (exec to first event, or to exit) | runs | peak RSS (MB) |")
-    print("| --- | ---: | --- | ---: |")
+    print("| command | ms (exec to first event, or to exit) | runs | CPU ms by then "
+          "| peak RSS (MB) |")
+    print("| --- | ---: | --- | ---: | ---: |")
     for name, got in rows.items():
-        ms = [m for m, _ in got if m is not None]
+        ms = [m for m, _, _ in got if m is not None]
         med = f"{statistics.median(ms):.1f}" if ms else "no event"
-        runs = ", ".join(f"{m:.0f}" if m is not None else "-" for m, _ in got)
-        rss = [r for _, r in got if r == r]                       # not NaN
+        runs = ", ".join(f"{m:.0f}" if m is not None else "-" for m, _, _ in got)
+        rss = [r for _, r, _ in got if r == r]                    # not NaN
+        cpu = [c for _, _, c in got if c == c]
         print(f"| {name} | {med} | {runs} | "
+              f"{f'{statistics.median(cpu):.1f}' if cpu else '-'} | "
               f"{f'{statistics.median(rss):.1f}' if rss else '-'} |")
     return 0
 
