@@ -37,19 +37,21 @@ import time
 import warnings
 from dataclasses import dataclass
 from typing import (
-    Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union,
+    TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple,
+    Union,
 )
 
-from .asm.disasm import format_instruction, iter_listing
 from .asm.encoding import decode, encode
 from .asm.helpers import helper
 from .asm.instruction import Instruction, SourceLocation
 from .asm.opcodes import Pseudo
 from .syscall import errors as _errors
-from .syscall import objects as _objects
 from .syscall import progs as _progs
 from .syscall.bpf import ProgType
 from .syscall.fd import FD, FdLike
+
+if TYPE_CHECKING:
+    from .syscall.objects import ProgInfo
 
 __all__ = [
     "ProgramSpec", "Program", "RunResult", "VerifierError", "LogEntry", "parse_verifier_log",
@@ -60,6 +62,13 @@ __all__ = [
 #: the environment variable naming the file that receives the whole verifier log of a
 #: refused load (set by ``pybpf run --verifier-log FILE``)
 LOG_FILE_ENV = "PYBPF_VERIFIER_LOG"
+
+def _objects() -> Any:
+    """:mod:`pybpf.syscall.objects` (info, pins, ids): imported when first needed, since
+    loading a program does not use it and its import is a few ms of a tool's start."""
+    from .syscall import objects
+    return objects
+
 
 _MAP_PSEUDOS = (Pseudo.MAP_FD, Pseudo.MAP_VALUE)
 _IDX_PSEUDOS = (Pseudo.MAP_IDX, Pseudo.MAP_IDX_VALUE)
@@ -271,6 +280,7 @@ class VerifierError(_errors.VerifierError):
         parts = [head]
         if self.failing_index is not None:
             ins = self.failing_instruction
+            from .asm.disasm import format_instruction
             text = format_instruction(ins) if ins is not None else "(not in the program)"
             parts.append(f"  at instruction {self.failing_index}: {text}")
             if self.source is not None:
@@ -434,18 +444,18 @@ class Program:
         self.spec = spec
         #: the verifier log of the load, when it was asked for
         self.verifier_log = verifier_log
-        self._info: Optional[_objects.ProgInfo] = None
+        self._info: Optional[ProgInfo] = None
 
     # -- opening --------------------------------------------------------------------------
     @classmethod
     def from_id(cls, prog_id: int) -> "Program":
         """Open the loaded program with this id (Linux 4.13; needs CAP_SYS_ADMIN)."""
-        return cls(_objects.get_fd_by_id("prog", prog_id))
+        return cls(_objects().get_fd_by_id("prog", prog_id))
 
     @classmethod
     def from_pin(cls, path: Union[str, "os.PathLike[str]"]) -> "Program":
         """Open the program pinned at ``path`` in a BPF file system (Linux 4.4)."""
-        return cls(_objects.obj_get(path, kind="prog"))
+        return cls(_objects().obj_get(path, kind="prog"))
 
     # -- ownership ------------------------------------------------------------------------
     def _open_fd(self) -> FD:
@@ -520,7 +530,7 @@ class Program:
     def pin(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Pin the program at ``path`` in a BPF file system (Linux 4.4): it stays loaded
         after this process ends, until :meth:`unpin` (or ``rm``)."""
-        _objects.obj_pin(self._open_fd(), path)
+        _objects().obj_pin(self._open_fd(), path)
 
     @staticmethod
     def unpin(path: Union[str, "os.PathLike[str]"]) -> None:
@@ -529,14 +539,14 @@ class Program:
         os.unlink(path)
 
     # -- introspection --------------------------------------------------------------------
-    def info(self, *, refresh: bool = True) -> _objects.ProgInfo:
+    def info(self, *, refresh: bool = True) -> ProgInfo:
         """What the kernel says about the program (``BPF_OBJ_GET_INFO_BY_FD``, Linux
         4.13): id, tag, type, name, translated and JIT sizes, map ids (4.15), load time
         (ns since boot), BTF id (5.0), and ``run_time_ns``/``run_cnt`` while statistics
         are on (5.1: ``kernel.bpf_stats_enabled`` or
         :func:`pybpf.syscall.progs.enable_stats`)."""
         if refresh or self._info is None:
-            self._info = _objects.prog_info(self._open_fd(), map_ids=True)
+            self._info = _objects().prog_info(self._open_fd(), map_ids=True)
         return self._info
 
     @property
@@ -554,7 +564,7 @@ class Program:
         (Linux 4.13), decoded. Helper calls carry the kernel's function offset, not the
         helper id, and map loads the map id (see :meth:`dump`). Needs CAP_SYS_ADMIN or
         CAP_PERFMON."""
-        raw = _objects.prog_info(self._open_fd(), map_ids=False, xlated=True)
+        raw = _objects().prog_info(self._open_fd(), map_ids=False, xlated=True)
         return decode(raw.xlated_prog_insns or b"", validate=False)
 
     def dump(self) -> str:
@@ -626,6 +636,7 @@ def dump_lines(instructions: Sequence[Instruction]) -> List[DumpLine]:
             notes[slot] = f"map id {ins.imm & 0xFFFFFFFF}{extra}"
         fixed.append(ins)
         slot += ins.slots
+    from .asm.disasm import iter_listing
     return [DumpLine(line.address, line.instruction.opcode, line.text,
                      notes.get(line.address, line.comment))
             for line in iter_listing(fixed, labels={}, section=None)]
@@ -636,7 +647,7 @@ def _boot_time() -> float:
     return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
-def loaded_at(info: _objects.ProgInfo) -> float:
+def loaded_at(info: ProgInfo) -> float:
     """Wall-clock time (seconds since the epoch) when the program was loaded."""
     return _boot_time() + info.load_time / 1e9
 

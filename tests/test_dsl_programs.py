@@ -1091,7 +1091,7 @@ def test_call_chain_stack_limit_matches_the_kernel(monkeypatch) -> None:
     compiler at the call that goes over, and the kernel refuses them too when the
     compiler's check is switched off."""
     from pybpf.program import VerifierError
-    import pybpf.dsl.compiler as compiler
+    import pybpf.dsl.compiler.pipeline as compiler
     with compile_module([chain_under]).load(attach=False) as mod:
         assert mod.programs["chain_under"].test_run(PACKET).retval == 2
     with pytest.raises(CompileError) as info:

@@ -18,6 +18,11 @@ from pybpf.cli.common import add_parser, examples
 
 __all__ = ["register", "run", "program_dirs", "available_programs", "resolve_program"]
 
+#: pybpf.program.LOG_FILE_ENV and pybpf.dsl.cache.NO_CACHE_ENV, spelled here so that
+#: starting a tool does not import those modules before the tool needs them
+LOG_FILE_ENV = "PYBPF_VERIFIER_LOG"
+NO_CACHE_ENV = "PYBPF_NO_CACHE"
+
 EXAMPLES = examples(
     ("pybpf run execsnoop", "programs/execsnoop.py (when that tool exists)"),
     ("pybpf run ./mytool.py -p 42", "your script, with sys.argv = ['./mytool.py', '-p', '42']"),
@@ -25,6 +30,8 @@ EXAMPLES = examples(
     ("pybpf run --verifier-log v.txt mytool.py", "a refused program's whole verifier log "
                                                  "in v.txt"),
     ("PYBPF_PROGRAMS=~/tools pybpf run NAME", "look for tools in ~/tools first"),
+    ("pybpf run --no-cache NAME", "compile the tool's programs even if cached "
+                                  "(also: PYBPF_NO_CACHE=1)"),
     note="The file runs as __main__ (like python3 FILE): an error pybpf raises in it\n"
          "(OSError, ValueError, LookupError, a compile error) is printed as one line\n"
          "with exit status 1, an exception its top level raises as one line at its\n"
@@ -40,6 +47,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--verifier-log", metavar="FILE",
                    help="write the whole verifier log of a program the kernel refuses to "
                         "FILE (errors show its first and last lines)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="compile the programs even when the cache of compiled programs "
+                        "has them (and do not store them); also PYBPF_NO_CACHE=1")
     p.add_argument("target", metavar="NAME|FILE", help="a tool's name or a Python file")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                    help="arguments for the tool")
@@ -113,10 +123,11 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``pybpf run``: the tool's exit status."""
     import runpy
     path = resolve_program(args.target)
-    from pybpf.program import LOG_FILE_ENV
-    old_log = os.environ.get(LOG_FILE_ENV)
+    saved = {name: os.environ.get(name) for name in (LOG_FILE_ENV, NO_CACHE_ENV)}
     if getattr(args, "verifier_log", None):
         os.environ[LOG_FILE_ENV] = os.path.abspath(args.verifier_log)
+    if getattr(args, "no_cache", False):
+        os.environ[NO_CACHE_ENV] = "1"
     old_argv = sys.argv[:]
     sys.argv = [path, *args.args]
     script_dir = os.path.dirname(os.path.abspath(path))
@@ -147,10 +158,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         sys.argv = old_argv
-        if old_log is None:
-            os.environ.pop(LOG_FILE_ENV, None)
-        else:
-            os.environ[LOG_FILE_ENV] = old_log
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if sys.path and sys.path[0] == script_dir:
             del sys.path[0]
     return 0

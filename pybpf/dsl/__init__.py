@@ -38,14 +38,14 @@ from __future__ import annotations
 
 import os
 import types as _pytypes
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar
 
 from ..asm.instruction import Instruction, SourceLocation
 from .attach import (
     ProgramKind, fentry, fexit, kprobe, kretprobe, perf_event, raw_tracepoint, retarget,
     socket_filter, tc, tp_btf, tracepoint, uprobe, uretprobe, usdt, xdp,
 )
-from .compiler import CompiledFunction, CompileError, compile_functions
+from .compiler import CompileError           # the pipeline itself is imported on first use
 from .helpers import (
     boot_ns, cgroup_id, comm, cpu, current_task, gid, kernel_ptr, ktime_ns, log2, pid,
     pid_tgid, probe_read_kernel, probe_read_kernel_str, probe_read_user,
@@ -80,6 +80,9 @@ __all__ = [
     "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "TC_ACT_OK",
     "TC_ACT_SHOT",
 ]
+
+if TYPE_CHECKING:
+    from .compiler.pipeline import CompiledFunction
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -171,6 +174,7 @@ def _short(path: str) -> str:
 def compile_function(fn: Callable[..., Any]) -> CompiledProgram:
     """Compile ``fn`` (and the functions it calls) to a :class:`CompiledProgram`.
     Raises :class:`CompileError` for Python the language does not support."""
+    from .compiler.pipeline import compile_functions
     functions, instructions = compile_functions(fn)
     return CompiledProgram(functions[0].name, functions, instructions)
 

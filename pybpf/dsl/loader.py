@@ -27,7 +27,7 @@ import types as _pytypes
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TextIO, Union
 
 from .attach import ProgramKind, kind_of, kinds_of, program_name
-from .compiler import CompileError, Unit, compile_functions
+from .compiler import CompileError, Unit       # the pipeline: imported when compiling
 from .compiler.unit import DROPS_MAP, PRINT_MAP, RODATA_MAP, PrintSite
 from .maps import MapDecl, PerfEventArray, RingBuf
 
@@ -70,6 +70,10 @@ class ModuleSpec:
         self.name = name
         self.programs = programs
         self.unit = unit
+        #: True when the programs came from the cache of compiled modules
+        #: (:mod:`pybpf.dsl.cache`): their instructions carry no compiler details
+        #: (``program.functions`` is empty)
+        self.cached = False
 
     @property
     def maps(self) -> Dict[str, MapDecl]:
@@ -153,6 +157,11 @@ def compile_module(source: Any, *, rodata: bool = True) -> ModuleSpec:
     list of functions. Raises :class:`CompileError` (with file:line) for unsupported
     Python, and at the decorator for an attach point this kernel does not have."""
     name, fns = _module_functions(source)
+    return _compile(name, fns, rodata)
+
+
+def _compile(name: str, fns: List[Callable[..., Any]], rodata: bool = True) -> ModuleSpec:
+    from .compiler.pipeline import compile_functions
     if not fns:
         raise CompileError(f"{name}: no program (decorate functions with @tracepoint, "
                            "@kprobe, @uprobe, ...)")
@@ -203,10 +212,33 @@ def _renamed(instructions: List[Any], old: str, new: str) -> List[Any]:
 def load(source: Any, *, consts: Optional[Mapping[str, int]] = None,
          programs: Optional[Iterable[str]] = None, attach: bool = True,
          print_to: Optional[TextIO] = None,
-         verifier_log: Optional[str] = None) -> "LoadedModule":
-    """:func:`compile_module` then :meth:`ModuleSpec.load`."""
-    return compile_module(source).load(consts=consts, programs=programs, attach=attach,
-                                       print_to=print_to, verifier_log=verifier_log)
+         verifier_log: Optional[str] = None,
+         cache: Optional[bool] = None) -> "LoadedModule":
+    """:func:`compile_module` then :meth:`ModuleSpec.load`, through the cache of
+    compiled modules (:mod:`pybpf.dsl.cache`): a module compiled before, unchanged, on
+    the same kernel and pybpf, is loaded without compiling (nor importing the
+    compiler). ``cache``: False bypasses it (default: on unless ``$PYBPF_NO_CACHE``).
+    A cached module that fails to load is compiled again and loaded from that."""
+    kw: Dict[str, Any] = dict(consts=consts, programs=programs, attach=attach,
+                              print_to=print_to, verifier_log=verifier_log)
+    name, fns = _module_functions(source)
+    from . import cache as _cache
+    if not fns or not _cache.enabled(cache):
+        return _compile(name, fns).load(**kw)
+    inputs = _cache.ModuleInputs(fns)
+    key = _cache.entry_key(inputs) if inputs.cacheable else ""
+    label = os.path.splitext(os.path.basename(fns[0].__code__.co_filename))[0]
+    spec = _cache.lookup(label, inputs, key, module_name=name) if key else None
+    if spec is not None:
+        try:
+            return spec.load(**kw)
+        except Exception:
+            pass                        # compiled afresh below: its load says what is wrong
+    spec = _compile(name, fns)
+    mod = spec.load(**kw)
+    if key:                             # stored once it loaded: entries are known good
+        _cache.store(label, inputs, key, spec)
+    return mod
 
 
 def format_print(site: PrintSite, record: Union[bytes, memoryview]) -> str:

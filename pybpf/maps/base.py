@@ -16,17 +16,28 @@ import os
 import struct
 import warnings
 from typing import (
-    Any, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Type, Union,
+    TYPE_CHECKING, Any, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple,
+    Type, Union,
 )
 
 from ..syscall import maps as _sys
 from ..syscall.bpf import MapType
 from ..syscall.errors import BPFError
 from ..syscall.fd import FD
-from ..syscall.objects import FileFlags, MapInfo, map_get_fd_by_id, map_info, obj_get, obj_pin
 from .bpffs import BPFFS_ROOT, ensure_bpffs, prepare_pin_path
 from .codec import Codec, TypeSpec, type_size
 from .spec import MapSpec, Pinning, type_name
+
+if TYPE_CHECKING:
+    from ..syscall.objects import MapInfo
+
+
+def _objects() -> Any:
+    """:mod:`pybpf.syscall.objects` (info, pins, ids), imported when first needed: it is
+    not on the path of creating a map, and its import is a few ms of a tool's start."""
+    from ..syscall import objects
+    return objects
+
 
 __all__ = ["Map", "MapClosedError", "ElemFlags", "DEFAULT_CHUNK"]
 
@@ -160,9 +171,9 @@ class Map:
         if spec.pinning is Pinning.BY_NAME:
             path = prepare_pin_path(os.path.join(pin_dir or BPFFS_ROOT, spec.name))
             if os.path.exists(path):
-                fd = obj_get(path, kind="map")
+                fd = _objects().obj_get(path, kind="map")
                 try:
-                    why = spec.mismatch(map_info(fd))
+                    why = spec.mismatch(_objects().map_info(fd))
                     if why:
                         raise ValueError(f"{spec.label}: the map pinned at {path} does not "
                                          f"match the spec: {why}")
@@ -174,7 +185,7 @@ class Map:
         fd = self._create_fd(spec)
         if path is not None:
             try:
-                obj_pin(fd, path)
+                _objects().obj_pin(fd, path)
             except BaseException:
                 fd.close()
                 raise
@@ -219,7 +230,7 @@ class Map:
         if not isinstance(fd, FD):
             fd = FD(_dup(int(fd)), "map")
         try:
-            info = map_info(fd)
+            info = _objects().map_info(fd)
             target = Map.class_for(info.type) if cls is Map else cls
             spec = _spec_from_info(info, key, value, inner)
             obj = object.__new__(target)
@@ -237,8 +248,9 @@ class Map:
     def from_id(cls, map_id: int, *, key: Optional[TypeSpec] = None,
                 value: Optional[TypeSpec] = None, readonly: bool = False) -> "Map":
         """Open the map with id ``map_id`` (needs CAP_SYS_ADMIN); see :meth:`from_fd`."""
-        flags = FileFlags.RDONLY if readonly else 0
-        return cls.from_fd(map_get_fd_by_id(map_id, open_flags=flags), key=key, value=value)
+        flags = _objects().FileFlags.RDONLY if readonly else 0
+        return cls.from_fd(_objects().map_get_fd_by_id(map_id, open_flags=flags), key=key,
+                           value=value)
 
     @classmethod
     def open_pinned(cls, path: str, *, key: Optional[TypeSpec] = None,
@@ -248,8 +260,9 @@ class Map:
         path = os.path.abspath(path)
         if path.startswith(BPFFS_ROOT + os.sep):
             ensure_bpffs()
-        flags = FileFlags.RDONLY if readonly else 0
-        m = cls.from_fd(obj_get(path, file_flags=flags, kind="map"), key=key, value=value)
+        flags = _objects().FileFlags.RDONLY if readonly else 0
+        m = cls.from_fd(_objects().obj_get(path, file_flags=flags, kind="map"), key=key,
+                        value=value)
         m.pinned_path = path
         return m
 
@@ -312,7 +325,7 @@ class Map:
     def info(self) -> MapInfo:
         """What the kernel reports about the map (``BPF_OBJ_GET_INFO_BY_FD``)."""
         with self._locked():
-            return map_info(self._fd)  # type: ignore[arg-type]
+            return _objects().map_info(self._fd)  # type: ignore[arg-type]
 
     @property
     def frozen(self) -> bool:
@@ -849,7 +862,7 @@ class Map:
         with :meth:`unpin` or ``os.unlink``."""
         path = prepare_pin_path(path)
         with self._locked():
-            obj_pin(self._fd, path)  # type: ignore[arg-type]
+            _objects().obj_pin(self._fd, path)  # type: ignore[arg-type]
         self.pinned_path = path
 
     def unpin(self, path: Optional[str] = None) -> None:

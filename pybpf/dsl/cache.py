@@ -1,0 +1,605 @@
+"""A cache of compiled modules: a tool's second start skips the compiler entirely.
+
+:func:`pybpf.dsl.load` (and so every tool's ``load_tool()``) looks a module up here
+before compiling it; on a hit it builds the :class:`~pybpf.dsl.loader.ModuleSpec` from
+the entry without importing the compiler, on a miss it compiles and stores the result.
+
+**Key** (:func:`entry_key`): a BLAKE2b-256 over
+
+* :data:`FORMAT` (the entry layout);
+* :func:`pybpf_identity`: ``pybpf.__version__`` and the size and mtime of every source
+  file the compiler's output depends on (``pybpf/dsl``, ``pybpf/asm``, ``pybpf/btf``,
+  ``pybpf/tracefs.py``), so editing a development checkout invalidates too (a stat per
+  file, no reading);
+* :func:`kernel_identity`: ``uname`` release, version and machine, and the BTF of
+  ``/sys/kernel/btf/vmlinux`` by its size and a hash of its first and last 4 KiB
+  (contexts come from tracefs formats and BTF: both belong to the running kernel);
+* :class:`ModuleInputs`: the text of every Python file whose functions are compiled
+  (the program functions and the functions they call, transitively), and what the
+  compiler reads from those files' globals: integers, integer and array types,
+  ``const()`` declarations (type and default), map declarations (every attribute),
+  ``Struct`` layouts, functions with their attach points (``retarget()`` at run time
+  changes the key), pybpf's helpers by name. Other globals (strings, floats, objects)
+  cannot be values in a program, so they do not count.
+
+Load-time constants are not in the key: they live in the frozen ``.rodata`` map, whose
+value is written when the module is loaded; the instructions only hold its layout
+(offsets), which the entry keeps.
+
+**Entry** (one file ``NAME.KEY.pbc``): a magic, the format version, the lengths and a
+BLAKE2b-256 of the payload, then a small JSON document (programs with their attach points
+by position, instruction metadata: labels, map references, source lines; maps by the
+global that declares them; constants' offsets; ``print()`` sites; drop counter slots)
+and the instruction bytes. Nothing is unpickled: a damaged, truncated, foreign or
+older-format entry fails validation and is compiled again and replaced.
+
+**Location**: ``$PYBPF_CACHE_DIR``, else ``$XDG_CACHE_HOME/pybpf``, else
+``~/.cache/pybpf``. The directory is created with mode 0700 and used only when it
+belongs to the effective user and nobody else may write to it; an entry only when it is
+a regular file of that user that nobody else may write (a tool loads its programs as
+root: an entry planted by another user would be code the kernel runs). Writes go to a
+temporary file in the same directory, renamed over the entry (atomic: concurrent runs
+at worst both compile and write the same bytes). ``PYBPF_NO_CACHE=1`` (or
+``load(..., cache=False)``, ``pybpf run --no-cache``) turns it off. Not cached: modules
+with USDT programs (their contexts come from the traced binary's notes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import struct
+import sys
+import types as _pytypes
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+try:                                        # hashlib loads OpenSSL: ~4 MB of RSS at start
+    from _blake2 import blake2b as _blake2b
+except ImportError:                         # pragma: no cover - other interpreters
+    from hashlib import blake2b as _blake2b
+
+__all__ = ["FORMAT", "cache_dir", "enabled", "kernel_identity", "pybpf_identity",
+           "ModuleInputs", "entry_key", "lookup", "store", "clear", "STATS",
+           "NO_CACHE_ENV", "CACHE_DIR_ENV"]
+
+#: the layout of an entry; bump it whenever what is stored or how it is read changes
+FORMAT = 1
+#: set to a non-empty value other than ``0`` to bypass the cache
+NO_CACHE_ENV = "PYBPF_NO_CACHE"
+#: where the entries are kept (overrides ``$XDG_CACHE_HOME/pybpf``)
+CACHE_DIR_ENV = "PYBPF_CACHE_DIR"
+#: what happened in this process: ``hits``, ``misses``, ``stores``, ``rejected``
+#: (entries found but refused: damaged, foreign, unsafe), ``uncacheable``
+STATS: Dict[str, int] = {"hits": 0, "misses": 0, "stores": 0, "rejected": 0,
+                         "uncacheable": 0}
+
+def _hash(data: bytes = b"") -> Any:
+    """A 256-bit BLAKE2b hasher (the cache's one hash function)."""
+    return _blake2b(data, digest_size=32)
+
+
+_MAGIC = b"PYBPFMOD"
+_HEAD = struct.Struct("<8sHII32s")          # magic, format, json length, code length, hash
+_KEEP = 8                                   # entries kept per module name
+#: the parts of pybpf whose sources decide what the compiler emits
+_COMPILER_PARTS = ("dsl", "asm", "btf", "tracefs.py")
+_PRINT_MAP, _DROPS_MAP, _DEFAULTS_MAP = "__pybpf_print", "__pybpf_drops", "__pybpf_default"
+
+
+def enabled(flag: Optional[bool] = None) -> bool:
+    """Whether to use the cache: ``flag`` when given, else not when ``$PYBPF_NO_CACHE``
+    is set (to anything but ``""`` or ``"0"``)."""
+    if flag is not None:
+        return flag
+    return os.environ.get(NO_CACHE_ENV, "") in ("", "0")
+
+
+def cache_dir() -> str:
+    """``$PYBPF_CACHE_DIR``, else ``$XDG_CACHE_HOME/pybpf``, else ``~/.cache/pybpf``."""
+    d = os.environ.get(CACHE_DIR_ENV)
+    if d:
+        return os.path.abspath(os.path.expanduser(d))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pybpf")
+
+
+# -- the key -------------------------------------------------------------------------------
+
+_memo: Dict[str, Any] = {}
+
+
+def kernel_identity() -> Dict[str, str]:
+    """The running kernel as the compiler sees it: ``uname`` release, version and
+    machine, and the vmlinux BTF as ``SIZE:HASH`` (hash of its first and last 4 KiB;
+    ``"none"`` without BTF). Two reads, no hashing of the whole BTF."""
+    if "kernel" not in _memo:
+        u = os.uname()
+        btf = "none"
+        try:
+            fd = os.open("/sys/kernel/btf/vmlinux", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                size = os.fstat(fd).st_size
+                edges = os.pread(fd, 4096, 0) + os.pread(fd, 4096, max(0, size - 4096))
+            finally:
+                os.close(fd)
+            btf = f"{size}:{_hash(edges).hexdigest()[:32]}"
+        except OSError:
+            pass
+        _memo["kernel"] = {"release": u.release, "version": u.version,
+                           "machine": u.machine, "btf": btf}
+    return dict(_memo["kernel"])
+
+
+def pybpf_identity() -> str:
+    """``pybpf.__version__`` and a hash of the path, size and mtime of each source file
+    of the compiler and what it reads (one ``stat`` per file)."""
+    if "pybpf" not in _memo:
+        from .. import __version__
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        h = _hash(__version__.encode())
+        for part in _COMPILER_PARTS:
+            top = os.path.join(root, part)
+            if part.endswith(".py"):
+                _stat_into(h, top, part)
+                continue
+            for d, dirs, files in os.walk(top):
+                dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+                for f in sorted(files):
+                    if f.endswith(".py"):
+                        p = os.path.join(d, f)
+                        _stat_into(h, p, os.path.relpath(p, root))
+        _memo["pybpf"] = f"{__version__}:{h.hexdigest()[:32]}"
+    return str(_memo["pybpf"])
+
+
+def _stat_into(h: Any, path: str, rel: str) -> None:
+    try:
+        st = os.stat(path)
+        h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns};".encode())
+    except OSError:
+        h.update(f"{rel}:-;".encode())
+
+
+class ModuleInputs:
+    """What a module's compilation reads besides pybpf and the kernel: ``fns`` (the
+    program functions), ``globals`` (the globals dicts of every compiled function, in
+    first-seen order), ``files`` (their source files) and ``digest`` (a hash of the
+    files' text and of the compile-relevant globals). ``cacheable`` is False (with
+    ``why``) for what the cache does not handle."""
+
+    def __init__(self, fns: Sequence[Any]) -> None:
+        from .attach import kinds_of
+        self.fns = list(fns)
+        self.globals: List[Dict[str, Any]] = []
+        self.files: List[str] = []
+        self.cacheable, self.why = True, ""
+        h = _hash()
+        seen: set = set()
+        todo = list(self.fns)
+        while todo:
+            fn = todo.pop(0)
+            if id(fn) in seen:
+                continue
+            seen.add(id(fn))
+            for kind in kinds_of(fn):
+                if kind.decorator == "usdt":
+                    self.cacheable, self.why = False, "USDT programs are not cached"
+            g = fn.__globals__
+            if not any(g is x for x in self.globals):
+                self.globals.append(g)
+            file = fn.__code__.co_filename
+            if file not in self.files:
+                self.files.append(file)
+            for name in _names(fn.__code__):
+                v = g.get(name)
+                if isinstance(v, _pytypes.FunctionType) and not _own(v):
+                    todo.append(v)
+        for file in self.files:
+            try:
+                with open(file, "rb") as fh:
+                    h.update(f"{file}\0".encode() + _hash(fh.read()).digest())
+            except OSError:
+                self.cacheable, self.why = False, f"cannot read {file}"
+        memo: Dict[int, str] = {}
+        for i, g in enumerate(self.globals):
+            h.update(f"globals {i}\0".encode())
+            for name in sorted(g):
+                d = _describe(g[name], memo)
+                if d is not None:
+                    h.update(f"{name}={d}\0".encode())
+        self.digest = h.hexdigest()
+
+    def find(self, obj: Any) -> Optional[Tuple[int, str]]:
+        """(globals index, name) of a global bound to ``obj`` (the first), or None."""
+        for i, g in enumerate(self.globals):
+            for name, v in g.items():
+                if v is obj:
+                    return i, name
+        return None
+
+
+def _names(code: Any) -> List[str]:
+    """Global (and attribute) names a code object and its nested code use."""
+    out = list(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, _pytypes.CodeType):
+            out += _names(c)
+    return out
+
+
+def _own(fn: Any) -> bool:
+    return (getattr(fn, "__module__", None) or "").startswith("pybpf.")
+
+
+def _describe(v: Any, memo: Dict[int, str]) -> Optional[str]:
+    """A stable text for a global the compiler may read, or None for one it cannot."""
+    from .maps import MapDecl
+    from .types import ArrayType, Const, IntType
+    if type(v) in (int, bool):
+        return f"{type(v).__name__}:{v}"
+    if isinstance(v, (IntType, ArrayType)):
+        return f"type:{v!r}"
+    if isinstance(v, Const):
+        return f"const:{v.type!r}:{v.value}"
+    key = id(v)
+    if key in memo:
+        return memo[key]
+    if isinstance(v, MapDecl):
+        memo[key] = "map(recursive)"
+        parts = [type(v).__name__, v.kind]
+        for name in sorted(vars(v)):
+            parts.append(f"{name}={_describe_field(getattr(v, name), memo)}")
+        memo[key] = "map:" + ",".join(parts)
+    elif isinstance(v, type) and hasattr(v, "__pybpf_layout__"):
+        memo[key] = f"struct:{v.__qualname__}(recursive)"
+        fields = ",".join(f"{f.name}:{_describe_field(f.type, memo)}@{f.offset}"
+                          for f in v.__pybpf_layout__.fields)
+        memo[key] = f"struct:{v.__qualname__}{{{fields}}}"
+    elif isinstance(v, _pytypes.FunctionType):
+        if _own(v):
+            memo[key] = f"pybpf:{v.__module__}.{v.__qualname__}"
+        else:
+            from .attach import kinds_of
+            kinds = ";".join(f"{k!r}{sorted((n, repr(o)) for n, o in k.options.items())}"
+                             for k in kinds_of(v))
+            memo[key] = f"fn:{v.__qualname__}[{kinds}]"  # the file's text is hashed
+    elif callable(v) and getattr(v, "__pybpf_helper__", None):
+        memo[key] = f"helper:{v.__pybpf_helper__}"
+    else:
+        return None
+    return memo[key]
+
+
+def _describe_field(v: Any, memo: Dict[int, str]) -> str:
+    d = _describe(v, memo)
+    return d if d is not None else f"{type(v).__name__}:{v!r}"
+
+
+def entry_key(inputs: ModuleInputs, *, kernel: Optional[Dict[str, str]] = None,
+              pybpf: Optional[str] = None) -> str:
+    """The key of a module's entry (hex BLAKE2b-256); ``kernel`` and ``pybpf`` replace
+    :func:`kernel_identity` and :func:`pybpf_identity` (tests)."""
+    kernel = kernel if kernel is not None else kernel_identity()
+    text = json.dumps([FORMAT, pybpf if pybpf is not None else pybpf_identity(),
+                       sorted(kernel.items()), inputs.digest])
+    return _hash(text.encode()).hexdigest()
+
+
+# -- the directory -------------------------------------------------------------------------
+
+def _safe_dir(path: str, create: bool) -> bool:
+    """Whether ``path`` is a directory of this user that nobody else may write (created
+    with mode 0700 when ``create``)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if not create:
+            return False
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            st = os.lstat(path)
+        except OSError:
+            return False
+    except OSError:
+        return False
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _entry_path(directory: str, name: str, key: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64] or "module"
+    return os.path.join(directory, f"{safe}.{key[:40]}.pbc")
+
+
+def _read_file(path: str) -> Optional[bytes]:
+    """The entry's bytes when it is a regular file of this user nobody else may write."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or \
+                st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or st.st_size > 64 << 20:
+            STATS["rejected"] += 1
+            return None
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+# -- reading and writing entries -----------------------------------------------------------
+
+def lookup(name: str, inputs: ModuleInputs, key: str,
+           directory: Optional[str] = None, module_name: Optional[str] = None) -> Any:
+    """The :class:`~pybpf.dsl.loader.ModuleSpec` stored under ``key`` (entry file
+    ``name``), called ``module_name`` (default: as when stored), or None (no entry, or
+    one that fails validation: it is then ignored and later replaced)."""
+    directory = directory or cache_dir()
+    if not _safe_dir(directory, create=False):
+        STATS["misses"] += 1
+        return None
+    raw = _read_file(_entry_path(directory, name, key))
+    if raw is None:
+        STATS["misses"] += 1
+        return None
+    try:
+        spec = _decode(raw, key, inputs, module_name)
+    except Exception:                   # damaged or foreign: never trusted, rebuilt
+        spec = None
+    if spec is None:
+        STATS["rejected"] += 1
+        STATS["misses"] += 1
+        return None
+    STATS["hits"] += 1
+    return spec
+
+
+def store(name: str, inputs: ModuleInputs, key: str, spec: Any,
+          directory: Optional[str] = None) -> Optional[str]:
+    """Write ``spec`` under ``key`` (atomically); the entry's path, or None when the
+    module cannot be cached or the directory is not usable. Never raises for I/O."""
+    directory = directory or cache_dir()
+    try:
+        payload = _encode(key, inputs, spec)
+    except _Uncacheable:
+        STATS["uncacheable"] += 1
+        return None
+    if not _safe_dir(directory, create=True):
+        return None
+    path = _entry_path(directory, name, key)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return None
+    STATS["stores"] += 1
+    _prune(directory, os.path.basename(path).split(".", 1)[0])
+    return path
+
+
+def _prune(directory: str, stem: str) -> None:
+    """Keep the :data:`_KEEP` newest entries of one module name."""
+    try:
+        mine = [e for e in os.scandir(directory)
+                if e.name.startswith(stem + ".") and e.name.endswith(".pbc")
+                and e.name.count(".") == 2]
+        if len(mine) <= _KEEP:
+            return
+        mine.sort(key=lambda e: e.stat().st_mtime_ns, reverse=True)
+        for e in mine[_KEEP:]:
+            os.unlink(e.path)
+    except OSError:
+        pass
+
+
+class _Uncacheable(Exception):
+    pass
+
+
+def _program_slots(fns: Sequence[Any]) -> Dict[str, Tuple[int, int]]:
+    """Program name -> (function index, attach point index), as compile_module names
+    them."""
+    from .attach import kinds_of, program_name
+    out: Dict[str, Tuple[int, int]] = {}
+    for fi, fn in enumerate(fns):
+        kinds = kinds_of(fn)
+        for ki, kind in enumerate(kinds):
+            out[program_name(fn.__name__, kind, len(kinds) > 1)] = (fi, ki)
+    return out
+
+
+def _encode(key: str, inputs: ModuleInputs, spec: Any) -> bytes:
+    from ..asm.encoding import encode
+    if not inputs.cacheable:
+        raise _Uncacheable(inputs.why)
+    unit = spec.unit
+    if not unit.rodata:
+        raise _Uncacheable("constants compiled in")
+    slots = _program_slots(inputs.fns)
+    sources: List[Any] = []
+    src_index: Dict[Any, int] = {}
+
+    def src(loc: Any) -> Optional[int]:
+        if loc is None:
+            return None
+        k = tuple(loc)
+        if k not in src_index:
+            src_index[k] = len(sources)
+            sources.append(list(k))
+        return src_index[k]
+
+    code = bytearray()
+    programs = []
+    for pname, prog in spec.programs.items():
+        if pname not in slots:
+            raise _Uncacheable(f"program {pname} has no function")
+        meta = []
+        insns = prog.instructions
+        for i, ins in enumerate(insns):
+            ref = ins.reference
+            if not (ref is None or isinstance(ref, str)) or not (
+                    ins.label is None or isinstance(ins.label, str)):
+                raise _Uncacheable("a reference that is not a name")
+            s = src(ins.source)
+            if ins.label is not None or ref is not None or s is not None:
+                meta.append([i, ins.label, ref, s])
+        blob = encode(insns)
+        programs.append({"name": pname, "at": list(slots[pname]), "code": [len(code), len(blob)],
+                         "count": len(insns), "meta": meta})
+        code += blob
+    maps = []
+    memo: Dict[int, str] = {}
+    for mname, decl in unit.maps.items():
+        where = inputs.find(decl)
+        if where is not None:
+            maps.append([mname, "global", where[0], where[1]])
+            continue
+        internal = _internal_args(mname, decl)
+        if internal is None or _describe(_internal_map(mname, internal), memo) != \
+                _describe(decl, memo):
+            raise _Uncacheable(f"map {mname} is not a global")
+        maps.append([mname, "internal", internal])
+    consts = []
+    for cname, (c, off) in unit.consts.items():
+        at = next(((i, cname) for i, g in enumerate(inputs.globals) if g.get(cname) is c),
+                  None)
+        if at is None:
+            raise _Uncacheable(f"constant {cname} is not a global")
+        consts.append([cname, at[0], off])
+    prints = [[p.id, [list(x) if isinstance(x, tuple) else x for x in p.parts], p.size,
+               src(p.loc), p.end] for p in unit.prints]
+    doc = {"format": FORMAT, "key": key, "name": spec.name, "programs": programs,
+           "sources": sources, "maps": maps, "consts": consts, "rodata": unit.rodata_size,
+           "prints": prints, "drops": unit.drop_slots}
+    text = json.dumps(doc, separators=(",", ":")).encode()
+    body = text + bytes(code)
+    head = _HEAD.pack(_MAGIC, FORMAT, len(text), len(code), _hash(body).digest())
+    return head + body
+
+
+def _internal_args(name: str, decl: Any) -> Optional[int]:
+    if name == _PRINT_MAP:
+        return int(decl.max_entries)
+    if name == _DROPS_MAP:
+        return int(decl.max_entries)
+    if name == _DEFAULTS_MAP:
+        return int(decl.value.count)
+    return None
+
+
+def _internal_map(name: str, arg: int) -> Any:
+    """The declaration of one of the maps the compiler adds itself."""
+    from .maps import PerCPUArrayMap, RingBuf
+    from .types import u8, u64
+    if name == _PRINT_MAP:
+        return RingBuf(u8, size=arg, name=_PRINT_MAP)
+    if name == _DROPS_MAP:
+        return PerCPUArrayMap(u64, arg, name=_DROPS_MAP)
+    if name == _DEFAULTS_MAP:
+        return PerCPUArrayMap(u8[arg], 1, name=_DEFAULTS_MAP)
+    raise ValueError(name)
+
+
+def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[str]) -> Any:
+    """The ModuleSpec of an entry; None (or an exception) when it does not validate."""
+    from ..asm.encoding import decode
+    from ..asm.instruction import SourceLocation
+    from . import CompiledProgram
+    from .compiler.unit import PrintSite, Unit
+    from .loader import CompiledModuleProgram, ModuleSpec
+    from .maps import MapDecl
+    from .types import Const
+    if len(raw) < _HEAD.size:
+        return None
+    magic, fmt, jlen, clen, digest = _HEAD.unpack_from(raw)
+    body = raw[_HEAD.size:]
+    if magic != _MAGIC or fmt != FORMAT or len(body) != jlen + clen or \
+            _hash(body).digest() != digest:
+        return None
+    doc = json.loads(body[:jlen].decode())
+    code = body[jlen:]
+    if doc.get("format") != FORMAT or doc.get("key") != key:
+        return None
+    sources = [SourceLocation(f, int(ln), int(col), t) for f, ln, col, t in doc["sources"]]
+    slots = _program_slots(inputs.fns)
+    if sorted(slots) != sorted(p["name"] for p in doc["programs"]):
+        return None
+    unit = Unit(rodata=True)
+    for entry in doc["maps"]:
+        mname, how = entry[0], entry[1]
+        if how == "global":
+            decl = inputs.globals[entry[2]].get(entry[3])
+            if not isinstance(decl, MapDecl):
+                return None
+        elif how == "internal":
+            decl = _internal_map(mname, int(entry[2]))
+        else:
+            return None
+        unit.maps[mname] = decl
+        unit.map_names[id(decl)] = mname
+    for cname, gi, off in doc["consts"]:
+        c = inputs.globals[gi].get(cname)
+        if not isinstance(c, Const):
+            return None
+        unit.consts[cname] = (c, int(off))
+    unit.rodata_size = int(doc["rodata"])
+    for pid, parts, size, s, end in doc["prints"]:
+        unit.prints.append(PrintSite(pid, tuple(tuple(x) if isinstance(x, list) else x
+                                                for x in parts), size,
+                                     sources[s] if s is not None else None, end))
+    unit.drop_slots = {str(k): int(v) for k, v in doc["drops"].items()}
+    programs: Dict[str, Any] = {}
+    for p in doc["programs"]:
+        off, n = p["code"]
+        insns = decode(code[off:off + n], validate=False)
+        if len(insns) != p["count"]:
+            return None
+        for i, label, ref, s in p["meta"]:
+            ins = insns[i]
+            ins.label, ins.reference = label, ref
+            ins.source = sources[s] if s is not None else None
+        fi, ki = p["at"]
+        if slots.get(p["name"]) != (fi, ki):
+            return None
+        from .attach import kinds_of
+        kind = kinds_of(inputs.fns[fi])[ki]
+        programs[p["name"]] = CompiledModuleProgram(
+            p["name"], kind, CompiledProgram(p["name"], [], insns))
+    spec = ModuleSpec(module_name or str(doc["name"]), programs, unit)
+    spec.cached = True
+    return spec
+
+
+def clear(directory: Optional[str] = None) -> int:
+    """Remove every entry (``*.pbc``) from the cache directory; returns how many."""
+    directory = directory or cache_dir()
+    n = 0
+    try:
+        for e in os.scandir(directory):
+            if e.name.endswith(".pbc"):
+                os.unlink(e.path)
+                n += 1
+    except OSError:
+        pass
+    return n
+
