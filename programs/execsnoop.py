@@ -9,6 +9,7 @@ the events in order across CPUs (exec may move the task to another CPU), so user
 space gathers the arguments per pid and prints one line at the ``RET``.
 """
 
+import json
 import re
 import time
 
@@ -17,7 +18,8 @@ from pybpf.dsl import (
     probe_read_user_str, tracepoint, u8, u32, u64, uid,
 )
 from pybpf.tooling import (
-    ToolParser, load_tool, pid_number, positive_int, run_tool, tool_main, uid_number,
+    ToolParser, load_tool, pid_number, positive_int, run_tool, text_of, tool_main,
+    uid_number, write_lines,
 )
 
 EVENT_ARG, EVENT_RET = 0, 1
@@ -87,6 +89,75 @@ def execsnoop_exit(args):
     return 0
 
 
+def column_header(args) -> str:
+    """The header line, as BCC prints it for these options."""
+    header = f"{'TIME':<9}" if args.time else ""
+    header += f"{'TIME(s)':<8}" if args.timestamp else ""
+    header += f"{'UID':<6}" if args.print_uid else ""
+    return header + f"{'PCOMM':<16} {'PID':<7} {'PPID':<7} {'RET':>3} ARGS"
+
+
+def batch_printer(args):
+    """The callback of ``mod.on("events", ..., rows=True)``: gathers each process's
+    ``ARG`` records and, at its ``RET``, formats one line (or JSON object); a batch is
+    written in one block."""
+    start = time.time()
+    argvs = {}                                  # pid -> the arguments seen so far
+    name = re.compile(args.name).search if args.name else None
+    line_re = re.compile(args.line).search if args.line else None
+
+    def show(rows) -> None:
+        lines = []
+        for pid, ppid, uid, retval, kind, raw_comm, arg in rows:
+            if kind == EVENT_ARG:
+                words = argvs.get(pid)
+                if words is None:
+                    words = argvs[pid] = []
+                words.append(text_of(arg))
+                continue
+            words = argvs.pop(pid, [])
+            if retval != 0 and not args.fails:
+                continue
+            comm = text_of(raw_comm)
+            if args.quote:
+                words = ['"' + w.replace('"', '\\"') + '"' for w in words]
+            text = " ".join(words).replace("\n", "\\n")
+            if name is not None and not name(comm):
+                continue
+            if line_re is not None and not line_re(text):
+                continue
+            if args.json:
+                lines.append(json_line(args, start, uid, comm, pid, ppid, retval, text))
+                continue
+            line = ""
+            if args.time:
+                line += f"{time.strftime('%H:%M:%S'):<9}"
+            if args.timestamp:
+                line += f"{time.time() - start:<8.3f}"
+            if args.print_uid:
+                line += f"{uid:<6}"
+            shown_ppid = str(ppid) if ppid > 0 else "?"
+            lines.append(line + f"{comm:<16} {pid:<7} {shown_ppid:<7} {retval:>3} {text}")
+        write_lines(lines)
+
+    return show
+
+
+def json_line(args, start: float, uid: int, comm: str, pid: int, ppid: int, retval: int,
+              text: str) -> str:
+    """One event as a JSON object: the columns of these options, lowercased; an unknown
+    parent pid is null."""
+    obj = {}
+    if args.time:
+        obj["time"] = time.strftime("%H:%M:%S")
+    if args.timestamp:
+        obj["time(s)"] = round(time.time() - start, 3)
+    if args.print_uid:
+        obj["uid"] = uid
+    obj.update(pcomm=comm, pid=pid, ppid=ppid if ppid > 0 else None, ret=retval, args=text)
+    return json.dumps(obj)
+
+
 def main(argv=None) -> int:
     parser = ToolParser("execsnoop", "Trace exec() syscalls", examples=[
         "./execsnoop                      # trace all exec() syscalls",
@@ -114,46 +185,18 @@ def main(argv=None) -> int:
                         help="maximum number of arguments parsed and displayed, defaults to 20")
     parser.add_argument("-P", "--ppid", type=pid_number, default=0,
                         help="trace this parent PID only")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per event (NDJSON), keys: the columns")
     args = parser.parse_args(argv)
     if args.max_args >= ARGS_LIMIT:
         parser.error(f"argument --max-args: {args.max_args} is out of range: must be "
                      f"1..{ARGS_LIMIT - 1}")
 
-    start = time.time()
-    argvs = {}                                  # pid -> the arguments seen so far
-
-    def show(e: Event) -> None:
-        if e.type == EVENT_ARG:
-            argvs.setdefault(e.pid, []).append(e.arg)
-            return
-        words = argvs.pop(e.pid, [])
-        if e.retval != 0 and not args.fails:
-            return
-        if args.quote:
-            words = ['"' + w.replace('"', '\\"') + '"' for w in words]
-        text = " ".join(words).replace("\n", "\\n")
-        if args.name and not re.search(args.name, e.comm):
-            return
-        if args.line and not re.search(args.line, text):
-            return
-        line = ""
-        if args.time:
-            line += f"{time.strftime('%H:%M:%S'):<9}"
-        if args.timestamp:
-            line += f"{time.time() - start:<8.3f}"
-        if args.print_uid:
-            line += f"{e.uid:<6}"
-        ppid = str(e.ppid) if e.ppid > 0 else "?"
-        print(line + f"{e.comm:<16} {e.pid:<7} {ppid:<7} {e.retval:>3} {text}")
-
     consts = {"MAX_ARGS": args.max_args, "FILTER_UID": args.uid is not None,
               "TARGET_UID": args.uid or 0, "TARGET_PPID": args.ppid}
     with load_tool(__name__, consts=consts) as mod:
-        mod.on("events", show)
-        header = f"{'TIME':<9}" if args.time else ""
-        header += f"{'TIME(s)':<8}" if args.timestamp else ""
-        header += f"{'UID':<6}" if args.print_uid else ""
-        run_tool(mod, header=header + f"{'PCOMM':<16} {'PID':<7} {'PPID':<7} {'RET':>3} ARGS")
+        mod.on("events", batch_printer(args), rows=True)
+        run_tool(mod, header=None if args.json else column_header(args))
     return 0
 
 

@@ -13,15 +13,18 @@ the name filter (-n) runs in user space, as BCC's does.
     pybpf run opensnoop -p 181 -x       # failed opens of process 181
 """
 
+import json
 import os
+import re
+import struct
 
 from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, i32, ktime_ns, pid, pid_tgid,
     probe_read_user, probe_read_user_str, tid, tracepoint, u8, u32, u64, uid,
 )
 from pybpf.tooling import (
-    ToolParser, load_tool, pid_number, positive_seconds, run_tool, tid_number,
-    tool_main, uid_number,
+    Memo, ToolParser, load_tool, pid_number, positive_seconds, run_tool, text_of,
+    tid_number, tool_main, uid_number, write_lines,
 )
 
 
@@ -112,6 +115,104 @@ def flag_value(text: str) -> int:
     return value
 
 
+#: the fields before the path that make up the repeating part of a line: read as one
+#: ``bytes`` value, they key the memo of formatted text
+LINE_KEY = ("id", "uid", "ret", "flags", "comm")
+_NEEDS_ESCAPE = re.compile(rb'[^\x20-\x7e]|["\\]').search
+
+
+def consts_of(args, mask: int) -> dict:
+    """The load-time constants for the parsed options."""
+    return {"TARGET_PID": args.pid, "TARGET_TID": args.tid,
+            "FILTER_UID": args.uid is not None, "TARGET_UID": args.uid or 0,
+            "FLAGS_MASK": mask, "FAILED_ONLY": args.failed}
+
+
+def column_header(args) -> str:
+    """The header line, as BCC prints it for these options."""
+    header = f"{'TIME(s)':<14}" if args.timestamp else ""
+    header += f"{'UID':<6}" if args.print_uid else ""
+    header += f"{'TID' if args.tid else 'PID':<6} {'COMM':<16} {'FD':>4} {'ERR':>3} "
+    header += f"{'FLAGS':<9}" if args.extended_fields else ""
+    return header + "PATH"
+
+
+def row_items(args) -> tuple:
+    """The event fields the printer reads: the timestamp only with -T."""
+    return (("ts_ns",) if args.timestamp else ()) + (LINE_KEY, "path")
+
+
+def json_string(raw: bytes) -> bytes:
+    """``raw`` (UTF-8 text) as a JSON string."""
+    if _NEEDS_ESCAPE(raw) is None:
+        return b'"' + raw + b'"'
+    return json.dumps(raw.decode("utf-8", "replace")).encode()
+
+
+def batch_printer(args):
+    """The callback of ``mod.on(..., rows=row_items(args))``: formats a batch of events
+    and writes it in one block. The part of a line before the path (and the -n test)
+    is computed once per distinct (id, uid, ret, flags, comm) and kept in a memo."""
+    key_of = struct.Struct(Event.span_format(LINE_KEY)).unpack
+
+    def text_prefix(key: bytes):
+        ident, uid, ret, flags, raw_comm = key_of(key)
+        comm = text_of(raw_comm)
+        if args.name and args.name not in comm:
+            return None
+        line = f"{uid:<6}" if args.print_uid else ""
+        fd, err = (ret, 0) if ret >= 0 else (-1, -ret)
+        who = ident & 0xffffffff if args.tid else ident >> 32
+        line += f"{who:<6} {comm:<16} {fd:>4} {err:>3} "
+        if args.extended_fields:
+            line += f"{flags:08o} "
+        return line.encode()
+
+    def json_prefix(key: bytes):
+        ident, uid, ret, flags, raw_comm = key_of(key)
+        comm = text_of(raw_comm)
+        if args.name and args.name not in comm:
+            return None
+        obj = {"uid": uid} if args.print_uid else {}
+        obj["tid" if args.tid else "pid"] = ident & 0xffffffff if args.tid else ident >> 32
+        obj["comm"] = comm
+        obj["fd"], obj["err"] = (ret, 0) if ret >= 0 else (-1, -ret)
+        if args.extended_fields:
+            obj["flags"] = flags
+        return json.dumps(obj)[1:-1].encode() + b', "path": '
+
+    prefix = Memo(json_prefix if args.json else text_prefix)
+    first = []
+    nul = b"\0"
+
+    def timed(rows):
+        if args.name:
+            rows = [r for r in rows if prefix[r[1]] is not None]
+        if rows and not first:
+            first.append(rows[0][0])
+        t0 = first[0] if first else 0
+        if args.json:
+            return [b'{"time(s)": %.9f, ' % ((ts - t0) / 1e9) + prefix[k]
+                    + json_string(p.partition(nul)[0]) + b"}" for ts, k, p in rows]
+        return [b"%-14.9f" % ((ts - t0) / 1e9) + prefix[k] + p.partition(nul)[0]
+                for ts, k, p in rows]
+
+    def show(rows) -> None:
+        if args.timestamp:
+            lines = timed(rows)
+        elif args.json:
+            lines = [b"{" + pre + json_string(p.partition(nul)[0]) + b"}"
+                     for k, p in rows if (pre := prefix[k]) is not None]
+        elif args.name:
+            lines = [pre + p.partition(nul)[0] for k, p in rows
+                     if (pre := prefix[k]) is not None]
+        else:
+            lines = [prefix[k] + p.partition(nul)[0] for k, p in rows]
+        write_lines(lines)
+
+    return show
+
+
 def main(argv=None) -> int:
     parser = ToolParser("opensnoop", "Trace open() syscalls", examples=[
         "./opensnoop                        # trace all open() syscalls",
@@ -140,6 +241,8 @@ def main(argv=None) -> int:
                         help="show extended fields")
     parser.add_argument("-f", "--flag_filter", action="append", default=[], type=flag_value,
                         help="filter on flags argument (e.g., O_WRONLY)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per event (NDJSON), keys: the columns")
     args = parser.parse_args(argv)
     mask = 0
     for value in args.flag_filter:
@@ -147,35 +250,10 @@ def main(argv=None) -> int:
     if args.flag_filter and mask == 0:
         parser.error("O_RDONLY is 0 and cannot be filtered on (try -f O_WRONLY -f O_RDWR)")
 
-    first = []
-
-    def show(e: Event) -> None:
-        if args.name and args.name not in e.comm:
-            return
-        line = ""
-        if args.timestamp:
-            if not first:
-                first.append(e.ts_ns)
-            line += f"{(e.ts_ns - first[0]) / 1e9:<14.9f}"
-        if args.print_uid:
-            line += f"{e.uid:<6}"
-        fd, err = (e.ret, 0) if e.ret >= 0 else (-1, -e.ret)
-        who = e.id & 0xffffffff if args.tid else e.id >> 32
-        line += f"{who:<6} {e.comm:<16} {fd:>4} {err:>3} "
-        if args.extended_fields:
-            line += f"{e.flags:08o} "
-        print(line + e.path)
-
-    consts = {"TARGET_PID": args.pid, "TARGET_TID": args.tid,
-              "FILTER_UID": args.uid is not None, "TARGET_UID": args.uid or 0,
-              "FLAGS_MASK": mask, "FAILED_ONLY": args.failed}
-    with load_tool(__name__, consts=consts) as mod:
-        mod.on("events", show)
-        header = f"{'TIME(s)':<14}" if args.timestamp else ""
-        header += f"{'UID':<6}" if args.print_uid else ""
-        header += f"{'TID' if args.tid else 'PID':<6} {'COMM':<16} {'FD':>4} {'ERR':>3} "
-        header += f"{'FLAGS':<9}" if args.extended_fields else ""
-        run_tool(mod, duration=args.duration, header=header + "PATH")
+    with load_tool(__name__, consts=consts_of(args, mask)) as mod:
+        mod.on("events", batch_printer(args), rows=row_items(args))
+        header = None if args.json else column_header(args)
+        run_tool(mod, duration=args.duration, header=header)
     return 0
 
 

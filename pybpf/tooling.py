@@ -27,7 +27,8 @@ __all__ = ["disk_name", "ip_address", "add_interval_args", "summary_heading", "t
            "comm_of", "line_buffered", "pid_number", "tid_number", "uid_number",
            "whole_seconds", "positive_seconds", "frequency_hz", "cpu_number",
            "port_number", "signal_number", "pid_max", "max_sample_rate", "possible_cpus",
-           "int_range", "MAX_SECONDS", "PID_MAX_LIMIT", "UID_MAX", "tool_main", "running"]
+           "int_range", "MAX_SECONDS", "PID_MAX_LIMIT", "UID_MAX", "tool_main", "running",
+           "write_lines", "Memo", "text_of"]
 
 
 #: the longest interval or duration a tool takes, in seconds: one wait of the event
@@ -222,6 +223,57 @@ def line_buffered() -> None:
         sys.stdout.reconfigure(line_buffering=True)        # type: ignore[attr-defined]
     except (AttributeError, ValueError):                   # pragma: no cover
         pass
+
+
+def write_lines(lines: Sequence[Any]) -> None:
+    """Write a batch of event lines (``bytes`` or ``str``, without their newlines) to
+    standard output in one block, and flush it, so a reader of a pipe sees them at
+    once. ``bytes`` lines are UTF-8 text: an invalid sequence becomes U+FFFD, as
+    printing the decoded text would make it. This is the fast path of the tools that
+    print every event (one write per batch instead of one ``print()`` per line); a
+    closed pipe raises :class:`BrokenPipeError`, which :func:`run_tool` handles."""
+    if not lines:
+        return
+    if isinstance(lines[0], str):
+        block = ("\n".join(lines) + "\n").encode("utf-8")
+    else:
+        block = b"\n".join(lines) + b"\n"
+    if not block.isascii():
+        block = block.decode("utf-8", "replace").encode("utf-8")
+    out = sys.stdout
+    raw = getattr(out, "buffer", None)
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if raw is None or encoding != "utf8":
+        out.write(block.decode("utf-8"))     # a text stream of its own (tests, a locale)
+        out.flush()
+        return
+    out.flush()                              # text printed before (the header) goes first
+    raw.write(block)
+    raw.flush()
+
+
+class Memo(dict):
+    """A dictionary that fills itself: ``memo[key]`` is ``fn(key)``, computed on the first
+    use of ``key`` and kept (up to ``limit`` entries; then it starts over). Tools use it
+    to format the part of a line that repeats (pid, comm, result) once per distinct
+    value instead of once per event."""
+
+    def __init__(self, fn: Callable[[Any], Any], limit: int = 65536) -> None:
+        super().__init__()
+        self.fn = fn
+        self.limit = limit
+
+    def __missing__(self, key: Any) -> Any:
+        if len(self) >= self.limit:
+            self.clear()
+        value = self[key] = self.fn(key)
+        return value
+
+
+def text_of(raw: bytes) -> str:
+    """A ``char[N]`` field as text: cut at the first NUL, decoded as UTF-8 (invalid
+    sequences replaced), as :meth:`pybpf.dsl.Struct.from_bytes` decodes it."""
+    return raw.partition(b"\0")[0].decode("utf-8", "replace")
 
 
 #: seconds a stop request (SIGINT, SIGTERM) leaves a running tool to end on its own:

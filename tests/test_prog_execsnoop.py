@@ -119,3 +119,33 @@ def test_execsnoop_matches_bpftrace():
     ours = {(f[1], f[2], f[3], f[0]) for f in _lines(out, 0)}
     assert ours == theirs, (out, theirs)
     assert {p for p, _, r, _ in ours if r == "0"} == {str(p) for p in pids}
+
+
+def test_execsnoop_json():
+    import json
+    import threading
+    stop = threading.Event()
+
+    def ping():                       # events until the tool (no header in JSON) is live
+        while not stop.wait(0.05):
+            _run("/bin/true", "ping")
+
+    pinger = threading.Thread(target=ping, daemon=True)
+    pinger.start()
+    try:
+        tool = Tool("execsnoop", "-P", ME, "-x", "-U", "--json", header='"pcomm": ')
+    finally:
+        stop.set()
+        pinger.join()
+    pid = _run("/bin/echo", "uniq-exec-json", 'q"uote', "new\nline")
+    _run("/nonexistent-uniq-exec-json")
+    time.sleep(0.3)
+    rc, out, err = tool.stop()
+    assert rc == 0, err
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert all(list(o) == ["uid", "pcomm", "pid", "ppid", "ret", "args"] for o in objs), out
+    mine = [o for o in objs if "uniq-exec-json" in o["args"]]
+    assert mine[0] == {"uid": os.getuid(), "pcomm": "echo", "pid": pid, "ppid": int(ME),
+                       "ret": 0, "args": '/bin/echo uniq-exec-json q"uote new\\nline'}, out
+    assert [(o["ppid"], o["ret"], o["args"]) for o in mine[1:]] == [
+        (int(ME), -2, "/nonexistent-uniq-exec-json")], out

@@ -215,3 +215,117 @@ END { clear(@f); }
     ours = {(r[0], r[2] if r[2] >= 0 else -r[3], r[4]) for r in _rows(out, "")}
     assert ours == theirs, (out, theirs)
     assert len([p for _, _, p in ours if p.startswith(files + "/")]) == 4
+
+
+class Pinger:
+    """Opens ``path`` every 50 ms in a thread until stopped: gives a tool without a
+    header (--json) an event that says it is attached."""
+
+    def __init__(self, path):
+        self.path, self.stop = path, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.wait(0.05):
+            with open(self.path):
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def test_opensnoop_json(files):
+    with Pinger(os.path.join(files, "exists")):
+        tool = Tool("opensnoop", "--json", "-U", "-e", "-p", os.getpid(), header='"path": ')
+    fds = {}
+    fds["written"] = os.open(os.path.join(files, "written"), os.O_WRONLY | os.O_CREAT, 0o600)
+    with pytest.raises(FileNotFoundError):
+        os.open(os.path.join(files, "missing"), os.O_RDONLY)
+    os.close(fds["written"])
+    time.sleep(0.3)
+    rc, out, err = tool.stop()
+    assert rc == 0, err
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert all(list(o) == ["uid", "pid", "comm", "fd", "err", "flags", "path"] for o in objs)
+    mine = {o["path"]: o for o in objs if o["path"] != os.path.join(files, "exists")}
+    assert {p: (o["pid"], o["uid"], o["fd"], o["err"], o["flags"])
+            for p, o in mine.items() if p.startswith(files)} == {       # os.open: O_CLOEXEC
+        files + "/written": (os.getpid(), os.getuid(), fds["written"], 0,
+                             os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC),
+        files + "/missing": (os.getpid(), os.getuid(), -1, 2, os.O_RDONLY | os.O_CLOEXEC)}, out
+
+
+def _reference_lines(events, args):
+    """BCC opensnoop's columns, one f-string per event (the tool's former printer), from
+    decoded events: the oracle of the batch printer's formatting."""
+    first, out = [], []
+    for e in events:
+        if args.name and args.name not in e.comm:
+            continue
+        line = ""
+        if args.timestamp:
+            if not first:
+                first.append(e.ts_ns)
+            line += f"{(e.ts_ns - first[0]) / 1e9:<14.9f}"
+        if args.print_uid:
+            line += f"{e.uid:<6}"
+        fd, err = (e.ret, 0) if e.ret >= 0 else (-1, -e.ret)
+        who = e.id & 0xffffffff if args.tid else e.id >> 32
+        line += f"{who:<6} {e.comm:<16} {fd:>4} {err:>3} "
+        if args.extended_fields:
+            line += f"{e.flags:08o} "
+        out.append(line + e.path + "\n")
+    return "".join(out).encode()
+
+
+def test_opensnoop_batch_printer_formats_like_one_line_per_event(monkeypatch):
+    """Records with odd bytes (non-UTF-8 and non-ASCII names, bytes after the NUL, a
+    path of 255 bytes, a newline) through the batch printer with every combination of
+    -T/-U/-e/-t/-n give the bytes a per-event f-string printer gives."""
+    import random
+    import struct
+    import types
+    sys.path.insert(0, ROOT)
+    from programs import opensnoop
+    Event = opensnoop.Event
+    rnd = random.Random(20)
+    comms = [b"loadgen", b"w\xc3\xa9rk\xff", b"a" * 15, b"", b"x\xe2\x82"]
+    paths = [b"/dev/null", b"/tmp/caf\xc3\xa9", b"/tmp/bad\xff\xfe", b"", b"/" + b"p" * 254,
+             b"/tmp/\"q\\\n\t"]
+    raws = []
+    for i in range(1500):
+        e = Event(ts_ns=10**12 + i * rnd.randint(1, 10**7),
+                  id=(rnd.choice([1, 4242, 99999]) << 32) | rnd.choice([1, 7]),
+                  uid=rnd.choice([0, 1000]), ret=rnd.choice([3, -2, -13, 0, 1023]),
+                  flags=rnd.choice([0, 0o100101, 0o2000000]), comm=rnd.choice(comms),
+                  path=rnd.choice(paths))
+        raw = bytearray(e.to_bytes())
+        off = Event.__pybpf_layout__.field("path").offset
+        end = raw.index(0, off)
+        if raw[off] and end + 9 <= off + 256 and rnd.random() < 0.5:
+            raw[end + 1:end + 9] = b"garbage!"              # bytes after the NUL
+        raws.append(bytes(raw))
+    events = [Event.from_bytes(r) for r in raws]
+    written = []
+    monkeypatch.setattr(opensnoop, "write_lines", written.extend)
+    for T in (False, True):
+        for U in (False, True):
+            for x in (False, True):
+                for t in (False, True):
+                    for name in (None, "w", "é", "zz"):
+                        args = types.SimpleNamespace(timestamp=T, print_uid=U,
+                                                     extended_fields=x, tid=t, name=name,
+                                                     json=False)
+                        fmt = struct.Struct(Event.row_format(opensnoop.row_items(args)))
+                        show = opensnoop.batch_printer(args)
+                        written.clear()
+                        for k in range(0, len(raws), 400):
+                            show([fmt.unpack(r) for r in raws[k:k + 400]])
+                        block = b"".join(line + b"\n" for line in written)
+                        block = block.decode("utf-8", "replace").encode()  # as write_lines
+                        assert block == _reference_lines(events, args), vars(args)

@@ -340,15 +340,32 @@ class LoadedModule:
         return reader
 
     def on(self, name: str, callback: Callable[[Any], Any], *, decode: bool = True,
-           batch: bool = False) -> Any:
+           batch: bool = False, rows: Any = None) -> Any:
         """Call ``callback(event)`` for each record of ring buffer / perf event array
         ``name``: an instance of its Struct (``decode=False``: ``bytes``); with
-        ``batch=True``, ``callback(events)`` once per batch with a list (fastest).
-        Returns the reader."""
+        ``batch=True``, ``callback(events)`` once per batch with a list.
+
+        ``rows`` is the fast path for tools that print or count every event:
+        ``callback(rows)`` once per batch with a list of plain tuples, decoded a batch
+        at a time by one ``struct`` unpack over the ring (no Python code per record).
+        ``rows=True`` gives every field of the event's Struct, in declaration order;
+        a sequence of field names gives those only (still in declaration order), and a
+        tuple of adjacent names in it gives their bytes as one ``bytes`` value (a
+        cheap key to memoise formatted text on; ``Event.span_format(names)`` unpacks
+        it). Integers are ``int``; ``char[N]`` fields are the N raw bytes, NUL padding
+        included (``.partition(b"\\0")[0]`` cuts them); other arrays and nested structs
+        are raw bytes. See :func:`pybpf.events.records.row_format`. Returns the
+        reader."""
         if name not in self.spec.unit.maps:
             raise KeyError(f"no event map {name!r} in {self.spec.name}")
         decl = self.spec.unit.maps[name]
         event = getattr(decl, "event", None)
+        if rows is not None and rows is not False:
+            if event is None:
+                raise TypeError(f"map {name!r} declares no event Struct: rows= needs one")
+            items = None if rows is True else list(rows)
+            return self._add_reader(name, callback, struct.Struct(event.row_format(items)),
+                                    True)
         record = event.from_bytes if (decode and event is not None) else None
         return self._add_reader(name, callback, record, batch)
 

@@ -13,7 +13,9 @@ as clang lays out the same struct for BPF). In a program, ``e = Event()`` is a z
 struct on the BPF stack; in Python, ``Event.from_bytes(raw)`` decodes a record into an
 ``Event`` whose ``char[N]`` fields are ``str`` (up to the first NUL), integer arrays are
 lists and nested structs are their classes; ``Event.ctype()`` is the matching
-``ctypes.Structure`` (used for map keys and values).
+``ctypes.Structure`` (used for map keys and values). ``Event.row_format()`` is the
+``struct`` format of the fast path for tools: plain tuples decoded a batch at a time
+(see :meth:`Struct.row_format` and :meth:`pybpf.dsl.loader.LoadedModule.on`).
 """
 
 from __future__ import annotations
@@ -159,6 +161,36 @@ class Struct:
         if cls.__pybpf_decoder__ is None:
             cls.__pybpf_decoder__ = _decoder(cls)
         return cls.__pybpf_decoder__(raw, offset)
+
+    @classmethod
+    def row_fields(cls) -> Tuple[Tuple[str, int, str], ...]:
+        """Each field as ``(name, offset, struct code)``: integers by their size and
+        sign (``"Q"``, ``"i"``...), ``char[N]`` as ``"Ns"`` (raw bytes, NUL padding
+        included), other arrays and nested structs as raw ``"Ns"`` bytes too."""
+        out = []
+        for f in cls.__pybpf_layout__.fields:
+            if isinstance(f.type, IntType):
+                code = _FORMATS[(f.type.bits, f.type.signed)]
+            else:
+                code = f"{sizeof(f.type)}s"
+            out.append((f.name, f.offset, code))
+        return tuple(out)
+
+    @classmethod
+    def row_format(cls, items: Optional[Any] = None) -> str:
+        """The ``struct`` format that unpacks one record into a plain tuple of the
+        fields named in ``items`` (default: all), in declaration order; a tuple of
+        adjacent names gives their bytes as one value (a cheap dictionary key). See
+        :func:`pybpf.events.records.row_format`."""
+        from ..events.records import row_format
+        return row_format(cls.row_fields(), cls.size(), items)
+
+    @classmethod
+    def span_format(cls, names: Any) -> str:
+        """The ``struct`` format of the bytes of the adjacent fields ``names`` as
+        :meth:`row_format` gives them for a group: one value per field."""
+        from ..events.records import span_format
+        return span_format(cls.row_fields(), list(names))
 
     def to_bytes(self) -> bytes:
         """Encode this struct in its C layout."""

@@ -16,16 +16,23 @@ A reader is given a *record type* that says what each record holds:
 and :func:`unpack_records` are the bulk tools on their own, and
 :func:`struct_format_of` derives a ``struct`` format from a plain ctypes structure so
 that ctypes-described records can be decoded in bulk as tuples.
+
+*Rows* are the fast form for tools: :func:`row_format` turns a layout (field names,
+offsets and ``struct`` codes) into a format that yields, per record, a plain tuple of
+the fields asked for (all by default), in declaration order, with everything else
+skipped as padding, so a whole batch is one ``iter_unpack`` and no Python code runs
+per record. A group of adjacent fields can come out as one ``bytes`` value (a cheap
+dictionary key: see :func:`span_format` to unpack it again).
 """
 
 from __future__ import annotations
 
 import ctypes
 import struct
-from typing import Any, Callable, Iterator, List, Optional, Type, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Type, Union
 
 __all__ = ["RecordType", "Decoder", "make_decoder", "struct_format_of", "iter_records",
-           "unpack_records", "padded"]
+           "unpack_records", "padded", "RowField", "RowItem", "row_format", "span_format"]
 
 RecordType = Union[None, str, struct.Struct, Type[ctypes.Structure], Callable[[memoryview], Any]]
 
@@ -140,6 +147,88 @@ def struct_format_of(cls: Type[ctypes.Structure]) -> str:
     if struct.calcsize(fmt) != size:     # pragma: no cover - a layout we misread
         raise TypeError(f"{cls.__name__}: could not derive a struct format")
     return fmt
+
+
+#: one field of a row layout: (name, byte offset, ``struct`` code such as ``"Q"``,
+#: ``"i"`` or ``"16s"``); the code's size is the field's size
+RowField = Tuple[str, int, str]
+#: what a row holds at one position: a field name, or a tuple of adjacent field names
+#: taken together as one ``bytes`` value
+RowItem = Union[str, Sequence[str]]
+
+
+def _field_end(field: RowField) -> int:
+    return field[1] + struct.calcsize("<" + field[2])
+
+
+def row_format(fields: Sequence[RowField], size: int,
+               items: Optional[Sequence[RowItem]] = None) -> str:
+    """A little-endian ``struct`` format that unpacks a ``size``-byte record laid out as
+    ``fields`` into a plain tuple with one value per entry of ``items`` (default: every
+    field), in declaration order; the bytes of fields not asked for are skipped.
+
+    An entry is a field name (its value: an ``int``, or ``bytes`` for an ``"Ns"`` code;
+    ``char[N]`` strings come whole, NUL padding included: cut them with
+    ``.partition(b"\0")[0]`` where they are printed), or a tuple of adjacent field
+    names, whose bytes (from the first one's offset to the end of the last) come as one
+    ``bytes`` value. Entries must follow the declaration order and not overlap: a
+    :class:`ValueError` (or :class:`KeyError` for an unknown name) says which one
+    does not."""
+    by_name = {f[0]: i for i, f in enumerate(fields)}
+    wanted: List[RowItem] = list(items) if items is not None else [f[0] for f in fields]
+    parts: List[str] = ["<"]
+    pos = 0
+    last = -1
+    for item in wanted:
+        names = [item] if isinstance(item, str) else list(item)
+        if not names:
+            raise ValueError("an empty group of fields")
+        for n in names:
+            if n not in by_name:
+                raise KeyError(f"no field {n!r} (fields: {', '.join(f[0] for f in fields)})")
+        idx = [by_name[n] for n in names]
+        if idx != list(range(idx[0], idx[0] + len(idx))):
+            raise ValueError(f"fields {', '.join(names)} are not adjacent in declaration "
+                             "order")
+        if idx[0] <= last:
+            raise ValueError(f"field {names[0]!r} comes before (or is part of) an earlier "
+                             "entry: give the fields in declaration order")
+        last = idx[-1]
+        first = fields[idx[0]]
+        if first[1] > pos:
+            parts.append(f"{first[1] - pos}x")
+        if isinstance(item, str):
+            parts.append(first[2])
+        else:
+            parts.append(f"{_field_end(fields[idx[-1]]) - first[1]}s")
+        pos = _field_end(fields[idx[-1]])
+    if size > pos:
+        parts.append(f"{size - pos}x")
+    fmt = "".join(parts)
+    if struct.calcsize(fmt) != size:
+        raise ValueError(f"the fields do not fit in a {size}-byte record")
+    return fmt
+
+
+def span_format(fields: Sequence[RowField], names: Sequence[str]) -> str:
+    """The ``struct`` format of the ``bytes`` value that :func:`row_format` gives for the
+    group ``names`` (adjacent fields): one value per field, padding skipped."""
+    by_name = {f[0]: f for f in fields}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise KeyError(f"no field {missing[0]!r} (fields: {', '.join(f[0] for f in fields)})")
+    chosen = [by_name[n] for n in names]
+    base = chosen[0][1]
+    parts: List[str] = ["<"]
+    pos = base
+    for name, off, code in chosen:
+        if off < pos:
+            raise ValueError(f"field {name!r} is out of declaration order")
+        if off > pos:
+            parts.append(f"{off - pos}x")
+        parts.append(code)
+        pos = off + struct.calcsize("<" + code)
+    return "".join(parts)
 
 
 class Decoder:
