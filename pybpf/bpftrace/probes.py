@@ -421,6 +421,11 @@ def which_so(name: str, pid: Optional[int] = None) -> Optional[str]:
 # stage 1: the attach-point parser
 # ---------------------------------------------------------------------------------------
 
+class _Unnamed(AttachPointError):
+    """An error met before the provider is known: bpftrace drops such an attach point
+    (so its probe may end up with none)."""
+
+
 class _Skip(Exception):
     """An expanded attach point that does not fit its provider: dropped silently."""
 
@@ -603,15 +608,18 @@ def parse_attach_point(raw: str, env: ProbeEnv, loc: Location = ORIGIN,
     when it is to be dropped (empty text, or an expansion that does not fit).
     Raises :class:`AttachPointError` with bpftrace's message."""
     from .probe_match import expand_provider
-    parts = _lex(raw, env)
+    try:
+        parts = _lex(raw, env)
+    except AttachPointError as exc:
+        raise _Unnamed(str(exc)) from None
     if not parts[0]:
         return None
     types = (expand_provider("*" if len(parts) == 1 else parts[0], parts, env)
              if has_wildcard(parts[0]) else [parts[0]])
     if not types:
         if has_wildcard(parts[0]):
-            raise AttachPointError(f"No probe type matched for {parts[0]}")
-        raise AttachPointError(f"Invalid probe type: {parts[0]}")
+            raise _Unnamed(f"No probe type matched for {parts[0]}")
+        raise _Unnamed(f"Invalid probe type: {parts[0]}")
     if len(types) > 1:
         rest = raw.split(":", 1)[1] if len(parts) > 1 else raw
         return [AttachPoint(f"{t}:{rest}", ignore_invalid=True) for t in types]
@@ -647,7 +655,8 @@ def parse_attach_points(program: A.Program, env: ProbeEnv, source: str = "",
                 res = parse_attach_point(raw, env, loc, ignore)
             except AttachPointError as exc:
                 diags.append(Diagnostic(loc, str(exc)))
-                kept += 1               # bpftrace keeps an invalid attach point
+                # bpftrace keeps an invalid attach point whose provider is known
+                kept += not isinstance(exc, _Unnamed)
                 continue
             except _Fatal:
                 diags.append(Diagnostic(None, INVALID_PROBE_TYPE, "FATAL"))
