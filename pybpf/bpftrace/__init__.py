@@ -5,7 +5,10 @@ This package is a second front end beside :mod:`pybpf.dsl` (it never imports it)
 :mod:`~pybpf.bpftrace.parser` (the grammar of bpftrace 0.17 into the typed tree of
 :mod:`~pybpf.bpftrace.ast`), :mod:`~pybpf.bpftrace.preamble` (the ``#include``/``#define``/
 ``struct`` lines before the probes), :mod:`~pybpf.bpftrace.printer` (the tree back to
-source) and :mod:`~pybpf.bpftrace.errors` (errors printed as bpftrace prints them).
+source), :mod:`~pybpf.bpftrace.errors` (errors printed as bpftrace prints them), and
+the probe layer: :mod:`~pybpf.bpftrace.probes` (attach points parsed and checked),
+:mod:`~pybpf.bpftrace.probe_match` (wildcards and probe sources) and
+:mod:`~pybpf.bpftrace.listing` (``-l``/``-lv``).
 Semantic analysis, lowering and the runtime come later. Importing this package loads
 nothing but itself.
 """

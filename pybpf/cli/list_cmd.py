@@ -294,61 +294,14 @@ def _resolve_target(target: str) -> str:
 
 
 def _uprobes(kind: str, rest: str) -> List[Probe]:
-    from pybpf.elf.symbols import ElfFile
+    from pybpf.elf.functions import function_names
     target, _, func_pat = rest.rpartition(":")
     if not target:
         target, func_pat = func_pat, "*"
     path = _resolve_target(target)
     match = _matcher(func_pat or "*")
-    names = set()
-    files = [path]
-    with ElfFile(path) as elf:
-        if elf.section(".symtab") is None:
-            debug = _debug_file(elf)
-            if debug:
-                files.append(debug)
-    for file in files:
-        with ElfFile(file) as elf:
-            # a separate debug file keeps only .symtab (its .dynsym is NOBITS)
-            for table in (".symtab", ".dynsym") if file == path else (".symtab",):
-                for sym in elf.iter_symbols(table):
-                    # functions (and GNU indirect functions) defined in the file
-                    if sym.type in (2, 10) and sym.shndx != 0 and sym.name:
-                        name = sym.name.split("@", 1)[0]
-                        if match(name):
-                            names.add(name)
+    names = {n for n in function_names(path) if match(n)}
     return [(f"{kind}:{path}:{n}", kind, None) for n in sorted(names)]
-
-
-DEBUG_ROOT = "/usr/lib/debug"
-
-
-def _debug_file(elf: Any) -> Optional[str]:
-    """The separate debug file of a stripped ELF file (Debian's ``-dbg``/``-dbgsym``
-    packages): by build id under ``/usr/lib/debug/.build-id``, else by
-    ``.gnu_debuglink`` name; None if there is none."""
-    import struct
-    note = elf.section(".note.gnu.build-id")
-    if note is not None:
-        data = bytes(elf.section_data(note))
-        if len(data) >= 16:
-            namesz, descsz, _ = struct.unpack_from(elf.endian + "III", data, 0)
-            start = 12 + ((namesz + 3) & ~3)
-            build_id = data[start:start + descsz].hex()
-            if len(build_id) > 2:
-                path = os.path.join(DEBUG_ROOT, ".build-id", build_id[:2],
-                                    build_id[2:] + ".debug")
-                if os.path.isfile(path):
-                    return path
-    link = elf.section(".gnu_debuglink")
-    if link is not None:
-        name = bytes(elf.section_data(link)).split(b"\0", 1)[0].decode(errors="replace")
-        where = os.path.dirname(os.path.realpath(elf.path))
-        for candidate in (os.path.join(where, name), os.path.join(where, ".debug", name),
-                          DEBUG_ROOT + os.path.join(where, name)):
-            if name and os.path.isfile(candidate) and candidate != elf.path:
-                return candidate
-    return None
 
 
 def _usdt(rest: str) -> List[Probe]:
