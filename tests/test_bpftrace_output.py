@@ -436,6 +436,8 @@ def test_time_strftime_join():
     assert lines[0] == "Attaching 1 probe..."
     sec, us = lines[1].split(".")
     boot = int(sec) * 10 ** 9 + int(us) * 1000
+    from pybpf.bpftrace.values import boot_realtime_ns
+    assert abs(boot_realtime_ns() - boot) < 5_000_000      # the same measurement
     want = [strftime_text(fm, ns, boot) + "|" for fm in fmts for ns in nss]
     assert lines[2:2 + len(want)] == want
     # time(): the same strftime of "now" as bpftrace's second (taken from its line)
@@ -482,3 +484,134 @@ def test_join_against_bpftrace():
     argv = [exe, "x", "yy z"] + args
     want = O.join_text(argv) + "\n" + O.join_text(argv, ",") + "\n" + "\n\n"
     same(want, out.decode("latin-1"))
+
+
+# --- stacks --------------------------------------------------------------------------
+
+_STACK_C = r"""
+#include <unistd.h>
+__attribute__((noinline)) int leaf(int x) { return x * 3 + (int)getpid() % 2; }
+__attribute__((noinline)) int mid(int x) { return leaf(x + 1) + 1; }
+__attribute__((noinline)) int top(int x) { return mid(x + 2) + 2; }
+__attribute__((noinline)) void done(void) { __asm__ volatile(""); }
+int main(void) {
+    volatile int n1 = 1, n2 = 2, n3 = 3;
+    int s = 0, i;
+    for (i = 0; i < n1; i++) s += top(i);
+    for (i = 0; i < n2; i++) s += top(i);
+    for (i = 0; i < n3; i++) s += top(i);
+    done();
+    sleep(1);
+    return s == 12345;
+}
+"""
+
+
+def _func_symbols(path: str):
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        syms = [(s["st_value"], s["st_size"], s.name)
+                for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()
+                if s["st_info"]["type"] == "STT_FUNC" and s["st_size"] > 0]
+    return syms
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+def test_ustack_bpftrace_and_perf_modes(tmp_path):
+    """ustack values and map keys in bpftrace and perf modes, resolved while the target
+    lives (print() from a probe) and unresolved after it exited (maps at exit). The
+    frames' addresses are read from bpftrace's perf-mode hex column; their symbols come
+    from the binary's symbol table (pyelftools), independently of bpftrace."""
+    from pybpf.bpftrace.values import Frame, Stack
+    src, exe = tmp_path / "t.c", str(tmp_path / "t")
+    src.write_text(_STACK_C)
+    subprocess.run(["gcc", "-O1", "-static", "-no-pie", "-fno-omit-frame-pointer", "-o",
+                    exe, str(src)], check=True)
+    prog = ("uprobe:%s:leaf { @[ustack] = count(); @p[ustack(perf)] = count(); "
+            "@v = ustack(perf, 3); printf(\"%%s|\\n\", ustack(perf)); } "
+            "uprobe:%s:done { print(@); print(@p); print(@v); }" % (exe, exe))
+    proc = subprocess.run([BPFTRACE, "-e", prog, "-c", exe], capture_output=True,
+                          timeout=120)
+    out = proc.stdout.decode("latin-1")
+    syms = _func_symbols(exe)
+
+    def resolve(addr: int, alive: bool) -> Frame:
+        for value, size, name in syms:
+            if alive and value <= addr < value + size:
+                return Frame(addr, name, addr - value, exe)
+        return Frame(addr)
+
+    # the raw stacks, in the order the printf lines show them
+    raw = []
+    for block in out.split("|\n")[:-1]:
+        addrs = [int(line.split()[0], 16) for line in block.splitlines()
+                 if line.startswith("\t")]
+        if addrs:
+            raw.append(addrs)
+    assert len(raw) == 6, out
+    ids = {}
+    for a in raw:
+        ids.setdefault(tuple(a), len(ids))
+    counts = {k: sum(1 for a in raw if tuple(a) == k) for k in ids}
+    assert sorted(counts.values()) == [1, 2, 3]
+
+    def stack(addrs, mode, alive, limit=None):
+        frames = tuple(resolve(a, alive) for a in addrs[:limit])
+        return Stack(frames, user=True, mode=mode, stack_id=ids[tuple(addrs)])
+
+    def maps(alive):
+        m1 = O.MapData("@", "count", [((stack(list(k), "bpftrace", alive),), c)
+                                      for k, c in counts.items()])
+        m2 = O.MapData("@p", "count", [((stack(list(k), "perf", alive),), c)
+                                       for k, c in counts.items()])
+        m3 = O.MapData("@v", "value", [((), stack(raw[-1], "perf", alive, 3))])
+        return [m1, m2, m3]
+
+    want = O.attached_probes_text(2)
+    want += "".join(format_printf("%s|\n", [stack(a, "perf", True)]) for a in raw)
+    want += "".join(O.map_text(m) for m in maps(True))
+    want += O.exit_maps_text(maps(False))
+    same(want, out)
+
+
+_SORT_CPP = r"""
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+#include <vector>
+int main() {
+    int n;
+    while (scanf("%d", &n) == 1) {
+        std::vector<std::pair<long, int>> v;
+        for (int i = 0; i < n; i++) { long x; scanf("%ld", &x); v.push_back({x, i}); }
+        std::sort(v.begin(), v.end(), [](auto &a, auto &b) { return a.first < b.first; });
+        for (auto &p : v) printf("%d ", p.second);
+        printf("\n");
+    }
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
+def test_cxx_sort_matches_libstdcxx(tmp_path):
+    """Ties come out of our std::sort in the order g++'s libstdc++ puts them (sizes
+    around the 16-element insertion-sort threshold, few and many distinct values,
+    sorted/reversed/organ-pipe inputs)."""
+    from pybpf.bpftrace.cxxsort import cxx_sort
+    src, exe = tmp_path / "s.cpp", str(tmp_path / "s")
+    src.write_text(_SORT_CPP)
+    subprocess.run(["g++", "-O2", "-o", exe, str(src)], check=True)
+    rng = random.Random(3)
+    cases = [[rng.randrange(k) for _ in range(n)]
+             for n in (0, 1, 2, 5, 16, 17, 20, 33, 64, 100, 257, 1000)
+             for k in (1, 2, 3, 10, 10 ** 6) for _ in range(3)]
+    cases += [list(range(300)), list(range(300, 0, -1)), [i % 7 for i in range(500)],
+              list(range(100)) + list(range(100, 0, -1))]
+    inp = "".join(f"{len(c)} " + " ".join(map(str, c)) + "\n" for c in cases)
+    out = subprocess.run([exe], input=inp, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert len(out) == len(cases)
+    for c, line in zip(cases, out):
+        items = list(enumerate(c))
+        cxx_sort(items, lambda a, b: a[1] < b[1])
+        assert [i for i, _ in items] == [int(x) for x in line.split()], c

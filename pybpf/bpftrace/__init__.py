@@ -6,6 +6,9 @@ This package is a second front end beside :mod:`pybpf.dsl` (it never imports it)
 :mod:`~pybpf.bpftrace.ast`), :mod:`~pybpf.bpftrace.preamble` (the ``#include``/``#define``/
 ``struct`` lines before the probes), :mod:`~pybpf.bpftrace.printer` (the tree back to
 source) and :mod:`~pybpf.bpftrace.errors` (errors printed as bpftrace prints them).
-Semantic analysis, lowering and the runtime come later. Importing this package loads
+The runtime's output layer: :mod:`~pybpf.bpftrace.values` (decoded values),
+:mod:`~pybpf.bpftrace.printf`, :mod:`~pybpf.bpftrace.output` (text) and
+:mod:`~pybpf.bpftrace.json_output` (``-f json``). Semantic analysis, lowering and the
+rest of the runtime come later. Importing this package loads
 nothing but itself.
 """
