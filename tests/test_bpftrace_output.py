@@ -23,7 +23,7 @@ from pybpf.bpftrace import json_output as J
 from pybpf.bpftrace import output as O
 from pybpf.bpftrace.printf import FormatStringError, check_format, format_printf
 from pybpf.bpftrace.values import (Buf, Int, Str, Tuple as VTuple, hist_bucket,
-                                   lhist_bucket, ntop, reduce_min, strftime_text, wrap)
+                                   lhist_bucket, ntop, reduce_min, strftime_text)
 
 BPFTRACE = shutil.which("bpftrace")
 pytestmark = [

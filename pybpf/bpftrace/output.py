@@ -28,10 +28,10 @@ from __future__ import annotations
 import struct
 import time as _time
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .cxxsort import cxx_sort
-from .values import M64, Int, Pointer, Stack, Str, Value, c_div, wrap
+from .values import M64, Int, Pointer, Str, Value, c_div, wrap
 
 __all__ = ["MapData", "map_entries", "map_text", "hist_text", "lhist_text",
            "hist_label", "lhist_label", "value_text", "exit_maps_text",

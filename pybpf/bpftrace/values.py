@@ -35,7 +35,7 @@ import re
 import socket
 import struct
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple as TTuple
 
 __all__ = [
