@@ -9,6 +9,9 @@ source), :mod:`~pybpf.bpftrace.errors` (errors printed as bpftrace prints them),
 the probe layer: :mod:`~pybpf.bpftrace.probes` (attach points parsed and checked),
 :mod:`~pybpf.bpftrace.probe_match` (wildcards and probe sources) and
 :mod:`~pybpf.bpftrace.listing` (``-l``/``-lv``).
-Semantic analysis, lowering and the runtime come later. Importing this package loads
+The runtime's output layer: :mod:`~pybpf.bpftrace.values` (decoded values),
+:mod:`~pybpf.bpftrace.printf`, :mod:`~pybpf.bpftrace.output` (text) and
+:mod:`~pybpf.bpftrace.json_output` (``-f json``). Semantic analysis, lowering and the
+rest of the runtime come later. Importing this package loads
 nothing but itself.
 """
