@@ -1,5 +1,5 @@
 """Shared pieces of the tools in ``programs/``: argument parsing conventions, the run
-loop with clean Ctrl-C handling, and output helpers.
+loop with clean Ctrl-C handling, loss reports, and output helpers.
 
 A tool is one file: its BPF programs (decorated functions of :mod:`pybpf.dsl`) and a
 ``main(argv)`` that parses BCC's flags, loads the module with load-time constants, prints
@@ -28,7 +28,7 @@ __all__ = ["disk_name", "ip_address", "add_interval_args", "summary_heading", "t
            "whole_seconds", "positive_seconds", "frequency_hz", "cpu_number",
            "port_number", "signal_number", "pid_max", "max_sample_rate", "possible_cpus",
            "int_range", "MAX_SECONDS", "PID_MAX_LIMIT", "UID_MAX", "tool_main", "running",
-           "write_lines", "Memo", "text_of"]
+           "write_lines", "Memo", "text_of", "LossReporter", "LOSS_INTERVAL"]
 
 
 #: the longest interval or duration a tool takes, in seconds: one wait of the event
@@ -444,18 +444,92 @@ def running() -> Iterator[None]:
         _stop.phase = "after"
 
 
+#: how often, in seconds, a running tool looks at its loss counters (and reports new
+#: losses)
+LOSS_INTERVAL = 1.0
+
+
+class LossReporter:
+    """Reports the records of a module's event maps that never reached the tool, the
+    way BCC does: ``Possibly lost N samples`` on stderr, N being the records lost since
+    the previous report.
+
+    The maps are those with a reader (``mod.readers``: every ring buffer and perf event
+    array the tool consumes, the ``print()`` ring included); the counts come from
+    ``mod.lost(name)``: records a full ring refused (counted per CPU by the programs)
+    and records the kernel reported lost from a perf buffer. :meth:`tick` is cheap
+    (a clock read; one map look-up per ring every :data:`LOSS_INTERVAL` seconds);
+    :meth:`report` reports whatever is new now (at exit). The N of all reports add up
+    to the total lost.
+
+    ``json``: write ``{"lost": N}`` as one JSON line on stdout instead (for tools'
+    ``--json`` output); ``emit``: call ``emit(N)`` instead of either."""
+
+    def __init__(self, mod: Any, *, json: bool = False,
+                 emit: Optional[Callable[[int], Any]] = None,
+                 interval: Optional[float] = None) -> None:
+        self.mod = mod
+        self.json = json
+        self.emit = emit
+        #: seconds between checks (None: :data:`LOSS_INTERVAL` as it is now)
+        self.interval = LOSS_INTERVAL if interval is None else interval
+        #: the records reported lost so far
+        self.reported = 0
+        self.next_check = time.monotonic() + self.interval
+
+    def _names(self) -> List[str]:
+        readers = getattr(self.mod, "readers", None)
+        return list(readers) if readers and hasattr(self.mod, "lost") else []
+
+    def total(self) -> int:
+        """Records lost so far, over every event map the tool reads."""
+        return sum(int(self.mod.lost(name)) for name in self._names())
+
+    def report(self) -> int:
+        """Report the records lost since the previous report, if any; returns them."""
+        new = self.total() - self.reported
+        if new <= 0:
+            return 0
+        self.reported += new
+        if self.emit is not None:
+            self.emit(new)
+        elif self.json:
+            sys.stdout.write(f'{{"lost": {new}}}\n')
+            sys.stdout.flush()
+        else:
+            sys.stderr.write(f"Possibly lost {new} samples\n")
+            sys.stderr.flush()
+        return new
+
+    def tick(self) -> None:
+        """Report new losses if :data:`LOSS_INTERVAL` seconds passed since the last
+        check (call it often: it only reads the clock otherwise)."""
+        now = time.monotonic()
+        if now >= self.next_check:
+            self.next_check = now + self.interval
+            self.report()
+
+
 def run_tool(mod: Any, *, duration: Optional[float] = None, interval: Optional[float] = None,
              count: Optional[int] = None, on_interval: Optional[Callable[[], Any]] = None,
              until: Optional[Callable[[], bool]] = None,
              header: Optional[str] = None,
-             summary: Optional[Callable[[], Any]] = None) -> None:
+             summary: Optional[Callable[[], Any]] = None,
+             json_lost: bool = False,
+             on_lost: Optional[Callable[[int], Any]] = None) -> None:
     """Poll ``mod``'s events until Ctrl-C/SIGTERM, ``duration`` seconds, or ``count``
     intervals; ``on_interval`` runs every ``interval`` seconds. ``summary`` is BCC's
     interval summary: printed every ``interval`` seconds and once more at the end,
     unless the run ended right after the ``count``-th. ``header`` is printed first,
     inside the Ctrl-C handling: a Ctrl-C that arrives just after the header (a test
     reacting to it) ends the run quietly instead of raising. A stop request ends the
-    run within :data:`STOP_GRACE` seconds even when nobody reads the output."""
+    run within :data:`STOP_GRACE` seconds even when nobody reads the output.
+
+    Lost records are reported as BCC's tools do (:class:`LossReporter`): ``Possibly
+    lost N samples`` on stderr within :data:`LOSS_INTERVAL` seconds of a loss, and once
+    more at the end for the rest (not when the run ended because the reader of stdout
+    went away). ``json_lost``: as a JSON line ``{"lost": N}`` on stdout instead (tools'
+    ``--json`` mode); ``on_lost(N)``: the tool reports it itself."""
     if interval is not None and count is not None and duration is None:
         duration = interval * count
     printed = [0]
@@ -464,8 +538,9 @@ def run_tool(mod: Any, *, duration: Optional[float] = None, interval: Optional[f
             printed[0] += 1
             summary()
         on_interval = tick
+    losses = LossReporter(mod, json=json_lost, emit=on_lost)
     try:
-        _run(mod, duration, interval, on_interval, until, header)
+        _run(mod, duration, interval, on_interval, until, header, losses)
     finally:
         if summary is not None and (not count or printed[0] < count):
             try:
@@ -476,29 +551,47 @@ def run_tool(mod: Any, *, duration: Optional[float] = None, interval: Optional[f
 
 def _run(mod: Any, duration: Optional[float], interval: Optional[float],
          on_interval: Optional[Callable[[], Any]], until: Optional[Callable[[], bool]],
-         header: Optional[str]) -> None:
+         header: Optional[str], losses: Optional[LossReporter] = None) -> None:
     handled = _stop.installed
     if handled:
         user_until = until
         until = (lambda: _stop.requested() or user_until()) if user_until is not None \
             else _stop.requested
+    if losses is not None:
+        inner_until = until
+
+        def until() -> bool:
+            if inner_until is not None and inner_until():
+                return True               # the report at the end covers the rest
+            losses.tick()                 # the run loop asks at least every 0.1 s
+            return False
     try:
+        if handled:
+            _stop.phase = "run"
+        abandoned = False
         try:
-            if handled:
-                _stop.phase = "run"
             if header is not None:
                 print(header)
             mod.run(duration, interval=interval, on_interval=on_interval, until=until,
                     signals=not handled)
-        finally:
-            if handled:
-                _stop.phase = "after"
-    except (KeyboardInterrupt, _ForcedStop):
-        pass
-    except BrokenPipeError:
-        # the reader went away (``pybpf run opensnoop | head``): stop quietly; the
-        # caller's ``with`` still detaches everything
-        _discard_stdout()
+        except (KeyboardInterrupt, _ForcedStop):
+            pass
+        except BrokenPipeError:
+            # the reader went away (``pybpf run opensnoop | head``): stop quietly; the
+            # caller's ``with`` still detaches everything
+            abandoned = True
+            _discard_stdout()
+        if losses is not None and not abandoned:
+            # still in the "run" phase: a stop request interrupts a blocked write
+            try:
+                losses.report()           # the records lost since the last report
+            except (KeyboardInterrupt, _ForcedStop):
+                pass
+            except BrokenPipeError:
+                _discard_stdout()
+    finally:
+        if handled:
+            _stop.phase = "after"
 
 
 def _one_line(exc: BaseException) -> str:

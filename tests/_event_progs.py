@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import select
 import threading
 from typing import Any, List, Optional
 
@@ -134,6 +135,28 @@ def usable() -> str:
     except OSError as exc:
         return f"no ring buffers here: {exc}"
     return ""
+
+
+def count_wakeups(run: Any, reader: Any, crossings: int, per_fill: int) -> int:
+    """Fill a ring with ``per_fill`` records (``run()`` posts one) without consuming,
+    then consume everything (``reader``, a RingBufReader), ``crossings`` times; returns
+    how many times the reader was woken. An edge-triggered epoll instance on the ring,
+    asked after every record, is ready once per wake-up since the previous question
+    (the kernel's irq_work runs before the posting system call returns)."""
+    ep = select.epoll()
+    ep.register(reader.fileno(), select.EPOLLIN | select.EPOLLET)
+    wakeups = 0
+    try:
+        for _ in range(crossings):
+            for _ in range(per_fill):
+                run()
+                wakeups += len(ep.poll(0))
+            wakeups += len(ep.poll(0.05))          # a late one, if any
+            got = reader.consume()
+            assert got == per_fill, f"consumed {got} of {per_fill} records"
+    finally:
+        ep.close()
+    return wakeups
 
 
 def trigger(n: int, call: Any = os.getpid) -> None:

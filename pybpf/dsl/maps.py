@@ -135,8 +135,9 @@ class RingBuf(MapDecl):
         if wakeup not in ("adaptive", "per_event"):
             raise ValueError(f"wakeup must be 'adaptive' or 'per_event', not {wakeup!r}")
         self.event = event
-        #: ``"adaptive"``: a record wakes the reader only once the ring is a quarter
-        #: full (the reader also polls every 5 ms); ``"per_event"``: every record does
+        #: ``"adaptive"``: only the record that makes the ring cross a quarter full
+        #: wakes the reader (the reader also polls every 5 ms; see
+        #: :mod:`pybpf.events.wakeup`); ``"per_event"``: every record does
         self.wakeup = wakeup
 
 

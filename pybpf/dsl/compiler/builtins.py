@@ -392,7 +392,7 @@ class BuiltinsMixin:
         self.nonnull.discard(name)                              # type: ignore[attr-defined]
         self.loc = self.src.loc(s)                              # type: ignore[attr-defined]
         self.emit("helper", name="ringbuf_submit",              # type: ignore[attr-defined]
-                  args=(ptr, self.wakeup_flags(ref)))
+                  args=(ptr, self.wakeup_flags(ref, size, reserved=True)))
         self.emit("jump", target=end)                           # type: ignore[attr-defined]
         self.emit("label", name=full)                           # type: ignore[attr-defined]
         self.count_drop(ref)
@@ -414,19 +414,25 @@ class BuiltinsMixin:
         self.emit("store", base=cell, off=0, size=8, a=n)       # type: ignore[attr-defined]
         self.emit("label", name=done)                           # type: ignore[attr-defined]
 
-    def wakeup_flags(self, ref: MapRef) -> Operand:
-        """The ``ringbuf_output`` flags of the ring's wake-up policy: adaptive = no
-        wake-up until a quarter of the ring is filled (Linux 5.8, ``ringbuf_query``)."""
+    def wakeup_flags(self, ref: MapRef, size: int, reserved: bool = False) -> Operand:
+        """The submit flags of the ring's wake-up policy for a ``size``-byte record:
+        adaptive = force a wake-up only for the record whose footprint makes the fill
+        level cross a quarter of the ring, else none (the rule and its bounds:
+        :func:`pybpf.events.wakeup.adaptive_window`; Linux 5.8, ``ringbuf_query``).
+        ``reserved``: the record is already reserved (counted in the fill level)."""
         if getattr(ref.decl, "wakeup", "per_event") != "adaptive":
             return 0
+        from ...events.wakeup import adaptive_window
+        low, high = adaptive_window(ref.decl.max_entries, size, reserved=reserved)
         avail = self.vreg(T.u64)                                # type: ignore[attr-defined]
         self.emit("helper", dst=avail, name="ringbuf_query",    # type: ignore[attr-defined]
                   args=(MapFd(ref.name), 0))
         flags = self.vreg(T.u64)                                # type: ignore[attr-defined]
         done = self.label("wake")                               # type: ignore[attr-defined]
         self.emit("mov", dst=flags, a=1)                        # type: ignore[attr-defined]  (no wake-up)
-        threshold = max(1, ref.decl.max_entries // 4)
-        self.emit("branch", name="ult", a=avail, b=threshold, target=done)  # type: ignore[attr-defined]
+        if low:
+            self.emit("binop", name="sub", dst=avail, a=avail, b=low)  # type: ignore[attr-defined]
+        self.emit("branch", name="uge", a=avail, b=high - low, target=done)  # type: ignore[attr-defined]
         self.emit("mov", dst=flags, a=2)                        # type: ignore[attr-defined]  (force)
         self.emit("label", name=done)                           # type: ignore[attr-defined]
         return flags
@@ -753,7 +759,7 @@ class BuiltinsMixin:
         """``bpf_ringbuf_output`` with the ring's wake-up flags; a refused record (the
         ring is full) adds one to the ring's per-CPU drop counter, which
         :meth:`pybpf.dsl.loader.LoadedModule.lost` reads."""
-        flags = self.wakeup_flags(ref)
+        flags = self.wakeup_flags(ref, size)
         ret = self.vreg(T.i64)                                  # type: ignore[attr-defined]
         self.emit("helper", dst=ret, name="ringbuf_output",     # type: ignore[attr-defined]
                   args=(MapFd(ref.name), addr, size, flags))
