@@ -196,7 +196,7 @@ def main(argv=None) -> int:
               "TARGET_UID": args.uid or 0, "TARGET_PPID": args.ppid}
     with load_tool(__name__, consts=consts) as mod:
         mod.on("events", batch_printer(args), rows=True)
-        run_tool(mod, header=None if args.json else column_header(args))
+        run_tool(mod, header=None if args.json else column_header(args), json_lost=args.json)
     return 0
 
 

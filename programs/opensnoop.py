@@ -253,7 +253,7 @@ def main(argv=None) -> int:
     with load_tool(__name__, consts=consts_of(args, mask)) as mod:
         mod.on("events", batch_printer(args), rows=row_items(args))
         header = None if args.json else column_header(args)
-        run_tool(mod, duration=args.duration, header=header)
+        run_tool(mod, duration=args.duration, header=header, json_lost=args.json)
     return 0
 
 

@@ -243,3 +243,31 @@ def test_crossing_window_arithmetic() -> None:
     with pytest.raises(ValueError):
         wk.record_footprint(-1)
 
+
+
+@kernel
+@pytest.mark.parametrize("policy", ["adaptive", "per_event"])
+def test_poller_waits_for_wakeups_not_for_data(counters, policy) -> None:
+    """A ring buffer's descriptor is readable whenever the ring holds data. A poller over
+    an adaptive reader (timed poll) must not wake for that: once it has been woken and
+    has consumed, records posted quietly leave it asleep until a forced wake-up or its
+    interval (so a storm gathers into large batches instead of a busy loop of tiny
+    ones). A per-event reader keeps the level-triggered wait: it has no timed poll."""
+    from pybpf.events import Poller
+    with RingBuf(size=RING) as rb, \
+            Attached(program("ringbuf", rb, counters, wakeup=policy)), \
+            RingBufReader(rb, record=RECORD, wakeup=policy) as reader, \
+            Poller([reader]) as poller:
+        watch = select.epoll()
+        watch.register(poller.fileno(), select.EPOLLIN)
+        try:
+            trigger(140)                       # adaptive: crosses 4096 bytes, one wake-up
+            assert watch.poll(2.0) != []
+            assert poller.poll(2.0) == 140
+            trigger(10)                        # quiet for adaptive; per-event wakes
+            readable = watch.poll(0.05) != []
+            assert readable == (policy == "per_event"), (policy, readable)
+            assert reader.available > 0        # the data is there either way
+            assert poller.poll(1.0) == 10      # adaptive: found by the timed poll
+        finally:
+            watch.close()

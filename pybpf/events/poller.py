@@ -59,6 +59,17 @@ class EventReader:
     def _close(self) -> None:
         raise NotImplementedError
 
+    @property
+    def edge_triggered(self) -> bool:
+        """True when a :class:`Poller` should wait for this reader's wake-ups only
+        (``EPOLLET``), not for its buffer being non-empty. A ring buffer's descriptor is
+        readable whenever it holds data, so under a steady stream a level-triggered wait
+        would return at once, every time, and the reader would spin over batches of a
+        few records; a reader with a timed poll (:attr:`interval`) needs no readiness
+        beyond the producers' forced wake-ups, and sleeps until one comes or the interval
+        ends, which lets records gather into large batches."""
+        return False
+
     # -- shared by the readers -----------------------------------------------------------
     def _hand_over(self, records: List[Any], sink: Optional[List[Any]], *,
                    keep_rest: bool) -> int:
@@ -200,8 +211,9 @@ class Poller:
         """Watch ``reader`` too."""
         ep = self._open()
         reader._check_open()
+        events = select.EPOLLIN | (select.EPOLLET if reader.edge_triggered else 0)
         for fd in reader._wait_fds():
-            ep.register(fd, select.EPOLLIN)
+            ep.register(fd, events)
         self.readers.append(reader)
 
     def remove(self, reader: EventReader) -> None:
@@ -246,10 +258,11 @@ class Poller:
         """Wait up to ``timeout`` seconds (None: no limit) until some reader has
         records, handle every reader's records, and return how many were handled.
 
-        The wait comes first: a reader that was woken (or whose buffer is non-empty,
-        for level-triggered wake-ups) returns at once; otherwise the wait lasts until
-        a wake-up or the shortest :attr:`EventReader.interval`, which lets quietly
-        posted records pile up into one batch. ``timeout=0`` only consumes."""
+        The wait comes first: a reader that was woken (or, for a reader without a
+        timed poll, whose buffer is non-empty) returns at once; otherwise the wait lasts
+        until a wake-up or the shortest :attr:`EventReader.interval`, which lets quietly
+        posted records pile up into one batch (see :attr:`EventReader.edge_triggered`).
+        ``timeout=0`` only consumes."""
         if timeout == 0:
             return self.consume()
         deadline = None if timeout is None else time.monotonic() + timeout

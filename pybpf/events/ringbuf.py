@@ -129,6 +129,13 @@ class RingBufReader(EventReader):
         self.batches = 0
 
     # -- EventReader ------------------------------------------------------------------
+    @property
+    def edge_triggered(self) -> bool:
+        """True for the policies with a timed poll (adaptive, none): the poller waits
+        for forced wake-ups or the interval, never for "the ring is not empty", which
+        under a storm would hand over batches of a few records in a busy loop."""
+        return self.interval is not None
+
     def _wait_fds(self) -> List[int]:
         return [self._fd.fileno()] if self._fd is not None else []
 
