@@ -362,12 +362,7 @@ class Tracer:
             self.tail = (self.tail + chunk)[-8192:]
 
     def cpu_now(self) -> float:
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / _clk()
-        except (OSError, IndexError, ValueError):
-            return 0.0
+        return cpu_seconds(self.proc.pid)
 
     def prog_stats(self) -> Optional[Dict[str, int]]:
         """The BPF program (most runs) among the tracer's descriptors, from fdinfo."""
@@ -396,34 +391,13 @@ class Tracer:
 
     def exited(self) -> bool:
         """Whether the process has ended (without reaping it: stop() wants its rusage)."""
-        try:
-            info = os.waitid(os.P_PID, self.proc.pid,
-                             os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True
-        return info is not None
+        return process_exited(self.proc.pid)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGINT, then wait (wait4: status and rusage); SIGKILL after ``timeout``."""
         if self.status is not None:
             return
-        try:
-            os.kill(self.proc.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                pid, status, ru = os.wait4(self.proc.pid, os.WNOHANG)
-            except ChildProcessError:       # reaped elsewhere: no rusage
-                pid, status, ru = self.proc.pid, -1, None
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                pid, status, ru = os.wait4(self.proc.pid, 0)
-                break
-            time.sleep(0.005)
+        status, ru = stop_process(self.proc.pid, timeout)
         self.status, self.rusage = status, ru
         self.proc.returncode = status
         if ru is None:
@@ -443,6 +417,46 @@ class Tracer:
 
     def output_tail(self) -> str:
         return self.tail.decode("utf-8", "replace")
+
+
+def process_exited(pid: int) -> bool:
+    """Whether child ``pid`` has ended (without reaping it, so that its rusage stays)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def stop_process(pid: int, timeout: float) -> Tuple[int, Any]:
+    """SIGINT to child ``pid`` (a session leader), then ``wait4``: its status and rusage
+    (None if it was reaped elsewhere); its group gets SIGKILL after ``timeout`` s."""
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got, status, ru = os.wait4(pid, os.WNOHANG)
+        except ChildProcessError:           # reaped elsewhere: no rusage
+            return -1, None
+        if got:
+            return status, ru
+        if time.monotonic() > deadline:
+            os.killpg(pid, signal.SIGKILL)
+            return os.wait4(pid, 0)[1:]
+        time.sleep(0.005)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process so far, from /proc/PID/stat (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _clk()
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _cleanup() -> None:
@@ -920,6 +934,11 @@ NOTES = """## How to read these tables
 """.splitlines()
 
 
+#: the first lines of the sections other benchmarks write into RESULTS.md (kept)
+KEPT_SECTIONS = ("<!-- pybpf export: written by benchmarks/export.py -->",
+                 "<!-- pybpf storm: written by benchmarks/storm.py -->")
+
+
 def write_results(report: List[str], argv: List[str], took: float) -> None:
     path = os.path.join(HERE, "RESULTS.md")
     cmd = "sudo python3 benchmarks/peers.py " + " ".join(
@@ -934,8 +953,8 @@ def write_results(report: List[str], argv: List[str], took: float) -> None:
     if os.path.exists(path):
         with open(path) as fh:
             old = fh.read()
-        cut = old.find("<!-- pybpf export: written by benchmarks/export.py -->")
-        kept = "\n" + old[cut:] if cut >= 0 else ""
+        cuts = [c for c in (old.find(m) for m in KEPT_SECTIONS) if c >= 0]
+        kept = "\n" + old[min(cuts):] if cuts else ""
     with open(path, "w") as fh:
         fh.write("\n".join(head + report + [""] + NOTES) + "\n" + kept)
     print(f"wrote {path}")
