@@ -249,7 +249,7 @@ class FileTracer:
 
     def wait_ready(self, gen: Gen, how: Any) -> None:
         """Ping (or wait for the banner) until the output file shows the tracer live."""
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 60
         mark = {"ping": rb" /dev/zero\n", "exec": rb" storm-ping\n"}.get(how, how)
         burst = {"ping": b"P", "exec": b"e" * 32}.get(how)
         while not self.out_has(mark):
@@ -408,6 +408,9 @@ def _startup_variants(ctx: Dict[str, Any]) -> List[Tuple[Variant, str]]:
         (Variant("pybpf opensnoop, cold cache", cmd, group="pybpf", skip=skip), "cold"),
         (Variant("pybpf opensnoop, PYBPF_NO_CACHE=1", cmd, group="pybpf", skip=skip,
                  env={"PYBPF_NO_CACHE": "1"}), "none"),
+        (Variant("python3 alone (prints a line: the interpreter's start)",
+                 lambda c: [PY, "-c", "import time; print('line', flush=True); "
+                            "time.sleep(60)"], group="python"), ""),
         (Variant("bpftrace one-liner", lambda c: ["bpftrace", "-e", peers.ONE_LINER],
                  group="bpftrace", needs=bpftrace_needed(), skip=peers.BPFTRACE_SKIP), ""),
         (Variant("libbpf C (clang object)", lambda c: [c["libbpf_open"]], group="libbpf",

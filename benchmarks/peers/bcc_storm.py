@@ -75,14 +75,14 @@ BPF_PERF_OUTPUT(events);
 TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
     struct data_t data = {};
     const char *arg = 0;
-    char want[] = "COMM";
+    char want[] = "WANTED_COMM";
     bpf_get_current_comm(&data.comm, sizeof(data.comm));
     for (int i = 0; i < sizeof(want); i++)
         if (data.comm[i] != want[i])
             return 0;
     data.pid = bpf_get_current_pid_tgid() >> 32;
     bpf_probe_read_user_str(&data.fname, sizeof(data.fname), args->filename);
-    bpf_probe_read_user(&arg, sizeof(arg), &args->argv[1]);
+    bpf_probe_read_user(&arg, sizeof(arg), (void *)((u64)args->argv + sizeof(arg)));
     if (arg)
         bpf_probe_read_user_str(&data.arg1, sizeof(data.arg1), arg);
     events.perf_submit(args, &data, sizeof(data));
@@ -102,7 +102,7 @@ def main():
         b = BPF(text=OPEN.replace("TGID", str(args.pid)))
         print("%-6s %-16s %4s %3s %s" % ("PID", "COMM", "FD", "ERR", "PATH"))
     else:
-        b = BPF(text=EXEC.replace("COMM", args.comm[:15]))
+        b = BPF(text=EXEC.replace("WANTED_COMM", args.comm[:15]))
         print("%-16s %-7s %s" % ("PCOMM", "PID", "ARGS"))
     table = b["events"]
     out = sys.stdout.write

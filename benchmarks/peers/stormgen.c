@@ -33,13 +33,20 @@ static void open_close(const char *path)
 
 static int run_exec(const char *prog, const char *tag)
 {
-    char *argv[] = {(char *)prog, (char *)tag, NULL};
     int status;
     pid_t pid = fork();
 
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        /* the argument is copied to the child's stack: a string in .rodata is in a
+         * file-backed page that fork does not map into the child (it would be faulted
+         * in on first touch), and a tracer cannot fault it in, so every tracer would
+         * see an empty argv[1] */
+        char arg[32];
+        char *argv[] = {(char *)prog, arg, NULL};
+        strncpy(arg, tag, sizeof(arg) - 1);
+        arg[sizeof(arg) - 1] = 0;
         execve(prog, argv, environ);
         _exit(127);
     }
