@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import re
 import shutil
@@ -221,6 +222,7 @@ class Gen:
 
 
 GENS: List[Gen] = []
+RAW: Dict[str, Any] = {}                # every section's results, for --json
 TRACERS: List["FileTracer"] = []
 
 
@@ -365,7 +367,7 @@ def untraced(ctx: Dict[str, Any], gen_args: List[str]) -> float:
     return Gen(ctx, gen_args).go()[0]
 
 
-def run_storm(ctx: Dict[str, Any], variants: List[Storm], gen_args: List[str],
+def run_storm(label: str, ctx: Dict[str, Any], variants: List[Storm], gen_args: List[str],
               marker: bytes, rounds: int) -> Dict[str, Any]:
     """Interleaved: per round, per tracer, an untraced run then a traced one."""
     res: Dict[str, Any] = {"untraced": []}
@@ -395,6 +397,7 @@ def run_storm(ctx: Dict[str, Any], variants: List[Storm], gen_args: List[str],
                 res[v.name]["error"] = str(exc)
                 print(f"  round {r + 1}, {v.name}: {exc}", flush=True)
     res["untraced"].append(untraced(ctx, gen_args))
+    RAW[label] = res
     return res
 
 
@@ -464,6 +467,7 @@ def run_startup(ctx: Dict[str, Any], runs: int, only: Optional[str]) -> Dict[str
     finally:
         ticker.kill()
         ticker.wait()
+    RAW["startup"] = res
     return res
 
 
@@ -510,6 +514,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--steady-seconds", type=float, default=3.0)
     ap.add_argument("--execs", type=int, default=5_000)
     ap.add_argument("--startup-runs", type=int, default=5)
+    ap.add_argument("--json", metavar="FILE",
+                    help="also write every run's raw figures to FILE (JSON)")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.events, args.steady_seconds = 1, 200_000, 1.0
@@ -538,44 +544,64 @@ def main(argv: Optional[List[str]] = None) -> int:
         ctx = build(tmp)
         n, target = args.events, ctx["target"]
         marker = b" " + target.encode() + b"\n"
-        steps = [
-            ("opensnoop", f"1. opensnoop: {n:,} openat+close as fast as possible",
-             lambda: storm_table(run_storm(ctx, OPENSNOOP, ["open", str(n), target], marker,
-                                           args.rounds), OPENSNOOP, n, args.rounds,
-                                 "pybpf opensnoop", "bpftrace opensnoop.bt", True)),
-            ("steady", f"2. opensnoop at a steady {args.rate:,} opens/s",
-             lambda: storm_table(run_storm(
-                 ctx, OPENSNOOP, ["open", str(int(args.rate * args.steady_seconds)), target,
-                                  str(args.rate)], marker, args.rounds), OPENSNOOP,
-                 int(args.rate * args.steady_seconds), args.rounds, "pybpf opensnoop",
-                 None, False)),
-            ("execsnoop", f"3. execsnoop: {args.execs:,} fork+exec",
-             lambda: storm_table(run_storm(ctx, EXECSNOOP, ["exec", str(args.execs),
-                                                            ctx["stormtrue"]],
-                                           b" storm-go\n", args.rounds), EXECSNOOP,
-                                 args.execs, args.rounds, "pybpf execsnoop",
-                                 "bpftrace execsnoop.bt", True)),
-            ("syscount", f"4. syscount (in-kernel counts): {n:,} openat+close",
-             lambda: syscount_table(run_storm(ctx, SYSCOUNT, ["open", str(n), target],
-                                              marker, args.rounds), SYSCOUNT, n,
-                                    args.rounds)),
-            ("startup", "5. Start-up: exec to the first event line",
-             lambda: startup_table(run_startup(ctx, args.startup_runs, args.only),
-                                   args.startup_runs)),
+        steady_n = int(args.rate * args.steady_seconds)
+        open_args = ["open", str(n), target]
+        exec_args = ["exec", str(args.execs), ctx["stormtrue"]]
+        steady_args = ["open", str(steady_n), target, str(args.rate)]
+        r = args.rounds
+
+        def opensnoop() -> List[str]:
+            res = run_storm("opensnoop", ctx, OPENSNOOP, open_args, marker, r)
+            return storm_table(res, OPENSNOOP, n, r, "pybpf opensnoop",
+                               "bpftrace opensnoop.bt", True)
+
+        def steady() -> List[str]:
+            res = run_storm("steady", ctx, OPENSNOOP, steady_args, marker, r)
+            return storm_table(res, OPENSNOOP, steady_n, r, "pybpf opensnoop", None, False)
+
+        def execsnoop() -> List[str]:
+            res = run_storm("execsnoop", ctx, EXECSNOOP, exec_args, b" storm-go\n", r)
+            return storm_table(res, EXECSNOOP, args.execs, r, "pybpf execsnoop",
+                               "bpftrace execsnoop.bt", True)
+
+        def syscount() -> List[str]:
+            res = run_storm("syscount", ctx, SYSCOUNT, open_args, marker, r)
+            return syscount_table(res, SYSCOUNT, n, r)
+
+        def startup() -> List[str]:
+            return startup_table(run_startup(ctx, args.startup_runs, args.only),
+                                 args.startup_runs)
+
+        steps: List[Tuple[str, str, Callable[[], List[str]]]] = [
+            ("opensnoop", f"1. opensnoop: {n:,} openat+close as fast as possible", opensnoop),
+            ("steady", f"2. opensnoop at a steady {args.rate:,} opens/s "
+                       f"({args.steady_seconds:g} s)", steady),
+            ("execsnoop", f"3. execsnoop: {args.execs:,} fork+exec", execsnoop),
+            ("syscount", f"4. syscount (in-kernel counts): {n:,} openat+close", syscount),
+            ("startup", "5. Start-up: exec to the first event line", startup),
         ]
-        for key, title, fn in steps:
-            if key not in sections:
-                continue
-            print(f"\n# {title} ...", flush=True)
-            lines = fn()
-            report += ["", "## " + title, ""] + lines
-            print("\n".join(lines), flush=True)
+        try:
+            for key, title, fn in steps:
+                if key not in sections:
+                    continue
+                print(f"\n# {title} ...", flush=True)
+                lines = fn()
+                report += ["", "## " + title, ""] + lines
+                print("\n".join(lines), flush=True)
+        except KeyboardInterrupt:
+            print("\ninterrupted: every tracer stopped, nothing written", file=sys.stderr)
+            return 130
     took = time.monotonic() - started
     report += ["", "Load average at the end (1/5/15 min): "
                + " / ".join(f"{x:.2f}" for x in os.getloadavg())]
     print(f"\n({took:.0f} s)")
     if args.write_results:
         write_results(machine + report, argv, took)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"argv": argv, "machine": machine, "seconds": took, "raw": RAW}, fh,
+                      indent=1, default=str)
+        print(f"wrote {args.json}")
     return 0
 
 

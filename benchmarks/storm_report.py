@@ -36,10 +36,14 @@ def _untraced_line(res: Dict[str, Any]) -> str:
 
 def storm_table(res: Dict[str, Any], variants: List[Any], events: int, rounds: int,
                 main: str, peer: Optional[str], storm: bool) -> List[str]:
-    """A traced-workload table (opensnoop, steady rate, execsnoop) and its verdicts."""
+    """A traced-workload table (opensnoop, steady rate, execsnoop) and its verdicts;
+    ``storm``: as fast as possible (else a steady rate: the targets differ)."""
     base = med(res["untraced"])
-    lines = [f"{events:,} events per run; median of {rounds} round(s); "
-             + _untraced_line(res), "",
+    steady = [] if storm else [
+        "At a steady rate the untraced workload takes events / rate seconds; a slowdown "
+        "above 1.00x means that, traced, it could not keep the rate.", ""]
+    lines = steady + [f"{events:,} events per run; median of {rounds} round(s); "
+                      + _untraced_line(res), "",
              "| tracer | slowdown | workload (s) | printed | lost (counted) | "
              "printed + lost | consumer CPU-s | printed lines per CPU-s | peak RSS (MB) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -203,8 +207,9 @@ NOTES = """How these are measured:
   right pid, fd and error (else it is reported as a bad line). **Lost (counted)** is the
   sum of what the tracer itself reports: "Possibly lost N samples" (pybpf's tools; BCC's
   default lost-callback message), "Lost N events" (bpftrace), the drop counter of the
-  libbpf tracer (printed at its exit). A printed + lost below the event count means
-  events vanished without being counted.
+  libbpf tracer (printed at its exit). Each report counts the records lost since the
+  one before (pybpf's and BCC's as bpftrace's), so they are summed. A printed + lost
+  below the event count means events vanished without being counted.
 - **Consumer CPU-s**: the tracer's utime + stime from the start of the workload (from
   /proc/PID/stat) to its exit (`wait4`), which includes draining after the workload; the
   tracer gets SIGINT once its output file and CPU time have not grown for 0.5 s. The BPF
