@@ -20,7 +20,7 @@ tracepoints, whose record layout BCC reads from tracefs, not from the headers.
 1. **Start-up** (buffers: 256 KiB rings, BCC's and bpftrace's default perf buffers):
    from exec of the tracer to the moment it prints its first event line
    (read through a pipe, stamped with ``time.monotonic``), and its peak RSS
-   (``wait4``'s ``ru_maxrss`` after a SIGINT sent on that first line), for an openat
+   (``VmHWM`` on that first line, before a SIGINT), for an openat
    tracer: pybpf (``programs/opensnoop.py`` when it exists, and the minimal program of
    ``benchmarks/peers/pybpf_open.py``), the bpftrace one-liner, BCC's minimal
    TRACEPOINT_PROBE in Python, and a C libbpf loader of the same program built by clang.
@@ -321,6 +321,7 @@ class Tracer:
         self.marked = 0                     # lines ending in MARKER (the workload's path)
         self.first: Optional[str] = None
         self.first_at: Optional[float] = None
+        self.first_cpu_ms: Optional[float] = None   # its CPU time at the first line
         self.tail = b""
         self.got_first = threading.Event()
         self.rusage: Any = None
@@ -358,6 +359,7 @@ class Tracer:
                     text = line.decode("utf-8", "replace")
                     if text and not text.startswith(self.variant.skip):
                         self.first, self.first_at = text, now
+                        self.first_cpu_ms = task_cpu_ms(self.proc.pid)
                         self.got_first.set()
             self.tail = (self.tail + chunk)[-8192:]
 
@@ -449,6 +451,35 @@ def stop_process(pid: int, timeout: float) -> Tuple[int, Any]:
         time.sleep(0.005)
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A live process's peak RSS (VmHWM), in MB; 0 if it is gone. Not ``wait4``'s
+    ``ru_maxrss``: Linux carries that over exec, so a child of this (Python) process
+    would report at least this process's RSS at the fork."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def task_cpu_ms(pid: int) -> float:
+    """CPU time so far of every thread of a live process (schedstat), in ms."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                    total += int(fh.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    except OSError:
+        pass
+    return total / 1e6
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a live process so far, from /proc/PID/stat (0 if it is gone)."""
     try:
@@ -486,6 +517,7 @@ def run_startup(ctx: Dict[str, Any], runs: int) -> Dict[str, Any]:
             for v in variants:
                 t = Tracer(v, ctx)
                 ok = t.got_first.wait(60)
+                rss = peak_rss_mb(t.proc.pid)
                 t.stop()
                 r = results[v.name]
                 if not ok or t.first_at is None:
@@ -498,7 +530,7 @@ def run_startup(ctx: Dict[str, Any], runs: int) -> Dict[str, Any]:
                     parts = m.group(1).split()
                     for key, value in zip(parts[::2], parts[1::2]):
                         r.setdefault("phases", {}).setdefault(key, []).append(float(value))
-                r["rss_mb"].append(t.rusage.ru_maxrss / 1024.0)
+                r["rss_mb"].append(rss)
                 r["example"] = t.first
     finally:
         ticker.kill()
@@ -901,8 +933,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 NOTES = """## How to read these tables
 
 - **First event** is wall time from `Popen` (fork + exec) of the tracer to the moment its
-  first event line reaches `peers.py` through a pipe; peak RSS is `wait4`'s `ru_maxrss`
-  after a SIGINT on that line. Start-up tracers are unfiltered and print every openat;
+  first event line reaches `peers.py` through a pipe; peak RSS is the tracer's `VmHWM`
+  on that line (not `wait4`'s `ru_maxrss`: Linux carries it over exec, so it would
+  include `peers.py`'s own RSS at the fork). Start-up tracers are unfiltered and print every openat;
   `peers/ticker.c` opens a file every millisecond. Buffers: 256 KiB ring buffers for pybpf
   and libbpf (a ring buffer is mapped whole, so its size shows in RSS), BCC's default 8
   perf pages per CPU, bpftrace's default 64.
