@@ -34,8 +34,9 @@ file (a block-buffered file, as ``tool > file``), its stderr to another.
    ``$PYBPF_CACHE_DIR`` per run) and ``PYBPF_NO_CACHE=1``; its CPU time by then (less
    sensitive to a loaded machine than the wall time); peak RSS (VmHWM); bpftrace's
    one-liner and the libbpf C tracer beside it (``peers.py``'s start-up machinery: a
-   pipe, and ``peers/ticker.c`` opening a file every ms). Targets: warm <= 50 ms, RSS
-   <= 25 MB.
+   pipe, and ``peers/ticker.c`` opening a file every ms; each tracer traces only the
+   ticker's pid, so other work on the machine does not flood it). Targets: warm <= 50
+   ms, RSS <= 25 MB.
 
 A peer that is missing (bpftrace, python3-bpfcc with linked kernel headers, clang +
 bpftool + libbpf-dev for the C tracer) is named and its row skipped. Every tracer is
@@ -407,7 +408,7 @@ def run_storm(label: str, ctx: Dict[str, Any], variants: List[Storm], gen_args: 
 
 def _startup_variants(ctx: Dict[str, Any]) -> List[Tuple[Variant, str]]:
     skip = ("PID", "TIME", "COMM", "Tracing", "Attaching", "Possibly")
-    cmd = lambda c: pybpf("opensnoop")                               # noqa: E731
+    cmd = lambda c: pybpf("opensnoop", "-p", c["pid"])               # noqa: E731
     return [
         (Variant("pybpf opensnoop, warm cache", cmd, group="pybpf", skip=skip), "warm"),
         (Variant("pybpf opensnoop, cold cache", cmd, group="pybpf", skip=skip), "cold"),
@@ -416,10 +417,11 @@ def _startup_variants(ctx: Dict[str, Any]) -> List[Tuple[Variant, str]]:
         (Variant("python3 alone (prints a line: the interpreter's start)",
                  lambda c: [PY, "-c", "import time; print('line', flush=True); "
                             "time.sleep(60)"], group="python"), ""),
-        (Variant("bpftrace one-liner", lambda c: ["bpftrace", "-e", peers.ONE_LINER],
+        (Variant("bpftrace one-liner", lambda c: ["bpftrace", "-e",
+                                                  peers.FILTERED.format(pid=c["pid"])],
                  group="bpftrace", needs=bpftrace_needed(), skip=peers.BPFTRACE_SKIP), ""),
-        (Variant("libbpf C (clang object)", lambda c: [c["libbpf_open"]], group="libbpf",
-                 needs=("libbpf_open",)), ""),
+        (Variant("libbpf C (clang object)", lambda c: [c["libbpf_open"], "-p", str(c["pid"])],
+                 group="libbpf", needs=("libbpf_open",)), ""),
     ]
 
 
@@ -444,6 +446,7 @@ def run_startup(ctx: Dict[str, Any], runs: int, only: Optional[str]) -> Dict[str
             variants.append((v, cache))
     warm = os.path.join(ctx["tmp"], "cache-warm")
     ticker = subprocess.Popen([ctx["ticker"]], stdin=subprocess.DEVNULL)
+    ctx = dict(ctx, pid=ticker.pid)         # every tracer traces the ticker only
     try:
         for i in range(runs + 1):           # run 0 fills the warm cache, and is not kept
             for v, cache in variants:

@@ -160,8 +160,9 @@ def syscount_table(res: Dict[str, Any], variants: List[Any], events: int,
 
 
 def startup_table(res: Dict[str, Any], runs: int) -> List[str]:
-    lines = [f"Median of {runs} run(s); a background process opens a file every 1 ms; "
-             "tracers unfiltered, stdout a pipe, Python unbuffered (as in peers.py)", "",
+    lines = [f"Median of {runs} run(s); a background process opens a file every 1 ms and "
+             "every tracer traces its pid only; stdout a pipe, Python unbuffered (as in "
+             "peers.py)", "",
              "| tracer | first event (ms) | runs (ms) | CPU ms by then | peak RSS (MB) | "
              "cache files after |", "| --- | ---: | --- | ---: | ---: | ---: |"]
     for name, r in res.items():
