@@ -289,6 +289,24 @@ class FileTracer:
             TRACERS.remove(self)
 
 
+def wakeups(pid: int) -> int:
+    """Voluntary context switches of every thread of a live process so far: the times it
+    went to sleep (in poll/epoll, mostly) and was woken again."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as fh:
+                    for line in fh:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            total += int(line.split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    except OSError:
+        pass
+    return total
+
+
 def _cleanup() -> None:
     for t in list(TRACERS):
         try:
@@ -335,9 +353,11 @@ def traced(ctx: Dict[str, Any], v: Storm, gen_args: List[str],
         t.wait_ready(gen, v.ready)
         time.sleep(0.3)                     # the last pings drained
         cpu0 = peers.cpu_seconds(t.proc.pid)
+        wake0 = wakeups(t.proc.pid)
         secs, failed = gen.go()
         t.wait_quiet()
         rss = peers.peak_rss_mb(t.proc.pid)
+        woken = wakeups(t.proc.pid) - wake0
         t.stop()
         if t.rusage is None:
             raise RuntimeError(f"{v.name}: lost track of the process")
@@ -349,7 +369,7 @@ def traced(ctx: Dict[str, Any], v: Storm, gen_args: List[str],
         lost = sum(int(n) for n in re.findall(v.lost_re, text)) if v.lost_re else -1
         res = {"workload": secs, "printed": printed, "lost": lost, "cpu": cpu,
                "bad": bad, "first_bad": first_bad, "failed": failed,
-               "status": t.status, "rss_mb": rss}
+               "status": t.status, "rss_mb": rss, "wakeups": woken}
         if v.counted:
             m = re.search(v.counted(c), rest)
             res["counted"] = int(m.group(1)) if m else -1
@@ -393,7 +413,7 @@ def run_storm(label: str, ctx: Dict[str, Any], variants: List[Storm], gen_args: 
                 print(f"  round {r + 1}, {v.name}: {run['workload']:.3f} s, printed "
                       f"{run['printed']:,}, lost {run['lost']:,}"
                       + (f", counted {run['counted']:,}" if "counted" in run else "")
-                      + f", CPU {run['cpu']:.2f} s"
+                      + f", CPU {run['cpu']:.2f} s, {run['wakeups']:,} wake-ups"
                       + (f", {run['bad']:,} bad lines" if run["bad"] else "")
                       + (f" ({run['note']})" if run.get("note") else ""), flush=True)
             except RuntimeError as exc:

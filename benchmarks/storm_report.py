@@ -45,17 +45,19 @@ def storm_table(res: Dict[str, Any], variants: List[Any], events: int, rounds: i
     lines = steady + [f"{events:,} events per run; median of {rounds} round(s); "
                       + _untraced_line(res), "",
              "| tracer | slowdown | workload (s) | printed | lost (counted) | "
-             "printed + lost | consumer CPU-s | printed lines per CPU-s | peak RSS (MB) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "printed + lost | consumer CPU-s | printed lines per CPU-s | consumer "
+             "wake-ups | peak RSS (MB) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     notes: List[str] = []
     for v in variants:
         r = res.get(v.name, {})
         if "skipped" in r:
-            lines.append(f"| {v.name} | skipped: {r['skipped']} | | | | | | | |")
+            lines.append(f"| {v.name} | skipped: {r['skipped']} | | | | | | | | |")
             continue
         runs = r.get("runs", [])
         if not runs:
-            lines.append(f"| {v.name} | failed: {r.get('error', '?')[:120]!r} | | | | | | | |")
+            lines.append(f"| {v.name} | failed: {r.get('error', '?')[:120]!r} "
+                         "| | | | | | | | |")
             continue
         lost = "n/a (none reported)" if v.lost_re is None else \
             f"{med([x['lost'] for x in runs]):,.0f}"
@@ -66,6 +68,7 @@ def storm_table(res: Dict[str, Any], variants: List[Any], events: int, rounds: i
                      f"{med([x['workload'] for x in runs]):.3f} | "
                      f"{med([x['printed'] for x in runs]):,.0f} | {lost} | {total} | "
                      f"{med([x['cpu'] for x in runs]):.2f} | {rate:,.0f} | "
+                     f"{med([x['wakeups'] for x in runs]):,.0f} | "
                      f"{med([x['rss_mb'] for x in runs]):.1f} |")
         bad = [x for x in runs if x["bad"]]
         if bad:
@@ -211,6 +214,9 @@ NOTES = """How these are measured:
   libbpf tracer (printed at its exit). Each report counts the records lost since the
   one before (pybpf's and BCC's as bpftrace's), so they are summed. A printed + lost
   below the event count means events vanished without being counted.
+- **Consumer wake-ups**: the tracer's voluntary context switches (all threads, from
+  /proc/PID/task/*/status) from the start of the workload to just before SIGINT: how
+  often it slept (in poll/epoll) and was woken again.
 - **Peak RSS** is the tracer's VmHWM just before it is stopped (not `wait4`'s
   `ru_maxrss`, which Linux carries over exec: a child of the Python harness would show
   at least the harness's RSS).
