@@ -5,7 +5,7 @@
 usage: sudo python3 benchmarks/storm.py [--quick] [--write-results] [--install]
             [--sections opensnoop,steady,execsnoop,syscount,startup] [--only REGEX]
             [--rounds 3] [--events 1000000] [--rate 100000] [--steady-seconds 3]
-            [--execs 5000] [--startup-runs 5]
+            [--execs 5000] [--startup-runs 5] [--json FILE]
 
 Every traced run starts a fresh load generator (``peers/stormgen.c``) and a fresh
 tracer limited to it, waits until the tracer shows it is live (bursts of "ping" events
@@ -50,6 +50,7 @@ import atexit
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -90,8 +91,8 @@ class Storm:
     the tracer's reports of lost events (in its stderr or stdout; None: it has none);
     ``line``: ``line(ctx)`` is a bytes regex every workload line must match in full (a
     wrong field under load shows as a "bad line"); ``ready``: how the harness knows it is
-    live: "ping" (an event on another path reaches the output file) or a bytes regex of a
-    banner; ``counted``: ``counted(ctx)`` a bytes regex with the number of workload calls
+    live: "ping" (an open of /dev/zero reaches the output file), "exec" (an exec with
+    the argument ``storm-ping`` does) or a bytes regex of a banner; ``counted``: ``counted(ctx)`` a bytes regex with the number of workload calls
     an aggregating tracer counted; ``buffers``: a note for the tables."""
 
     def __init__(self, name: str, argv: Callable[[Dict[str, Any]], List[str]], *,
@@ -113,6 +114,12 @@ class Storm:
                 continue
             path = ctx.get(need, need)
             if not isinstance(path, str) or not os.path.exists(path):
+                pkg = [k for k, f in PACKAGES.items() if f == need]
+                if pkg:
+                    return f"{pkg[0]} not installed (apt-get install {pkg[0]})"
+                if need == "libbpf_open":
+                    return "the libbpf C tracer was not built (needs clang-19, bpftool, " \
+                           "libbpf-dev)"
                 return f"{need} missing"
         return None
 
@@ -203,9 +210,14 @@ class Gen:
         self.proc.stdin.write(c)            # type: ignore[union-attr]
         self.proc.stdin.flush()             # type: ignore[union-attr]
 
-    def go(self) -> Tuple[float, int]:
-        """Run the workload: its seconds and the number of failed execs."""
+    def go(self, limit: float = 900.0) -> Tuple[float, int]:
+        """Run the workload: its seconds and the number of failed execs (RuntimeError if
+        it has not ended within ``limit`` seconds: a tracer that blocks it)."""
         self.send(b"g")
+        ready, _, _ = select.select([self.proc.stdout], [], [], limit)
+        if not ready:
+            self.close()
+            raise RuntimeError(f"the workload did not end within {limit:.0f} s")
         out = self.proc.stdout.readline().split()          # type: ignore[union-attr]
         self.close()
         if len(out) != 2:
@@ -242,6 +254,7 @@ class FileTracer:
                                          start_new_session=True)
         TRACERS.append(self)
         self.rusage: Any = None
+        self.status = -1
 
     def err_text(self) -> str:
         with open(self.err_path, "rb") as fh:
