@@ -229,9 +229,15 @@ NOTES = """How these are measured:
   `peers/bcc_storm.py`; opensnoop-bpfcc itself attaches kprobes/fentry, refused on this
   machine) do. The libbpf C tracer (`peers/libbpf_open.c -b`) sends one 88-byte record
   at sys_enter_openat only (comm, 64 bytes of path): a lower bound for the cost.
-  pybpf's execsnoop sends one record per argument and one at the exit (BCC's design);
-  bpftrace's execsnoop.bt two printf records at the entry; the BCC exec tracer here one
-  record at the entry (file name and argv[1]), filtered by the parent's command name.
+  pybpf's execsnoop sends one record per argument and one at the exit (BCC's design),
+  filtered by parent pid (`-P`); bpftrace's execsnoop.bt (sys_enter_execve only, with
+  `/curtask->real_parent->tgid == PID/`) two records at the entry, a printf and a join,
+  which can interleave with another exec's under load (they then show as bad lines);
+  the BCC exec tracer here one record at the entry (file name and argv[1]), filtered by
+  the parent's command name (BCC compiles against this machine's older kernel headers,
+  so it cannot read task_struct safely). The exec'd program's argument is on the
+  child's stack: a string in the parent's .rodata sits in a file-backed page that fork
+  does not map into the child, and no tracer could read it at the exec.
 - syscount: pybpf's counts per syscall number at raw_syscalls:sys_exit (a hash map);
   bpftrace's `@[args->id] = count()` at sys_enter (a per-CPU map). "openat counted" is
   the tool's own figure for openat, which must equal the workload's calls. The harness
