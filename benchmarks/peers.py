@@ -20,7 +20,7 @@ tracepoints, whose record layout BCC reads from tracefs, not from the headers.
 1. **Start-up** (buffers: 256 KiB rings, BCC's and bpftrace's default perf buffers):
    from exec of the tracer to the moment it prints its first event line
    (read through a pipe, stamped with ``time.monotonic``), and its peak RSS
-   (``wait4``'s ``ru_maxrss`` after a SIGINT sent on that first line), for an openat
+   (``VmHWM`` on that first line, before a SIGINT), for an openat
    tracer: pybpf (``programs/opensnoop.py`` when it exists, and the minimal program of
    ``benchmarks/peers/pybpf_open.py``), the bpftrace one-liner, BCC's minimal
    TRACEPOINT_PROBE in Python, and a C libbpf loader of the same program built by clang.
@@ -321,6 +321,7 @@ class Tracer:
         self.marked = 0                     # lines ending in MARKER (the workload's path)
         self.first: Optional[str] = None
         self.first_at: Optional[float] = None
+        self.first_cpu_ms: Optional[float] = None   # its CPU time at the first line
         self.tail = b""
         self.got_first = threading.Event()
         self.rusage: Any = None
@@ -358,16 +359,12 @@ class Tracer:
                     text = line.decode("utf-8", "replace")
                     if text and not text.startswith(self.variant.skip):
                         self.first, self.first_at = text, now
+                        self.first_cpu_ms = task_cpu_ms(self.proc.pid)
                         self.got_first.set()
             self.tail = (self.tail + chunk)[-8192:]
 
     def cpu_now(self) -> float:
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / _clk()
-        except (OSError, IndexError, ValueError):
-            return 0.0
+        return cpu_seconds(self.proc.pid)
 
     def prog_stats(self) -> Optional[Dict[str, int]]:
         """The BPF program (most runs) among the tracer's descriptors, from fdinfo."""
@@ -396,34 +393,13 @@ class Tracer:
 
     def exited(self) -> bool:
         """Whether the process has ended (without reaping it: stop() wants its rusage)."""
-        try:
-            info = os.waitid(os.P_PID, self.proc.pid,
-                             os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True
-        return info is not None
+        return process_exited(self.proc.pid)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGINT, then wait (wait4: status and rusage); SIGKILL after ``timeout``."""
         if self.status is not None:
             return
-        try:
-            os.kill(self.proc.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                pid, status, ru = os.wait4(self.proc.pid, os.WNOHANG)
-            except ChildProcessError:       # reaped elsewhere: no rusage
-                pid, status, ru = self.proc.pid, -1, None
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                pid, status, ru = os.wait4(self.proc.pid, 0)
-                break
-            time.sleep(0.005)
+        status, ru = stop_process(self.proc.pid, timeout)
         self.status, self.rusage = status, ru
         self.proc.returncode = status
         if ru is None:
@@ -443,6 +419,75 @@ class Tracer:
 
     def output_tail(self) -> str:
         return self.tail.decode("utf-8", "replace")
+
+
+def process_exited(pid: int) -> bool:
+    """Whether child ``pid`` has ended (without reaping it, so that its rusage stays)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def stop_process(pid: int, timeout: float) -> Tuple[int, Any]:
+    """SIGINT to child ``pid`` (a session leader), then ``wait4``: its status and rusage
+    (None if it was reaped elsewhere); its group gets SIGKILL after ``timeout`` s."""
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got, status, ru = os.wait4(pid, os.WNOHANG)
+        except ChildProcessError:           # reaped elsewhere: no rusage
+            return -1, None
+        if got:
+            return status, ru
+        if time.monotonic() > deadline:
+            os.killpg(pid, signal.SIGKILL)
+            return os.wait4(pid, 0)[1:]
+        time.sleep(0.005)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A live process's peak RSS (VmHWM), in MB; 0 if it is gone. Not ``wait4``'s
+    ``ru_maxrss``: Linux carries that over exec, so a child of this (Python) process
+    would report at least this process's RSS at the fork."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def task_cpu_ms(pid: int) -> float:
+    """CPU time so far of every thread of a live process (schedstat), in ms."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                    total += int(fh.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    except OSError:
+        pass
+    return total / 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process so far, from /proc/PID/stat (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _clk()
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _cleanup() -> None:
@@ -472,6 +517,7 @@ def run_startup(ctx: Dict[str, Any], runs: int) -> Dict[str, Any]:
             for v in variants:
                 t = Tracer(v, ctx)
                 ok = t.got_first.wait(60)
+                rss = peak_rss_mb(t.proc.pid)
                 t.stop()
                 r = results[v.name]
                 if not ok or t.first_at is None:
@@ -484,7 +530,7 @@ def run_startup(ctx: Dict[str, Any], runs: int) -> Dict[str, Any]:
                     parts = m.group(1).split()
                     for key, value in zip(parts[::2], parts[1::2]):
                         r.setdefault("phases", {}).setdefault(key, []).append(float(value))
-                r["rss_mb"].append(t.rusage.ru_maxrss / 1024.0)
+                r["rss_mb"].append(rss)
                 r["example"] = t.first
     finally:
         ticker.kill()
@@ -887,8 +933,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 NOTES = """## How to read these tables
 
 - **First event** is wall time from `Popen` (fork + exec) of the tracer to the moment its
-  first event line reaches `peers.py` through a pipe; peak RSS is `wait4`'s `ru_maxrss`
-  after a SIGINT on that line. Start-up tracers are unfiltered and print every openat;
+  first event line reaches `peers.py` through a pipe; peak RSS is the tracer's `VmHWM`
+  on that line (not `wait4`'s `ru_maxrss`: Linux carries it over exec, so it would
+  include `peers.py`'s own RSS at the fork). Start-up tracers are unfiltered and print every openat;
   `peers/ticker.c` opens a file every millisecond. Buffers: 256 KiB ring buffers for pybpf
   and libbpf (a ring buffer is mapped whole, so its size shows in RSS), BCC's default 8
   perf pages per CPU, bpftrace's default 64.
@@ -920,6 +967,11 @@ NOTES = """## How to read these tables
 """.splitlines()
 
 
+#: the first lines of the sections other benchmarks write into RESULTS.md (kept)
+KEPT_SECTIONS = ("<!-- pybpf export: written by benchmarks/export.py -->",
+                 "<!-- pybpf storm: written by benchmarks/storm.py -->")
+
+
 def write_results(report: List[str], argv: List[str], took: float) -> None:
     path = os.path.join(HERE, "RESULTS.md")
     cmd = "sudo python3 benchmarks/peers.py " + " ".join(
@@ -934,8 +986,8 @@ def write_results(report: List[str], argv: List[str], took: float) -> None:
     if os.path.exists(path):
         with open(path) as fh:
             old = fh.read()
-        cut = old.find("<!-- pybpf export: written by benchmarks/export.py -->")
-        kept = "\n" + old[cut:] if cut >= 0 else ""
+        cuts = [c for c in (old.find(m) for m in KEPT_SECTIONS) if c >= 0]
+        kept = "\n" + old[min(cuts):] if cuts else ""
     with open(path, "w") as fh:
         fh.write("\n".join(head + report + [""] + NOTES) + "\n" + kept)
     print(f"wrote {path}")

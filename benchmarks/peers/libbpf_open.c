@@ -2,11 +2,14 @@
 /* libbpf loader of open.bpf.o (through the skeleton bpftool generates) for
  * benchmarks/peers.py.
  *
- *   libbpf_open [-p TGID] [-w adaptive|event|perf] [-c] [-r RING_KB]
+ *   libbpf_open [-p TGID] [-w adaptive|event|perf] [-c] [-b] [-r RING_KB]
  *
  * Prints "comm filename" per openat call until SIGINT; with -c prints only the first
- * event, counts the rest and, on SIGINT, drains and prints "received N lost M". The
- * ring buffer is 256 KiB (8 MiB with -c) unless -r says otherwise. */
+ * event, counts the rest and, on SIGINT, drains and prints "received N lost M". With
+ * -b (benchmarks/storm.py) every event is printed through stdio's buffer, without a
+ * flush per line (a file gets large writes, as a C tool writing to a file does), and
+ * "received N lost M" goes to stderr at the end. The ring buffer is 256 KiB (8 MiB
+ * with -c) unless -r says otherwise. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,7 +28,7 @@ struct event {
 };
 
 static volatile sig_atomic_t stop;
-static int count_only;
+static int count_only, buffered;
 static unsigned long long received, perf_lost;
 
 static void on_sigint(int sig) { (void)sig; stop = 1; }
@@ -35,7 +38,8 @@ static void handle(const void *data)
     const struct event *e = data;
     if (!count_only || received == 0) {
         printf("%s %.64s\n", e->comm, e->filename);
-        fflush(stdout);
+        if (!buffered)
+            fflush(stdout);
     }
     received++;
 }
@@ -67,12 +71,13 @@ int main(int argc, char **argv)
     struct perf_buffer *pb = NULL;
     int opt, err;
 
-    while ((opt = getopt(argc, argv, "p:w:cr:")) != -1) {
+    while ((opt = getopt(argc, argv, "p:w:cbr:")) != -1) {
         switch (opt) {
         case 'p': tgid = strtoul(optarg, NULL, 10); break;
         case 'w': mode = !strcmp(optarg, "event") ? 1 : !strcmp(optarg, "perf") ? 2 : 0;
                   break;
         case 'c': count_only = 1; break;
+        case 'b': buffered = 1; break;
         case 'r': ring_kb = strtoul(optarg, NULL, 10); break;
         default: return 2;
         }
