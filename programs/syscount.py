@@ -32,9 +32,7 @@ ERRNO = const(i32, 0)
 
 
 @tracepoint("raw_syscalls:sys_enter")
-def sys_enter(args):
-    if LATENCY == 0:
-        return 0
+def sys_enter(args):                # loaded only for -L: every system call pays for it
     if TARGET_PID and pid() != TARGET_PID:
         return 0
     start[pid_tgid()] = ktime_ns()
@@ -150,7 +148,8 @@ def main(argv=None) -> int:
 
     consts = {"TARGET_PID": args.pid, "BY_PROCESS": args.process,
               "LATENCY": args.latency, "FAILED": args.failures, "ERRNO": err}
-    with load_tool(__name__, consts=consts) as mod:
+    entry = None if args.latency else ["sys_exit"]
+    with load_tool(__name__, consts=consts, programs=entry) as mod:
         failed = "failed " if args.failures else ""
         until = f"for {args.duration} seconds." if args.duration else "Ctrl+C to quit."
         run_tool(mod, interval=args.interval, duration=args.duration, on_interval=tick,
