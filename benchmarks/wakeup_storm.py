@@ -45,7 +45,7 @@ variant, root = sys.argv[1], sys.argv[2]
 sys.path.insert(0, root)
 from pybpf.dsl.compiler import builtins as B
 from pybpf.dsl import types as T
-from pybpf.dsl.compiler.ir import MapFd
+from pybpf.compiler.ir import MapFd
 
 def flags(self, ref, size, reserved=False):
     if getattr(ref.decl, "wakeup", "per_event") != "adaptive":

@@ -510,7 +510,7 @@ def test_kernel_ptr_and_str_helpers_compile() -> None:
 
 
 def test_format_print_conversions() -> None:
-    from pybpf.dsl.compiler.unit import PrintSite
+    from pybpf.compiler.unit import PrintSite
     import struct
     site = PrintSite(0, ("a=", ("int", 8, 8, True, ">4", None), " b=",
                          ("str", 16, 8, False, "", ord("r"))), 24, None)

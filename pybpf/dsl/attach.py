@@ -30,11 +30,11 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
-from .context import (
+from ..compiler.context import (
     PERF_EVENT_FIELDS, SKB_FIELDS, XDP_FIELDS, Context, fixed_context, pt_regs_context,
     slot_context, tracepoint_context, usdt_context,
 )
-from .types import u64
+from ..compiler.types import u64
 
 __all__ = [
     "ProgramKind", "tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",

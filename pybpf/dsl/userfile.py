@@ -22,7 +22,7 @@ import sysconfig
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..asm.instruction import SourceLocation
-from .compiler.errors import CompileError
+from ..compiler.errors import CompileError
 
 __all__ = ["import_user_file", "syntax_error", "top_level_error", "attach_error", "decorator_location",
            "DEBUG_HINT"]

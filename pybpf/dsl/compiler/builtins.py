@@ -6,11 +6,11 @@ from __future__ import annotations
 import ast
 from typing import Any, List, Optional, Tuple
 
-from .. import types as T
-from ..maps import MapDecl, PerfEventArray, QueueMap, RingBuf, StackTraceMap
-from .ir import FrameAddr, KType, MapFd, Operand, PtrType, VReg
-from .memory import CtxRef, Place
-from .unit import DROPS_MAP, PRINT_MAP
+from ...compiler import types as T
+from ...compiler.ir import FrameAddr, KType, MapFd, Operand, PtrType, VReg
+from ...compiler.maps import MapDecl, PerfEventArray, QueueMap, RingBuf, StackTraceMap
+from ...compiler.memory import CtxRef, Place
+from ...compiler.unit import DROPS_MAP, PRINT_MAP
 
 __all__ = ["BuiltinsMixin", "MapRef", "DEST_HELPERS"]
 

@@ -17,15 +17,17 @@ import types as _pytypes
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ...asm.instruction import SourceLocation
-from .. import types as T
-from ..maps import MapDecl
+from ...compiler import types as T
+from ...compiler.errors import CompileError
+from ...compiler.ir import Function, KType, Op, Operand, PtrType, VReg
+from ...compiler.maps import MapDecl
+from ...compiler.memory import NULLABLE, CtxRef, MemoryMixin, Place
+from ...compiler.unit import RODATA_MAP, Unit
+from ..types import Const
 from .builtins import DEST_HELPERS, BuiltinsMixin, MapRef
-from .errors import CompileError
-from .ir import Function, KType, Op, Operand, PtrType, VReg
-from .memory import NULLABLE, CtxRef, MemoryMixin, PacketMixin, Place
+from .packet import PacketMixin
 from .stale import Restale, StaleMixin, Staleness, merge_stale
 from .typing_rules import TypingMixin, _Widen, _a
-from .unit import RODATA_MAP, Unit
 
 __all__ = ["HELPERS", "Source", "parse_function", "FunctionCompiler", "UNROLL_LIMIT"]
 
@@ -900,7 +902,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, Typi
             return self.loop_consts[node.id]
         if isinstance(node, ast.Name) and node.id not in self.locals:
             g = self.src.globals.get(node.id)
-            if isinstance(g, T.Const):
+            if isinstance(g, Const):
                 return g.value
             if type(g) is int:
                 return g
@@ -1233,7 +1235,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, Typi
         g = self.src.globals.get(node.id, _MISSING)
         if isinstance(g, MapDecl):
             return MapRef(g, self.unit.map_name(g, node.id))
-        if isinstance(g, T.Const):
+        if isinstance(g, Const):
             if self.unit.rodata:
                 off = self.unit.const_offset(node.id, g)
                 addr = self.vreg(T.u64)

@@ -9,15 +9,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...asm.instruction import Instruction, SourceLocation
 from ...asm.program import link
-from ..types import IntType
-from .codegen import VREG_BASE, generate, ranges
-from .errors import CompileError
+from ...compiler.codegen import VREG_BASE, generate, ranges
+from ...compiler.errors import CompileError
+from ...compiler.ir import Function
+from ...compiler.limits import check_stack, walk_estimate
+from ...compiler.peephole import fold_moves
+from ...compiler.regalloc import allocate
+from ...compiler.types import IntType
+from ...compiler.unit import Unit
 from .frontend import FunctionCompiler, parse_function
-from .ir import Function
-from .limits import check_stack, walk_estimate
-from .peephole import fold_moves
-from .regalloc import allocate
-from .unit import Unit
 
 __all__ = ["compile_functions", "CompiledFunction"]
 

@@ -20,8 +20,8 @@ import ast
 import types as _pytypes
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from ..maps import MapDecl
-from .errors import CompileError
+from ...compiler.errors import CompileError
+from ...compiler.maps import MapDecl
 
 __all__ = ["StaleMixin", "HASH_KINDS", "Restale"]
 

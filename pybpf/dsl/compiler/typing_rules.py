@@ -25,10 +25,10 @@ from __future__ import annotations
 import ast
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import types as T
-from .errors import CompileError
-from .ir import KType, Operand, PtrType, VReg
-from .memory import Place
+from ...compiler import types as T
+from ...compiler.errors import CompileError
+from ...compiler.ir import KType, Operand, PtrType, VReg
+from ...compiler.memory import Place
 
 __all__ = ["TypingMixin"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ...asm.instruction import Instruction, SourceLocation
+from ..asm.instruction import Instruction, SourceLocation
 from .errors import CompileError
 
 __all__ = ["MAX_STACK", "MAX_CALL_FRAMES", "MAX_PROCESSED", "frame_cost", "check_stack",

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Set, Tuple, Union
 
-from ...asm.instruction import SourceLocation
-from ..types import IntType
+from ..asm.instruction import SourceLocation
+from .types import IntType
 
 __all__ = ["VReg", "Operand", "Op", "Function", "FrameAddr", "MapFd", "MapValue",
            "PtrType", "KType",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ...asm.instruction import SourceLocation
+from ..asm.instruction import SourceLocation
 
 __all__ = ["CompileError"]
 
