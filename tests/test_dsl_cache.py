@@ -161,6 +161,7 @@ def test_other_kernel_or_pybpf_misses_and_compiles(tmp_path, cache_dir, monkeypa
 
 
 @pytest.mark.parametrize("part", [("compiler", "peephole.py"),       # the shared back end
+                                  ("compiler", "blocks.py"),
                                   ("dsl", "compiler", "frontend.py")])  # the Python front end
 def test_compiler_sources_are_in_pybpf_identity(monkeypatch, tmp_path, part):
     """A development checkout: editing a compiler file (shared or the DSL's front end)

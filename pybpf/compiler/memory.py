@@ -276,6 +276,24 @@ class MemoryMixin:
                          (shift, m.bitfield_size if not signed else -m.bitfield_size))
         return place.at(bits // 8, KType(m.type, _ktext(btf, m.type)))
 
+    def kernel_type(self, text: str, node: Any) -> KType:
+        """The kernel type called ``text`` (``"task_struct"``, ``"struct sock"``)."""
+        from ..btf import vmlinux
+        from ..btf.errors import BTFError
+        from ..btf.format import Kind
+        btf = vmlinux()
+        words = text.replace("struct ", "").replace("union ", "").strip()
+        for kind in (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF):
+            ids = btf.ids(words, kind)
+            if ids:
+                return KType(ids[0], text)
+        try:
+            from ..btf.resolve import resolve_type
+            return KType(resolve_type(btf, text), text)
+        except (BTFError, LookupError, ValueError):
+            raise self.error(f"the kernel has no type {text!r}", node,  # type: ignore[attr-defined]
+                             "name a struct, union or typedef from vmlinux BTF") from None
+
     def index(self, place: Place, i: int, node: Any) -> Place:
         """``place[i]`` for a constant ``i``."""
         t = place.type
