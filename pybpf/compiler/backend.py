@@ -12,7 +12,7 @@ from ..asm.program import link
 from .codegen import VREG_BASE, generate, ranges
 from .errors import CompileError
 from .ir import Function
-from .limits import check_stack, walk_estimate
+from .limits import STACK_HINT, check_stack, walk_estimate
 from .peephole import fold_moves
 from .regalloc import allocate
 
@@ -65,14 +65,15 @@ def lower_function(ir: Function, walks: Dict[str, int]) -> CompiledFunction:
     return CompiledFunction(ir, insns, alloc.stack)
 
 
-def link_program(ordered: Sequence[CompiledFunction]) -> List[Instruction]:
+def link_program(ordered: Sequence[CompiledFunction],
+                 stack_hint: str = STACK_HINT) -> List[Instruction]:
     """The linked instructions of a program: ``ordered`` is its functions, the entry
     first. Refuses two functions of one name and call chains over the kernel's stack
-    limits."""
+    limits (``stack_hint``: what to do, in the front end's words)."""
     names = [f.name for f in ordered]
     if len(set(names)) != len(names):
         raise CompileError("two compiled functions share a name: " + ", ".join(names),
                            ordered[0].ir.loc, "rename one of them")
-    check_stack(ordered)
+    check_stack(ordered, stack_hint)
     program: List[Instruction] = [i for f in ordered for i in f.instructions]
     return link(program)

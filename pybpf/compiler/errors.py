@@ -1,4 +1,7 @@
-"""The error raised for Python that the pybpf language does not support."""
+"""The error of a program a compiler refuses: what, where and what to do instead. Both
+front ends raise it (the Python language for Python it does not support, the shared
+blocks and back end for what the kernel would refuse); a front end may subclass it to
+print in its own format."""
 
 from __future__ import annotations
 

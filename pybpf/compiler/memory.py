@@ -9,8 +9,9 @@ for the frame pointer r10) + ``off``, in a ``space``:
 * ``"kernel"`` and ``"user"``: read with ``bpf_probe_read_kernel``/``_user`` (Linux 5.5)
   through an 8-byte scratch slot (scalars) or into the destination (arrays, structs).
 
-Struct and array locals (``e = Event()``) live in the function's frame, below r10; the
-register allocator puts its spill slots below them.
+Struct and array locals (the DSL's ``e = Event()``) live in the function's frame, below
+r10; the register allocator puts its spill slots below them. Null checks and pointer
+freshness are the front end's (its pointer locals are its own).
 """
 
 from __future__ import annotations
@@ -315,24 +316,6 @@ class MemoryMixin:
                 return Place(VReg(ptr.id, ptr.type), i * sizeof(btf, kt.type),
                              KType(kt.type, _ktext(btf, kt.type)), place.space)
         raise self.error(f"a {t!r} cannot be indexed", node)   # type: ignore[attr-defined]
-
-    def deref(self, ptr: VReg, node: Any, name: str = "") -> Place:
-        """The place a pointer register points to (map values must be checked first)."""
-        pt = ptr.type
-        assert isinstance(pt, PtrType)
-        if pt.space in NULLABLE and ptr.id not in self.nonnull_ids:  # type: ignore[attr-defined]
-            if not name:                        # m.get(k)[0]: no local to check
-                raise self.error("this map value may be None", node,  # type: ignore[attr-defined]
-                                 "assign it to a local and check it: if p: ...")
-            if name not in self.nonnull:        # type: ignore[attr-defined]
-                raise self.error(f"{name!r} may be None here", node,    # type: ignore[attr-defined]
-                                 f"check it first: 'if {name}:' or 'if {name} is None: return'")
-        if name:
-            self.check_fresh(name, node)                        # type: ignore[attr-defined]
-        if pt.target is None:
-            raise self.error("this pointer has no type to read through", node,  # type: ignore[attr-defined]
-                             "use kernel_ptr(value, 'struct name')")
-        return Place(ptr, 0, pt.target, pt.space)
 
     # -- the context --------------------------------------------------------------------
     def ctx_field(self, ctx: CtxRef, name: str, node: Any) -> Any:

@@ -16,6 +16,11 @@ from .frontend import FunctionCompiler, parse_function
 
 __all__ = ["compile_functions", "CompiledFunction"]
 
+#: what to do about a call chain over the kernel's stack limit, in the language's words
+_STACK_HINT = ("keep big records in the ring buffer (with ring.reserve() as e:) or in a "
+               "per-CPU array used as scratch space (PerCPUArrayMap(Rec, 1)), or move "
+               "locals out of the functions of the deepest chain")
+
 
 def compile_functions(entry: Callable[..., Any], unit: Optional[Unit] = None,
                       kind: Any = None) -> Tuple[List[CompiledFunction], List[Instruction]]:
@@ -52,4 +57,4 @@ def compile_functions(entry: Callable[..., Any], unit: Optional[Unit] = None,
     # the entry first, then the others in the order they were finished
     entry_fn = compiled.pop()
     ordered = [entry_fn] + compiled
-    return ordered, link_program(ordered)
+    return ordered, link_program(ordered, _STACK_HINT)
