@@ -17,7 +17,7 @@
 What a module declares: :class:`Struct` classes (event and key layouts), maps
 (:mod:`pybpf.dsl.maps`), :func:`const` load-time constants, and program functions
 decorated with their attach point (:mod:`pybpf.dsl.attach`), whose context parameter
-is typed from it (:mod:`pybpf.dsl.context`). :func:`compile_module` gives a
+is typed from it (:mod:`pybpf.compiler.context`). :func:`compile_module` gives a
 :class:`~pybpf.dsl.loader.ModuleSpec`; :func:`load` a running
 :class:`~pybpf.dsl.loader.LoadedModule`.
 

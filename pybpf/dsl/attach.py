@@ -1,5 +1,6 @@
 """Attach decorators: each names where a program runs, which gives its program type,
-its context fields (:mod:`pybpf.dsl.context`) and how :func:`pybpf.dsl.load` attaches it.
+its context fields (:mod:`pybpf.compiler.context`) and how :func:`pybpf.dsl.load`
+attaches it.
 
 ==========================================  ===============================================
 decorator                                   context fields (``ctx.<name>``)

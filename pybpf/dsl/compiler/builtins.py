@@ -163,8 +163,8 @@ class BuiltinsMixin:
         EEXIST and the second lookup finds that CPU's value. When the second lookup
         misses too (the map is full, or another CPU deleted the key at that moment;
         for arrays: an index out of range) the pointer goes to a copy of the default in
-        this CPU's slot of the module's scratch map (:data:`.unit.DEFAULTS_MAP`): the
-        program goes on, and what it writes there is not stored. (A map value, not the
+        this CPU's slot of the module's scratch map
+        (:data:`pybpf.compiler.unit.DEFAULTS_MAP`): the program goes on, and what it writes there is not stored. (A map value, not the
         stack, so every access valid on the real value is valid there too. The lookup
         of that slot cannot miss; the verifier still wants a branch for a miss, which
         returns 0.)"""
