@@ -43,9 +43,9 @@ WRAPPER = r'''
 import sys
 variant, root = sys.argv[1], sys.argv[2]
 sys.path.insert(0, root)
-from pybpf.dsl.compiler import builtins as B
-from pybpf.dsl import types as T
-from pybpf.dsl.compiler.ir import MapFd
+from pybpf.compiler import blocks as B
+from pybpf.compiler import types as T
+from pybpf.compiler.ir import MapFd
 
 def flags(self, ref, size, reserved=False):
     if getattr(ref.decl, "wakeup", "per_event") != "adaptive":
@@ -66,7 +66,7 @@ def flags(self, ref, size, reserved=False):
     return out
 
 if variant != "crossing":
-    B.BuiltinsMixin.wakeup_flags = flags
+    B.BlocksMixin.wakeup_flags = flags
 from programs import opensnoop
 from pybpf.tooling import tool_main
 tool_main(lambda: opensnoop.main(sys.argv[3:]))

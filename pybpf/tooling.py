@@ -609,7 +609,7 @@ def tool_main(main: Callable[[], Optional[int]]) -> NoReturn:
     not exist, a program the compiler or the kernel refuses) is one line on stderr,
     ``NAME: message``, with status 1, as under ``pybpf run``; ``PYBPF_DEBUG=1`` shows the
     traceback instead. Ctrl-C before the run began exits 130."""
-    from .dsl.compiler.errors import CompileError
+    from .compiler.errors import CompileError
     prog = os.path.splitext(os.path.basename(sys.argv[0]))[0] or "tool"
     try:
         status = main()

@@ -160,13 +160,16 @@ def test_other_kernel_or_pybpf_misses_and_compiles(tmp_path, cache_dir, monkeypa
     assert len(entries(cache_dir)) == 3
 
 
-def test_compiler_sources_are_in_pybpf_identity(monkeypatch, tmp_path):
-    """A development checkout: editing a compiler file changes the identity (size or
-    mtime), without reading the files."""
+@pytest.mark.parametrize("part", [("compiler", "peephole.py"),       # the shared back end
+                                  ("compiler", "blocks.py"),
+                                  ("dsl", "compiler", "frontend.py")])  # the Python front end
+def test_compiler_sources_are_in_pybpf_identity(monkeypatch, tmp_path, part):
+    """A development checkout: editing a compiler file (shared or the DSL's front end)
+    changes the identity (size or mtime), without reading the files."""
     import pybpf.dsl.cache as c
     monkeypatch.delitem(c._memo, "pybpf", raising=False)
     first = c.pybpf_identity()
-    target = os.path.join(ROOT, "pybpf", "dsl", "compiler", "peephole.py")
+    target = os.path.join(ROOT, "pybpf", *part)
     st = os.stat(target)
     try:
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
@@ -251,8 +254,12 @@ HIT_SCRIPT = textwrap.dedent('''
     with load(module, consts={"TARGET": os.getpid()}) as mod:
         os.getppid()
         value = mod["counts"][0]
-    compiler = sorted(m for m in sys.modules if m.startswith("pybpf.dsl.compiler.")
-                      and m not in ("pybpf.dsl.compiler.errors", "pybpf.dsl.compiler.unit"))
+    # the cheap modules a hit needs: errors, declarations, the unit's layout
+    cheap = ("pybpf.compiler.errors", "pybpf.compiler.unit", "pybpf.compiler.types",
+             "pybpf.compiler.maps", "pybpf.compiler.context")
+    compiler = sorted(m for m in sys.modules
+                      if m.startswith(("pybpf.dsl.compiler.", "pybpf.compiler."))
+                      and m not in cheap)
     print(value, STATS["hits"], STATS["misses"], ",".join(compiler) or "-")
 ''')
 

@@ -12,11 +12,11 @@ from typing import Any, Callable
 import pytest
 
 from bpfenv import BPF_UNAVAILABLE, needs_bpf
+from pybpf.compiler.types import common_type, literal_type
 from pybpf.dsl import (
     CompileError, bpf, compile_function, compile_source, const, cpu, i8, i32, i64,
     ktime_ns, pid, program, tgid, tid, u8, u16, u32, u64,
 )
-from pybpf.dsl.types import common_type, literal_type
 from pybpf.syscall.errors import OutOfRangeError
 from pybpf.vm.backend import VMBackend
 
@@ -622,7 +622,8 @@ def test_type_errors_have_locations(src: str, line: int, col: int, message: str,
 
 def test_widening_recompiles_without_duplicate_print_sites() -> None:
     """A widened local recompiles its function: print sites are registered once."""
-    from pybpf.dsl.compiler import Unit, compile_functions
+    from pybpf.compiler.unit import Unit
+    from pybpf.dsl.compiler import compile_functions
     from pybpf.dsl import compile_source as cs  # noqa: F401
     src = ("def f(ctx):\n    x = 0\n    print(x)\n    x = ktime_ns()\n    print(x)\n"
            "    return 0\n")

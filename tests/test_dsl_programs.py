@@ -510,7 +510,7 @@ def test_kernel_ptr_and_str_helpers_compile() -> None:
 
 
 def test_format_print_conversions() -> None:
-    from pybpf.dsl.compiler.unit import PrintSite
+    from pybpf.compiler.unit import PrintSite
     import struct
     site = PrintSite(0, ("a=", ("int", 8, 8, True, ">4", None), " b=",
                          ("str", 16, 8, False, "", ord("r"))), 24, None)
@@ -1091,7 +1091,7 @@ def test_call_chain_stack_limit_matches_the_kernel(monkeypatch) -> None:
     compiler at the call that goes over, and the kernel refuses them too when the
     compiler's check is switched off."""
     from pybpf.program import VerifierError
-    import pybpf.dsl.compiler.pipeline as compiler
+    import pybpf.compiler.backend as backend
     with compile_module([chain_under]).load(attach=False) as mod:
         assert mod.programs["chain_under"].test_run(PACKET).retval == 2
     with pytest.raises(CompileError) as info:
@@ -1100,7 +1100,7 @@ def test_call_chain_stack_limit_matches_the_kernel(monkeypatch) -> None:
     assert (err.loc.file, err.loc.line) == (HERE, depth2_big.__code__.co_firstlineno + 2)
     assert "the call chain chain_over -> depth2_big -> depth3_big needs 576 bytes" in \
         err.message
-    monkeypatch.setattr(compiler, "check_stack", lambda functions: None)
+    monkeypatch.setattr(backend, "check_stack", lambda functions, hint: None)
     with pytest.raises(VerifierError) as refused:
         compile_module([chain_over]).load(attach=False)
     assert "combined stack size of 3 calls" in refused.value.complaint

@@ -34,10 +34,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pybpf.compiler.unit import Unit
 from pybpf.dsl import ArrayMap, CompileError, HashMap, Struct, i16, i32, i64, u8, u32, u64
 from pybpf.dsl import semantics as S
 from pybpf.dsl.compiler import compile_functions
-from pybpf.dsl.compiler.unit import Unit
 from pybpf.dsl import _module_from_source
 
 from bpfenv import BPF_UNAVAILABLE

@@ -17,7 +17,7 @@
 What a module declares: :class:`Struct` classes (event and key layouts), maps
 (:mod:`pybpf.dsl.maps`), :func:`const` load-time constants, and program functions
 decorated with their attach point (:mod:`pybpf.dsl.attach`), whose context parameter
-is typed from it (:mod:`pybpf.dsl.context`). :func:`compile_module` gives a
+is typed from it (:mod:`pybpf.compiler.context`). :func:`compile_module` gives a
 :class:`~pybpf.dsl.loader.ModuleSpec`; :func:`load` a running
 :class:`~pybpf.dsl.loader.LoadedModule`.
 
@@ -41,11 +41,11 @@ import types as _pytypes
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar
 
 from ..asm.instruction import Instruction, SourceLocation
+from ..compiler.errors import CompileError
 from .attach import (
     ProgramKind, fentry, fexit, kprobe, kretprobe, perf_event, raw_tracepoint, retarget,
     socket_filter, tc, tp_btf, tracepoint, uprobe, uretprobe, usdt, xdp,
 )
-from .compiler import CompileError           # the pipeline itself is imported on first use
 from .helpers import (
     boot_ns, cgroup_id, comm, cpu, current_task, gid, kernel_ptr, ktime_ns, log2, pid,
     pid_tgid, probe_read_kernel, probe_read_kernel_str, probe_read_user,

@@ -1,5 +1,6 @@
 """Attach decorators: each names where a program runs, which gives its program type,
-its context fields (:mod:`pybpf.dsl.context`) and how :func:`pybpf.dsl.load` attaches it.
+its context fields (:mod:`pybpf.compiler.context`) and how :func:`pybpf.dsl.load`
+attaches it.
 
 ==========================================  ===============================================
 decorator                                   context fields (``ctx.<name>``)
@@ -30,11 +31,11 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
-from .context import (
+from ..compiler.context import (
     PERF_EVENT_FIELDS, SKB_FIELDS, XDP_FIELDS, Context, fixed_context, pt_regs_context,
     slot_context, tracepoint_context, usdt_context,
 )
-from .types import u64
+from ..compiler.types import u64
 
 __all__ = [
     "ProgramKind", "tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",

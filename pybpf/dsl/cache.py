@@ -8,9 +8,9 @@ the entry without importing the compiler, on a miss it compiles and stores the r
 
 * :data:`FORMAT` (the entry layout);
 * :func:`pybpf_identity`: ``pybpf.__version__`` and the size and mtime of every source
-  file the compiler's output depends on (``pybpf/dsl``, ``pybpf/asm``, ``pybpf/btf``,
-  ``pybpf/tracefs.py``), so editing a development checkout invalidates too (a stat per
-  file, no reading);
+  file the compiler's output depends on (``pybpf/dsl``, ``pybpf/compiler``,
+  ``pybpf/asm``, ``pybpf/btf``, ``pybpf/tracefs.py``), so editing a development
+  checkout invalidates too (a stat per file, no reading);
 * :func:`kernel_identity`: ``uname`` release, version and machine, and the BTF of
   ``/sys/kernel/btf/vmlinux`` by its size and a hash of its first and last 4 KiB
   (contexts come from tracefs formats and BTF: both belong to the running kernel);
@@ -83,7 +83,7 @@ _MAGIC = b"PYBPFMOD"
 _HEAD = struct.Struct("<8sHII32s")          # magic, format, json length, code length, hash
 _KEEP = 8                                   # entries kept per module name
 #: the parts of pybpf whose sources decide what the compiler emits
-_COMPILER_PARTS = ("dsl", "asm", "btf", "tracefs.py")
+_COMPILER_PARTS = ("dsl", "compiler", "asm", "btf", "tracefs.py")
 _PRINT_MAP, _DROPS_MAP, _DEFAULTS_MAP = "__pybpf_print", "__pybpf_drops", "__pybpf_default"
 
 
@@ -234,8 +234,9 @@ def _own(fn: Any) -> bool:
 
 def _describe(v: Any, memo: Dict[int, str]) -> Optional[str]:
     """A stable text for a global the compiler may read, or None for one it cannot."""
-    from .maps import MapDecl
-    from .types import ArrayType, Const, IntType
+    from ..compiler.maps import MapDecl
+    from ..compiler.types import ArrayType, IntType
+    from .types import Const
     if type(v) in (int, bool):
         return f"{type(v).__name__}:{v}"
     if isinstance(v, (IntType, ArrayType)):
@@ -509,8 +510,8 @@ def _internal_args(name: str, decl: Any) -> Optional[int]:
 
 def _internal_map(name: str, arg: int) -> Any:
     """The declaration of one of the maps the compiler adds itself."""
-    from .maps import PerCPUArrayMap, RingBuf
-    from .types import u8, u64
+    from ..compiler.maps import PerCPUArrayMap, RingBuf
+    from ..compiler.types import u8, u64
     if name == _PRINT_MAP:
         return RingBuf(u8, size=arg, name=_PRINT_MAP)
     if name == _DROPS_MAP:
@@ -524,10 +525,10 @@ def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[st
     """The ModuleSpec of an entry; None (or an exception) when it does not validate."""
     from ..asm.encoding import decode
     from ..asm.instruction import SourceLocation
+    from ..compiler.maps import MapDecl
+    from ..compiler.unit import PrintSite, Unit
     from . import CompiledProgram
-    from .compiler.unit import PrintSite, Unit
     from .loader import CompiledModuleProgram, ModuleSpec
-    from .maps import MapDecl
     from .types import Const
     if len(raw) < _HEAD.size:
         return None

@@ -26,10 +26,10 @@ import time
 import types as _pytypes
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TextIO, Union
 
+from ..compiler.errors import CompileError
+from ..compiler.maps import MapDecl, PerfEventArray, RingBuf
+from ..compiler.unit import DROPS_MAP, PRINT_MAP, RODATA_MAP, PrintSite, Unit
 from .attach import ProgramKind, kind_of, kinds_of, program_name
-from .compiler import CompileError, Unit       # the pipeline: imported when compiling
-from .compiler.unit import DROPS_MAP, PRINT_MAP, RODATA_MAP, PrintSite
-from .maps import MapDecl, PerfEventArray, RingBuf
 
 __all__ = ["ModuleSpec", "CompiledModuleProgram", "LoadedModule", "compile_module", "load",
            "format_print"]

@@ -22,34 +22,13 @@ from __future__ import annotations
 
 import ctypes
 import struct as _struct
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Type
+from typing import Any, Dict, List, Optional, Tuple, Type
 
-from .types import ArrayType, IntType, alignof, is_struct, sizeof
+from ..compiler.types import (
+    ArrayType, Field, IntType, Layout, c_layout, ctype_of, is_struct, sizeof,
+)
 
 __all__ = ["Struct", "Field", "Layout", "ctype_of", "FieldTypeError"]
-
-
-class Field(NamedTuple):
-    """One member: ``name``, language ``type``, byte ``offset``."""
-
-    name: str
-    type: Any
-    offset: int
-
-
-class Layout(NamedTuple):
-    """A struct's fields, size and alignment."""
-
-    fields: Tuple[Field, ...]
-    size: int
-    align: int
-
-    def field(self, name: str) -> Field:
-        """The field called ``name`` (KeyError if none)."""
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise KeyError(name)
 
 
 class FieldTypeError(TypeError):
@@ -67,9 +46,7 @@ def _type_name(t: Any) -> str:
 
 
 def _layout(cls: type) -> Layout:
-    fields: List[Field] = []
-    offset = 0
-    align = 1
+    members: List[Tuple[str, Any]] = []
     for name, t in cls.__dict__.get("__annotations__", {}).items():
         if isinstance(t, str):
             raise FieldTypeError(cls.__name__, name, f"the type is the string {t!r}",
@@ -81,32 +58,12 @@ def _layout(cls: type) -> Layout:
                     if t is float else f"use {kinds}")
             raise FieldTypeError(cls.__name__, name,
                                  f"{_type_name(t)} is not a pybpf.dsl type", hint)
-        a = alignof(t)
-        offset = (offset + a - 1) // a * a
-        fields.append(Field(name, t, offset))
-        offset += sizeof(t)
-        align = max(align, a)
-    size = (offset + align - 1) // align * align
-    return Layout(tuple(fields), size, align)
+        members.append((name, t))
+    return c_layout(members)
 
 
-_CTYPES = {(8, False): ctypes.c_uint8, (16, False): ctypes.c_uint16,
-           (32, False): ctypes.c_uint32, (64, False): ctypes.c_uint64,
-           (8, True): ctypes.c_int8, (16, True): ctypes.c_int16,
-           (32, True): ctypes.c_int32, (64, True): ctypes.c_int64}
 _FORMATS = {(8, False): "B", (16, False): "H", (32, False): "I", (64, False): "Q",
             (8, True): "b", (16, True): "h", (32, True): "i", (64, True): "q"}
-
-
-def ctype_of(t: Any) -> Any:
-    """The ctypes type of a language type (``char[N]`` -> ``c_char * N``)."""
-    if isinstance(t, IntType):
-        return ctypes.c_char if t.name == "char" else _CTYPES[(t.bits, t.signed)]
-    if isinstance(t, ArrayType):
-        return ctype_of(t.elem) * t.count
-    if is_struct(t):
-        return t.ctype()
-    raise TypeError(f"{t!r} is not a pybpf.dsl type")
 
 
 class Struct:

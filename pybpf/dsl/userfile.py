@@ -2,7 +2,7 @@
 
 A pybpf tool is a Python file: its top level declares structs, maps and decorated
 programs, and pybpf runs it before compiling anything. What goes wrong there is
-reported as a :class:`~pybpf.dsl.compiler.CompileError` at the user's line and column,
+reported as a :class:`~pybpf.compiler.errors.CompileError` at the user's line and column,
 like a compile error, instead of a traceback that ends deep inside pybpf:
 
 * a ``SyntaxError`` in the file (:func:`syntax_error`);
@@ -22,7 +22,7 @@ import sysconfig
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..asm.instruction import SourceLocation
-from .compiler.errors import CompileError
+from ..compiler.errors import CompileError
 
 __all__ = ["import_user_file", "syntax_error", "top_level_error", "attach_error", "decorator_location",
            "DEBUG_HINT"]

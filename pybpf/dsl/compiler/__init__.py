@@ -1,10 +1,13 @@
-"""The pybpf language compiler: Python ``ast`` -> typed IR -> instructions on virtual
-registers -> register allocation -> linked :mod:`pybpf.asm` instructions.
+"""The Python front end of the compiler: Python ``ast`` -> the shared typed IR
+(:mod:`pybpf.compiler`), then the shared back end (register allocation, peephole,
+linking).
 
-See :func:`compile_functions` (in :mod:`.pipeline`); the public entry points are in
-:mod:`pybpf.dsl`. Importing this package is cheap: :class:`CompileError` and
-:class:`Unit` are here at once, the pipeline (frontend, IR, code generator, register
-allocator: most of the compiler's import time) only when :func:`compile_functions` or
+Here: the ``ast`` walker (:mod:`.frontend`), the typing rules of Python expressions
+(:mod:`.typing_rules`), the Python-specific calls (:mod:`.builtins`, :mod:`.packet`),
+the stale-pointer analysis of Python locals (:mod:`.stale`) and the pipeline
+(:mod:`.pipeline`, :func:`compile_functions`). The public entry points are in
+:mod:`pybpf.dsl`. Importing this package is cheap: the pipeline (most of the
+compiler's import time) is imported only when :func:`compile_functions` or
 :class:`CompiledFunction` is first asked for, so a tool whose programs come from the
 cache of compiled programs (:mod:`pybpf.dsl.cache`) never imports it.
 """
@@ -13,10 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import CompileError
-from .unit import Unit
-
-__all__ = ["CompileError", "compile_functions", "CompiledFunction", "Unit"]
+__all__ = ["compile_functions", "CompiledFunction"]
 
 
 def __getattr__(name: str) -> Any:

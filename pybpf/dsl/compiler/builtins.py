@@ -1,25 +1,27 @@
-"""Helpers with arguments, map operations, event output, ``print()``, ``log2`` and string
-tests, as the function compiler emits them (mixed into it)."""
+"""The Python language's calls that are not plain integer helpers, as the function
+compiler emits them (mixed into it): map subscripts and methods (``m[k] op= v``,
+``m.get()``, ``m.setdefault()``, ``.output()``, ``.stackid()``, queues), ``with
+ring.reserve() as e:``, helpers with destinations, ``print()``, ``trace_printk()``,
+``log2()``, ``strlen()``, ``startswith()`` and string comparisons. The code they emit
+comes from the shared building blocks (:mod:`pybpf.compiler.blocks`)."""
 
 from __future__ import annotations
 
 import ast
 from typing import Any, List, Optional, Tuple
 
-from .. import types as T
-from ..maps import MapDecl, PerfEventArray, QueueMap, RingBuf, StackTraceMap
-from .ir import FrameAddr, KType, MapFd, Operand, PtrType, VReg
-from .memory import CtxRef, Place
-from .unit import DROPS_MAP, PRINT_MAP
+from ...compiler import types as T
+from ...compiler.blocks import BPF_NOEXIST, MapRef
+from ...compiler.ir import FrameAddr, MapFd, Operand, PtrType, VReg
+from ...compiler.maps import PerfEventArray, QueueMap, RingBuf, StackTraceMap
+from ...compiler.memory import Place
+from ...compiler.unit import PRINT_MAP
 
-__all__ = ["BuiltinsMixin", "MapRef", "DEST_HELPERS"]
+__all__ = ["BuiltinsMixin", "DEST_HELPERS"]
 
 #: helpers that write into a destination (``dst = helper(...)``)
 DEST_HELPERS = ("comm", "probe_read_user_str", "probe_read_kernel_str", "probe_read_user",
                 "probe_read_kernel")
-_BPF_F_CURRENT_CPU = 0xFFFFFFFF
-_BPF_F_USER_STACK = 1 << 8
-_BPF_NOEXIST = 1
 #: compound assignments that have an atomic instruction (``-=`` adds the negation;
 #: or/and/xor are ISA v3, Linux 5.12)
 _ATOMIC_OPS = {ast.Add: "add", ast.Sub: "add", ast.BitOr: "or", ast.BitAnd: "and",
@@ -27,14 +29,6 @@ _ATOMIC_OPS = {ast.Add: "add", ast.Sub: "add", ast.BitOr: "or", ast.BitAnd: "and
 _OP_SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//", ast.Mod: "%",
                ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<",
                ast.RShift: ">>", ast.Div: "/", ast.Pow: "**"}
-
-
-class MapRef:
-    """A map declaration used in a program, with its map name."""
-
-    def __init__(self, decl: MapDecl, name: str) -> None:
-        self.decl = decl
-        self.name = name
 
 
 class BuiltinsMixin:
@@ -90,8 +84,7 @@ class BuiltinsMixin:
         if not ref.decl.keyed:
             raise self.error(f"map {ref.name!r} has no keys", key)  # type: ignore[attr-defined]
         k = self.key_arg(ref, key, pre)
-        dst = self.vreg(PtrType(ref.decl.value, "map", ref.decl.per_cpu))  # type: ignore[attr-defined]
-        self.emit("helper", dst=dst, name="map_lookup_elem", args=(MapFd(ref.name), k))  # type: ignore[attr-defined]
+        dst = self.map_lookup(ref, k)                           # type: ignore[attr-defined]
         self.note_map_pointer(dst, ref)                         # type: ignore[attr-defined]
         return dst
 
@@ -119,8 +112,7 @@ class BuiltinsMixin:
         if off is not None:
             self.write(Place(None, off, ref.decl.value, "stack"), v, node)  # type: ignore[attr-defined]
             v = FrameAddr(off)
-        self.emit("helper", dst=self.vreg(T.i64), name="map_update_elem",  # type: ignore[attr-defined]
-                  args=(MapFd(ref.name), k, v, 0))
+        self.map_update_elem(ref, k, v, 0)                      # type: ignore[attr-defined]
         self.note_store(ref, node)                              # type: ignore[attr-defined]
 
     def map_update(self, ref: MapRef, key: ast.expr, op: ast.operator, value: ast.expr,
@@ -160,8 +152,7 @@ class BuiltinsMixin:
         off = self.temp("value", vt.size)                       # type: ignore[attr-defined]
         self.write(Place(None, off, vt, "stack"), first, node)  # type: ignore[attr-defined]
         # the key is still in its frame slot (nothing above writes "key" temps)
-        self.emit("helper", dst=self.vreg(T.i64), name="map_update_elem",  # type: ignore[attr-defined]
-                  args=(MapFd(ref.name), k, FrameAddr(off), _BPF_NOEXIST))
+        self.map_update_elem(ref, k, FrameAddr(off), BPF_NOEXIST)  # type: ignore[attr-defined]
         self.emit("label", name=done)                           # type: ignore[attr-defined]
         self.note_insert(ref, node)                             # type: ignore[attr-defined]
 
@@ -172,8 +163,8 @@ class BuiltinsMixin:
         EEXIST and the second lookup finds that CPU's value. When the second lookup
         misses too (the map is full, or another CPU deleted the key at that moment;
         for arrays: an index out of range) the pointer goes to a copy of the default in
-        this CPU's slot of the module's scratch map (:data:`.unit.DEFAULTS_MAP`): the
-        program goes on, and what it writes there is not stored. (A map value, not the
+        this CPU's slot of the module's scratch map
+        (:data:`pybpf.compiler.unit.DEFAULTS_MAP`): the program goes on, and what it writes there is not stored. (A map value, not the
         stack, so every access valid on the real value is valid there too. The lookup
         of that slot cannot miss; the verifier still wants a branch for a miss, which
         returns 0.)"""
@@ -212,8 +203,7 @@ class BuiltinsMixin:
         if len(node.args) == 1:
             self.zero(slot)                                     # type: ignore[attr-defined]
         if decl.kind not in ("array", "percpu_array"):          # array entries all exist
-            self.emit("helper", dst=self.vreg(T.i64), name="map_update_elem",  # type: ignore[attr-defined]
-                      args=(MapFd(ref.name), k, FrameAddr(slot.off), _BPF_NOEXIST))
+            self.map_update_elem(ref, k, FrameAddr(slot.off), BPF_NOEXIST)  # type: ignore[attr-defined]
             self.emit("helper", dst=ptr, name="map_lookup_elem",  # type: ignore[attr-defined]
                       args=(MapFd(ref.name), k))
             self.emit("branch", name="ne", a=ptr, b=0, target=done)  # type: ignore[attr-defined]
@@ -262,20 +252,13 @@ class BuiltinsMixin:
         """``place op= value`` as one atomic instruction (``-=`` adds the negation;
         ``|=``, ``&=``, ``^=`` need Linux 5.12); refused when there is none."""
         self.check_atomic(place, op, node)
-        t = place.type
-        v = self.materialize(self.convert(value, t), t)         # type: ignore[attr-defined]
-        if isinstance(op, ast.Sub):
-            n = self.vreg(t)                                    # type: ignore[attr-defined]
-            self.emit("neg", dst=n, a=v)                        # type: ignore[attr-defined]
-            v = n
-        self.emit("atomic", base=place.base, off=place.off, size=t.bits // 8, a=v,  # type: ignore[attr-defined]
-                  name=_ATOMIC_OPS[type(op)])
+        self.atomic_op(place, _ATOMIC_OPS[type(op)], value,    # type: ignore[attr-defined]
+                       isinstance(op, ast.Sub))
 
     def map_delete(self, ref: MapRef, key: ast.expr) -> None:
         """``del m[k]``."""
         k = self.key_arg(ref, key)
-        self.emit("helper", dst=self.vreg(T.i64), name="map_delete_elem",  # type: ignore[attr-defined]
-                  args=(MapFd(ref.name), k))
+        self.map_delete_elem(ref, k)                            # type: ignore[attr-defined]
 
     def map_method(self, ref: MapRef, method: str, node: ast.Call) -> Any:
         """``m.get(k[, default])``, ``events.output(e)``, ``stacks.stackid(user=False)``."""
@@ -329,11 +312,8 @@ class BuiltinsMixin:
             dst = self.vreg(T.i64)                              # type: ignore[attr-defined]
             if isinstance(decl, RingBuf):
                 return self.ring_output(ref, self.addr_arg(p), size)  # type: ignore[attr-defined]
-            else:
-                self.emit("helper", dst=dst, name="perf_event_output",  # type: ignore[attr-defined]
-                          args=(self.need_ctx(node), MapFd(ref.name), _BPF_F_CURRENT_CPU,
-                                self.addr_arg(p), size))        # type: ignore[attr-defined]
-            return dst
+            ctx = self.need_ctx(node)
+            return self.perf_output(dst, ref, ctx, self.addr_arg(p), size)  # type: ignore[attr-defined]
         if method == "stackid" and isinstance(decl, StackTraceMap):
             user = False
             for kw in node.keywords:
@@ -343,11 +323,7 @@ class BuiltinsMixin:
                     user = kw.value.value                      # stackid(user=True)
                 else:
                     user = bool(self.constant_value(kw.value))  # type: ignore[attr-defined]
-            dst = self.vreg(T.i64)                              # type: ignore[attr-defined]
-            self.emit("helper", dst=dst, name="get_stackid",   # type: ignore[attr-defined]
-                      args=(self.need_ctx(node), MapFd(ref.name),
-                            _BPF_F_USER_STACK if user else 0))
-            return dst
+            return self.stack_id(ref, self.need_ctx(node), user)  # type: ignore[attr-defined]
         raise self.error(f"{type(decl).__name__} has no method {method!r} in programs", node,  # type: ignore[attr-defined]
                          "maps support m[k], m[k] = v, m[k] += v, del m[k], k in m, m.get(k), "
                          "m.setdefault(k); "
@@ -374,15 +350,7 @@ class BuiltinsMixin:
         t = ref.decl.event
         size = T.sizeof(t)
         self.loc = self.src.loc(s)                              # type: ignore[attr-defined]
-        ptr = self.vreg(PtrType(t, "map", True), local=True)    # type: ignore[attr-defined]
-        self.emit("helper", dst=ptr, name="ringbuf_reserve",    # type: ignore[attr-defined]
-                  args=(MapFd(ref.name), size, 0))
-        full, end = self.label("ringfull"), self.label("reserved")  # type: ignore[attr-defined]
-        self.emit("branch", name="eq", a=ptr, b=0, target=full)  # type: ignore[attr-defined]
-        for off in range(0, size - size % 8, 8):                # reserved memory is not zeroed
-            self.emit("store", base=ptr, off=off, size=8, a=0)  # type: ignore[attr-defined]
-        for off in range(size - size % 8, size):
-            self.emit("store", base=ptr, off=off, size=1, a=0)  # type: ignore[attr-defined]
+        ptr, full, end = self.ring_reserve(ref, t, size)        # type: ignore[attr-defined]
         self.locals[name] = ptr                                 # type: ignore[attr-defined]
         self.nonnull.add(name)                                  # type: ignore[attr-defined]
         self.reserving += 1                                     # type: ignore[attr-defined]
@@ -391,51 +359,7 @@ class BuiltinsMixin:
         del self.locals[name]                                   # type: ignore[attr-defined]
         self.nonnull.discard(name)                              # type: ignore[attr-defined]
         self.loc = self.src.loc(s)                              # type: ignore[attr-defined]
-        self.emit("helper", name="ringbuf_submit",              # type: ignore[attr-defined]
-                  args=(ptr, self.wakeup_flags(ref, size, reserved=True)))
-        self.emit("jump", target=end)                           # type: ignore[attr-defined]
-        self.emit("label", name=full)                           # type: ignore[attr-defined]
-        self.count_drop(ref)
-        self.emit("label", name=end)                            # type: ignore[attr-defined]
-
-    def count_drop(self, ref: MapRef) -> None:
-        """Add one to ring ``ref``'s per-CPU drop counter."""
-        slot = self.unit.drop_slot(ref.name)                    # type: ignore[attr-defined]
-        done = self.label("counted")                            # type: ignore[attr-defined]
-        off = self.temp("key", 4)                               # type: ignore[attr-defined]
-        self.emit("store", base=None, off=off, size=4, a=slot)  # type: ignore[attr-defined]
-        cell = self.vreg(PtrType(T.u64, "map"))                 # type: ignore[attr-defined]
-        self.emit("helper", dst=cell, name="map_lookup_elem",   # type: ignore[attr-defined]
-                  args=(MapFd(DROPS_MAP), FrameAddr(off)))
-        self.emit("branch", name="eq", a=cell, b=0, target=done)  # type: ignore[attr-defined]
-        n = self.vreg(T.u64)                                    # type: ignore[attr-defined]
-        self.emit("load", dst=n, base=cell, off=0, size=8)      # type: ignore[attr-defined]
-        self.emit("binop", name="add", dst=n, a=n, b=1)         # type: ignore[attr-defined]
-        self.emit("store", base=cell, off=0, size=8, a=n)       # type: ignore[attr-defined]
-        self.emit("label", name=done)                           # type: ignore[attr-defined]
-
-    def wakeup_flags(self, ref: MapRef, size: int, reserved: bool = False) -> Operand:
-        """The submit flags of the ring's wake-up policy for a ``size``-byte record:
-        adaptive = force a wake-up only for the record whose footprint makes the fill
-        level cross a quarter of the ring, else none (the rule and its bounds:
-        :func:`pybpf.events.wakeup.adaptive_window`; Linux 5.8, ``ringbuf_query``).
-        ``reserved``: the record is already reserved (counted in the fill level)."""
-        if getattr(ref.decl, "wakeup", "per_event") != "adaptive":
-            return 0
-        from ...events.wakeup import adaptive_window
-        low, high = adaptive_window(ref.decl.max_entries, size, reserved=reserved)
-        avail = self.vreg(T.u64)                                # type: ignore[attr-defined]
-        self.emit("helper", dst=avail, name="ringbuf_query",    # type: ignore[attr-defined]
-                  args=(MapFd(ref.name), 0))
-        flags = self.vreg(T.u64)                                # type: ignore[attr-defined]
-        done = self.label("wake")                               # type: ignore[attr-defined]
-        self.emit("mov", dst=flags, a=1)                        # type: ignore[attr-defined]  (no wake-up)
-        if low:
-            self.emit("binop", name="sub", dst=avail, a=avail, b=low)  # type: ignore[attr-defined]
-        self.emit("branch", name="uge", a=avail, b=high - low, target=done)  # type: ignore[attr-defined]
-        self.emit("mov", dst=flags, a=2)                        # type: ignore[attr-defined]  (force)
-        self.emit("label", name=done)                           # type: ignore[attr-defined]
-        return flags
+        self.ring_submit(ref, ptr, size, full, end)             # type: ignore[attr-defined]
 
     def need_ctx(self, node: Any) -> VReg:
         """The context register (for helpers that take it)."""
@@ -548,63 +472,11 @@ class BuiltinsMixin:
 
     def strlen(self, node: ast.expr) -> VReg:
         """The length of the NUL-terminated text in a char array (its size when there is
-        no NUL): a bounded loop (Linux 5.3) over a pointer into the array."""
+        no NUL)."""
         p = self.place_of(node)                                 # type: ignore[attr-defined]
         if not (isinstance(p, Place) and isinstance(p.type, T.ArrayType) and p.type.is_string):
             raise self.error("strlen() needs a char[N] value", node)  # type: ignore[attr-defined]
-        if p.space not in ("stack", "map"):
-            tmp = Place(None, self.temp("strlen", p.type.count), p.type, "stack")  # type: ignore[attr-defined]
-            self.copy(tmp, p, node)                             # type: ignore[attr-defined]
-            p = tmp
-        n = self.vreg(T.u32, local=True)                        # type: ignore[attr-defined]
-        base = self.vreg(T.u64, local=True)                     # type: ignore[attr-defined]
-        self.emit("addr", dst=base, base=p.base, off=p.off)     # type: ignore[attr-defined]
-        self.emit("mov", dst=n, a=0)                            # type: ignore[attr-defined]
-        top, done = self.label("strlen"), self.label("strlen_end")  # type: ignore[attr-defined]
-        first = len(self.fn.ops)                                # type: ignore[attr-defined]
-        self.emit("label", name=top)                            # type: ignore[attr-defined]
-        self.emit("branch", name="uge", a=n, b=p.type.count, target=done)  # type: ignore[attr-defined]
-        at = self.vreg(T.u64)                                   # type: ignore[attr-defined]
-        self.emit("mov", dst=at, a=base)                        # type: ignore[attr-defined]
-        self.emit("binop", name="add", dst=at, a=at, b=n)       # type: ignore[attr-defined]
-        c = self.vreg(T.u8)                                     # type: ignore[attr-defined]
-        self.emit("load", dst=c, base=at, off=0, size=1)        # type: ignore[attr-defined]
-        self.emit("branch", name="eq", a=c, b=0, target=done)   # type: ignore[attr-defined]
-        self.emit("binop", name="add", dst=n, a=n, b=1)         # type: ignore[attr-defined]
-        self.emit("jump", target=top)                           # type: ignore[attr-defined]
-        self.fn.loops.append((first, len(self.fn.ops) - 1))     # type: ignore[attr-defined]
-        self.fn.loop_bounds.append((top, p.type.count, self.loc))  # type: ignore[attr-defined]
-        self.emit("label", name=done)                           # type: ignore[attr-defined]
-        self.local_ids.update({n.id, base.id})                  # type: ignore[attr-defined]
-        return n
-
-    def kernel_type(self, text: str, node: Any) -> KType:
-        """The kernel type called ``text`` (``"task_struct"``, ``"struct sock"``)."""
-        from ...btf import vmlinux
-        from ...btf.errors import BTFError
-        from ...btf.format import Kind
-        btf = vmlinux()
-        words = text.replace("struct ", "").replace("union ", "").strip()
-        for kind in (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF):
-            ids = btf.ids(words, kind)
-            if ids:
-                return KType(ids[0], text)
-        try:
-            from ...btf.resolve import resolve_type
-            return KType(resolve_type(btf, text), text)
-        except (BTFError, LookupError, ValueError):
-            raise self.error(f"the kernel has no type {text!r}", node,  # type: ignore[attr-defined]
-                             "name a struct, union or typedef from vmlinux BTF") from None
-
-    def bool_value(self, branch: Any) -> VReg:
-        """0/1 in a register from a branch emitter ``branch(target, when)``."""
-        dst = self.vreg(T.i32)                                  # type: ignore[attr-defined]
-        false = self.label("false")                             # type: ignore[attr-defined]
-        self.emit("mov", dst=dst, a=0)                          # type: ignore[attr-defined]
-        branch(false, False)
-        self.emit("mov", dst=dst, a=1)                          # type: ignore[attr-defined]
-        self.emit("label", name=false)                          # type: ignore[attr-defined]
-        return dst
+        return self.string_length(p, node)                      # type: ignore[attr-defined]
 
     def string_branch(self, node: ast.expr, text: str, exact: bool, when: bool,
                       target: str) -> None:
@@ -613,42 +485,8 @@ class BuiltinsMixin:
         p = self.place_of(node)                                    # type: ignore[attr-defined]
         if not (isinstance(p, Place) and isinstance(p.type, T.ArrayType) and p.type.is_string):
             raise self.error("string comparisons need a char[N] value", node)  # type: ignore[attr-defined]
-        if p.space not in ("stack", "map"):
-            tmp = Place(None, self.temp("strcmp", p.type.count), p.type, "stack")  # type: ignore[attr-defined]
-            self.copy(tmp, p, node)                             # type: ignore[attr-defined]
-            p = tmp
-        data = text.encode()
-        if exact:
-            data += b"\0"
-        if len(data) > p.type.count:
-            if not when:
-                self.emit("jump", target=target)                # type: ignore[attr-defined]
-            return
-        fail = target if not when else self.label("strne")     # type: ignore[attr-defined]
-        for i, byte in enumerate(data):
-            c = self.read(p.at(i, T.u8), node)                  # type: ignore[attr-defined]
-            self.emit("branch", name="ne", a=c, b=byte, target=fail)  # type: ignore[attr-defined]
-        if when:
-            self.emit("jump", target=target)                    # type: ignore[attr-defined]
-            self.emit("label", name=fail)                       # type: ignore[attr-defined]
-
-    def log2(self, v: Operand, node: Any) -> VReg:
-        """The log2 slot of ``v``: 0 for 0, else its bit length (branch-light binary
-        search over 32, 16, 8, 4, 2, 1 bits)."""
-        x = self.vreg(T.u64)                                    # type: ignore[attr-defined]
-        self.convert_into(x, self.convert(v, T.u64))            # type: ignore[attr-defined]
-        r = self.vreg(T.u32)                                    # type: ignore[attr-defined]
-        self.emit("mov", dst=r, a=0)                            # type: ignore[attr-defined]
-        for s in (32, 16, 8, 4, 2, 1):
-            t = self.vreg(T.u64)                                # type: ignore[attr-defined]
-            skip = self.label("log2")                           # type: ignore[attr-defined]
-            self.emit("binop", name="rsh", dst=t, a=x, b=s)     # type: ignore[attr-defined]
-            self.emit("branch", name="eq", a=t, b=0, target=skip)  # type: ignore[attr-defined]
-            self.emit("mov", dst=x, a=t)                        # type: ignore[attr-defined]
-            self.emit("binop", name="add", dst=r, a=r, b=s)     # type: ignore[attr-defined]
-            self.emit("label", name=skip)                       # type: ignore[attr-defined]
-        self.emit("binop", name="add", dst=r, a=r, b=x)         # type: ignore[attr-defined]
-        return r
+        self.string_compare(p, text.encode() + (b"\0" if exact else b""), when, target,  # type: ignore[attr-defined]
+                            node)
 
     def trace_printk(self, node: ast.Call) -> VReg:
         """``trace_printk("fmt", a, b, c)``."""
@@ -753,23 +591,6 @@ class BuiltinsMixin:
                 dst = Place(None, base + off, v.type, "stack")
                 self.emit("zero", off=base + off, size=(v.type.count + 7) // 8 * 8)  # type: ignore[attr-defined]
                 self.copy(dst, v, node)                         # type: ignore[attr-defined]
-        self.ring_output(MapRef(unit.maps[PRINT_MAP], PRINT_MAP), FrameAddr(base), size)
-
-    def ring_output(self, ref: MapRef, addr: Any, size: int) -> VReg:
-        """``bpf_ringbuf_output`` with the ring's wake-up flags; a refused record (the
-        ring is full) adds one to the ring's per-CPU drop counter, which
-        :meth:`pybpf.dsl.loader.LoadedModule.lost` reads."""
-        flags = self.wakeup_flags(ref, size)
-        ret = self.vreg(T.i64)                                  # type: ignore[attr-defined]
-        self.emit("helper", dst=ret, name="ringbuf_output",     # type: ignore[attr-defined]
-                  args=(MapFd(ref.name), addr, size, flags))
-        done = self.label("sent")                               # type: ignore[attr-defined]
-        self.emit("branch", name="sge", a=ret, b=0, target=done)  # type: ignore[attr-defined]
-        self.count_drop(ref)
-        self.emit("label", name=done)                           # type: ignore[attr-defined]
-        return ret
+        self.ring_output(MapRef(unit.maps[PRINT_MAP], PRINT_MAP), FrameAddr(base), size)  # type: ignore[attr-defined]
 
 
-def is_ctx(v: Any) -> bool:
-    """True for the context reference."""
-    return isinstance(v, CtxRef)

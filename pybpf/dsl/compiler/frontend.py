@@ -17,15 +17,19 @@ import types as _pytypes
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ...asm.instruction import SourceLocation
-from .. import types as T
-from ..maps import MapDecl
-from .builtins import DEST_HELPERS, BuiltinsMixin, MapRef
-from .errors import CompileError
-from .ir import Function, KType, Op, Operand, PtrType, VReg
-from .memory import NULLABLE, CtxRef, MemoryMixin, PacketMixin, Place
+from ...compiler import types as T
+from ...compiler.errors import CompileError
+from ...compiler.blocks import MapRef
+from ...compiler.ir import Function, KType, Operand, PtrType, VReg
+from ...compiler.lowering import Lowering
+from ...compiler.maps import MapDecl
+from ...compiler.memory import NULLABLE, CtxRef, Place
+from ...compiler.unit import RODATA_MAP, Unit
+from ..types import Const
+from .builtins import DEST_HELPERS, BuiltinsMixin
+from .packet import PacketMixin
 from .stale import Restale, StaleMixin, Staleness, merge_stale
 from .typing_rules import TypingMixin, _Widen, _a
-from .unit import RODATA_MAP, Unit
 
 __all__ = ["HELPERS", "Source", "parse_function", "FunctionCompiler", "UNROLL_LIMIT"]
 
@@ -154,8 +158,9 @@ class _Loop:
         self.continue_label = continue_label
 
 
-class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, TypingMixin):
-    """Compiles one function to a :class:`~pybpf.dsl.compiler.ir.Function`.
+class FunctionCompiler(PacketMixin, BuiltinsMixin, StaleMixin, TypingMixin, Lowering):
+    """Compiles one Python function to a :class:`~pybpf.compiler.ir.Function` (the
+    shared :class:`~pybpf.compiler.lowering.Lowering` emits the IR).
 
     ``resolve_function`` is called with a Python function called from this one and
     returns its compiled signature (parameter types, return type), scheduling it for
@@ -165,12 +170,11 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, Typi
 
     def __init__(self, src: Source, resolve_function: Callable[[Any, SourceLocation], Tuple[str, List[T.IntType], T.IntType]],
                  entry: bool = False, unit: Optional[Unit] = None, kind: Any = None) -> None:
+        node = src.node
+        Lowering.__init__(self, Function(node.name, [], T.i64, loc=src.loc(node),
+                                         is_entry=entry),
+                          unit if unit is not None else Unit(), kind)
         self.src = src
-        self.unit = unit if unit is not None else Unit()
-        self.kind = kind
-        self.frame = 0
-        self.temps: Dict[Tuple[str, int], int] = {}
-        self.scratch: Optional[int] = None
         self.objects: Dict[str, Place] = {}         # struct and array locals
         self.nonnull: Set[str] = set()              # pointer locals known not to be None
         self.nonnull_ids: Set[int] = set()          # registers never None (setdefault())
@@ -178,7 +182,6 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, Typi
         self.ptr_maps: Dict[str, Set[str]] = {}     # hash maps a pointer local may point into
         self.map_ptr_ids: Dict[int, str] = {}       # registers from lookups in hash maps
         self.loop_heads: Dict[Tuple[int, int], Dict[str, Staleness]] = {}  # kept on recompiling
-        self.ctx: Optional[CtxRef] = None
         self.loop_consts: Dict[str, int] = {}      # variables of unrolled loops
         # variables of constant range() loops whose body does not assign them: their
         # lowest and highest values, so a store checks them by value, not by type
@@ -187,14 +190,8 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, Typi
         self.resolve_function = resolve_function
         self.entry = entry
         self.locals: Dict[str, VReg] = {}
-        self.next_id = 0
-        self.labels = 0
         self.loops: List[_Loop] = []
-        self.loc: Optional[SourceLocation] = None
-        node = src.node
-        self.fn = Function(node.name, [], T.i64, loc=src.loc(node), is_entry=entry)
         self.ctx_name: Optional[str] = None
-        self.local_ids = self.fn.local_ids
         # typing of locals: what each name holds and since which line; annotated
         # locals' declared types; the assignments seen to each unannotated number
         # local; the types found by widening (kept across recompilations)
@@ -207,22 +204,6 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, Typi
     def error(self, message: str, node: Any, suggestion: str = "") -> CompileError:
         """A :class:`CompileError` located at ``node``."""
         return CompileError(message, self.src.loc(node), suggestion)
-
-    def vreg(self, t: T.IntType, local: bool = False) -> VReg:
-        """A new virtual register of type ``t``."""
-        self.next_id += 1
-        return VReg(self.next_id, t, local)
-
-    def label(self, hint: str) -> str:
-        """A new label name, unique in the function."""
-        self.labels += 1
-        return f"{self.fn.name}.{hint}{self.labels}"
-
-    def emit(self, kind: str, **fields: Any) -> Op:
-        """Append an operation at the current location."""
-        op = Op(kind, loc=self.loc, **fields)
-        self.fn.ops.append(op)
-        return op
 
     # -- function -----------------------------------------------------------------------
     def compile(self) -> Function:
@@ -900,7 +881,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, Typi
             return self.loop_consts[node.id]
         if isinstance(node, ast.Name) and node.id not in self.locals:
             g = self.src.globals.get(node.id)
-            if isinstance(g, T.Const):
+            if isinstance(g, Const):
                 return g.value
             if type(g) is int:
                 return g
@@ -1005,50 +986,6 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, Typi
         return _CMP[type(op)][1 if t.signed else 0], a, b
 
     # -- expressions --------------------------------------------------------------------
-    def materialize(self, v: Operand, t: Optional[T.IntType] = None) -> VReg:
-        """``v`` in a (new, for immediates) virtual register."""
-        if isinstance(v, VReg):
-            return v
-        dst = self.vreg(t or T.literal_type(v))
-        self.emit("mov", dst=dst, a=v)
-        return dst
-
-    def load_const(self, value: int, node: Any, t: Optional[T.IntType] = None) -> Operand:
-        """A constant: an immediate if it fits 0..2**31-1, else a register."""
-        if 0 <= value < 1 << 31 and t is None:
-            return value
-        t = t or (T.i64 if value < 0 else self.const_type(node, value))
-        dst = self.vreg(t)
-        self.emit("mov", dst=dst, a=t.wrap(value))
-        return dst
-
-    def convert(self, v: Operand, t: T.IntType) -> Operand:
-        """``v`` converted to ``t`` (C conversion); immediates stay immediates if they fit."""
-        if isinstance(v, int):
-            w = t.wrap(v)
-            if 0 <= w < 1 << 31:
-                return w
-            dst = self.vreg(t)
-            self.emit("mov", dst=dst, a=w)
-            return dst
-        if v.type == t:
-            return v
-        if t.bits == 64 or t.contains(v.type):
-            return VReg(v.id, t, v.local)       # same bits, another type: no code
-        dst = self.vreg(t)
-        self.emit("norm", dst=dst, a=v)
-        return dst
-
-    def convert_into(self, dst: VReg, v: Operand) -> None:
-        """``dst = v`` with the conversion to dst's type."""
-        if isinstance(v, int):
-            self.emit("mov", dst=dst, a=dst.type.wrap(v))
-        elif dst.type.bits == 64 or dst.type.contains(v.type):
-            if dst.id != v.id:
-                self.emit("mov", dst=dst, a=v)
-        else:
-            self.emit("norm", dst=dst, a=v)
-
     def expr(self, node: ast.expr) -> Operand:
         """Compile an expression: an immediate (small non-negative literal) or a register."""
         if isinstance(node, ast.Constant):
@@ -1233,7 +1170,7 @@ class FunctionCompiler(MemoryMixin, PacketMixin, BuiltinsMixin, StaleMixin, Typi
         g = self.src.globals.get(node.id, _MISSING)
         if isinstance(g, MapDecl):
             return MapRef(g, self.unit.map_name(g, node.id))
-        if isinstance(g, T.Const):
+        if isinstance(g, Const):
             if self.unit.rodata:
                 off = self.unit.const_offset(node.id, g)
                 addr = self.vreg(T.u64)

@@ -1,4 +1,5 @@
-"""Pointers into hash maps that a later update or delete may have invalidated.
+"""Pointers into hash maps that a later update or delete may have invalidated, and the
+None checks of pointer locals (:meth:`StaleMixin.deref`: a read through a pointer).
 
 In the kernel a hash map's update of an existing key does not write the value in place:
 it links a new element and frees the old one, which the map may hand out again for
@@ -20,8 +21,10 @@ import ast
 import types as _pytypes
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from ..maps import MapDecl
-from .errors import CompileError
+from ...compiler.errors import CompileError
+from ...compiler.ir import PtrType, VReg
+from ...compiler.maps import MapDecl
+from ...compiler.memory import NULLABLE, Place
 
 __all__ = ["StaleMixin", "HASH_KINDS", "Restale"]
 
@@ -153,6 +156,24 @@ class StaleMixin:
             f"({reason}): it may read a freed or reused element",
             self.src.loc(node),                                 # type: ignore[attr-defined]
             f"look it up again after line {line}: {name} = {mname}.get(...)")
+
+    def deref(self, ptr: VReg, node: Any, name: str = "") -> Place:
+        """The place a pointer register points to (map values must be checked first)."""
+        pt = ptr.type
+        assert isinstance(pt, PtrType)
+        if pt.space in NULLABLE and ptr.id not in self.nonnull_ids:  # type: ignore[attr-defined]
+            if not name:                        # m.get(k)[0]: no local to check
+                raise self.error("this map value may be None", node,  # type: ignore[attr-defined]
+                                 "assign it to a local and check it: if p: ...")
+            if name not in self.nonnull:        # type: ignore[attr-defined]
+                raise self.error(f"{name!r} may be None here", node,    # type: ignore[attr-defined]
+                                 f"check it first: 'if {name}:' or 'if {name} is None: return'")
+        if name:
+            self.check_fresh(name, node)                        # type: ignore[attr-defined]
+        if pt.target is None:
+            raise self.error("this pointer has no type to read through", node,  # type: ignore[attr-defined]
+                             "use kernel_ptr(value, 'struct name')")
+        return Place(ptr, 0, pt.target, pt.space)
 
     def loop_head(self, loop: ast.For) -> Dict[str, Staleness]:
         """The facts assumed at the head of a (not unrolled) loop: those before it and

@@ -25,10 +25,10 @@ from __future__ import annotations
 import ast
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import types as T
-from .errors import CompileError
-from .ir import KType, Operand, PtrType, VReg
-from .memory import Place
+from ...compiler import types as T
+from ...compiler.errors import CompileError
+from ...compiler.ir import KType, Operand, PtrType, VReg
+from ...compiler.memory import Place
 
 __all__ = ["TypingMixin"]
 
@@ -49,17 +49,6 @@ class TypingMixin:
     loop_ranges: Dict[str, Tuple[int, int]]
 
     # -- types of values ----------------------------------------------------------------
-    def type_of(self, v: Operand) -> T.IntType:
-        """The type of an operand (an immediate: its literal type)."""
-        return v.type if isinstance(v, VReg) else T.literal_type(v)
-
-    def const_type(self, node: Any, value: int) -> T.IntType:
-        """The type of an immediate operand produced by ``node``."""
-        try:
-            return T.literal_type(value)
-        except OverflowError as exc:
-            raise self.error(str(exc), node) from None      # type: ignore[attr-defined]
-
     def literal_of(self, v: Operand, node: Any) -> Optional[int]:
         """The value of ``v`` when it is a compile-time integer (an immediate, or the
         literal ``node``: ``5``, ``-1``, ``2**40`` written out); else None."""

@@ -1,10 +1,13 @@
-"""The error raised for Python that the pybpf language does not support."""
+"""The error of a program a compiler refuses: what, where and what to do instead. Both
+front ends raise it (the Python language for Python it does not support, the shared
+blocks and back end for what the kernel would refuse); a front end may subclass it to
+print in its own format."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from ...asm.instruction import SourceLocation
+from ..asm.instruction import SourceLocation
 
 __all__ = ["CompileError"]
 

@@ -1,12 +1,12 @@
 """State shared by every function compiled for one module: the maps its programs use,
-its load-time constants (laid out in one ``.rodata`` value) and its ``print()`` sites."""
+its load-time constants (laid out in one ``.rodata`` value), its print sites (records
+formatted in user space) and the drop counters of its ring buffers."""
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from ...asm.instruction import SourceLocation
-from ..types import Const
+from ..asm.instruction import SourceLocation
 
 __all__ = ["Unit", "PrintSite", "PRINT_MAP", "RODATA_MAP", "DROPS_MAP", "DEFAULTS_MAP"]
 
@@ -23,9 +23,9 @@ MAX_RINGS = 64
 
 
 class PrintSite(NamedTuple):
-    """One ``print()`` call: its ``id``, the ``parts`` (literal ``str``, or ``(kind,
-    offset, size, signed, spec, conversion)`` with ``kind`` ``"int"`` or ``"str"``), the
-    record ``size`` and where it is (``loc``)."""
+    """One print site (the DSL's ``print()`` call): its ``id``, the ``parts`` (literal
+    ``str``, or ``(kind, offset, size, signed, spec, conversion)`` with ``kind``
+    ``"int"`` or ``"str"``), the record ``size`` and where it is (``loc``)."""
 
     id: int
     parts: Tuple[Any, ...]
@@ -42,7 +42,7 @@ class Unit:
         self.rodata = rodata
         self.maps: Dict[str, Any] = {}                 # map name -> declaration
         self.map_names: Dict[int, str] = {}            # id(declaration) -> name
-        self.consts: Dict[str, Tuple[Const, int]] = {}  # name -> (const, offset)
+        self.consts: Dict[str, Tuple[Any, int]] = {}    # name -> (const, offset)
         self.rodata_size = 0
         self.prints: List[PrintSite] = []
         self.drop_slots: Dict[str, int] = {}           # ring name -> slot in DROPS_MAP
@@ -51,8 +51,8 @@ class Unit:
         """The slot of ring buffer ``ring`` in the drop counters (adds the map)."""
         if ring not in self.drop_slots:
             if DROPS_MAP not in self.maps:
-                from ..maps import PerCPUArrayMap
-                from ..types import u64
+                from .maps import PerCPUArrayMap
+                from .types import u64
                 decl = PerCPUArrayMap(u64, MAX_RINGS, name=DROPS_MAP)
                 self.maps[DROPS_MAP] = decl
                 self.map_names[id(decl)] = DROPS_MAP
@@ -66,8 +66,8 @@ class Unit:
         a value (added, or grown, here); returns its name."""
         old = self.maps.get(DEFAULTS_MAP)
         if old is None or old.value.count < size:
-            from ..maps import PerCPUArrayMap
-            from ..types import u8
+            from .maps import PerCPUArrayMap
+            from .types import u8
             decl = PerCPUArrayMap(u8[max(size, old.value.count if old else 0)], 1,
                                   name=DEFAULTS_MAP)
             self.maps[DEFAULTS_MAP] = decl
@@ -87,8 +87,9 @@ class Unit:
             self.maps[name] = decl
         return self.map_names[key]
 
-    def const_offset(self, name: str, c: Const) -> int:
-        """The ``.rodata`` offset of constant ``name`` (allocated on first use)."""
+    def const_offset(self, name: str, c: Any) -> int:
+        """The ``.rodata`` offset of constant ``name`` (allocated on first use); ``c``
+        has the constant's integer ``type`` (a :class:`pybpf.dsl.types.Const`)."""
         if name not in self.consts:
             size = c.type.bits // 8
             off = (self.rodata_size + size - 1) // size * size
@@ -98,7 +99,7 @@ class Unit:
 
     def add_print(self, parts: Tuple[Any, ...], size: int, loc: Optional[SourceLocation],
                   end: str = "\n") -> PrintSite:
-        """Register a ``print()`` site."""
+        """Register a print site."""
         site = PrintSite(len(self.prints), parts, size, loc, end)
         self.prints.append(site)
         return site

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from ...asm.helpers import helper
-from ...asm.instruction import Instruction, SourceLocation
-from ...asm.opcodes import AluOp, AtomicOp, CallKind, Class, JmpOp, Mode, Pseudo, Size, Source
+from ..asm.helpers import helper
+from ..asm.instruction import Instruction, SourceLocation
+from ..asm.opcodes import AluOp, AtomicOp, CallKind, Class, JmpOp, Mode, Pseudo, Size, Source
 from .ir import FrameAddr, Function, MapFd, MapValue, Operand, VReg
 
 __all__ = ["VREG_BASE", "Generated", "generate"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Set
 
-from ...asm.instruction import Instruction
-from ...asm.opcodes import AluOp, Class, JmpOp, Source
+from ..asm.instruction import Instruction
+from ..asm.opcodes import AluOp, Class, JmpOp, Source
 from .regalloc import _uses
 
 __all__ = ["fold_moves"]
@@ -26,7 +26,7 @@ def _call_reads(ins: Instruction) -> Set[int]:
     table), all of r1-r5 for other calls."""
     if ins.src == 0:
         try:
-            from ...asm.helpers import helper
+            from ..asm.helpers import helper
             return set(range(1, helper(ins.imm).argc + 1))
         except (KeyError, LookupError, ValueError):
             pass

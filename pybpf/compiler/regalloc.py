@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from ...asm.instruction import Instruction
-from ...asm.opcodes import AluOp, Class, JmpOp, Mode, Size, Source
+from ..asm.instruction import Instruction
+from ..asm.opcodes import AluOp, Class, JmpOp, Mode, Size, Source
 from .codegen import VREG_BASE
 
 __all__ = ["allocate", "Allocation"]

@@ -1,5 +1,5 @@
 """The verifier's limits checked at compile time, so a program that cannot load is
-refused at its cause with a Python line rather than by the kernel.
+refused at its cause with a source line rather than by the kernel.
 
 * **Stack along call chains.** The kernel adds up the stack frames of every chain of
   bpf-to-bpf calls, each frame rounded up to a multiple of 32 bytes (at least 32, even for
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ...asm.instruction import Instruction, SourceLocation
+from ..asm.instruction import Instruction, SourceLocation
 from .errors import CompileError
 
-__all__ = ["MAX_STACK", "MAX_CALL_FRAMES", "MAX_PROCESSED", "frame_cost", "check_stack",
-           "walk_estimate"]
+__all__ = ["MAX_STACK", "MAX_CALL_FRAMES", "MAX_PROCESSED", "STACK_HINT", "frame_cost",
+           "check_stack", "walk_estimate"]
 
 #: the combined stack of a call chain the kernel accepts
 MAX_STACK = 512
@@ -29,9 +29,9 @@ MAX_CALL_FRAMES = 8
 #: the instructions the verifier processes before it gives up (privileged loads)
 MAX_PROCESSED = 1_000_000
 
-_STACK_HINT = ("keep big records in the ring buffer (with ring.reserve() as e:) or in a "
-               "per-CPU array used as scratch space (PerCPUArrayMap(Rec, 1)), or move "
-               "locals out of the functions of the deepest chain")
+#: the hint of a call chain over :data:`MAX_STACK` (a front end may give its own words)
+STACK_HINT = ("keep big records in the ring buffer or in a per-CPU array used as scratch "
+              "space, or move locals out of the functions of the deepest chain")
 
 
 def frame_cost(stack: int) -> int:
@@ -44,10 +44,11 @@ def _where(loc: Optional[SourceLocation]) -> str:
     return f"{loc.file}:{loc.line}" if loc is not None else "?"
 
 
-def check_stack(functions: Sequence[Any]) -> None:
+def check_stack(functions: Sequence[Any], hint: str = STACK_HINT) -> None:
     """Refuse the program (``functions``: compiled functions with ``name``, ``stack``
     and ``ir`` (``calls``, ``loc``, ``ops``), the entry first) when a chain of calls
-    from the entry needs more stack than the kernel allows or has too many frames."""
+    from the entry needs more stack than the kernel allows (with ``hint``) or has too
+    many frames."""
     by_name = {f.name: f for f in functions}
     worst: Tuple[int, List[str]] = (0, [])
 
@@ -77,7 +78,7 @@ def check_stack(functions: Sequence[Any]) -> None:
     raise CompileError(
         f"the call chain {' -> '.join(chain)} needs {total} bytes of stack; the kernel "
         f"allows {MAX_STACK} for a whole chain, each frame rounded up to 32 bytes "
-        f"({frames})", _call_site(by_name[chain[-2]], chain[-1]), _STACK_HINT)
+        f"({frames})", _call_site(by_name[chain[-2]], chain[-1]), hint)
 
 
 def _call_site(caller: Any, callee: str) -> Optional[SourceLocation]:
@@ -98,7 +99,7 @@ def walk_estimate(instructions: Sequence[Instruction],
                   name: str, loc: Optional[SourceLocation]) -> int:
     """The instructions the verifier will process for one function (``instructions``
     unlinked, with labels): each instruction once, a call its callee's estimate
-    (``callees``), a loop (``loops``: its top label, iteration count, ``for`` line) its
+    (``callees``), a loop (``loops``: its top label, iteration count, source line) its
     iterations times its body. Raises :class:`CompileError` at the first loop (innermost
     first) whose estimate is over :data:`MAX_PROCESSED`, or at ``loc`` for the whole
     function."""

@@ -4,7 +4,8 @@ Values live in virtual registers (:class:`VReg`), each with an integer type; a v
 always kept *normalized* in its 64-bit register: sign-extended for signed types,
 zero-extended for unsigned ones. Operands are a :class:`VReg` or a Python ``int``
 (an immediate that fits a signed 32-bit field). Every operation carries the
-:class:`~pybpf.asm.instruction.SourceLocation` of the Python line it comes from.
+:class:`~pybpf.asm.instruction.SourceLocation` of the source line it comes from (a
+Python line, a bpftrace program's line).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Set, Tuple, Union
 
-from ...asm.instruction import SourceLocation
-from ..types import IntType
+from ..asm.instruction import SourceLocation
+from .types import IntType
 
 __all__ = ["VReg", "Operand", "Op", "Function", "FrameAddr", "MapFd", "MapValue",
            "PtrType", "KType",

@@ -9,21 +9,21 @@ for the frame pointer r10) + ``off``, in a ``space``:
 * ``"kernel"`` and ``"user"``: read with ``bpf_probe_read_kernel``/``_user`` (Linux 5.5)
   through an 8-byte scratch slot (scalars) or into the destination (arrays, structs).
 
-Struct and array locals (``e = Event()``) live in the function's frame, below r10; the
-register allocator puts its spill slots below them.
+Struct and array locals (the DSL's ``e = Event()``) live in the function's frame, below
+r10; the register allocator puts its spill slots below them. Null checks and pointer
+freshness are the front end's (its pointer locals are its own).
 """
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import types as T
-from ..context import CtxField
+from . import types as T
+from .context import CtxField
 from .ir import FrameAddr, KType, Operand, PtrType, VReg
 
-__all__ = ["Place", "MemoryMixin", "NULLABLE"]
+__all__ = ["Place", "CtxRef", "MemoryMixin", "NULLABLE"]
 
 #: pointer spaces whose pointers may be None until checked: map values (a lookup may
 #: miss) and packet headers (the packet may be too short)
@@ -54,7 +54,7 @@ class CtxRef:
 
 
 def _btf() -> Any:
-    from ...btf import vmlinux
+    from ..btf import vmlinux
     return vmlinux()
 
 
@@ -113,8 +113,8 @@ class MemoryMixin:
                          "read one of its fields, or copy it into a struct field")
 
     def ktype_scalar(self, kt: KType, node: Any) -> Any:
-        from ...btf.resolve import is_signed, sizeof, skip_modifiers
-        from ...btf.types import Enum, Int, Ptr
+        from ..btf.resolve import is_signed, sizeof, skip_modifiers
+        from ..btf.types import Enum, Int, Ptr
         btf = _btf()
         t = btf.type(skip_modifiers(btf, kt.type_id))
         if isinstance(t, Ptr):
@@ -122,7 +122,7 @@ class MemoryMixin:
         if isinstance(t, (Int, Enum)):
             size = sizeof(btf, t.id)
             if size in (1, 2, 4, 8):
-                from ..context import int_type
+                from .context import int_type
                 return int_type(size, is_signed(btf, t.id))
         raise self.error(f"{kt!r} is not a number or pointer", node,  # type: ignore[attr-defined]
                          "read one of its members")
@@ -141,7 +141,7 @@ class MemoryMixin:
             src = Place(None, slot, t, "stack")
         else:
             src = place
-        from ..context import int_type
+        from .context import int_type
         raw = self.vreg(t if isinstance(t, PtrType) else int_type(size, False))  # type: ignore[attr-defined]
         self.emit("load", dst=raw, base=src.base, off=src.off, size=size)  # type: ignore[attr-defined]
         if isinstance(t, PtrType):
@@ -184,7 +184,7 @@ class MemoryMixin:
     def object_size(self, t: Any) -> int:
         """The byte size of a language type or kernel type."""
         if isinstance(t, KType):
-            from ...btf.resolve import sizeof
+            from ..btf.resolve import sizeof
             return sizeof(_btf(), t.type_id)
         return T.sizeof(t)
 
@@ -246,9 +246,9 @@ class MemoryMixin:
 
     def kmember(self, place: Place, name: str, node: Any) -> Place:
         """A member of a kernel struct (following a pointer first if ``place`` holds one)."""
-        from ...btf.errors import BTFError
-        from ...btf.resolve import find_member, skip_modifiers
-        from ...btf.types import Composite, Ptr
+        from ..btf.errors import BTFError
+        from ..btf.resolve import find_member, skip_modifiers
+        from ..btf.types import Composite, Ptr
         btf = _btf()
         t = btf.type(skip_modifiers(btf, place.type.type_id))
         if isinstance(t, Ptr):
@@ -260,7 +260,7 @@ class MemoryMixin:
         try:
             chain, bits = find_member(btf, t.id, name)
         except (BTFError, KeyError):
-            from ...btf.resolve import _member_names
+            from ..btf.resolve import _member_names
             text = _ktext(btf, t.id)
             raise self.error(_did_you_mean(f"{text} has no member {name!r}", name,  # type: ignore[attr-defined]
                                            _member_names(btf, t)), node,
@@ -268,14 +268,32 @@ class MemoryMixin:
         m = chain[-1]
         if m.bitfield_size:
             # read the aligned unit that holds the bits, then shift them out
-            from ...btf.resolve import _bitfield_unit, is_signed, sizeof
+            from ..btf.resolve import _bitfield_unit, is_signed, sizeof
             start, size, shift = _bitfield_unit(bits, m.bitfield_size, sizeof(btf, m.type))
-            from ..context import int_type
+            from .context import int_type
             unit = int_type(size, False)
             signed = is_signed(btf, m.type)
             return Place(place.base, place.off + start, unit, place.space,
                          (shift, m.bitfield_size if not signed else -m.bitfield_size))
         return place.at(bits // 8, KType(m.type, _ktext(btf, m.type)))
+
+    def kernel_type(self, text: str, node: Any) -> KType:
+        """The kernel type called ``text`` (``"task_struct"``, ``"struct sock"``)."""
+        from ..btf import vmlinux
+        from ..btf.errors import BTFError
+        from ..btf.format import Kind
+        btf = vmlinux()
+        words = text.replace("struct ", "").replace("union ", "").strip()
+        for kind in (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF):
+            ids = btf.ids(words, kind)
+            if ids:
+                return KType(ids[0], text)
+        try:
+            from ..btf.resolve import resolve_type
+            return KType(resolve_type(btf, text), text)
+        except (BTFError, LookupError, ValueError):
+            raise self.error(f"the kernel has no type {text!r}", node,  # type: ignore[attr-defined]
+                             "name a struct, union or typedef from vmlinux BTF") from None
 
     def index(self, place: Place, i: int, node: Any) -> Place:
         """``place[i]`` for a constant ``i``."""
@@ -287,8 +305,8 @@ class MemoryMixin:
                 raise self.error(f"index {i} is out of range for {t!r}", node)  # type: ignore[attr-defined]
             return place.at(i * T.sizeof(t.elem), t.elem)
         if isinstance(t, KType):
-            from ...btf.resolve import sizeof, skip_modifiers
-            from ...btf.types import Array, Ptr
+            from ..btf.resolve import sizeof, skip_modifiers
+            from ..btf.types import Array, Ptr
             btf = _btf()
             kt = btf.type(skip_modifiers(btf, t.type_id))
             if isinstance(kt, Array):
@@ -298,24 +316,6 @@ class MemoryMixin:
                 return Place(VReg(ptr.id, ptr.type), i * sizeof(btf, kt.type),
                              KType(kt.type, _ktext(btf, kt.type)), place.space)
         raise self.error(f"a {t!r} cannot be indexed", node)   # type: ignore[attr-defined]
-
-    def deref(self, ptr: VReg, node: Any, name: str = "") -> Place:
-        """The place a pointer register points to (map values must be checked first)."""
-        pt = ptr.type
-        assert isinstance(pt, PtrType)
-        if pt.space in NULLABLE and ptr.id not in self.nonnull_ids:  # type: ignore[attr-defined]
-            if not name:                        # m.get(k)[0]: no local to check
-                raise self.error("this map value may be None", node,  # type: ignore[attr-defined]
-                                 "assign it to a local and check it: if p: ...")
-            if name not in self.nonnull:        # type: ignore[attr-defined]
-                raise self.error(f"{name!r} may be None here", node,    # type: ignore[attr-defined]
-                                 f"check it first: 'if {name}:' or 'if {name} is None: return'")
-        if name:
-            self.check_fresh(name, node)                        # type: ignore[attr-defined]
-        if pt.target is None:
-            raise self.error("this pointer has no type to read through", node,  # type: ignore[attr-defined]
-                             "use kernel_ptr(value, 'struct name')")
-        return Place(ptr, 0, pt.target, pt.space)
 
     # -- the context --------------------------------------------------------------------
     def ctx_field(self, ctx: CtxRef, name: str, node: Any) -> Any:
@@ -365,64 +365,6 @@ class MemoryMixin:
         return self.convert(raw, f.type)                        # type: ignore[attr-defined]
 
 
-#: where xdp_md / __sk_buff keep the packet's start and end pointers
-_PACKET_FIELDS = {"xdp": (0, 4), "tc": (76, 80)}
-
-
-class PacketMixin:
-    """``ctx.load(T, offset)``: a pointer to a header of type ``T`` at ``offset`` bytes
-    into the packet, or None when the packet is shorter (XDP and tc: direct packet
-    access with the bounds check the verifier wants; socket filters: a copy made by
-    ``bpf_skb_load_bytes``)."""
-
-    def packet_load(self, ctx: CtxRef, node: ast.Call) -> VReg:
-        kind = self.kind                                        # type: ignore[attr-defined]
-        deco = kind.decorator if kind is not None else ""
-        if deco not in ("xdp", "tc", "socket_filter"):
-            raise self.error("ctx.load() reads packets: it works in @xdp, @tc and "  # type: ignore[attr-defined]
-                             "@socket_filter programs", node)
-        if len(node.args) != 2 or node.keywords:
-            raise self.error("ctx.load(Type, offset) takes a struct type and an offset",  # type: ignore[attr-defined]
-                             node, "e.g. eth = ctx.load(EthHdr, 0)")
-        t = self.type_arg(node, 0)                              # type: ignore[attr-defined]
-        size = T.sizeof(t)
-        off = self.convert(self.expr(node.args[1]), T.u64)     # type: ignore[attr-defined]
-        ok = self.label("inpacket")                             # type: ignore[attr-defined]
-        if deco == "socket_filter":
-            slot = self.temp(f"packet{size}", size)             # type: ignore[attr-defined]
-            ret = self.vreg(T.i64)                              # type: ignore[attr-defined]
-            self.emit("helper", dst=ret, name="skb_load_bytes",  # type: ignore[attr-defined]
-                      args=(ctx.reg, off, FrameAddr(slot), size))
-            ptr = self.vreg(PtrType(t, "packet"))               # type: ignore[attr-defined]
-            self.emit("addr", dst=ptr, base=None, off=slot)     # type: ignore[attr-defined]
-            self.emit("branch", name="eq", a=ret, b=0, target=ok)  # type: ignore[attr-defined]
-        else:
-            start_off, end_off = _PACKET_FIELDS[deco]
-            data = self.vreg(PtrType(None, "packet"))           # type: ignore[attr-defined]
-            end = self.vreg(PtrType(None, "packet"))            # type: ignore[attr-defined]
-            self.emit("load", dst=data, base=ctx.reg, off=start_off, size=4)  # type: ignore[attr-defined]
-            self.emit("load", dst=end, base=ctx.reg, off=end_off, size=4)  # type: ignore[attr-defined]
-            ptr = self.vreg(PtrType(t, "packet"))               # type: ignore[attr-defined]
-            self.emit("mov", dst=ptr, a=data)                   # type: ignore[attr-defined]
-            if off != 0:
-                self.emit("binop", name="add", dst=ptr, a=ptr, b=off)  # type: ignore[attr-defined]
-            last = self.vreg(T.u64)                             # type: ignore[attr-defined]
-            self.emit("mov", dst=last, a=VReg(ptr.id, T.u64))   # type: ignore[attr-defined]
-            self.emit("binop", name="add", dst=last, a=last, b=size)  # type: ignore[attr-defined]
-            self.emit("branch", name="ule", a=last, b=end, target=ok)  # type: ignore[attr-defined]
-        self.emit("mov", dst=ptr, a=0)                          # type: ignore[attr-defined]
-        self.emit("label", name=ok)                             # type: ignore[attr-defined]
-        return ptr
-
-    def byte_swap(self, v: Operand, bits: int, node: Any) -> VReg:
-        """``ntohs``/``ntohl``/``htons``/``htonl``: network (big-endian) <-> host order."""
-        t = {16: T.u16, 32: T.u32, 64: T.u64}[bits]
-        src = self.materialize(self.convert(v, t), t)           # type: ignore[attr-defined]
-        dst = self.vreg(t)                                      # type: ignore[attr-defined]
-        self.emit("bswap", dst=dst, a=src, size=bits)           # type: ignore[attr-defined]
-        return dst
-
-
 def _chunk(off: int, remaining: int, other: Optional[int] = None) -> int:
     """The widest access (8, 4, 2, 1 bytes) aligned at ``off`` (and ``other``) that
     fits in ``remaining`` bytes: the verifier refuses misaligned stack accesses."""
@@ -434,26 +376,14 @@ def _chunk(off: int, remaining: int, other: Optional[int] = None) -> int:
 
 def _did_you_mean(message: str, name: str, names: List[str]) -> str:
     """``message`` and, when some of ``names`` are close to ``name``, "did you mean"."""
-    from ...errors import close_matches
+    from ..errors import close_matches
     matches = close_matches(name, names, n=3)
     return f"{message}; did you mean {' or '.join(matches)}?" if matches else message
 
 
 def _ktext(btf: Any, type_id: int) -> str:
-    from ...btf.resolve import type_name
+    from ..btf.resolve import type_name
     try:
         return type_name(btf, type_id)
     except Exception:                                           # pragma: no cover
         return f"btf#{type_id}"
-
-
-def is_place(v: Any) -> bool:
-    """True for a :class:`Place`."""
-    return isinstance(v, Place)
-
-
-def const_index(node: ast.expr) -> Optional[int]:
-    """The value of a literal integer subscript, else None."""
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        return node.value
-    return None
