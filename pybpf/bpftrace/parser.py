@@ -221,8 +221,10 @@ class Parser:
                 op = _COMPOUND.get(op_tok.kind)
                 loc = op_tok.loc if op is None else self.span(start)
                 if isinstance(e, A.Map):
-                    return A.AssignMap(e, value, op, loc=loc, span=self.span(start))
-                return A.AssignVar(e, value, op, loc=loc, span=self.span(start))
+                    return A.AssignMap(e, value, op, loc=loc, span=self.span(start),
+                                       op_loc=op_tok.loc)
+                return A.AssignVar(e, value, op, loc=loc, span=self.span(start),
+                                   op_loc=op_tok.loc)
             if isinstance(e, A.TupleAccess) and bare and op_tok.kind == "ASSIGN":
                 self.advance()
                 value = self.expr()
@@ -377,7 +379,8 @@ class Parser:
                     arrow = t.kind == "PTR"
                     span = self.span(start)
                     node = A.FieldAccess(node, str(n.value), arrow,
-                                         loc=span if arrow else t.loc, span=span)
+                                         loc=span if arrow else t.loc, span=span,
+                                         op_loc=t.loc)
                 else:
                     self.syntax_error(1)
             elif t.kind == "LBRACKET":
