@@ -516,15 +516,27 @@ def parse_expression(source: str, filename: str = "stdin") -> A.Expr:
 
 
 def parse_program(source: str, filename: str = "stdin", btf: bool = True,
-                  allow_for: bool = False) -> A.Program:
+                  allow_for: bool = False, headers: bool = False,
+                  include_dirs: Optional[List[str]] = None) -> A.Program:
     """Parse like bpftrace does: once, read the preamble (``#define``s, ``struct``s,
     ``#include``s, conditionals on ``BPFTRACE_HAVE_BTF``, which ``btf`` defines), then,
     when the preamble defines macros, once more with them expanded. The tree's
-    ``preamble`` is the :class:`~pybpf.bpftrace.preamble.Preamble`."""
+    ``preamble`` is the :class:`~pybpf.bpftrace.preamble.Preamble`.
+
+    With ``headers``, the object-like macros of the ``#include``\ d headers that the
+    program names are expanded too (:mod:`pybpf.bpftrace.headers`; ``include_dirs`` are
+    ``-I`` directories), as bpftrace's clang pass provides them."""
     from .preamble import read_preamble
     prog = parse(source, filename, allow_for=allow_for)
     pre = read_preamble(prog.c_definitions, source, filename, btf=btf)
-    if pre.macros:
-        prog = parse(source, filename, macros=pre.macros, allow_for=allow_for)
+    macros = dict(pre.macros)
+    if headers and pre.includes:
+        from .headers import header_macros, include_dirs as default_dirs
+        words = {str(t.value) for t in tokenize(source).tokens if t.kind == "IDENT"}
+        found = header_macros([i.path for i in pre.includes], words - set(macros),
+                              default_dirs(include_dirs or []))
+        macros = {**found, **macros}
+    if macros:
+        prog = parse(source, filename, macros=macros, allow_for=allow_for)
     prog.preamble = pre
     return prog
