@@ -523,7 +523,7 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
     when the preamble defines macros, once more with them expanded. The tree's
     ``preamble`` is the :class:`~pybpf.bpftrace.preamble.Preamble`.
 
-    With ``headers``, the object-like macros of the ``#include``\ d headers that the
+    With ``headers``, the object-like macros of the ``#include``-d headers that the
     program names are expanded too (:mod:`pybpf.bpftrace.headers`; ``include_dirs`` are
     ``-I`` directories), as bpftrace's clang pass provides them."""
     from .preamble import read_preamble

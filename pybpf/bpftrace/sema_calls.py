@@ -452,13 +452,14 @@ def _uaddr(c: _Call) -> None:
 
 
 def _symbol_size(path: str, name: str) -> Optional[int]:
-    """The size of symbol ``name`` in ELF file ``path`` (None if absent or at 0)."""
+    """The size of data symbol (``STT_OBJECT``) ``name`` in ELF file ``path`` (None if
+    absent or at address 0), as bcc's symbol walk finds it for 0.17."""
     from pybpf.elf.symbols import ElfFile
     try:
         with ElfFile(path) as elf:
             for s in elf.find_symbols(name):
-                if s.value:
-                    return int(getattr(s, "size", 0))
+                if s.type == 1 and s.value:
+                    return int(s.size)
     except (OSError, ValueError, LookupError):
         return None
     return None

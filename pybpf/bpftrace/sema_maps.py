@@ -357,9 +357,11 @@ def tracepoint_formats(a: Any) -> None:
                 continue
             msg = f"tracepoint not found: {cat}:{ev}"
             if len(aps) == 1:
+                diags = [Diagnostic(ap.loc, msg)]
                 if cat == "syscall":
-                    a.warn(ap.loc, f"Did you mean syscalls:{ev}?")
-                a.fail([Diagnostic(ap.loc, msg)])
+                    diags.append(Diagnostic(ap.loc, f"Did you mean syscalls:{ev}?",
+                                            "WARNING"))
+                a.fail(diags)
             a.warn(ap.loc, msg)
             if cat == "syscall":
                 a.warn(ap.loc, f"Did you mean syscalls:{ev}?")

@@ -80,8 +80,15 @@ class SemaOptions:
     features: Dict[str, bool] = field(default_factory=dict)
 
     def has(self, feature: str) -> bool:
-        """Is helper/feature ``feature`` available?"""
-        return self.features.get(feature, True)
+        """Is helper/feature ``feature`` available? ``d_path`` and ``skb_output`` need
+        tracing (fentry) programs, probed once when not given."""
+        if feature not in self.features:
+            if feature in ("d_path", "skb_output"):
+                from .probes import _tracing_loads
+                self.features[feature] = _tracing_loads()
+            else:
+                return True
+        return self.features[feature]
 
 
 @dataclass
