@@ -96,7 +96,9 @@ def oracle(prog: str, params: Sequence[str] = (), path: Optional[str] = None
     cmd = ["bpftrace", "-d", path] if path else ["bpftrace", "-d", "-e", prog]
     res = subprocess.run(cmd + list(params), capture_output=True, text=True, timeout=120)
     err = _NOISE.sub("", res.stderr).strip("\n")
-    if "AST after: Semantic" not in res.stdout:
+    # the resource pass (after the printed tree) can still refuse: lhist bounds
+    if "AST after: Semantic" not in res.stdout or re.search(r"^\S+:\d+:\d+-\d+: ERROR: ",
+                                                            err, re.M):
         return None, err
     sec = res.stdout.split("AST after: Semantic\n-------------------\n", 1)[1]
     sec = sec.split("\n\nAST after:", 1)[0]
