@@ -67,14 +67,10 @@ def _ctx(a: Any, e: A.Builtin) -> None:
 
 
 def _args_tracepoint(a: Any, ap: Any, e: A.Builtin) -> None:
-    from .probe_match import ExpansionError, matches_for
-    try:
-        matches = matches_for(ap, a.env)
-    except (ExpansionError, OSError):
-        matches = []
+    matches = a.matches(ap)
     if not matches:
         return
-    category, _, event = sorted(matches)[0].partition(":")
+    category, _, event = matches[0].partition(":")
     st = a.structs.tracepoint(category, event)
     from .structs import tracepoint_struct_name
     t = create_pointer(create_record(tracepoint_struct_name(category, event), st),
@@ -406,16 +402,11 @@ def _access(a: Any, e: Any, base: SizedType, fieldname: str, index: int) -> None
         return
     structs: Dict[str, Any] = {}
     if base.is_tparg:
-        from .probe_match import ExpansionError, matches_for
         from .structs import tracepoint_struct_name
         for ap in a.aps:
             if ap.kind != "tracepoint":
                 continue
-            try:
-                matches = matches_for(ap, a.env)
-            except (ExpansionError, OSError):
-                matches = []
-            for m in matches:
+            for m in a.matches(ap):
                 cat, _, ev = m.partition(":")
                 structs[tracepoint_struct_name(cat, ev)] = a.structs.tracepoint(cat, ev)
     else:

@@ -238,6 +238,7 @@ class Analyser:
         self.aps: List[AttachPoint] = []
         self.parents: Dict[int, str] = {}
         self.assigned_map: Dict[int, str] = {}
+        self._matches: Dict[int, List[str]] = {}
         self._index_parents()
 
     # -- diagnostics --------------------------------------------------------------------
@@ -326,6 +327,20 @@ class Analyser:
             return self.param(node.args[0].n, True)
         self.say(f"Expected string literal, got {_ty(node)}")
         return ""
+
+    def matches(self, ap: AttachPoint) -> List[str]:
+        """What ``ap`` matches (``probe_match.matches_for``), once per analysis; [] when
+        the probe sources cannot be read."""
+        key = id(ap)
+        found = self._matches.get(key)
+        if found is None:
+            from .probe_match import ExpansionError, matches_for
+            try:
+                found = sorted(matches_for(ap, self.env))
+            except (ExpansionError, OSError):
+                found = []
+            self._matches[key] = found
+        return found
 
     def single_provider_type(self) -> str:
         """The probe's one provider kind, or ``invalid`` when they differ."""

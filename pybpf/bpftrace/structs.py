@@ -106,6 +106,7 @@ class StructManager:
         self._btf_loaded = False
         self._records: Dict[str, Optional[Struct]] = {}
         self._btf_types: Dict[int, SizedType] = {}
+        self._enums: Dict[str, Optional[int]] = {}
         self._anon = 0
 
     # -- BTF --------------------------------------------------------------------------
@@ -249,6 +250,11 @@ class StructManager:
     # -- enum constants ---------------------------------------------------------------
     def enum_value(self, name: str) -> Optional[int]:
         """The value of enum constant ``name`` (preamble enums, then BTF), or None."""
+        if name not in self._enums:
+            self._enums[name] = self._find_enum(name)
+        return self._enums[name]
+
+    def _find_enum(self, name: str) -> Optional[int]:
         pre = self.preamble
         if pre is not None:
             for e in getattr(pre, "enums", {}).values():

@@ -98,6 +98,7 @@ class Struct:
                  loader: Optional[Callable[["Struct"], None]] = None) -> None:
         self.size, self.align, self.padded = size, align, padded
         self._fields: List[Field] = list(fields or [])
+        self._names = {f.name: f for f in reversed(self._fields)}
         self._loader = loader
 
     @property
@@ -110,19 +111,19 @@ class Struct:
 
     def add_field(self, f: Field) -> None:
         """Append ``f`` unless a field of that name exists (bpftrace's ``AddField``)."""
-        if not any(x.name == f.name for x in self._fields):
+        if f.name not in self._names:
             self._fields.append(f)
+            self._names[f.name] = f
 
     def has_field(self, name: str) -> bool:
         """Is there a field called ``name``?"""
-        return any(f.name == name for f in self.fields)
+        self.fields                                   # noqa: B018 - loads them
+        return name in self._names
 
     def field(self, name: str) -> Field:
         """The field called ``name`` (``KeyError`` if none)."""
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise KeyError(name)
+        self.fields                                   # noqa: B018 - loads them
+        return self._names[name]
 
     def same_layout(self, other: "Struct") -> bool:
         """bpftrace's ``Struct ==``: size, alignment, padding and equal fields."""
