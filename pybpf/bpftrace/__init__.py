@@ -9,6 +9,9 @@ source), :mod:`~pybpf.bpftrace.errors` (errors printed as bpftrace prints them),
 the probe layer: :mod:`~pybpf.bpftrace.probes` (attach points parsed and checked),
 :mod:`~pybpf.bpftrace.probe_match` (wildcards and probe sources) and
 :mod:`~pybpf.bpftrace.listing` (``-l``/``-lv``).
-Semantic analysis, lowering and the runtime come later. Importing this package loads
-nothing but itself.
+Semantic analysis: :mod:`~pybpf.bpftrace.semantic` (``analyse()``: bpftrace 0.17's
+typing rules and messages, with :mod:`~pybpf.bpftrace.types`,
+:mod:`~pybpf.bpftrace.structs` and the ``sema_*`` helpers), :mod:`~pybpf.bpftrace.headers`
+(macros of included headers) and :mod:`~pybpf.bpftrace.typed_dump` (``-d``'s typed tree).
+Lowering and the runtime come later. Importing this package loads nothing but itself.
 """

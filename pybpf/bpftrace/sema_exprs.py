@@ -17,7 +17,7 @@ array indexing and casts. Facts of 0.17 kept here:
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from . import ast as A
 from .types import (INT_CASTS, SizedType, create_int64, create_integer, create_none,

@@ -46,13 +46,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import ast as A
 from .errors import BpftraceError, Diagnostic, Location
-from .probes import AttachPoint, CheckState, ProbeEnv, check_attach_point, has_wildcard
-from .structs import StructManager, tracepoint_struct_name
 from . import sema_calls, sema_exprs, sema_maps
-from .types import (COMM_SIZE, INT_CASTS, STRING_SIZE, SizedType, create_int64,
-                    create_integer, create_none, create_pointer, create_record,
-                    create_simple, create_stack, create_stack_mode, create_string,
-                    create_tuple, create_uint, create_uint64, node_type as _ty, typestr)
+from .probes import AttachPoint, CheckState, ProbeEnv, check_attach_point
+from .structs import StructManager
+from .types import (INT_CASTS, STRING_SIZE, SizedType, create_int64, create_integer,
+                    create_none, create_stack_mode, create_string, create_tuple,
+                    create_uint64, node_type as _ty, typestr)
 
 __all__ = ["analyse", "Analysis", "MapInfo", "ProbeInfo", "AsyncAction", "SemaOptions",
            "NUM_PASSES", "find_addrspace", "progtype", "stoll"]
@@ -552,7 +551,3 @@ def analyse(program: A.Program, attach_points: List[List[AttachPoint]],
     return Analyser(program, attach_points, env or ProbeEnv(), options or SemaOptions(),
                     source, filename).run()
 
-
-# re-exported for the helper modules
-__helpers__ = (_ty, create_pointer, create_record, create_simple, create_stack,
-               create_uint, COMM_SIZE, tracepoint_struct_name, has_wildcard)
