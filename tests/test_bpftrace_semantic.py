@@ -263,3 +263,53 @@ def test_unsafe_gate() -> None:
         analyse(prog, aps, env, source=src)
     res = analyse(parse_program(src), aps, env, SemaOptions(unsafe=True), src)
     assert [a.kind for a in res.actions] == ["system"]
+
+
+# -- random programs (fixed seed) ----------------------------------------------------------
+
+def _random_programs(n: int) -> List[str]:
+    import random
+    rnd = random.Random(7)
+    atoms = ["1", "-1", "comm", "pid", "curtask", "$x", "@m", "@m[1]", '"s"', "(1,2)",
+             "args", "ctx", "retval", "kstack", "(uint8)1", "curtask->comm", "str(1)",
+             "buf(1,2)", 'pton("1.2.3.4")', "$1", "$#", "arg0", "probe", "username",
+             "nsecs", "(struct task_struct *)0", "*curtask", "ksym(1)", '(1,"a").1']
+    ops = ["+", "-", "*", "/", "%", "==", "!=", "<", ">", "&&", "||", "&", "|", "^",
+           "<<", ">>"]
+    forms = ['printf("%d\\n", {})', "print({})", "str({})", "buf({})", "ntop({})",
+             "@x = {}", "$v = {}", "@k[{}] = 1", "if ({}) {{ }}", "@h = hist({})",
+             "kstack({})", "join({})", 'strncmp({}, "a", 1)', "sizeof({})", "bswap({})",
+             "macaddr({})", "@c = sum({})", "$n = -{}", "$n = !{}", "$n = ~{}",
+             "$n = {} ? 1 : 2", "$n = {}.0", "$n = {}[0]", "$n = {}->pid",
+             "$n = (uint32){}", "delete({})", "clear({})"]
+    probes = ["BEGIN", "kprobe:vfs_read", "tracepoint:syscalls:sys_enter_read",
+              "profile:hz:99", "kretprobe:vfs_read"]
+    out = []
+    for _ in range(n):
+        a, b = rnd.choice(atoms), rnd.choice(atoms)
+        e = rnd.choice([a, f"{a} {rnd.choice(ops)} {b}"])
+        out.append(f"{rnd.choice(probes)} {{ $x = 1; @m[1] = 2; "
+                   f"{rnd.choice(forms).format(e)}; }}")
+    return out
+
+
+@needs_oracle
+@pytest.mark.parametrize("prog", _random_programs(60), ids=lambda x: x[:60])
+def test_random_program_like_bpftrace(prog: str) -> None:
+    _agree(oracle(prog, ("5",)), ours(prog, params=("5",)))
+
+
+@needs_oracle
+def test_strlen_like_bpftrace() -> None:
+    src = "BEGIN { @x = str(1); @y = buf(1, 40); }"
+    res = subprocess.run(["bpftrace", "-d", "-e", src], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "BPFTRACE_STRLEN": "32"})
+    assert "type[string[32]" in res.stdout and "type[buffer[33]" in res.stdout
+    assert "shortened to 32 bytes (see BPFTRACE_STRLEN)" in res.stderr
+    tree = parse_program(src)
+    env = ProbeEnv()
+    got = analyse(tree, parse_attach_points(tree, env, src), env, SemaOptions(strlen=32),
+                  src)
+    assert str(got.maps["@x"].value) == "string[32]"
+    assert str(got.maps["@y"].value) == "buffer[33]"
+    assert "shortened to 32 bytes" in got.warnings[0].message
