@@ -9,9 +9,12 @@ source), :mod:`~pybpf.bpftrace.errors` (errors printed as bpftrace prints them),
 the probe layer: :mod:`~pybpf.bpftrace.probes` (attach points parsed and checked),
 :mod:`~pybpf.bpftrace.probe_match` (wildcards and probe sources) and
 :mod:`~pybpf.bpftrace.listing` (``-l``/``-lv``).
+Semantic analysis: :mod:`~pybpf.bpftrace.semantic` (``analyse()``: bpftrace 0.17's
+typing rules and messages, with :mod:`~pybpf.bpftrace.types`,
+:mod:`~pybpf.bpftrace.structs` and the ``sema_*`` helpers), :mod:`~pybpf.bpftrace.headers`
+(macros of included headers) and :mod:`~pybpf.bpftrace.typed_dump` (``-d``'s typed tree).
 The runtime's output layer: :mod:`~pybpf.bpftrace.values` (decoded values),
 :mod:`~pybpf.bpftrace.printf`, :mod:`~pybpf.bpftrace.output` (text) and
-:mod:`~pybpf.bpftrace.json_output` (``-f json``). Semantic analysis, lowering and the
-rest of the runtime come later. Importing this package loads
-nothing but itself.
+:mod:`~pybpf.bpftrace.json_output` (``-f json``). Lowering and the rest of the runtime
+come later. Importing this package loads nothing but itself.
 """

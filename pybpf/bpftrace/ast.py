@@ -186,6 +186,9 @@ class FieldAccess(Expr):
     arrow: bool = False
     loc: Location = _loc()
     span: Location = _loc()
+    #: where the ``->`` or ``.`` token is (bpftrace puts the implicit dereference of
+    #: ``a->f`` there)
+    op_loc: Location = _loc()
 
 
 @dataclass
@@ -252,12 +255,14 @@ class AssignMap(Stmt):
     op: Optional[str] = None
     loc: Location = _loc()
     span: Location = _loc()
+    #: where the compound operator is (``+=``), bpftrace's location for the ``Binop``
+    op_loc: Location = _loc()
 
     def value_expr(self) -> Expr:
         """The value stored: ``value``, or ``map op value`` for a compound assignment."""
         if self.op is None:
             return self.value
-        return Binop(self.map, self.op, self.value, loc=self.loc, span=self.span)
+        return Binop(self.map, self.op, self.value, loc=self.op_loc, span=self.span)
 
 
 @dataclass
@@ -269,12 +274,14 @@ class AssignVar(Stmt):
     op: Optional[str] = None
     loc: Location = _loc()
     span: Location = _loc()
+    #: where the compound operator is (``+=``), bpftrace's location for the ``Binop``
+    op_loc: Location = _loc()
 
     def value_expr(self) -> Expr:
         """The value stored: ``value``, or ``var op value`` for a compound assignment."""
         if self.op is None:
             return self.value
-        return Binop(self.var, self.op, self.value, loc=self.loc, span=self.span)
+        return Binop(self.var, self.op, self.value, loc=self.op_loc, span=self.span)
 
 
 @dataclass

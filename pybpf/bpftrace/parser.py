@@ -221,8 +221,10 @@ class Parser:
                 op = _COMPOUND.get(op_tok.kind)
                 loc = op_tok.loc if op is None else self.span(start)
                 if isinstance(e, A.Map):
-                    return A.AssignMap(e, value, op, loc=loc, span=self.span(start))
-                return A.AssignVar(e, value, op, loc=loc, span=self.span(start))
+                    return A.AssignMap(e, value, op, loc=loc, span=self.span(start),
+                                       op_loc=op_tok.loc)
+                return A.AssignVar(e, value, op, loc=loc, span=self.span(start),
+                                   op_loc=op_tok.loc)
             if isinstance(e, A.TupleAccess) and bare and op_tok.kind == "ASSIGN":
                 self.advance()
                 value = self.expr()
@@ -377,7 +379,8 @@ class Parser:
                     arrow = t.kind == "PTR"
                     span = self.span(start)
                     node = A.FieldAccess(node, str(n.value), arrow,
-                                         loc=span if arrow else t.loc, span=span)
+                                         loc=span if arrow else t.loc, span=span,
+                                         op_loc=t.loc)
                 else:
                     self.syntax_error(1)
             elif t.kind == "LBRACKET":
@@ -513,15 +516,27 @@ def parse_expression(source: str, filename: str = "stdin") -> A.Expr:
 
 
 def parse_program(source: str, filename: str = "stdin", btf: bool = True,
-                  allow_for: bool = False) -> A.Program:
+                  allow_for: bool = False, headers: bool = False,
+                  include_dirs: Optional[List[str]] = None) -> A.Program:
     """Parse like bpftrace does: once, read the preamble (``#define``s, ``struct``s,
     ``#include``s, conditionals on ``BPFTRACE_HAVE_BTF``, which ``btf`` defines), then,
     when the preamble defines macros, once more with them expanded. The tree's
-    ``preamble`` is the :class:`~pybpf.bpftrace.preamble.Preamble`."""
+    ``preamble`` is the :class:`~pybpf.bpftrace.preamble.Preamble`.
+
+    With ``headers``, the object-like macros of the ``#include``-d headers that the
+    program names are expanded too (:mod:`pybpf.bpftrace.headers`; ``include_dirs`` are
+    ``-I`` directories), as bpftrace's clang pass provides them."""
     from .preamble import read_preamble
     prog = parse(source, filename, allow_for=allow_for)
     pre = read_preamble(prog.c_definitions, source, filename, btf=btf)
-    if pre.macros:
-        prog = parse(source, filename, macros=pre.macros, allow_for=allow_for)
+    macros = dict(pre.macros)
+    if headers and pre.includes:
+        from .headers import header_macros, include_dirs as default_dirs
+        words = {str(t.value) for t in tokenize(source).tokens if t.kind == "IDENT"}
+        found = header_macros([i.path for i in pre.includes], words - set(macros),
+                              default_dirs(include_dirs or []))
+        macros = {**found, **macros}
+    if macros:
+        prog = parse(source, filename, macros=macros, allow_for=allow_for)
     prog.preamble = pre
     return prog
