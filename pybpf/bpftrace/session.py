@@ -1,0 +1,130 @@
+"""One run of a bpftrace program: the options it runs with, the front half (parse,
+attach points, semantic analysis) and, later, the run itself.
+
+This module is the meeting point of ``pybpf trace``'s two halves:
+
+* the command line (:mod:`pybpf.cli.trace_cmd`) turns bpftrace's options and
+  environment variables into a :class:`TraceOptions` and calls :func:`run`;
+* the compiler and runtime (lowering to :mod:`pybpf.compiler`, loading, attaching,
+  reading events and printing maps) sit behind :func:`run`.
+
+:func:`front` is the part both share: the program text to an analysed program, with
+bpftrace's errors (:class:`~pybpf.bpftrace.errors.BpftraceError`) for anything wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, TextIO
+
+__all__ = ["TraceOptions", "FrontResult", "front", "run"]
+
+
+@dataclass
+class TraceOptions:
+    """Everything a bpftrace run depends on besides the program text, named after
+    bpftrace 0.17's options (``bpftrace --help``) and environment variables.
+
+    Command line: ``output_format`` (``-f text|json``), ``output_path`` (``-o FILE``),
+    ``buffering`` (``-B none|line|full``; None: line when stdout is a tty, else full
+    as bpftrace's C stdio would), ``include_dirs`` (``-I``), ``includes``
+    (``--include``), ``unsafe`` (``--unsafe``), ``quiet`` (``-q``: no "Attaching"
+    line), ``verbose`` (``-v``), ``debug`` (``-d``/``-dd``: 1 or 2), ``pid`` (``-p``),
+    ``command`` (``-c CMD``), ``usdt_file_activation``, ``no_warnings``,
+    ``helper_check_level`` (``-k``/``-kk``: 1 or 2), ``emit_elf`` (``--emit-elf FILE``),
+    ``params`` (the arguments after the program: ``$1``...).
+
+    Environment (bpftrace's defaults): ``strlen`` (``BPFTRACE_STRLEN``, 64, at most
+    200), ``map_keys_max`` (``BPFTRACE_MAP_KEYS_MAX``, 4096), ``max_probes``
+    (``BPFTRACE_MAX_PROBES``, 512), ``perf_rb_pages`` (``BPFTRACE_PERF_RB_PAGES``, 64),
+    ``cat_bytes_max`` (``BPFTRACE_CAT_BYTES_MAX``, 10240), ``no_user_symbols``,
+    ``cache_user_symbols`` (``BPFTRACE_CACHE_USER_SYMBOLS``), ``vmlinux``
+    (``BPFTRACE_VMLINUX``), ``btf`` (``BPFTRACE_BTF``: a BTF file instead of the
+    kernel's).
+
+    ``notify_attached`` is bpftrace's test handshake: when the environment has
+    ``__BPFTRACE_NOTIFY_PROBES_ATTACHED``, bpftrace prints ``__BPFTRACE_NOTIFY_PROBES_ATTACHED``
+    on stdout once every probe is attached.
+    """
+
+    output_format: str = "text"
+    output_path: Optional[str] = None
+    buffering: Optional[str] = None
+    include_dirs: List[str] = field(default_factory=list)
+    includes: List[str] = field(default_factory=list)
+    unsafe: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    debug: int = 0
+    pid: Optional[int] = None
+    command: Optional[str] = None
+    usdt_file_activation: bool = False
+    no_warnings: bool = False
+    helper_check_level: int = 0
+    emit_elf: Optional[str] = None
+    params: List[str] = field(default_factory=list)
+    strlen: int = 64
+    map_keys_max: int = 4096
+    max_probes: int = 512
+    perf_rb_pages: int = 64
+    cat_bytes_max: int = 10240
+    no_user_symbols: bool = False
+    cache_user_symbols: bool = True
+    vmlinux: Optional[str] = None
+    btf: Optional[str] = None
+    notify_attached: bool = False
+    extras: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FrontResult:
+    """The program after the front half: ``program`` (the typed tree),
+    ``attach_points`` (per probe, the parsed attach points), ``analysis``
+    (:class:`~pybpf.bpftrace.semantic.Analysis`), and the ``env``
+    (:class:`~pybpf.bpftrace.probes.ProbeEnv`) it was checked in."""
+
+    source: str
+    filename: str
+    program: Any
+    attach_points: List[Any]
+    analysis: Any
+    env: Any
+
+
+def front(source: str, filename: str, opts: TraceOptions) -> FrontResult:
+    """Parse, read the preamble (with the macros of included headers, as bpftrace's
+    clang pass provides them), parse the attach points and analyse ``source``; raises
+    :class:`~pybpf.bpftrace.errors.BpftraceError` as bpftrace reports it."""
+    from .parser import parse_program
+    from .probes import ProbeEnv, parse_attach_points
+    from .semantic import SemaOptions, analyse
+    env = ProbeEnv(params=opts.params, pid=opts.pid, has_child=opts.command is not None)
+    program = parse_program(source, filename, headers=True,
+                            include_dirs=list(opts.include_dirs) or None)
+    attach_points = parse_attach_points(program, env, source, filename)
+    sema = SemaOptions(unsafe=opts.unsafe, strlen=opts.strlen,
+                       has_child=opts.command is not None)
+    analysis = analyse(program, attach_points, env, sema, source=source, filename=filename)
+    return FrontResult(source, filename, program, attach_points, analysis, env)
+
+
+def run(source: str, filename: str, opts: TraceOptions, *,
+        stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
+    """Run the program as ``bpftrace`` would and return its exit status: compile, load,
+    attach (printing ``Attaching N probes...`` unless ``quiet``), run until ``exit()``,
+    Ctrl-C/SIGTERM or the ``-c`` command's end, run ``END``, print the maps, detach.
+
+    Not built yet: the lowering to the shared compiler and the runtime come next."""
+    raise NotImplementedError("pybpf trace: running programs is not built yet")
+
+
+def default_stdout() -> TextIO:
+    """Standard output (a seam for tests)."""
+    import sys
+    return sys.stdout
+
+
+def env_flag(name: str) -> bool:
+    """A bpftrace boolean environment variable: set to ``1`` (bpftrace's rule)."""
+    return os.environ.get(name, "") == "1"
