@@ -10,14 +10,15 @@ per tracepoint, each compiled against its own record layout).
 
 import json
 import signal
+import struct
 import time
 
 from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, i32, pid, tid, tracepoint, u8, u32,
 )
 from pybpf.tooling import (
-    ToolParser, int_range, load_tool, pid_number, run_tool, signal_number, text_of,
-    tool_main, write_lines,
+    Memo, ToolParser, int_range, load_tool, pid_number, run_tool, signal_number,
+    text_of, tool_main, write_lines,
 )
 
 
@@ -77,25 +78,35 @@ def signal_name(sig: int) -> str:
         return str(sig)
 
 
+#: the rows the printer takes: each record's fields as one ``bytes`` value, the key of
+#: the memo of formatted text (a storm of kill() repeats the same record)
+ROW_ITEMS = [("pid", "tpid", "sig", "ret", "comm")]
+
+
 def batch_printer(args):
-    """The callback of ``mod.on("events", ..., rows=True)``: one line (or JSON object)
-    per signal sent, a batch written in one block; the clock is read once per batch."""
+    """The callback of ``mod.on("events", ..., rows=ROW_ITEMS)``: one line (or JSON
+    object) per signal, a batch written in one block. The clock is read once per batch;
+    the rest of a line is formatted once per distinct record and kept in a memo."""
+    fields = struct.Struct(Kill.span_format(ROW_ITEMS[0])).unpack
+
+    def text_tail(key: bytes) -> str:
+        pid, tpid, sig, ret, comm = fields(key)
+        sig_text = f"{signal_name(sig):<9}" if args.name else f"{sig:<4}"
+        return f" {pid:<7} {text_of(comm):<16} {sig_text} {tpid:<8} {ret}"
+
+    def json_tail(key: bytes) -> str:
+        pid, tpid, sig, ret, comm = fields(key)
+        obj = {"pid": pid, "comm": text_of(comm),
+               "sig": signal_name(sig) if args.name else sig, "tpid": tpid,
+               "result": ret}
+        return ", " + json.dumps(obj)[1:]
+
+    tail = Memo(json_tail if args.json else text_tail)
 
     def show(rows) -> None:
         now = time.strftime("%H:%M:%S")
-        if args.json:
-            write_lines([json.dumps({"time": now, "pid": pid, "comm": text_of(comm),
-                                     "sig": signal_name(sig) if args.name else sig,
-                                     "tpid": tpid, "result": ret})
-                         for pid, tpid, sig, ret, comm in rows])
-            return
-        now = f"{now:<9}"
-        if args.name:
-            write_lines([f"{now} {pid:<7} {text_of(comm):<16} {signal_name(sig):<9} "
-                         f"{tpid:<8} {ret}" for pid, tpid, sig, ret, comm in rows])
-        else:
-            write_lines([f"{now} {pid:<7} {text_of(comm):<16} {sig:<4} {tpid:<8} {ret}"
-                         for pid, tpid, sig, ret, comm in rows])
+        head = json.dumps({"time": now})[:-1] if args.json else f"{now:<9}"
+        write_lines([head + tail[key] for (key,) in rows])
 
     return show
 
@@ -125,7 +136,7 @@ def main(argv=None) -> int:
     consts = {"TARGET_PID": args.pid, "TARGET_TPID": args.tpid, "TARGET_SIG": args.signal,
               "FAILED_ONLY": args.failed}
     with load_tool(__name__, consts=consts) as mod:
-        mod.on("events", batch_printer(args), rows=True)
+        mod.on("events", batch_printer(args), rows=ROW_ITEMS)
         header = (f"{'TIME':<9} {'PID':<7} {'COMM':<16} {'SIG':<{9 if args.name else 4}} "
                   f"{'TPID':<8} RESULT")
         run_tool(mod, header=None if args.json else header, json_lost=args.json)

@@ -11,14 +11,15 @@ programs load is chosen at load time (``load_tool(..., programs=...)``).
 
 import json
 import signal
+import struct
 import time
 
 from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, i32, pid, tid, tracepoint, u8, u32,
 )
 from pybpf.tooling import (
-    ToolParser, errno_name, load_tool, pid_number, run_tool, signal_number, text_of,
-    tool_main, write_lines,
+    Memo, ToolParser, errno_name, load_tool, pid_number, run_tool, signal_number,
+    text_of, tool_main, write_lines,
 )
 
 
@@ -100,27 +101,37 @@ def signal_name(sig: int) -> str:
         return str(sig)
 
 
+#: the rows the printer takes: each record's fields as one ``bytes`` value, the key of
+#: the memo of formatted text (a storm of kill() repeats the same record)
+ROW_ITEMS = [("pid", "tpid", "sig", "ret", "comm")]
+
+
 def batch_printer(args):
-    """The callback of ``mod.on("events", ..., rows=True)``: one line (or JSON object)
-    per signal, a batch written in one block; the clock is read once per batch. In
+    """The callback of ``mod.on("events", ..., rows=ROW_ITEMS)``: one line (or JSON
+    object) per signal, a batch written in one block. The clock is read once per batch;
+    the rest of a line is formatted once per distinct record and kept in a memo. In
     JSON, ``result`` is 0 or the negative errno (the text shows its name)."""
+    fields = struct.Struct(Signal.span_format(ROW_ITEMS[0])).unpack
+
+    def text_tail(key: bytes) -> str:
+        pid, tpid, sig, ret, comm = fields(key)
+        sig_text = signal_name(sig) if args.name else str(sig)
+        result = "0" if ret == 0 else errno_name(ret)
+        return f" {pid:<7} {text_of(comm):<16} {sig_text:<9} {tpid:<7} {result:>6}"
+
+    def json_tail(key: bytes) -> str:
+        pid, tpid, sig, ret, comm = fields(key)
+        obj = {"pid": pid, "comm": text_of(comm),
+               "sig": signal_name(sig) if args.name else sig, "tpid": tpid,
+               "result": -abs(ret)}
+        return ", " + json.dumps(obj)[1:]
+
+    tail = Memo(json_tail if args.json else text_tail)
 
     def show(rows) -> None:
         now = time.strftime("%H:%M:%S")
-        if args.json:
-            write_lines([json.dumps({"time": now, "pid": pid, "comm": text_of(comm),
-                                     "sig": signal_name(sig) if args.name else sig,
-                                     "tpid": tpid, "result": -abs(ret)})
-                         for pid, tpid, sig, ret, comm in rows])
-            return
-        now = f"{now:<8}"
-        lines = []
-        for pid, tpid, sig, ret, comm in rows:
-            sig_text = signal_name(sig) if args.name else str(sig)
-            result = "0" if ret == 0 else errno_name(ret)
-            lines.append(f"{now} {pid:<7} {text_of(comm):<16} {sig_text:<9} {tpid:<7} "
-                         f"{result:>6}")
-        write_lines(lines)
+        head = json.dumps({"time": now})[:-1] if args.json else f"{now:<8}"
+        write_lines([head + tail[key] for (key,) in rows])
 
     return show
 
@@ -147,7 +158,7 @@ def main(argv=None) -> int:
     consts = {"TARGET_PID": args.pid, "TARGET_SIG": args.signal, "FAILED_ONLY": args.failed}
     programs = KILL_PROGRAMS if args.kill else ["sigsnoop_generate"]
     with load_tool(__name__, consts=consts, programs=programs) as mod:
-        mod.on("events", batch_printer(args), rows=True)
+        mod.on("events", batch_printer(args), rows=ROW_ITEMS)
         header = f"{'TIME':<8} {'PID':<7} {'COMM':<16} {'SIG':<9} {'TPID':<7} {'RESULT':>6}"
         run_tool(mod, header=None if args.json else header, json_lost=args.json)
     return 0

@@ -158,7 +158,8 @@ def test_killsnoop_batch_printer_formats_like_one_line_per_event(monkeypatch):
             return (f"{time.strftime('%H:%M:%S'):<9} {k.pid:<7} {k.comm:<16} {sig} "
                     f"{k.tpid:<8} {k.ret}")
 
-        got = batch_output(monkeypatch, killsnoop, killsnoop.batch_printer(args), raws)
+        got = batch_output(monkeypatch, killsnoop, killsnoop.batch_printer(args), raws,
+                           items=killsnoop.ROW_ITEMS)
         assert got == reference_output(show_one, killsnoop.Kill, raws), vars(args)
 
 

@@ -106,7 +106,8 @@ def test_sigsnoop_batch_printer_formats_like_one_line_per_event(monkeypatch):
             return (f"{time.strftime('%H:%M:%S'):<8} {s.pid:<7} {s.comm:<16} {sig:<9} "
                     f"{s.tpid:<7} {result:>6}")
 
-        got = batch_output(monkeypatch, sigsnoop, sigsnoop.batch_printer(args), raws)
+        got = batch_output(monkeypatch, sigsnoop, sigsnoop.batch_printer(args), raws,
+                           items=sigsnoop.ROW_ITEMS)
         assert got == reference_output(show_one, sigsnoop.Signal, raws), vars(args)
 
 
