@@ -10,12 +10,13 @@ the symbol in bash first. Other programs may use libreadline too, so only tasks 
 ``bash`` are reported.
 """
 
+import json
 import time
 
 from pybpf.dsl import (
     RingBuf, Struct, char, comm, pid, probe_read_user_str, retarget, u32, uretprobe,
 )
-from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
+from pybpf.tooling import ToolParser, load_tool, run_tool, text_of, tool_main, write_lines
 
 
 class Line(Struct):
@@ -53,6 +54,21 @@ def readline_binary(bash: str = "/bin/bash") -> str:
     return resolve_library("readline")
 
 
+def batch_printer(args):
+    """The callback of ``mod.on("events", ..., rows=True)``: one line (or JSON object)
+    per command, a batch written in one block; the clock is read once per batch."""
+
+    def show(rows) -> None:
+        now = time.strftime("%H:%M:%S")
+        if args.json:
+            write_lines([json.dumps({"time": now, "pid": pid, "command": text_of(line)})
+                         for pid, line in rows])
+        else:
+            write_lines([f"{now:<9} {pid:<7} {text_of(line)}" for pid, line in rows])
+
+    return show
+
+
 def main(argv=None) -> int:
     parser = ToolParser("bashreadline", "Print entered bash commands from all running shells",
                         examples=["./bashreadline                  # trace /bin/bash",
@@ -60,15 +76,15 @@ def main(argv=None) -> int:
     parser.add_argument("-s", "--shared",
                         help="specify the location of libreadline.so library "
                              "(default: /bin/bash if it has readline, else libreadline)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per command (NDJSON), keys: the columns")
     args = parser.parse_args(argv)
     retarget(bashreadline_ret, uretprobe(f"{args.shared or readline_binary()}:readline"))
 
-    def show(e: Line) -> None:
-        print(f"{time.strftime('%H:%M:%S'):<9} {e.pid:<7} {e.str}")
-
     with load_tool(__name__) as mod:
-        mod.on("events", show)
-        run_tool(mod, header=f"{'TIME':<9} {'PID':<7} COMMAND")
+        mod.on("events", batch_printer(args), rows=True)
+        run_tool(mod, header=None if args.json else f"{'TIME':<9} {'PID':<7} COMMAND",
+                 json_lost=args.json)
     return 0
 
 

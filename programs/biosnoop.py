@@ -9,10 +9,14 @@ and ``block:block_rq_issue`` add their times; ``block:block_rq_complete`` sends 
 event per request.
 """
 
+import json
+
 from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, ktime_ns, pid, tracepoint, u32, u64,
 )
-from pybpf.tooling import ToolParser, disk_name, load_tool, run_tool, tool_main
+from pybpf.tooling import (
+    ToolParser, disk_name, load_tool, run_tool, text_of, tool_main, write_lines,
+)
 
 
 class Rq(Struct):
@@ -118,6 +122,48 @@ def disk_dev(name: str) -> int:
     return major << 20 | minor
 
 
+def column_header(args) -> str:
+    """The header line, as BCC prints it for these options."""
+    head = (f"{'TIME(s)':<11} {'COMM':<14} {'PID':<7} {'DISK':<9} {'T':<1} "
+            f"{'SECTOR':<10} {'BYTES':<7} ")
+    return head + ("QUE(ms) " if args.queue else "") + f"{'LAT(ms)':>7}"
+
+
+def batch_printer(args):
+    """The callback of ``mod.on("events", ..., rows=True)``: one line (or JSON object)
+    per request, a batch written in one block. Times count from the first request
+    shown; a disk's name is looked up in sysfs once per batch."""
+    first = []
+
+    def show(rows) -> None:
+        if rows and not first:
+            first.append(rows[0][0])
+        disks = {}
+        lines = []
+        for ts, lat, queue, sector, pid, size, dev, comm, rwbs in rows:
+            disk = disks.get(dev)
+            if disk is None:
+                disk = disks[dev] = disk_name(dev)
+            rw = "W" if b"W" in rwbs.partition(b"\0")[0] else "R"
+            elapsed = (ts - first[0]) / 1e9
+            if args.json:
+                obj = {"time(s)": round(elapsed, 6), "comm": text_of(comm), "pid": pid,
+                       "disk": disk, "t": rw, "sector": sector, "bytes": size}
+                if args.queue:
+                    obj["que(ms)"] = round(queue / 1e6, 2)
+                obj["lat(ms)"] = round(lat / 1e6, 2)
+                lines.append(json.dumps(obj))
+                continue
+            line = (f"{elapsed:<11.6f} {text_of(comm):<14.14} {pid:<7} {disk:<9} {rw:<1} "
+                    f"{sector:<10} {size:<7} ")
+            if args.queue:
+                line += f"{queue / 1e6:7.2f} "
+            lines.append(line + f"{lat / 1e6:7.2f}")
+        write_lines(lines)
+
+    return show
+
+
 def main(argv=None) -> int:
     parser = ToolParser("biosnoop", "Trace block I/O", examples=[
         "./biosnoop           # trace all block I/O",
@@ -127,30 +173,18 @@ def main(argv=None) -> int:
     parser.add_argument("-Q", "--queue", action="store_true",
                         help="include OS queued time")
     parser.add_argument("-d", "--disk", type=str, help="trace this disk only")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per request (NDJSON), keys: the columns")
     args = parser.parse_args(argv)
     try:
         target = disk_dev(args.disk) if args.disk else 0
     except OSError:
         parser.error(f"no such disk: {args.disk}")
-    first = []
-
-    def show(e: Done) -> None:
-        if not first:
-            first.append(e.ts_ns)
-        rw = "W" if "W" in e.rwbs else "R"
-        line = (f"{(e.ts_ns - first[0]) / 1e9:<11.6f} {e.comm:<14.14} {e.pid:<7} "
-                f"{disk_name(e.dev):<9} {rw:<1} {e.sector:<10} {e.bytes:<7} ")
-        if args.queue:
-            line += f"{e.queue_ns / 1e6:7.2f} "
-        print(line + f"{e.lat_ns / 1e6:7.2f}")
 
     consts = {"QUEUED": args.queue, "DEV_FILTER": bool(args.disk), "TARGET_DEV": target}
     with load_tool(__name__, consts=consts) as mod:
-        mod.on("events", show)
-        head = (f"{'TIME(s)':<11} {'COMM':<14} {'PID':<7} {'DISK':<9} {'T':<1} "
-                f"{'SECTOR':<10} {'BYTES':<7} ")
-        head += ("QUE(ms) " if args.queue else "") + f"{'LAT(ms)':>7}"
-        run_tool(mod, header=head)
+        mod.on("events", batch_printer(args), rows=True)
+        run_tool(mod, header=None if args.json else column_header(args), json_lost=args.json)
     return 0
 
 

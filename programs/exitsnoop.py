@@ -9,13 +9,16 @@ is one subtraction. Only the main thread's exit is a process exit (--per-thread 
 every thread).
 """
 
+import json
 import signal
 import time
 
 from pybpf.dsl import (
     RingBuf, Struct, char, comm, const, current_task, ktime_ns, tracepoint, u8, u32, u64,
 )
-from pybpf.tooling import ToolParser, load_tool, pid_number, run_tool, tool_main
+from pybpf.tooling import (
+    ToolParser, load_tool, pid_number, run_tool, text_of, tool_main, write_lines,
+)
 
 
 class Exit(Struct):
@@ -67,15 +70,64 @@ def signame(sig: int) -> str:
         return str(sig)
 
 
-def exit_text(e: Exit) -> str:
-    """``0``, ``code 3``, ``signal 9 (SIGKILL)``, ``signal 11 (SIGSEGV), core dumped``."""
-    if e.sig_info == 0:
-        return "0" if e.exit_code == 0 else f"code {e.exit_code}"
-    sig = e.sig_info & 0x7f
+def exit_text(exit_code: int, sig_info: int) -> str:
+    """``0``, ``code 3``, ``signal 9 (SIGKILL)``, ``signal 11 (SIGSEGV), core dumped ``
+    (BCC's EXIT_CODE column, trailing space included)."""
+    if sig_info == 0:
+        return "0" if exit_code == 0 else f"code {exit_code}"
+    sig = sig_info & 0x7f
     text = f"signal {sig} ({signame(sig)})" if sig else ""
-    if e.sig_info & 0x80:
+    if sig_info & 0x80:
         text += ", core dumped "
     return text
+
+
+def clock_text(utc: bool) -> str:
+    """The time now as ``HH:MM:SS.mmm``, local or UTC."""
+    now = time.time()
+    clock = time.gmtime(now) if utc else time.localtime(now)
+    return f"{time.strftime('%H:%M:%S', clock)}.{int(now * 1000) % 1000:03d}"
+
+
+def column_header(args) -> str:
+    """The header line, as BCC prints it for these options."""
+    header = ""
+    if args.timestamp or args.utc:
+        header += f"{'TIME-' + ('UTC' if args.utc else time.strftime('%Z')):<13}"
+    header += f"{'LABEL':<7}" if args.label is not None else ""
+    return header + f"{'PCOMM':<16} {'PID':<7} {'PPID':<7} {'TID':<7} {'AGE(s)':<7} EXIT_CODE"
+
+
+def batch_printer(args):
+    """The callback of ``mod.on("events", ..., rows=True)``: one line (or JSON object)
+    per exit, a batch written in one block. The clock is read once per batch."""
+    stamp = args.timestamp or args.utc
+    label = "" if args.label is None else f"{args.label:<6} "
+
+    def show(rows) -> None:
+        now = clock_text(args.utc) if stamp else ""
+        if args.json:
+            write_lines([json_line(args, now, *row) for row in rows])
+            return
+        lead = (now + " " if stamp else "") + label
+        write_lines([f"{lead}{text_of(task):<16} {pid:<7} {ppid:<7} {tid:<7} "
+                     f"{(end - start) / 1e9:<7.2f} {exit_text(code, sig_info)}"
+                     for start, end, pid, tid, ppid, code, sig_info, task in rows])
+
+    return show
+
+
+def json_line(args, now: str, start: int, end: int, pid: int, tid: int, ppid: int,
+              code: int, sig_info: int, task: bytes) -> str:
+    """One exit as a JSON object: the columns of these options, lowercased (``time``
+    for TIME-zone); ``exit_code`` is the column's text."""
+    obj = {"time": now} if now else {}
+    if args.label is not None:
+        obj["label"] = args.label
+    obj.update(pcomm=text_of(task), pid=pid, ppid=ppid, tid=tid)
+    obj["age(s)"] = round((end - start) / 1e9, 2)
+    obj["exit_code"] = exit_text(code, sig_info).rstrip()
+    return json.dumps(obj)
 
 
 def main(argv=None) -> int:
@@ -95,29 +147,15 @@ def main(argv=None) -> int:
     parser.add_argument("--label", help="label each line")
     parser.add_argument("-x", "--failed", action="store_true", help="trace only fails, exclude exit(0)")
     parser.add_argument("--per-thread", action="store_true", help="trace per thread termination")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per exit (NDJSON), keys: the columns")
     args = parser.parse_args(argv)
-    stamp = args.timestamp or args.utc
-
-    def show(e: Exit) -> None:
-        line = ""
-        if stamp:
-            now = time.time()
-            clock = time.gmtime(now) if args.utc else time.localtime(now)
-            line += f"{time.strftime('%H:%M:%S', clock)}.{int(now * 1000) % 1000:03d} "
-        if args.label is not None:
-            line += f"{args.label:<6} "
-        age = (e.exit_time - e.start_time) / 1e9
-        line += f"{e.task:<16} {e.pid:<7} {e.ppid:<7} {e.tid:<7} {age:<7.2f} "
-        print(line + exit_text(e))
 
     consts = {"TARGET_PID": args.pid, "FAILED_ONLY": args.failed,
               "PER_THREAD": args.per_thread}
     with load_tool(__name__, consts=consts) as mod:
-        mod.on("events", show)
-        header = f"{'TIME-' + ('UTC' if args.utc else time.strftime('%Z')):<13}" if stamp else ""
-        header += f"{'LABEL':<7}" if args.label is not None else ""
-        header += f"{'PCOMM':<16} {'PID':<7} {'PPID':<7} {'TID':<7} {'AGE(s)':<7} EXIT_CODE"
-        run_tool(mod, header=header)
+        mod.on("events", batch_printer(args), rows=True)
+        run_tool(mod, header=None if args.json else column_header(args), json_lost=args.json)
     return 0
 
 

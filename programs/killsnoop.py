@@ -8,14 +8,17 @@ function is attached to the three syscalls at once (stacked decorators: one prog
 per tracepoint, each compiled against its own record layout).
 """
 
+import json
 import signal
+import struct
 import time
 
 from pybpf.dsl import (
     HashMap, RingBuf, Struct, char, comm, const, i32, pid, tid, tracepoint, u8, u32,
 )
 from pybpf.tooling import (
-    ToolParser, int_range, load_tool, pid_number, run_tool, signal_number, tool_main,
+    Memo, ToolParser, int_range, load_tool, pid_number, run_tool, signal_number,
+    text_of, tool_main, write_lines,
 )
 
 
@@ -75,6 +78,39 @@ def signal_name(sig: int) -> str:
         return str(sig)
 
 
+#: the rows the printer takes: each record's fields as one ``bytes`` value, the key of
+#: the memo of formatted text (a storm of kill() repeats the same record)
+ROW_ITEMS = [("pid", "tpid", "sig", "ret", "comm")]
+
+
+def batch_printer(args):
+    """The callback of ``mod.on("events", ..., rows=ROW_ITEMS)``: one line (or JSON
+    object) per signal, a batch written in one block. The clock is read once per batch;
+    the rest of a line is formatted once per distinct record and kept in a memo."""
+    fields = struct.Struct(Kill.span_format(ROW_ITEMS[0])).unpack
+
+    def text_tail(key: bytes) -> str:
+        pid, tpid, sig, ret, comm = fields(key)
+        sig_text = f"{signal_name(sig):<9}" if args.name else f"{sig:<4}"
+        return f" {pid:<7} {text_of(comm):<16} {sig_text} {tpid:<8} {ret}"
+
+    def json_tail(key: bytes) -> str:
+        pid, tpid, sig, ret, comm = fields(key)
+        obj = {"pid": pid, "comm": text_of(comm),
+               "sig": signal_name(sig) if args.name else sig, "tpid": tpid,
+               "result": ret}
+        return ", " + json.dumps(obj)[1:]
+
+    tail = Memo(json_tail if args.json else text_tail)
+
+    def show(rows) -> None:
+        now = time.strftime("%H:%M:%S")
+        head = json.dumps({"time": now})[:-1] if args.json else f"{now:<9}"
+        write_lines([head + tail[key] for (key,) in rows])
+
+    return show
+
+
 def main(argv=None) -> int:
     parser = ToolParser("killsnoop", "Trace signals issued by the kill() family of syscalls",
                         examples=[
@@ -93,19 +129,17 @@ def main(argv=None) -> int:
                         help="trace this signal only")
     parser.add_argument("-n", "--name", action="store_true",
                         help="output signal name instead of signal number")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per signal (NDJSON), keys: the columns")
     args = parser.parse_args(argv)
-
-    def show(k: Kill) -> None:
-        sig = f"{signal_name(k.sig):<9}" if args.name else f"{k.sig:<4}"
-        print(f"{time.strftime('%H:%M:%S'):<9} {k.pid:<7} {k.comm:<16} {sig} "
-              f"{k.tpid:<8} {k.ret}")
 
     consts = {"TARGET_PID": args.pid, "TARGET_TPID": args.tpid, "TARGET_SIG": args.signal,
               "FAILED_ONLY": args.failed}
     with load_tool(__name__, consts=consts) as mod:
-        mod.on("events", show)
-        run_tool(mod, header=f"{'TIME':<9} {'PID':<7} {'COMM':<16} "
-                             f"{'SIG':<{9 if args.name else 4}} {'TPID':<8} RESULT")
+        mod.on("events", batch_printer(args), rows=ROW_ITEMS)
+        header = (f"{'TIME':<9} {'PID':<7} {'COMM':<16} {'SIG':<{9 if args.name else 4}} "
+                  f"{'TPID':<8} RESULT")
+        run_tool(mod, header=None if args.json else header, json_lost=args.json)
     return 0
 
 

@@ -7,13 +7,15 @@ and comm() name who connects. The tracepoint gives the addresses and ports alrea
 decoded (ports in host byte order).
 """
 
+import json
+
 from pybpf.dsl import (
     PerfEventArray, Struct, char, comm, const, ktime_ns, pid, tracepoint, u8, u16, u32,
     u64, uid,
 )
 from pybpf.tooling import (
-    ToolParser, ip_address, load_tool, pid_number, port_number, run_tool, tool_main,
-    uid_number,
+    ToolParser, ip_address, load_tool, pid_number, port_number, run_tool, text_of,
+    tool_main, uid_number, write_lines,
 )
 
 AF_INET, AF_INET6, IPPROTO_TCP, TCP_SYN_SENT = 2, 10, 6, 2
@@ -65,6 +67,42 @@ def tcp_connect(args):
     return 0
 
 
+def column_header(args) -> str:
+    """The header line, as BCC prints it for these options."""
+    return (("TIME(s)  " if args.timestamp else "") + ("UID    " if args.print_uid else "")
+            + f"{'PID':<6} {'COMM':<12} {'IP':<2} {'SADDR':<16} {'DADDR':<16} {'DPORT':<4}")
+
+
+def batch_printer(args):
+    """The callback of ``mod.on("events", ..., rows=True)``: one line (or JSON object)
+    per connect, a batch written in one block; -t counts from the first connect."""
+    first = []
+
+    def show(rows) -> None:
+        if rows and not first:
+            first.append(rows[0][0])
+        lines = []
+        for ts, pid, uid, family, dport, saddr, daddr, comm in rows:
+            ip = 4 if family == AF_INET else 6
+            src, dst = ip_address(family, saddr), ip_address(family, daddr)
+            if args.json:
+                obj = {"time(s)": round((ts - first[0]) / 1e9, 3)} if args.timestamp else {}
+                if args.print_uid:
+                    obj["uid"] = uid
+                obj.update(pid=pid, comm=text_of(comm), ip=ip, saddr=src, daddr=dst,
+                           dport=dport)
+                lines.append(json.dumps(obj))
+                continue
+            lead = f"{(ts - first[0]) / 1e9:<9.3f}" if args.timestamp else ""
+            if args.print_uid:
+                lead += f"{uid:<6} "
+            lines.append(f"{lead}{pid:<6} {text_of(comm):<12.12} {ip:<2} {src:<16} "
+                         f"{dst:<16} {dport:<4}")
+        write_lines(lines)
+
+    return show
+
+
 def main(argv=None) -> int:
     parser = ToolParser("tcpconnect", "Trace TCP connects", examples=[
         "./tcpconnect           # trace all TCP connect()s",
@@ -82,28 +120,15 @@ def main(argv=None) -> int:
     parser.add_argument("-U", "--print-uid", action="store_true",
                         help="include UID on output")
     parser.add_argument("-u", "--uid", type=uid_number, help="trace this UID only")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per connect (NDJSON), keys: the columns")
     args = parser.parse_args(argv)
-
-    first = []
-
-    def show(e: Connect) -> None:
-        ts = ""
-        if args.timestamp:
-            first.append(e.ts_ns)
-            ts = f"{(e.ts_ns - first[0]) / 1e9:<9.3f}"
-        if args.print_uid:
-            ts += f"{e.uid:<6} "
-        ip = 4 if e.family == AF_INET else 6
-        print(f"{ts}{e.pid:<6} {e.comm:<12.12} {ip:<2} {ip_address(e.family, e.saddr):<16} "
-              f"{ip_address(e.family, e.daddr):<16} {e.dport:<4}")
 
     consts = {"TARGET_PID": args.pid, "TARGET_PORT": args.port,
               "FILTER_UID": int(args.uid is not None), "TARGET_UID": args.uid or 0}
     with load_tool(__name__, consts=consts) as mod:
-        mod.on("events", show)
-        print(("TIME(s)  " if args.timestamp else "") + ("UID    " if args.print_uid else "") +
-              f"{'PID':<6} {'COMM':<12} {'IP':<2} {'SADDR':<16} {'DADDR':<16} {'DPORT':<4}")
-        run_tool(mod)
+        mod.on("events", batch_printer(args), rows=True)
+        run_tool(mod, header=None if args.json else column_header(args), json_lost=args.json)
     return 0
 
 

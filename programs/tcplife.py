@@ -10,13 +10,15 @@ sent and received are read from the socket itself: ``kernel_ptr(args.skaddr,
 ``bytes_acked`` and ``bytes_received`` through BTF.
 """
 
+import json
+
 from pybpf.dsl import (
     HashMap, PerfEventArray, Struct, char, comm, const, kernel_ptr, ktime_ns, pid,
     tracepoint, u8, u16, u32, u64,
 )
 from pybpf.tooling import (
-    Clock, ToolParser, ip_address, load_tool, pid_number, port_number, run_tool,
-    tool_main,
+    Clock, ToolParser, ip_address, load_tool, pid_number, port_number, run_tool, text_of,
+    tool_main, write_lines,
 )
 
 AF_INET, IPPROTO_TCP = 2, 6
@@ -102,6 +104,62 @@ def tcp_state(args):
     return 0
 
 
+def column_header(args) -> str:
+    """The header line, as BCC prints it for these options."""
+    if args.csv:
+        head = "PID,COMM,LADDR,LPORT,RADDR,RPORT,TX_KB,RX_KB,MS"
+        return ("TIME," if args.time else "") + ("TIME(s)," if args.timestamp else "") + head
+    if args.wide:
+        head = (f"{'PID':<7} {'COMM':<16.16} {'LADDR':<26} {'LPORT':<5} {'RADDR':<26} "
+                f"{'RPORT':<5} {'TX_KB':>6} {'RX_KB':>6} MS")
+    else:
+        head = (f"{'PID':<5} {'COMM':<10.10} {'LADDR':<15} {'LPORT':<5} {'RADDR':<15} "
+                f"{'RPORT':<5} {'TX_KB':>5} {'RX_KB':>5} MS")
+    return ("TIME     " if args.time else "") + ("TIME(s)   " if args.timestamp else "") + head
+
+
+def batch_printer(args, clock: Clock):
+    """The callback of ``mod.on("events", ..., rows=True)``: one line (CSV row, JSON
+    object) per session, a batch written in one block; the wall clock (-T) is read once
+    per batch, -t counts from ``clock``'s start."""
+
+    def show(rows) -> None:
+        wall = clock.wall() if args.time else ""
+        lines = []
+        for ts, span, tx, rx, pid, family, lport, rport, laddr, raddr, comm in rows:
+            la, ra = ip_address(family, laddr), ip_address(family, raddr)
+            tx, rx, ms = tx // 1024, rx // 1024, span / 1e6
+            if args.json:
+                obj = {"time": wall} if args.time else {}
+                if args.timestamp:
+                    obj["time(s)"] = round(clock.elapsed(ts), 6)
+                obj.update(pid=pid, comm=text_of(comm), laddr=la, lport=lport, raddr=ra,
+                           rport=rport, tx_kb=tx, rx_kb=rx, ms=round(ms, 2))
+                lines.append(json.dumps(obj))
+                continue
+            cols = [wall] if args.time else []
+            if args.timestamp:
+                cols.append(f"{clock.elapsed(ts):.6f}")
+            if args.csv:
+                lines.append(",".join(cols + [str(pid), text_of(comm), la, str(lport), ra,
+                                              str(rport), str(tx), str(rx), f"{ms:.2f}"]))
+                continue
+            if args.time:
+                cols[0] = f"{cols[0]:<8}"
+            if args.timestamp:
+                cols[-1] = f"{cols[-1]:<9}"
+            if args.wide:
+                cols.append(f"{pid:<7} {text_of(comm):<16.16} {la:<26} {lport:<5} {ra:<26} "
+                            f"{rport:<5} {tx:>6} {rx:>6} {ms:.2f}")
+            else:
+                cols.append(f"{pid:<5} {text_of(comm):<10.10} {la:<15} {lport:<5} {ra:<15} "
+                            f"{rport:<5} {tx:>5} {rx:>5} {ms:.2f}")
+            lines.append(" ".join(cols))
+        write_lines(lines)
+
+    return show
+
+
 def main(argv=None) -> int:
     parser = ToolParser("tcplife", "Trace the lifespan of TCP sessions and summarize",
                         examples=[
@@ -121,8 +179,11 @@ def main(argv=None) -> int:
                         help="include timestamp on output (seconds)")
     parser.add_argument("-w", "--wide", action="store_true", help="wide column output "
                         "(fits IPv6 addresses)")
-    parser.add_argument("-s", "--csv", action="store_true",
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("-s", "--csv", action="store_true",
                         help="comma separated values output")
+    output.add_argument("--json", action="store_true",
+                        help="one JSON object per session (NDJSON), keys: the columns")
     parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
     family = parser.add_mutually_exclusive_group()
     family.add_argument("-4", "--ipv4", action="store_true", help="trace IPv4 family only")
@@ -133,50 +194,13 @@ def main(argv=None) -> int:
                         help="trace this remote port only")
     args = parser.parse_args(argv)
 
-    clock = Clock()
-    if args.csv:
-        head = "PID,COMM,LADDR,LPORT,RADDR,RPORT,TX_KB,RX_KB,MS"
-        prefix = ("TIME," if args.time else "") + ("TIME(s)," if args.timestamp else "")
-    elif args.wide:
-        head = (f"{'PID':<7} {'COMM':<16.16} {'LADDR':<26} {'LPORT':<5} {'RADDR':<26} "
-                f"{'RPORT':<5} {'TX_KB':>6} {'RX_KB':>6} MS")
-        prefix = ("TIME     " if args.time else "") + ("TIME(s)   " if args.timestamp else "")
-    else:
-        head = (f"{'PID':<5} {'COMM':<10.10} {'LADDR':<15} {'LPORT':<5} {'RADDR':<15} "
-                f"{'RPORT':<5} {'TX_KB':>5} {'RX_KB':>5} MS")
-        prefix = ("TIME     " if args.time else "") + ("TIME(s)   " if args.timestamp else "")
-
-    def show(e: Life) -> None:
-        la, ra = ip_address(e.family, e.laddr), ip_address(e.family, e.raddr)
-        tx, rx, ms = e.tx_bytes // 1024, e.rx_bytes // 1024, e.span_ns / 1e6
-        cols = []
-        if args.time:
-            cols.append(clock.wall())
-        if args.timestamp:
-            cols.append(f"{clock.elapsed(e.ts_ns):.6f}")
-        if args.csv:
-            print(",".join(cols + [str(e.pid), e.comm, la, str(e.lport), ra, str(e.rport),
-                                   str(tx), str(rx), f"{ms:.2f}"]))
-            return
-        if args.time:
-            cols[0] = f"{cols[0]:<8}"
-        if args.timestamp:
-            cols[-1] = f"{cols[-1]:<9}"
-        if args.wide:
-            line = (f"{e.pid:<7} {e.comm:<16.16} {la:<26} {e.lport:<5} {ra:<26} "
-                    f"{e.rport:<5} {tx:>6} {rx:>6} {ms:.2f}")
-        else:
-            line = (f"{e.pid:<5} {e.comm:<10.10} {la:<15} {e.lport:<5} {ra:<15} "
-                    f"{e.rport:<5} {tx:>5} {rx:>5} {ms:.2f}")
-        print(" ".join(cols + [line]))
-
+    clock = Clock()                     # -t: seconds since the tool started
     consts = {"TARGET_PID": args.pid, "LOCAL_PORT": args.localport,
               "REMOTE_PORT": args.remoteport,
               "FAMILY": 2 if args.ipv4 else 10 if args.ipv6 else 0}
     with load_tool(__name__, consts=consts) as mod:
-        mod.on("events", show)
-        print(prefix + head)
-        run_tool(mod)
+        mod.on("events", batch_printer(args, clock), rows=True)
+        run_tool(mod, header=None if args.json else column_header(args), json_lost=args.json)
     return 0
 
 

@@ -113,3 +113,90 @@ def test_exitsnoop_matches_bpftrace():
     assert rc == 0, err
     ours = {pid: fs[0][5].split(" (")[0] for pid, fs in _rows(out).items() if fs[0][2] == ME}
     assert ours == theirs and set(ours) == set(children), (out, theirs)
+
+
+def _reference_line(args, e):
+    """The tool's former per-event printer (one f-string per exit), the oracle of the
+    batch printer's formatting."""
+    from rowsharness import program
+    exitsnoop = program("exitsnoop")
+    line = ""
+    if args.timestamp or args.utc:
+        now = time.time()
+        clock = time.gmtime(now) if args.utc else time.localtime(now)
+        line += f"{time.strftime('%H:%M:%S', clock)}.{int(now * 1000) % 1000:03d} "
+    if args.label is not None:
+        line += f"{args.label:<6} "
+    age = (e.exit_time - e.start_time) / 1e9
+    line += f"{e.task:<16} {e.pid:<7} {e.ppid:<7} {e.tid:<7} {age:<7.2f} "
+    return line + exitsnoop.exit_text(e.exit_code, e.sig_info)
+
+
+def test_exitsnoop_batch_printer_formats_like_one_line_per_event(monkeypatch):
+    """Odd exits (non-UTF-8 and 16-byte names, huge pids, a negative age, every signal
+    and core bit, codes up to 255) through the batch printer with every combination of
+    -t/--utc/--label give the bytes the per-event printer gives."""
+    import random
+    import types
+    from rowsharness import ODD_COMMS, after_nul, batch_output, freeze_clock, program, \
+        reference_output
+    exitsnoop = program("exitsnoop")
+    Exit = exitsnoop.Exit
+    freeze_clock(monkeypatch)
+    rnd = random.Random(20)
+    raws = []
+    for i in range(600):
+        start = rnd.choice([0, 10**9, 2**64 - 1, 5 * 10**12])
+        sig_info = rnd.choice([0, 0, 9, 11 | 0x80, 0x80, 64, 127])
+        raws.append(after_nul(Exit(
+            start_time=start, exit_time=(start + rnd.randint(-10**9, 10**11)) % 2**64,
+            pid=rnd.choice([1, 4242, 2**32 - 1]), tid=rnd.choice([1, 4243, 2**31]),
+            ppid=rnd.choice([0, 1, 99999]), exit_code=rnd.choice([0, 0, 1, 3, 255]),
+            sig_info=sig_info, task=rnd.choice(ODD_COMMS)).to_bytes(), Exit, "task"))
+    for stamp, utc in ((False, False), (True, False), (False, True), (True, True)):
+        for label in (None, "", "exit", "a-long-label"):
+            args = types.SimpleNamespace(timestamp=stamp, utc=utc, label=label, json=False)
+            got = batch_output(monkeypatch, exitsnoop, exitsnoop.batch_printer(args), raws)
+            assert got == reference_output(lambda e: _reference_line(args, e), Exit, raws), \
+                vars(args)
+
+
+class _Pinger:
+    """Runs ``true`` every 50 ms until the block ends: gives a tool without a header
+    (--json) a line that says it is attached."""
+
+    def __init__(self):
+        import threading
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.wait(0.05):
+            subprocess.run(["true"])
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def test_exitsnoop_json():
+    import json
+    with _Pinger():
+        tool = Tool("exitsnoop", "--json", "-t", "--label", "ex", header='"pcomm": ')
+    children = _workload()
+    rc, out, err = tool.stop()
+    assert rc == 0, err
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert all(list(o) == ["time", "label", "pcomm", "pid", "ppid", "tid", "age(s)",
+                           "exit_code"] for o in objs), out
+    assert all(re.match(r"\d\d:\d\d:\d\d\.\d{3}$", o["time"]) and o["label"] == "ex"
+               for o in objs)
+    mine = {str(o["pid"]): o for o in objs if str(o["pid"]) in children}
+    assert {pid: (o["pcomm"], o["ppid"], o["tid"], o["exit_code"]) for pid, o in mine.items()} \
+        == {pid: (comm, int(ME), int(pid), code) for pid, (comm, code) in children.items()}
+    ages = [mine[pid]["age(s)"] for pid in sorted(children, key=int)]
+    assert all(isinstance(a, float) for a in ages) and ages[2] >= 0.29, ages   # sleep 0.3

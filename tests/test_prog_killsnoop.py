@@ -5,6 +5,7 @@ test_prog_sigsnoop.py."""
 
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -126,3 +127,72 @@ def test_killsnoop_matches_bpftrace():
     assert rc == 0, err
     ours = [r[:3] for r in _kill_rows(out, pid)]              # (pid, sig, tpid)
     assert ours == theirs == [r[:3] for r in _expected(pid, bad)]
+
+
+def _odd_kills(event):
+    """Records with odd values: non-UTF-8 and 16-byte names, negative and extreme target
+    pids, unnamed and negative signals, unknown and positive results."""
+    import random
+    from rowsharness import ODD_COMMS, after_nul
+    rnd = random.Random(20)
+    return [after_nul(event(
+        pid=rnd.choice([1, 4242, 2**32 - 1]), tpid=rnd.choice([1, -1, -4242, 2**31 - 1, -2**31]),
+        sig=rnd.choice([0, 9, 15, 34, 64, 65, 200, -1]),
+        ret=rnd.choice([0, -3, -1, -4095, -99999, 5]),
+        comm=rnd.choice(ODD_COMMS)).to_bytes(), event, "comm") for _ in range(600)]
+
+
+def test_killsnoop_batch_printer_formats_like_one_line_per_event(monkeypatch):
+    """Odd records through the batch printer, with and without -n, give the bytes the
+    tool's former per-event printer gives."""
+    import types
+    from rowsharness import batch_output, freeze_clock, program, reference_output
+    killsnoop = program("killsnoop")
+    freeze_clock(monkeypatch)
+    raws = _odd_kills(killsnoop.Kill)
+    for name in (False, True):
+        args = types.SimpleNamespace(name=name, json=False)
+
+        def show_one(k):                                    # the former printer
+            sig = f"{killsnoop.signal_name(k.sig):<9}" if args.name else f"{k.sig:<4}"
+            return (f"{time.strftime('%H:%M:%S'):<9} {k.pid:<7} {k.comm:<16} {sig} "
+                    f"{k.tpid:<8} {k.ret}")
+
+        got = batch_output(monkeypatch, killsnoop, killsnoop.batch_printer(args), raws,
+                           items=killsnoop.ROW_ITEMS)
+        assert got == reference_output(show_one, killsnoop.Kill, raws), vars(args)
+
+
+def test_killsnoop_json():
+    import json
+    import threading
+    bad = _missing_pid()
+    stop = threading.Event()
+
+    def ping():                     # lines until the tool (no header in JSON) is live
+        while not stop.wait(0.05):
+            os.kill(os.getpid(), 0)
+
+    pinger = threading.Thread(target=ping, daemon=True)
+    pinger.start()
+    try:
+        tool = Tool("killsnoop", "--json", "-n", "-p", os.getpid(), header='"comm": ')
+    finally:
+        stop.set()
+        pinger.join()
+    try:
+        os.kill(bad, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    time.sleep(0.3)
+    rc, out, err = tool.stop()
+    assert rc == 0, err
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert all(list(o) == ["time", "pid", "comm", "sig", "tpid", "result"] for o in objs), out
+    assert all(re.match(r"\d\d:\d\d:\d\d$", o["time"]) for o in objs), out
+    comm = open("/proc/self/comm").read().strip()
+    mine = [(o["pid"], o["comm"], o["sig"], o["tpid"], o["result"]) for o in objs
+            if o["tpid"] != tool.proc.pid]                  # not stop()'s SIGINT
+    me = os.getpid()
+    assert set(mine[:-1]) == {(me, comm, "0", me, 0)}, out   # the pings
+    assert mine[-1] == (me, comm, "SIGTERM", bad, -3), out

@@ -4,6 +4,7 @@ at exit), with -k the kill() family's syscalls with their results; compared with
 bpftrace on signal:signal_generate."""
 
 import os
+import re
 import signal
 import time
 
@@ -83,3 +84,63 @@ def test_sigsnoop_matches_bpftrace():
     assert rc == 0, err
     ours = {(p, s, t) for p, s, t, _ in _sig_rows(out, pid)}
     assert ours == theirs and len(ours) >= 2
+
+
+def test_sigsnoop_batch_printer_formats_like_one_line_per_event(monkeypatch):
+    """Odd records (those of killsnoop's identity test: the same event layout) through
+    the batch printer, with and without -n, give the bytes the tool's former per-event
+    printer gives."""
+    import types
+    from rowsharness import batch_output, freeze_clock, program, reference_output
+    from test_prog_killsnoop import _odd_kills
+    from pybpf.tooling import errno_name
+    sigsnoop = program("sigsnoop")
+    freeze_clock(monkeypatch)
+    raws = _odd_kills(sigsnoop.Signal)
+    for name in (False, True):
+        args = types.SimpleNamespace(name=name, json=False)
+
+        def show_one(s):                                    # the former printer
+            sig = sigsnoop.signal_name(s.sig) if args.name else str(s.sig)
+            result = "0" if s.ret == 0 else errno_name(s.ret)
+            return (f"{time.strftime('%H:%M:%S'):<8} {s.pid:<7} {s.comm:<16} {sig:<9} "
+                    f"{s.tpid:<7} {result:>6}")
+
+        got = batch_output(monkeypatch, sigsnoop, sigsnoop.batch_printer(args), raws,
+                           items=sigsnoop.ROW_ITEMS)
+        assert got == reference_output(show_one, sigsnoop.Signal, raws), vars(args)
+
+
+def test_sigsnoop_json():
+    import json
+    import threading
+    bad = _missing_pid()
+    stop = threading.Event()
+
+    def ping():                     # lines until the tool (no header in JSON) is live
+        while not stop.wait(0.05):
+            os.kill(os.getpid(), 0)
+
+    pinger = threading.Thread(target=ping, daemon=True)
+    pinger.start()
+    try:
+        tool = Tool("sigsnoop", "--json", "-k", "-n", "-p", os.getpid(), header='"comm": ')
+    finally:
+        stop.set()
+        pinger.join()
+    try:
+        os.kill(bad, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    time.sleep(0.3)
+    rc, out, err = tool.stop()
+    assert rc == 0, err
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert all(list(o) == ["time", "pid", "comm", "sig", "tpid", "result"] for o in objs), out
+    assert all(re.match(r"\d\d:\d\d:\d\d$", o["time"]) for o in objs), out
+    comm = open("/proc/self/comm").read().strip()
+    mine = [(o["pid"], o["comm"], o["sig"], o["tpid"], o["result"]) for o in objs
+            if o["tpid"] != tool.proc.pid]                  # not stop()'s SIGINT
+    me = os.getpid()
+    assert set(mine[:-1]) == {(me, comm, "N/A", me, 0)}, out   # the pings
+    assert mine[-1] == (me, comm, "SIGTERM", bad, -3), out

@@ -130,3 +130,106 @@ def test_tcplife_matches_bpftrace():
     ours = {(e[3], e[5]) for e in (line.split() for line in out.splitlines())
             if len(e) == 9 and {e[3], e[5]} == ports}
     assert ours == theirs and len(ours) == 2
+
+
+def test_tcplife_batch_printer_formats_like_one_line_per_event(monkeypatch):
+    """Odd sessions (non-UTF-8 and 16-byte names, IPv4, IPv6, an unknown family, huge
+    byte counts and spans, a session stamped before the tool started) through the batch
+    printer with every combination of -T/-t/-s/-w give the bytes the tool's former
+    per-event printer gives."""
+    import random
+    import types
+    from rowsharness import ODD_COMMS, after_nul, batch_output, freeze_clock, program, \
+        reference_output
+    from test_prog_tcpconnect import _odd_addresses
+    from pybpf.tooling import Clock, ip_address
+    tcplife = program("tcplife")
+    Life = tcplife.Life
+    freeze_clock(monkeypatch)
+    rnd = random.Random(20)
+    raws = [after_nul(Life(
+        ts_ns=10**12 + rnd.randint(-10**9, 10**12), span_ns=rnd.choice([0, 123456, 2**64 - 1]),
+        tx_bytes=rnd.choice([0, 1023, 1024, 300000, 2**64 - 1]),
+        rx_bytes=rnd.choice([0, 100000, 2**63]), pid=rnd.choice([0, 1, 2**32 - 1]),
+        family=rnd.choice([2, 10, 0]), lport=rnd.choice([0, 80, 65535]),
+        rport=rnd.choice([1, 65535]), laddr=_odd_addresses(rnd), raddr=_odd_addresses(rnd),
+        comm=rnd.choice(ODD_COMMS)).to_bytes(), Life, "comm") for _ in range(600)]
+    clock = Clock()
+    clock.start_ns = 10**12
+    for T in (False, True):
+        for t in (False, True):
+            for csv, wide in ((False, False), (False, True), (True, False), (True, True)):
+                args = types.SimpleNamespace(time=T, timestamp=t, csv=csv, wide=wide,
+                                             json=False)
+
+                def show_one(e):                            # the former printer
+                    la, ra = ip_address(e.family, e.laddr), ip_address(e.family, e.raddr)
+                    tx, rx, ms = e.tx_bytes // 1024, e.rx_bytes // 1024, e.span_ns / 1e6
+                    cols = []
+                    if args.time:
+                        cols.append(clock.wall())
+                    if args.timestamp:
+                        cols.append(f"{clock.elapsed(e.ts_ns):.6f}")
+                    if args.csv:
+                        return ",".join(cols + [str(e.pid), e.comm, la, str(e.lport), ra,
+                                                str(e.rport), str(tx), str(rx), f"{ms:.2f}"])
+                    if args.time:
+                        cols[0] = f"{cols[0]:<8}"
+                    if args.timestamp:
+                        cols[-1] = f"{cols[-1]:<9}"
+                    if args.wide:
+                        line = (f"{e.pid:<7} {e.comm:<16.16} {la:<26} {e.lport:<5} {ra:<26} "
+                                f"{e.rport:<5} {tx:>6} {rx:>6} {ms:.2f}")
+                    else:
+                        line = (f"{e.pid:<5} {e.comm:<10.10} {la:<15} {e.lport:<5} {ra:<15} "
+                                f"{e.rport:<5} {tx:>5} {rx:>5} {ms:.2f}")
+                    return " ".join(cols + [line])
+
+                show = tcplife.batch_printer(args, clock)
+                got = batch_output(monkeypatch, tcplife, show, raws)
+                assert got == reference_output(show_one, Life, raws), vars(args)
+
+
+def test_tcplife_json():
+    import json
+    import re
+    import socket
+    import threading
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    ping_port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def ping():                     # sessions until the tool (no header in JSON) is live
+        while not stop.wait(0.05):
+            c = socket.create_connection(("127.0.0.1", ping_port))
+            a, _ = listener.accept()
+            c.close()
+            a.close()
+
+    pinger = threading.Thread(target=ping, daemon=True)
+    pinger.start()
+    try:
+        tool = Tool("tcplife", "--json", "-T", "-t", header='"comm": ')
+    finally:
+        stop.set()
+        pinger.join()
+    pid, server_port, client_port = _session()
+    time.sleep(0.5)
+    rc, out, err = tool.stop()
+    assert rc == 0, err
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert all(list(o) == ["time", "time(s)", "pid", "comm", "laddr", "lport", "raddr",
+                           "rport", "tx_kb", "rx_kb", "ms"] for o in objs), out
+    assert all(re.match(r"\d\d:\d\d:\d\d$", o["time"]) and o["time(s)"] > 0 for o in objs)
+    ends = {o["lport"]: o for o in objs
+            if {o["lport"], o["rport"]} == {int(server_port), int(client_port)}}
+    client, server = ends[int(client_port)], ends[int(server_port)]
+    assert (client["pid"], client["laddr"], client["raddr"], client["rport"],
+            client["tx_kb"], client["rx_kb"]) == (int(pid), "127.0.0.1", "127.0.0.1",
+                                                  int(server_port), 292, 97), out
+    assert client["comm"].startswith("python")
+    assert (server["laddr"], server["raddr"], server["rport"], server["tx_kb"],
+            server["rx_kb"]) == ("127.0.0.1", "127.0.0.1", int(client_port), 97, 292), out
+    assert isinstance(client["ms"], float) and client["ms"] > 0 and server["ms"] > 0
