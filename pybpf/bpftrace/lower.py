@@ -514,17 +514,20 @@ class ProbeLowering(ExprMixin, Lowering):
         self.emit("label", name=end)
 
     def keep_max(self, ref: MapRef, key: Any, v: Operand) -> None:
-        """value(key) = v when absent or when v > value (signed)."""
+        """value(key) = v when v > value (signed); an absent value counts as 0, as in
+        bpftrace 0.17 (so ``max()`` of negative values stores nothing)."""
         ptr = self.map_lookup(ref, key)
         miss, end = self.label("new"), self.label("kept")
+        sv = self.vreg(T.i64, local=True)
+        self.convert_into(sv, self.convert(v, T.i64))
         self.emit("branch", name="eq", a=ptr, b=0, target=miss)
         cur = self.vreg(T.i64)
         self.emit("load", dst=cur, base=ptr, off=0, size=8)
-        sv = self.materialize(self.convert(v, T.i64), T.i64)
         self.emit("branch", name="sge", a=cur, b=sv, target=end)
         self.emit("store", base=ptr, off=0, size=8, a=sv)
         self.emit("jump", target=end)
         self.emit("label", name=miss)
+        self.emit("branch", name="sle", a=sv, b=0, target=end)
         voff = self.temp("aggval", 8)
         self.emit("store", base=None, off=voff, size=8, a=sv)
         self.map_update_elem(ref, key, FrameAddr(voff))

@@ -152,7 +152,12 @@ def lower_call(low: Any, e: A.Call) -> Any:
 
 def _str(low: Any, e: A.Call) -> Any:
     arg = e.args[0]
-    if getattr(e, "is_literal", False) or arg.ty.kind == "string":
+    if getattr(e, "is_literal", False) and isinstance(arg, A.PositionalParameter):
+        text = _lit_str(low, arg).encode("latin-1", "replace")[:max(e.ty.size, 1) - 1]
+        p = low.frame_place(max(e.ty.size, 1))
+        low.store_bytes(p, text)
+        return p
+    if arg.ty.kind == "string":
         v = low.expr(arg)
         if isinstance(v, Place):
             return v

@@ -185,20 +185,22 @@ class ExprMixin:
         n = e.name
         if n in ("pid", "tid"):
             v = self.helper_call("get_current_pid_tgid")
-            r = self.vreg(T.u64)
-            self.emit("binop", name="rsh" if n == "pid" else "and", dst=r, a=v,
-                      b=32 if n == "pid" else 0)
-            if n == "tid":
-                self.emit("norm", dst=r, a=VReg(v.id, T.u32))
-            return r
+            if n == "pid":
+                r = self.vreg(T.u64)
+                self.emit("binop", name="rsh", dst=r, a=v, b=32)
+                return r
+            r = self.vreg(T.u32)
+            self.emit("norm", dst=r, a=v)
+            return VReg(r.id, T.u64)
         if n in ("uid", "gid", "username"):
             v = self.helper_call("get_current_uid_gid")
-            r = self.vreg(T.u64)
             if n == "gid":
+                r = self.vreg(T.u64)
                 self.emit("binop", name="rsh", dst=r, a=v, b=32)
-            else:
-                self.emit("norm", dst=r, a=VReg(v.id, T.u32))
-            return r
+                return r
+            r = self.vreg(T.u32)
+            self.emit("norm", dst=r, a=v)
+            return VReg(r.id, T.u64)
         if n == "nsecs":
             return self.helper_call("ktime_get_ns")
         if n == "elapsed":
@@ -270,8 +272,10 @@ class ExprMixin:
         kernel = t.kind == "kstack"
         ref = self.mb.stack_ref(kernel, t.stack_limit)
         sid = self.stack_id(ref, self.ctx.reg, not kernel)
+        low32 = self.vreg(T.u32)
+        self.emit("norm", dst=low32, a=sid)
         out = self.vreg(T.u64)
-        self.emit("norm", dst=out, a=VReg(sid.id, T.u32))
+        self.emit("mov", dst=out, a=VReg(low32.id, T.u64))
         if not kernel:
             pid = self.helper_call("get_current_pid_tgid")
             self.emit("binop", name="rsh", dst=pid, a=pid, b=32)

@@ -208,33 +208,44 @@ class Runtime:
     exit_seen = False
 
     # -- the run ----------------------------------------------------------------------
-    def wait(self) -> None:
-        """Poll until exit(), a signal, the child's end or the -p process's end."""
-        stop_sig: List[int] = []
+    def install_signals(self) -> None:
+        """SIGINT/SIGTERM only set a flag from here to :meth:`restore_signals` (the run
+        ends, END runs and the maps print, as bpftrace does on Ctrl-C)."""
+        self.signals: List[int] = []
+        self._saved: Dict[int, Any] = {}
 
         def on_signal(signum: int, frame: Any) -> None:
-            stop_sig.append(signum)
+            self.signals.append(signum)
 
-        saved = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                saved[sig] = signal.signal(sig, on_signal)
+                self._saved[sig] = signal.signal(sig, on_signal)
             except (ValueError, OSError):
                 pass
-        try:
-            while not self.stop and not stop_sig:
-                self.poll(0.1)
-                if self.child is not None:
-                    done, _ = os.waitpid(self.child, os.WNOHANG)
-                    if done:
-                        self.child = None
-                        self.poll(0)
-                        break
-                if self.opts.pid is not None and not _alive(self.opts.pid):
-                    break
-        finally:
-            for sig, h in saved.items():
+
+    def restore_signals(self) -> None:
+        """Put back the handlers :meth:`install_signals` replaced."""
+        for sig, h in getattr(self, "_saved", {}).items():
+            try:
                 signal.signal(sig, h)
+            except (ValueError, OSError):
+                pass
+        self._saved = {}
+
+    def wait(self) -> None:
+        """Poll until exit(), a signal, the child's end or the -p process's end."""
+        if not hasattr(self, "signals"):
+            self.signals = []
+        while not self.stop and not self.signals:
+            self.poll(0.1)
+            if self.child is not None:
+                done, _ = os.waitpid(self.child, os.WNOHANG)
+                if done:
+                    self.child = None
+                    self.poll(0)
+                    break
+            if self.opts.pid is not None and not _alive(self.opts.pid):
+                break
 
     def finish(self) -> None:
         """Detach, run END, print the last events and the maps."""
@@ -308,7 +319,7 @@ def fork_child(command: str) -> tuple:
     if pid == 0:                                               # pragma: no cover
         try:
             os.close(w)
-            os.read(r, 1)
+            os.read(r, 8)           # one 8-byte read, as bpftrace's child reads its eventfd
             os.execvp(argv[0], argv)
         finally:
             os._exit(127)
@@ -318,5 +329,5 @@ def fork_child(command: str) -> tuple:
 
 def release_child(w: int) -> None:
     """Let the ``-c`` child exec its command."""
-    os.write(w, b"x")
+    os.write(w, (1).to_bytes(8, "little"))
     os.close(w)

@@ -151,6 +151,7 @@ def run(source: str, filename: str, opts: TraceOptions, *,
         from .runtime import Output, Runtime, release_child
         out = Output(out_stream, opts.buffering)
         rt = Runtime(result, mod, opts, out)
+        rt.install_signals()
         try:
             rt.load()
             rt.open_reader()
@@ -179,6 +180,7 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             return 1
         finally:
             rt.close()
+            rt.restore_signals()
             out.flush()
         return 0
     finally:
