@@ -120,6 +120,9 @@ CASES = [
     ("tracepoint-builtins", r'tracepoint:syscalls:sys_enter_close /comm == "btwork"/ { @c[comm, probe] = count(); @u[uid, gid] = count(); $x = pid == tid; @same = $x; @cpuok = cpu < 4096; } tracepoint:sched:sched_process_exit /comm == "btwork"/ { exit(); }', {}),
     ("uprobe", r'uprobe:{BIN}:work_fn { printf("%d %s\n", arg0, str(arg1)); @n[str(arg1)] = sum(arg0); } uretprobe:{BIN}:work_fn { @ret = lhist(retval, 0, 40, 5); } tracepoint:sched:sched_process_exit /comm == "btwork"/ { exit(); }', {}),
     ("uprobe-func", r'uprobe:{BIN}:work_fn { @[func] = count(); } tracepoint:sched:sched_process_exit /comm == "btwork"/ { exit(); }', {}),
+    ("usdt", r'usdt:{BIN}:btwork:tick { @u = count(); } tracepoint:sched:sched_process_exit /comm == "btwork"/ { exit(); }', {}),
+    ("map-read-tuples", r'BEGIN { @x[1] = 1; @x[2] = 2; if (@x[1] == 1) { printf("map read %d %d\n", @x[2], @x[3]); } $t = (1, "a", (int8)-2); printf("%d %s %d\n", $t.0, $t.1, $t.2); @t = $t; exit(); }', {}),
+    ("functions", r'BEGIN { printf("%s %s\n", ntop(0x0100007f), ntop(pton("::1"))); printf("%x %x\n", bswap((uint32)0x12345678), bswap((uint16)0x1234)); printf("%d %d\n", strncmp("hello", "help", 3), strncmp("hello", "help", 4)); printf("%s\n", strftime("%Y-%m", nsecs)); printf("%s\n", strerror(2)); exit(); }', {}),
     ("interval", r'interval:ms:50 { @i++; if (@i == 3) { exit(); } }', {"workload": False}),
     ("profile", r'profile:hz:99 { printf("tick\n"); exit(); }', {"workload": False}),
     ("software", r'software:cpu-clock:1000000 { printf("sw\n"); exit(); }', {"workload": False}),
@@ -179,3 +182,23 @@ def test_command(work):
     assert ours.returncode == theirs.returncode
     assert ours.stdout == theirs.stdout
     assert b"@n: " in ours.stdout
+
+
+def test_in_process_releases_everything():
+    """session.run in this process: the output as bpftrace's, and every fd it opened
+    (maps, programs, perf events, the ring) closed, also when a program fails."""
+    import io
+    from pybpf.bpftrace.session import TraceOptions, run
+    before = sorted(os.listdir("/proc/self/fd"))
+    out, err = io.StringIO(), io.StringIO()
+    rc = run('BEGIN { @a = count(); printf("x\\n"); exit(); } '
+             'tracepoint:syscalls:sys_enter_close { @c = count(); }', "stdin",
+             TraceOptions(), stdout=out, stderr=err)
+    assert rc == 0, err.getvalue()
+    assert out.getvalue().startswith("Attaching 2 probes...\nx\n\n\n@a: 1\n")
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    # a program that loads but cannot attach (no such uprobe target function)
+    rc = run('uprobe:/bin/true:no_such_function_here { @x = count(); }', "stdin",
+             TraceOptions(), stdout=io.StringIO(), stderr=io.StringIO())
+    assert rc == 1
+    assert sorted(os.listdir("/proc/self/fd")) == before
