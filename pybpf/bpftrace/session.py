@@ -45,7 +45,7 @@ class TraceOptions:
 
     ``notify_attached`` is bpftrace's test handshake: when the environment has
     ``__BPFTRACE_NOTIFY_PROBES_ATTACHED``, bpftrace prints ``__BPFTRACE_NOTIFY_PROBES_ATTACHED``
-    on stdout once every probe is attached.
+    on stderr once every probe is attached.
     """
 
     output_format: str = "text"
@@ -113,10 +113,87 @@ def run(source: str, filename: str, opts: TraceOptions, *,
         stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
     """Run the program as ``bpftrace`` would and return its exit status: compile, load,
     attach (printing ``Attaching N probes...`` unless ``quiet``), run until ``exit()``,
-    Ctrl-C/SIGTERM or the ``-c`` command's end, run ``END``, print the maps, detach.
-
-    Not built yet: the lowering to the shared compiler and the runtime come next."""
-    raise NotImplementedError("pybpf trace: running programs is not built yet")
+    Ctrl-C/SIGTERM or the ``-c`` command's end, run ``END``, print the maps, detach
+    (:mod:`pybpf.bpftrace.runtime` has the order). Errors in the program are printed
+    as bpftrace prints them (exit status 1)."""
+    import sys
+    from .errors import BpftraceError
+    err = stderr or sys.stderr
+    out_stream = stdout or default_stdout()
+    opened = None
+    child = None
+    try:
+        try:
+            result = front(source, filename, opts)
+        except BpftraceError as exc:
+            for w in getattr(exc, "warnings", []) or []:
+                pass
+            err.write(str(exc).rstrip("\n") + "\n")
+            return 1
+        if not opts.no_warnings:
+            from .errors import render_diagnostic
+            for w in result.analysis.warnings:
+                err.write(render_diagnostic(w, source, filename) + "\n")
+        if opts.command is not None:
+            from .runtime import fork_child
+            child = fork_child(opts.command)
+            opts.extras["cpid"] = child[0]
+        from .lower import lower_program
+        from ..compiler.errors import CompileError
+        try:
+            mod = lower_program(result, opts)
+        except CompileError as exc:
+            err.write(f"ERROR: {exc}\n")
+            return 1
+        if opts.output_path:
+            opened = open(opts.output_path, "w", encoding="latin-1")
+            out_stream = opened
+        from .runtime import Output, Runtime, release_child
+        out = Output(out_stream, opts.buffering)
+        rt = Runtime(result, mod, opts, out)
+        rt.install_signals()
+        try:
+            rt.load()
+            rt.open_reader()
+            n = rt.probe_count()
+            if not opts.quiet:
+                from . import json_output as J
+                from . import output as O
+                out.write(J.attached_probes_json(n) if opts.output_format == "json"
+                          else O.attached_probes_text(n))
+            rt.attach()
+            if opts.notify_attached:
+                out.flush()
+                err.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")      # bpftrace: stderr
+                err.flush()
+            if child is not None:
+                rt.child = child[0]
+                release_child(child[1])
+                child = None
+            rt.run_special("BEGIN")
+            rt.wait()
+            rt.finish()
+        except KeyboardInterrupt:
+            rt.finish()
+        except Exception as exc:
+            err.write(f"ERROR: {exc}\n")
+            return 1
+        finally:
+            rt.close()
+            rt.restore_signals()
+            out.flush()
+        return 0
+    finally:
+        if child is not None:
+            import os
+            import signal
+            try:
+                os.kill(child[0], signal.SIGKILL)
+                os.waitpid(child[0], 0)
+            except OSError:
+                pass
+        if opened is not None:
+            opened.close()
 
 
 def default_stdout() -> TextIO:

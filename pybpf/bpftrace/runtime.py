@@ -1,0 +1,333 @@
+"""Running a lowered bpftrace program (:mod:`.lower`) as bpftrace 0.17 runs it.
+
+Order of a run: the ``-c`` child is forked first (stopped until the probes are
+attached, so ``cpid`` is known when compiling), maps are created and programs loaded,
+``Attaching N probes...`` is printed (N: every expanded attach point, BEGIN and END
+included), the probes are attached, ``BEGIN`` runs (a raw tracepoint program run once
+with ``BPF_PROG_TEST_RUN`` in this process), then events are read from the ring until
+``exit()``, SIGINT/SIGTERM, the child's or ``-p`` process's end. Then the probes are
+detached, ``END`` runs, the last events are printed, then every map (two newlines,
+then the maps by name), and everything is released (also on errors).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, TextIO
+
+from . import output as O
+from . import json_output as J
+from . import values as V
+from .decode import Decoder
+from .lower import ELAPSED_MAP, EVENTS_MAP, LoweredModule
+
+__all__ = ["Runtime", "Output"]
+
+
+class Output:
+    """Where bpftrace's stdout goes: text written as latin-1 bytes when the stream has a
+    binary buffer (bpftrace passes bytes through), flushed as ``-B`` asks."""
+
+    def __init__(self, stream: TextIO, buffering: Optional[str]) -> None:
+        self.stream = stream
+        self.binary = getattr(stream, "buffer", None)
+        self.flush_each = buffering in ("none", "line") or (
+            buffering is None and stream.isatty() if hasattr(stream, "isatty") else False)
+
+    def write(self, text: str) -> None:
+        if self.binary is not None:
+            self.binary.write(text.encode("latin-1", "replace"))
+        else:
+            self.stream.write(text)
+        if self.flush_each:
+            self.flush()
+
+    def flush(self) -> None:
+        try:
+            (self.binary or self.stream).flush()
+        except (OSError, ValueError):
+            pass
+
+
+class Runtime:
+    """One run (see the module docstring)."""
+
+    def __init__(self, front: Any, mod: LoweredModule, opts: Any, out: Output) -> None:
+        self.front, self.mod, self.opts, self.out = front, mod, opts, out
+        self.json = opts.output_format == "json"
+        self.maps: Dict[str, Any] = {}
+        self.progs: Dict[str, Any] = {}
+        self.links: List[Any] = []
+        self.reader: Any = None
+        self.stop = False
+        self.exit_code = 0
+        self.child: Optional[int] = None
+        self.decoder = Decoder(mod, self.maps, opts)
+
+    # -- setup ------------------------------------------------------------------------
+    def load(self) -> None:
+        """Create the maps and load every program."""
+        from ..program import ProgramSpec
+        from ..syscall.bpf import ProgType
+        for name, decl in self.mod.unit.maps.items():
+            self.maps[name] = decl.spec(name).create()
+        if ELAPSED_MAP in self.maps:
+            self.maps[ELAPSED_MAP][0] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        for p in self.mod.programs:
+            t = p.prog_type.replace("BPF_PROG_TYPE_", "")
+            spec = ProgramSpec(ProgType[t], p.instructions, name=p.name[:15])
+            self.progs[p.name] = spec.load(maps=self.maps)
+
+    def probe_count(self) -> int:
+        """bpftrace's count for ``Attaching N probes...``."""
+        return sum(len(p.attach) for p in self.mod.programs)
+
+    def attach(self) -> None:
+        """Attach every program but BEGIN/END to its attach points."""
+        for p in self.mod.programs:
+            if p.provider in ("BEGIN", "END"):
+                continue
+            for ap in p.attach:
+                self.links.append(self._attach_one(self.progs[p.name], ap))
+
+    def _attach_one(self, prog: Any, ap: Any) -> Any:
+        from .. import link as L
+        from ..syscall import perf as P
+        kind = ap.provider
+        pid = self.opts.pid if self.opts.pid is not None else -1
+        if kind == "tracepoint":
+            return L.attach_tracepoint(prog, ap.target, ap.func)
+        if kind in ("profile", "interval"):
+            unit = ap.target
+            kw: Dict[str, Any] = {}
+            if unit == "hz":
+                kw["sample_freq"] = ap.freq
+            else:
+                kw["sample_period"] = ap.freq * {"s": 10 ** 9, "ms": 10 ** 6, "us": 10 ** 3,
+                                                 "ns": 1}.get(unit, 1)
+            cpus = None
+            if kind == "interval":
+                from ..syscall.cpus import online_cpus
+                cpus = [online_cpus()[0]]
+            return L.attach_perf_event(prog, type=P.PerfType.SOFTWARE,
+                                       config=P.SwId.CPU_CLOCK, cpus=cpus, **kw)
+        if kind in ("software", "hardware"):
+            from .probes import HARDWARE_EVENTS, SOFTWARE_EVENTS
+            table = SOFTWARE_EVENTS if kind == "software" else HARDWARE_EVENTS
+            ev = next(e for e in table if ap.target in (e.name, e.alias))
+            return L.attach_perf_event(
+                prog, type=P.PerfType.SOFTWARE if kind == "software" else P.PerfType.HARDWARE,
+                config=ev.config, sample_period=ap.freq or ev.default)
+        if kind in ("uprobe", "uretprobe"):
+            if ap.func:
+                return L.attach_uprobe(prog, ap.target, ap.func, offset=ap.func_offset,
+                                       retprobe=kind == "uretprobe", pid=pid)
+            return L.attach_uprobe(prog, ap.target, address=ap.address,
+                                   retprobe=kind == "uretprobe", pid=pid)
+        if kind == "usdt":
+            return L.attach_usdt(prog, ap.target, ap.func, ap.ns or None, pid=pid)
+        if kind == "kprobe":
+            return L.attach_kprobe(prog, ap.func, offset=ap.func_offset)
+        if kind == "kretprobe":
+            return L.attach_kretprobe(prog, ap.func)
+        raise NotImplementedError(f"{kind} probes are not supported by pybpf trace yet")
+
+    def run_special(self, which: str) -> None:
+        """Run the BEGIN or END program once, here."""
+        for p in self.mod.programs:
+            if p.provider == which:
+                self.progs[p.name].test_run()
+
+    # -- events -----------------------------------------------------------------------
+    def open_reader(self) -> None:
+        from ..events import RingBufReader
+        self.reader = RingBufReader(self.maps[EVENTS_MAP], callback=self.on_event,
+                                    wakeup="adaptive")
+
+    def poll(self, timeout: float) -> None:
+        if self.reader is not None:
+            self.reader.poll(timeout)
+
+    def on_event(self, raw: Any) -> None:
+        if self.stop and self.exit_seen:
+            return
+        data = bytes(raw)
+        site = self.mod.sites[struct.unpack_from("<Q", data, 0)[0]]
+        k = site.kind
+        if k == "exit":
+            self.stop = True
+            self.exit_seen = True
+            return
+        if k in ("printf", "system", "cat"):
+            args = [self.decoder.value(t, data, off) for t, off in site.args]
+            from .printf import format_printf
+            text = format_printf(site.fmt or "", args)
+            if k == "printf":
+                self.out.write(J.message_json("printf", text) if self.json else text)
+            elif k == "system":
+                res = subprocess.run(text, shell=True, stdout=subprocess.PIPE)
+                body = res.stdout.decode("latin-1")
+                self.out.write(J.message_json("syscall", body) if self.json else body)
+            else:
+                try:
+                    with open(text, "rb") as fh:
+                        body = fh.read(self.opts.cat_bytes_max).decode("latin-1")
+                except OSError as exc:
+                    sys.stderr.write(f"ERROR: failed to open file '{text}': "
+                                     f"{os.strerror(exc.errno or 0)}\n")
+                    return
+                self.out.write(J.message_json("cat", body) if self.json else body)
+            return
+        if k == "time":
+            text = O.time_text(site.fmt or "%H:%M:%S\n")
+            if text is not None:
+                self.out.write(J.message_json("time", text) if self.json else text)
+            return
+        if k in ("clear", "zero"):
+            self.decoder.clear(site.fmt, zero=k == "zero")
+            return
+        if k == "print":
+            top, div = site.extra
+            m = self.decoder.map_data(site.fmt)
+            if self.json:
+                self.out.write(J.map_json(m, top, div))
+            else:
+                self.out.write(O.map_text(m, top, div))
+            return
+        if k == "print_value":
+            t, off = site.args[0]
+            v = self.decoder.value(t, data, off)
+            self.out.write(J.value_json(v) if self.json else O.value_text(v) + "\n")
+            return
+
+    exit_seen = False
+
+    # -- the run ----------------------------------------------------------------------
+    def install_signals(self) -> None:
+        """SIGINT/SIGTERM only set a flag from here to :meth:`restore_signals` (the run
+        ends, END runs and the maps print, as bpftrace does on Ctrl-C)."""
+        self.signals: List[int] = []
+        self._saved: Dict[int, Any] = {}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            self.signals.append(signum)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._saved[sig] = signal.signal(sig, on_signal)
+            except (ValueError, OSError):
+                pass
+
+    def restore_signals(self) -> None:
+        """Put back the handlers :meth:`install_signals` replaced."""
+        for sig, h in getattr(self, "_saved", {}).items():
+            try:
+                signal.signal(sig, h)
+            except (ValueError, OSError):
+                pass
+        self._saved = {}
+
+    def wait(self) -> None:
+        """Poll until exit(), a signal, the child's end or the -p process's end."""
+        if not hasattr(self, "signals"):
+            self.signals = []
+        while not self.stop and not self.signals:
+            self.poll(0.1)
+            if self.child is not None:
+                done, _ = os.waitpid(self.child, os.WNOHANG)
+                if done:
+                    self.child = None
+                    self.poll(0)
+                    break
+            if self.opts.pid is not None and not _alive(self.opts.pid):
+                break
+
+    def finish(self) -> None:
+        """Detach, run END, print the last events and the maps."""
+        self.poll(0)
+        for ln in self.links:
+            _close(ln)
+        self.links = []
+        self.stop = False
+        self.exit_seen = False
+        self.run_special("END")
+        self.poll(0)
+        self.lost_notice()
+        maps = [self.decoder.map_data(n) for n in sorted(self.mod.layouts)]
+        if self.json:
+            self.out.write(J.exit_maps_json(maps))
+        else:
+            self.out.write(O.exit_maps_text(maps))
+
+    def lost_notice(self) -> None:
+        from ..compiler.unit import DROPS_MAP
+        if DROPS_MAP not in self.maps:
+            return
+        slot = self.mod.unit.drop_slots.get(EVENTS_MAP)
+        if slot is None:
+            return
+        lost = sum(self.maps[DROPS_MAP][slot])
+        if lost:
+            self.out.write(J.lost_events_json(lost) if self.json else O.lost_events_text(lost))
+
+    def close(self) -> None:
+        """Release everything (idempotent)."""
+        for ln in self.links:
+            _close(ln)
+        self.links = []
+        if self.reader is not None:
+            _close(self.reader)
+            self.reader = None
+        for group in (self.progs, self.maps):
+            for obj in group.values():
+                _close(obj)
+            group.clear()
+
+
+def _close(obj: Any) -> None:
+    try:
+        obj.close()
+    except Exception:                                          # pragma: no cover
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def fork_child(command: str) -> tuple:
+    """Fork ``-c``'s command, held until :func:`release_child`: (pid, write end)."""
+    import shlex
+    argv = shlex.split(command)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                               # pragma: no cover
+        try:
+            os.close(w)
+            os.read(r, 8)           # one 8-byte read, as bpftrace's child reads its eventfd
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    os.close(r)
+    return pid, w
+
+
+def release_child(w: int) -> None:
+    """Let the ``-c`` child exec its command."""
+    os.write(w, (1).to_bytes(8, "little"))
+    os.close(w)
