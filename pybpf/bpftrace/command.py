@@ -104,11 +104,12 @@ def _dry_run(source: str, filename: str, opts: object, stdout: TextIO, stderr: T
         program = parse_program(source, filename, headers=True,
                                 include_dirs=list(o.include_dirs) or None)
         env = ProbeEnv(params=o.params, pid=o.pid, has_child=o.command is not None)
-        parse_attach_points(program, env, source, filename)
+        attach_points = parse_attach_points(program, env, source, filename)
     except BpftraceError:
         pass                                   # front() reports it, as bpftrace does
     else:
-        stdout.write(_section("parser", dump_program(program, None)))
+        # bpftrace's parser has already put the positional parameters in attach points
+        stdout.write(_section("parser", dump_program(program, attach_points)))
         stdout.flush()
     try:
         result = front(source, filename, o)
