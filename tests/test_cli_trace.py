@@ -235,6 +235,9 @@ PROGRAM_ERRORS = [
     "BEGIN { @ = 1 }\nEND { $y = @z; }", "uprobe:/nonexistent/bin:main { }",
     "BEGIN { printf(\"%d %d\\n\", 1); }", "BEGIN { @x = kstack(-1); }",
     "BEGIN { $x = 1 }\n\n BEGIN { $x; }",
+    "tracepoint:syscall:sys_enter_openat { }",          # error, then a warning
+    "BEGIN { exit(); @a = 1; $y; }",                    # warning, then the error
+    "BEGIN { if (-1 < (uint32)2) { $y; } }",
 ]
 
 
@@ -303,7 +306,13 @@ DRY = [
     "BEGIN { $x; }",
     "BEGIN {",                                         # no tree at all
     "kprobe:vfs_read { @[kstack] = hist(arg2); }",
-    "BEGIN { $x = 1; }",                               # warning on stderr
+    "BEGIN { $x = 1; }",
+    "BEGIN { exit(); @a = 1; }",                        # warnings on stderr
+    "BEGIN { @a = -1 < (uint32)2; debugf(\"x\"); }",
+    "tracepoint:syscall:sys_enter_openat,tracepoint:syscalls:sys_enter_read { }",
+    "tracepoint:syscall:sys_enter_openat { }",          # fails before the parser's tree
+    "BEGIN { @x = lhist(1, 0, 10, 1); @x = lhist(2, 0, 20, 1); }",  # in the resource pass
+    "BEGIN { @x = lhist(1, 0, 10, 20); }",
 ]
 
 
@@ -316,8 +325,9 @@ def test_dry_run_like_bpftrace(prog: str, flag: str) -> None:
 
 
 @needs_oracle
-def test_dry_run_without_warnings() -> None:
-    args = ["--no-warnings", "-d", "-e", "BEGIN { $x = 1; }"]
+@pytest.mark.parametrize("prog", DRY[-6:] + ["BEGIN { exit(); @a = 1; $y; }"])
+def test_no_warnings(prog: str) -> None:
+    args = ["--no-warnings", "-d", "-e", prog]
     status, out, err = oracle(args)
     assert ours(args) == (status, _dry(out), err)
 

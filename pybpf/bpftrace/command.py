@@ -68,10 +68,10 @@ def _print_error(err: BaseException, stderr: TextIO, no_warnings: bool) -> None:
     """A :class:`~pybpf.bpftrace.errors.BpftraceError` as bpftrace prints it: the
     warnings gathered before it, then its diagnostics."""
     from .errors import render_diagnostic
-    for w in getattr(err, "warnings", None) or []:
-        if not (no_warnings and w.level == "WARNING"):
-            stderr.write(render_diagnostic(w, err.source, err.filename) + "\n")
-    stderr.write(str(err) + "\n")
+    diags = list(getattr(err, "warnings", None) or []) + list(err.diagnostics)
+    for d in diags:
+        if not (no_warnings and d.level == "WARNING"):
+            stderr.write(render_diagnostic(d, err.source, err.filename) + "\n")
 
 
 def _print_warnings(result: object, stderr: TextIO, no_warnings: bool) -> None:
@@ -92,30 +92,39 @@ def _section(name: str, tree: str) -> str:
 
 def _dry_run(source: str, filename: str, opts: object, stdout: TextIO, stderr: TextIO
              ) -> int:
-    """``-d``/``-dd``: the tree after parsing, then (if the analysis passes) after each
-    later pass, as bpftrace 0.17 prints them; its LLVM IR has no counterpart here."""
+    """``-d``/``-dd``: the tree after parsing, then after each later pass, as bpftrace
+    0.17 prints them, stopping where the analysis fails (the error's ``stage``: before
+    the passes no tree, in them the parser's tree, in the resource pass also the
+    Semantic and NodeCounter trees); bpftrace's LLVM IR has no counterpart here."""
     from .errors import BpftraceError
     from .parser import parse_program
     from .probes import ProbeEnv, parse_attach_points
     from .session import front
     from .typed_dump import dump_program
     o = opts                                                    # type: ignore[assignment]
+    parsed = ""
     try:
         program = parse_program(source, filename, headers=True,
                                 include_dirs=list(o.include_dirs) or None)
         env = ProbeEnv(params=o.params, pid=o.pid, has_child=o.command is not None)
         attach_points = parse_attach_points(program, env, source, filename)
+        # bpftrace's parser has already put the positional parameters in attach points
+        parsed = _section("parser", dump_program(program, attach_points))
     except BpftraceError:
         pass                                   # front() reports it, as bpftrace does
-    else:
-        # bpftrace's parser has already put the positional parameters in attach points
-        stdout.write(_section("parser", dump_program(program, attach_points)))
-        stdout.flush()
     try:
         result = front(source, filename, o)
     except BpftraceError as err:
+        stage = getattr(err, "stage", "before")
+        if stage in ("passes", "resources"):
+            stdout.write(parsed)
+        if stage == "resources":
+            tree = dump_program(err.program, err.attach_points)  # type: ignore
+            stdout.write("".join(_section(n, tree) for n in _TYPED_PASSES[:2]))
+        stdout.flush()
         _print_error(err, stderr, o.no_warnings)
         return 1
+    stdout.write(parsed)
     _print_warnings(result, stderr, o.no_warnings)
     tree = dump_program(result.program, result.attach_points)
     stdout.write("".join(_section(name, tree) for name in _TYPED_PASSES))
