@@ -219,6 +219,10 @@ class Analyser:
                         return None
             self.structs = StructManager(program.preamble, btf)
         self.pass_ = 0
+        #: where an error stops the analysis, as -d shows it: "before" the passes (bpftrace
+        #: fails while parsing: no tree printed), in the "passes" (after the parser's
+        #: tree), in the "resources" pass (after the Semantic and NodeCounter trees)
+        self.stage = "before"
         self.errors: List[Diagnostic] = []
         self.warnings: List[Diagnostic] = []
         self.func_ = ""
@@ -256,6 +260,9 @@ class Analyser:
     def fail(self, diags: Sequence[Diagnostic]) -> None:
         err = BpftraceError(list(diags), self.source, self.filename)
         err.warnings = list(self.warnings)       # type: ignore[attr-defined]
+        err.stage = self.stage                   # type: ignore[attr-defined]
+        err.program, err.attach_points = (     # type: ignore[attr-defined]
+            self.program, self.aps_all)
         raise err
 
     @property
@@ -356,11 +363,13 @@ class Analyser:
     def run(self) -> Analysis:
         sema_maps.resolve_fields(self)
         sema_maps.tracepoint_formats(self)
+        self.stage = "passes"
         for self.pass_ in range(1, NUM_PASSES + 1):
             for self.pi, probe in enumerate(self.program.probes):
                 self.visit_probe(probe)
             if self.errors:
                 self.fail(self.errors)
+        self.stage = "resources"
         return sema_maps.collect(self)
 
     def visit_probe(self, probe: A.Probe) -> None:

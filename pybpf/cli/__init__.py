@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "pybpf.cli.probes_cmd",
     "pybpf.cli.list_cmd",
     "pybpf.cli.run_cmd",
+    "pybpf.cli.trace_cmd",
     "pybpf.cli.compile_cmd",
     "pybpf.cli.export_cmd",
     "pybpf.cli.completion_cmd",
@@ -43,6 +44,7 @@ COMMANDS = {
     "prog": "pybpf.cli.prog_cmd", "map": "pybpf.cli.map_cmd", "btf": "pybpf.cli.btf_cmd",
     "probes": "pybpf.cli.probes_cmd", "list": "pybpf.cli.list_cmd",
     "ls": "pybpf.cli.list_cmd", "run": "pybpf.cli.run_cmd",
+    "trace": "pybpf.cli.trace_cmd",
     "compile": "pybpf.cli.compile_cmd", "export": "pybpf.cli.export_cmd",
     "completion": "pybpf.cli.completion_cmd",
 }
@@ -53,6 +55,7 @@ EXAMPLES = """examples:
   pybpf info                                         what this kernel supports
   pybpf prog list                                    loaded programs (bpftool prog list)
   pybpf run NAME|FILE [ARGS...]                      a tool from programs/ or your script
+  pybpf trace -e 'PROGRAM' | FILE                    a bpftrace program (bpftrace's options)
   pybpf COMMAND --help                               each command's options and examples
 
 Exit status: 0 on success, 1 on an error (one line on stderr; --debug shows the
@@ -109,10 +112,28 @@ def _plain_list(argv: List[str]) -> Any:
                            handler=list_cmd.run)
 
 
+def _trace(argv: List[str]) -> Optional[int]:
+    """``[--debug] trace ARGS...`` runs without argparse: bpftrace's own command line
+    follows ``trace`` (:mod:`pybpf.cli.trace_cmd`). None for anything else."""
+    debug = False
+    for i, word in enumerate(argv):
+        if word == "--debug":
+            debug = True
+            continue
+        if word != "trace":
+            return None
+        from pybpf.cli import trace_cmd
+        return trace_cmd.main(argv[i + 1:], debug=debug)
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``pybpf`` console script."""
     if argv is None:
         argv = sys.argv[1:]
+    status = _trace(argv)
+    if status is not None:
+        return status
     args = _plain_list(argv)
     if args is None:
         args = build_parser(only=_command_of(argv)).parse_args(argv)
