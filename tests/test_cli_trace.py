@@ -39,10 +39,6 @@ needs_oracle = pytest.mark.skipif(
     BPFTRACE is None or os.geteuid() != 0,
     reason="needs root and bpftrace 0.17 (apt-get install bpftrace)")
 
-#: session.run is still the stub that only raises NotImplementedError
-RUN_IS_STUB = set(session.run.__code__.co_names) <= {"NotImplementedError"}
-runs_program = pytest.mark.xfail(RUN_IS_STUB, raises=NotImplementedError, strict=True,
-                                 reason="session.run (the runtime) is not built yet")
 
 _NOISE = re.compile(
     r"ERROR: Unknown error -1: couldn't set RLIMIT_MEMLOCK[^\n]*\n?"
@@ -589,14 +585,12 @@ def _run_both(args: List[str], env: Optional[Mapping[str, str]] = None
 
 
 @needs_oracle
-@runs_program
 def test_run_begin_printf_exit() -> None:
     mine, theirs = _run_both(["-e", 'BEGIN { printf("hi\\n"); exit(); }'])
     assert mine == theirs == (0, "Attaching 1 probe...\nhi\n\n\n", "")
 
 
 @needs_oracle
-@runs_program
 def test_run_quiet_json() -> None:
     args = ["-q", "-f", "json", "-e", 'BEGIN { printf("hi\\n"); @x = 5; exit(); }']
     mine, theirs = _run_both(args)
@@ -606,7 +600,6 @@ def test_run_quiet_json() -> None:
 
 
 @needs_oracle
-@runs_program
 def test_run_output_file(tmp_path) -> None:
     prog = 'BEGIN { printf("hi\\n"); exit(); }'
     mine = ours(["-o", str(tmp_path / "mine"), "-e", prog])
@@ -617,7 +610,6 @@ def test_run_output_file(tmp_path) -> None:
 
 
 @needs_oracle
-@runs_program
 def test_run_command_and_strlen() -> None:
     args = ["-q", "-c", "/bin/cat /nonexistent", "-e",
             "tracepoint:syscalls:sys_enter_openat /pid == cpid/ "
@@ -627,7 +619,6 @@ def test_run_command_and_strlen() -> None:
 
 
 @needs_oracle
-@runs_program
 def test_run_positional_parameters() -> None:
     args = ["-e", 'BEGIN { printf("%d %s\\n", $1 + 1, str($2)); exit(); }', "41", "two"]
     mine, theirs = _run_both(args)
@@ -635,7 +626,6 @@ def test_run_positional_parameters() -> None:
 
 
 @needs_oracle
-@runs_program
 def test_run_notify_attached() -> None:
     env = {"__BPFTRACE_NOTIFY_PROBES_ATTACHED": "1"}
     mine, theirs = _run_both(["-e", 'BEGIN { printf("hi\\n"); exit(); }'], env)

@@ -18,7 +18,7 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Union
 
 from . import output as O
 from . import json_output as J
@@ -310,10 +310,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def fork_child(command: str) -> tuple:
-    """Fork ``-c``'s command, held until :func:`release_child`: (pid, write end)."""
+def fork_child(command: Union[str, Sequence[str]]) -> tuple:
+    """Fork ``-c``'s command (its text, split as a shell would split words, or its
+    words), held until :func:`release_child`: (pid, write end)."""
     import shlex
-    argv = shlex.split(command)
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:                                               # pragma: no cover

@@ -123,20 +123,20 @@ def run(source: str, filename: str, opts: TraceOptions, *,
     opened = None
     child = None
     try:
-        try:
-            result = front(source, filename, opts)
-        except BpftraceError as exc:
-            for w in getattr(exc, "warnings", []) or []:
-                pass
-            err.write(str(exc).rstrip("\n") + "\n")
-            return 1
-        if not opts.no_warnings:
-            from .errors import render_diagnostic
-            for w in result.analysis.warnings:
-                err.write(render_diagnostic(w, source, filename) + "\n")
+        result = opts.extras.get("front")
+        if result is None:                 # not analysed by the command line yet
+            try:
+                result = front(source, filename, opts)
+            except BpftraceError as exc:
+                err.write(str(exc).rstrip("\n") + "\n")
+                return 1
+            if not opts.no_warnings:
+                from .errors import render_diagnostic
+                for w in result.analysis.warnings:
+                    err.write(render_diagnostic(w, source, filename) + "\n")
         if opts.command is not None:
             from .runtime import fork_child
-            child = fork_child(opts.command)
+            child = fork_child(opts.extras.get("command_argv") or opts.command)
             opts.extras["cpid"] = child[0]
         from .lower import lower_program
         from ..compiler.errors import CompileError
