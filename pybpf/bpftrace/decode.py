@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -84,6 +85,8 @@ class Decoder:
             return V.strerror_value(V.wrap(u64, 64, True))
         if k == "cgroup_path":
             return V.Sym("cgroup_path", _cgroup_path(u64), data[off:off + 16])
+        if k == "min":
+            return V.Int(V.reduce_min([u64]), 64, True)
         if k == "buffer":
             n = data[off]
             return V.Buf(data[off + 1:off + 1 + n], max(t.size - 1, 0))
@@ -96,11 +99,31 @@ class Decoder:
         f = self._ksyms.lookup(addr)
         return V.ksym(addr, f.name if f.known else None, f.offset)
 
+    def user_resolvable(self, pid: int) -> bool:
+        """Whether ``pid``'s addresses resolve now, as in bpftrace 0.17: never with
+        ``BPFTRACE_NO_USER_SYMBOLS``; with the symbol cache (``-c``, ASLR off, or
+        ``BPFTRACE_CACHE_USER_SYMBOLS=1``) also after the process exited, else (a fresh
+        symbol table per lookup) only while it runs."""
+        if self.opts.no_user_symbols:
+            return False
+        cache = self.opts.cache_user_symbols
+        if cache is None:
+            cache = self.opts.command is not None or not _aslr_enabled()
+        if cache:
+            return True
+        try:
+            os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            if self._usyms is not None:
+                self._usyms.forget(pid)
+            return False
+        return True
+
     def usym(self, addr: int, pid: int) -> V.Sym:
         from ..symbolize import UserSymbols
         if self._usyms is None:
             self._usyms = UserSymbols()
-        if self.opts.no_user_symbols:
+        if not self.user_resolvable(pid):
             return V.usym(addr, pid, None)
         f = self._usyms.lookup(pid, addr)
         return V.usym(addr, pid, f.name if f.known else None, f.offset)
@@ -112,6 +135,7 @@ class Decoder:
         name = f"bt_{'k' if kernel else 'u'}stack_{t.stack_limit}"[:15]
         frames: List[V.Frame] = []
         m = self.maps.get(name)
+        resolve = kernel or self.user_resolvable(pid)
         if m is not None and sid < 0x80000000:
             try:
                 addrs = list(m[sid])
@@ -125,6 +149,8 @@ class Decoder:
                     from ..symbolize import kernel_symbols
                     f = self._ksyms.lookup(a)
                     frames.append(V.Frame(a, f.name if f.known else None, f.offset))
+                elif not resolve:
+                    frames.append(V.Frame(a, None, 0, None))
                 else:
                     if self._usyms is None:
                         from ..symbolize import UserSymbols
@@ -185,6 +211,14 @@ class Decoder:
                     del m[k]
                 except KeyError:
                     pass
+
+
+def _aslr_enabled() -> bool:
+    try:
+        with open("/proc/sys/kernel/randomize_va_space") as fh:
+            return fh.read().strip() != "0"
+    except OSError:
+        return True
 
 
 def _cgroup_path(cgid: int) -> str:

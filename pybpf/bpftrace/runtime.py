@@ -183,6 +183,15 @@ class Runtime:
                     return
                 self.out.write(J.message_json("cat", body) if self.json else body)
             return
+        if k == "join":
+            from .lower_calls import JOIN_ARG_SIZE, JOIN_ARGS
+            parts = []
+            for i in range(JOIN_ARGS):
+                a = data[8 + i * JOIN_ARG_SIZE:8 + (i + 1) * JOIN_ARG_SIZE]
+                parts.append(a.split(b"\0", 1)[0].decode("latin-1"))
+            text = O.join_text(parts, site.fmt if site.fmt is not None else " ")
+            self.out.write(J.message_json("join", text) if self.json else text + "\n")
+            return
         if k == "time":
             text = O.time_text(site.fmt or "%H:%M:%S\n")
             if text is not None:
