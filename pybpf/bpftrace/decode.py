@@ -84,7 +84,10 @@ class Decoder:
         if k == "strerror":
             return V.strerror_value(V.wrap(u64, 64, True))
         if k == "cgroup_path":
-            return V.Sym("cgroup_path", _cgroup_path(u64), data[off:off + 16])
+            filters = getattr(self.mod, "cgroup_filters", None) or []
+            fi = int.from_bytes(data[off + 8:off + 16], "little")
+            filt = filters[fi] if fi < len(filters) else ""
+            return V.Sym("cgroup_path", cgroup_paths(u64, filt), data[off:off + 16])
         if k == "min":
             return V.Int(V.reduce_min([u64]), 64, True)
         if k == "buffer":
@@ -221,13 +224,50 @@ def _aslr_enabled() -> bool:
         return True
 
 
-def _cgroup_path(cgid: int) -> str:
-    import os
-    root = "/sys/fs/cgroup"
+def cgroup_roots() -> List[Tuple[str, str]]:
+    """The cgroup hierarchies mounted, as bpftrace names them: ``unified`` for cgroup2,
+    a cgroup v1 mount by its directory's name; (name, mount point)."""
+    out = []
+    try:
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                parts = line.split(" ")
+                if len(parts) > 1 and parts[0] in ("cgroup", "cgroup2"):
+                    name = "unified" if parts[0] == "cgroup2" else \
+                        os.path.basename(parts[1].rstrip("/"))
+                    out.append((name, parts[1]))
+    except OSError:
+        pass
+    return out
+
+
+def cgroup_path_in(cgid: int, root: str) -> str:
+    """The path of cgroup ``cgid`` under hierarchy ``root`` ("/" for the root, "" when
+    absent): the directory whose inode number is the id."""
+    try:
+        if os.stat(root).st_ino == cgid:
+            return "/"
+    except OSError:
+        return ""
     for d, dirs, _ in os.walk(root):
-        try:
-            if os.stat(d).st_ino == cgid:
-                return d[len(root):] or "/"
-        except OSError:
-            continue
+        for sub in dirs:
+            full = os.path.join(d, sub)
+            try:
+                if os.stat(full).st_ino == cgid:
+                    return full[len(root):]
+            except OSError:
+                return ""
     return ""
+
+
+def cgroup_paths(cgid: int, filt: str = "") -> str:
+    """``cgroup_path(id, filter)`` as bpftrace 0.17 prints it: ``name:path`` for every
+    hierarchy whose name matches ``filter`` (``*`` wildcards; empty: all), ``unified``
+    first then by name, joined by commas (hierarchies without it left out)."""
+    import fnmatch
+    pattern = "".join("*" if c == "*" else "[" + c + "]" if c in "[]?" else c
+                      for c in filt) if filt else "*"
+    roots = [(n, r) for n, r in cgroup_roots() if fnmatch.fnmatchcase(n, pattern)]
+    roots.sort(key=lambda x: (x[0] != "unified", x[0].encode()))
+    found = [(n, cgroup_path_in(cgid, r)) for n, r in roots]
+    return ",".join(f"{n}:{p}" for n, p in found if p)

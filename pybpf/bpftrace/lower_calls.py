@@ -11,11 +11,20 @@ import signal as _signal
 from typing import Any
 
 from ..compiler import types as T
+from ..compiler.errors import CompileError
 from ..compiler.ir import FrameAddr, MapFd, VReg
 from ..compiler.memory import Place
 from . import ast as A
 
-__all__ = ["lower_call"]
+__all__ = ["lower_call", "FailedToCompile", "resolve_cgroupid"]
+
+
+class FailedToCompile(CompileError):
+    """What bpftrace 0.17 reports as ``ERROR: Failed to compile: ...`` while generating
+    code (a kernel symbol or cgroup path that does not resolve): no location."""
+
+    def __str__(self) -> str:
+        return f"Failed to compile: {self.message}"
 
 _AGGS = ("count", "sum", "min", "max", "avg", "stats", "hist", "lhist")
 
@@ -88,11 +97,15 @@ def lower_call(low: Any, e: A.Call) -> Any:
         name = _lit_str(low, args[0])
         return low.ctx_reg({"ip": "ip", "sp": "sp"}.get(name, name))
     if n == "kaddr":
-        return low.load_const(_kallsyms(_lit_str(low, args[0])), e, T.u64)
+        name = _lit_str(low, args[0])
+        addr = _kallsyms(name)
+        if not addr:
+            raise FailedToCompile(f"Failed to resolve kernel symbol: {name}")
+        return low.load_const(addr, e, T.u64)
     if n == "uaddr":
         return low.load_const(_uaddr(low, _lit_str(low, args[0])), e, T.u64)
     if n == "cgroupid":
-        return low.load_const(os.stat(_lit_str(low, args[0])).st_ino, e, T.u64)
+        return low.load_const(resolve_cgroupid(_lit_str(low, args[0])), e, T.u64)
     if n == "sizeof":
         return low.load_const(max(args[0].ty.size, 0), e)
     if n == "signal":
@@ -349,6 +362,29 @@ def _strncmp(low: Any, e: A.Call) -> Any:
     low.emit("mov", dst=out, a=0)
     low.emit("label", name=differ)
     return out
+
+
+def resolve_cgroupid(path: str) -> int:
+    """``cgroupid(path)``: the 8-byte file handle ``name_to_handle_at`` gives for
+    ``path`` (on cgroupfs, the cgroup's id), as bpftrace 0.17 computes it; raises
+    :class:`FailedToCompile` as bpftrace reports a failure."""
+    import ctypes
+    import errno as _errno
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class Handle(ctypes.Structure):
+        _fields_ = [("bytes", ctypes.c_uint), ("type", ctypes.c_int),
+                    ("id", ctypes.c_uint64)]
+
+    h = Handle(8, 0, 0)
+    mount_id = ctypes.c_int(0)
+    rc = libc.name_to_handle_at(-100, path.encode(), ctypes.byref(h),
+                                ctypes.byref(mount_id), 0)
+    if rc < 0:
+        err = ctypes.get_errno() or _errno.EINVAL
+        raise FailedToCompile(f"Failed to get `cgroupid` for path: \"{path}\": "
+                              f"{os.strerror(err)}")
+    return h.id
 
 
 def _kallsyms(name: str) -> int:

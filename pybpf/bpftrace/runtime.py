@@ -68,6 +68,8 @@ class Runtime:
         self.exit_code = 0
         self.child: Optional[int] = None
         self.decoder = Decoder(mod, self.maps, opts)
+        #: the real stdout when ``-o`` sends the output to a file
+        self.console: Optional[Output] = None
 
     # -- setup ------------------------------------------------------------------------
     def load(self) -> None:
@@ -268,10 +270,13 @@ class Runtime:
         self.poll(0)
         self.lost_notice()
         maps = [self.decoder.map_data(n) for n in sorted(self.mod.layouts)]
-        if self.json:
-            self.out.write(J.exit_maps_json(maps))
-        else:
-            self.out.write(O.exit_maps_text(maps))
+        text = J.exit_maps_json(maps) if self.json else O.exit_maps_text(maps)
+        if self.console is not None:
+            # bpftrace writes the two newlines before the maps to stdout, even with -o
+            self.console.write(text[:2])
+            self.console.flush()
+            text = text[2:]
+        self.out.write(text)
 
     def lost_notice(self) -> None:
         from ..compiler.unit import DROPS_MAP

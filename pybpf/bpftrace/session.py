@@ -152,6 +152,8 @@ def run(source: str, filename: str, opts: TraceOptions, *,
         from .runtime import Output, Runtime, release_child
         out = Output(out_stream, opts.buffering)
         rt = Runtime(result, mod, opts, out)
+        if opened is not None:
+            rt.console = Output(stdout or default_stdout(), opts.buffering)
         rt.install_signals()
         try:
             rt.load()
