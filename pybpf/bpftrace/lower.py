@@ -430,6 +430,9 @@ class ProbeLowering(ExprMixin, Lowering):
             et = self.int_type(getattr(e, "ty", None) or t)
             v = self.convert(v, et)
             v64 = self.convert(v, T.i64 if et.signed else T.u64)
+            if dst.base is None and dst.off % 8:
+                self.store_u64(dst.off, v64)       # packed after an odd-sized key
+                return
             self.emit("store", base=dst.base, off=dst.off, size=8,
                       a=self.materialize(v64, T.u64))
 

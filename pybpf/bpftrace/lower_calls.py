@@ -158,6 +158,8 @@ def lower_call(low: Any, e: A.Call) -> Any:
         return p
     if n == "strncmp":
         return _strncmp(low, e)
+    if n == "strcontains":
+        return _strcontains(low, e)
     if n == "pton":
         import ipaddress
         data = ipaddress.ip_address(_lit_str(low, args[0])).packed
@@ -385,6 +387,49 @@ def resolve_cgroupid(path: str) -> int:
         raise FailedToCompile(f"Failed to get `cgroupid` for path: \"{path}\": "
                               f"{os.strerror(err)}")
     return h.id
+
+
+def _strcontains(low: Any, e: A.Call) -> Any:
+    """``strcontains(h, n)``: 1 when ``n`` (up to its NUL) occurs in ``h`` (up to its
+    NUL), unrolled over the positions of ``h`` (a literal needle compares with
+    constants)."""
+    hay = low.readable_string(low.expr(e.args[0]), "sc1", e)
+    ne = e.args[1]
+    lit = ne.value.split(b"\0")[0] if isinstance(ne, A.String) else None
+    needle = None if lit is not None else low.readable_string(low.expr(ne), "sc2", e)
+    out = low.vreg(T.u64, local=True)
+    found, done = low.label("scfound"), low.label("scdone")
+    low.emit("mov", dst=out, a=0)
+    hsize = hay.type.count
+    nsize = len(lit) if lit is not None else needle.type.count
+    for i in range(hsize if lit is None or lit else 0):
+        nxt = low.label("scnext")
+        for j in range(nsize):
+            if lit is not None:
+                if i + j >= hsize:
+                    low.emit("jump", target=nxt)
+                    break
+                h = low.read(hay.at(i + j, T.u8), e)
+                low.emit("branch", name="ne", a=h, b=lit[j], target=nxt)
+                continue
+            c = low.read(needle.at(j, T.u8), e)
+            low.emit("branch", name="eq", a=c, b=0, target=found)
+            if i + j >= hsize:
+                low.emit("jump", target=nxt)
+                break
+            h = low.read(hay.at(i + j, T.u8), e)
+            low.emit("branch", name="ne", a=h, b=c, target=nxt)
+        else:
+            low.emit("jump", target=found)
+        low.emit("label", name=nxt)
+        h0 = low.read(hay.at(i, T.u8), e)
+        low.emit("branch", name="eq", a=h0, b=0, target=done)
+    if lit is None or lit:
+        low.emit("jump", target=done)
+    low.emit("label", name=found)
+    low.emit("mov", dst=out, a=1)
+    low.emit("label", name=done)
+    return out
 
 
 def _kallsyms(name: str) -> int:

@@ -249,6 +249,7 @@ class Runtime:
             self.signals = []
         while not self.stop and not self.signals:
             self.poll(0.1)
+            self.lost_notice()
             if self.child is not None:
                 done, _ = os.waitpid(self.child, os.WNOHANG)
                 if done:
@@ -278,15 +279,21 @@ class Runtime:
             text = text[2:]
         self.out.write(text)
 
+    lost_reported = 0
+
     def lost_notice(self) -> None:
+        """``Lost N events`` for the records the ring dropped since the last notice
+        (checked after each batch of events, as bpftrace reports a perf buffer's lost
+        records where they occur in the stream)."""
         from ..compiler.unit import DROPS_MAP
         if DROPS_MAP not in self.maps:
             return
         slot = self.mod.unit.drop_slots.get(EVENTS_MAP)
         if slot is None:
             return
-        lost = sum(self.maps[DROPS_MAP][slot])
-        if lost:
+        lost = sum(self.maps[DROPS_MAP][slot]) - self.lost_reported
+        if lost > 0:
+            self.lost_reported += lost
             self.out.write(J.lost_events_json(lost) if self.json else O.lost_events_text(lost))
 
     def close(self) -> None:
