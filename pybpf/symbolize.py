@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from .elf.libs import MapEntry, proc_maps
 from .elf.symbols import (PF_X, PT_LOAD, STB_GLOBAL, STB_WEAK, STT_FUNC, STT_GNU_IFUNC,
@@ -161,19 +161,21 @@ class _ElfFunctions:
         self.starts: List[int] = []
         self.ends: List[int] = []
         self.names: List[str] = []
+        best: Dict[int, Tuple[Tuple[int, int, int], int, str]] = {}
         with ElfFile(path) as elf:
             self.segments = sorted((s for s in elf.segments if s.type == PT_LOAD),
                                    key=lambda s: not s.flags & PF_X)
-            best: Dict[int, Tuple[Tuple[int, int, int], int, str]] = {}
-            for table in (".symtab", ".dynsym"):
-                for s in elf.iter_symbols(table):
-                    if s.type not in (STT_FUNC, STT_GNU_IFUNC) or not s.value \
-                            or not s.defined:
-                        continue
-                    rank = (0 if s.size else 1, len(s.name) - len(s.name.lstrip("_")),
-                            {STB_GLOBAL: 0, STB_WEAK: 1}.get(s.bind, 2))
-                    if s.value not in best or rank < best[s.value][0]:
-                        best[s.value] = (rank, s.size, s.name)
+            self._add(elf, (".symtab", ".dynsym"), best)
+            debug = None
+            if elf.section(".symtab") is None:
+                from .elf.functions import separate_debug_file
+                debug = separate_debug_file(elf)
+        if debug:                               # a stripped file's local functions
+            try:
+                with ElfFile(debug) as delf:
+                    self._add(delf, (".symtab",), best)
+            except (OSError, ValueError):
+                pass
         starts = sorted(best)
         for i, value in enumerate(starts):
             _rank, size, name = best[value]
@@ -181,6 +183,21 @@ class _ElfFunctions:
             self.starts.append(value)
             self.ends.append(value + size if size else nxt)
             self.names.append(name)
+
+    @staticmethod
+    def _add(elf: ElfFile, tables: Tuple[str, ...], best: Dict[int, Any]) -> None:
+        for table in tables:
+            for s in elf.iter_symbols(table):
+                if s.type not in (STT_FUNC, STT_GNU_IFUNC) or not s.value \
+                        or not s.defined:
+                    continue
+                name = s.name.split("@", 1)[0]
+                if not name:
+                    continue
+                rank = (0 if s.size else 1, len(name) - len(name.lstrip("_")),
+                        {STB_GLOBAL: 0, STB_WEAK: 1}.get(s.bind, 2))
+                if s.value not in best or rank < best[s.value][0]:
+                    best[s.value] = (rank, s.size, name)
 
     def lookup(self, file_offset: int) -> Optional[Tuple[str, int]]:
         """(name, offset) of the function at ``file_offset``, or None."""

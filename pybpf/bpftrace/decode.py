@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -83,7 +84,12 @@ class Decoder:
         if k == "strerror":
             return V.strerror_value(V.wrap(u64, 64, True))
         if k == "cgroup_path":
-            return V.Sym("cgroup_path", _cgroup_path(u64), data[off:off + 16])
+            filters = getattr(self.mod, "cgroup_filters", None) or []
+            fi = int.from_bytes(data[off + 8:off + 16], "little")
+            filt = filters[fi] if fi < len(filters) else ""
+            return V.Sym("cgroup_path", cgroup_paths(u64, filt), data[off:off + 16])
+        if k == "min":
+            return V.Int(V.reduce_min([u64]), 64, True)
         if k == "buffer":
             n = data[off]
             return V.Buf(data[off + 1:off + 1 + n], max(t.size - 1, 0))
@@ -96,11 +102,31 @@ class Decoder:
         f = self._ksyms.lookup(addr)
         return V.ksym(addr, f.name if f.known else None, f.offset)
 
+    def user_resolvable(self, pid: int) -> bool:
+        """Whether ``pid``'s addresses resolve now, as in bpftrace 0.17: never with
+        ``BPFTRACE_NO_USER_SYMBOLS``; with the symbol cache (``-c``, ASLR off, or
+        ``BPFTRACE_CACHE_USER_SYMBOLS=1``) also after the process exited, else (a fresh
+        symbol table per lookup) only while it runs."""
+        if self.opts.no_user_symbols:
+            return False
+        cache = self.opts.cache_user_symbols
+        if cache is None:
+            cache = self.opts.command is not None or not _aslr_enabled()
+        if cache:
+            return True
+        try:
+            os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            if self._usyms is not None:
+                self._usyms.forget(pid)
+            return False
+        return True
+
     def usym(self, addr: int, pid: int) -> V.Sym:
         from ..symbolize import UserSymbols
         if self._usyms is None:
             self._usyms = UserSymbols()
-        if self.opts.no_user_symbols:
+        if not self.user_resolvable(pid):
             return V.usym(addr, pid, None)
         f = self._usyms.lookup(pid, addr)
         return V.usym(addr, pid, f.name if f.known else None, f.offset)
@@ -112,6 +138,7 @@ class Decoder:
         name = f"bt_{'k' if kernel else 'u'}stack_{t.stack_limit}"[:15]
         frames: List[V.Frame] = []
         m = self.maps.get(name)
+        resolve = kernel or self.user_resolvable(pid)
         if m is not None and sid < 0x80000000:
             try:
                 addrs = list(m[sid])
@@ -125,6 +152,8 @@ class Decoder:
                     from ..symbolize import kernel_symbols
                     f = self._ksyms.lookup(a)
                     frames.append(V.Frame(a, f.name if f.known else None, f.offset))
+                elif not resolve:
+                    frames.append(V.Frame(a, None, 0, None))
                 else:
                     if self._usyms is None:
                         from ..symbolize import UserSymbols
@@ -187,13 +216,58 @@ class Decoder:
                     pass
 
 
-def _cgroup_path(cgid: int) -> str:
-    import os
-    root = "/sys/fs/cgroup"
+def _aslr_enabled() -> bool:
+    try:
+        with open("/proc/sys/kernel/randomize_va_space") as fh:
+            return fh.read().strip() != "0"
+    except OSError:
+        return True
+
+
+def cgroup_roots() -> List[Tuple[str, str]]:
+    """The cgroup hierarchies mounted, as bpftrace names them: ``unified`` for cgroup2,
+    a cgroup v1 mount by its directory's name; (name, mount point)."""
+    out = []
+    try:
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                parts = line.split(" ")
+                if len(parts) > 1 and parts[0] in ("cgroup", "cgroup2"):
+                    name = "unified" if parts[0] == "cgroup2" else \
+                        os.path.basename(parts[1].rstrip("/"))
+                    out.append((name, parts[1]))
+    except OSError:
+        pass
+    return out
+
+
+def cgroup_path_in(cgid: int, root: str) -> str:
+    """The path of cgroup ``cgid`` under hierarchy ``root`` ("/" for the root, "" when
+    absent): the directory whose inode number is the id."""
+    try:
+        if os.stat(root).st_ino == cgid:
+            return "/"
+    except OSError:
+        return ""
     for d, dirs, _ in os.walk(root):
-        try:
-            if os.stat(d).st_ino == cgid:
-                return d[len(root):] or "/"
-        except OSError:
-            continue
+        for sub in dirs:
+            full = os.path.join(d, sub)
+            try:
+                if os.stat(full).st_ino == cgid:
+                    return full[len(root):]
+            except OSError:
+                return ""
     return ""
+
+
+def cgroup_paths(cgid: int, filt: str = "") -> str:
+    """``cgroup_path(id, filter)`` as bpftrace 0.17 prints it: ``name:path`` for every
+    hierarchy whose name matches ``filter`` (``*`` wildcards; empty: all), ``unified``
+    first then by name, joined by commas (hierarchies without it left out)."""
+    import fnmatch
+    pattern = "".join("*" if c == "*" else "[" + c + "]" if c in "[]?" else c
+                      for c in filt) if filt else "*"
+    roots = [(n, r) for n, r in cgroup_roots() if fnmatch.fnmatchcase(n, pattern)]
+    roots.sort(key=lambda x: (x[0] != "unified", x[0].encode()))
+    found = [(n, cgroup_path_in(cgid, r)) for n, r in roots]
+    return ",".join(f"{n}:{p}" for n, p in found if p)

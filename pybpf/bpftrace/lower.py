@@ -398,9 +398,27 @@ class ProbeLowering(ExprMixin, Lowering):
             for (kt, koff), e in zip(lay.keys, elems):
                 self.store_value(key.at(koff, T.u8[_type_size(kt)]), e, kt)
         if extra is not None:
-            self.emit("store", base=None, off=off + size - 8, size=8,
-                      a=self.materialize(self.convert(extra, T.u64), T.u64))
+            self.store_u64(off + size - 8, extra)
         return FrameAddr(off)
+
+    def store_u64(self, off: int, v: Operand) -> None:
+        """Store 8 bytes at frame offset ``off``, byte by byte when it is not 8-aligned
+        (keys such as ``string[2]`` + slot index; the verifier refuses misaligned
+        stack stores)."""
+        if off % 8 == 0:
+            self.emit("store", base=None, off=off, size=8,
+                      a=self.materialize(self.convert(v, T.u64), T.u64))
+            return
+        if isinstance(v, int):
+            for i, b in enumerate((v & (2 ** 64 - 1)).to_bytes(8, "little")):
+                self.emit("store", base=None, off=off + i, size=1, a=b)
+            return
+        r = self.vreg(T.u64)
+        self.emit("mov", dst=r, a=self.materialize(self.convert(v, T.u64), T.u64))
+        for i in range(8):
+            self.emit("store", base=None, off=off + i, size=1, a=r)
+            if i < 7:
+                self.emit("binop", name="rsh", dst=r, a=r, b=8)
 
     def store_value(self, dst: Place, e: A.Expr, t: SizedType) -> None:
         """Evaluate ``e`` into ``dst`` (an 8-byte integer, or the bytes of an aggregate)."""
@@ -412,6 +430,9 @@ class ProbeLowering(ExprMixin, Lowering):
             et = self.int_type(getattr(e, "ty", None) or t)
             v = self.convert(v, et)
             v64 = self.convert(v, T.i64 if et.signed else T.u64)
+            if dst.base is None and dst.off % 8:
+                self.store_u64(dst.off, v64)       # packed after an odd-sized key
+                return
             self.emit("store", base=dst.base, off=dst.off, size=8,
                       a=self.materialize(v64, T.u64))
 
@@ -440,9 +461,12 @@ class ProbeLowering(ExprMixin, Lowering):
     def map_read(self, m: A.Map) -> Any:
         """``@m[k]``: an integer (0 when absent) or a frame place (zeros when absent)."""
         lay = self.mb.layouts[m.name]
-        if lay.kind in _AGGS and lay.kind not in ("count", "sum", "min", "max"):
+        if lay.kind in ("hist", "lhist"):
             raise self.error(f"reading a {lay.kind}() map is not supported", m)
-        key = self.map_key(m, lay)
+        # as bpftrace 0.17: this CPU's raw value (min: stored as 0xffffffff - v, turned
+        # back when printed); avg/stats: the count slot (0.17 reads the slot named by
+        # the stack bytes after the key: 0 for a scalar map)
+        key = self.map_key(m, lay, 0 if lay.kind in ("avg", "stats") else None)
         ptr = self.map_lookup(self.mb.map_ref(m.name), key)
         miss, end = self.label("miss"), self.label("read")
         if lay.kind in _AGGS or m.ty.kind in ("integer", "pointer"):
@@ -454,11 +478,6 @@ class ProbeLowering(ExprMixin, Lowering):
             self.emit("mov", dst=out, a=raw)
             self.emit("label", name=end)
             self.local_ids.add(out.id)
-            if lay.kind == "min":
-                neg = self.vreg(T.i64)
-                self.emit("mov", dst=neg, a=0xFFFFFFFF)
-                self.emit("binop", name="sub", dst=neg, a=neg, b=out)
-                return neg
             if m.ty.kind == "integer" and lay.kind not in _AGGS:
                 return self.convert(out, self.int_type(m.ty))
             return out

@@ -68,6 +68,8 @@ class Runtime:
         self.exit_code = 0
         self.child: Optional[int] = None
         self.decoder = Decoder(mod, self.maps, opts)
+        #: the real stdout when ``-o`` sends the output to a file
+        self.console: Optional[Output] = None
 
     # -- setup ------------------------------------------------------------------------
     def load(self) -> None:
@@ -183,6 +185,15 @@ class Runtime:
                     return
                 self.out.write(J.message_json("cat", body) if self.json else body)
             return
+        if k == "join":
+            from .lower_calls import JOIN_ARG_SIZE, JOIN_ARGS
+            parts = []
+            for i in range(JOIN_ARGS):
+                a = data[8 + i * JOIN_ARG_SIZE:8 + (i + 1) * JOIN_ARG_SIZE]
+                parts.append(a.split(b"\0", 1)[0].decode("latin-1"))
+            text = O.join_text(parts, site.fmt if site.fmt is not None else " ")
+            self.out.write(J.message_json("join", text) if self.json else text + "\n")
+            return
         if k == "time":
             text = O.time_text(site.fmt or "%H:%M:%S\n")
             if text is not None:
@@ -238,6 +249,7 @@ class Runtime:
             self.signals = []
         while not self.stop and not self.signals:
             self.poll(0.1)
+            self.lost_notice()
             if self.child is not None:
                 done, _ = os.waitpid(self.child, os.WNOHANG)
                 if done:
@@ -259,20 +271,29 @@ class Runtime:
         self.poll(0)
         self.lost_notice()
         maps = [self.decoder.map_data(n) for n in sorted(self.mod.layouts)]
-        if self.json:
-            self.out.write(J.exit_maps_json(maps))
-        else:
-            self.out.write(O.exit_maps_text(maps))
+        text = J.exit_maps_json(maps) if self.json else O.exit_maps_text(maps)
+        if self.console is not None:
+            # bpftrace writes the two newlines before the maps to stdout, even with -o
+            self.console.write(text[:2])
+            self.console.flush()
+            text = text[2:]
+        self.out.write(text)
+
+    lost_reported = 0
 
     def lost_notice(self) -> None:
+        """``Lost N events`` for the records the ring dropped since the last notice
+        (checked after each batch of events, as bpftrace reports a perf buffer's lost
+        records where they occur in the stream)."""
         from ..compiler.unit import DROPS_MAP
         if DROPS_MAP not in self.maps:
             return
         slot = self.mod.unit.drop_slots.get(EVENTS_MAP)
         if slot is None:
             return
-        lost = sum(self.maps[DROPS_MAP][slot])
-        if lost:
+        lost = sum(self.maps[DROPS_MAP][slot]) - self.lost_reported
+        if lost > 0:
+            self.lost_reported += lost
             self.out.write(J.lost_events_json(lost) if self.json else O.lost_events_text(lost))
 
     def close(self) -> None:

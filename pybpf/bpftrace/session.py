@@ -39,7 +39,8 @@ class TraceOptions:
     200), ``map_keys_max`` (``BPFTRACE_MAP_KEYS_MAX``, 4096), ``max_probes``
     (``BPFTRACE_MAX_PROBES``, 512), ``perf_rb_pages`` (``BPFTRACE_PERF_RB_PAGES``, 64),
     ``cat_bytes_max`` (``BPFTRACE_CAT_BYTES_MAX``, 10240), ``no_user_symbols``,
-    ``cache_user_symbols`` (``BPFTRACE_CACHE_USER_SYMBOLS``), ``vmlinux``
+    ``cache_user_symbols`` (``BPFTRACE_CACHE_USER_SYMBOLS``; None: bpftrace's default,
+    on with ``-c`` or when ASLR is off), ``vmlinux``
     (``BPFTRACE_VMLINUX``), ``btf`` (``BPFTRACE_BTF``: a BTF file instead of the
     kernel's).
 
@@ -70,7 +71,7 @@ class TraceOptions:
     perf_rb_pages: int = 64
     cat_bytes_max: int = 10240
     no_user_symbols: bool = False
-    cache_user_symbols: bool = True
+    cache_user_symbols: Optional[bool] = None
     vmlinux: Optional[str] = None
     btf: Optional[str] = None
     notify_attached: bool = False
@@ -151,6 +152,8 @@ def run(source: str, filename: str, opts: TraceOptions, *,
         from .runtime import Output, Runtime, release_child
         out = Output(out_stream, opts.buffering)
         rt = Runtime(result, mod, opts, out)
+        if opened is not None:
+            rt.console = Output(stdout or default_stdout(), opts.buffering)
         rt.install_signals()
         try:
             rt.load()
