@@ -607,7 +607,7 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
         probe = info.probe
         expanded: List[Any] = []
         for ap in front.attach_points[index]:
-            expanded.extend(expand_attach_point(ap, front.env) if ap.need_expansion
+            expanded.extend(expand_attach_point(ap, front.env) if _expands(ap)
                             else [ap])
         if not expanded:
             continue
@@ -628,6 +628,18 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
     mod.strftime_fmts = getattr(mb, "strftime_fmts", [])      # type: ignore[attr-defined]
     mod.cgroup_filters = getattr(mb, "cgroup_filters", [])    # type: ignore[attr-defined]
     return mod
+
+
+def _expands(ap: Any) -> bool:
+    """Does ``ap`` go through bpftrace's matcher: wildcards, and uprobe functions that
+    are not symbols of the target (a C++ name may match several), but not a function
+    spelled as an address (``uretprobe:bin:0x1139``, resolved when attaching)?"""
+    if ap.need_expansion:
+        return True
+    if ap.kind in ("uprobe", "uretprobe") and ap.func:
+        from .semantic import stoll
+        return stoll(ap.func) is None
+    return False
 
 
 def _kind(ap: Any) -> str:

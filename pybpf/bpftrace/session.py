@@ -148,6 +148,7 @@ def run(source: str, filename: str, opts: TraceOptions, *,
         if opts.output_path:
             opened = open(opts.output_path, "w", encoding="latin-1")
             out_stream = opened
+        from .attach import AttachFailure
         from .runtime import Output, Runtime, release_child
         out = Output(out_stream, opts.buffering)
         rt = Runtime(result, mod, opts, out)
@@ -156,25 +157,51 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             rt.load()
             rt.open_reader()
             n = rt.probe_count()
+            if n == 0:
+                if not opts.quiet:
+                    out.write("No probes to attach\n")
+                return 1
+            if n > opts.max_probes:
+                err.write(f"ERROR: Can't attach to {n} probes because it exceeds the "
+                          f"current limit of {opts.max_probes} probes.\nYou can increase "
+                          "the limit through the BPFTRACE_MAX_PROBES environment "
+                          "variable, but BE CAREFUL since a high number of probes "
+                          "attached can cause your system to crash.\n")
+                return 1
             if not opts.quiet:
                 from . import json_output as J
                 from . import output as O
                 out.write(J.attached_probes_json(n) if opts.output_format == "json"
                           else O.attached_probes_text(n))
-            rt.attach()
-            if opts.notify_attached:
+            rt.run_special("BEGIN")                 # bpftrace: BEGIN, then attach
+            try:
+                rt.attach()
+            except AttachFailure as exc:
                 out.flush()
-                err.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")      # bpftrace: stderr
-                err.flush()
+                for note in exc.notes:
+                    err.write(note + "\n")
+                err.write(f"ERROR: {exc}\n")
+                return 255
             if child is not None:
                 rt.child = child[0]
                 release_child(child[1])
                 child = None
-            rt.run_special("BEGIN")
-            rt.wait()
+            if opts.notify_attached:
+                out.flush()
+                err.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")      # bpftrace: stderr
+                err.flush()
+            if rt.has_iter:
+                rt.run_iter()
+            else:
+                rt.wait()
             rt.finish()
         except KeyboardInterrupt:
             rt.finish()
+        except AttachFailure as exc:
+            for note in exc.notes:
+                err.write(note + "\n")
+            err.write(f"ERROR: {exc}\n")
+            return 255
         except Exception as exc:
             err.write(f"ERROR: {exc}\n")
             return 1
