@@ -246,11 +246,9 @@ def usdt_sites(ap: Any, pid: int) -> List[Any]:
 
 def _attach_usdt(prog: Any, ap: Any, pid: int) -> Any:
     from .. import link as L
-    sites = usdt_sites(ap, pid)
-    idx = getattr(ap, "usdt_index", 0)
-    if idx >= len(sites):
-        raise AttachFailure(f"Error finding location for probe: {_full(ap)}")
-    site = sites[idx]
+    site = getattr(ap, "usdt_site", None)
+    if site is None:
+        raise AttachFailure(f"Failed to find usdt probe: {_full(ap)}")
     try:
         return L.attach_uprobe(prog, site.path, offset=site.offset,
                                pid=pid if pid else -1,

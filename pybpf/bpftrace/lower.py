@@ -253,6 +253,44 @@ class ProbeLowering(ExprMixin, Lowering):
         self.filename = mb.front.filename
         self.lines = mb.front.source.splitlines()
 
+    def usdt_arg(self, i: int, node: Any) -> Any:
+        """``argN`` of a usdt probe: read as its site's note says (a register, memory
+        at register + displacement (+ index * scale), or a constant), then sign- or
+        zero-extended to 64 bits from its size, as 0.17 does."""
+        from ..compiler.context import Context, CtxField
+        site = getattr(self.ap, "usdt_site", None)
+        if site is None or i >= len(site.args):
+            ns = self.ap.ns
+            err = CompileError(f"couldn't get argument {i} for {self.ap.target}:{ns}:"
+                               f"{self.ap.func}", None)
+            err.status = 254                         # type: ignore[attr-defined]
+            raise err
+        a = site.args[i]
+        t = T.int_type(a.size, a.signed) if a.size in (1, 2, 4, 8) else T.u64
+        if a.kind == "const":
+            f = CtxField(f"arg{i}", "const", t.wrap(a.value), t)
+        elif a.pt_regs_offset is None:
+            raise self.error(f"usdt argument {i} ({a.text}) uses register {a.reg!r}, "
+                             "which cannot be read from pt_regs", node)
+        elif a.kind == "reg":
+            f = CtxField(f"arg{i}", "load", a.pt_regs_offset, t)
+        else:
+            from ..elf.usdt import PT_REGS_OFFSETS, _canonical_reg
+            index = PT_REGS_OFFSETS.get(_canonical_reg(a.index), -1) if a.index else -1
+            f = CtxField(f"arg{i}", "umem", 0, (t, a.pt_regs_offset, a.offset, index,
+                                                a.scale))
+
+        class _Kind:
+            def context(self) -> Context:
+                return Context("usdt", [f])
+
+        saved, self.kind = self.kind, _Kind()
+        try:
+            v = self.ctx_field(self.ctx, f"arg{i}", node)
+        finally:
+            self.kind = saved
+        return self.convert(self.convert(v, t), T.i64 if a.signed else T.u64)
+
     def error(self, message: str, node: Any, suggestion: str = "") -> CompileError:
         """A compile error at ``node``'s line."""
         return CompileError(message, self.where(node), suggestion)
@@ -611,7 +649,9 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
                             else [ap])
         if not expanded:
             continue
-        groups = [[ap] for ap in expanded] if (info.need_expansion or _differs(expanded)) \
+        expanded = _usdt_locations(expanded, front.env, opts)
+        groups = [[ap] for ap in expanded] if (info.need_expansion or _differs(expanded)
+                                                or expanded[0].kind == "usdt") \
             else [expanded]
         for g, aps in enumerate(groups):
             name = f"p{index}_{g}"
@@ -628,6 +668,28 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
     mod.strftime_fmts = getattr(mb, "strftime_fmts", [])      # type: ignore[attr-defined]
     mod.cgroup_filters = getattr(mb, "cgroup_filters", [])    # type: ignore[attr-defined]
     return mod
+
+
+def _usdt_locations(aps: List[Any], env: Any, opts: Any) -> List[Any]:
+    """Each usdt attach point becomes one per site of its probe (0.17 counts and
+    compiles every location on its own: their arguments may live in different
+    places); ``usdt_index``/``usdt_site`` say which."""
+    out: List[Any] = []
+    for ap in aps:
+        if ap.kind != "usdt":
+            out.append(ap)
+            continue
+        from .attach import usdt_sites
+        pid = opts.pid or opts.extras.get("cpid", 0) or 0
+        try:
+            sites = usdt_sites(ap, pid)
+        except (OSError, ValueError, LookupError):
+            sites = []
+        for i, site in enumerate(sites or [None]):
+            c = ap.copy()
+            c.usdt_index, c.usdt_site = i, site       # type: ignore[attr-defined]
+            out.append(c)
+    return out
 
 
 def _expands(ap: Any) -> bool:

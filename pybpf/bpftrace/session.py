@@ -143,6 +143,9 @@ def run(source: str, filename: str, opts: TraceOptions, *,
         try:
             mod = lower_program(result, opts)
         except CompileError as exc:
+            if hasattr(exc, "status"):               # a bpftrace message, unlocated
+                err.write(f"ERROR: {exc.message}\n")
+                return exc.status                      # type: ignore[attr-defined]
             err.write(f"ERROR: {exc}\n")
             return 1
         if opts.output_path:
