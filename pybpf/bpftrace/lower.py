@@ -291,6 +291,84 @@ class ProbeLowering(ExprMixin, Lowering):
             self.kind = saved
         return self.convert(self.convert(v, t), T.i64 if a.signed else T.u64)
 
+    # -- probe contexts (kfunc/kretfunc, iter, rawtracepoint, uprobe args) -------------
+    def builtin(self, e: A.Builtin) -> Any:
+        """Builtins whose place depends on the probe type; the rest as
+        :meth:`ExprMixin.builtin`: kfunc/kretfunc ``retval`` is the slot after the
+        arguments (the context is an array of 64-bit slots), rawtracepoint ``argN`` the
+        N-th slot."""
+        n = e.name
+        if n == "retval" and self.provider in ("kfunc", "kretfunc"):
+            return self.ctx_slot(getattr(e.ty, "funcarg_idx", 0), e.ty, e)
+        if n.startswith("arg") and n[3:].isdigit() and self.provider == "rawtracepoint":
+            return self.ctx_slot(int(n[3:]), e.ty, e)
+        return ExprMixin.builtin(self, e)
+
+    def ctx_slot(self, i: int, t: SizedType, node: Any) -> Any:
+        """The 64-bit context slot ``i`` read directly (tracing and raw tracepoint
+        programs), as a value of ``t``."""
+        raw = self.read(Place(self.ctx.reg, 8 * i, T.u64, "ctx"), node)
+        if t.kind == "integer" and t.bits in (8, 16, 32, 64):
+            return self.convert(raw, self.int_type(t))
+        return raw
+
+    def field_access(self, e: A.FieldAccess) -> Any:
+        """``args->name`` of kfunc/kretfunc probes (context slot of the parameter) and
+        of uprobes (the parameter's register); an iter context field, which ends the
+        program when it is NULL (the iterator's last call), as 0.17 does."""
+        base_t = e.expr.ty
+        if getattr(base_t, "is_funcarg", False) and isinstance(e.expr, A.Builtin):
+            idx = getattr(e.ty, "funcarg_idx", 0)
+            if self.provider in ("kfunc", "kretfunc"):
+                return self.ctx_slot(idx, e.ty, e)
+            from .lower_exprs import ARG_REGS
+            raw = self.ctx_reg(ARG_REGS[idx])
+            if e.ty.kind == "integer" and e.ty.bits in (8, 16, 32, 64):
+                return self.convert(raw, self.int_type(e.ty))
+            return raw
+        v = ExprMixin.field_access(self, e)
+        if self.provider == "iter" and getattr(base_t, "ctx", False) \
+                and not isinstance(v, Place):
+            self.emit("branch", name="eq", a=self.materialize(v, T.u64), b=0,
+                      target=self.iter_end())
+        return v
+
+    def iter_end(self) -> str:
+        """A label that returns 0 (iter programs stop on a NULL context field)."""
+        if not hasattr(self, "_iter_end"):
+            self._iter_end = self.label("iterend")
+        return self._iter_end
+
+    def seq_printf(self, fmt: str, args: List[A.Expr]) -> None:
+        """``printf`` in an iter probe: ``bpf_seq_printf`` into the iterator's output
+        (every argument one 64-bit slot; strings by address), as 0.17 does."""
+        values = [self.expr(a) for a in args]
+        data = self.temp("seqdata", max(8 * len(args), 8))
+        for i, (v, a) in enumerate(zip(values, args)):
+            if isinstance(v, Place):
+                v = self.addr_reg(v)
+            else:
+                et = self.int_type(a.ty) if a.ty.kind == "integer" else T.u64
+                v = self.convert(self.convert(v, et), T.i64 if et.signed else T.u64)
+            self.emit("store", base=None, off=data + 8 * i, size=8,
+                      a=self.materialize(v, T.u64))
+        raw = fmt.encode("latin-1") + b"\0"
+        fp = self.frame_place((len(raw) + 7) // 8 * 8)
+        self.store_bytes(fp, raw)
+        meta = self.read(Place(self.ctx.reg, 0, T.u64, "ctx"), None)
+        seq = self.vreg(T.u64)
+        self.emit("load", dst=seq, base=meta, off=0, size=8)
+        self.helper_call("seq_printf", seq, FrameAddr(fp.off), len(raw),
+                         FrameAddr(data) if args else 0, 8 * len(args))
+
+    def send(self, kind: str, fmt: Optional[str], args: List[A.Expr],
+             types: Optional[List[SizedType]] = None, extra: Any = None) -> None:
+        """An async action; ``printf`` of iter probes goes to the iterator instead."""
+        if kind == "printf" and self.provider == "iter":
+            self.seq_printf(fmt or "", args)
+            return
+        self.send_record(kind, fmt, args, types, extra)
+
     def error(self, message: str, node: Any, suggestion: str = "") -> CompileError:
         """A compile error at ``node``'s line."""
         return CompileError(message, self.where(node), suggestion)
@@ -315,6 +393,9 @@ class ProbeLowering(ExprMixin, Lowering):
         ended = self.block(self.probe.body)
         if not ended or self.probe.pred is not None:
             self.emit("label", name=done)
+            self.emit("ret", a=0)
+        if hasattr(self, "_iter_end"):
+            self.emit("label", name=self._iter_end)
             self.emit("ret", a=0)
         return self.fn
 
@@ -613,8 +694,8 @@ class ProbeLowering(ExprMixin, Lowering):
         return r
 
     # -- async actions ----------------------------------------------------------------
-    def send(self, kind: str, fmt: Optional[str], args: List[A.Expr],
-             types: Optional[List[SizedType]] = None, extra: Any = None) -> None:
+    def send_record(self, kind: str, fmt: Optional[str], args: List[A.Expr],
+                    types: Optional[List[SizedType]] = None, extra: Any = None) -> None:
         """Send one async record: site id then ``args`` evaluated and packed."""
         types = types if types is not None else [a.ty for a in args]
         site = self.mb.add_site(kind, self.index, fmt, types, extra)

@@ -46,6 +46,9 @@ class TraceOptions:
     ``notify_attached`` is bpftrace's test handshake: when the environment has
     ``__BPFTRACE_NOTIFY_PROBES_ATTACHED``, bpftrace prints ``__BPFTRACE_NOTIFY_PROBES_ATTACHED``
     on stderr once every probe is attached.
+
+    ``extensions`` accepts what bpftrace 0.17 refuses but later releases run:
+    ``rawtracepoint:event`` probes (0.18) with ``arg0``...
     """
 
     output_format: str = "text"
@@ -74,6 +77,7 @@ class TraceOptions:
     vmlinux: Optional[str] = None
     btf: Optional[str] = None
     notify_attached: bool = False
+    extensions: bool = False
     extras: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,7 +103,8 @@ def front(source: str, filename: str, opts: TraceOptions) -> FrontResult:
     from .parser import parse_program
     from .probes import ProbeEnv, parse_attach_points
     from .semantic import SemaOptions, analyse
-    env = ProbeEnv(params=opts.params, pid=opts.pid, has_child=opts.command is not None)
+    env = ProbeEnv(params=opts.params, pid=opts.pid, has_child=opts.command is not None,
+                   extensions=opts.extensions)
     program = parse_program(source, filename, headers=True,
                             include_dirs=list(opts.include_dirs) or None)
     attach_points = parse_attach_points(program, env, source, filename)

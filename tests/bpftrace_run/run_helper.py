@@ -15,9 +15,9 @@ while args and args[0].startswith("-"):
         opts.command = args[1]
     elif args[0] == "-p":
         opts.pid = int(args[1])
-    elif args[0] in ("--unsafe", "--usdt-file-activation", "-q"):
-        setattr(opts, {"--unsafe": "unsafe", "-q": "quiet"}.get(
-            args[0], "usdt_file_activation"), True)
+    elif args[0] in ("--unsafe", "--usdt-file-activation", "-q", "--extensions"):
+        setattr(opts, {"--unsafe": "unsafe", "-q": "quiet", "--extensions": "extensions"}
+                .get(args[0], "usdt_file_activation"), True)
         args = args[1:]
         continue
     args = args[2:]
