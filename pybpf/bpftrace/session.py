@@ -153,6 +153,9 @@ def run(source: str, filename: str, opts: TraceOptions, *,
                 return exc.status                      # type: ignore[attr-defined]
             err.write(f"ERROR: {exc}\n")
             return 1
+        for w in result.env.warnings:                # found while matching probes
+            err.write(f"WARNING: {w}\n")
+        result.env.warnings.clear()
         if opts.output_path:
             opened = open(opts.output_path, "w", encoding="latin-1")
             out_stream = opened
