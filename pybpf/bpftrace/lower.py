@@ -40,6 +40,7 @@ from ..compiler.memory import CtxRef, Place
 from ..compiler.unit import Unit
 from . import ast as A
 from .lower_exprs import ExprMixin
+from .lower_probes import ProbeContextMixin, _usdt_locations
 from .types import SizedType
 
 __all__ = ["lower_program", "LoweredModule", "LoweredProgram", "Site", "MapLayout",
@@ -235,7 +236,7 @@ def _ring_size(pages: int) -> int:
     return size
 
 
-class ProbeLowering(ExprMixin, Lowering):
+class ProbeLowering(ProbeContextMixin, ExprMixin, Lowering):
     """One program: a probe's predicate and statements (for one attach point, or for
     all of them)."""
 
@@ -277,6 +278,9 @@ class ProbeLowering(ExprMixin, Lowering):
         ended = self.block(self.probe.body)
         if not ended or self.probe.pred is not None:
             self.emit("label", name=done)
+            self.emit("ret", a=0)
+        if hasattr(self, "_iter_end"):
+            self.emit("label", name=self._iter_end)
             self.emit("ret", a=0)
         return self.fn
 
@@ -594,8 +598,8 @@ class ProbeLowering(ExprMixin, Lowering):
         return r
 
     # -- async actions ----------------------------------------------------------------
-    def send(self, kind: str, fmt: Optional[str], args: List[A.Expr],
-             types: Optional[List[SizedType]] = None, extra: Any = None) -> None:
+    def send_record(self, kind: str, fmt: Optional[str], args: List[A.Expr],
+                    types: Optional[List[SizedType]] = None, extra: Any = None) -> None:
         """Send one async record: site id then ``args`` evaluated and packed."""
         types = types if types is not None else [a.ty for a in args]
         site = self.mb.add_site(kind, self.index, fmt, types, extra)
@@ -626,11 +630,13 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
         probe = info.probe
         expanded: List[Any] = []
         for ap in front.attach_points[index]:
-            expanded.extend(expand_attach_point(ap, front.env) if ap.need_expansion
+            expanded.extend(expand_attach_point(ap, front.env) if _expands(ap)
                             else [ap])
         if not expanded:
             continue
-        groups = [[ap] for ap in expanded] if (info.need_expansion or _differs(expanded)) \
+        expanded = _usdt_locations(expanded, front.env, opts)
+        groups = [[ap] for ap in expanded] if (info.need_expansion or _differs(expanded)
+                                                or expanded[0].kind == "usdt") \
             else [expanded]
         for g, aps in enumerate(groups):
             name = f"p{index}_{g}"
@@ -647,6 +653,18 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
     mod.strftime_fmts = getattr(mb, "strftime_fmts", [])      # type: ignore[attr-defined]
     mod.cgroup_filters = getattr(mb, "cgroup_filters", [])    # type: ignore[attr-defined]
     return mod
+
+
+def _expands(ap: Any) -> bool:
+    """Does ``ap`` go through bpftrace's matcher: wildcards, and uprobe functions that
+    are not symbols of the target (a C++ name may match several), but not a function
+    spelled as an address (``uretprobe:bin:0x1139``, resolved when attaching)?"""
+    if ap.need_expansion:
+        return True
+    if ap.kind in ("uprobe", "uretprobe") and ap.func:
+        from .semantic import stoll
+        return stoll(ap.func) is None
+    return False
 
 
 def _kind(ap: Any) -> str:

@@ -236,6 +236,8 @@ class ExprMixin:
         if n == "args" or n == "ctx":
             return VReg(self.ctx.reg.id, T.u64, True)
         if n.startswith("arg") and n[3:].isdigit():
+            if self.provider == "usdt":
+                return self.usdt_arg(int(n[3:]), e)         # type: ignore[attr-defined]
             return self.ctx_reg(ARG_REGS[int(n[3:])])
         if n.startswith("sarg") and n[4:].isdigit():
             sp = self.ctx_reg("sp")

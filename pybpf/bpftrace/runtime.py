@@ -73,71 +73,50 @@ class Runtime:
 
     # -- setup ------------------------------------------------------------------------
     def load(self) -> None:
-        """Create the maps and load every program."""
-        from ..program import ProgramSpec
-        from ..syscall.bpf import ProgType
+        """Create the maps and load every program (:func:`.attach.load_program`)."""
+        from .attach import load_program
         for name, decl in self.mod.unit.maps.items():
             self.maps[name] = decl.spec(name).create()
         if ELAPSED_MAP in self.maps:
             self.maps[ELAPSED_MAP][0] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         for p in self.mod.programs:
-            t = p.prog_type.replace("BPF_PROG_TYPE_", "")
-            spec = ProgramSpec(ProgType[t], p.instructions, name=p.name[:15])
-            self.progs[p.name] = spec.load(maps=self.maps)
+            self.progs[p.name] = load_program(p, self.maps, p.name[:15])
 
     def probe_count(self) -> int:
         """bpftrace's count for ``Attaching N probes...``."""
         return sum(len(p.attach) for p in self.mod.programs)
 
-    def attach(self) -> None:
-        """Attach every program but BEGIN/END to its attach points."""
-        for p in self.mod.programs:
-            if p.provider in ("BEGIN", "END"):
-                continue
-            for ap in p.attach:
-                self.links.append(self._attach_one(self.progs[p.name], ap))
+    def target_pid(self) -> int:
+        """The ``-p`` or ``-c`` process (0: none): usdt and watchpoints follow it."""
+        if self.opts.pid:
+            return int(self.opts.pid)
+        return int(self.opts.extras.get("cpid", 0) or 0)
 
-    def _attach_one(self, prog: Any, ap: Any) -> Any:
-        from .. import link as L
-        from ..syscall import perf as P
-        kind = ap.provider
-        pid = self.opts.pid if self.opts.pid is not None else -1
-        if kind == "tracepoint":
-            return L.attach_tracepoint(prog, ap.target, ap.func)
-        if kind in ("profile", "interval"):
-            unit = ap.target
-            kw: Dict[str, Any] = {}
-            if unit == "hz":
-                kw["sample_freq"] = ap.freq
-            else:
-                kw["sample_period"] = ap.freq * {"s": 10 ** 9, "ms": 10 ** 6, "us": 10 ** 3,
-                                                 "ns": 1}.get(unit, 1)
-            cpus = None
-            if kind == "interval":
-                from ..syscall.cpus import online_cpus
-                cpus = [online_cpus()[0]]
-            return L.attach_perf_event(prog, type=P.PerfType.SOFTWARE,
-                                       config=P.SwId.CPU_CLOCK, cpus=cpus, **kw)
-        if kind in ("software", "hardware"):
-            from .probes import HARDWARE_EVENTS, SOFTWARE_EVENTS
-            table = SOFTWARE_EVENTS if kind == "software" else HARDWARE_EVENTS
-            ev = next(e for e in table if ap.target in (e.name, e.alias))
-            return L.attach_perf_event(
-                prog, type=P.PerfType.SOFTWARE if kind == "software" else P.PerfType.HARDWARE,
-                config=ev.config, sample_period=ap.freq or ev.default)
-        if kind in ("uprobe", "uretprobe"):
-            if ap.func:
-                return L.attach_uprobe(prog, ap.target, ap.func, offset=ap.func_offset,
-                                       retprobe=kind == "uretprobe", pid=pid)
-            return L.attach_uprobe(prog, ap.target, address=ap.address,
-                                   retprobe=kind == "uretprobe", pid=pid)
-        if kind == "usdt":
-            return L.attach_usdt(prog, ap.target, ap.func, ap.ns or None, pid=pid)
-        if kind == "kprobe":
-            return L.attach_kprobe(prog, ap.func, offset=ap.func_offset)
-        if kind == "kretprobe":
-            return L.attach_kretprobe(prog, ap.func)
-        raise NotImplementedError(f"{kind} probes are not supported by pybpf trace yet")
+    def attach(self) -> None:
+        """Attach every program but BEGIN/END, in bpftrace's order
+        (:func:`.attach.attach_order`); raises :class:`.attach.AttachFailure`."""
+        from .attach import attach_order, attach_point
+        pid = self.target_pid()
+        for p, ap in attach_order(self.mod.programs):
+            self.links.extend(attach_point(self.progs[p.name], ap, self.opts, pid,
+                                           self.warn))
+
+    def warn(self, text: str) -> None:
+        """A bpftrace ``WARNING:`` line on stderr."""
+        sys.stderr.write(f"WARNING: {text}\n")
+
+    def run_iter(self) -> None:
+        """An iter program: run the iterator once, its text to the output (bpftrace
+        writes what the program printed with seq_printf)."""
+        for ln in self.links:
+            if hasattr(ln, "read"):
+                data = ln.read()
+                self.out.write(data.decode("latin-1"))
+
+    @property
+    def has_iter(self) -> bool:
+        """Is this an iter program (which runs once instead of polling events)?"""
+        return any(p.attach and p.attach[0].kind == "iter" for p in self.mod.programs)
 
     def run_special(self, which: str) -> None:
         """Run the BEGIN or END program once, here."""

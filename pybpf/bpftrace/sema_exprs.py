@@ -128,7 +128,7 @@ def builtin(a: Any, e: A.Builtin) -> None:
     elif len(name) == 4 and name.startswith("arg") and name[3].isdigit():
         space = find_addrspace(a.aps[0].kind) if a.aps else "none"
         for ap in a.aps:
-            if ap.kind not in ("kprobe", "uprobe", "usdt"):
+            if ap.kind not in ("kprobe", "uprobe", "usdt", "rawtracepoint"):
                 a.err(e.loc, f"The {name} builtin can only be used with 'kprobes', "
                              "'uprobes' and 'usdt' probes")
         if int(name[3]) > 5:

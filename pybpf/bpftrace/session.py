@@ -47,6 +47,9 @@ class TraceOptions:
     ``notify_attached`` is bpftrace's test handshake: when the environment has
     ``__BPFTRACE_NOTIFY_PROBES_ATTACHED``, bpftrace prints ``__BPFTRACE_NOTIFY_PROBES_ATTACHED``
     on stderr once every probe is attached.
+
+    ``extensions`` accepts what bpftrace 0.17 refuses but later releases run:
+    ``rawtracepoint:event`` probes (0.18) with ``arg0``...
     """
 
     output_format: str = "text"
@@ -75,6 +78,7 @@ class TraceOptions:
     vmlinux: Optional[str] = None
     btf: Optional[str] = None
     notify_attached: bool = False
+    extensions: bool = False
     extras: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,7 +104,8 @@ def front(source: str, filename: str, opts: TraceOptions) -> FrontResult:
     from .parser import parse_program
     from .probes import ProbeEnv, parse_attach_points
     from .semantic import SemaOptions, analyse
-    env = ProbeEnv(params=opts.params, pid=opts.pid, has_child=opts.command is not None)
+    env = ProbeEnv(params=opts.params, pid=opts.pid, has_child=opts.command is not None,
+                   extensions=opts.extensions)
     program = parse_program(source, filename, headers=True,
                             include_dirs=list(opts.include_dirs) or None)
     attach_points = parse_attach_points(program, env, source, filename)
@@ -144,11 +149,18 @@ def run(source: str, filename: str, opts: TraceOptions, *,
         try:
             mod = lower_program(result, opts)
         except CompileError as exc:
+            if hasattr(exc, "status"):               # a bpftrace message, unlocated
+                err.write(f"ERROR: {exc.message}\n")
+                return exc.status                      # type: ignore[attr-defined]
             err.write(f"ERROR: {exc}\n")
             return 1
+        for w in result.env.warnings:                # found while matching probes
+            err.write(f"WARNING: {w}\n")
+        result.env.warnings.clear()
         if opts.output_path:
             opened = open(opts.output_path, "w", encoding="latin-1")
             out_stream = opened
+        from .attach import AttachFailure
         from .runtime import Output, Runtime, release_child
         out = Output(out_stream, opts.buffering)
         rt = Runtime(result, mod, opts, out)
@@ -159,25 +171,51 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             rt.load()
             rt.open_reader()
             n = rt.probe_count()
+            if n == 0:
+                if not opts.quiet:
+                    out.write("No probes to attach\n")
+                return 1
+            if n > opts.max_probes:
+                err.write(f"ERROR: Can't attach to {n} probes because it exceeds the "
+                          f"current limit of {opts.max_probes} probes.\nYou can increase "
+                          "the limit through the BPFTRACE_MAX_PROBES environment "
+                          "variable, but BE CAREFUL since a high number of probes "
+                          "attached can cause your system to crash.\n")
+                return 1
             if not opts.quiet:
                 from . import json_output as J
                 from . import output as O
                 out.write(J.attached_probes_json(n) if opts.output_format == "json"
                           else O.attached_probes_text(n))
-            rt.attach()
-            if opts.notify_attached:
+            rt.run_special("BEGIN")                 # bpftrace: BEGIN, then attach
+            try:
+                rt.attach()
+            except AttachFailure as exc:
                 out.flush()
-                err.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")      # bpftrace: stderr
-                err.flush()
+                for note in exc.notes:
+                    err.write(note + "\n")
+                err.write(f"ERROR: {exc}\n")
+                return 255
             if child is not None:
                 rt.child = child[0]
                 release_child(child[1])
                 child = None
-            rt.run_special("BEGIN")
-            rt.wait()
+            if opts.notify_attached:
+                out.flush()
+                err.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")      # bpftrace: stderr
+                err.flush()
+            if rt.has_iter:
+                rt.run_iter()
+            else:
+                rt.wait()
             rt.finish()
         except KeyboardInterrupt:
             rt.finish()
+        except AttachFailure as exc:
+            for note in exc.notes:
+                err.write(note + "\n")
+            err.write(f"ERROR: {exc}\n")
+            return 255
         except Exception as exc:
             err.write(f"ERROR: {exc}\n")
             return 1
