@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from typing import Callable, Optional
 
 import pytest
 
-from bpftrace_tools.harness import run_both, shapes, split
+from bpftrace_tools.harness import build_toolwork, run_both, shapes, split
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -82,12 +81,7 @@ def toolwork(tmp_path_factory) -> Callable[[], None]:
     """Runs the gcc-built workload (its files in a temporary directory on disk)."""
     if shutil.which("gcc") is None:
         pytest.skip("needs gcc")
-    d = tmp_path_factory.mktemp("toolwork")
-    binary = str(d / "toolwork")
-    subprocess.run(["gcc", "-O1", "-o", binary, os.path.join(HERE, "bpftrace_tools",
-                                                             "toolwork.c"), "-lpthread"],
-                   check=True)
-    return lambda: subprocess.run([binary, str(d)], check=True, timeout=30)
+    return build_toolwork(str(tmp_path_factory.mktemp("toolwork")))
 
 
 def bash_readline() -> None:

@@ -73,10 +73,15 @@ _BAR = re.compile(r"\|[@ ]*\|")
 _KEY = re.compile(r"^(@\w*)\[.*\]:")
 
 
+_FRAME = re.compile(r"\s*(0x[0-9a-f]+|\S+\+\d+)( \(\S+\))?")
+
+
 def shape(line: str) -> str:
     """A data line's column structure: numbers -> N (so a hist's ``[4K, 8K)`` and
-    ``[0]`` both read ``[N, N)``), bars -> BAR, map keys -> KEY, whitespace -> one
-    space."""
+    ``[0]`` both read ``[N, N)``), bars -> BAR, map keys -> KEY, a stack frame line
+    (``func+off`` or an address) -> FRAME, whitespace -> one space."""
+    if _FRAME.fullmatch(line.rstrip("\n")):
+        return "FRAME"
     line = _BAR.sub("|BAR|", line.rstrip("\n"))
     line = _KEY.sub(r"\1[KEY]:", line)
     line = _NUM.sub("N", line)
@@ -93,3 +98,11 @@ def split(out: str, header: int) -> Tuple[List[str], List[str]]:
 def shapes(lines: List[str], keep: Optional[str]) -> Set[str]:
     rx = re.compile(keep) if keep else None
     return {shape(l) for l in lines if rx is None or rx.search(l)}
+
+
+def build_toolwork(directory: str) -> Callable[[], None]:
+    """gcc-builds tests/bpftrace_tools/toolwork.c into ``directory``; runs it there."""
+    binary = os.path.join(directory, "toolwork")
+    subprocess.run(["gcc", "-O1", "-o", binary, os.path.join(HERE, "toolwork.c"),
+                    "-lpthread"], check=True)
+    return lambda: subprocess.run([binary, directory], check=True, timeout=30) and None

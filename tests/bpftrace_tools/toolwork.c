@@ -2,7 +2,7 @@
  * trace, from a process named "toolwork" (comm), so that every tool has lines of its own
  * to print.
  *
- *   toolwork DIR    opens (one found, one missing), stat/lstat/statx/statfs, kill(self, 0), sync,
+ *   toolwork DIR    opens (one found, one missing, one by the old open syscall + a read), stat/lstat/statx/statfs, kill(self, 0), sync,
  *                   setuid/setresuid to the same uid, nanosleep, fork + exec of
  *                   /bin/true with the argument "toolwork-exec", a thread, getaddrinfo,
  *                   gethostbyname, and 1 MiB of O_DIRECT writes + fsync in DIR. */
@@ -57,6 +57,13 @@ int main(int argc, char **argv)
     if (fd >= 0)
         close(fd);
     open("/nonexistent/toolwork", O_RDONLY);
+    fd = syscall(SYS_open, "/etc/hostname", O_RDONLY);    /* the old open syscall */
+    if (fd >= 0) {
+        char small[16];
+        if (read(fd, small, sizeof(small)) < 0)
+            small[0] = 0;
+        close(fd);
+    }
     /* the old stat syscalls (statsnoop traces those and statx, not newfstatat) */
     syscall(SYS_stat, "/etc/hostname", &st);
     syscall(SYS_lstat, "/nonexistent/toolwork", &st);
