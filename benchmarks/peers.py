@@ -969,7 +969,8 @@ NOTES = """## How to read these tables
 
 #: the first lines of the sections other benchmarks write into RESULTS.md (kept)
 KEPT_SECTIONS = ("<!-- pybpf export: written by benchmarks/export.py -->",
-                 "<!-- pybpf storm: written by benchmarks/storm.py -->")
+                 "<!-- pybpf storm: written by benchmarks/storm.py -->",
+                 "<!-- pybpf trace: written by benchmarks/trace.py -->")
 
 
 def write_results(report: List[str], argv: List[str], took: float) -> None:

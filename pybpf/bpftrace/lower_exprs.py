@@ -492,6 +492,8 @@ class ExprMixin:
             rec = base_t
             place = self.record_place(e.expr)
         f = rec.struct.field(e.field)
+        if getattr(base_t, "is_tparg", False) and self.provider == "tracepoint":
+            f = self.tracepoint_field(f, e)
         fp = Place(place.base, place.off + f.offset, T.u8[max(f.type.size, 1)], place.space)
         if f.is_data_loc:
             loc = self.read(Place(fp.base, fp.off, T.u32, fp.space), e)
@@ -512,6 +514,22 @@ class ExprMixin:
                       if bf.mask >= 1 << 31 else bf.mask)
             return self.convert(r, self.int_type(f.type))
         return self.load_at(fp, f.type, e)
+
+    def tracepoint_field(self, f: Any, e: A.FieldAccess) -> Any:
+        """``args->field`` in the record of this program's own tracepoint: a probe with
+        several tracepoints gets one program each, and the field may sit at another
+        offset in each (``filename`` of sys_enter_statx and sys_enter_newstat)."""
+        st = self.mb.front.analysis.structs.tracepoint(self.ap.target, self.ap.func)
+        try:
+            mine = st.field(e.field) if st is not None else None
+        except KeyError:
+            mine = None
+        if mine is None:
+            return f
+        if mine.type.size != f.type.size or mine.type.kind != f.type.kind:
+            raise self.error(f"args->{e.field} has another type in "
+                             f"{self.ap.target}:{self.ap.func}", e)
+        return mine
 
     def array_access(self, e: A.ArrayAccess) -> Any:
         t = e.expr.ty

@@ -442,7 +442,10 @@ class Stack(Value):
         return "ustack" if self.user else "kstack"
 
     def render(self, indent: int) -> str:
-        """The stack's text: a newline, then one line per frame."""
+        """The stack's text: a newline, then one line per frame; nothing at all when
+        there is no stack (a kstack sampled in user mode: bpftrace prints ``@[]``)."""
+        if not self.frames or self.frames[0].addr == 0:
+            return ""
         lines = ["\n"]
         for f in self.frames:
             if f.addr == 0:

@@ -1,0 +1,135 @@
+"""bpftrace's own tools, unchanged, under pybpf's ``session.run`` (issue 19, "Must show").
+
+Every tool the Debian bpftrace package installs (``dpkg -L bpftrace | grep '\\.bt$'``)
+that bpftrace 0.17 itself runs on this kernel is started under bpftrace and under
+``session.run`` (tests/bpftrace_run/run_helper.py) with bpftrace's attach handshake; a
+gcc-built workload (tests/bpftrace_tools/toolwork.c, comm ``toolwork``: opens, stats,
+kill, sync, setuid, nanosleep, fork + exec, a thread, getaddrinfo, O_DIRECT writes) runs
+once the probes are attached, and both get SIGINT about a second later. The header lines
+(``Attaching N probes...`` and what BEGIN prints) must be identical; the data lines must
+have the same column structure (tests/bpftrace_tools/harness.py's ``shape``: values
+normalised), taken from the workload's own lines where the tool prints per event
+(system-wide tools see every other process too).
+
+Not run on this host:
+
+* bpftrace 0.17 cannot run them here either: ``loads.bt`` (kernel symbol ``avenrun``
+  is not in /proc/kallsyms: "Failed to resolve kernel symbol"), ``runqlen.bt`` (this
+  kernel's ``struct cfs_rq`` has no ``nr_running``).
+* kprobe-based (this machine has no kprobes; tests/test_bpftrace_vm_tools.py runs them
+  in the second-kernel stage, ``scripts/vmtest.sh``): biolatency, biosnoop, biostacks,
+  capable, dcsnoop, mdflush, oomkill, swapin, tcpaccept, tcpconnect, tcplife,
+  tcpretrans, tcpsynbl, undump, vfscount, vfsstat, xfsdist.
+
+A tool that fails under ``session.run`` for a feature pybpf lacks is an
+``xfail(strict=True)`` naming the feature: it fails loudly once the feature lands.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Callable, Optional
+
+import pytest
+
+from bpftrace_tools.harness import build_toolwork, run_both, shapes, split
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(shutil.which("bpftrace") is None, reason="needs bpftrace 0.17"),
+]
+
+XF_JOIN = "join() is not implemented (execsnoop prints argv with join)"
+XF_MISSING_SYM = ("uprobe attach points on symbols the library does not define: bpftrace "
+                  "0.17 skips them (libcrypto's rsa_ossl_*, ossl_ecdsa_*), session.run "
+                  "refuses the program")
+XF_PTHREAD = ("uprobe on libpthread.so.0:pthread_create, which glibc 2.34+ defines only in "
+              "libc: bpftrace 0.17 attaches anyway, session.run refuses (unknown symbol)")
+XF_STACK = ("stack use: the lowered program needs more than 512 bytes of stack "
+            "(kstack + printf record of tcpdrop), bpftrace's fits")
+
+#: name -> (header lines, regex picking the data lines to compare (None: all), whether
+#: the workload must make it print, xfail reason)
+TOOLS = {
+    "bashreadline": (3, r"toolwork-bash", True, None),
+    "bitesize": (2, None, True, None),
+    "cpuwalk": (2, None, True, None),
+    "execsnoop": (2, r"toolwork-exec", True, XF_JOIN),
+    "gethostlatency": (3, r"toolwork", True, None),
+    "killsnoop": (3, r"toolwork", True, None),
+    "naptime": (3, r"toolwork", True, None),
+    "opensnoop": (3, r"toolwork", True, None),
+    "pidpersec": (2, None, True, None),
+    "runqlat": (2, None, True, None),
+    "setuids": (3, r"toolwork", True, None),
+    "ssllatency": (2, None, False, XF_MISSING_SYM),
+    "sslsnoop": (3, None, False, XF_MISSING_SYM),
+    "statsnoop": (3, r"toolwork", True, None),
+    "syncsnoop": (3, r"toolwork", True, None),
+    "syscount": (2, None, True, None),
+    "tcpdrop": (3, None, False, XF_STACK),
+    "threadsnoop": (2, r"toolwork", False, XF_PTHREAD),
+    "writeback": (3, r" sync ", False, None),      # the workload's sync(), if any
+}
+
+
+@pytest.fixture(scope="module")
+def toolwork(tmp_path_factory) -> Callable[[], None]:
+    """Runs the gcc-built workload (its files in a temporary directory on disk)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc")
+    return build_toolwork(str(tmp_path_factory.mktemp("toolwork")))
+
+
+def bash_readline() -> None:
+    """An interactive bash on a pseudo-terminal runs one command (readline returns it)."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-i"])
+    try:
+        os.write(fd, b"echo toolwork-bash\nexit\n")
+        while select.select([fd], [], [], 10)[0]:
+            try:
+                if not os.read(fd, 4096):
+                    break
+            except OSError:             # EIO: the child closed the terminal
+                break
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+
+
+def tool_params():
+    for name, (head, keep, data, reason) in TOOLS.items():
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        yield pytest.param(name, head, keep, data, id=name, marks=marks)
+
+
+def check(theirs, ours, head: int, keep: Optional[str], data: bool) -> None:
+    (tout, terr, trc), (oout, oerr, orc) = theirs, ours
+    assert trc in (0, None) or trc == orc, (trc, terr[-1000:])
+    assert orc == trc, (orc, trc, oerr[-2000:])
+    th, td = split(tout, head)
+    oh, od = split(oout, head)
+    assert oh == th, "header lines differ"
+    ts, os_ = shapes(td, keep), shapes(od, keep)
+    if data:
+        assert ts, f"bpftrace printed no data lines: {tout[-1500:]}"
+        assert os_, f"session.run printed no data lines: {oout[-1500:]}"
+    if ts and os_:
+        assert os_ == ts, "column structure differs"
+
+
+@pytest.mark.parametrize("name,head,keep,data", list(tool_params()))
+def test_tool(name, head, keep, data, toolwork):
+    path = f"/usr/sbin/{name}.bt"
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not installed")
+    work = bash_readline if name == "bashreadline" else toolwork
+    settle = 1.3 if name in ("pidpersec", "cpuwalk") else 0.8
+    check(*run_both(path, work, settle), head, keep, data)
