@@ -105,7 +105,8 @@ def _dry_run(source: str, filename: str, opts: object, stdout: TextIO, stderr: T
     parsed = ""
     try:
         program = parse_program(source, filename, headers=True,
-                                include_dirs=list(o.include_dirs) or None)
+                                include_dirs=list(o.include_dirs) or None,
+                                include_files=o.includes)
         env = ProbeEnv(params=o.params, pid=o.pid, has_child=o.command is not None)
         attach_points = parse_attach_points(program, env, source, filename)
         # bpftrace's parser has already put the positional parameters in attach points

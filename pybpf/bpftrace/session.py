@@ -107,7 +107,8 @@ def front(source: str, filename: str, opts: TraceOptions) -> FrontResult:
     env = ProbeEnv(params=opts.params, pid=opts.pid, has_child=opts.command is not None,
                    extensions=opts.extensions)
     program = parse_program(source, filename, headers=True,
-                            include_dirs=list(opts.include_dirs) or None)
+                            include_dirs=list(opts.include_dirs) or None,
+                            include_files=opts.includes)
     attach_points = parse_attach_points(program, env, source, filename)
     sema = SemaOptions(unsafe=opts.unsafe, strlen=opts.strlen,
                        has_child=opts.command is not None)
