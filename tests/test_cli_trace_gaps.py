@@ -81,3 +81,105 @@ def test_include_unreadable_construct_names_its_line(tmp_path) -> None:
     status, out, err = ours(["--include", str(hdr), "-e", "BEGIN { exit(); }"])
     assert status == 1 and out == ""
     assert err.startswith(f"{hdr}:2:1-8: ERROR: ")
+
+
+# ---------------------------------------------------------------------------------------
+# --emit-elf FILE: an object llvm-objdump and libbpf (bpftool) read
+# ---------------------------------------------------------------------------------------
+
+OBJDUMP = shutil.which("llvm-objdump-19")
+BPFTOOL = shutil.which("bpftool")
+needs_objdump = pytest.mark.skipif(OBJDUMP is None, reason="needs llvm-objdump-19")
+
+
+def _sections(path: str) -> List[str]:
+    """The program sections of an object, as llvm-objdump-19 lists them."""
+    out = subprocess.run([OBJDUMP, "-h", path], capture_output=True, text=True,
+                         check=True).stdout
+    names = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0].isdigit() and parts[-1] == "TEXT" \
+                and parts[1] != ".text":
+            names.append(parts[1])
+    return names
+
+
+ELF_PROGRAMS = [
+    'BEGIN { @x = 1; printf("hi\\n"); } tracepoint:syscalls:sys_enter_openat '
+    '{ @c[comm] = count(); } END { exit(); }',
+    'tracepoint:syscalls:sys_enter_open* { @[probe] = count(); } '
+    'tracepoint:syscalls:sys_enter_open* { @x[probe] = count(); }',
+    't:syscalls:sys_enter_openat* { @ = count(); } i:s:1 { exit(); } i:s:1 { exit(); }',
+    'tracepoint:syscalls:sys_enter_openat, tracepoint:syscalls:sys_enter_close '
+    '{ @ = count(); }',
+    'uprobe:/bin/bash:readline { @ = count(); }',
+]
+
+
+@needs_oracle
+@needs_objdump
+@pytest.mark.parametrize("prog", ELF_PROGRAMS)
+def test_emit_elf_sections_like_bpftrace(prog: str, tmp_path) -> None:
+    mine, theirs = str(tmp_path / "mine.o"), str(tmp_path / "theirs.o")
+    assert ours(["--emit-elf", mine, "-e", prog]) == (0, "", "")
+    assert oracle(["--emit-elf", theirs, "-e", prog])[:2] == (0, "")
+    assert _sections(mine) == _sections(theirs)
+    assert _sections(mine)
+
+
+@needs_objdump
+def test_emit_elf_disassembles_as_lowered(tmp_path) -> None:
+    """llvm-objdump-19 disassembles every program section: as many instructions as
+    pybpf lowered, a relocation to the right map at each map load."""
+    from pybpf.bpftrace.lower import lower_program
+    from pybpf.bpftrace.session import TraceOptions, front
+    prog = ELF_PROGRAMS[0]
+    path = str(tmp_path / "o.o")
+    assert ours(["--emit-elf", path, "-e", prog])[0] == 0
+    opts = TraceOptions()
+    mod = lower_program(front(prog, "stdin", opts), opts)
+    text = subprocess.run([OBJDUMP, "-dr", "--no-show-raw-insn", "--mcpu=v4", path],
+                          capture_output=True, text=True, check=True).stdout
+    chunks = text.split("Disassembly of section ")[1:]
+    assert [c.split(":\n", 1)[0] for c in chunks] == [p.section for p in mod.programs]
+    for chunk, p in zip(chunks, mod.programs):
+        slots = [int(ln.split(":", 1)[0]) for ln in chunk.splitlines()
+                 if ln[:8].strip().isdigit() and ln[8:9] == ":"]
+        want, slot = [], 0
+        for i in p.instructions:
+            want.append(slot)
+            slot += 2 if i.opcode == 0x18 else 1                 # ld_imm64: two slots
+        assert slots == want
+        relocs = [ln.split()[-1] for ln in chunk.splitlines() if "R_BPF_64_64" in ln]
+        assert relocs == [i.reference for i in p.instructions
+                          if i.opcode == 0x18 and i.reference in mod.unit.maps]
+        assert relocs or p.section == "s_END_1"
+
+
+@needs_oracle
+@pytest.mark.skipif(BPFTOOL is None, reason="needs bpftool")
+@pytest.mark.parametrize("prog,ptype", [
+    ('BEGIN { @x = 1; printf("hi %d\\n", 5); } END { @y[1] = count(); }',
+     "raw_tracepoint"),
+    ('tracepoint:syscalls:sys_enter_openat { @[comm] = count(); '
+     'printf("%s\\n", str(args->filename)); }', "tracepoint"),
+])
+def test_emit_elf_loads_with_libbpf(prog: str, ptype: str, tmp_path) -> None:
+    """bpftool (libbpf) creates the maps from the object's BTF, relocates the map loads
+    and the kernel's verifier accepts every program."""
+    path = str(tmp_path / "o.o")
+    assert ours(["--emit-elf", path, "-e", prog])[0] == 0
+    pins = f"/sys/fs/bpf/pybpf_emit_{os.getpid()}"
+    try:
+        res = subprocess.run([BPFTOOL, "prog", "loadall", path, pins, "type", ptype],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        names = sorted(os.listdir(pins))
+        assert len(names) == len(_sections(path))
+        for n in names:
+            show = subprocess.run([BPFTOOL, "prog", "show", "pinned", f"{pins}/{n}"],
+                                  capture_output=True, text=True, check=True).stdout
+            assert ptype in show and "map_ids" in show
+    finally:
+        shutil.rmtree(pins, ignore_errors=True)

@@ -95,7 +95,8 @@ def _dry_run(source: str, filename: str, opts: object, stdout: TextIO, stderr: T
     """``-d``/``-dd``: the tree after parsing, then after each later pass, as bpftrace
     0.17 prints them, stopping where the analysis fails (the error's ``stage``: before
     the passes no tree, in them the parser's tree, in the resource pass also the
-    Semantic and NodeCounter trees); bpftrace's LLVM IR has no counterpart here."""
+    Semantic and NodeCounter trees); where bpftrace then prints LLVM IR, pybpf prints
+    each program's disassembly (:func:`.emit.disassembly`)."""
     from .errors import BpftraceError
     from .parser import parse_program
     from .probes import ProbeEnv, parse_attach_points
@@ -129,6 +130,21 @@ def _dry_run(source: str, filename: str, opts: object, stdout: TextIO, stderr: T
     _print_warnings(result, stderr, o.no_warnings)
     tree = dump_program(result.program, result.attach_points)
     stdout.write("".join(_section(name, tree) for name in _TYPED_PASSES))
+    # where bpftrace prints its LLVM IR: pybpf's instructions (documented difference)
+    from ..compiler.errors import CompileError
+    from .emit import disassembly
+    from .lower import lower_program
+    try:
+        mod = lower_program(result, o)
+    except CompileError as exc:
+        stdout.flush()
+        stderr.write(f"ERROR: {getattr(exc, 'message', exc)}\n")
+        return 1
+    except OSError as exc:             # e.g. tracepoint formats unreadable without root
+        stdout.flush()
+        stderr.write(f"WARNING: no disassembly: {exc}\n")
+        return 0
+    stdout.write(disassembly(mod))
     return 0
 
 

@@ -110,6 +110,8 @@ class LoweredProgram:
     prog_type: str
     provider: str
     instructions: List[Any]
+    #: bpftrace 0.17's ELF section name: ``s_<probe>_<n>`` (``--emit-elf``)
+    section: str = ""
 
 
 @dataclass
@@ -626,6 +628,7 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
     mb = ModuleBuilder(front, opts)
     programs: List[LoweredProgram] = []
     walks: Dict[str, int] = {}
+    numbers: Dict[str, int] = {}
     for index, info in enumerate(front.analysis.probes):
         probe = info.probe
         expanded: List[Any] = []
@@ -635,11 +638,13 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
         if not expanded:
             continue
         expanded = _usdt_locations(expanded, front.env, opts)
-        groups = [[ap] for ap in expanded] if (info.need_expansion or _differs(expanded)
-                                                or expanded[0].kind == "usdt") \
-            else [expanded]
+        split = info.need_expansion or _differs(expanded) or expanded[0].kind == "usdt"
+        groups = [[ap] for ap in expanded] if split else [expanded]
+        key = ",".join(_full_name(ap) for ap in front.attach_points[index])
         for g, aps in enumerate(groups):
             name = f"p{index}_{g}"
+            numbers[key] = numbers.get(key, 0) + 1
+            label = _full_name(aps[0]) if split else key
             low = ProbeLowering(mb, index, probe, aps[0], name)
             low.probe_name = _full_name(aps[0])
             ir = low.compile()
@@ -647,7 +652,8 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
             insns = link_program([compiled])
             from .semantic import progtype
             programs.append(LoweredProgram(name, index, aps, progtype(_kind(aps[0])),
-                                           aps[0].provider, insns))
+                                           aps[0].provider, insns,
+                                           f"s_{label}_{numbers[key]}"))
     mod = LoweredModule(programs, mb.unit, mb.layouts, mb.sites, mb.probe_names,
                         mb.stack_maps, opts.strlen)
     mod.strftime_fmts = getattr(mb, "strftime_fmts", [])      # type: ignore[attr-defined]

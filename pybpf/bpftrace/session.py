@@ -158,6 +158,10 @@ def run(source: str, filename: str, opts: TraceOptions, *,
         for w in result.env.warnings:                # found while matching probes
             err.write(f"WARNING: {w}\n")
         result.env.warnings.clear()
+        if opts.emit_elf is not None:                # a dry run, as in bpftrace
+            from .emit import write_elf
+            write_elf(mod, opts.emit_elf)
+            return 0
         if opts.output_path:
             opened = open(opts.output_path, "w", encoding="latin-1")
             out_stream = opened
