@@ -183,3 +183,86 @@ def test_emit_elf_loads_with_libbpf(prog: str, ptype: str, tmp_path) -> None:
             assert ptype in show and "map_ids" in show
     finally:
         shutil.rmtree(pins, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# -B none|line|full: what the output file holds at a given point of the run
+# ---------------------------------------------------------------------------------------
+
+def _to_file(cmd: List[str], path: str, args: List[str]) -> str:
+    """Run ``cmd args`` with stdout to ``path`` (a real file: the buffering of the
+    process shows) and return the file's content."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BPFTRACE_")}
+    env["PYTHONPATH"] = ROOT
+    with open(path, "w") as fh:
+        res = subprocess.run(cmd + args, stdout=fh, stderr=subprocess.PIPE, env=env,
+                             timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    with open(path) as fh:
+        return fh.read()
+
+
+BUFFERED = [
+    # system() runs synchronously in the tracer: `cat` shows what was written out so far
+    'BEGIN { printf("a\\n"); printf("b"); system("cat {out}"); exit(); }',
+    'BEGIN { printf("a"); @x = 1; print(@x); printf("b\\n"); printf("c"); '
+    'system("cat {out}"); exit(); }',
+    'BEGIN { printf("a"); time("%Y\\n"); printf("b"); system("cat {out}"); exit(); }',
+]
+
+
+@needs_oracle
+@pytest.mark.parametrize("prog", BUFFERED)
+@pytest.mark.parametrize("mode", [[], ["-B", "none"], ["-B", "line"], ["-B", "full"],
+                                  ["-f", "json", "-B", "full"]])
+def test_buffering_like_bpftrace(prog: str, mode: List[str]) -> None:
+    import tempfile
+    short = tempfile.mkdtemp(prefix="bt")      # the path must fit in a 64-byte string
+    mine_path, theirs_path = f"{short}/m", f"{short}/t"
+    mine = _to_file([sys.executable, "-m", "pybpf", "trace"], mine_path,
+                    ["--unsafe", *mode, "-e", prog.replace("{out}", mine_path)])
+    theirs = _to_file([BPFTRACE], theirs_path,
+                      ["--unsafe", *mode, "-e", prog.replace("{out}", theirs_path)])
+    shutil.rmtree(short, ignore_errors=True)
+    assert mine == theirs
+    assert mine.count("Attaching 1 probe...") == 2 or '"attached_probes"' in mine
+
+
+# ---------------------------------------------------------------------------------------
+# -k / -kk: failed helper calls reported where they happen
+# ---------------------------------------------------------------------------------------
+
+HELPER_ERRORS = [
+    'BEGIN { @a[1] = 1; @a[2] = 2; @a[3] = 3; delete(@a[5]); $x = *(uint64 *)0; '
+    'printf("%d %s\\n", @a[7], str(0)); @c = count(); exit(); }',
+    'BEGIN { @h = hist(5); @s[1] = sum(2); @s[2] = sum(3); @s[3] = sum(4); '
+    '$x = (uint8 *)8; printf("%d\\n", $x[1]); delete(@s[9]); exit(); }',
+]
+
+
+@needs_oracle
+@pytest.mark.parametrize("prog", HELPER_ERRORS)
+@pytest.mark.parametrize("level", ["-k", "-kk"])
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_helper_errors_like_bpftrace(prog: str, level: str, fmt: str) -> None:
+    env = {"BPFTRACE_MAP_KEYS_MAX": "2"}
+    args = [level, "-f", fmt, "-e", prog]
+    mine, theirs = ours(args, env), oracle(args, env)
+    assert mine[:2] == theirs[:2]
+    assert ("Failed to map_delete_elem: No such file or directory (-2)" in mine[1]
+            or '"helper": "map_delete_elem", "retcode": -2' in mine[1])
+
+
+@needs_oracle
+@pytest.mark.parametrize("level", ["", "-k", "-kk"])
+def test_helper_errors_in_tracepoint_like_bpftrace(level: str) -> None:
+    """Reads of user memory that fail (-kk), a count() on a new key (-kk: the lookup
+    misses), in a tracepoint fired by the -c command's own openat calls."""
+    prog = ('tracepoint:syscalls:sys_enter_openat /pid == cpid/ '
+            '{ printf("%s\\n", str(args->filename)); @[comm] = count(); '
+            '$p = (uint64 *)args->flags; printf("%d\\n", *$p); '
+            'printf("%s\\n", str(args->mode)); }')
+    args = ([level] if level else []) + ["-q", "-c", "/usr/bin/true", "-e", prog]
+    mine, theirs = ours(args), oracle(args)
+    assert mine[:2] == theirs[:2]
+    assert ("probe_read_user" in mine[1]) == (level == "-kk")

@@ -39,6 +39,7 @@ from ..compiler.maps import ArrayMap, HashMap, MapDecl, PerCPUArrayMap, PerCPUHa
 from ..compiler.memory import CtxRef, Place
 from ..compiler.unit import Unit
 from . import ast as A
+from .lower_checks import HelperCheckMixin
 from .lower_exprs import ExprMixin
 from .lower_probes import ProbeContextMixin, _usdt_locations
 from .types import SizedType
@@ -238,7 +239,7 @@ def _ring_size(pages: int) -> int:
     return size
 
 
-class ProbeLowering(ProbeContextMixin, ExprMixin, Lowering):
+class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
     """One program: a probe's predicate and statements (for one attach point, or for
     all of them)."""
 
@@ -297,6 +298,13 @@ class ProbeLowering(ProbeContextMixin, ExprMixin, Lowering):
     def stmt(self, s: A.Stmt) -> bool:
         """Lower one statement; True when control does not continue after it."""
         self.loc = self.where(s)
+        self.push_node(s)
+        try:
+            return self._stmt(s)
+        finally:
+            self.pop_node()
+
+    def _stmt(self, s: A.Stmt) -> bool:
         if isinstance(s, A.ExprStatement):
             e = s.expr
             if isinstance(e, A.Call) and e.name == "exit":
@@ -497,6 +505,13 @@ class ProbeLowering(ProbeContextMixin, ExprMixin, Lowering):
 
     def aggregate(self, m: A.Map, lay: MapLayout, call: A.Call) -> None:
         """``@m[k] = count()/sum(v)/...`` into the per-CPU map."""
+        self.push_node(call)                  # bpftrace's helper errors name the call
+        try:
+            self._aggregate(m, lay, call)
+        finally:
+            self.pop_node()
+
+    def _aggregate(self, m: A.Map, lay: MapLayout, call: A.Call) -> None:
         ref = self.mb.map_ref(m.name)
         kind = call.name
         if kind == "count":

@@ -167,7 +167,7 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             out_stream = opened
         from .attach import AttachFailure
         from .runtime import Output, Runtime, release_child
-        out = Output(out_stream, opts.buffering)
+        out = Output(out_stream, "full" if opened is not None else opts.buffering)
         rt = Runtime(result, mod, opts, out)
         if opened is not None:
             rt.console = Output(stdout or default_stdout(), opts.buffering)
@@ -191,7 +191,7 @@ def run(source: str, filename: str, opts: TraceOptions, *,
                 from . import json_output as J
                 from . import output as O
                 out.write(J.attached_probes_json(n) if opts.output_format == "json"
-                          else O.attached_probes_text(n))
+                          else O.attached_probes_text(n), endl=True)
             rt.run_special("BEGIN")                 # bpftrace: BEGIN, then attach
             try:
                 rt.attach()
