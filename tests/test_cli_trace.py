@@ -284,7 +284,8 @@ POSITIONAL = [
 def test_positional_parameters_like_bpftrace(args: List[str]) -> None:
     want = oracle(args)
     want = (want[0], _dry(want[1]), want[2])
-    assert ours(args) == want
+    mine = ours(args)
+    assert (mine[0], _dry(mine[1]), mine[2]) == want
 
 
 # ---------------------------------------------------------------------------------------
