@@ -266,3 +266,76 @@ def test_helper_errors_in_tracepoint_like_bpftrace(level: str) -> None:
     mine, theirs = ours(args), oracle(args)
     assert mine[:2] == theirs[:2]
     assert ("probe_read_user" in mine[1]) == (level == "-kk")
+
+
+# ---------------------------------------------------------------------------------------
+# newer constructs behind PYBPF_TRACE_EXTENSIONS=1: offsetof (0.18), for (0.21)
+# ---------------------------------------------------------------------------------------
+
+EXT = {"PYBPF_TRACE_EXTENSIONS": "1"}
+GCC = shutil.which("gcc")
+
+
+def _btf_offset(struct: str, member: str) -> int:
+    """A member's byte offset in the kernel's BTF, as bpftool reads it."""
+    out = subprocess.run([BPFTOOL, "btf", "dump", "file", "/sys/kernel/btf/vmlinux"],
+                         capture_output=True, text=True, check=True).stdout
+    block = out.split(f"STRUCT '{struct}'", 1)[1].split("\n[", 1)[0]
+    for line in block.splitlines():
+        if line.strip().startswith(f"'{member}' "):
+            return int(line.split("bits_offset=")[1].split()[0]) // 8
+    raise LookupError(member)
+
+
+@pytest.mark.skipif(BPFTOOL is None or os.geteuid() != 0, reason="needs bpftool, root")
+def test_offsetof_of_kernel_structs_matches_btf() -> None:
+    prog = ('BEGIN { printf("%d %d %d\\n", offsetof(struct task_struct, comm), '
+            'offsetof(struct task_struct, pid), offsetof(*curtask, tgid)); exit(); }')
+    status, out, err = ours(["-q", "-e", prog], EXT)
+    assert (status, err) == (0, "")
+    want = [_btf_offset("task_struct", m) for m in ("comm", "pid", "tgid")]
+    assert out.split("\n")[0].split() == [str(w) for w in want]
+
+
+@pytest.mark.skipif(GCC is None or os.geteuid() != 0, reason="needs gcc, root")
+def test_offsetof_of_preamble_structs_matches_gcc(tmp_path) -> None:
+    hdr = tmp_path / "h.h"
+    hdr.write_text(HEADER + "struct outer { char x; struct mystruct in; short y; };\n")
+    fields = [("mystruct", "a"), ("mystruct", "b"), ("mystruct", "c"), ("outer", "in"),
+              ("outer", "y")]
+    src = tmp_path / "o.c"
+    src.write_text(f'#include <stdio.h>\n#include <stddef.h>\n#include "{hdr}"\n'
+                   "int main(void) { printf(\"" + " ".join(["%zu"] * len(fields)) +
+                   "\\n\", " + ", ".join(f"offsetof(struct {s}, {f})" for s, f in fields)
+                   + "); return 0; }\n")
+    subprocess.run([GCC, "-o", str(tmp_path / "o"), str(src)], check=True)
+    want = subprocess.run([str(tmp_path / "o")], capture_output=True, text=True,
+                          check=True).stdout
+    prog = ('BEGIN { printf("' + " ".join(["%d"] * len(fields)) + '\\n", ' +
+            ", ".join(f"offsetof(struct {s}, {f})" for s, f in fields) + "); exit(); }")
+    status, out, err = ours(["-q", "--include", str(hdr), "-e", prog], EXT)
+    assert (status, err) == (0, "")
+    assert out.split("\n")[0] + "\n" == want
+
+
+@pytest.mark.parametrize("prog,message", [
+    ("BEGIN { @ = offsetof(struct nope, b); }", "'struct nope' does not exist."),
+    ("BEGIN { @ = offsetof(struct task_struct, nope); }",
+     "'struct task_struct' has no field named 'nope'"),
+    ("BEGIN { @ = offsetof(1, b); }", "offsetof() 1st argument is not of a record type."),
+    ("BEGIN { for ($kv : @m) { } }", "for loops over maps (bpftrace 0.21) are not "
+     "supported by pybpf yet: use print() or a loop over known keys"),
+])
+def test_extension_errors_are_located(prog: str, message: str) -> None:
+    status, out, err = ours(["-e", prog], EXT)
+    assert status == 1 and out == ""
+    assert err.split("\n")[0].endswith(f": ERROR: {message}")
+    assert err.startswith("stdin:1:")
+
+
+@needs_oracle
+@pytest.mark.parametrize("prog", ["BEGIN { @ = offsetof(struct task_struct, comm); }",
+                                  "BEGIN { for ($kv : @m) { } }"])
+def test_without_extensions_refused_like_bpftrace(prog: str) -> None:
+    mine, theirs = _both(["-e", prog])
+    assert mine == theirs and mine[0] == 1

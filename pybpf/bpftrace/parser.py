@@ -17,7 +17,8 @@ casts and prefix ``* ~ ! -``, prefix ``++ --`` (maps and variables only), and po
 The parser stops at the first syntax error and reports it where bison does (the first
 token that cannot continue the program), after every lexical error met up to that token.
 Errors are :class:`~pybpf.bpftrace.errors.BpftraceSyntaxError`. ``allow_for=True`` also
-accepts ``for ($kv : @map) { }`` (bpftrace 0.21), which 0.17 refuses.
+accepts newer syntax 0.17 refuses: ``for ($kv : @map) { }`` (bpftrace 0.21) and
+``offsetof(struct x, f)`` (0.18: a call to ``offsetof``).
 """
 
 from __future__ import annotations
@@ -435,9 +436,17 @@ class Parser:
             if self.peek().kind != "RPAREN":
                 args = self.vargs()
             self.expect("RPAREN")
-            if k not in ("CALL", "CALL_BUILTIN"):
+            if k not in ("CALL", "CALL_BUILTIN") and not (
+                    name == "offsetof" and self.allow_for):    # newer syntax: 0.18
                 self.fail(t.loc, f"Unknown function: {name}")
             span = self.span(start)
+            if name == "offsetof" and len(args) == 1 and isinstance(args[0], A.Identifier) \
+                    and "," in args[0].name:
+                # 0.17's lexer reads `struct x, f` up to the `)` as one struct name
+                rec, fld = (w.strip() for w in args[0].name.split(",", 1))
+                a0 = args[0]
+                args = [A.Identifier(rec, loc=a0.loc, span=a0.span),
+                        A.Identifier(fld, loc=a0.loc, span=a0.span)]
             return A.Call(name, args, loc=span, span=span)
         if k == "CALL":
             self.syntax_error()

@@ -49,7 +49,9 @@ class TraceOptions:
     on stderr once every probe is attached.
 
     ``extensions`` accepts what bpftrace 0.17 refuses but later releases run:
-    ``rawtracepoint:event`` probes (0.18) with ``arg0``...
+    ``rawtracepoint:event`` probes (0.18) with ``arg0``..., ``offsetof(struct x, f)``
+    and ``offsetof(expr, f)`` (0.18); ``for ($kv : @map)`` (0.21) is parsed and refused
+    with a located error. The command line sets it from ``PYBPF_TRACE_EXTENSIONS=1``.
     """
 
     output_format: str = "text"
@@ -108,10 +110,10 @@ def front(source: str, filename: str, opts: TraceOptions) -> FrontResult:
                    extensions=opts.extensions)
     program = parse_program(source, filename, headers=True,
                             include_dirs=list(opts.include_dirs) or None,
-                            include_files=opts.includes)
+                            include_files=opts.includes, allow_for=opts.extensions)
     attach_points = parse_attach_points(program, env, source, filename)
     sema = SemaOptions(unsafe=opts.unsafe, strlen=opts.strlen,
-                       has_child=opts.command is not None)
+                       has_child=opts.command is not None, extensions=opts.extensions)
     analysis = analyse(program, attach_points, env, sema, source=source, filename=filename)
     return FrontResult(source, filename, program, attach_points, analysis, env)
 
