@@ -138,8 +138,9 @@ def _dry_run(source: str, filename: str, opts: object, stdout: TextIO, stderr: T
     try:
         mod = lower_program(result, o)
     except CompileError as exc:
+        from .session import compile_error_text
         stdout.flush()
-        stderr.write(f"ERROR: {getattr(exc, 'message', exc)}\n")
+        stderr.write(compile_error_text(exc, source, filename) + "\n")
         return 1
     except OSError as exc:             # e.g. tracepoint formats unreadable without root
         stdout.flush()

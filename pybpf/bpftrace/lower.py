@@ -258,8 +258,11 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         self.lines = mb.front.source.splitlines()
 
     def error(self, message: str, node: Any, suggestion: str = "") -> CompileError:
-        """A compile error at ``node``'s line."""
-        return CompileError(message, self.where(node), suggestion)
+        """A compile error at ``node`` (``bt_loc``: its bpftrace location, for a
+        bpftrace-style message)."""
+        exc = CompileError(message, self.where(node), suggestion)
+        exc.bt_loc = getattr(node, "loc", None)                # type: ignore[attr-defined]
+        return exc
 
     def where(self, node: Any) -> SourceLocation:
         loc = getattr(node, "loc", None)
@@ -355,6 +358,10 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         return False
 
     def while_stmt(self, s: A.While) -> bool:
+        if _never_ends(s):
+            raise self.error("this loop never ends: its condition is always true and "
+                             "nothing in it leaves it (break, return or exit()), and "
+                             "the kernel refuses programs that may not end", s)
         top, end = self.label("while"), self.label("wend")
         first = len(self.fn.ops)
         self.emit("label", name=top)
@@ -674,6 +681,33 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
     mod.strftime_fmts = getattr(mb, "strftime_fmts", [])      # type: ignore[attr-defined]
     mod.cgroup_filters = getattr(mb, "cgroup_filters", [])    # type: ignore[attr-defined]
     return mod
+
+
+def _never_ends(s: A.While) -> bool:
+    """Is ``s`` a ``while`` whose condition is a nonzero constant and whose body has no
+    ``break`` of its own, no ``return`` and no ``exit()`` (the verifier would reject
+    the program as an infinite loop)?"""
+    if not (isinstance(s.cond, A.Integer) and s.cond.value != 0):
+        return False
+
+    def leaves(stmts: List[Any], nested: bool) -> bool:
+        for st in stmts:
+            if isinstance(st, A.Jump) and (st.kind == "return"
+                                           or (st.kind == "break" and not nested)):
+                return True
+            if isinstance(st, A.ExprStatement) and isinstance(st.expr, A.Call) \
+                    and st.expr.name == "exit":
+                return True
+            if isinstance(st, A.If) and (leaves(st.then, nested)
+                                         or leaves(st.orelse or [], nested)):
+                return True
+            if isinstance(st, A.Unroll) and leaves(st.body, nested):
+                return True
+            if isinstance(st, (A.While, A.For)) and leaves(st.body, True):
+                return True
+        return False
+
+    return not leaves(s.body, False)
 
 
 def _expands(ap: Any) -> bool:

@@ -155,7 +155,7 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             if hasattr(exc, "status"):               # a bpftrace message, unlocated
                 err.write(f"ERROR: {exc.message}\n")
                 return exc.status                      # type: ignore[attr-defined]
-            err.write(f"ERROR: {exc}\n")
+            err.write(compile_error_text(exc, source, filename) + "\n")
             return 1
         for w in result.env.warnings:                # found while matching probes
             err.write(f"WARNING: {w}\n")
@@ -242,6 +242,20 @@ def run(source: str, filename: str, opts: TraceOptions, *,
                 pass
         if opened is not None:
             opened.close()
+
+
+def compile_error_text(exc: Any, source: str, filename: str) -> str:
+    """A lowering error as bpftrace prints its errors: located
+    (``stdin:1:9-14: ERROR: message``, the source line and marks) when the error
+    names a node of the program, else ``ERROR: ...`` on one line."""
+    loc = getattr(exc, "bt_loc", None)
+    if loc is None:
+        return f"ERROR: {exc}"
+    from .errors import Diagnostic, render_diagnostic
+    msg = " ".join(exc.message.split())
+    if exc.suggestion:
+        msg += f" ({' '.join(exc.suggestion.split())})"
+    return render_diagnostic(Diagnostic(loc, msg), source, filename)
 
 
 def default_stdout() -> TextIO:
