@@ -95,7 +95,8 @@ def _dry_run(source: str, filename: str, opts: object, stdout: TextIO, stderr: T
     """``-d``/``-dd``: the tree after parsing, then after each later pass, as bpftrace
     0.17 prints them, stopping where the analysis fails (the error's ``stage``: before
     the passes no tree, in them the parser's tree, in the resource pass also the
-    Semantic and NodeCounter trees); bpftrace's LLVM IR has no counterpart here."""
+    Semantic and NodeCounter trees); where bpftrace then prints LLVM IR, pybpf prints
+    each program's disassembly (:func:`.emit.disassembly`)."""
     from .errors import BpftraceError
     from .parser import parse_program
     from .probes import ProbeEnv, parse_attach_points
@@ -105,8 +106,10 @@ def _dry_run(source: str, filename: str, opts: object, stdout: TextIO, stderr: T
     parsed = ""
     try:
         program = parse_program(source, filename, headers=True,
-                                include_dirs=list(o.include_dirs) or None)
-        env = ProbeEnv(params=o.params, pid=o.pid, has_child=o.command is not None)
+                                include_dirs=list(o.include_dirs) or None,
+                                include_files=o.includes, allow_for=o.extensions)
+        env = ProbeEnv(params=o.params, pid=o.pid, has_child=o.command is not None,
+                       extensions=o.extensions)
         attach_points = parse_attach_points(program, env, source, filename)
         # bpftrace's parser has already put the positional parameters in attach points
         parsed = _section("parser", dump_program(program, attach_points))
@@ -128,6 +131,22 @@ def _dry_run(source: str, filename: str, opts: object, stdout: TextIO, stderr: T
     _print_warnings(result, stderr, o.no_warnings)
     tree = dump_program(result.program, result.attach_points)
     stdout.write("".join(_section(name, tree) for name in _TYPED_PASSES))
+    # where bpftrace prints its LLVM IR: pybpf's instructions (documented difference)
+    from ..compiler.errors import CompileError
+    from .emit import disassembly
+    from .lower import lower_program
+    try:
+        mod = lower_program(result, o)
+    except CompileError as exc:
+        from .session import compile_error_text
+        stdout.flush()
+        stderr.write(compile_error_text(exc, source, filename) + "\n")
+        return 1
+    except OSError as exc:             # e.g. tracepoint formats unreadable without root
+        stdout.flush()
+        stderr.write(f"WARNING: no disassembly: {exc}\n")
+        return 0
+    stdout.write(disassembly(mod))
     return 0
 
 

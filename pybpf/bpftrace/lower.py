@@ -39,6 +39,7 @@ from ..compiler.maps import ArrayMap, HashMap, MapDecl, PerCPUArrayMap, PerCPUHa
 from ..compiler.memory import CtxRef, Place
 from ..compiler.unit import Unit
 from . import ast as A
+from .lower_checks import HelperCheckMixin
 from .lower_exprs import ExprMixin
 from .lower_probes import ProbeContextMixin, _usdt_locations
 from .types import SizedType
@@ -110,6 +111,8 @@ class LoweredProgram:
     prog_type: str
     provider: str
     instructions: List[Any]
+    #: bpftrace 0.17's ELF section name: ``s_<probe>_<n>`` (``--emit-elf``)
+    section: str = ""
 
 
 @dataclass
@@ -236,7 +239,7 @@ def _ring_size(pages: int) -> int:
     return size
 
 
-class ProbeLowering(ProbeContextMixin, ExprMixin, Lowering):
+class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
     """One program: a probe's predicate and statements (for one attach point, or for
     all of them)."""
 
@@ -255,8 +258,11 @@ class ProbeLowering(ProbeContextMixin, ExprMixin, Lowering):
         self.lines = mb.front.source.splitlines()
 
     def error(self, message: str, node: Any, suggestion: str = "") -> CompileError:
-        """A compile error at ``node``'s line."""
-        return CompileError(message, self.where(node), suggestion)
+        """A compile error at ``node`` (``bt_loc``: its bpftrace location, for a
+        bpftrace-style message)."""
+        exc = CompileError(message, self.where(node), suggestion)
+        exc.bt_loc = getattr(node, "loc", None)                # type: ignore[attr-defined]
+        return exc
 
     def where(self, node: Any) -> SourceLocation:
         loc = getattr(node, "loc", None)
@@ -295,6 +301,13 @@ class ProbeLowering(ProbeContextMixin, ExprMixin, Lowering):
     def stmt(self, s: A.Stmt) -> bool:
         """Lower one statement; True when control does not continue after it."""
         self.loc = self.where(s)
+        self.push_node(s)
+        try:
+            return self._stmt(s)
+        finally:
+            self.pop_node()
+
+    def _stmt(self, s: A.Stmt) -> bool:
         if isinstance(s, A.ExprStatement):
             e = s.expr
             if isinstance(e, A.Call) and e.name == "exit":
@@ -345,6 +358,10 @@ class ProbeLowering(ProbeContextMixin, ExprMixin, Lowering):
         return False
 
     def while_stmt(self, s: A.While) -> bool:
+        if _never_ends(s):
+            raise self.error("this loop never ends: its condition is always true and "
+                             "nothing in it leaves it (break, return or exit()), and "
+                             "the kernel refuses programs that may not end", s)
         top, end = self.label("while"), self.label("wend")
         first = len(self.fn.ops)
         self.emit("label", name=top)
@@ -495,6 +512,13 @@ class ProbeLowering(ProbeContextMixin, ExprMixin, Lowering):
 
     def aggregate(self, m: A.Map, lay: MapLayout, call: A.Call) -> None:
         """``@m[k] = count()/sum(v)/...`` into the per-CPU map."""
+        self.push_node(call)                  # bpftrace's helper errors name the call
+        try:
+            self._aggregate(m, lay, call)
+        finally:
+            self.pop_node()
+
+    def _aggregate(self, m: A.Map, lay: MapLayout, call: A.Call) -> None:
         ref = self.mb.map_ref(m.name)
         kind = call.name
         if kind == "count":
@@ -626,6 +650,7 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
     mb = ModuleBuilder(front, opts)
     programs: List[LoweredProgram] = []
     walks: Dict[str, int] = {}
+    numbers: Dict[str, int] = {}
     for index, info in enumerate(front.analysis.probes):
         probe = info.probe
         expanded: List[Any] = []
@@ -635,11 +660,13 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
         if not expanded:
             continue
         expanded = _usdt_locations(expanded, front.env, opts)
-        groups = [[ap] for ap in expanded] if (info.need_expansion or _differs(expanded)
-                                                or expanded[0].kind == "usdt") \
-            else [expanded]
+        split = info.need_expansion or _differs(expanded) or expanded[0].kind == "usdt"
+        groups = [[ap] for ap in expanded] if split else [expanded]
+        key = ",".join(_full_name(ap) for ap in front.attach_points[index])
         for g, aps in enumerate(groups):
             name = f"p{index}_{g}"
+            numbers[key] = numbers.get(key, 0) + 1
+            label = _full_name(aps[0]) if split else key
             low = ProbeLowering(mb, index, probe, aps[0], name)
             low.probe_name = _full_name(aps[0])
             ir = low.compile()
@@ -647,12 +674,40 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
             insns = link_program([compiled])
             from .semantic import progtype
             programs.append(LoweredProgram(name, index, aps, progtype(_kind(aps[0])),
-                                           aps[0].provider, insns))
+                                           aps[0].provider, insns,
+                                           f"s_{label}_{numbers[key]}"))
     mod = LoweredModule(programs, mb.unit, mb.layouts, mb.sites, mb.probe_names,
                         mb.stack_maps, opts.strlen)
     mod.strftime_fmts = getattr(mb, "strftime_fmts", [])      # type: ignore[attr-defined]
     mod.cgroup_filters = getattr(mb, "cgroup_filters", [])    # type: ignore[attr-defined]
     return mod
+
+
+def _never_ends(s: A.While) -> bool:
+    """Is ``s`` a ``while`` whose condition is a nonzero constant and whose body has no
+    ``break`` of its own, no ``return`` and no ``exit()`` (the verifier would reject
+    the program as an infinite loop)?"""
+    if not (isinstance(s.cond, A.Integer) and s.cond.value != 0):
+        return False
+
+    def leaves(stmts: List[Any], nested: bool) -> bool:
+        for st in stmts:
+            if isinstance(st, A.Jump) and (st.kind == "return"
+                                           or (st.kind == "break" and not nested)):
+                return True
+            if isinstance(st, A.ExprStatement) and isinstance(st.expr, A.Call) \
+                    and st.expr.name == "exit":
+                return True
+            if isinstance(st, A.If) and (leaves(st.then, nested)
+                                         or leaves(st.orelse or [], nested)):
+                return True
+            if isinstance(st, A.Unroll) and leaves(st.body, nested):
+                return True
+            if isinstance(st, (A.While, A.For)) and leaves(st.body, True):
+                return True
+        return False
+
+    return not leaves(s.body, False)
 
 
 def _expands(ap: Any) -> bool:

@@ -108,6 +108,8 @@ def lower_call(low: Any, e: A.Call) -> Any:
         return low.load_const(resolve_cgroupid(_lit_str(low, args[0])), e, T.u64)
     if n == "sizeof":
         return low.load_const(max(args[0].ty.size, 0), e)
+    if n == "offsetof":                       # extensions (0.18): a constant
+        return low.load_const(int(getattr(e, "offset", 0)), e, T.u64)
     if n == "signal":
         a = args[0]
         if isinstance(a, A.String):

@@ -347,6 +347,8 @@ def parse_environment(environ: Mapping[str, str], opts: TraceOptions) -> None:
         _check_btf_file(environ["BPFTRACE_BTF"])
         opts.btf = environ["BPFTRACE_BTF"]
     opts.notify_attached = "__BPFTRACE_NOTIFY_PROBES_ATTACHED" in environ
+    # pybpf's own: what later bpftrace releases accept (rawtracepoint, offsetof...)
+    opts.extensions = environ.get("PYBPF_TRACE_EXTENSIONS", "") == "1"
 
 
 # ---------------------------------------------------------------------------------------

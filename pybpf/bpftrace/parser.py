@@ -17,12 +17,13 @@ casts and prefix ``* ~ ! -``, prefix ``++ --`` (maps and variables only), and po
 The parser stops at the first syntax error and reports it where bison does (the first
 token that cannot continue the program), after every lexical error met up to that token.
 Errors are :class:`~pybpf.bpftrace.errors.BpftraceSyntaxError`. ``allow_for=True`` also
-accepts ``for ($kv : @map) { }`` (bpftrace 0.21), which 0.17 refuses.
+accepts newer syntax 0.17 refuses: ``for ($kv : @map) { }`` (bpftrace 0.21) and
+``offsetof(struct x, f)`` (0.18: a call to ``offsetof``).
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import ast as A
 from .errors import BpftraceSyntaxError, Diagnostic, Location
@@ -435,9 +436,17 @@ class Parser:
             if self.peek().kind != "RPAREN":
                 args = self.vargs()
             self.expect("RPAREN")
-            if k not in ("CALL", "CALL_BUILTIN"):
+            if k not in ("CALL", "CALL_BUILTIN") and not (
+                    name == "offsetof" and self.allow_for):    # newer syntax: 0.18
                 self.fail(t.loc, f"Unknown function: {name}")
             span = self.span(start)
+            if name == "offsetof" and len(args) == 1 and isinstance(args[0], A.Identifier) \
+                    and "," in args[0].name:
+                # 0.17's lexer reads `struct x, f` up to the `)` as one struct name
+                rec, fld = (w.strip() for w in args[0].name.split(",", 1))
+                a0 = args[0]
+                args = [A.Identifier(rec, loc=a0.loc, span=a0.span),
+                        A.Identifier(fld, loc=a0.loc, span=a0.span)]
             return A.Call(name, args, loc=span, span=span)
         if k == "CALL":
             self.syntax_error()
@@ -517,7 +526,8 @@ def parse_expression(source: str, filename: str = "stdin") -> A.Expr:
 
 def parse_program(source: str, filename: str = "stdin", btf: bool = True,
                   allow_for: bool = False, headers: bool = False,
-                  include_dirs: Optional[List[str]] = None) -> A.Program:
+                  include_dirs: Optional[List[str]] = None,
+                  include_files: Sequence[str] = ()) -> A.Program:
     """Parse like bpftrace does: once, read the preamble (``#define``s, ``struct``s,
     ``#include``s, conditionals on ``BPFTRACE_HAVE_BTF``, which ``btf`` defines), then,
     when the preamble defines macros, once more with them expanded. The tree's
@@ -525,10 +535,16 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
 
     With ``headers``, the object-like macros of the ``#include``-d headers that the
     program names are expanded too (:mod:`pybpf.bpftrace.headers`; ``include_dirs`` are
-    ``-I`` directories), as bpftrace's clang pass provides them."""
+    ``-I`` directories), as bpftrace's clang pass provides them.
+
+    ``include_files`` are ``--include`` files: read as a preamble placed before the
+    program's own (clang's ``-include``: macros, structs and enums they define are
+    visible to the program, whose own definitions win)."""
     from .preamble import read_preamble
     prog = parse(source, filename, allow_for=allow_for)
     pre = read_preamble(prog.c_definitions, source, filename, btf=btf)
+    for path in reversed(list(include_files)):
+        pre = _merge_preamble(read_include_file(path, include_dirs or [], btf), pre)
     macros = dict(pre.macros)
     if headers and pre.includes:
         from .headers import header_macros, include_dirs as default_dirs
@@ -540,3 +556,56 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
         prog = parse(source, filename, macros=macros, allow_for=allow_for)
     prog.preamble = pre
     return prog
+
+
+def _find_include(path: str, dirs: Sequence[str]) -> Optional[str]:
+    """Where clang's ``-include PATH`` finds the file: as written (relative to the
+    working directory), then in the ``-I`` directories."""
+    import os
+    if os.path.isfile(path):
+        return path
+    if not os.path.isabs(path):
+        for d in dirs:
+            cand = os.path.join(d, path)
+            if os.path.isfile(cand):
+                return cand
+    return None
+
+
+def read_include_file(path: str, include_dirs: Sequence[str] = (), btf: bool = True
+                      ) -> Any:
+    """The :class:`~pybpf.bpftrace.preamble.Preamble` of a ``--include`` file: its
+    ``#define``/``#include``/``#if`` lines and ``struct``/``union``/``enum`` definitions
+    (anything else is an error naming its line). A file that cannot be found is
+    clang's ``fatal error: 'PATH' file not found``, as bpftrace 0.17 prints it."""
+    from .errors import BpftraceError
+    from .preamble import read_preamble
+    found = _find_include(path, include_dirs)
+    if found is None:
+        raise BpftraceError([Diagnostic(None, f"'{path}' file not found", "fatal error")],
+                            "", path)
+    with open(found, "rb") as fh:
+        text = fh.read().decode("utf-8", "replace")
+    lexed = tokenize(text)
+    if lexed.errors:
+        raise BpftraceSyntaxError([lexed.errors[0][1]], text, found)
+    defs: List[A.CDefinition] = []
+    for t in lexed.tokens:
+        if t.kind == "END":
+            break
+        if t.kind not in ("CPREPROC", "STRUCT_DEFN"):
+            raise BpftraceSyntaxError([Diagnostic(
+                t.loc, "pybpf reads only #define, #undef, #include, #if... and "
+                "struct/union/enum definitions in an included file")], text, found)
+        real = Location(t.line, t.col, t.loc.end_line, t.loc.end_col)
+        defs.append(A.CDefinition("preproc" if t.kind == "CPREPROC" else "struct",
+                                  str(t.value), loc=t.loc, span=real))
+    return read_preamble(defs, text, found, btf=btf)
+
+
+def _merge_preamble(first: Any, then: Any) -> Any:
+    """``first``'s declarations followed by ``then``'s (later definitions win)."""
+    then.includes = first.includes + then.includes
+    for attr in ("macros", "constants", "structs", "enums"):
+        setattr(then, attr, {**getattr(first, attr), **getattr(then, attr)})
+    return then

@@ -30,25 +30,48 @@ __all__ = ["Runtime", "Output"]
 
 
 class Output:
-    """Where bpftrace's stdout goes: text written as latin-1 bytes when the stream has a
-    binary buffer (bpftrace passes bytes through), flushed as ``-B`` asks."""
+    """Where bpftrace's stdout goes, buffered as bpftrace 0.17 buffers it (its own
+    buffer, whatever Python's is): ``-B line`` (the default) writes out at each
+    newline, ``-B full`` when 8 KiB (glibc's ``BUFSIZ``) are pending, ``-B none`` at
+    once; and whatever the mode, a message bpftrace ends with ``std::endl`` flushes
+    (``write(..., endl=True)``: the ``Attaching`` line, maps, ``print()`` values, lost
+    events, ``join()``, every ``-f json`` line), while printf, ``time()``, ``cat()`` and
+    ``system()`` output do not. Text is written as latin-1 bytes when the stream has a
+    binary buffer (bpftrace passes bytes through). ``-o FILE`` is buffered fully (a
+    C++ file stream)."""
+
+    BUFSIZ = 8192
 
     def __init__(self, stream: TextIO, buffering: Optional[str]) -> None:
         self.stream = stream
         self.binary = getattr(stream, "buffer", None)
-        self.flush_each = buffering in ("none", "line") or (
-            buffering is None and stream.isatty() if hasattr(stream, "isatty") else False)
+        self.mode = buffering or "line"
+        self.pending: List[str] = []
+        self.size = 0
 
-    def write(self, text: str) -> None:
-        if self.binary is not None:
-            self.binary.write(text.encode("latin-1", "replace"))
-        else:
-            self.stream.write(text)
-        if self.flush_each:
+    @property
+    def flush_each(self) -> bool:
+        """Does every write reach the stream at once (``-B none``)?"""
+        return self.mode == "none"
+
+    def write(self, text: str, endl: bool = False) -> None:
+        """Write ``text``; ``endl``: the message ends with a flush in bpftrace."""
+        self.pending.append(text)
+        self.size += len(text)
+        if self.mode == "none" or endl or self.size >= self.BUFSIZ or (
+                self.mode == "line" and "\n" in text):
             self.flush()
 
     def flush(self) -> None:
+        """Write out what is pending and flush the stream."""
+        text = "".join(self.pending)
+        self.pending, self.size = [], 0
         try:
+            if text:
+                if self.binary is not None:
+                    self.binary.write(text.encode("latin-1", "replace"))
+                else:
+                    self.stream.write(text)
             (self.binary or self.stream).flush()
         except (OSError, ValueError):
             pass
@@ -149,11 +172,13 @@ class Runtime:
             from .printf import format_printf
             text = format_printf(site.fmt or "", args)
             if k == "printf":
-                self.out.write(J.message_json("printf", text) if self.json else text)
+                self.out.write(J.message_json("printf", text) if self.json else text,
+                               endl=self.json)
             elif k == "system":
                 res = subprocess.run(text, shell=True, stdout=subprocess.PIPE)
                 body = res.stdout.decode("latin-1")
-                self.out.write(J.message_json("syscall", body) if self.json else body)
+                self.out.write(J.message_json("syscall", body) if self.json else body,
+                               endl=self.json)
             else:
                 try:
                     with open(text, "rb") as fh:
@@ -162,7 +187,13 @@ class Runtime:
                     sys.stderr.write(f"ERROR: failed to open file '{text}': "
                                      f"{os.strerror(exc.errno or 0)}\n")
                     return
-                self.out.write(J.message_json("cat", body) if self.json else body)
+                self.out.write(J.message_json("cat", body) if self.json else body,
+                               endl=self.json)
+            return
+        if k == "helper_error":
+            code = struct.unpack_from("<q", data, site.args[0][1])[0]
+            self.out.write(helper_error_text(site.fmt or "", code, site.extra,
+                                             self.front, self.json), endl=True)
             return
         if k == "join":
             from .lower_calls import JOIN_ARG_SIZE, JOIN_ARGS
@@ -171,12 +202,14 @@ class Runtime:
                 a = data[8 + i * JOIN_ARG_SIZE:8 + (i + 1) * JOIN_ARG_SIZE]
                 parts.append(a.split(b"\0", 1)[0].decode("latin-1"))
             text = O.join_text(parts, site.fmt if site.fmt is not None else " ")
-            self.out.write(J.message_json("join", text) if self.json else text + "\n")
+            self.out.write(J.message_json("join", text) if self.json else text + "\n",
+                           endl=True)
             return
         if k == "time":
             text = O.time_text(site.fmt or "%H:%M:%S\n")
             if text is not None:
-                self.out.write(J.message_json("time", text) if self.json else text)
+                self.out.write(J.message_json("time", text) if self.json else text,
+                               endl=self.json)
             return
         if k in ("clear", "zero"):
             self.decoder.clear(site.fmt, zero=k == "zero")
@@ -185,14 +218,15 @@ class Runtime:
             top, div = site.extra
             m = self.decoder.map_data(site.fmt)
             if self.json:
-                self.out.write(J.map_json(m, top, div))
+                self.out.write(J.map_json(m, top, div), endl=True)
             else:
-                self.out.write(O.map_text(m, top, div))
+                self.out.write(O.map_text(m, top, div), endl=True)
             return
         if k == "print_value":
             t, off = site.args[0]
             v = self.decoder.value(t, data, off)
-            self.out.write(J.value_json(v) if self.json else O.value_text(v) + "\n")
+            self.out.write(J.value_json(v) if self.json else O.value_text(v) + "\n",
+                           endl=True)
             return
 
     exit_seen = False
@@ -256,7 +290,7 @@ class Runtime:
             self.console.write(text[:2])
             self.console.flush()
             text = text[2:]
-        self.out.write(text)
+        self.out.write(text, endl=True)
 
     lost_reported = 0
 
@@ -273,7 +307,8 @@ class Runtime:
         lost = sum(self.maps[DROPS_MAP][slot]) - self.lost_reported
         if lost > 0:
             self.lost_reported += lost
-            self.out.write(J.lost_events_json(lost) if self.json else O.lost_events_text(lost))
+            self.out.write(J.lost_events_json(lost) if self.json
+                           else O.lost_events_text(lost), endl=True)
 
     def close(self) -> None:
         """Release everything (idempotent)."""
@@ -287,6 +322,20 @@ class Runtime:
             for obj in group.values():
                 _close(obj)
             group.clear()
+
+
+def helper_error_text(helper: str, code: int, loc: Any, front: Any, json: bool) -> str:
+    """A ``-k`` helper error as bpftrace 0.17 prints it: a located ``WARNING: Failed to
+    HELPER: strerror (-N)`` (``: N`` for a non-negative code) with the source line, or
+    the ``helper_error`` JSON line."""
+    if json:
+        line, col = (loc.line, loc.col) if loc is not None else (0, 0)
+        return (f'{{"type": "helper_error", "helper": "{helper}", "retcode": {code}, '
+                f'"line": {line}, "col": {col}}}\n')
+    from .errors import Diagnostic, render_diagnostic
+    why = f"{os.strerror(-code)} ({code})" if code < 0 else str(code)
+    diag = Diagnostic(loc, f"Failed to {helper}: {why}", "WARNING")
+    return render_diagnostic(diag, front.source, front.filename) + "\n"
 
 
 def _close(obj: Any) -> None:

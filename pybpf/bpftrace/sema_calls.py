@@ -24,7 +24,7 @@ from .types import (MAX_STACK_SIZE, SizedType, create_aggregation, create_array,
                     create_simple, create_stack, create_string, create_uint,
                     create_uint64, node_type as _ty, typestr)
 
-__all__ = ["call", "validate_format", "UNSAFE", "ASYNC", "COMPILE_TIME", "AGGREGATION",
+__all__ = ["call", "offsetof", "validate_format", "UNSAFE", "ASYNC", "COMPILE_TIME", "AGGREGATION",
            "PRINTF_TYPES", "PRINTK_TYPES", "SIGNALS", "REGISTERS"]
 
 UNSAFE = ("system", "signal", "override")
@@ -602,6 +602,36 @@ def _signal(c: _Call) -> None:
             c.err(f"{v if v is not None else 0} is not a valid signal, allowed range: [1,64]")
     elif t.kind != "integer":
         c.err("signal only accepts string literals or integers")
+
+
+def offsetof(a: Any, e: A.Call) -> None:
+    """``offsetof(struct x, field)`` / ``offsetof(expr, field)`` (bpftrace 0.18, behind
+    extensions): a uint64 constant, the field's byte offset in ``e.offset``; 0.18's
+    messages for a wrong first argument, an unknown record or field."""
+    e.ty = create_uint64()                              # type: ignore[attr-defined]
+    e.offset = 0                                        # type: ignore[attr-defined]
+    if len(e.args) != 2:
+        a.err(e.loc, "offsetof() requires 2 arguments")
+        return
+    rec, fld = e.args
+    fld.ty = create_none()                              # type: ignore[attr-defined]
+    name = " ".join(getattr(rec, "name", "").split())
+    if isinstance(rec, A.Identifier) and name.split(" ")[0] in ("struct", "union") \
+            and not a.structs.has(name):
+        rec.ty = create_none()                          # type: ignore[attr-defined]
+        a.err(e.loc, f"'{name}' does not exist.")
+        return
+    a.expr(rec)
+    t = rec.ty                                          # type: ignore[attr-defined]
+    field_name = getattr(fld, "name", None)
+    if t.kind != "record" or not isinstance(fld, (A.Identifier, A.Builtin)):
+        a.err(e.loc, "offsetof() 1st argument is not of a record type.")
+    elif t.struct is None:
+        a.err(e.loc, f"'{t}' does not exist.")
+    elif not t.struct.has_field(field_name):
+        a.err(e.loc, f"'{t}' has no field named '{field_name}'")
+    else:
+        e.offset = t.struct.field(field_name).offset    # type: ignore[attr-defined]
 
 
 def _sizeof(c: _Call) -> None:

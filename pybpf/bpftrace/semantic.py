@@ -77,6 +77,8 @@ class SemaOptions:
     btf: Any = "kernel"
     structs: Optional[StructManager] = None
     features: Dict[str, bool] = field(default_factory=dict)
+    #: accept what later releases do (``offsetof``; ``for`` is refused more plainly)
+    extensions: bool = False
 
     def has(self, feature: str) -> bool:
         """Is helper/feature ``feature`` available? ``d_path`` and ``skb_output`` need
@@ -445,7 +447,11 @@ class Analyser:
             if s.kind in ("break", "continue") and self.loop_depth <= 0:
                 self.err(s.loc, f"{s.kind} used outside of a loop")
         elif isinstance(s, A.For):
-            self.err(s.loc, "for loops are not supported by bpftrace 0.17")
+            if self.opts.extensions:
+                self.err(s.loc, "for loops over maps (bpftrace 0.21) are not supported "
+                                "by pybpf yet: use print() or a loop over known keys")
+            else:
+                self.err(s.loc, "for loops are not supported by bpftrace 0.17")
 
     # -- expressions --------------------------------------------------------------------
     def expr(self, e: A.Expr) -> None:
@@ -506,6 +512,9 @@ class Analyser:
         sema_exprs.builtin(self, e)
 
     def x_Call(self, e: A.Call) -> None:
+        if e.name == "offsetof":               # only parsed with newer syntax (0.18)
+            sema_calls.offsetof(self, e)
+            return
         sema_calls.call(self, e)
 
     def x_Map(self, e: A.Map) -> None:

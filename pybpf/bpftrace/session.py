@@ -49,7 +49,9 @@ class TraceOptions:
     on stderr once every probe is attached.
 
     ``extensions`` accepts what bpftrace 0.17 refuses but later releases run:
-    ``rawtracepoint:event`` probes (0.18) with ``arg0``...
+    ``rawtracepoint:event`` probes (0.18) with ``arg0``..., ``offsetof(struct x, f)``
+    and ``offsetof(expr, f)`` (0.18); ``for ($kv : @map)`` (0.21) is parsed and refused
+    with a located error. The command line sets it from ``PYBPF_TRACE_EXTENSIONS=1``.
     """
 
     output_format: str = "text"
@@ -107,10 +109,11 @@ def front(source: str, filename: str, opts: TraceOptions) -> FrontResult:
     env = ProbeEnv(params=opts.params, pid=opts.pid, has_child=opts.command is not None,
                    extensions=opts.extensions)
     program = parse_program(source, filename, headers=True,
-                            include_dirs=list(opts.include_dirs) or None)
+                            include_dirs=list(opts.include_dirs) or None,
+                            include_files=opts.includes, allow_for=opts.extensions)
     attach_points = parse_attach_points(program, env, source, filename)
     sema = SemaOptions(unsafe=opts.unsafe, strlen=opts.strlen,
-                       has_child=opts.command is not None)
+                       has_child=opts.command is not None, extensions=opts.extensions)
     analysis = analyse(program, attach_points, env, sema, source=source, filename=filename)
     return FrontResult(source, filename, program, attach_points, analysis, env)
 
@@ -152,17 +155,21 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             if hasattr(exc, "status"):               # a bpftrace message, unlocated
                 err.write(f"ERROR: {exc.message}\n")
                 return exc.status                      # type: ignore[attr-defined]
-            err.write(f"ERROR: {exc}\n")
+            err.write(compile_error_text(exc, source, filename) + "\n")
             return 1
         for w in result.env.warnings:                # found while matching probes
             err.write(f"WARNING: {w}\n")
         result.env.warnings.clear()
+        if opts.emit_elf is not None:                # a dry run, as in bpftrace
+            from .emit import write_elf
+            write_elf(mod, opts.emit_elf)
+            return 0
         if opts.output_path:
             opened = open(opts.output_path, "w", encoding="latin-1")
             out_stream = opened
         from .attach import AttachFailure
         from .runtime import Output, Runtime, release_child
-        out = Output(out_stream, opts.buffering)
+        out = Output(out_stream, "full" if opened is not None else opts.buffering)
         rt = Runtime(result, mod, opts, out)
         if opened is not None:
             rt.console = Output(stdout or default_stdout(), opts.buffering)
@@ -186,7 +193,7 @@ def run(source: str, filename: str, opts: TraceOptions, *,
                 from . import json_output as J
                 from . import output as O
                 out.write(J.attached_probes_json(n) if opts.output_format == "json"
-                          else O.attached_probes_text(n))
+                          else O.attached_probes_text(n), endl=True)
             rt.run_special("BEGIN")                 # bpftrace: BEGIN, then attach
             try:
                 rt.attach()
@@ -235,6 +242,20 @@ def run(source: str, filename: str, opts: TraceOptions, *,
                 pass
         if opened is not None:
             opened.close()
+
+
+def compile_error_text(exc: Any, source: str, filename: str) -> str:
+    """A lowering error as bpftrace prints its errors: located
+    (``stdin:1:9-14: ERROR: message``, the source line and marks) when the error
+    names a node of the program, else ``ERROR: ...`` on one line."""
+    loc = getattr(exc, "bt_loc", None)
+    if loc is None:
+        return f"ERROR: {exc}"
+    from .errors import Diagnostic, render_diagnostic
+    msg = " ".join(exc.message.split())
+    if exc.suggestion:
+        msg += f" ({' '.join(exc.suggestion.split())})"
+    return render_diagnostic(Diagnostic(loc, msg), source, filename)
 
 
 def default_stdout() -> TextIO:
