@@ -51,7 +51,7 @@ TOOLS = {
     "bashreadline": (3, r"toolwork-bash", True, None),
     "bitesize": (2, None, True, None),
     "cpuwalk": (2, None, True, None),
-    "execsnoop": (2, None, True, None),
+    "execsnoop": (2, r"toolwork", True, None),     # the workload's own exec line
     "gethostlatency": (3, r"toolwork", True, None),
     "killsnoop": (3, r"toolwork", True, None),
     "naptime": (3, r"toolwork", True, None),

@@ -19,8 +19,16 @@ import pytest
 
 from bpftrace_tools.harness import run_both
 
+def _no_kprobes() -> str:
+    from pybpf.link.kprobe import kprobes_available
+    why = kprobes_available()
+    return f"needs kprobes (run in the second-kernel stage, scripts/vmtest.sh): {why}" \
+        if why else ""
+
+
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(bool(_no_kprobes()), reason=_no_kprobes() or "kprobes"),
     pytest.mark.skipif(shutil.which("bpftrace") is None, reason="needs bpftrace 0.17"),
 ]
 
