@@ -274,10 +274,13 @@ class Runtime:
 
     def finish(self) -> None:
         """Detach, run END, print the last events and the maps."""
-        self.poll(0)
         for ln in self.links:
             _close(ln)
         self.links = []
+        # what the probes sent before they were detached; after exit() it is dropped
+        # (as 0.17 drops it), so this drain comes after the detach: a record made
+        # between a drain and the detach would otherwise be printed after END's reset
+        self.poll(0)
         self.stop = False
         self.exit_seen = False
         self.run_special("END")
