@@ -35,12 +35,12 @@ import os
 import re
 import time
 import warnings
-from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple,
     Union,
 )
 
+from ._plain import PlainData
 from .asm.encoding import decode, encode
 from .asm.helpers import helper
 from .asm.instruction import Instruction, SourceLocation
@@ -309,8 +309,7 @@ class VerifierError(_errors.VerifierError):
 # Specs
 # ---------------------------------------------------------------------------------------
 
-@dataclass
-class ProgramSpec:
+class ProgramSpec(PlainData):
     """Everything needed to load a program, before the kernel is involved.
 
     * ``type``: a :class:`~pybpf.syscall.bpf.ProgType`;
@@ -331,7 +330,10 @@ class ProgramSpec:
     * ``source_lines``: when no ``btf`` is given and instructions carry source locations,
       load BTF made from them (:func:`pybpf.btf.builder.source_btf`, Linux 5.0) so
       ``bpftool prog dump xlated`` and verifier logs show the source lines (not for
-      extension programs, whose BTF must match their target's).
+      extension programs, whose BTF must match their target's);
+    * ``prebuilt_btf``: that BTF built already, ``(blob, func_info, line_info)`` as
+      :func:`pybpf.btf.builder.program_btf` makes them (the cache of compiled modules
+      keeps them, so a cached tool loads without building BTF).
     """
 
     type: int
@@ -351,6 +353,7 @@ class ProgramSpec:
     line_info: bytes = b""
     fd_array: Sequence[Any] = ()
     source_lines: bool = True
+    prebuilt_btf: Optional[Tuple[bytes, bytes, bytes]] = None
 
     def resolved(self, maps: Optional[Mapping[str, Any]] = None) -> List[Instruction]:
         """The instructions with every map reference replaced by its fd."""
@@ -378,8 +381,11 @@ class ProgramSpec:
         own_btf, func_info, line_info = None, self.func_info, self.line_info
         if self.source_lines and self.btf is None and not func_info and not line_info \
                 and self.type != ProgType.EXT:      # extensions need their target's types
-            from .btf.builder import source_btf
-            own_btf, func_info, line_info = source_btf(insns, self.name)
+            if self.prebuilt_btf is not None:
+                own_btf, func_info, line_info = _progs.btf_load_optional(*self.prebuilt_btf)
+            else:
+                from .btf.builder import source_btf
+                own_btf, func_info, line_info = source_btf(insns, self.name)
         kwargs: Dict[str, Any] = dict(
             license=self.license, name=self.name,
             expected_attach_type=self.attach_type or 0, flags=self.flags,

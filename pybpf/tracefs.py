@@ -28,10 +28,10 @@ import os
 import re
 import struct
 import threading
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from ._plain import PlainData, factory
 from .errors import UnknownNameError, close_matches
 from .syscall.errors import NotSupportedError
 
@@ -202,8 +202,7 @@ def event_id(group: str, name: Optional[str] = None) -> int:
         raise _unknown_event(group, name) from None
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(PlainData, frozen=True):
     """One field of a trace event record.
 
     ``kind`` is ``"scalar"``, ``"pointer"``, ``"array"`` (fixed, ``count`` elements of
@@ -277,8 +276,7 @@ def _parse_decl(decl: str, offset: int, size: int, signed: bool) -> Field:
     return Field(name, ctype, offset, size, signed)
 
 
-@dataclass
-class EventFormat:
+class EventFormat(PlainData):
     """The record layout of one trace event, from its ``format`` file.
 
     ``fields`` are the event's own fields in order; ``common_fields`` the header every
@@ -290,7 +288,7 @@ class EventFormat:
     name: str
     id: int
     fields: List[Field]
-    common_fields: List[Field] = field(default_factory=list)
+    common_fields: List[Field] = factory(list)  # type: ignore[assignment]
     print_fmt: str = ""
 
     @property
@@ -443,8 +441,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class ProbeEvent:
+class ProbeEvent(PlainData, frozen=True):
     """One line of ``kprobe_events``/``uprobe_events``: ``kind`` (``"kprobe"`` or
     ``"uprobe"``), ``type`` (``"p"``, ``"r"``), ``group``, ``name`` and the rest of the
     definition."""

@@ -95,6 +95,22 @@ def test_second_load_comes_from_the_cache_and_behaves_the_same(tmp_path, cache_d
 
 
 @needs_bpf
+def test_a_cached_program_loads_the_source_line_btf_it_was_stored_with(tmp_path, cache_dir):
+    """The entry keeps each program's source-line BTF (a hit builds none): it is the
+    BTF the loader would build, and the kernel takes its line records."""
+    from pybpf.btf.builder import program_btf
+    module = write_module(tmp_path)
+    run_counted(module, os.getpid())
+    with load(module, consts={"TARGET": os.getpid()}) as mod:
+        assert mod.spec.cached
+        for name, prog in mod.spec.programs.items():
+            built = program_btf(prog.instructions, name[:15])
+            assert prog.btf == (built.blob, built.func_info, built.line_info)
+            info = mod.programs[name].info()
+            assert info.raw.nr_line_info == built.line_count > 0
+
+
+@needs_bpf
 def test_constants_are_not_in_the_key_and_still_take_effect(tmp_path, cache_dir):
     module = write_module(tmp_path)
     run_counted(module, os.getpid())                       # fills the cache
@@ -260,7 +276,13 @@ HIT_SCRIPT = textwrap.dedent('''
     compiler = sorted(m for m in sys.modules
                       if m.startswith(("pybpf.dsl.compiler.", "pybpf.compiler."))
                       and m not in cheap)
-    print(value, STATS["hits"], STATS["misses"], ",".join(compiler) or "-")
+    # nor what only compiling needs: BTF building and parsing, dataclasses (and
+    # inspect), the map classes the module does not use
+    heavy = sorted(m for m in ("pybpf.btf.builder", "pybpf.btf.parser", "dataclasses",
+                               "inspect", "pybpf.maps.hash", "pybpf.maps.lpm",
+                               "pybpf.maps.of_maps") if m in sys.modules)
+    print(value, STATS["hits"], STATS["misses"], ",".join(compiler) or "-",
+          ",".join(heavy) or "-")
 ''')
 
 
@@ -276,10 +298,11 @@ def test_a_hit_does_not_import_the_compiler(tmp_path, cache_dir):
         assert out.returncode == 0, out.stderr
         return out.stdout.split()
 
-    value, hits, misses, compiler = run()
+    value, hits, misses, compiler, heavy = run()
     assert (value, hits, misses) == ("1", "0", "1") and "pybpf.dsl.compiler.frontend" in compiler
-    value, hits, misses, compiler = run()
-    assert (value, hits, misses, compiler) == ("1", "1", "0", "-")
+    assert "pybpf.btf.builder" in heavy               # a miss builds the BTF
+    value, hits, misses, compiler, heavy = run()
+    assert (value, hits, misses, compiler, heavy) == ("1", "1", "0", "-", "-")
 
 
 @needs_bpf

@@ -551,10 +551,6 @@ def source_btf(instructions: Sequence[Any], name: str = ""
     built = program_btf(instructions, name)
     if built is None:
         return None, b"", b""
-    from ..syscall.progs import btf_load
-    try:
-        fd = btf_load(built.blob)
-    except OSError:
-        return None, b"", b""
-    return fd, built.func_info, built.line_info
+    from ..syscall.progs import btf_load_optional
+    return btf_load_optional(built.blob, built.func_info, built.line_info)
 

@@ -30,7 +30,8 @@ value is written when the module is loaded; the instructions only hold its layou
 BLAKE2b-256 of the payload, then a small JSON document (programs with their attach points
 by position, instruction metadata: labels, map references, source lines; maps by the
 global that declares them; constants' offsets; ``print()`` sites; drop counter slots)
-and the instruction bytes. Nothing is unpickled: a damaged, truncated, foreign or
+and the bytes: each program's instructions and its source-line BTF (blob, func_info,
+line_info: loading a cached module builds no BTF). Nothing is unpickled: a damaged, truncated, foreign or
 older-format entry fails validation and is compiled again and replaced.
 
 **Location**: ``$PYBPF_CACHE_DIR``, else ``$XDG_CACHE_HOME/pybpf``, else
@@ -64,7 +65,7 @@ __all__ = ["FORMAT", "cache_dir", "enabled", "kernel_identity", "pybpf_identity"
            "NO_CACHE_ENV", "CACHE_DIR_ENV"]
 
 #: the layout of an entry; bump it whenever what is stored or how it is read changes
-FORMAT = 1
+FORMAT = 2
 #: set to a non-empty value other than ``0`` to bypass the cache
 NO_CACHE_ENV = "PYBPF_NO_CACHE"
 #: where the entries are kept (overrides ``$XDG_CACHE_HOME/pybpf``)
@@ -431,6 +432,7 @@ def _program_slots(fns: Sequence[Any]) -> Dict[str, Tuple[int, int]]:
 
 def _encode(key: str, inputs: ModuleInputs, spec: Any) -> bytes:
     from ..asm.encoding import encode
+    from ..btf.builder import program_btf
     if not inputs.cacheable:
         raise _Uncacheable(inputs.why)
     unit = spec.unit
@@ -465,9 +467,15 @@ def _encode(key: str, inputs: ModuleInputs, spec: Any) -> bytes:
             if ins.label is not None or ref is not None or s is not None:
                 meta.append([i, ins.label, ref, s])
         blob = encode(insns)
-        programs.append({"name": pname, "at": list(slots[pname]), "code": [len(code), len(blob)],
-                         "count": len(insns), "meta": meta})
+        entry = {"name": pname, "at": list(slots[pname]), "code": [len(code), len(blob)],
+                 "count": len(insns), "meta": meta}
         code += blob
+        built = program_btf(insns, pname[:15])
+        if built is not None:
+            entry["btf"] = [len(code), len(built.blob), len(built.func_info),
+                            len(built.line_info)]
+            code += built.blob + built.func_info + built.line_info
+        programs.append(entry)
     maps = []
     memo: Dict[int, str] = {}
     for mname, decl in unit.maps.items():
@@ -584,8 +592,15 @@ def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[st
             return None
         from .attach import kinds_of
         kind = kinds_of(inputs.fns[fi])[ki]
+        btf = None
+        if "btf" in p:
+            at, nb, nf, nl = (int(x) for x in p["btf"])
+            if at + nb + nf + nl > len(code):
+                return None
+            btf = (bytes(code[at:at + nb]), bytes(code[at + nb:at + nb + nf]),
+                   bytes(code[at + nb + nf:at + nb + nf + nl]))
         programs[p["name"]] = CompiledModuleProgram(
-            p["name"], kind, CompiledProgram(p["name"], [], insns))
+            p["name"], kind, CompiledProgram(p["name"], [], insns), btf)
     spec = ModuleSpec(module_name or str(doc["name"]), programs, unit)
     spec.cached = True
     return spec

@@ -24,7 +24,7 @@ import struct
 import sys
 import time
 import types as _pytypes
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TextIO, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TextIO, Tuple, Union
 
 from ..compiler.errors import CompileError
 from ..compiler.maps import MapDecl, PerfEventArray, RingBuf
@@ -38,12 +38,16 @@ _BPF_F_RDONLY_PROG = 1 << 7
 
 
 class CompiledModuleProgram:
-    """One compiled program of a module: ``name``, ``kind``, linked ``instructions``."""
+    """One compiled program of a module: ``name``, ``kind``, linked ``instructions``;
+    ``btf``: its source-line BTF built already, ``(blob, func_info, line_info)`` (a
+    cached program), else None (built at load)."""
 
-    def __init__(self, name: str, kind: ProgramKind, program: Any) -> None:
+    def __init__(self, name: str, kind: ProgramKind, program: Any,
+                 btf: Optional[Tuple[bytes, bytes, bytes]] = None) -> None:
         self.name = name
         self.kind = kind
         self.program = program          # a pybpf.dsl.CompiledProgram
+        self.btf = btf
 
     @property
     def instructions(self) -> List[Any]:
@@ -57,8 +61,13 @@ class CompiledModuleProgram:
         k = self.kind
         if k.tracing:
             from ..link.tracing import tracing_spec
-            return tracing_spec(k.decorator, k.target, self.instructions, name=self.name[:15])
-        return ProgramSpec(ProgType[k.type.upper()], self.instructions, name=self.name[:15])
+            spec = tracing_spec(k.decorator, k.target, self.instructions, name=self.name[:15])
+        else:
+            spec = ProgramSpec(ProgType[k.type.upper()], self.instructions,
+                               name=self.name[:15])
+        if self.btf is not None and spec.btf is None:
+            spec.prebuilt_btf = self.btf
+        return spec
 
 
 class ModuleSpec:

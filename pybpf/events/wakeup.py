@@ -55,9 +55,9 @@ Each block documents the registers it uses; helper calls clobber r0-r5 as always
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple, Union
 
+from .._plain import PlainData
 from ..asm import Instruction, Reg
 from ..asm.builder import (
     DW, add, atomic_add, call, jeq, jge, ld_map_fd, ld_map_value, lddw, mov, mov32, sub,
@@ -101,8 +101,7 @@ class WakeupPolicy(enum.Enum):
     NONE = "none"
 
 
-@dataclass(frozen=True)
-class Wakeup:
+class Wakeup(PlainData, frozen=True):
     """A wake-up policy with its parameters.
 
     ``fraction``: for ``ADAPTIVE``, how full (0 < fraction <= 1) the ring may be before

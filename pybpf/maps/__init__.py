@@ -23,29 +23,38 @@ per-CPU                :class:`PerCPUHashMap`, :class:`LRUPerCPUHashMap`,
 
 ``Map(spec)`` picks the class from the spec's type; other map types get the generic
 ``Map`` behaviour.
-"""
 
+The classes are imported on first use (``from pybpf.maps import HashMap`` imports
+``pybpf.maps.hash`` only), and ``Map(spec)`` imports the one module that handles the
+spec's type: a tool that creates a ring buffer and an array does not pay for the other
+families at start-up.
+"""
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any, Dict, List
+
 from ..syscall.bpf import MapFlags, MapType
-from .array import ArrayMap
-from .base import DEFAULT_CHUNK, ElemFlags, Map, MapClosedError
-from .bloom import BloomFilter
-from .bpffs import BPFFS_ROOT, ensure_bpffs
-from .cgroup import CgroupArray
-from .codec import Codec, PerCPUCodec
-from .fdarray import FdArrayMap
-from .hash import HashMap, LRUHashMap
-from .keyless import KeylessMap
-from .lpm import LPMKey, LPMTrieMap
-from .of_maps import ArrayOfMaps, HashOfMaps
-from .percpu import LRUPerCPUHashMap, PerCPUArrayMap, PerCPUHashMap, possible_cpus
-from .perf import PerfEventArray
-from .prog_array import ProgArray
-from .queue import QueueMap, StackMap
-from .ringbuf import RingBuf
 from .spec import MapSpec, Pinning, type_name
-from .stack_trace import BuildIdFrame, StackTraceMap
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .array import ArrayMap
+    from .base import DEFAULT_CHUNK, ElemFlags, Map, MapClosedError
+    from .bloom import BloomFilter
+    from .bpffs import BPFFS_ROOT, ensure_bpffs
+    from .cgroup import CgroupArray
+    from .codec import Codec, PerCPUCodec
+    from .fdarray import FdArrayMap
+    from .hash import HashMap, LRUHashMap
+    from .keyless import KeylessMap
+    from .lpm import LPMKey, LPMTrieMap
+    from .of_maps import ArrayOfMaps, HashOfMaps
+    from .percpu import LRUPerCPUHashMap, PerCPUArrayMap, PerCPUHashMap, possible_cpus
+    from .perf import PerfEventArray
+    from .prog_array import ProgArray
+    from .queue import QueueMap, StackMap
+    from .ringbuf import RingBuf
+    from .stack_trace import BuildIdFrame, StackTraceMap
 
 __all__ = [
     "Map", "MapSpec", "Pinning", "MapClosedError", "ElemFlags", "MapFlags", "MapType",
@@ -56,6 +65,56 @@ __all__ = [
     "possible_cpus", "type_name", "BPFFS_ROOT", "ensure_bpffs", "DEFAULT_CHUNK",
 ]
 
+#: the module that defines each public name imported on first use
+_HOME: Dict[str, str] = {
+    "ArrayMap": "array", "Map": "base", "DEFAULT_CHUNK": "base", "ElemFlags": "base",
+    "MapClosedError": "base", "BloomFilter": "bloom", "BPFFS_ROOT": "bpffs",
+    "ensure_bpffs": "bpffs", "CgroupArray": "cgroup", "Codec": "codec",
+    "PerCPUCodec": "codec", "FdArrayMap": "fdarray", "HashMap": "hash",
+    "LRUHashMap": "hash", "KeylessMap": "keyless", "LPMKey": "lpm", "LPMTrieMap": "lpm",
+    "ArrayOfMaps": "of_maps", "HashOfMaps": "of_maps", "LRUPerCPUHashMap": "percpu",
+    "PerCPUArrayMap": "percpu", "PerCPUHashMap": "percpu", "possible_cpus": "percpu",
+    "PerfEventArray": "perf", "ProgArray": "prog_array", "QueueMap": "queue",
+    "StackMap": "queue", "RingBuf": "ringbuf", "BuildIdFrame": "stack_trace",
+    "StackTraceMap": "stack_trace",
+}
+
+#: the module whose class handles each map type (the classes' ``map_types``; a test
+#: checks the two agree)
+_MODULE_OF_TYPE: Dict[int, str] = {
+    MapType.ARRAY: "array", MapType.BLOOM_FILTER: "bloom",
+    MapType.CGROUP_ARRAY: "cgroup", MapType.HASH: "hash", MapType.LRU_HASH: "hash",
+    MapType.LPM_TRIE: "lpm", MapType.ARRAY_OF_MAPS: "of_maps",
+    MapType.HASH_OF_MAPS: "of_maps", MapType.PERCPU_HASH: "percpu",
+    MapType.LRU_PERCPU_HASH: "percpu", MapType.PERCPU_ARRAY: "percpu",
+    MapType.PERF_EVENT_ARRAY: "perf", MapType.PROG_ARRAY: "prog_array",
+    MapType.QUEUE: "queue", MapType.STACK: "queue", MapType.RINGBUF: "ringbuf",
+    MapType.STACK_TRACE: "stack_trace",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def load_class_module(map_type: int) -> None:
+    """Import the module whose :class:`Map` subclass handles ``map_type`` (it registers
+    itself on import); nothing for a type without one."""
+    home = _MODULE_OF_TYPE.get(int(map_type))
+    if home is not None:
+        importlib.import_module(f"{__name__}.{home}")
+
 
 def _load_all() -> None:
-    """Every map class is registered once this package is imported (it is, by now)."""
+    """Import every map class (each registers the types it handles)."""
+    for home in sorted(set(_HOME.values())):
+        importlib.import_module(f"{__name__}.{home}")

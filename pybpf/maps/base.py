@@ -92,8 +92,8 @@ class Map:
     def class_for(map_type: Union[MapType, int]) -> Type["Map"]:
         """The :class:`Map` subclass that handles ``map_type`` (``Map`` itself for types
         without one: they get the generic dict-like behaviour)."""
-        from . import _load_all
-        _load_all()
+        from . import load_class_module
+        load_class_module(map_type)
         return Map._registry.get(int(map_type), Map)
 
     def __new__(cls, spec: Optional[MapSpec] = None, **kwargs: Any) -> "Map":

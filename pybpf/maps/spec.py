@@ -6,12 +6,11 @@ ELF file); :meth:`MapSpec.create` turns it into a live :class:`~pybpf.maps.base.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from .._plain import PlainData
 from ..syscall.bpf import MapType
 from ..syscall.errors import check_unsigned
 from .codec import TypeSpec, describe_type, type_size
@@ -45,8 +44,7 @@ def type_name(map_type: Union[MapType, int]) -> str:
         return str(int(map_type))
 
 
-@dataclass
-class MapSpec:
+class MapSpec(PlainData):
     """A map's description.
 
     ``key`` and ``value`` are ctypes types (``c_uint32``, a ``Structure``, an array) or
@@ -111,7 +109,7 @@ class MapSpec:
 
     def copy(self, **changes: Any) -> "MapSpec":
         """A copy with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
+        return self.replace(**changes)
 
     def describe(self) -> str:
         """One line: type, key and value layouts, size, flags."""

@@ -35,7 +35,7 @@ __all__ = [
     "LOG_MAX_SIZE", "LOG_SIZES", "prog_test_run", "TestRunResult", "TestRunFlags",
     "prog_attach", "prog_detach", "prog_bind_map", "raw_tracepoint_open", "link_create",
     "KprobeMulti", "UprobeMulti", "Netfilter", "link_update", "link_detach", "iter_create",
-    "enable_stats", "btf_load", "KPROBE_MULTI_RETURN", "ENOTSUPP",
+    "enable_stats", "btf_load", "btf_load_optional", "KPROBE_MULTI_RETURN", "ENOTSUPP",
 ]
 
 _u32 = ctypes.c_uint32
@@ -831,6 +831,17 @@ def enable_stats(stats_type: int = StatsType.RUN_TIME) -> FD:
 # ---------------------------------------------------------------------------------------
 # BPF_BTF_LOAD
 # ---------------------------------------------------------------------------------------
+
+def btf_load_optional(blob: bytes, func_info: bytes = b"", line_info: bytes = b""
+                      ) -> Tuple[Optional[FD], bytes, bytes]:
+    """Load optional BTF for a program: ``(fd, func_info, line_info)``, or ``(None,
+    b"", b"")`` when the kernel refuses it (before Linux 5.0, without permission) and
+    the program should load without."""
+    try:
+        return btf_load(blob), func_info, line_info
+    except OSError:
+        return None, b"", b""
+
 
 def btf_load(data: bytes, *, log_level: int = 1, log_start_size: int = LOG_START_SIZE,
              token_fd: Optional[FdLike] = None) -> FD:
