@@ -238,8 +238,9 @@ class Field(PlainData, frozen=True):
         return ldx(size, dst, ctx, self.offset)
 
 
-_FIELD_LINE = re.compile(r"^\s*field:(?P<decl>.*?);\s*offset:(?P<off>\d+);\s*"
-                         r"size:(?P<size>\d+);\s*(?:signed:(?P<signed>-?\d+);)?")
+#: patterns as text: ``re`` compiles each on its first use (not at import)
+_FIELD_LINE = (r"^\s*field:(?P<decl>.*?);\s*offset:(?P<off>\d+);\s*"
+               r"size:(?P<size>\d+);\s*(?:signed:(?P<signed>-?\d+);)?")
 _UNPACK = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
            (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
 
@@ -358,7 +359,7 @@ def parse_format(text: str, group: str = "", name: str = "") -> EventFormat:
         elif line.startswith("print fmt:"):
             print_fmt = line.split(":", 1)[1].strip()
         else:
-            found = _FIELD_LINE.match(line)
+            found = re.match(_FIELD_LINE, line)
             if found:
                 f = _parse_decl(found.group("decl"), int(found.group("off")),
                                 int(found.group("size")),
@@ -385,15 +386,15 @@ def event_format(group: str, name: Optional[str] = None) -> EventFormat:
 # Probe definitions (kprobe_events, uprobe_events)
 # ---------------------------------------------------------------------------------------
 
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SYMBOL_RE = re.compile(r"[A-Za-z_.][A-Za-z0-9_.$]*")
+_NAME_RE = r"[A-Za-z_][A-Za-z0-9_]*"
+_SYMBOL_RE = r"[A-Za-z_.][A-Za-z0-9_.$]*"
 _counter = itertools.count()
 
 
 def validate_name(name: str, what: str = "event name") -> str:
     """``name`` if it is a valid tracefs event or group name (a C identifier, at most
     63 characters), else :class:`ValueError`: nothing but a name can reach tracefs."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > 63:
+    if not isinstance(name, str) or not re.fullmatch(_NAME_RE, name) or len(name) > 63:
         raise ValueError(f"invalid {what} {name!r}: a letter or '_' then letters, digits "
                          f"or '_', at most 63 characters")
     return name
@@ -408,7 +409,7 @@ def validate_probe_target(text: str, what: str = "symbol") -> str:
             raise ValueError(f"invalid path {text!r} for a tracefs probe: absolute, without "
                              f"white space, control characters or ':'")
         return text
-    if not _SYMBOL_RE.fullmatch(text) or len(text) > 255:
+    if not re.fullmatch(_SYMBOL_RE, text) or len(text) > 255:
         raise ValueError(f"invalid {what} {text!r}: letters, digits, '_', '.', '$' only")
     return text
 
@@ -421,12 +422,12 @@ def unique_event_name(what: str = "") -> str:
     return validate_name(f"{head}_{tail}" if tail else head)
 
 
-_EVENT_PID = re.compile(r"^pybpf_(\d+)_")
+_EVENT_PID = r"^pybpf_(\d+)_"
 
 
 def pid_of_event(name: str) -> Optional[int]:
     """The pid in a pybpf event name, or None for other names."""
-    found = _EVENT_PID.match(name)
+    found = re.match(_EVENT_PID, name)
     return int(found.group(1)) if found else None
 
 

@@ -119,9 +119,29 @@ def _syntax_error(exc: SyntaxError, path: str) -> Exception:
     return syntax_error(exc, hint)
 
 
+def _run_main(path: str) -> None:
+    """Run ``path`` as ``__main__``. A ``.py`` file runs from its cached bytecode
+    (``__pycache__``, as an import would: ``runpy.run_path`` compiles the source on every
+    start, a few ms of a tool's start-up); anything else goes through ``runpy``."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("__main__", path) \
+        if path.endswith(".py") else None
+    if spec is None or spec.loader is None:
+        import runpy
+        runpy.run_path(path, run_name="__main__")
+        return
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of ``pybpf run``: the tool's exit status."""
-    import runpy
     path = resolve_program(args.target)
     saved = {name: os.environ.get(name) for name in (LOG_FILE_ENV, NO_CACHE_ENV)}
     if getattr(args, "verifier_log", None):
@@ -133,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     script_dir = os.path.dirname(os.path.abspath(path))
     sys.path.insert(0, script_dir)
     try:
-        runpy.run_path(path, run_name="__main__")
+        _run_main(path)
     except SyntaxError as exc:
         if args.debug or exc.filename is None:
             raise
