@@ -346,3 +346,46 @@ def test_cli_spells_the_environment_names_of_the_lower_layers():
     from pybpf.program import LOG_FILE_ENV
     assert run_cmd.LOG_FILE_ENV == LOG_FILE_ENV
     assert run_cmd.NO_CACHE_ENV == cache.NO_CACHE_ENV
+
+
+#: what a tool must not import on its way to the first event once its programs are
+#: cached (issue 20's start-up): the compiler, BTF building and parsing, dataclasses
+#: (inspect, ast, dis), the verifier-log analysis, map classes it does not use, runpy
+STARTUP_HEAVY = ("pybpf.dsl.compiler.frontend", "pybpf.compiler.ir", "pybpf.btf.builder",
+                 "pybpf.btf.parser", "dataclasses", "inspect", "pybpf.verifier",
+                 "pybpf.maps.hash", "pybpf.maps.lpm", "pybpf.maps.of_maps", "runpy")
+
+
+def _imported_by_tool(extra_env, args):
+    """The modules ``pybpf run opensnoop ARGS`` imported up to its header line (read
+    from ``-X importtime``; started as the ``pybpf`` command starts, not by ``-m``, which
+    imports runpy itself), and its exit status after a SIGINT there."""
+    import signal
+    main = "import sys; from pybpf.cli import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-c", main, "run",
+                             "opensnoop", *args], cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=ROOT, **extra_env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("PID"), line
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    mods = {ln.rsplit("|", 1)[1].strip() for ln in err.splitlines()
+            if ln.startswith("import time:") and "|" in ln}
+    return mods, proc.returncode
+
+
+@needs_bpf
+def test_a_cached_tool_starts_without_the_compiler_btf_or_dataclasses(cache_dir):
+    env = {"PYBPF_CACHE_DIR": str(cache_dir)}
+    args = ["-p", str(os.getpid())]
+    first, rc = _imported_by_tool(env, args)          # compiles and stores
+    assert rc == 0 and "pybpf.dsl.compiler.frontend" in first and "pybpf.btf.builder" in first
+    second, rc = _imported_by_tool(env, args)
+    assert rc == 0 and "pybpf.dsl.cache" in second and "pybpf.tracefs" in second
+    assert sorted(m for m in STARTUP_HEAVY if m in second) == []
