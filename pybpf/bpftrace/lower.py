@@ -280,7 +280,9 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         done = self.label("done")
         if self.probe.pred is not None:
             self.loc = self.where(self.probe.pred)
+            self.open_scope()
             self.branch_on(self.probe.pred.expr, done, False)
+            self.close_scope()
         ended = self.block(self.probe.body)
         if not ended or self.probe.pred is not None:
             self.emit("label", name=done)
@@ -302,9 +304,11 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         """Lower one statement; True when control does not continue after it."""
         self.loc = self.where(s)
         self.push_node(s)
+        self.open_scope()           # the statement's keys, strings, records: its own
         try:
             return self._stmt(s)
         finally:
+            self.close_scope()
             self.pop_node()
 
     def _stmt(self, s: A.Stmt) -> bool:
@@ -346,7 +350,9 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
 
     def if_stmt(self, s: A.If) -> bool:
         other, end = self.label("else"), self.label("endif")
+        self.open_scope()
         self.branch_on(s.cond, other, False)
+        self.close_scope()
         then_out = self.block(s.then)
         if not then_out:
             self.emit("jump", target=end)
@@ -365,7 +371,9 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         top, end = self.label("while"), self.label("wend")
         first = len(self.fn.ops)
         self.emit("label", name=top)
+        self.open_scope()           # evaluated afresh at each turn
         self.branch_on(s.cond, end, False)
+        self.close_scope()
         self.loops.append((top, end))
         if not self.block(s.body):
             self.emit("jump", target=top)
@@ -388,7 +396,8 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         if isinstance(v, Place):
             dst = self.vars.get(name)
             if dst is None:
-                dst = Place(None, self.alloc(_type_size(t)), T.u8[_type_size(t)], "stack")
+                size = _type_size(t)
+                dst = Place(None, self.alloc(size, keep=True), T.u8[size], "stack")
                 self.vars[name] = dst
             self.zero(dst)
             self.copy(dst, v, s)
