@@ -10,8 +10,10 @@ for the frame pointer r10) + ``off``, in a ``space``:
   through an 8-byte scratch slot (scalars) or into the destination (arrays, structs).
 
 Struct and array locals (the DSL's ``e = Event()``) live in the function's frame, below
-r10; the register allocator puts its spill slots below them. Null checks and pointer
-freshness are the front end's (its pointer locals are its own).
+r10; the register allocator puts its spill slots below them. A front end may open
+scopes (bpftrace: one per statement): areas made in a scope are freed when it closes
+and reused by later ones, so sequential temporaries share bytes. Null checks and
+pointer freshness are the front end's (its pointer locals are its own).
 """
 
 from __future__ import annotations
