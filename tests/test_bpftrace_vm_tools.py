@@ -35,7 +35,6 @@ pytestmark = [
 XF_ENUM = ("enum constants of #include-d kernel headers as identifiers "
            "(TCP_FIN_WAIT1 of net/tcp_states.h): 'Identifier expressions are not "
            "supported yet'")
-XF_STACK = "stack use: the lowered program needs more than 512 bytes of stack"
 XF_SKIP = ("kprobe attach points the kernel lacks (inlined blk_account_io_start, "
            "xfs_file_* without xfs): bpftrace 0.17 warns 'could not attach probe "
            "..., skipping' and runs, session.run refuses the program")
@@ -44,9 +43,9 @@ XF_STATUS = ("exit status when a probe cannot attach: bpftrace 0.17 exits 255, "
 
 KPROBE_TOOLS = {
     "biolatency": XF_SKIP, "biosnoop": XF_SKIP, "biostacks": XF_SKIP,
-    "capable": XF_STACK + " (capable's BEGIN fills a map with 41 names: 2160 bytes)",
+    "capable": None,
     "dcsnoop": None, "mdflush": XF_STATUS, "oomkill": None, "swapin": None,
-    "tcpaccept": None, "tcpconnect": None, "tcplife": XF_ENUM, "tcpretrans": XF_STACK,
+    "tcpaccept": None, "tcpconnect": None, "tcplife": XF_ENUM, "tcpretrans": None,
     "tcpsynbl": None, "undump": None, "vfscount": None, "vfsstat": None,
     "xfsdist": XF_SKIP,
 }

@@ -280,7 +280,9 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         done = self.label("done")
         if self.probe.pred is not None:
             self.loc = self.where(self.probe.pred)
+            self.open_scope()
             self.branch_on(self.probe.pred.expr, done, False)
+            self.close_scope()
         ended = self.block(self.probe.body)
         if not ended or self.probe.pred is not None:
             self.emit("label", name=done)
@@ -302,9 +304,11 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         """Lower one statement; True when control does not continue after it."""
         self.loc = self.where(s)
         self.push_node(s)
+        self.open_scope()           # the statement's keys, strings, records: its own
         try:
             return self._stmt(s)
         finally:
+            self.close_scope()
             self.pop_node()
 
     def _stmt(self, s: A.Stmt) -> bool:
@@ -346,7 +350,9 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
 
     def if_stmt(self, s: A.If) -> bool:
         other, end = self.label("else"), self.label("endif")
+        self.open_scope()
         self.branch_on(s.cond, other, False)
+        self.close_scope()
         then_out = self.block(s.then)
         if not then_out:
             self.emit("jump", target=end)
@@ -365,7 +371,9 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         top, end = self.label("while"), self.label("wend")
         first = len(self.fn.ops)
         self.emit("label", name=top)
+        self.open_scope()           # evaluated afresh at each turn
         self.branch_on(s.cond, end, False)
+        self.close_scope()
         self.loops.append((top, end))
         if not self.block(s.body):
             self.emit("jump", target=top)
@@ -388,7 +396,8 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         if isinstance(v, Place):
             dst = self.vars.get(name)
             if dst is None:
-                dst = Place(None, self.alloc(_type_size(t)), T.u8[_type_size(t)], "stack")
+                size = _type_size(t)
+                dst = Place(None, self.alloc(size, keep=True), T.u8[size], "stack")
                 self.vars[name] = dst
             self.zero(dst)
             self.copy(dst, v, s)
@@ -409,15 +418,26 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
             self.emit("store", base=None, off=off, size=4, a=0)
             return FrameAddr(off)
         size = lay.full_key_size
+        elems = m.keys
+        if len(elems) == 1 and len(lay.keys) > 1 and isinstance(elems[0], A.Tuple):
+            elems = elems[0].elems
+        if extra is None and len(lay.keys) == 1 and len(elems) == 1 \
+                and _type_size(lay.keys[0][0]) == size:
+            v = self.expr(elems[0])          # a string or tuple already in the frame
+            if self.whole_frame_place(v, size):
+                return FrameAddr(v.off)
+            off = self.alloc(size)
+            key = Place(None, off, T.u8[size], "stack")
+            self.zero(key)
+            self.store_evaluated(key, v, elems[0], lay.keys[0][0])
+            return FrameAddr(off)
         off = self.alloc(size)
         key = Place(None, off, T.u8[size], "stack")
         self.zero(key)
-        if lay.keys:
-            elems = m.keys
-            if len(elems) == 1 and len(lay.keys) > 1 and isinstance(elems[0], A.Tuple):
-                elems = elems[0].elems
-            for (kt, koff), e in zip(lay.keys, elems):
-                self.store_value(key.at(koff, T.u8[_type_size(kt)]), e, kt)
+        for (kt, koff), e in zip(lay.keys, elems):
+            self.open_scope()                # each element's temporaries: until copied
+            self.store_value(key.at(koff, T.u8[_type_size(kt)]), e, kt)
+            self.close_scope()
         if extra is not None:
             self.store_u64(off + size - 8, extra)
         return FrameAddr(off)
@@ -441,9 +461,19 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
             if i < 7:
                 self.emit("binop", name="rsh", dst=r, a=r, b=8)
 
+    def whole_frame_place(self, v: Any, size: int) -> bool:
+        """Is ``v`` a place of exactly ``size`` bytes in the frame, every byte written
+        (frame places are zeroed before they are filled), so that a helper may read
+        it as a key or value where it is?"""
+        return isinstance(v, Place) and v.base is None and v.space == "stack" \
+            and v.bitfield is None and self.object_size(v.type) == size
+
     def store_value(self, dst: Place, e: A.Expr, t: SizedType) -> None:
         """Evaluate ``e`` into ``dst`` (an 8-byte integer, or the bytes of an aggregate)."""
-        v = self.expr(e)
+        self.store_evaluated(dst, self.expr(e), e, t)
+
+    def store_evaluated(self, dst: Place, v: Any, e: A.Expr, t: SizedType) -> None:
+        """Store ``v``, the value of ``e``, into ``dst`` (see :meth:`store_value`)."""
         if isinstance(v, Place):
             self.copy(Place(dst.base, dst.off, T.u8[min(_type_size(t), dst.type.count)],
                             dst.space), v, e)
@@ -467,6 +497,10 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         value_node = getattr(s, "binop", None) or s.value_expr()
         v = self.expr(value_node)
         key = self.map_key(m, lay)
+        if self.whole_frame_place(v, lay.value_size):
+            # a string, tuple or record already in the frame: the helper copies it
+            self.map_update_elem(self.mb.map_ref(m.name), key, FrameAddr(v.off))
+            return
         voff = self.alloc(lay.value_size)
         vplace = Place(None, voff, T.u8[lay.value_size], "stack")
         if isinstance(v, Place):
@@ -627,12 +661,15 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         """Send one async record: site id then ``args`` evaluated and packed."""
         types = types if types is not None else [a.ty for a in args]
         site = self.mb.add_site(kind, self.index, fmt, types, extra)
-        values = [self.expr(a) for a in args]
-        off = self.temp("record", site.size)
+        off = self.alloc(site.size)
         rec = Place(None, off, T.u8[site.size], "stack")
         self.zero(rec)
         self.emit("store", base=None, off=off, size=8, a=site.id)
-        for (t, aoff), v, a in zip(site.args, values, args):
+        for (t, aoff), a in zip(site.args, args):
+            # each argument straight into the record: its temporaries (a str()
+            # buffer, a string constant) are free again for the next one
+            self.open_scope()
+            v = self.expr(a)
             size = _type_size(t)
             if isinstance(v, Place):
                 self.copy(rec.at(aoff, T.u8[size]), v, a)
@@ -641,6 +678,7 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
                 v64 = self.convert(self.convert(v, et), T.i64 if et.signed else T.u64)
                 self.emit("store", base=None, off=off + aoff, size=8,
                           a=self.materialize(v64, T.u64))
+            self.close_scope()
         self.ring_output(self.mb.events, FrameAddr(off), site.size)
 
 

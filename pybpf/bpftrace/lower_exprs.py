@@ -127,7 +127,9 @@ class ExprMixin:
         if isinstance(e, A.Tuple):
             p = self.frame_place(max(e.ty.size, 1))
             for f, x in zip(e.ty.fields, e.elems):
+                self.open_scope()            # the element's temporaries: until copied
                 self.store_elem(p.at(f.offset, T.u8[max(f.type.size, 1)]), x, f.type)
+                self.close_scope()
             return p
         if isinstance(e, A.Identifier):
             v = getattr(e, "value", None)

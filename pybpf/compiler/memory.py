@@ -10,8 +10,10 @@ for the frame pointer r10) + ``off``, in a ``space``:
   through an 8-byte scratch slot (scalars) or into the destination (arrays, structs).
 
 Struct and array locals (the DSL's ``e = Event()``) live in the function's frame, below
-r10; the register allocator puts its spill slots below them. Null checks and pointer
-freshness are the front end's (its pointer locals are its own).
+r10; the register allocator puts its spill slots below them. A front end may open
+scopes (bpftrace: one per statement): areas made in a scope are freed when it closes
+and reused by later ones, so sequential temporaries share bytes. Null checks and
+pointer freshness are the front end's (its pointer locals are its own).
 """
 
 from __future__ import annotations
@@ -66,14 +68,77 @@ class MemoryMixin:
     scratch: Optional[int]
 
     # -- the frame ----------------------------------------------------------------------
-    def alloc(self, size: int) -> int:
-        """``size`` bytes of the frame (8-aligned); returns the (negative) offset."""
-        self.frame = (self.frame + size + 7) // 8 * 8
-        self.fn.frame = self.frame                              # type: ignore[attr-defined]
-        return -self.frame
+    # The frame is a list of 8-aligned areas below r10. Outside a scope an area is the
+    # function's for good (the DSL's structs, a bpftrace variable). Inside a scope
+    # (``open_scope``/``close_scope``, a front end's statement) it is freed when the
+    # scope closes, and later areas reuse freed bytes: first an exact fit, then the
+    # smallest larger free area, then the free area at the bottom of the frame grown
+    # downwards, then new bytes. ``fn.frame`` is the deepest the frame ever got.
+    def alloc(self, size: int, keep: bool = False) -> int:
+        """``size`` bytes of the frame (8-aligned); returns the (negative) offset. In
+        a scope the area is freed when the scope closes, unless ``keep``."""
+        size = max((size + 7) // 8 * 8, 8) if size > 0 else 0
+        off = self._reuse(size) if size else None
+        if off is None:
+            self.frame += size
+            self.fn.frame = max(self.fn.frame, self.frame)      # type: ignore[attr-defined]
+            off = -self.frame
+        scopes = getattr(self, "_scopes", None)
+        if scopes and not keep and size:
+            scopes[-1].append((off, size))
+        return off
+
+    def _reuse(self, size: int) -> Optional[int]:
+        """A free area of at least ``size`` bytes (split, the rest stays free), or the
+        bottom free area grown down to ``size``; None when there is none."""
+        free: List[Tuple[int, int]] = getattr(self, "_free", [])
+        if not free:
+            return None
+        fits = [a for a in free if a[1] >= size]
+        if fits:
+            off, have = min(fits, key=lambda a: (a[1], a[0]))
+            free.remove((off, have))
+            if have > size:                     # keep the upper part free
+                free.append((off + size, have - size))
+            return off
+        low = min(free)
+        if low[0] == -self.frame:               # the bottom area: grow it
+            free.remove(low)
+            self.frame += size - low[1]
+            self.fn.frame = max(self.fn.frame, self.frame)      # type: ignore[attr-defined]
+            return -self.frame
+        return None
+
+    def open_scope(self) -> None:
+        """Start a scope: areas allocated until :meth:`close_scope` (and the ``temp``
+        and scratch slots first made in it) are its own."""
+        if not hasattr(self, "_scopes"):
+            self._scopes: List[List[Tuple[int, int]]] = []
+            self._free: List[Tuple[int, int]] = []
+        self._scopes.append([])
+
+    def close_scope(self) -> None:
+        """End the innermost scope: its areas become free for later ones (nothing
+        reads them after: a scope's values do not outlive it)."""
+        areas = self._scopes.pop()
+        if not areas:
+            return
+        gone = {off for off, _ in areas}
+        self.temps = {k: v for k, v in self.temps.items() if v not in gone}
+        if self.scratch in gone:
+            self.scratch = None
+        free = sorted(self._free + areas)
+        merged: List[Tuple[int, int]] = []
+        for off, size in free:                  # join neighbours
+            if merged and merged[-1][0] + merged[-1][1] == off:
+                merged[-1] = (merged[-1][0], merged[-1][1] + size)
+            else:
+                merged.append((off, size))
+        self._free = merged
 
     def temp(self, role: str, size: int) -> int:
-        """A frame area reused by every use of ``role`` (map keys, values, ...)."""
+        """A frame area reused by every use of ``role`` (map keys, values, ...) in
+        the scope it is first made in (for good outside scopes)."""
         size = (size + 7) // 8 * 8
         key = (role, size)
         if key not in self.temps:
