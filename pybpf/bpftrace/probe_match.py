@@ -23,7 +23,7 @@ are attached (bpftrace's ``add_probe``).
 from __future__ import annotations
 
 import os
-from typing import Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .probes import (PROBE_LIST, SOFTWARE_EVENTS, HARDWARE_EVENTS, AttachPoint,
                      PerfEvent, ProbeEnv, has_wildcard,
@@ -71,6 +71,9 @@ def match_lines(pattern: str, lines: Iterable[str], strip_module: bool = False
                 ) -> List[str]:
     """The lines matching ``pattern``, sorted and unique, without ``.part.`` variants;
     ``strip_module`` first drops a trailing `` [module]``."""
+    if "*" not in pattern and not strip_module:
+        # no wildcard: the match is equality (see wildcard_match), tested in C
+        return [pattern] if ".part." not in pattern and pattern in lines else []
     tokens, start, end = wildcard_tokens(pattern)
     out: Set[str] = set()
     for line in lines:
@@ -144,20 +147,30 @@ def _symbols_error(exc: OSError) -> str:
     return f"Could not read symbols from {exc.filename}: {os.strerror(exc.errno or 0)}"
 
 
+#: path -> (the function names read, their sorted ``path:function`` lines)
+_UPROBE_LINES: Dict[str, Tuple[FrozenSet[str], List[str]]] = {}
+
+
 def uprobe_lines(target: str, env: ProbeEnv) -> List[str]:
-    """``path:function`` for the functions of ``target`` (a glob is expanded first)."""
-    from pybpf.elf.functions import function_names
+    """``path:function`` for the functions of ``target`` (a glob is expanded first).
+    The lines of a file are built once while its (cached) names stay the same."""
+    from pybpf.elf.functions import function_name_set
     if not target:
         return []
     paths = resolve_binary_path(target) if "*" in target else [target]
-    out = []
+    out: List[str] = []
     for path in paths:
         try:
-            names = function_names(path)
+            names = function_name_set(path)
         except (OSError, ValueError):
             env.warnings.append(f"Could not list function symbols: {path}")
             continue
-        out += [f"{path}:{n}" for n in sorted(names)]
+        known = _UPROBE_LINES.get(path)
+        if known is None or known[0] is not names:
+            if len(_UPROBE_LINES) >= 64:
+                _UPROBE_LINES.pop(next(iter(_UPROBE_LINES)))
+            known = _UPROBE_LINES[path] = (names, [f"{path}:{n}" for n in sorted(names)])
+        out += known[1]
     return out
 
 
