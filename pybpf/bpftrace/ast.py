@@ -14,10 +14,10 @@ side instead of a built ``Binop``; :meth:`AssignMap.value_expr` gives that ``Bin
 
 from __future__ import annotations
 
-from .records import field, record
 from typing import List, Optional, Union
 
 from .errors import Location
+from .records import field, record
 
 __all__ = [
     "Node", "Expr", "Integer", "String", "StackMode", "Builtin", "Identifier",

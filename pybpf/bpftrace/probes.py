@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 from . import ast as A
 from .errors import BpftraceError, Diagnostic, Location
+from .records import field, record
 from .targets import resolve_binary_path, which_so
 
 __all__ = [
@@ -206,7 +206,7 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
-@dataclass
+@record
 class AttachPoint:
     """One parsed attach point (bpftrace's ``ast::AttachPoint`` after its attach-point
     parser): ``provider`` canonical (``kprobe``, ``BEGIN``...), ``target`` (binary or
@@ -597,7 +597,7 @@ def parse_attach_points(program: A.Program, env: ProbeEnv, source: str = "",
 # stage 2: the semantic analyser's rules for attach points
 # ---------------------------------------------------------------------------------------
 
-@dataclass
+@record
 class CheckState:
     """What the attach-point checks remember across a program (one BEGIN, one END)."""
 

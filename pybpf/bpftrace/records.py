@@ -4,13 +4,15 @@
 and compiles it, and inspects every (string) annotation: about half a millisecond per
 class. ``pybpf trace`` defines some sixty record classes (syntax-tree nodes, values,
 preamble items) on its way to the first event, so :func:`record` gives the same
-classes from shared, generic methods instead, with no compiling:
+classes from shared, generic methods, compiling only an ``__init__``, when a class is
+first instantiated:
 
 * fields are the class's annotations in order (a base's first), each with its class
   attribute as default or a :func:`field` (``default``, ``default_factory``,
   ``compare``, ``repr``);
 * ``__init__`` takes them positionally or by name, as dataclasses do (a missing or
-  unknown argument is a ``TypeError``); ``__post_init__`` is called when defined;
+  unknown argument is a ``TypeError``); ``__post_init__`` is called when defined; a
+  class that writes its own ``__init__`` keeps it;
 * ``__eq__`` compares the ``compare`` fields of two objects of the same class,
   ``__repr__`` shows the ``repr`` fields; a mutable record is unhashable, a
   ``frozen`` one refuses assignment (:class:`dataclasses.FrozenInstanceError`) and
@@ -22,6 +24,7 @@ fields, ``__slots__`` or :func:`dataclasses.fields` support.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any, Callable, List, Optional, Tuple
 
 __all__ = ["record", "field"]
@@ -80,36 +83,42 @@ def _spec_of(cls: type) -> _Spec:
     return spec
 
 
-def _make_init(spec: _Spec, post_init: bool) -> Callable[..., None]:
-    known = frozenset(f[0] for f in spec)
-    count = len(spec)
+_FACTORY: Any = object()
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if len(args) > count:
-            raise TypeError(f"{type(self).__name__}() takes {count} arguments, "
-                            f"{len(args)} given")
-        d = self.__dict__
-        for i, (name, default, factory, _c, _r) in enumerate(spec):
-            if i < len(args):
-                if name in kwargs:
-                    raise TypeError(f"{type(self).__name__}() got multiple values for "
-                                    f"argument {name!r}")
-                d[name] = args[i]
-            elif name in kwargs:
-                d[name] = kwargs[name]
-            elif factory is not None:
-                d[name] = factory()
-            elif default is not _MISSING:
-                d[name] = default
+
+def _compile_init(spec: _Spec, post_init: bool) -> Callable[..., None]:
+    """``__init__`` for ``spec`` written out and compiled (what dataclasses make, without
+    their inspection of each annotation), storing into the instance's dict."""
+    params, body = ["self"], []
+    env: dict = {"_FACTORY": _FACTORY}
+    for i, (name, default, factory, _c, _r) in enumerate(spec):
+        if factory is not None:
+            env[f"_f{i}"] = factory
+            params.append(f"{name}=_FACTORY")
+            body.append(f"    __d[{name!r}] = _f{i}() if {name} is _FACTORY else {name}")
+        else:
+            if default is not _MISSING:
+                env[f"_d{i}"] = default
+                params.append(f"{name}=_d{i}")
             else:
-                raise TypeError(f"{type(self).__name__}() missing required argument: "
-                                f"{name!r}")
-        for k in kwargs:
-            if k not in known:
-                raise TypeError(f"{type(self).__name__}() got an unexpected keyword "
-                                f"argument {k!r}")
-        if post_init:
-            self.__post_init__()
+                params.append(name)
+            body.append(f"    __d[{name!r}] = {name}")
+    if post_init:
+        body.append("    self.__post_init__()")
+    src = (f"def __init__({', '.join(params)}):\n    __d = self.__dict__\n"
+           + "\n".join(body) + "\n")
+    exec(compile(src, "<record __init__>", "exec"), env)       # noqa: S102 - our source
+    return env["__init__"]
+
+
+def _make_init(klass: type, spec: _Spec, post_init: bool) -> Callable[..., None]:
+    """A first ``__init__`` that compiles the real one and puts it in its place: a class
+    costs nothing until it is first instantiated."""
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        real = _compile_init(spec, post_init)
+        real.__qualname__ = f"{klass.__qualname__}.__init__"
+        klass.__init__ = real                                  # type: ignore[misc]
+        real(self, *args, **kwargs)
     return __init__
 
 
@@ -121,18 +130,21 @@ def record(cls: Optional[type] = None, *, frozen: bool = False) -> Any:
         klass._record_fields = spec                          # type: ignore[attr-defined]
         compared = tuple(f[0] for f in spec if f[3])
         shown = tuple(f[0] for f in spec if f[4])
-        init = _make_init(spec, hasattr(klass, "__post_init__"))
-        init.__qualname__ = f"{klass.__qualname__}.__init__"
-        klass.__init__ = init                                # type: ignore[misc]
+        if "__init__" not in klass.__dict__:       # a hand-written one is kept
+            init = _make_init(klass, spec, hasattr(klass, "__post_init__"))
+            init.__qualname__ = f"{klass.__qualname__}.__init__"
+            klass.__init__ = init                            # type: ignore[misc]
 
         def __repr__(self: Any) -> str:
             return (f"{type(self).__qualname__}("
                     + ", ".join(f"{n}={getattr(self, n)!r}" for n in shown) + ")")
 
+        get = attrgetter(*compared) if len(compared) > 1 else \
+            (lambda o: (getattr(o, compared[0]),)) if compared else (lambda o: ())
+
         def __eq__(self: Any, other: Any) -> Any:
             if other.__class__ is self.__class__:   # as tuples compare (identity first)
-                return tuple([getattr(self, n) for n in compared]) == \
-                    tuple([getattr(other, n) for n in compared])
+                return get(self) == get(other)
             return NotImplemented
 
         if "__repr__" not in klass.__dict__:
@@ -149,7 +161,7 @@ def record(cls: Optional[type] = None, *, frozen: bool = False) -> Any:
                 raise FrozenInstanceError(f"cannot delete field {name!r}")
 
             def __hash__(self: Any) -> int:
-                return hash(tuple(getattr(self, n) for n in compared))
+                return hash(get(self))
             klass.__setattr__ = __setattr__                  # type: ignore[assignment]
             klass.__delattr__ = __delattr__                  # type: ignore[assignment]
             if "__hash__" not in klass.__dict__ or klass.__dict__["__hash__"] is None:
