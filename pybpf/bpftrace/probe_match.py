@@ -304,8 +304,27 @@ def matches_for(ap: AttachPoint, env: ProbeEnv) -> List[str]:
         if not ap.func:
             return [ap.target + ":"]
         search = f"{ap.target}:{ap.func}"
+    if kind in _UPROBE_KINDS and ap.target and "*" not in search:
+        return _uprobe_exact(ap, search, env)
     lines, strip = candidates(kind, ap.target, env)
     return match_lines(search, lines, strip)
+
+
+_UPROBE_KINDS = ("uprobe", "uretprobe", "watchpoint", "asyncwatchpoint")
+
+
+def _uprobe_exact(ap: AttachPoint, search: str, env: ProbeEnv) -> List[str]:
+    """:func:`matches_for` of a user-space attach point without ``*``: a pattern without
+    wildcard matches only itself, and ``target:function`` is a line of
+    :func:`uprobe_lines` exactly when ``function`` is one of the target's functions, so
+    the name set answers without building the lines (same warning when unreadable)."""
+    from pybpf.elf.functions import function_name_set
+    try:
+        names = function_name_set(ap.target)
+    except (OSError, ValueError):
+        env.warnings.append(f"Could not list function symbols: {ap.target}")
+        return []
+    return [search] if ap.func in names and ".part." not in search else []
 
 
 def _needs_matching(ap: AttachPoint, env: ProbeEnv) -> Tuple[bool, bool]:
@@ -354,10 +373,27 @@ def expand_attach_point(ap: AttachPoint, env: ProbeEnv) -> List[AttachPoint]:
     return out
 
 
+#: (path, symbol) -> (the file's identity, has a defined symbol with an address)
+_HAS_SYMBOL: Dict[Tuple[str, str], Tuple[object, bool]] = {}
+
+
 def _has_symbol(ap: AttachPoint) -> bool:
+    """Does ``ap.target`` define ``ap.func`` at an address? Answers are kept while the
+    file stays the same (a tool names one library in many attach points)."""
+    from pybpf.elf.functions import file_identity
     from pybpf.elf.symbols import ElfFile
+    ident = file_identity(ap.target)
+    key = (ap.target, ap.func)
+    known = _HAS_SYMBOL.get(key)
+    if ident is not None and known is not None and known[0] == ident:
+        return known[1]
     try:
         with ElfFile(ap.target) as elf:
-            return any(s.value for s in elf.find_symbols(ap.func))
+            found = any(s.value for s in elf.find_symbols(ap.func))
     except (OSError, ValueError, LookupError):
-        return False
+        found = False
+    if ident is not None and file_identity(ap.target) == ident:
+        if len(_HAS_SYMBOL) >= 4096:
+            _HAS_SYMBOL.pop(next(iter(_HAS_SYMBOL)))
+        _HAS_SYMBOL[key] = (ident, found)
+    return found

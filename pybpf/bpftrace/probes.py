@@ -61,6 +61,16 @@ for _name, _abbr, _kind in PROBE_LIST:
     PROVIDERS.setdefault(_name, _name)
     PROVIDERS.setdefault(_abbr, _name)
 
+#: every spelling -> kind, first entry first (without, then with the extension)
+_KINDS: Dict[str, str] = {}
+for _name, _abbr, _kind in PROBE_LIST:
+    _KINDS.setdefault(_name, _kind)
+    _KINDS.setdefault(_abbr, _kind)
+_KINDS_EXT = dict(_KINDS)
+for _name, _abbr, _kind in _EXTENSION_LIST:
+    _KINDS_EXT.setdefault(_name, _kind)
+    _KINDS_EXT.setdefault(_abbr, _kind)
+
 #: the message bpftrace 0.17 aborts with for an unknown provider
 INVALID_PROBE_TYPE = "Invalid probe type made it to attachpoint parser"
 #: where bpftrace puts what has no location of its own (1:1-1)
@@ -104,10 +114,7 @@ _MAX_ARG_X86 = 5          # bpftrace's arch::max_arg() on x86-64 (arg0..arg5)
 def probe_type(name: str, extensions: bool = False) -> str:
     """The kind of provider ``name`` (any spelling): ``kprobe``, ``special`` for
     BEGIN/END, ..., or ``invalid``."""
-    for n, a, kind in PROBE_LIST + (_EXTENSION_LIST if extensions else ()):
-        if name in (n, a):
-            return kind
-    return "invalid"
+    return (_KINDS_EXT if extensions else _KINDS).get(name, "invalid")
 
 
 def provider_name(name: str, extensions: bool = False) -> str:

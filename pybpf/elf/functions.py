@@ -22,7 +22,8 @@ from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 from .symbols import ElfFile, STT_FUNC, STT_GNU_IFUNC
 
-__all__ = ["function_names", "function_name_set", "separate_debug_file", "DEBUG_ROOT"]
+__all__ = ["function_names", "function_name_set", "file_identity", "separate_debug_file",
+           "DEBUG_ROOT"]
 
 #: where distributions install separate debug files
 DEBUG_ROOT = "/usr/lib/debug"
@@ -66,8 +67,9 @@ _CACHE: Dict[str, Tuple[Tuple[Tuple[str, _Ident], ...], FrozenSet[str]]] = {}
 _CACHE_MAX = 64
 
 
-def _ident(path: str) -> _Ident:
-    """(device, inode, mtime in ns, size) of a regular file; None when there is none."""
+def file_identity(path: str) -> _Ident:
+    """(device, inode, mtime in ns, size) of a regular file, None when there is none: a
+    cached answer about a file holds while this stays the same."""
     try:
         st = os.stat(path)
     except OSError:
@@ -102,14 +104,14 @@ def function_name_set(path: str, *, debug_file: bool = True) -> FrozenSet[str]:
     :class:`~pybpf.elf.symbols.ElfError` for one that is not ELF."""
     key = f"{int(debug_file)}{path}"
     hit = _CACHE.get(key)
-    if hit is not None and all(_ident(p) == i for p, i in hit[0]):
+    if hit is not None and all(file_identity(p) == i for p, i in hit[0]):
         return hit[1]
-    before = _ident(path)
+    before = file_identity(path)
     names, looked = _read_names(path, debug_file)
-    if before is not None and _ident(path) == before:   # not rewritten while read
+    if before is not None and file_identity(path) == before:   # not rewritten while read
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = (((path, before),) + tuple((p, _ident(p)) for p in looked), names)
+        _CACHE[key] = (((path, before),) + tuple((p, file_identity(p)) for p in looked), names)
     return names
 
 
