@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 from . import ast as A
 from .errors import BpftraceError, Diagnostic, Location
@@ -291,6 +291,17 @@ class ProbeEnv:
         self.traceable_error: Optional[str] = None
         #: warnings bpftrace prints without a location (``WARNING: ...``), in order
         self.warnings: List[str] = []
+        self._targets: Dict[Tuple[str, str], Any] = {}
+
+    def target(self, how: str, name: str) -> Any:
+        """``which_so(name)`` (``how`` = ``"lib"``) or ``resolve_binary_path(name)``
+        (``"path"``) for this run's ``pid``, each asked once per run: a tool naming one
+        library in many attach points looks it up once, as one snapshot."""
+        key = (how, name)
+        if key not in self._targets:
+            self._targets[key] = which_so(name, self.pid) if how == "lib" else \
+                tuple(resolve_binary_path(name, self.pid))
+        return self._targets[key]
 
     def get_param(self, n: int) -> str:
         """``$n`` as text inside an attach point ("" when not given)."""
@@ -432,7 +443,7 @@ def _fill(ap: AttachPoint, parts: List[str], env: ProbeEnv) -> None:
         target = parts[1]
         ap.target = ""
         if not has_wildcard(target) and target.startswith("lib"):
-            ap.target = which_so(target[3:], env.pid) or ""
+            ap.target = env.target("lib", target[3:]) or ""
         ap.target = ap.target or target
         if "+" in parts[2]:
             _offset_split(ap, parts[2], kind == "uprobe")
@@ -617,7 +628,7 @@ _UNITS = ("hz", "us", "ms", "s")
 
 def _resolve_target(ap: AttachPoint, env: ProbeEnv, what: str,
                     errors: List[str], warnings: List[str]) -> None:
-    paths = resolve_binary_path(ap.target, env.pid)
+    paths = env.target("path", ap.target)
     if not paths:
         errors.append(f"{what} target file '{ap.target}' does not exist or is not "
                       "executable")
