@@ -20,7 +20,7 @@ import os
 import struct
 from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
-from .symbols import ElfFile, STT_FUNC, STT_GNU_IFUNC
+from .symbols import ElfFile
 
 __all__ = ["function_names", "function_name_set", "file_identity", "separate_debug_file",
            "DEBUG_ROOT"]
