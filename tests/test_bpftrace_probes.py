@@ -368,3 +368,37 @@ def test_usdt_without_namespace_matching_two_is_refused(target: str) -> None:
     aps = parse_attach_points(parse(f"usdt:{target}:start {{ }}"), env)
     [one] = expand_attach_point(aps[0][0], env)
     assert (one.ns, one.func) == ("pybpf_test", "start")
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
+def test_uprobe_without_wildcard_follows_a_rebuilt_library(tmp_path) -> None:
+    """A uprobe named without wildcard expands to itself when the library defines the
+    function and to nothing when it does not; the answers kept for speed (symbol
+    lookups, function names per file) follow the library when it is rebuilt in place.
+    bpftrace -l of the same spec is the oracle when installed."""
+    lib = tmp_path / "libpybpfexp.so"
+
+    def build(*names: str) -> None:
+        src = tmp_path / "lib.c"
+        src.write_text("".join(f"int {n}(int x) {{ return x + {i}; }}\n"
+                               for i, n in enumerate(names)))
+        out = tmp_path / "new.so"
+        subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(out), str(src)], check=True)
+        os.replace(out, lib)
+
+    def expand(func: str) -> List[str]:
+        env = ProbeEnv()
+        aps = parse_attach_points(parse(f"uprobe:{lib}:{func} {{ }}"), env)
+        return [c.name() for c in expand_attach_point(aps[0][0], env)]
+
+    build("pybpf_exp_a")
+    assert expand("pybpf_exp_a") == [f"uprobe:{lib}:pybpf_exp_a"]
+    assert expand("pybpf_exp_b") == []
+    build("pybpf_exp_a", "pybpf_exp_b")
+    assert expand("pybpf_exp_b") == [f"uprobe:{lib}:pybpf_exp_b"]
+    build("pybpf_exp_b")
+    assert expand("pybpf_exp_a") == []
+    if BPFTRACE is not None:
+        for func in ("pybpf_exp_a", "pybpf_exp_b"):
+            out, _err, _ = bpftrace("-l", f"uprobe:{lib}:{func}")
+            assert out == expand(func), func

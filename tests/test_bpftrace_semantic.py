@@ -313,3 +313,53 @@ def test_strlen_like_bpftrace() -> None:
     assert str(got.maps["@x"].value) == "string[32]"
     assert str(got.maps["@y"].value) == "buffer[33]"
     assert "shortened to 32 bytes" in got.warnings[0].message
+
+
+def test_scalar_typedef_table_agrees_with_kernel_btf() -> None:
+    """The typedefs resolved without BTF (so that a tracepoint program need not parse
+    the kernel's BTF) are what the kernel's BTF says, integer size, sign and plain-char
+    alike, for every one this kernel's BTF has."""
+    from pybpf.bpftrace.structs import _FALLBACK_TYPEDEFS
+    from pybpf.btf import vmlinux
+    try:
+        btf = vmlinux()
+    except (OSError, ValueError) as exc:
+        pytest.skip(f"no kernel BTF: {exc}")
+    from pybpf.btf import types as bt
+    with_btf, table = StructManager(None, btf), StructManager(None, None)
+    checked = 0
+    for name, target in _FALLBACK_TYPEDEFS.items():
+        ids = btf.ids(name, "typedef")
+        if not ids:
+            continue
+        _tid, inner = with_btf._skip(ids[0])
+        want = (with_btf.btf_sized(ids[0]), isinstance(inner, bt.Int) and inner.name == "char")
+        assert table._named(target) == want, name
+        assert table.c_type(name) == want[0] and table.c_type(name + " *") == \
+            with_btf.c_type(name + " *"), name
+        checked += 1
+    assert checked >= 60
+
+
+def test_tracepoint_program_reads_no_btf() -> None:
+    """A tracepoint program on base-typed and common typedef'd fields (openat's
+    ``umode_t mode``) is typed from the format file alone: the kernel's BTF, seconds of
+    parsing at start-up, is never asked for; the types are the ones BTF gives."""
+    if not os.path.exists("/sys/kernel/tracing/events/syscalls/sys_enter_openat/format"):
+        pytest.skip("no syscalls:sys_enter_openat tracepoint")
+    src = ('tracepoint:syscalls:sys_enter_openat { printf("%s %d %d\\n", '
+           'str(args->filename), args->mode, args->flags); }')
+    asked: List[int] = []
+
+    def btf() -> None:
+        asked.append(1)
+        return None
+    env = ProbeEnv()
+    tree = parse_program(src)
+    res = analyse(tree, parse_attach_points(tree, env, src), env, SemaOptions(btf=btf), src)
+    assert not asked
+    no_btf = res.structs.tracepoint("syscalls", "sys_enter_openat")
+    from pybpf.btf import vmlinux
+    kernel = StructManager(None, vmlinux()).tracepoint("syscalls", "sys_enter_openat")
+    assert no_btf is not None and kernel is not None and no_btf.same_layout(kernel)
+    assert no_btf.field("mode").type == create_uint(16)

@@ -114,3 +114,51 @@ def test_proc_maps():
     assert any(e.path.endswith(os.path.basename(LIBC)) and "x" in e.perms for e in entries)
     with pytest.raises(ProcessLookupError):
         libs.proc_maps(2 ** 22 + 12345)
+
+
+def _oracle_functions(path: str) -> set:
+    out = set()
+    with open(path, "rb") as fh:
+        elf = ELFFile(fh)
+        for table in (".symtab", ".dynsym"):
+            sec = elf.get_section_by_name(table)
+            if sec is None or not hasattr(sec, "iter_symbols"):
+                continue
+            for sym in sec.iter_symbols():
+                if (sym.name and sym["st_shndx"] != "SHN_UNDEF"
+                        and sym["st_info"]["type"] in ("STT_FUNC", "STT_LOOS")):
+                    out.add(sym.name.split("@", 1)[0])
+    return out
+
+
+@pytest.mark.parametrize("path", [LIBC, os.path.realpath(shutil.which("bash") or "/bin/sh")])
+def test_function_names_match_pyelftools(path):
+    from pybpf.elf.functions import function_names
+    # STT_GNU_IFUNC is 10, which pyelftools names STT_LOOS
+    assert function_names(path, debug_file=False) == _oracle_functions(path)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
+def test_function_names_cache_follows_a_rebuilt_file(tmp_path):
+    """The per-process cache answers again only for the same file: a library rebuilt at
+    the same path (new inode, size, mtime) is read again."""
+    from pybpf.elf.functions import function_name_set, function_names
+    lib = tmp_path / "libpybpfcache.so"
+
+    def build(name: str) -> None:
+        src = tmp_path / "lib.c"
+        src.write_text(f"int {name}(int x) {{ return x + 1; }}\n")
+        out = tmp_path / "new.so"
+        subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(out), str(src)], check=True)
+        os.replace(out, lib)                            # a new inode at the same path
+
+    build("pybpf_first_fn")
+    first = function_names(str(lib))
+    assert "pybpf_first_fn" in first and first == _oracle_functions(str(lib))
+    assert function_name_set(str(lib)) is function_name_set(str(lib))   # cached
+    build("pybpf_second_fn")
+    second = function_names(str(lib))
+    assert "pybpf_second_fn" in second and "pybpf_first_fn" not in second
+    assert second == _oracle_functions(str(lib))
+    first.add("changed by the caller")                  # a caller's set is its own
+    assert "changed by the caller" not in function_names(str(lib))

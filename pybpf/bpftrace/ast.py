@@ -14,10 +14,10 @@ side instead of a built ``Binop``; :meth:`AssignMap.value_expr` gives that ``Bin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import List, Optional, Union
 
 from .errors import Location
+from .records import field, record
 
 __all__ = [
     "Node", "Expr", "Integer", "String", "StackMode", "Builtin", "Identifier",
@@ -43,7 +43,7 @@ UNARY_OPS = ("*", "~", "!", "-", "++", "--")
 COMPOUND_OPS = ("<<", ">>", "+", "-", "*", "/", "%", "&", "|", "^")
 
 
-@dataclass
+@record
 class Node:
     """Base of every node: ``loc`` where bpftrace reports it, ``span`` its whole text."""
 
@@ -52,12 +52,12 @@ def _loc() -> Location:
     return field(default=_NOWHERE, compare=False, repr=False)  # type: ignore[return-value]
 
 
-@dataclass
+@record
 class Expr(Node):
     """An expression."""
 
 
-@dataclass
+@record
 class Integer(Expr):
     """An integer literal; ``value`` is the 64-bit word as a signed number (bpftrace 0.17
     types every literal int64); ``-5`` is one literal."""
@@ -67,7 +67,7 @@ class Integer(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class String(Expr):
     """A string literal; ``value`` holds its bytes after escapes."""
 
@@ -76,7 +76,7 @@ class String(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class StackMode(Expr):
     """``bpftrace`` or ``perf`` (an argument of ``kstack``/``ustack``)."""
 
@@ -85,7 +85,7 @@ class StackMode(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Builtin(Expr):
     """A builtin variable: ``pid``, ``arg0``, ``kstack`` (without parentheses)..."""
 
@@ -94,7 +94,7 @@ class Builtin(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Identifier(Expr):
     """A bare name: a type in ``sizeof(T)``, an enum constant, a struct type name."""
 
@@ -103,7 +103,7 @@ class Identifier(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class PositionalParameter(Expr):
     """``$N`` (``n`` >= 1) or ``$#`` (``is_count``, ``n`` = 0)."""
 
@@ -113,7 +113,7 @@ class PositionalParameter(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Variable(Expr):
     """A scratch variable, ``name`` with its ``$``."""
 
@@ -122,7 +122,7 @@ class Variable(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Map(Expr):
     """A map, ``name`` with its ``@`` (``@`` alone is the anonymous map); ``keys`` are the
     bracketed expressions (several make a tuple key; none: a scalar map)."""
@@ -133,7 +133,7 @@ class Map(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Call(Expr):
     """A function call ``name(args)``."""
 
@@ -143,7 +143,7 @@ class Call(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Binop(Expr):
     """``left op right``; ``loc`` is the operator's."""
 
@@ -154,7 +154,7 @@ class Binop(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Unop(Expr):
     """``op expr`` (prefix: ``*``, ``~``, ``!``, ``-``, ``++``, ``--``) or, with
     ``is_post``, ``expr++``/``expr--``."""
@@ -166,7 +166,7 @@ class Unop(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Ternary(Expr):
     """``cond ? left : right``."""
 
@@ -177,7 +177,7 @@ class Ternary(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class FieldAccess(Expr):
     """``expr.field`` or, with ``arrow``, ``expr->field``."""
 
@@ -191,7 +191,7 @@ class FieldAccess(Expr):
     op_loc: Location = _loc()
 
 
-@dataclass
+@record
 class TupleAccess(Expr):
     """``expr.N``: element N of a tuple."""
 
@@ -201,7 +201,7 @@ class TupleAccess(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class ArrayAccess(Expr):
     """``expr[index]``."""
 
@@ -211,7 +211,7 @@ class ArrayAccess(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Cast(Expr):
     """``(type)expr``, ``(type *)expr`` or ``(type **)expr``: ``type_name`` is as lexed
     (``uint32``, ``struct task_struct``), ``ptr_depth`` the number of stars."""
@@ -223,7 +223,7 @@ class Cast(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Tuple(Expr):
     """``(a, b, ...)``, two elements or more."""
 
@@ -232,12 +232,12 @@ class Tuple(Expr):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Stmt(Node):
     """A statement."""
 
 
-@dataclass
+@record
 class ExprStatement(Stmt):
     """An expression evaluated for its effect (a call, ``@x++``)."""
 
@@ -246,7 +246,7 @@ class ExprStatement(Stmt):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class AssignMap(Stmt):
     """``map = value`` or, with ``op``, ``map op= value``."""
 
@@ -265,7 +265,7 @@ class AssignMap(Stmt):
         return Binop(self.map, self.op, self.value, loc=self.op_loc, span=self.span)
 
 
-@dataclass
+@record
 class AssignVar(Stmt):
     """``$var = value`` or, with ``op``, ``$var op= value``."""
 
@@ -284,7 +284,7 @@ class AssignVar(Stmt):
         return Binop(self.var, self.op, self.value, loc=self.op_loc, span=self.span)
 
 
-@dataclass
+@record
 class Jump(Stmt):
     """``break``, ``continue`` or ``return`` (``kind``)."""
 
@@ -293,7 +293,7 @@ class Jump(Stmt):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class If(Stmt):
     """``if (cond) {then} else {orelse}``; ``else if`` is an ``orelse`` of one ``If``;
     ``orelse`` is None without ``else``. ``loc`` is 1:1-1 as in bpftrace 0.17 (which
@@ -306,7 +306,7 @@ class If(Stmt):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Unroll(Stmt):
     """``unroll (count) {body}``; ``count`` is an integer literal or a ``$N``."""
 
@@ -316,7 +316,7 @@ class Unroll(Stmt):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class While(Stmt):
     """``while (cond) {body}``."""
 
@@ -326,7 +326,7 @@ class While(Stmt):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class For(Stmt):
     """``for ($kv : @map) {body}`` (bpftrace 0.21; accepted only when the parser is asked
     for newer syntax)."""
@@ -338,7 +338,7 @@ class For(Stmt):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Predicate(Node):
     """``/expr/`` before a probe's block."""
 
@@ -347,7 +347,7 @@ class Predicate(Node):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class AttachPoint(Node):
     """One attach point as bpftrace 0.17 reassembles it from tokens (``raw``): white space
     dropped, integers in decimal (``kprobe:f+0x10`` is ``kprobe:f+16``), strings
@@ -364,7 +364,7 @@ class AttachPoint(Node):
         return self.raw.split(":", 1)[0]
 
 
-@dataclass
+@record
 class Probe(Node):
     """``ap1, ap2 /pred/ { body }``."""
 
@@ -375,7 +375,7 @@ class Probe(Node):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class CDefinition(Node):
     """A preamble item as lexed: ``kind`` is ``preproc`` (one ``#`` line) or ``struct``
     (a whole ``struct``/``union``/``enum`` definition), ``text`` its raw text."""
@@ -386,7 +386,7 @@ class CDefinition(Node):
     span: Location = _loc()
 
 
-@dataclass
+@record
 class Program(Node):
     """A whole program: preamble items then probes. ``preamble`` is filled by
     :func:`pybpf.bpftrace.parser.parse_program` (a ``preamble.Preamble``)."""

@@ -18,14 +18,15 @@ with ``-e`` is named ``stdin``. A :class:`BpftraceError` carries one or more dia
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
+
+from .records import record
 
 __all__ = ["Location", "Diagnostic", "BpftraceError", "BpftraceSyntaxError",
            "render_diagnostic"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Location:
     """A source range as bpftrace reports it: ``line``:``col`` to ``end_line``:``end_col``
     (1-based; ``end_col`` is exclusive)."""
@@ -46,7 +47,7 @@ class Location:
         return f"{self.line}:{self.col}-{self.end_col}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Diagnostic:
     """One message at one place; ``level`` is ``ERROR`` or ``WARNING``."""
 

@@ -34,10 +34,10 @@ expanded ``#define`` shifts later columns on its line as it does in bpftrace. ``
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
 from .errors import Diagnostic, Location
+from .records import field, record
 
 __all__ = ["Token", "LexResult", "tokenize", "BUILTINS", "CALLS", "CALL_BUILTINS",
            "KEYWORDS", "TOKEN_NAMES", "int_literal"]
@@ -101,7 +101,7 @@ _SUFFIX_RE = re.compile(r"(u|u?l?l)", re.IGNORECASE)
 _SIMPLE_ESC = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
 
-@dataclass
+@record
 class Token:
     """One token. ``kind`` is the grammar's token name (``IDENT``, ``INT``, ``PLUS``...),
     ``value`` its meaning (the text for names, an ``int`` for ``INT``, ``bytes`` for
@@ -121,7 +121,7 @@ class Token:
         return TOKEN_NAMES.get(self.kind, self.kind)
 
 
-@dataclass
+@record
 class LexResult:
     """Tokens (ending with ``END``) and lexical errors, each error tagged with the number
     of tokens produced before it (a parser that stops at token i reports only the

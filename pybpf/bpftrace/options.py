@@ -30,9 +30,9 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from .records import field, record
 from .session import TraceOptions
 
 __all__ = ["Command", "CommandLineError", "GetoptError", "getopt_long", "parse_u64",
@@ -81,7 +81,7 @@ class GetoptError(CommandLineError):
         super().__init__(text, 1, usage=True)
 
 
-@dataclass
+@record
 class Command:
     """What a bpftrace command line asks for.
 

@@ -22,17 +22,17 @@ offsets) are computed later, with BTF for the types the definitions name.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 from .ast import CDefinition
 from .errors import BpftraceSyntaxError, Diagnostic, Location
+from .records import field, record
 
 __all__ = ["Include", "CType", "CField", "CStruct", "CEnum", "Preamble", "read_preamble",
            "eval_c_int"]
 
 
-@dataclass
+@record
 class Include:
     """An ``#include``: ``path`` as written, ``system`` for ``<...>``."""
 
@@ -41,7 +41,7 @@ class Include:
     loc: Location
 
 
-@dataclass
+@record
 class CType:
     """A field type: ``base`` (``unsigned int``, ``u64``, ``struct qstr``; for an anonymous
     nested definition, ``nested`` holds it), ``pointer`` stars, ``array`` sizes."""
@@ -52,7 +52,7 @@ class CType:
     nested: Optional["CStruct"] = None
 
 
-@dataclass
+@record
 class CField:
     """One member; ``name`` is "" for an anonymous struct/union member; ``bits`` for a
     bit-field."""
@@ -62,7 +62,7 @@ class CField:
     bits: Optional[int] = None
 
 
-@dataclass
+@record
 class CStruct:
     """A ``struct`` or ``union`` (``kind``) definition; ``name`` "" when anonymous."""
 
@@ -72,7 +72,7 @@ class CStruct:
     loc: Location
 
 
-@dataclass
+@record
 class CEnum:
     """An ``enum`` definition and its constants in order."""
 
@@ -81,7 +81,7 @@ class CEnum:
     loc: Location
 
 
-@dataclass
+@record
 class Preamble:
     """What the preamble declares. ``structs`` is keyed ``"struct name"``/``"union name"``;
     ``macros`` are the replacement texts, ``constants`` the integer-valued ones (enum

@@ -23,7 +23,7 @@ are attached (bpftrace's ``add_probe``).
 from __future__ import annotations
 
 import os
-from typing import Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .probes import (PROBE_LIST, SOFTWARE_EVENTS, HARDWARE_EVENTS, AttachPoint,
                      PerfEvent, ProbeEnv, has_wildcard,
@@ -71,6 +71,9 @@ def match_lines(pattern: str, lines: Iterable[str], strip_module: bool = False
                 ) -> List[str]:
     """The lines matching ``pattern``, sorted and unique, without ``.part.`` variants;
     ``strip_module`` first drops a trailing `` [module]``."""
+    if "*" not in pattern and not strip_module:
+        # no wildcard: the match is equality (see wildcard_match), tested in C
+        return [pattern] if ".part." not in pattern and pattern in lines else []
     tokens, start, end = wildcard_tokens(pattern)
     out: Set[str] = set()
     for line in lines:
@@ -144,20 +147,30 @@ def _symbols_error(exc: OSError) -> str:
     return f"Could not read symbols from {exc.filename}: {os.strerror(exc.errno or 0)}"
 
 
+#: path -> (the function names read, their sorted ``path:function`` lines)
+_UPROBE_LINES: Dict[str, Tuple[FrozenSet[str], List[str]]] = {}
+
+
 def uprobe_lines(target: str, env: ProbeEnv) -> List[str]:
-    """``path:function`` for the functions of ``target`` (a glob is expanded first)."""
-    from pybpf.elf.functions import function_names
+    """``path:function`` for the functions of ``target`` (a glob is expanded first).
+    The lines of a file are built once while its (cached) names stay the same."""
+    from pybpf.elf.functions import function_name_set
     if not target:
         return []
     paths = resolve_binary_path(target) if "*" in target else [target]
-    out = []
+    out: List[str] = []
     for path in paths:
         try:
-            names = function_names(path)
+            names = function_name_set(path)
         except (OSError, ValueError):
             env.warnings.append(f"Could not list function symbols: {path}")
             continue
-        out += [f"{path}:{n}" for n in sorted(names)]
+        known = _UPROBE_LINES.get(path)
+        if known is None or known[0] is not names:
+            if len(_UPROBE_LINES) >= 64:
+                _UPROBE_LINES.pop(next(iter(_UPROBE_LINES)))
+            known = _UPROBE_LINES[path] = (names, [f"{path}:{n}" for n in sorted(names)])
+        out += known[1]
     return out
 
 
@@ -291,8 +304,27 @@ def matches_for(ap: AttachPoint, env: ProbeEnv) -> List[str]:
         if not ap.func:
             return [ap.target + ":"]
         search = f"{ap.target}:{ap.func}"
+    if kind in _UPROBE_KINDS and ap.target and "*" not in search:
+        return _uprobe_exact(ap, search, env)
     lines, strip = candidates(kind, ap.target, env)
     return match_lines(search, lines, strip)
+
+
+_UPROBE_KINDS = ("uprobe", "uretprobe", "watchpoint", "asyncwatchpoint")
+
+
+def _uprobe_exact(ap: AttachPoint, search: str, env: ProbeEnv) -> List[str]:
+    """:func:`matches_for` of a user-space attach point without ``*``: a pattern without
+    wildcard matches only itself, and ``target:function`` is a line of
+    :func:`uprobe_lines` exactly when ``function`` is one of the target's functions, so
+    the name set answers without building the lines (same warning when unreadable)."""
+    from pybpf.elf.functions import function_name_set
+    try:
+        names = function_name_set(ap.target)
+    except (OSError, ValueError):
+        env.warnings.append(f"Could not list function symbols: {ap.target}")
+        return []
+    return [search] if ap.func in names and ".part." not in search else []
 
 
 def _needs_matching(ap: AttachPoint, env: ProbeEnv) -> Tuple[bool, bool]:
@@ -341,10 +373,27 @@ def expand_attach_point(ap: AttachPoint, env: ProbeEnv) -> List[AttachPoint]:
     return out
 
 
+#: (path, symbol) -> (the file's identity, has a defined symbol with an address)
+_HAS_SYMBOL: Dict[Tuple[str, str], Tuple[object, bool]] = {}
+
+
 def _has_symbol(ap: AttachPoint) -> bool:
+    """Does ``ap.target`` define ``ap.func`` at an address? Answers are kept while the
+    file stays the same (a tool names one library in many attach points)."""
+    from pybpf.elf.functions import file_identity
     from pybpf.elf.symbols import ElfFile
+    ident = file_identity(ap.target)
+    key = (ap.target, ap.func)
+    known = _HAS_SYMBOL.get(key)
+    if ident is not None and known is not None and known[0] == ident:
+        return known[1]
     try:
         with ElfFile(ap.target) as elf:
-            return any(s.value for s in elf.find_symbols(ap.func))
+            found = any(s.value for s in elf.find_symbols(ap.func))
     except (OSError, ValueError, LookupError):
-        return False
+        found = False
+    if ident is not None and file_identity(ap.target) == ident:
+        if len(_HAS_SYMBOL) >= 4096:
+            _HAS_SYMBOL.pop(next(iter(_HAS_SYMBOL)))
+        _HAS_SYMBOL[key] = (ident, found)
+    return found

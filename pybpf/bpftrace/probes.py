@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 from . import ast as A
 from .errors import BpftraceError, Diagnostic, Location
+from .records import field, record
 from .targets import resolve_binary_path, which_so
 
 __all__ = [
@@ -60,6 +60,16 @@ PROVIDERS: Dict[str, str] = {}
 for _name, _abbr, _kind in PROBE_LIST:
     PROVIDERS.setdefault(_name, _name)
     PROVIDERS.setdefault(_abbr, _name)
+
+#: every spelling -> kind, first entry first (without, then with the extension)
+_KINDS: Dict[str, str] = {}
+for _name, _abbr, _kind in PROBE_LIST:
+    _KINDS.setdefault(_name, _kind)
+    _KINDS.setdefault(_abbr, _kind)
+_KINDS_EXT = dict(_KINDS)
+for _name, _abbr, _kind in _EXTENSION_LIST:
+    _KINDS_EXT.setdefault(_name, _kind)
+    _KINDS_EXT.setdefault(_abbr, _kind)
 
 #: the message bpftrace 0.17 aborts with for an unknown provider
 INVALID_PROBE_TYPE = "Invalid probe type made it to attachpoint parser"
@@ -104,10 +114,7 @@ _MAX_ARG_X86 = 5          # bpftrace's arch::max_arg() on x86-64 (arg0..arg5)
 def probe_type(name: str, extensions: bool = False) -> str:
     """The kind of provider ``name`` (any spelling): ``kprobe``, ``special`` for
     BEGIN/END, ..., or ``invalid``."""
-    for n, a, kind in PROBE_LIST + (_EXTENSION_LIST if extensions else ()):
-        if name in (n, a):
-            return kind
-    return "invalid"
+    return (_KINDS_EXT if extensions else _KINDS).get(name, "invalid")
 
 
 def provider_name(name: str, extensions: bool = False) -> str:
@@ -206,7 +213,7 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
-@dataclass
+@record
 class AttachPoint:
     """One parsed attach point (bpftrace's ``ast::AttachPoint`` after its attach-point
     parser): ``provider`` canonical (``kprobe``, ``BEGIN``...), ``target`` (binary or
@@ -284,6 +291,17 @@ class ProbeEnv:
         self.traceable_error: Optional[str] = None
         #: warnings bpftrace prints without a location (``WARNING: ...``), in order
         self.warnings: List[str] = []
+        self._targets: Dict[Tuple[str, str], Any] = {}
+
+    def target(self, how: str, name: str) -> Any:
+        """``which_so(name)`` (``how`` = ``"lib"``) or ``resolve_binary_path(name)``
+        (``"path"``) for this run's ``pid``, each asked once per run: a tool naming one
+        library in many attach points looks it up once, as one snapshot."""
+        key = (how, name)
+        if key not in self._targets:
+            self._targets[key] = which_so(name, self.pid) if how == "lib" else \
+                tuple(resolve_binary_path(name, self.pid))
+        return self._targets[key]
 
     def get_param(self, n: int) -> str:
         """``$n`` as text inside an attach point ("" when not given)."""
@@ -425,7 +443,7 @@ def _fill(ap: AttachPoint, parts: List[str], env: ProbeEnv) -> None:
         target = parts[1]
         ap.target = ""
         if not has_wildcard(target) and target.startswith("lib"):
-            ap.target = which_so(target[3:], env.pid) or ""
+            ap.target = env.target("lib", target[3:]) or ""
         ap.target = ap.target or target
         if "+" in parts[2]:
             _offset_split(ap, parts[2], kind == "uprobe")
@@ -597,7 +615,7 @@ def parse_attach_points(program: A.Program, env: ProbeEnv, source: str = "",
 # stage 2: the semantic analyser's rules for attach points
 # ---------------------------------------------------------------------------------------
 
-@dataclass
+@record
 class CheckState:
     """What the attach-point checks remember across a program (one BEGIN, one END)."""
 
@@ -610,7 +628,7 @@ _UNITS = ("hz", "us", "ms", "s")
 
 def _resolve_target(ap: AttachPoint, env: ProbeEnv, what: str,
                     errors: List[str], warnings: List[str]) -> None:
-    paths = resolve_binary_path(ap.target, env.pid)
+    paths = env.target("path", ap.target)
     if not paths:
         errors.append(f"{what} target file '{ap.target}' does not exist or is not "
                       "executable")

@@ -15,7 +15,6 @@ time; *compile-time* ``kaddr uaddr cgroupid sizeof pton``; the rest run in the k
 from __future__ import annotations
 
 import re
-import socket
 from typing import Any, Callable, Dict, List, Optional
 
 from . import ast as A
@@ -374,6 +373,7 @@ def _ntop(c: _Call) -> None:
 
 
 def _pton(c: _Call) -> None:
+    import socket                   # only here: not imported on every start-up
     if not c.nargs(1):
         return
     addr = c.a.string_literal(c.args[0])

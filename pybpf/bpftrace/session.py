@@ -15,13 +15,14 @@ bpftrace's errors (:class:`~pybpf.bpftrace.errors.BpftraceError`) for anything w
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, TextIO
+
+from .records import field, record
 
 __all__ = ["TraceOptions", "FrontResult", "front", "run"]
 
 
-@dataclass
+@record
 class TraceOptions:
     """Everything a bpftrace run depends on besides the program text, named after
     bpftrace 0.17's options (``bpftrace --help``) and environment variables.
@@ -84,7 +85,7 @@ class TraceOptions:
     extras: Dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@record
 class FrontResult:
     """The program after the front half: ``program`` (the typed tree),
     ``attach_points`` (per probe, the parsed attach points), ``analysis``

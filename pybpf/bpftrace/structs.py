@@ -6,7 +6,9 @@ structs are added, and clang's canonical types become ``SizedType``\\ s. This mo
 gives the same answers without clang:
 
 * integers keep their C size and signedness (``char`` is signed, ``_Bool`` is
-  ``unsigned int8``, an ``enum`` is unsigned); typedefs are looked through;
+  ``unsigned int8``, an ``enum`` is unsigned); typedefs are looked through (common
+  scalar ones such as ``u32``, ``pid_t``, ``umode_t`` from a table that agrees with the
+  kernel's BTF, so that the BTF is parsed only for the others);
 * ``char`` arrays are ``string[N]``; other arrays ``T[N]``; pointers to ``void``,
   functions and floats point to ``none``; floats are ``none``;
 * ``struct``/``union`` members are fields (anonymous members' fields are the parent's),
@@ -43,7 +45,9 @@ C_BASE_TYPES: Dict[str, Tuple[int, bool, bool]] = {
     "unsigned long long": (8, False, False), "_Bool": (1, False, False),
     "bool": (1, False, False),
 }
-#: typedefs used when there is no BTF to look them up in
+#: scalar typedefs resolved without BTF (what the kernel's BTF says of each, checked by
+#: tests/test_bpftrace_semantic.py): a program whose C types are all base types or these
+#: (the usual tracepoint fields: ``umode_t mode``) never parses the kernel's BTF
 _FALLBACK_TYPEDEFS = {
     "u8": "unsigned char", "u16": "unsigned short", "u32": "unsigned int",
     "u64": "unsigned long long", "s8": "signed char", "s16": "short", "s32": "int",
@@ -56,6 +60,23 @@ _FALLBACK_TYPEDEFS = {
     "uint16_t": "unsigned short", "uint32_t": "unsigned int",
     "uint64_t": "unsigned long", "int8_t": "signed char", "int16_t": "short",
     "int32_t": "int", "int64_t": "long",
+    # kernel-wide scalar typedefs (uapi or core kernel, the same on every 64-bit
+    # kernel): known here so that a tracepoint field of these types needs no BTF
+    "ino_t": "unsigned long", "off_t": "long", "clockid_t": "int", "timer_t": "int",
+    "key_t": "int", "mqd_t": "int", "time64_t": "long long", "ktime_t": "long long",
+    "sector_t": "unsigned long long", "blkcnt_t": "unsigned long long",
+    "aio_context_t": "unsigned long", "uint": "unsigned int", "ulong": "unsigned long",
+    "ushort": "unsigned short", "u_int8_t": "unsigned char", "u_int16_t": "unsigned short",
+    "u_int32_t": "unsigned int", "u_int64_t": "unsigned long long",
+    "__le16": "unsigned short", "__le32": "unsigned int", "__le64": "unsigned long long",
+    "__be16": "unsigned short", "__be32": "unsigned int", "__be64": "unsigned long long",
+    "__wsum": "unsigned int", "__sum16": "unsigned short",
+    "phys_addr_t": "unsigned long long", "dma_addr_t": "unsigned long long",
+    "resource_size_t": "unsigned long long", "irq_hw_number_t": "unsigned long",
+    "nlink_t": "unsigned int", "fmode_t": "unsigned int", "vm_flags_t": "unsigned long",
+    "errseq_t": "unsigned int", "uintptr_t": "unsigned long",
+    "__kernel_size_t": "unsigned long", "__kernel_ssize_t": "long",
+    "__kernel_pid_t": "int", "__kernel_ulong_t": "unsigned long", "__kernel_long_t": "long",
 }
 _QUALIFIERS = ("const", "volatile", "restrict", "__restrict", "__user", "__iomem",
                "__percpu", "__rcu", "__force", "__kernel")
@@ -321,6 +342,8 @@ class StructManager:
             return self.record(core), False
         if head == "enum":
             return create_uint(32), False
+        if core in _FALLBACK_TYPEDEFS:
+            return self._named(_FALLBACK_TYPEDEFS[core])
         btf = self.btf
         if btf is not None:
             try:
@@ -332,8 +355,6 @@ class StructManager:
                 _tid, inner = self._skip(ids[0])
                 plain = isinstance(inner, bt.Int) and inner.name == "char"
                 return self.btf_sized(ids[0]), plain
-        if core in _FALLBACK_TYPEDEFS:
-            return self._named(_FALLBACK_TYPEDEFS[core])
         return create_none(), False
 
     # -- the preamble's definitions -----------------------------------------------------

@@ -33,8 +33,9 @@ set); :meth:`SizedType.copy` before changing a shared one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
+
+from .records import field, record
 
 __all__ = [
     "SizedType", "Struct", "Field", "Bitfield", "STRING_SIZE", "COMM_SIZE",
@@ -65,7 +66,7 @@ _BYTE_ARRAYS = ("string", "usym", "inet", "buffer", "timestamp", "mac_address",
 _TYPESTR = {"stack_mode": "stack mode"}
 
 
-@dataclass
+@record
 class Bitfield:
     """How to read a bit-field: ``read_bytes`` from the field's offset, shift right by
     ``rshift``, mask with ``mask``."""
@@ -75,7 +76,7 @@ class Bitfield:
     mask: int
 
 
-@dataclass
+@record
 class Field:
     """A member of a record or an element of a tuple: ``offset`` in bytes; ``bitfield``
     for bit-fields; ``is_data_loc`` for a tracepoint's ``__data_loc`` field."""
@@ -135,7 +136,7 @@ class Struct:
                    for a, b in zip(self.fields, other.fields))
 
 
-@dataclass
+@record
 class SizedType:
     """One bpftrace type (see the module docstring); ``size`` in bytes."""
 

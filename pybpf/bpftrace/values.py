@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import struct
 import time as _time
-from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple as TTuple
+
+from .records import record
 
 __all__ = [
     "Value", "Int", "Str", "Buf", "Tuple", "Array", "Record", "Pointer", "Sym", "Frame",
@@ -140,7 +140,7 @@ class Value:
         return self.text()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Int(Value):
     """An integer of ``bits`` (8, 16, 32 or 64) bits; ``value`` is the mathematical
     value, wrapped into range on construction."""
@@ -168,7 +168,7 @@ class Int(Value):
         return self.value & M64
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Pointer(Value):
     """A pointer value (``(struct x *)arg0``): an integer in printf and print(), hex as
     a map key."""
@@ -189,7 +189,7 @@ class Pointer(Value):
         return self.value & M64
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Str(Value):
     """``string[size]``: ``data`` is the latin-1 text, cut at its first NUL."""
 
@@ -208,7 +208,7 @@ class Str(Value):
         return self.data.encode("latin-1").ljust(self.size, b"\0")[:self.size]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Buf(Value):
     """``buf(p, n)``: ``data`` the bytes captured (its length is the length byte) in a
     buffer of ``capacity`` bytes."""
@@ -235,7 +235,7 @@ class Buf(Value):
         return self.data
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Tuple(Value):
     """A tuple ``(a, b, ...)``."""
 
@@ -252,7 +252,7 @@ class Tuple(Value):
         return b"".join(e.key_bytes() for e in self.elems)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Array(Value):
     """An integer array (``int32[4]``...)."""
 
@@ -272,7 +272,7 @@ class Array(Value):
         return b"".join(e.key_bytes() for e in self.elems)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Record(Value):
     """A struct value: ``fields`` are (name, value) pairs."""
 
@@ -292,7 +292,7 @@ class Record(Value):
         return b"".join(v.key_bytes() for _, v in self.fields)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Sym(Value):
     """A value bpftrace resolves to text in user space, already resolved: ``kind`` is
     ``ksym``, ``usym``, ``inet``, ``username``, ``probe``, ``timestamp``,
@@ -339,6 +339,7 @@ def _sym_text(addr: int, name: Optional[str], offset: int, show_offset: bool,
 def ntop(addr: bytes, af: Optional[int] = None) -> Sym:
     """``ntop()``: 4 bytes print as IPv4, 16 as IPv6 (``af`` overrides, 2 or 10); an
     unknown family prints as an empty string, as in bpftrace."""
+    import socket                   # only here: not imported on every start-up
     if af is None:
         af = socket.AF_INET if len(addr) == 4 else socket.AF_INET6
     if af == socket.AF_INET:
@@ -414,7 +415,7 @@ def strftime_value(fmt: str, nsecs_since_boot: int, boottime_ns: int) -> Sym:
                struct.pack("<IIQ", 0, 0, nsecs_since_boot & M64))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Frame:
     """One stack frame: its address and, when it resolved, symbol ``name`` with
     ``offset``; ``module`` is the file of a user frame (shown in perf mode)."""
@@ -425,7 +426,7 @@ class Frame:
     module: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Stack(Value):
     """``kstack``/``ustack``: ``frames`` innermost first, ``mode`` ``bpftrace`` or
     ``perf``; ``stack_id`` and ``pid`` make its map-key bytes. ``indent`` is 8 for a

@@ -10,10 +10,12 @@ only makes ``trace`` appear in ``pybpf --help`` and in shell completion.
 
 from __future__ import annotations
 
-import argparse
-from typing import List
+from typing import TYPE_CHECKING, List
 
 from pybpf.cli.common import add_parser, examples
+
+if TYPE_CHECKING:                   # argparse only for pybpf --help: not on every run
+    import argparse
 
 __all__ = ["register", "main", "EXAMPLES"]
 
@@ -34,6 +36,7 @@ EXAMPLES = examples(
 
 def register(sub: "argparse._SubParsersAction") -> None:
     """Add the ``trace`` subcommand (for ``--help`` and completion; ``main`` runs it)."""
+    import argparse
     p = add_parser(sub, "trace", help="run bpftrace programs (bpftrace's command line)",
                    description="Run a bpftrace program (FILE, - for standard input, or "
                                "-e PROG) with bpftrace 0.17's options; pybpf trace -h "

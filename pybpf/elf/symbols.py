@@ -174,6 +174,34 @@ class _Table:
                 start = i + 1
         return out
 
+    def defined_function_names(self) -> List[str]:
+        """Names (as stored, version suffix kept) of the defined ``STT_FUNC`` and
+        ``STT_GNU_IFUNC`` symbols, in table order, read from three columns of the raw
+        table (no :class:`Symbol` per entry)."""
+        step = self.entsize
+        info_at, shndx_at = (4, 6) if self.is64 else (12, 14)
+        infos = bytes(self.data[info_at::step])
+        col = array.array("H")
+        col.frombytes(bytes(self.data))
+        if self.swap:
+            col.byteswap()
+        shndxs = col[shndx_at // 2::step // 2]
+        wanted = [st_name for st_name, info, shndx in zip(self.st_names(), infos, shndxs)
+                  if st_name and shndx and (info & 0xF) in (STT_FUNC, STT_GNU_IFUNC)]
+        strtab = self.strtab
+        if strtab.isascii():            # byte offsets are str offsets: decode once
+            text = strtab.decode("ascii")
+            find, size = text.find, len(text)
+            ends = [find("\0", at) for at in wanted]
+            return [text[at:end if end >= 0 else size]
+                    for at, end in zip(wanted, ends) if end != at]
+        out = []
+        for at in wanted:
+            end = strtab.find(b"\0", at)
+            if end != at:                               # an empty name is no function
+                out.append(strtab[at:end if end >= 0 else None].decode(errors="replace"))
+        return out
+
     def names(self) -> Iterator[str]:
         strtab = self.strtab
         for st_name in set(self.st_names()):
@@ -355,6 +383,12 @@ class ElfFile:
                     seen.update(table.names())
             self._all_names = sorted(seen)
         return self._all_names
+
+    def function_names(self, table: str = ".symtab") -> List[str]:
+        """Names of the functions (``STT_FUNC``, ``STT_GNU_IFUNC``) ``table`` defines, in
+        table order, version suffixes kept (fast path: no :class:`Symbol` objects)."""
+        t = self._table(table)
+        return t.defined_function_names() if t is not None else []
 
     def iter_symbols(self, table: str = ".symtab") -> Iterator[Symbol]:
         """Every symbol of ``table`` as :class:`Symbol` objects (slow path, for tools)."""
