@@ -38,7 +38,7 @@ from typing import (
     Union,
 )
 
-from ._plain import PlainData
+from ._records import record
 from .asm.encoding import decode, encode
 from .asm.helpers import helper
 from .asm.instruction import Instruction
@@ -127,7 +127,8 @@ def resolve_maps(instructions: Iterable[Instruction],
 # Specs
 # ---------------------------------------------------------------------------------------
 
-class ProgramSpec(PlainData):
+@record
+class ProgramSpec:
     """Everything needed to load a program, before the kernel is involved.
 
     * ``type``: a :class:`~pybpf.syscall.bpf.ProgType`;

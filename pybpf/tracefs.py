@@ -31,7 +31,7 @@ import threading
 from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from ._plain import PlainData, factory
+from ._records import field, record
 from .errors import UnknownNameError, close_matches
 from .syscall.errors import NotSupportedError
 
@@ -202,7 +202,8 @@ def event_id(group: str, name: Optional[str] = None) -> int:
         raise _unknown_event(group, name) from None
 
 
-class Field(PlainData, frozen=True):
+@record(frozen=True)
+class Field:
     """One field of a trace event record.
 
     ``kind`` is ``"scalar"``, ``"pointer"``, ``"array"`` (fixed, ``count`` elements of
@@ -277,7 +278,8 @@ def _parse_decl(decl: str, offset: int, size: int, signed: bool) -> Field:
     return Field(name, ctype, offset, size, signed)
 
 
-class EventFormat(PlainData):
+@record
+class EventFormat:
     """The record layout of one trace event, from its ``format`` file.
 
     ``fields`` are the event's own fields in order; ``common_fields`` the header every
@@ -289,7 +291,7 @@ class EventFormat(PlainData):
     name: str
     id: int
     fields: List[Field]
-    common_fields: List[Field] = factory(list)  # type: ignore[assignment]
+    common_fields: List[Field] = field(default_factory=list)
     print_fmt: str = ""
 
     @property
@@ -442,7 +444,8 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-class ProbeEvent(PlainData, frozen=True):
+@record(frozen=True)
+class ProbeEvent:
     """One line of ``kprobe_events``/``uprobe_events``: ``kind`` (``"kprobe"`` or
     ``"uprobe"``), ``type`` (``"p"``, ``"r"``), ``group``, ``name`` and the rest of the
     definition."""

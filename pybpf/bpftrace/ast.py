@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import List, Optional, Union
 
 from .errors import Location
-from .records import field, record
+from .._records import field, record
 
 __all__ = [
     "Node", "Expr", "Integer", "String", "StackMode", "Builtin", "Identifier",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
-from .records import record
+from .._records import record
 
 __all__ = ["Location", "Diagnostic", "BpftraceError", "BpftraceSyntaxError",
            "render_diagnostic"]

@@ -37,7 +37,7 @@ import re
 from typing import Dict, List, Optional, Tuple, Union
 
 from .errors import Diagnostic, Location
-from .records import field, record
+from .._records import field, record
 
 __all__ = ["Token", "LexResult", "tokenize", "BUILTINS", "CALLS", "CALL_BUILTINS",
            "KEYWORDS", "TOKEN_NAMES", "int_literal"]

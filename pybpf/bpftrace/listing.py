@@ -18,7 +18,7 @@ parameters (``No DWARF found`` otherwise).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .._records import field, record
 from typing import Dict, List, Optional
 
 from .errors import BpftraceError, render_diagnostic
@@ -36,7 +36,7 @@ ITER_PARAMS: Dict[str, List[str]] = {
 }
 
 
-@dataclass
+@record
 class Listing:
     """What ``bpftrace -l`` prints: ``lines`` on stdout, ``messages`` on stderr
     (warnings, rendered like bpftrace's), and the exit ``status``."""

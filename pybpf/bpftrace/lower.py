@@ -25,7 +25,7 @@ Decisions (how this front end stores what bpftrace 0.17 stores):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .._records import field, record
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..asm.instruction import SourceLocation
@@ -54,7 +54,7 @@ ELAPSED_MAP = "bt_elapsed"
 _AGGS = ("count", "sum", "min", "max", "avg", "stats", "hist", "lhist")
 
 
-@dataclass
+@record
 class Site:
     """One async action in the code: ``kind`` (printf, exit, time, clear, ...), the
     ``probe`` index, ``fmt`` (format text or map name), ``args`` as (type, offset) in
@@ -69,7 +69,7 @@ class Site:
     extra: Any = None
 
 
-@dataclass
+@record
 class MapLayout:
     """A bpftrace map as stored: ``name`` (``@x``), ``bpf_name``, ``kind`` (its value
     kind), ``keys`` (types and offsets), ``key_size`` (user key), ``value`` type,
@@ -100,7 +100,7 @@ class MapLayout:
         return not self.keys
 
 
-@dataclass
+@record
 class LoweredProgram:
     """One BPF program: ``name``, the ``probe`` index, the attach points it serves
     (expanded), its program type name and instructions."""
@@ -115,7 +115,7 @@ class LoweredProgram:
     section: str = ""
 
 
-@dataclass
+@record
 class LoweredModule:
     """Everything the runtime loads: programs, maps (declarations in ``unit``),
     ``layouts`` by bpftrace name, async ``sites``, ``probe_names`` (ids of the

@@ -32,7 +32,7 @@ import shlex
 import shutil
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from .records import field, record
+from .._records import field, record
 from .session import TraceOptions
 
 __all__ = ["Command", "CommandLineError", "GetoptError", "getopt_long", "parse_u64",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 import time as _time
-from dataclasses import dataclass, field
+from .._records import field, record
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .cxxsort import cxx_sort
@@ -49,7 +49,7 @@ _NO_DELIM = frozenset({"kstack", "ustack", "ksym", "usym", "inet"})
 Key = Tuple[Value, ...]
 
 
-@dataclass
+@record
 class MapData:
     """One bpftrace map as the runtime read it.
 

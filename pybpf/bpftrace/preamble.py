@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from .ast import CDefinition
 from .errors import BpftraceSyntaxError, Diagnostic, Location
-from .records import field, record
+from .._records import field, record
 
 __all__ = ["Include", "CType", "CField", "CStruct", "CEnum", "Preamble", "read_preamble",
            "eval_c_int"]

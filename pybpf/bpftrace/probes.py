@@ -29,7 +29,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, 
 
 from . import ast as A
 from .errors import BpftraceError, Diagnostic, Location
-from .records import field, record
+from .._records import field, record
 from .targets import resolve_binary_path, which_so
 
 __all__ = [

@@ -41,7 +41,7 @@ The result (the data model a lowering stage consumes)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .._records import field, record
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import ast as A
@@ -61,7 +61,7 @@ NUM_PASSES = 10
 _MAX_ARG = 5          # x86-64: arg0..arg5
 
 
-@dataclass
+@record
 class SemaOptions:
     """What the analysis depends on beyond the program: ``unsafe`` (``--unsafe``),
     ``strlen`` (``BPFTRACE_STRLEN``), ``has_child`` (``-c``), ``btf`` (a
@@ -92,7 +92,7 @@ class SemaOptions:
         return self.features[feature]
 
 
-@dataclass
+@record
 class MapInfo:
     """A map: ``key`` types (empty for a scalar map; integers are 64-bit unsigned, as
     0.17 stores keys), ``value`` type (``kind`` says count/hist/... or integer,
@@ -109,7 +109,7 @@ class MapInfo:
         return self.value.kind
 
 
-@dataclass
+@record
 class ProbeInfo:
     """One probe after analysis: the AST ``probe``, its ``attach_points`` (not yet
     expanded), ``variables`` (name -> type), kfunc ``args`` (name -> type; ``$retval``),
@@ -123,7 +123,7 @@ class ProbeInfo:
     need_expansion: bool = False
 
 
-@dataclass
+@record
 class AsyncAction:
     """An action done in user space, in program order: ``kind`` (``printf system cat
     debugf time strftime join print print_non_map clear zero exit cgroup_path``),
@@ -137,7 +137,7 @@ class AsyncAction:
     args: List[SizedType] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Analysis:
     """The typed program (see the module docstring)."""
 

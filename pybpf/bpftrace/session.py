@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, TextIO
 
-from .records import field, record
+from .._records import field, record
 
 __all__ = ["TraceOptions", "FrontResult", "front", "run"]
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Tuple
 
-from .records import field, record
+from .._records import field, record
 
 __all__ = [
     "SizedType", "Struct", "Field", "Bitfield", "STRING_SIZE", "COMM_SIZE",

@@ -36,7 +36,7 @@ import struct
 import time as _time
 from typing import Optional, Sequence, Tuple as TTuple
 
-from .records import record
+from .._records import record
 
 __all__ = [
     "Value", "Int", "Str", "Buf", "Tuple", "Array", "Record", "Pointer", "Sym", "Frame",

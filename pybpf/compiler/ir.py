@@ -10,7 +10,7 @@ Python line, a bpftrace program's line).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .._records import field, record
 from typing import Any, List, Optional, Set, Tuple, Union
 
 from ..asm.instruction import SourceLocation
@@ -21,7 +21,7 @@ __all__ = ["VReg", "Operand", "Op", "Function", "FrameAddr", "MapFd", "MapValue"
            "BINARY_OPS", "JUMP_CONDITIONS"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PtrType:
     """The type of a register holding a pointer: to ``target`` (a language type, or a
     :class:`KType`) in ``space``: ``"stack"``, ``"map"`` (a map value; ``nullable``
@@ -49,7 +49,7 @@ class PtrType:
         return f"{self.target!r}* ({self.space})"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KType:
     """A kernel type: its id in the running kernel's BTF (vmlinux)."""
 
@@ -60,7 +60,7 @@ class KType:
         return self.text or f"btf#{self.type_id}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VReg:
     """A virtual register: ``id`` (unique in a function), its ``type``, and whether it
     holds a named local (locals can be live across loop back edges)."""
@@ -76,7 +76,7 @@ class VReg:
 Operand = Union[VReg, int]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FrameAddr:
     """A helper argument: the address r10 + ``off``."""
 
@@ -86,7 +86,7 @@ class FrameAddr:
         return f"fp{self.off:+d}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MapFd:
     """A helper argument: the map called ``name`` (its fd, resolved at load)."""
 
@@ -96,7 +96,7 @@ class MapFd:
         return f"map:{self.name}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MapValue:
     """A helper argument: the address of byte ``off`` of map ``name``'s value."""
 
@@ -113,7 +113,7 @@ BINARY_OPS = ("add", "sub", "mul", "udiv", "sdiv", "umod", "smod", "and", "or", 
 JUMP_CONDITIONS = ("eq", "ne", "ugt", "uge", "ult", "ule", "sgt", "sge", "slt", "sle")
 
 
-@dataclass
+@record
 class Op:
     """One IR operation. ``kind`` is one of:
 
@@ -164,7 +164,7 @@ class Op:
         return " ".join(parts)
 
 
-@dataclass
+@record
 class Function:
     """A compiled function in IR form: its ``name``, parameter and return types, the
     operations, the ``loops`` as (first op index, last op index) for liveness, and the

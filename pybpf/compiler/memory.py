@@ -18,7 +18,7 @@ pointer freshness are the front end's (its pointer locals are its own).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .._records import record
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import types as T
@@ -32,7 +32,7 @@ __all__ = ["Place", "CtxRef", "MemoryMixin", "NULLABLE"]
 NULLABLE = ("map", "packet")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Place:
     """A typed memory location (see the module docstring)."""
 
@@ -48,7 +48,7 @@ class Place:
         return Place(self.base, self.off + off, t, self.space)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CtxRef:
     """The program's context parameter (its fields are read with ``ctx.name``)."""
 

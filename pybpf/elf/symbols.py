@@ -25,7 +25,7 @@ import mmap
 import os
 import struct
 import sys
-from dataclasses import dataclass
+from .._records import record
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from ..errors import UnknownNameError, close_matches
@@ -76,7 +76,7 @@ class Segment(NamedTuple):
     memsz: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Symbol:
     """One symbol: ``value`` is its address (virtual, as linked), ``table`` the section
     it came from (``".symtab"``, ``".dynsym"``)."""

@@ -57,7 +57,7 @@ from __future__ import annotations
 import enum
 from typing import Any, List, Optional, Tuple, Union
 
-from .._plain import PlainData
+from .._records import record
 from ..asm import Instruction, Reg
 from ..asm.builder import (
     DW, add, atomic_add, call, jeq, jge, ld_map_fd, ld_map_value, lddw, mov, mov32, sub,
@@ -101,7 +101,8 @@ class WakeupPolicy(enum.Enum):
     NONE = "none"
 
 
-class Wakeup(PlainData, frozen=True):
+@record(frozen=True)
+class Wakeup:
     """A wake-up policy with its parameters.
 
     ``fraction``: for ``ADAPTIVE``, how full (0 < fraction <= 1) the ring may be before

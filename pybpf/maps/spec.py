@@ -10,7 +10,7 @@ import enum
 import re
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .._plain import PlainData
+from .._records import record, replace
 from ..syscall.bpf import MapType
 from ..syscall.errors import check_unsigned
 from .codec import TypeSpec, describe_type, type_size
@@ -44,7 +44,8 @@ def type_name(map_type: Union[MapType, int]) -> str:
         return str(int(map_type))
 
 
-class MapSpec(PlainData):
+@record
+class MapSpec:
     """A map's description.
 
     ``key`` and ``value`` are ctypes types (``c_uint32``, a ``Structure``, an array) or
@@ -109,7 +110,7 @@ class MapSpec(PlainData):
 
     def copy(self, **changes: Any) -> "MapSpec":
         """A copy with ``changes`` applied."""
-        return self.replace(**changes)
+        return replace(self, **changes)
 
     def describe(self) -> str:
         """One line: type, key and value layouts, size, flags."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
+from .._records import replace
 from ..maps.base import Map
 from ..program import Program
 from .spec import ObjectSpec
@@ -127,8 +128,8 @@ def load_collection(spec: ObjectSpec, *, programs: Optional[List[str]] = None,
             info = spec.program_info[name]
             if btf_fd is not None and pspec.btf is None and not pspec.func_info \
                     and not pspec.line_info and (info.func_info or info.line_info):
-                pspec = pspec.replace(btf=btf_fd, func_info=info.func_info,
-                                      line_info=info.line_info)
+                pspec = replace(pspec, btf=btf_fd, func_info=info.func_info,
+                                line_info=info.line_info)
             if info.kind.kind in ("tp_btf", "fentry", "fexit", "fmod_ret", "lsm", "iter"):
                 prog = _load_tracing(spec, name, pspec, coll.maps, log_level)
             else:

@@ -1,4 +1,4 @@
-"""pybpf.bpftrace.records against the standard library's dataclasses (the oracle): the
+"""pybpf._records against the standard library's dataclasses (the oracle): the
 same class declared both ways behaves the same (construction, defaults, factories,
 ``==``, ``repr``, hashing, frozen assignment, ``__post_init__``, copies, errors)."""
 
@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import pytest
 
-from pybpf.bpftrace import records
+from pybpf import _records as records
 
 
 def _pair(frozen: bool):

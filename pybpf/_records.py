@@ -1,9 +1,13 @@
-"""Plain record classes made without :mod:`dataclasses`' cost at import time.
+"""Plain record classes made without :mod:`dataclasses`' cost at import time (and
+without importing it: ``dataclasses`` imports :mod:`inspect`, ``ast``, ``dis`` and
+``tokenize``, several ms of a tool's start).
 
 ``@dataclass`` writes each class's ``__init__``, ``__repr__`` and ``__eq__`` as source
 and compiles it, and inspects every (string) annotation: about half a millisecond per
 class. ``pybpf trace`` defines some sixty record classes (syntax-tree nodes, values,
-preamble items) on its way to the first event, so :func:`record` gives the same
+preamble items) on its way to the first event, and a tool loads maps and programs
+through specs (:class:`~pybpf.maps.spec.MapSpec`, :class:`~pybpf.program.ProgramSpec`,
+the tracefs records), so :func:`record` gives the same
 classes from shared, generic methods, compiling only an ``__init__``, when a class is
 first instantiated:
 
@@ -18,8 +22,9 @@ first instantiated:
   ``frozen`` one refuses assignment (:class:`dataclasses.FrozenInstanceError`) and
   hashes its ``compare`` fields.
 
-Only these features are provided: no ordering, ``ClassVar``, ``InitVar``, keyword-only
-fields, ``__slots__`` or :func:`dataclasses.fields` support.
+:func:`replace` is :func:`dataclasses.replace` for records. Only these features are
+provided: no ordering, ``ClassVar``, ``InitVar``, keyword-only fields, ``__slots__`` or
+:func:`dataclasses.fields` support.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import Any, Callable, List, Optional, Tuple
 
-__all__ = ["record", "field"]
+__all__ = ["record", "field", "replace"]
 
 _MISSING: Any = object()
 
@@ -171,3 +176,14 @@ def record(cls: Optional[type] = None, *, frozen: bool = False) -> Any:
         return klass
     return wrap(cls) if cls is not None else wrap
 
+
+def replace(obj: Any, **changes: Any) -> Any:
+    """A copy of the record ``obj`` with ``changes`` applied, made through its
+    ``__init__`` (so ``__post_init__`` checks it again), as :func:`dataclasses.replace`."""
+    names = [f[0] for f in type(obj)._record_fields]
+    unknown = set(changes) - set(names)
+    if unknown:
+        raise TypeError(f"{type(obj).__name__} has no field {', '.join(sorted(unknown))}")
+    values = {n: getattr(obj, n) for n in names}
+    values.update(changes)
+    return type(obj)(**values)
