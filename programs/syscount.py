@@ -151,19 +151,24 @@ def main(argv=None) -> int:
             return f"{key:<6d} {comm_of(key) or '[unknown]':<15}"
         return names.get(key, f"[unknown: {key}]")
 
+    seen: dict = {}                 # per-CPU array slot -> [calls, ns] summed so far
+
     def collect() -> dict:
-        """{number or pid: [calls, ns]} from both maps, the CPUs added up; then zeroed."""
+        """{number or pid: [calls, ns]} since the last summary, the CPUs added up. The
+        array is never zeroed (a call counted while it was would be lost): a slot's
+        figures are its totals less those of the last summary. The hash is emptied
+        element by element as it is read."""
         found: dict = {}
         if not args.process:
             for k, per_cpu in mod["per_nr"].items():
-                calls = sum(v.count for v in per_cpu)
-                if calls:
-                    found[int(k)] = [calls, sum(v.ns for v in per_cpu)]
-            mod["per_nr"].zero()
-        for k, v in mod["by_key"].items():
+                total = [sum(v.count for v in per_cpu), sum(v.ns for v in per_cpu)]
+                before = seen.get(k, (0, 0))
+                if total[0] != before[0]:
+                    found[int(k)] = [total[0] - before[0], total[1] - before[1]]
+                    seen[k] = total
+        for k, v in mod["by_key"].lookup_and_delete_batch():
             if int(k) != 0xFFFFFFFF:
                 found[int(k)] = [int(v.count), int(v.ns)]
-        mod["by_key"].clear()
         return found
 
     def print_stats() -> None:

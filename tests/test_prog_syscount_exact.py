@@ -26,19 +26,31 @@ SOURCE = rf"""
 #include <unistd.h>
 #include <sys/syscall.h>
 
-int main(void)
+static int spread;                      /* argv[1]: sleep 0.4 s after each loop */
+
+static void pause_maybe(void)
+{{
+    if (spread)
+        usleep(400000);
+}}
+
+int main(int argc, char **argv)
 {{
     char c;
+    spread = argc > 1;
     printf("ready\n");
     fflush(stdout);
     if (read(0, &c, 1) != 1)            /* its exit is the first call counted */
         return 1;
     for (int i = 0; i < {GETPPID}; i++)
         syscall(110);                   /* getppid */
+    pause_maybe();
     for (int i = 0; i < {OPENAT2}; i++)
         syscall(437, -100, 0, 0, 0);    /* openat2: EINVAL (no open_how) */
+    pause_maybe();
     for (int i = 0; i < {URING}; i++)
         syscall(425, 0, 0);             /* io_uring_setup: EINVAL, or EPERM if disabled */
+    pause_maybe();
     for (int i = 0; i < {BEYOND}; i++)
         syscall(1000);                  /* no such call: ENOSYS */
     syscall(231, 0);                    /* exit_group: never returns, so never counted */
@@ -62,10 +74,13 @@ def child_exe(tmp_path_factory):
     return str(exe)
 
 
-def _run(exe, *flags):
+ROW = re.compile(r"^(\[unknown: \d+\]|\d+ +\S+|\w+) +(\d+)(?: +(\d+\.\d+))?$", re.M)
+
+
+def _run(exe, *flags, spread=False):
     """The tool traces the child (``-p``) from before its first counted call to its
-    exit; returns (child pid, {row label: [count, time...]})."""
-    child = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    exit; returns (child pid, {row label: [count, time...]}, the tool's output)."""
+    child = subprocess.Popen([exe] + (["spread"] if spread else []), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
     try:
         assert child.stdout.readline() == "ready\n"      # blocked in read() from here
@@ -83,8 +98,7 @@ def _run(exe, *flags):
     assert_unloaded(ids)
     body = out.split("\n", 2)[2]            # after the Tracing line and the [time] line
     rows = {m.group(1): [int(m.group(2))] + ([float(m.group(3))] if m.group(3) else [])
-            for m in re.finditer(r"^(\[unknown: \d+\]|\d+ +\S+|\w+) +(\d+)(?: +(\d+\.\d+))?$",
-                                 body, re.M)}
+            for m in ROW.finditer(body)}
     return child.pid, rows, out
 
 
@@ -108,3 +122,17 @@ def test_counts_by_process_are_exact(child_exe):
         total = sum(EXPECTED.values()) + (0 if flags else 1)
         assert [v[0] for v in ours] == [total] and len(rows) == 1, out
         assert not flags or ours[0][1] > 0, out
+
+
+def test_interval_summaries_add_up_exactly(child_exe):
+    """-i 1 over a child that spreads its calls over about 1.6 s: each summary shows the
+    calls since the one before, so across the summaries (the last one printed at
+    Ctrl-C) every call is counted once."""
+    _, _, out = _run(child_exe, "-i", "1", spread=True)
+    summaries = re.split(r"^\[\d\d:\d\d:\d\d\]$", out, flags=re.M)[1:]
+    assert len(summaries) >= 2, out
+    total: dict = {}
+    for summary in summaries:
+        for m in ROW.finditer(summary):
+            total[m.group(1)] = total.get(m.group(1), 0) + int(m.group(2))
+    assert {k: total.get(k) for k in EXPECTED} == EXPECTED, out
