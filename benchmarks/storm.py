@@ -185,7 +185,7 @@ SYSCOUNT: List[Storm] = [
     Storm("pybpf syscount", lambda c: pybpf("syscount", "-p", c["pid"]),
           ready=rb"Tracing", env={"PYTHONUNBUFFERED": "1"},
           counted=lambda c: rb"(?m)^openat +(\d+)",
-          buffers="hash map (in-kernel counts, read at exit)"),
+          buffers="per-CPU array by syscall number (in-kernel counts, read at exit)"),
     Storm("bpftrace @[args->id] = count()",
           lambda c: ["bpftrace", "-e", BT_COUNT.format(pid=c["pid"])],
           needs=bpftrace_needed(), ready=rb"Tracing",

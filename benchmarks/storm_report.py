@@ -238,7 +238,8 @@ NOTES = """How these are measured:
   so it cannot read task_struct safely). The exec'd program's argument is on the
   child's stack: a string in the parent's .rodata sits in a file-backed page that fork
   does not map into the child, and no tracer could read it at the exec.
-- syscount: pybpf's counts per syscall number at raw_syscalls:sys_exit (a hash map);
+- syscount: pybpf's counts per syscall number at raw_syscalls:sys_exit (a per-CPU
+  array indexed by the number, a hash map for numbers beyond it);
   bpftrace's `@[args->id] = count()` at sys_enter (a per-CPU map). "openat counted" is
   the tool's own figure for openat, which must equal the workload's calls. The harness
   knows these tracers are attached from their banner (bpftrace prints it from BEGIN,
