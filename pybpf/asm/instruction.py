@@ -102,10 +102,13 @@ class Instruction:
 
     def replace(self, **changes: Any) -> "Instruction":
         """A copy with some fields changed (metadata is kept unless changed)."""
-        fields = {name: getattr(self, name) for name in self.__slots__}
-        fields.update(changes)
-        opcode = fields.pop("opcode")
-        return Instruction(opcode, **fields)
+        new = Instruction(self.opcode, self.dst, self.src, self.off, self.imm,
+                          label=self.label, reference=self.reference, source=self.source)
+        for name, value in changes.items():
+            if name not in Instruction.__slots__:
+                raise TypeError(f"Instruction has no field {name!r}")
+            setattr(new, name, value)
+        return new
 
     # -- shape --------------------------------------------------------------------------
     @property

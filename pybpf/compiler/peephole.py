@@ -24,6 +24,16 @@ _MOV_K = AluOp.MOV | Source.K | Class.ALU64
 def _call_reads(ins: Instruction) -> Set[int]:
     """The argument registers a call reads: a helper's parameter count (from the helper
     table), all of r1-r5 for other calls."""
+    key = (ins.src, ins.imm)
+    if key not in _CALL_READS:
+        _CALL_READS[key] = _call_reads_of(ins)
+    return _CALL_READS[key]
+
+
+_CALL_READS: Dict[tuple, Set[int]] = {}
+
+
+def _call_reads_of(ins: Instruction) -> Set[int]:
     if ins.src == 0:
         try:
             from ..asm.helpers import helper
@@ -57,18 +67,22 @@ def _live_out(insns: List[Instruction]) -> List[_RegSet]:
     """The registers live after each instruction (backward data flow to a fixpoint)."""
     labels: Dict[str, int] = {i.label: n for n, i in enumerate(insns) if i.label}
     succ: List[List[int]] = []
+    backward = False                        # a jump to an earlier instruction (a loop)
+    last = len(insns) - 1
     for n, ins in enumerate(insns):
-        code, cls = ins.opcode & 0xF0, ins.opcode & 0x07
+        flow = _FLOW.get(ins.opcode)
+        if flow is None:
+            flow = _FLOW[ins.opcode] = _flow_of(ins.opcode)
         s: List[int] = []
-        if cls == Class.JMP and code == JmpOp.EXIT:
-            pass
-        elif cls == Class.JMP and code == JmpOp.JA:
+        if flow == _JA:
             s.append(labels[ins.reference])
-        else:
-            if n + 1 < len(insns):
+        elif flow != _EXIT:
+            if n < last:
                 s.append(n + 1)
-            if ins.is_jump and isinstance(ins.reference, str):
+            if flow == _BRANCH and isinstance(ins.reference, str):
                 s.append(labels[ins.reference])
+        if s and s[-1] <= n:
+            backward = True
         succ.append(s)
     gen: List[int] = []
     keep: List[int] = []                    # the complement of what the instruction kills
@@ -98,15 +112,43 @@ def _live_out(insns: List[Instruction]) -> List[_RegSet]:
             if out != live_out[n] or new_in != live_in[n]:
                 live_out[n], live_in[n] = out, new_in
                 changed = True
+        # without loops every successor comes later: one backward pass is the fixpoint
+        changed = changed and backward
     return [_RegSet(m) for m in live_out]
+
+
+#: control flow kinds of an opcode, for :func:`_live_out`
+_EXIT, _JA, _BRANCH, _NEXT = range(4)
+_FLOW: Dict[int, int] = {}
+
+
+def _flow_of(op: int) -> int:
+    code, cls = op & 0xF0, op & 0x07
+    if cls == Class.JMP and code == JmpOp.EXIT:
+        return _EXIT
+    if cls == Class.JMP and code == JmpOp.JA:
+        return _JA
+    if cls in (Class.JMP, Class.JMP32) and code not in (JmpOp.CALL, JmpOp.EXIT):
+        return _BRANCH
+    return _NEXT
 
 
 def _pure_write(ins: Instruction) -> bool:
     """True for an instruction whose only effect is writing its dst register."""
-    cls = ins.opcode & 0x07
+    found = _PURE.get(ins.opcode)
+    if found is None:
+        found = _PURE[ins.opcode] = _pure_write_of(ins.opcode)
+    return found
+
+
+_PURE: Dict[int, bool] = {}
+
+
+def _pure_write_of(op: int) -> bool:
+    cls = op & 0x07
     if cls in (Class.ALU, Class.ALU64):
         return True
-    return cls == Class.LDX and (ins.opcode & 0xE0) == 0x60          # plain memory loads
+    return cls == Class.LDX and (op & 0xE0) == 0x60          # plain memory loads
 
 
 def drop_dead(insns: List[Instruction], live: List[_RegSet]) -> List[Instruction]:

@@ -38,7 +38,18 @@ class Allocation:
 
 def _uses(ins: Instruction) -> Tuple[bool, bool, bool]:
     """(reads dst, writes dst, reads src) for an instruction."""
-    op = ins.opcode
+    found = _USES.get(ins.opcode)
+    if found is None:
+        found = _USES[ins.opcode] = _uses_of(ins.opcode)
+    return found
+
+
+#: :func:`_uses` by opcode, filled as opcodes are met (the allocator and the peephole
+#: pass ask for every instruction, several times)
+_USES: Dict[int, Tuple[bool, bool, bool]] = {}
+
+
+def _uses_of(op: int) -> Tuple[bool, bool, bool]:
     cls = op & 0x07
     if cls in (Class.ALU, Class.ALU64):
         code = op & 0xF0
