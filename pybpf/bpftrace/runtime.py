@@ -38,7 +38,11 @@ class Output:
     events, ``join()``, every ``-f json`` line), while printf, ``time()``, ``cat()`` and
     ``system()`` output do not. Text is written as latin-1 bytes when the stream has a
     binary buffer (bpftrace passes bytes through). ``-o FILE`` is buffered fully (a
-    C++ file stream)."""
+    C++ file stream).
+
+    :meth:`write_block` takes a batch of printf lines as bytes: the same rules, applied
+    to the block as a whole (``-B line`` and ``none`` write it out in one go, so an
+    interactive user sees each batch at once, with one write instead of one a line)."""
 
     BUFSIZ = 8192
 
@@ -46,8 +50,12 @@ class Output:
         self.stream = stream
         self.binary = getattr(stream, "buffer", None)
         self.mode = buffering or "line"
-        self.pending: List[str] = []
-        self.size = 0
+        self.pending = bytearray()
+
+    @property
+    def size(self) -> int:
+        """Bytes waiting to be written."""
+        return len(self.pending)
 
     @property
     def flush_each(self) -> bool:
@@ -56,22 +64,25 @@ class Output:
 
     def write(self, text: str, endl: bool = False) -> None:
         """Write ``text``; ``endl``: the message ends with a flush in bpftrace."""
-        self.pending.append(text)
-        self.size += len(text)
-        if self.mode == "none" or endl or self.size >= self.BUFSIZ or (
-                self.mode == "line" and "\n" in text):
+        self.write_block(text.encode("latin-1", "replace"), endl)
+
+    def write_block(self, data: bytes, endl: bool = False) -> None:
+        """Write ``data`` (latin-1 bytes: one or more printf lines, or a message)."""
+        self.pending += data
+        if self.mode == "none" or endl or len(self.pending) >= self.BUFSIZ or (
+                self.mode == "line" and b"\n" in data):
             self.flush()
 
     def flush(self) -> None:
         """Write out what is pending and flush the stream."""
-        text = "".join(self.pending)
-        self.pending, self.size = [], 0
+        data = bytes(self.pending)
+        self.pending = bytearray()
         try:
-            if text:
+            if data:
                 if self.binary is not None:
-                    self.binary.write(text.encode("latin-1", "replace"))
+                    self.binary.write(data)
                 else:
-                    self.stream.write(text)
+                    self.stream.write(data.decode("latin-1"))
             (self.binary or self.stream).flush()
         except (OSError, ValueError):
             pass
@@ -149,13 +160,68 @@ class Runtime:
 
     # -- events -----------------------------------------------------------------------
     def open_reader(self) -> None:
+        """Open the ring's reader; records reach :meth:`on_batch` a batch at a time."""
         from ..events import RingBufReader
-        self.reader = RingBufReader(self.maps[EVENTS_MAP], callback=self.on_event,
+        self.prepare_sites()
+        self.reader = RingBufReader(self.maps[EVENTS_MAP], batch_callback=self.on_batch,
                                     wakeup="adaptive")
+
+    def prepare_sites(self) -> None:
+        """Compile the batch formatter of every printf site that has one
+        (:func:`.printf_batch.site_formatter`; text output only: ``-f json`` and every
+        other kind of record take :meth:`on_event`)."""
+        from .printf_batch import site_formatter
+        self.fast: List[Any] = [None] * len(self.mod.sites)
+        if self.json:
+            return
+        for site in self.mod.sites:
+            if site.kind == "printf":
+                self.fast[site.id] = site_formatter(
+                    site.fmt or "", site.args,
+                    lambda rec, s=site: self.printf_text(s, rec).encode("latin-1",
+                                                                          "replace"))
+
+    def printf_text(self, site: Any, data: bytes) -> str:
+        """A printf/system/cat record's text, through the general formatter."""
+        from .printf import format_printf
+        args = [self.decoder.value(t, data, off) for t, off in site.args]
+        return format_printf(site.fmt or "", args)
 
     def poll(self, timeout: float) -> None:
         if self.reader is not None:
             self.reader.poll(timeout)
+
+    def on_batch(self, records: List[bytes]) -> None:
+        """A batch of records, in the ring's order: runs of printf records with a batch
+        formatter become one block of output; any other record goes through
+        :meth:`on_event` in its place (after the block before it is written)."""
+        if self.stop and self.exit_seen:
+            return
+        fast = getattr(self, "fast", None)
+        if fast is None:
+            self.prepare_sites()
+            fast = self.fast
+        small = len(fast) <= 256          # the id fits the first byte, the rest are 0
+        lines: List[bytes] = []
+        append = lines.append
+        write = self.out.write_block
+        for rec in records:
+            sid = rec[0] if small else int.from_bytes(rec[:8], "little")
+            f = fast[sid] if sid < len(fast) else None
+            if f is not None:
+                try:
+                    append(f(rec))
+                    continue
+                except struct.error:      # a short record: the general path decides
+                    pass
+            if lines:
+                write(b"".join(lines))
+                lines.clear()
+            self.on_event(rec)
+            if self.stop and self.exit_seen:
+                return                    # what follows exit() is dropped
+        if lines:
+            write(b"".join(lines))
 
     def on_event(self, raw: Any) -> None:
         if self.stop and self.exit_seen:
@@ -168,9 +234,7 @@ class Runtime:
             self.exit_seen = True
             return
         if k in ("printf", "system", "cat"):
-            args = [self.decoder.value(t, data, off) for t, off in site.args]
-            from .printf import format_printf
-            text = format_printf(site.fmt or "", args)
+            text = self.printf_text(site, data)
             if k == "printf":
                 self.out.write(J.message_json("printf", text) if self.json else text,
                                endl=self.json)
