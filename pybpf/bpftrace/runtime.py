@@ -171,7 +171,9 @@ class Runtime:
         (:func:`.printf_batch.site_formatter`; text output only: ``-f json`` and every
         other kind of record take :meth:`on_event`)."""
         from .printf_batch import site_formatter
-        self.fast: List[Any] = [None] * len(self.mod.sites)
+        n = len(self.mod.sites)
+        # up to 256 sites, a site's id is the record's first byte: index a full table
+        self.fast: List[Any] = [None] * (256 if n <= 256 else n)
         if self.json:
             return
         for site in self.mod.sites:
@@ -201,13 +203,17 @@ class Runtime:
         if fast is None:
             self.prepare_sites()
             fast = self.fast
-        small = len(fast) <= 256          # the id fits the first byte, the rest are 0
+        n = len(self.mod.sites)
+        small = len(fast) == 256          # the id fits the first byte, the rest are 0
         lines: List[bytes] = []
         append = lines.append
         write = self.out.write_block
         for rec in records:
-            sid = rec[0] if small else int.from_bytes(rec[:8], "little")
-            f = fast[sid] if sid < len(fast) else None
+            if small:
+                f = fast[rec[0]]
+            else:
+                sid = int.from_bytes(rec[:8], "little")
+                f = fast[sid] if sid < n else None
             if f is not None:
                 try:
                     append(f(rec))
