@@ -190,13 +190,22 @@ class Runtime:
         return format_printf(site.fmt or "", args)
 
     def poll(self, timeout: float) -> None:
+        """Hand the records that arrive within ``timeout`` seconds to :meth:`on_batch`
+        (records kept after an error first)."""
+        if self._rest:
+            self.on_batch([])
         if self.reader is not None:
             self.reader.poll(timeout)
 
     def on_batch(self, records: List[bytes]) -> None:
         """A batch of records, in the ring's order: runs of printf records with a batch
         formatter become one block of output; any other record goes through
-        :meth:`on_event` in its place (after the block before it is written)."""
+        :meth:`on_event` in its place (after the block before it is written). If a
+        record raises (a KeyboardInterrupt in a thread without the signal handlers),
+        the lines before it are written and the records after it are kept for the next
+        call, as the reader keeps them for a per-record callback."""
+        if self._rest:
+            records, self._rest = self._rest + records, []
         if self.stop and self.exit_seen:
             return
         fast = getattr(self, "fast", None)
@@ -208,26 +217,34 @@ class Runtime:
         lines: List[bytes] = []
         append = lines.append
         write = self.out.write_block
-        for rec in records:
-            if small:
-                f = fast[rec[0]]
-            else:
-                sid = int.from_bytes(rec[:8], "little")
-                f = fast[sid] if sid < n else None
-            if f is not None:
-                try:
-                    append(f(rec))
-                    continue
-                except struct.error:      # a short record: the general path decides
-                    pass
+        i = 0
+        try:
+            for i, rec in enumerate(records):
+                if small:
+                    f = fast[rec[0]]
+                else:
+                    sid = int.from_bytes(rec[:8], "little")
+                    f = fast[sid] if sid < n else None
+                if f is not None:
+                    try:
+                        append(f(rec))
+                        continue
+                    except struct.error:  # a short record: the general path decides
+                        pass
+                if lines:
+                    write(b"".join(lines))
+                    lines.clear()
+                self.on_event(rec)
+                if self.stop and self.exit_seen:
+                    return                # what follows exit() is dropped
+        except BaseException:
+            self._rest = records[i + 1:]
+            raise
+        finally:
             if lines:
                 write(b"".join(lines))
-                lines.clear()
-            self.on_event(rec)
-            if self.stop and self.exit_seen:
-                return                    # what follows exit() is dropped
-        if lines:
-            write(b"".join(lines))
+
+    _rest: List[bytes] = []
 
     def on_event(self, raw: Any) -> None:
         if self.stop and self.exit_seen:
