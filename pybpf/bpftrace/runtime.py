@@ -31,18 +31,21 @@ __all__ = ["Runtime", "Output"]
 
 class Output:
     """Where bpftrace's stdout goes, buffered as bpftrace 0.17 buffers it (its own
-    buffer, whatever Python's is): ``-B line`` (the default) writes out at each
-    newline, ``-B full`` when 8 KiB (glibc's ``BUFSIZ``) are pending, ``-B none`` at
-    once; and whatever the mode, a message bpftrace ends with ``std::endl`` flushes
-    (``write(..., endl=True)``: the ``Attaching`` line, maps, ``print()`` values, lost
-    events, ``join()``, every ``-f json`` line), while printf, ``time()``, ``cat()`` and
-    ``system()`` output do not. Text is written as latin-1 bytes when the stream has a
-    binary buffer (bpftrace passes bytes through). ``-o FILE`` is buffered fully (a
-    C++ file stream).
+    buffer, whatever Python's is), with glibc's rules for each message written:
+    ``-B line`` (the default) writes out up to the message's last newline (the text
+    after it stays buffered), ``-B full`` when 8 KiB (glibc's ``BUFSIZ``) are pending,
+    ``-B none`` at once; and whatever the mode, a message bpftrace ends with
+    ``std::endl`` flushes everything (``write(..., endl=True)``: the ``Attaching``
+    line, maps, ``print()`` values, lost events, ``join()``, every ``-f json`` line),
+    while printf, ``time()``, ``cat()`` and ``system()`` output do not. Text is written
+    as latin-1 bytes when the stream has a binary buffer (bpftrace passes bytes
+    through). ``-o FILE`` is buffered fully (a C++ file stream).
 
-    :meth:`write_block` takes a batch of printf lines as bytes: the same rules, applied
-    to the block as a whole (``-B line`` and ``none`` write it out in one go, so an
-    interactive user sees each batch at once, with one write instead of one a line)."""
+    :meth:`write_lines` takes a batch of printf messages as bytes and leaves the
+    stream as writing them one by one would (so a ``system("cat OUT")`` after them
+    sees the same bytes), with one write for the batch: in ``line`` mode everything up
+    to the batch's last newline goes out at once, so an interactive user sees each
+    batch as soon as it is formatted."""
 
     BUFSIZ = 8192
 
@@ -63,20 +66,38 @@ class Output:
         return self.mode == "none"
 
     def write(self, text: str, endl: bool = False) -> None:
-        """Write ``text``; ``endl``: the message ends with a flush in bpftrace."""
-        self.write_block(text.encode("latin-1", "replace"), endl)
+        """Write one message; ``endl``: bpftrace ends it with a flush."""
+        self.write_lines([text.encode("latin-1", "replace")], endl)
 
-    def write_block(self, data: bytes, endl: bool = False) -> None:
-        """Write ``data`` (latin-1 bytes: one or more printf lines, or a message)."""
-        self.pending += data
-        if self.mode == "none" or endl or len(self.pending) >= self.BUFSIZ or (
-                self.mode == "line" and b"\n" in data):
+    def write_lines(self, messages: List[bytes], endl: bool = False) -> None:
+        """Write messages (latin-1 bytes each, as bpftrace writes them one by one)."""
+        pending = self.pending
+        if endl or self.mode == "none":
+            for m in messages:
+                pending += m
             self.flush()
+        elif self.mode == "line":
+            for m in messages:
+                pending += m
+            cut = pending.rfind(b"\n") + 1
+            if cut:
+                self.flush(cut)
+        else:
+            size = self.BUFSIZ
+            for m in messages:
+                pending += m
+                if len(pending) >= size:
+                    self.flush()
+                    pending = self.pending
 
-    def flush(self) -> None:
-        """Write out what is pending and flush the stream."""
-        data = bytes(self.pending)
-        self.pending = bytearray()
+    def flush(self, upto: Optional[int] = None) -> None:
+        """Write out what is pending (its first ``upto`` bytes) and flush the stream."""
+        if upto is None or upto >= len(self.pending):
+            data = bytes(self.pending)
+            self.pending = bytearray()
+        else:
+            data = bytes(self.pending[:upto])
+            del self.pending[:upto]
         try:
             if data:
                 if self.binary is not None:
@@ -216,7 +237,7 @@ class Runtime:
         small = len(fast) == 256          # the id fits the first byte, the rest are 0
         lines: List[bytes] = []
         append = lines.append
-        write = self.out.write_block
+        write = self.out.write_lines
         i = 0
         try:
             for i, rec in enumerate(records):
@@ -232,8 +253,9 @@ class Runtime:
                     except struct.error:  # a short record: the general path decides
                         pass
                 if lines:
-                    write(b"".join(lines))
-                    lines.clear()
+                    write(lines)
+                    lines = []
+                    append = lines.append
                 self.on_event(rec)
                 if self.stop and self.exit_seen:
                     return                # what follows exit() is dropped
@@ -242,7 +264,7 @@ class Runtime:
             raise
         finally:
             if lines:
-                write(b"".join(lines))
+                write(lines)
 
     _rest: List[bytes] = []
 
