@@ -73,12 +73,10 @@ class Output:
         """Write messages (latin-1 bytes each, as bpftrace writes them one by one)."""
         pending = self.pending
         if endl or self.mode == "none":
-            for m in messages:
-                pending += m
+            pending += b"".join(messages)
             self.flush()
         elif self.mode == "line":
-            for m in messages:
-                pending += m
+            pending += b"".join(messages)
             cut = pending.rfind(b"\n") + 1
             if cut:
                 self.flush(cut)
