@@ -269,7 +269,7 @@ def storm_variants() -> List[storm.Storm]:
         out.append(storm.Storm(name, argv, lost_re=storm.LOST_BPFTRACE, line=line,
                                needs=(PACKAGES["bpftrace"],) if name == "bpftrace" else (),
                                buffers="perf buffer, 64 pages per CPU" if name == "bpftrace"
-                               else "one ring buffer, 64 pages x CPUs"))
+                               else "one ring buffer, max(64 pages x CPUs, 2 MiB)"))
     return out
 
 

@@ -452,7 +452,10 @@ def test_defaults_and_file_program() -> None:
     assert (o.output_format, o.output_path, o.buffering, o.quiet, o.debug) == \
         ("text", None, None, False, 0)
     assert (o.strlen, o.map_keys_max, o.max_probes, o.perf_rb_pages, o.cat_bytes_max) == \
-        (64, 4096, 512, 64, 10240)
+        (64, 4096, 512, session.default_rb_pages(), 10240)
+    # bpftrace's 64 pages per CPU, more when the CPUs are few (a 2 MiB ring at least)
+    ncpus = os.cpu_count() or 1
+    assert o.perf_rb_pages >= 64 and o.perf_rb_pages * 4096 * ncpus >= 2 << 20
     assert o.notify_attached is False and o.pid is None and o.command is None
 
 

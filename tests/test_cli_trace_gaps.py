@@ -208,6 +208,8 @@ BUFFERED = [
     'BEGIN { printf("a"); @x = 1; print(@x); printf("b\\n"); printf("c"); '
     'system("cat {out}"); exit(); }',
     'BEGIN { printf("a"); time("%Y\\n"); printf("b"); system("cat {out}"); exit(); }',
+    # one message with text after its newline: line buffering keeps that text
+    'BEGIN { printf("a\\nb"); printf("c\\nd"); system("cat {out}"); exit(); }',
 ]
 
 

@@ -116,7 +116,7 @@ def test_wrap_around_small_ring(counters, size) -> None:
 
 @kernel
 def test_wrap_around_generic_walk(counters) -> None:
-    # raw bytes take the record-by-record path; a wrapping record is still whole
+    # raw bytes are sliced from one copy of the span; a wrapping record is still whole
     got: list = []
     with RingBuf(size=4096) as rb, \
             Attached(program("ringbuf", rb, counters, size=40)), \

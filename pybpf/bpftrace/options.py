@@ -522,7 +522,7 @@ ENVIRONMENT:
     BPFTRACE_MAX_PROBES         [default: 512] most probes a program attaches
     BPFTRACE_MAX_BPF_PROGS      [default: 512] most BPF programs a run loads
     BPFTRACE_LOG_SIZE           [default: 1000000] verifier log size in bytes
-    BPFTRACE_PERF_RB_PAGES      [default: 64] pages per CPU of the event buffer
+    BPFTRACE_PERF_RB_PAGES      [default: 64, a 2 MiB ring at least] pages per CPU of the event buffer
     BPFTRACE_NO_USER_SYMBOLS    [default: 0] 1: print user addresses, not names
     BPFTRACE_CACHE_USER_SYMBOLS [default: auto] 1: cache user symbol tables
     BPFTRACE_VMLINUX            [default: none] vmlinux file for kernel symbols

@@ -31,14 +31,21 @@ __all__ = ["Runtime", "Output"]
 
 class Output:
     """Where bpftrace's stdout goes, buffered as bpftrace 0.17 buffers it (its own
-    buffer, whatever Python's is): ``-B line`` (the default) writes out at each
-    newline, ``-B full`` when 8 KiB (glibc's ``BUFSIZ``) are pending, ``-B none`` at
-    once; and whatever the mode, a message bpftrace ends with ``std::endl`` flushes
-    (``write(..., endl=True)``: the ``Attaching`` line, maps, ``print()`` values, lost
-    events, ``join()``, every ``-f json`` line), while printf, ``time()``, ``cat()`` and
-    ``system()`` output do not. Text is written as latin-1 bytes when the stream has a
-    binary buffer (bpftrace passes bytes through). ``-o FILE`` is buffered fully (a
-    C++ file stream)."""
+    buffer, whatever Python's is), with glibc's rules for each message written:
+    ``-B line`` (the default) writes out up to the message's last newline (the text
+    after it stays buffered), ``-B full`` when 8 KiB (glibc's ``BUFSIZ``) are pending,
+    ``-B none`` at once; and whatever the mode, a message bpftrace ends with
+    ``std::endl`` flushes everything (``write(..., endl=True)``: the ``Attaching``
+    line, maps, ``print()`` values, lost events, ``join()``, every ``-f json`` line),
+    while printf, ``time()``, ``cat()`` and ``system()`` output do not. Text is written
+    as latin-1 bytes when the stream has a binary buffer (bpftrace passes bytes
+    through). ``-o FILE`` is buffered fully (a C++ file stream).
+
+    :meth:`write_lines` takes a batch of printf messages as bytes and leaves the
+    stream as writing them one by one would (so a ``system("cat OUT")`` after them
+    sees the same bytes), with one write for the batch: in ``line`` mode everything up
+    to the batch's last newline goes out at once, so an interactive user sees each
+    batch as soon as it is formatted."""
 
     BUFSIZ = 8192
 
@@ -46,8 +53,12 @@ class Output:
         self.stream = stream
         self.binary = getattr(stream, "buffer", None)
         self.mode = buffering or "line"
-        self.pending: List[str] = []
-        self.size = 0
+        self.pending = bytearray()
+
+    @property
+    def size(self) -> int:
+        """Bytes waiting to be written."""
+        return len(self.pending)
 
     @property
     def flush_each(self) -> bool:
@@ -55,23 +66,42 @@ class Output:
         return self.mode == "none"
 
     def write(self, text: str, endl: bool = False) -> None:
-        """Write ``text``; ``endl``: the message ends with a flush in bpftrace."""
-        self.pending.append(text)
-        self.size += len(text)
-        if self.mode == "none" or endl or self.size >= self.BUFSIZ or (
-                self.mode == "line" and "\n" in text):
-            self.flush()
+        """Write one message; ``endl``: bpftrace ends it with a flush."""
+        self.write_lines([text.encode("latin-1", "replace")], endl)
 
-    def flush(self) -> None:
-        """Write out what is pending and flush the stream."""
-        text = "".join(self.pending)
-        self.pending, self.size = [], 0
+    def write_lines(self, messages: List[bytes], endl: bool = False) -> None:
+        """Write messages (latin-1 bytes each, as bpftrace writes them one by one)."""
+        pending = self.pending
+        if endl or self.mode == "none":
+            pending += b"".join(messages)
+            self.flush()
+        elif self.mode == "line":
+            pending += b"".join(messages)
+            cut = pending.rfind(b"\n") + 1
+            if cut:
+                self.flush(cut)
+        else:
+            size = self.BUFSIZ
+            for m in messages:
+                pending += m
+                if len(pending) >= size:
+                    self.flush()
+                    pending = self.pending
+
+    def flush(self, upto: Optional[int] = None) -> None:
+        """Write out what is pending (its first ``upto`` bytes) and flush the stream."""
+        if upto is None or upto >= len(self.pending):
+            data = bytes(self.pending)
+            self.pending = bytearray()
+        else:
+            data = bytes(self.pending[:upto])
+            del self.pending[:upto]
         try:
-            if text:
+            if data:
                 if self.binary is not None:
-                    self.binary.write(text.encode("latin-1", "replace"))
+                    self.binary.write(data)
                 else:
-                    self.stream.write(text)
+                    self.stream.write(data.decode("latin-1"))
             (self.binary or self.stream).flush()
         except (OSError, ValueError):
             pass
@@ -149,13 +179,92 @@ class Runtime:
 
     # -- events -----------------------------------------------------------------------
     def open_reader(self) -> None:
+        """Open the ring's reader; records reach :meth:`on_batch` a batch at a time."""
         from ..events import RingBufReader
-        self.reader = RingBufReader(self.maps[EVENTS_MAP], callback=self.on_event,
+        self.prepare_sites()
+        self.reader = RingBufReader(self.maps[EVENTS_MAP], batch_callback=self.on_batch,
                                     wakeup="adaptive")
 
+    def prepare_sites(self) -> None:
+        """Compile the batch formatter of every printf site that has one
+        (:func:`.printf_batch.site_formatter`; text output only: ``-f json`` and every
+        other kind of record take :meth:`on_event`)."""
+        from .printf_batch import site_formatter
+        n = len(self.mod.sites)
+        # up to 256 sites, a site's id is the record's first byte: index a full table
+        self.fast: List[Any] = [None] * (256 if n <= 256 else n)
+        if self.json:
+            return
+        for site in self.mod.sites:
+            if site.kind == "printf":
+                self.fast[site.id] = site_formatter(
+                    site.fmt or "", site.args,
+                    lambda rec, s=site: self.printf_text(s, rec).encode("latin-1",
+                                                                          "replace"))
+
+    def printf_text(self, site: Any, data: bytes) -> str:
+        """A printf/system/cat record's text, through the general formatter."""
+        from .printf import format_printf
+        args = [self.decoder.value(t, data, off) for t, off in site.args]
+        return format_printf(site.fmt or "", args)
+
     def poll(self, timeout: float) -> None:
+        """Hand the records that arrive within ``timeout`` seconds to :meth:`on_batch`
+        (records kept after an error first)."""
+        if self._rest:
+            self.on_batch([])
         if self.reader is not None:
             self.reader.poll(timeout)
+
+    def on_batch(self, records: List[bytes]) -> None:
+        """A batch of records, in the ring's order: runs of printf records with a batch
+        formatter become one block of output; any other record goes through
+        :meth:`on_event` in its place (after the block before it is written). If a
+        record raises (a KeyboardInterrupt in a thread without the signal handlers),
+        the lines before it are written and the records after it are kept for the next
+        call, as the reader keeps them for a per-record callback."""
+        if self._rest:
+            records, self._rest = self._rest + records, []
+        if self.stop and self.exit_seen:
+            return
+        fast = getattr(self, "fast", None)
+        if fast is None:
+            self.prepare_sites()
+            fast = self.fast
+        n = len(self.mod.sites)
+        small = len(fast) == 256          # the id fits the first byte, the rest are 0
+        lines: List[bytes] = []
+        append = lines.append
+        write = self.out.write_lines
+        i = 0
+        try:
+            for i, rec in enumerate(records):
+                if small:
+                    f = fast[rec[0]]
+                else:
+                    sid = int.from_bytes(rec[:8], "little")
+                    f = fast[sid] if sid < n else None
+                if f is not None:
+                    try:
+                        append(f(rec))
+                        continue
+                    except struct.error:  # a short record: the general path decides
+                        pass
+                if lines:
+                    write(lines)
+                    lines = []
+                    append = lines.append
+                self.on_event(rec)
+                if self.stop and self.exit_seen:
+                    return                # what follows exit() is dropped
+        except BaseException:
+            self._rest = records[i + 1:]
+            raise
+        finally:
+            if lines:
+                write(lines)
+
+    _rest: List[bytes] = []
 
     def on_event(self, raw: Any) -> None:
         if self.stop and self.exit_seen:
@@ -168,9 +277,7 @@ class Runtime:
             self.exit_seen = True
             return
         if k in ("printf", "system", "cat"):
-            args = [self.decoder.value(t, data, off) for t, off in site.args]
-            from .printf import format_printf
-            text = format_printf(site.fmt or "", args)
+            text = self.printf_text(site, data)
             if k == "printf":
                 self.out.write(J.message_json("printf", text) if self.json else text,
                                endl=self.json)

@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional, TextIO
 
 from .._records import field, record
 
-__all__ = ["TraceOptions", "FrontResult", "front", "run"]
+__all__ = ["TraceOptions", "FrontResult", "front", "run", "default_rb_pages",
+           "MIN_RING_BYTES"]
 
 
 @record
@@ -38,7 +39,8 @@ class TraceOptions:
 
     Environment (bpftrace's defaults): ``strlen`` (``BPFTRACE_STRLEN``, 64, at most
     200), ``map_keys_max`` (``BPFTRACE_MAP_KEYS_MAX``, 4096), ``max_probes``
-    (``BPFTRACE_MAX_PROBES``, 512), ``perf_rb_pages`` (``BPFTRACE_PERF_RB_PAGES``, 64),
+    (``BPFTRACE_MAX_PROBES``, 512), ``perf_rb_pages`` (``BPFTRACE_PERF_RB_PAGES``, 64;
+    unset, at least enough for a 2 MiB ring: :func:`default_rb_pages`),
     ``cat_bytes_max`` (``BPFTRACE_CAT_BYTES_MAX``, 10240), ``no_user_symbols``,
     ``cache_user_symbols`` (``BPFTRACE_CACHE_USER_SYMBOLS``; None: bpftrace's default,
     on with ``-c`` or when ASLR is off), ``vmlinux``
@@ -74,7 +76,7 @@ class TraceOptions:
     strlen: int = 64
     map_keys_max: int = 4096
     max_probes: int = 512
-    perf_rb_pages: int = 64
+    perf_rb_pages: int = field(default_factory=lambda: default_rb_pages())
     cat_bytes_max: int = 10240
     no_user_symbols: bool = False
     cache_user_symbols: Optional[bool] = None
@@ -83,6 +85,20 @@ class TraceOptions:
     notify_attached: bool = False
     extensions: bool = False
     extras: Dict[str, Any] = field(default_factory=dict)
+
+
+#: the least size of the event ring when ``BPFTRACE_PERF_RB_PAGES`` is not set
+MIN_RING_BYTES = 2 << 20
+
+
+def default_rb_pages() -> int:
+    """``BPFTRACE_PERF_RB_PAGES`` when it is not set: bpftrace's 64 pages per CPU, or
+    more on a machine with fewer than 8 CPUs, so that the one ring all CPUs share
+    (:mod:`.lower` sizes it pages x CPUs) holds at least :data:`MIN_RING_BYTES`:
+    bpftrace's perf buffer gives each CPU 64 pages of its own, and a printf storm
+    from one CPU fills a small shared ring while the reader is descheduled."""
+    ncpus = max(os.cpu_count() or 1, 1)
+    return max(64, -(-MIN_RING_BYTES // (4096 * ncpus)))
 
 
 @record

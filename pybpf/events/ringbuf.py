@@ -19,6 +19,8 @@ walks the records from its memoryview of the data area (stopping at the first bu
 one, skipping discarded ones), hands them over, and then stores the consumer position
 once. When records all have the record type's size, a batch is checked and decoded at
 C speed: one strided slice of the headers and one ``struct.iter_unpack`` over the span.
+Raw ``bytes`` records of any sizes are sliced from one copy of the span, taken after
+the walk over the headers.
 """
 
 from __future__ import annotations
@@ -201,6 +203,8 @@ class RingBufReader(EventReader):
                 if pos == prod:
                     return pos
                 cons = pos
+        if type(self._decoder) is Decoder:     # plain copies: one copy of the span
+            return self._collect_bytes(cons, prod, out)
         return self._collect_any(cons, prod, out)
 
     def _collect_fixed(self, cons: int, count: int, out: List[Any]) -> int:
@@ -233,6 +237,33 @@ class RingBufReader(EventReader):
             recs = [r for r, n in zip(recs, lens) if n == exp]
         out.extend(recs)
         return cons + taken * stride
+
+    def _collect_bytes(self, pos: int, prod: int, out: List[Any]) -> int:
+        """:meth:`_collect_any` for raw ``bytes`` records: the headers are walked first
+        (up to the first busy record), then the committed span is copied once (the data
+        area is mapped twice in a row, so it is contiguous even when it wraps) and each
+        record is a slice of that copy, rather than a view made and copied per record."""
+        words = self._words
+        start = pos & self._mask
+        off = start
+        end = start + (prod - pos)
+        spans: List[int] = []
+        add = spans.append
+        while off < end:
+            head = words[off >> 2]
+            if head & BUSY_BIT:
+                break
+            length = head & _LEN_MASK
+            if not head & DISCARD_BIT:
+                add(off + HEADER_SIZE - start)
+                add(length)
+            off += (length + HEADER_SIZE + 7) & ~7
+        if off == start:
+            return pos
+        raw = self._data[start:off].tobytes()
+        it = iter(spans)
+        out.extend([raw[at:at + n] for at, n in zip(it, it)])
+        return pos + (off - start)
 
     def _collect_any(self, pos: int, prod: int, out: List[Any]) -> int:
         words = self._words
