@@ -20,7 +20,10 @@ Every figure is a median; within a round the tracers take turns (interleaved).
    ``run_time_ns / run_cnt`` of the busiest program in the tracer's
    ``/proc/PID/fdinfo``, before and after) of a printf program and a ``count()`` program
    on ``peers/loadgen.c``'s ``--cost-events`` openat calls, filtered by pid. Target:
-   pybpf's <= 0.5x bpftrace's, for each program.
+   pybpf's <= 0.5x bpftrace's, for each program. The same predicate with an empty body
+   is measured too: what both tracers' programs pay before their bodies (dispatch,
+   bpf_stats' clock reads, the pid helper); each body's own cost, above that, is
+   reported beside the target.
 3. **storm**: ``--events`` openat+close from ``peers/stormgen.c`` as fast as it can, the
    printf program filtered by its pid, stdout to a file (each tracer's default
    buffering). Events printed and lost (``Lost N events``), the workload's slowdown
@@ -68,6 +71,10 @@ PRINTF = ('tracepoint:syscalls:sys_enter_openat /pid == {pid}/ '
           '{{ printf("%s %s\\n", comm, str(args->filename)); }}')
 READY = 'BEGIN {{ printf("ready\\n"); }} '
 COUNT = 'tracepoint:syscalls:sys_enter_openat /pid == {pid}/ {{ @ = count(); }}'
+#: the predicate alone: what every program above pays before its body (the tracepoint's
+#: dispatch, bpf_stats' own clock reads, the pid helper), to report each body's cost
+BASELINE = 'tracepoint:syscalls:sys_enter_openat /pid == {pid}/ {{ }}'
+BASELINE_LABEL = "predicate only"
 SKIP = ("Attaching ", "ready")
 
 
@@ -204,7 +211,8 @@ def cost_once(ctx: Dict[str, Any], name: str, argv: Callable[[Dict[str, Any]], L
 
 
 def run_cost(ctx: Dict[str, Any], events: int, rounds: int) -> Dict[str, Any]:
-    programs = {"printf": READY + PRINTF, "count()": READY + COUNT}
+    programs = {"printf": READY + PRINTF, "count()": READY + COUNT,
+                BASELINE_LABEL: READY + BASELINE}
     res: Dict[str, Any] = {}
     with open(peers.STATS) as fh:
         old = fh.read().strip()
@@ -239,6 +247,7 @@ def cost_table(res: Dict[str, Any], events: int, rounds: int) -> List[str]:
              "| program | tracer | ns per run | runs (ns) | runs counted | "
              "xlated / jited bytes |", "| --- | --- | ---: | --- | ---: | ---: |"]
     verdicts = []
+    base = res.get(BASELINE_LABEL, {})
     for label, by in res.items():
         if label == "restored":
             continue
@@ -254,9 +263,21 @@ def cost_table(res: Dict[str, Any], events: int, rounds: int) -> List[str]:
         for name, r in by.items():
             if name != "bpftrace" and r["ns"] and bt:
                 ratio = med(r["ns"]) / med(bt)
+                if label == BASELINE_LABEL:
+                    verdicts.append(f"- {label}, {name}: {ratio:.2f}x bpftrace's (the "
+                                    "cost every program pays before its body)")
+                    continue
                 verdicts.append(f"- target ({label}, {name}: <= {TARGET_COST_RATIO}x "
                                 f"bpftrace's ns per run): "
                                 f"{_verdict(ratio <= TARGET_COST_RATIO)} ({ratio:.2f}x)")
+                ours0 = base.get(name, {}).get("ns")
+                bt0 = base.get("bpftrace", {}).get("ns")
+                if ours0 and bt0 and med(bt) > med(bt0):
+                    body = (med(r["ns"]) - med(ours0)) / (med(bt) - med(bt0))
+                    verdicts.append(f"  - the body alone (ns per run above the "
+                                    f"{BASELINE_LABEL} program): {body:.2f}x bpftrace's "
+                                    f"({med(r['ns']) - med(ours0):.0f} vs "
+                                    f"{med(bt) - med(bt0):.0f} ns)")
     return lines + [""] + verdicts
 
 
