@@ -8,6 +8,12 @@ What 0.17 does per provider (``src/attached_probe.cpp``, ``src/bpftrace.cpp``):
   (kretprobe, kretfunc, tracepoint, profile, interval, watchpoint, hardware) are
   attached forwards, then the others (kprobe, uprobe, uretprobe, usdt, software, kfunc,
   iter) backwards, so that probes on one event run in program order.
+* **failures that are skipped**: a kprobe or tracepoint whose name differs from its
+  probe's full name (one of several attach points, or a wildcard's match) is skipped
+  when it cannot be attached: libbcc's line, then for kprobes
+  ``WARNING: could not attach probe kprobe:f, skipping.``; the run goes on even with
+  nothing attached. A tracepoint with a program of its own (the probe uses ``probe``)
+  had no code generated in 0.17: ``Code not generated for probe: ...``, fatal.
 * **uprobe/uretprobe**: the function is looked up with its size in ``.symtab`` and
   ``.dynsym``; a size of 0 or an offset past the end is ``Offset outside the function
   bounds``; an address is resolved to the function that contains it; any offset inside

@@ -174,9 +174,6 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
         visited.add(real)
         here = os.path.dirname(path)
         lines = _lines(path)
-        if "enum" in "".join(lines):
-            _read_enums("\n".join(l for l in lines if not l.lstrip().startswith("#")),
-                        want, enums, lookup)
         for line in lines:
             m = _DEFINE.match(line)
             if m:
@@ -189,6 +186,10 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
                 inner = _find(m.group(2), m.group(1) == '"', here, dirs)
                 if inner is not None and visit(inner):
                     return True
+        # enums after the file's macros and includes, which their values may use
+        if "enum" in "".join(lines):
+            _read_enums("\n".join(l for l in lines if not l.lstrip().startswith("#")),
+                        want, enums, lookup)
         return satisfied()
 
     if not want:
