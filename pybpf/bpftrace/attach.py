@@ -245,6 +245,8 @@ def attach_point(prog: Any, ap: Any, opts: Any, pid: int, warn: Any,
                 raise AttachFailure(f"error: kretprobe:{ap.func} can't be used as it might "
                                     "lock up your system.")
             try:
+                if _skippable(ap) and not _in_kernel(ap):
+                    raise LookupError(ap.func)
                 if kind == "kprobe":
                     return [L.attach_kprobe(prog, ap.func, offset=ap.func_offset)]
                 return [L.attach_kretprobe(prog, ap.func)]
@@ -277,6 +279,20 @@ def _skippable(ap: Any) -> bool:
     attach point, named exactly, fails the run."""
     orig = getattr(ap, "orig_name", None)
     return orig is not None and orig != ap.name()
+
+
+def _in_kernel(ap: Any) -> bool:
+    """Can the kernel have function ``ap.func``? Asked before attaching a named one of
+    several kprobe attach points (biolatency's pair, xfsdist's ``xfs_file_*`` without
+    xfs), so that a missing one fails at once: the kprobe layer's error would look for
+    close matches among all kernel functions, about a second each (minutes for a tool
+    with several, under emulation). A wildcard's matches came from the traceable
+    functions and are not checked."""
+    if ap.name() not in ap.orig_name.split(","):
+        return True
+    from ..link.kprobe import kernel_functions
+    funcs = kernel_functions()
+    return not funcs or ap.func in funcs
 
 
 #: 0.17 refuses these kretprobes (they may lock the system up)
