@@ -42,9 +42,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("bpftrace") is None, reason="needs bpftrace 0.17"),
 ]
 
-XF_ENUM = ("enum constants of the kernel as identifiers (SKB_DROP_REASON_NOT_SPECIFIED "
-           "of tcpdrop): 'Identifier expressions are not supported yet'")
-
 #: name -> (header lines, regex picking the data lines to compare (None: all), whether
 #: the workload must make it print, xfail reason)
 TOOLS = {
@@ -64,7 +61,7 @@ TOOLS = {
     "statsnoop": (3, r"toolwork", True, None),
     "syncsnoop": (3, r"toolwork", True, None),
     "syscount": (2, None, True, None),
-    "tcpdrop": (3, None, False, XF_ENUM),
+    "tcpdrop": (3, None, False, None),
     "threadsnoop": (2, r"toolwork", False, None),
     "writeback": (3, r" sync ", False, None),      # the workload's sync(), if any
 }

@@ -32,20 +32,18 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("bpftrace") is None, reason="needs bpftrace 0.17"),
 ]
 
-XF_ENUM = ("enum constants of #include-d kernel headers as identifiers "
-           "(TCP_FIN_WAIT1 of net/tcp_states.h): 'Identifier expressions are not "
-           "supported yet'")
 XF_SKIP = ("kprobe attach points the kernel lacks (inlined blk_account_io_start, "
-           "xfs_file_* without xfs): bpftrace 0.17 warns 'could not attach probe "
-           "..., skipping' and runs, session.run refuses the program")
-XF_STATUS = ("exit status when a probe cannot attach: bpftrace 0.17 exits 255, "
-             "session.run 1")
+           "xfs_file_* without xfs) are skipped as 0.17 skips them, but each cost the "
+           "close-match search of the kprobe layer's error (minutes under emulation): "
+           "session.run was killed at the harness's limit. attach.py now checks the "
+           "function first; not yet confirmed in the guest")
 
 KPROBE_TOOLS = {
-    "biolatency": XF_SKIP, "biosnoop": XF_SKIP, "biostacks": XF_SKIP,
+    "biolatency": None, "biosnoop": None, "biostacks": XF_SKIP,
     "capable": None,
-    "dcsnoop": None, "mdflush": XF_STATUS, "oomkill": None, "swapin": None,
-    "tcpaccept": None, "tcpconnect": None, "tcplife": XF_ENUM, "tcpretrans": None,
+    "dcsnoop": None, "mdflush": None, "oomkill": None, "swapin": None,
+    "tcpaccept": None, "tcpconnect": None,
+    "tcplife": None, "tcpretrans": None,
     "tcpsynbl": None, "undump": None, "vfscount": None, "vfsstat": None,
     "xfsdist": XF_SKIP,
 }
@@ -74,7 +72,13 @@ def test_kprobe_tool(name):
         pytest.skip(f"{path} not installed")
     (tout, terr, trc), (oout, oerr, orc) = run_both(path, None, 1.0)
     assert orc == trc, (orc, trc, oerr[-1500:], terr[-1500:])
-    assert "ERROR" not in oerr, oerr[-1500:]
+    if trc == 0:
+        assert "ERROR" not in oerr, oerr[-1500:]
+    else:                   # a probe bpftrace cannot attach either (mdflush without md)
+        errors = [[ln for ln in e.splitlines()        # not bpftrace's RLIMIT complaint
+                   if ln.startswith("ERROR") and "RLIMIT_MEMLOCK" not in ln]
+                  for e in (oerr, terr)]
+        assert errors[0] == errors[1] != [], (oerr[-1500:], terr[-1500:])
     n = header_lines(path)
     assert oout.split("\n")[:n] == tout.split("\n")[:n], (oout[-800:], tout[-800:])
 

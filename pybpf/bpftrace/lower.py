@@ -699,6 +699,9 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
             continue
         expanded = _usdt_locations(expanded, front.env, opts)
         split = info.need_expansion or _differs(expanded) or expanded[0].kind == "usdt"
+        orig = ",".join(ap.name() for ap in front.attach_points[index])
+        for ap in expanded:       # for attach.py's rule on what a failed attach skips
+            ap.orig_name, ap.own_program = orig, split
         groups = [[ap] for ap in expanded] if split else [expanded]
         key = ",".join(_full_name(ap) for ap in front.attach_points[index])
         for g, aps in enumerate(groups):

@@ -535,7 +535,8 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
 
     With ``headers``, the object-like macros of the ``#include``-d headers that the
     program names are expanded too (:mod:`pybpf.bpftrace.headers`; ``include_dirs`` are
-    ``-I`` directories), as bpftrace's clang pass provides them.
+    ``-I`` directories), as bpftrace's clang pass provides them; the enumerators of those
+    headers that it names go to the preamble's ``header_enums``.
 
     ``include_files`` are ``--include`` files: read as a preamble placed before the
     program's own (clang's ``-include``: macros, structs and enums they define are
@@ -547,10 +548,11 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
         pre = _merge_preamble(read_include_file(path, include_dirs or [], btf), pre)
     macros = dict(pre.macros)
     if headers and pre.includes:
-        from .headers import header_macros, include_dirs as default_dirs
+        from .headers import header_symbols, include_dirs as default_dirs
         words = {str(t.value) for t in tokenize(source).tokens if t.kind == "IDENT"}
-        found = header_macros([i.path for i in pre.includes], words - set(macros),
-                              default_dirs(include_dirs or []))
+        found, pre.header_enums = header_symbols(
+            [i.path for i in pre.includes], words - set(macros),
+            default_dirs(include_dirs or []))
         macros = {**found, **macros}
     if macros:
         prog = parse(source, filename, macros=macros, allow_for=allow_for)

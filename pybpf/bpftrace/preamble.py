@@ -85,13 +85,15 @@ class CEnum:
 class Preamble:
     """What the preamble declares. ``structs`` is keyed ``"struct name"``/``"union name"``;
     ``macros`` are the replacement texts, ``constants`` the integer-valued ones (enum
-    constants included)."""
+    constants included); ``header_enums`` the enumerators of ``#include``-d headers that
+    the program names (:func:`~pybpf.bpftrace.headers.header_symbols`)."""
 
     includes: List[Include] = field(default_factory=list)
     macros: Dict[str, str] = field(default_factory=dict)
     constants: Dict[str, int] = field(default_factory=dict)
     structs: Dict[str, CStruct] = field(default_factory=dict)
     enums: Dict[str, CEnum] = field(default_factory=dict)
+    header_enums: Dict[str, int] = field(default_factory=dict)
 
 
 class _CError(Exception):

@@ -479,8 +479,10 @@ class Analyser:
 
     def x_Identifier(self, e: A.Identifier) -> None:
         name = " ".join(e.name.split())
-        if self.structs.enum_value(name) is not None:
-            e.ty = create_uint64()                      # type: ignore[attr-defined]
+        value = self.structs.enum_value(name)
+        if value is not None:          # an enumerator (preamble or kernel BTF): 0.17's
+            e.value = value                             # type: ignore[attr-defined]
+            e.ty = create_uint64()     # clang pass gives every BTF enum without #include
         elif self.structs.has(name):
             e.ty = self.structs.record(name)            # type: ignore[attr-defined]
         elif self.func_ == "sizeof" and name in INT_CASTS:

@@ -270,7 +270,8 @@ class StructManager:
 
     # -- enum constants ---------------------------------------------------------------
     def enum_value(self, name: str) -> Optional[int]:
-        """The value of enum constant ``name`` (preamble enums, then BTF), or None."""
+        """The value of enum constant ``name`` (the preamble's enums, then the included
+        headers', then the kernel BTF's), or None."""
         if name not in self._enums:
             self._enums[name] = self._find_enum(name)
         return self._enums[name]
@@ -281,6 +282,10 @@ class StructManager:
             for e in getattr(pre, "enums", {}).values():
                 if name in e.values:
                     return e.values[name]
+            for table in ("constants", "header_enums"):   # anonymous enums; headers'
+                v = getattr(pre, table, {}).get(name)
+                if v is not None:
+                    return v
         btf = self.btf
         if btf is not None:
             try:
