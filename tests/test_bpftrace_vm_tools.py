@@ -32,21 +32,10 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("bpftrace") is None, reason="needs bpftrace 0.17"),
 ]
 
-XF_SKIP = ("kprobe attach points the kernel lacks (inlined blk_account_io_start, "
-           "xfs_file_* without xfs) are skipped as 0.17 skips them, but each cost the "
-           "close-match search of the kprobe layer's error (minutes under emulation): "
-           "session.run was killed at the harness's limit. attach.py now checks the "
-           "function first; not yet confirmed in the guest")
-
-KPROBE_TOOLS = {
-    "biolatency": None, "biosnoop": None, "biostacks": XF_SKIP,
-    "capable": None,
-    "dcsnoop": None, "mdflush": None, "oomkill": None, "swapin": None,
-    "tcpaccept": None, "tcpconnect": None,
-    "tcplife": None, "tcpretrans": None,
-    "tcpsynbl": None, "undump": None, "vfscount": None, "vfsstat": None,
-    "xfsdist": XF_SKIP,
-}
+#: bpftrace's own kprobe tools (all of them run in the guest under both tracers)
+KPROBE_TOOLS = ("biolatency", "biosnoop", "biostacks", "capable", "dcsnoop", "mdflush",
+                "oomkill", "swapin", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans",
+                "tcpsynbl", "undump", "vfscount", "vfsstat", "xfsdist")
 
 
 def header_lines(path: str) -> int:
@@ -57,15 +46,8 @@ def header_lines(path: str) -> int:
     return 1 + (len(re.findall(r'\\n"', m.group(1))) if m else 0)
 
 
-def params():
-    for name, reason in KPROBE_TOOLS.items():
-        marks = [pytest.mark.vmtest]
-        if reason:
-            marks.append(pytest.mark.xfail(strict=True, reason=reason))
-        yield pytest.param(name, id=name, marks=marks)
-
-
-@pytest.mark.parametrize("name", list(params()))
+@pytest.mark.vmtest
+@pytest.mark.parametrize("name", KPROBE_TOOLS)
 def test_kprobe_tool(name):
     path = f"/usr/sbin/{name}.bt"
     if not os.path.exists(path):
