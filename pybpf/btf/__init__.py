@@ -15,9 +15,7 @@ when one of their names is first used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from .._lazy import lazy_exports
 from .errors import AmbiguousTypeError, BTFError, BTFFormatError, FieldError, TypeNotFoundError
 from .format import Kind
 from .parser import BTF, load_module, module_names, vmlinux
@@ -39,10 +37,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pybpf.btf' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY, globals())

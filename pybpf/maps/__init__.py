@@ -32,8 +32,9 @@ families at start-up.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import TYPE_CHECKING, Dict, List
 
+from .._lazy import lazy_exports
 from ..syscall.bpf import MapFlags, MapType
 from .spec import MapSpec, Pinning, type_name
 
@@ -93,13 +94,7 @@ _MODULE_OF_TYPE: Dict[int, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _HOME, globals())
 
 
 def __dir__() -> List[str]:
