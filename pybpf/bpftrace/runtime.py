@@ -137,7 +137,8 @@ class Runtime:
 
     def probe_count(self) -> int:
         """bpftrace's count for ``Attaching N probes...``."""
-        return sum(len(p.attach) for p in self.mod.programs)
+        return sum(len(p.attach) for p in self.mod.programs
+                   if not getattr(p, "deferred", False))
 
     def target_pid(self) -> int:
         """The ``-p`` or ``-c`` process (0: none): usdt and watchpoints follow it."""
@@ -318,6 +319,12 @@ class Runtime:
                 self.out.write(J.message_json("time", text) if self.json else text,
                                endl=self.json)
             return
+        if k == "watchpoint":
+            if self.watch is None:
+                from .watchpoints import Watchpoints
+                self.watch = Watchpoints(self)
+            self.watch.on_record(site, data)
+            return
         if k in ("clear", "zero"):
             self.decoder.clear(site.fmt, zero=k == "zero")
             return
@@ -337,6 +344,8 @@ class Runtime:
             return
 
     exit_seen = False
+    #: function-form watchpoints (:mod:`.watchpoints`), made at their first record
+    watch: Any = None
 
     # -- the run ----------------------------------------------------------------------
     def install_signals(self) -> None:
