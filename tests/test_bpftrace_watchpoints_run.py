@@ -46,11 +46,11 @@ def _errors(stderr: str) -> str:
 
 def both(program: str, work: dict, options: Tuple[str, ...]
          ) -> Tuple[Tuple[str, str, int], Tuple[str, str, int]]:
-    """((stdout, stderr, status) of bpftrace, the same of ours); ``{BIN}`` in
-    ``options`` is the workload."""
+    """((stdout, stderr, status) of bpftrace, the same of ours); ``{BIN}`` in the
+    program and ``options`` is the workload."""
     path = os.path.join(work["DIR"], "prog.bt")
     with open(path, "w") as fh:
-        fh.write(program)
+        fh.write(program.replace("{BIN}", work["BIN"]))
     opts = [o.replace("{BIN}", work["BIN"]) for o in options]
     res = []
     for argv, env in ((["bpftrace", *opts, path], dict(os.environ)),
@@ -90,6 +90,23 @@ CASES = [
      '{"type": "lost_events", "data": "Failed to attach watchpoint probe. You are out of '
      'watchpoint registers."}\n'),
     ("read-write", 'w:watch_one+arg0:8:rw { @ = count(); }', ("-c", "{BIN} 0"), "@: "),
+    # unwatch(): at the 2nd call (same address) slot[0] goes: 2 + slot[1]'s 1 write
+    ("unwatch-same", 'u:{BIN}:watch_one { @n = @n + 1; if (@n == 2) { unwatch(arg0); } } '
+     + ONE + " { @hits = count(); }", ("-c", "{BIN} 0"), "@hits: 3\n"),
+    # at the 3rd call, after the setup probe (program order): slot[1] is the last
+    # address, and unwatch(slot[1]) takes slot[0]'s breakpoint too (0.17 keeps one
+    # address per watchpoint)
+    ("unwatch-last", ONE + " { @hits = count(); } "
+     "u:{BIN}:watch_one { @n = @n + 1; if (@n == 3) { unwatch(arg0); } }",
+     ("-c", "{BIN} 0"), "@hits: 3\n"),
+    # ... and an earlier address alone matches nothing
+    ("unwatch-earlier", ONE + " { @hits = count(); } "
+     "u:{BIN}:watch_one { @n = @n + 1; if (@n == 3) { unwatch(arg0 - 8); } }",
+     ("-c", "{BIN} 0"), "@hits: 5\n"),
+    # before the setup probe: slot[0] (the last address then) goes, slot[1] is set
+    ("unwatch-before-setup", "u:{BIN}:watch_one { @n = @n + 1; if (@n == 3) "
+     "{ unwatch(arg0 - 8); } } " + ONE + " { @hits = count(); }", ("-c", "{BIN} 0"),
+     "@hits: 4\n"),
     ("no-such-function", 'w:no_such_function+arg0:8:w { @ = count(); }',
      ("-c", "{BIN} 0"), "No probes to attach\n"),
     ("async-bad-address", 'aw:watch_two+arg0:8:w { @ = count(); }', ("-c", "{BIN} 3"),

@@ -152,8 +152,10 @@ class Runtime:
         from .attach import attach_order, attach_point
         pid = self.target_pid()
         for p, ap in attach_order(self.mod.programs):
-            self.links.extend(attach_point(self.progs[p.name], ap, self.opts, pid,
-                                           self.warn))
+            links = attach_point(self.progs[p.name], ap, self.opts, pid, self.warn)
+            self.links.extend(links)
+            if ap.kind in ("watchpoint", "asyncwatchpoint"):    # unwatch() finds them
+                self.watchpoints().add(ap.address, links)
 
     def warn(self, text: str) -> None:
         """A bpftrace ``WARNING:`` line on stderr."""
@@ -320,10 +322,10 @@ class Runtime:
                                endl=self.json)
             return
         if k == "watchpoint":
-            if self.watch is None:
-                from .watchpoints import Watchpoints
-                self.watch = Watchpoints(self)
-            self.watch.on_record(site, data)
+            self.watchpoints().on_record(site, data)
+            return
+        if k == "unwatch":
+            self.watchpoints().unwatch(struct.unpack_from("<Q", data, site.args[0][1])[0])
             return
         if k in ("clear", "zero"):
             self.decoder.clear(site.fmt, zero=k == "zero")
@@ -344,8 +346,15 @@ class Runtime:
             return
 
     exit_seen = False
-    #: function-form watchpoints (:mod:`.watchpoints`), made at their first record
+    #: the watchpoints' breakpoints (:mod:`.watchpoints`), made when first needed
     watch: Any = None
+
+    def watchpoints(self) -> Any:
+        """The run's :class:`.watchpoints.Watchpoints`."""
+        if self.watch is None:
+            from .watchpoints import Watchpoints
+            self.watch = Watchpoints(self)
+        return self.watch
 
     # -- the run ----------------------------------------------------------------------
     def install_signals(self) -> None:

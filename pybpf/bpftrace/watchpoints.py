@@ -21,7 +21,10 @@ watchpoint's program. What 0.17 does, kept here:
   tracee: ...`` ends the run as 0.17 ends it (0.17 aborts; here status 1).
 
 The breakpoints are links of the run (:attr:`Runtime.links`): they are detached with
-the other probes and closed with the run.
+the other probes and closed with the run. ``unwatch(addr)`` detaches watchpoints as
+0.17 does (:meth:`Watchpoints.unwatch`); 0.17 also detaches any other probe whose
+address is ``addr`` (uprobes given by address; with 0 every probe named by function),
+pybpf only watchpoints.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import os
 import signal
 import struct
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 __all__ = ["Watchpoints", "WatchpointAbort", "OUT_OF_REGISTERS"]
 
@@ -52,6 +55,35 @@ class Watchpoints:
         #: watchpoint id -> the address it was last set on (0.17's ``Probe::address``)
         self.last: Dict[int, int] = {i: ap.address
                                      for i, (_name, ap) in enumerate(rt.mod.watchpoints)}
+        #: watchpoint id -> its breakpoints (one per address it was set on)
+        self.links: Dict[int, List[Any]] = {}
+        #: absolute watchpoints: address -> their breakpoints
+        self.absolute: Dict[int, List[Any]] = {}
+
+    def add(self, address: int, links: List[Any]) -> None:
+        """Note the breakpoints of an absolute watchpoint on ``address`` (they are
+        links of the run too)."""
+        self.absolute.setdefault(address, []).extend(links)
+
+    def unwatch(self, address: int) -> None:
+        """``unwatch(addr)``, silently when nothing matches: detach the absolute
+        watchpoints on ``address`` and every breakpoint of each function-form
+        watchpoint whose last address is ``address`` (in 0.17 a watchpoint's
+        breakpoints all share its one address, the last it was set on: its earlier
+        addresses go too, and an earlier address alone matches nothing). The
+        watchpoint keeps that address as its last, so a call with it again sets
+        nothing."""
+        gone = self.absolute.pop(address, [])
+        for wp_id, last in self.last.items():
+            if last == address:
+                gone += self.links.pop(wp_id, [])
+        for ln in gone:
+            if ln in self.rt.links:
+                self.rt.links.remove(ln)
+            try:
+                ln.close()
+            except OSError:                                    # pragma: no cover
+                pass
 
     def on_record(self, site: Any, data: bytes) -> None:
         """A setup probe's record: set watchpoint ``site.extra`` on the address it
@@ -66,7 +98,9 @@ class Watchpoints:
         if self.last[wp_id] != addr:
             self.last[wp_id] = addr
             try:
-                rt.links.append(attach_watchpoint_at(rt.progs[name], ap, pid, addr))
+                link = attach_watchpoint_at(rt.progs[name], ap, pid, addr)
+                rt.links.append(link)
+                self.links.setdefault(wp_id, []).append(link)
             except WatchRegistersFull:
                 if rt.json:
                     from .json_output import message_json
