@@ -201,3 +201,27 @@ def test_nothing_left(work, capfd):
     assert out.endswith("@one: 5\n@two: 2\n")
     assert out.count("out of watchpoint registers") == 4
     assert _fds() == before
+
+
+def test_exit_continues_stopped_process(work, capfd):
+    """``exit()`` in a uprobe that runs before the setup probe: the setup record comes
+    after the exit record and is dropped, while the setup probe has stopped the
+    process; the run's end continues it (it ends by itself; without that last
+    SIGCONT it stays stopped: checked with WUNTRACED)."""
+    from pybpf.bpftrace.session import TraceOptions, run
+    opts = TraceOptions(command=f"{work['BIN']} 0")
+    rc = run(f"u:{work['BIN']}:watch_one {{ exit(); }} " + ONE + " { @h = count(); }",
+             "stdin", opts)
+    assert rc == 0
+    assert capfd.readouterr().out.startswith("Attaching 2 probes...\n")
+    cpid = opts.extras["cpid"]
+    status = None
+    for _ in range(200):
+        done, status = os.waitpid(cpid, os.WNOHANG | os.WUNTRACED)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(cpid, 9)
+        os.waitpid(cpid, 0)
+    assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -399,6 +399,8 @@ class Runtime:
 
     def finish(self) -> None:
         """Detach, run END, print the last events and the maps."""
+        if getattr(self.mod, "watchpoints", None):
+            self.watchpoints().detached = True    # a late setup record sets nothing
         for ln in self.links:
             _close(ln)
         self.links = []
@@ -443,6 +445,8 @@ class Runtime:
         for ln in self.links:
             _close(ln)
         self.links = []
+        if getattr(self.mod, "watchpoints", None):
+            self.watchpoints().release()
         if self.reader is not None:
             _close(self.reader)
             self.reader = None

@@ -24,7 +24,9 @@ The breakpoints are links of the run (:attr:`Runtime.links`): they are detached 
 the other probes and closed with the run. ``unwatch(addr)`` detaches watchpoints as
 0.17 does (:meth:`Watchpoints.unwatch`); 0.17 also detaches any other probe whose
 address is ``addr`` (uprobes given by address; with 0 every probe named by function),
-pybpf only watchpoints.
+pybpf only watchpoints. At the end of the run the process of a sync watchpoint gets a
+last ``SIGCONT`` (a setup probe may have stopped it after the tracer stopped reading;
+0.17 would leave it stopped).
 """
 
 from __future__ import annotations
@@ -59,6 +61,20 @@ class Watchpoints:
         self.links: Dict[int, List[Any]] = {}
         #: absolute watchpoints: address -> their breakpoints
         self.absolute: Dict[int, List[Any]] = {}
+
+    #: the run's probes are detached: records still coming set nothing
+    detached = False
+
+    def release(self) -> None:
+        """At the run's end: a sync watchpoint's process may have been stopped by a
+        setup probe whose record was never handled (the run ended first, or the
+        record came after ``exit()``): continue it rather than leave it stopped."""
+        pid = self.rt.target_pid()
+        if pid > 0 and any(not ap.is_async for _n, ap in self.rt.mod.watchpoints):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
 
     def add(self, address: int, links: List[Any]) -> None:
         """Note the breakpoints of an absolute watchpoint on ``address`` (they are
@@ -95,7 +111,7 @@ class Watchpoints:
         name, ap = rt.mod.watchpoints[wp_id]
         pid = rt.target_pid()
         failed = False
-        if self.last[wp_id] != addr:
+        if self.last[wp_id] != addr and not self.detached:
             self.last[wp_id] = addr
             try:
                 link = attach_watchpoint_at(rt.progs[name], ap, pid, addr)
