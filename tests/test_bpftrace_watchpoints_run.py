@@ -201,6 +201,8 @@ def test_nothing_left(work, capfd):
     assert out.endswith("@one: 5\n@two: 2\n")
     assert out.count("out of watchpoint registers") == 4
     assert _fds() == before
+    with pytest.raises(ChildProcessError):                # ended, reaped by the run
+        os.waitpid(opts.extras["cpid"], os.WNOHANG)
 
 
 def test_exit_continues_stopped_process(work, capfd):
@@ -224,4 +226,5 @@ def test_exit_continues_stopped_process(work, capfd):
     else:
         os.kill(cpid, 9)
         os.waitpid(cpid, 0)
+        status = None
     assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
