@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Optional, Tuple
+from typing import Tuple
 
 import pytest
 

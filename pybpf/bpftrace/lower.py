@@ -705,7 +705,7 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
             continue
         expanded = _usdt_locations(expanded, front.env, opts)
         split = info.need_expansion or _differs(expanded) or expanded[0].kind == "usdt" \
-            or _watch_func(expanded[0])
+            or any(_watch_func(ap) for ap in expanded)
         groups = [[ap] for ap in expanded] if split else [expanded]
         key = ",".join(_full_name(ap) for ap in front.attach_points[index])
         for g, aps in enumerate(groups):
