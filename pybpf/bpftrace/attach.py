@@ -21,7 +21,10 @@ What 0.17 does per provider (``src/attached_probe.cpp``, ``src/bpftrace.cpp``):
   ``us`` a period of CPU clock); **software**/**hardware** on every CPU, the count
   or the event's default period.
 * **watchpoint** (absolute address): a ``PERF_TYPE_BREAKPOINT`` event of the mode's
-  type on every CPU, or on the ``-p``/``-c`` process.
+  type on every CPU, or on the ``-p``/``-c`` process. The function form
+  (``FUNC+argN``) attaches a setup uprobe here (:func:`attach_watch_setup`); its
+  breakpoints are set while the program runs (:func:`attach_watchpoint_at`,
+  :mod:`.watchpoints`).
 * **kfunc/kretfunc/iter**: ``BPF_PROG_TYPE_TRACING`` programs loaded against the
   function's (``bpf_iter_<name>``'s) BTF id; iter output is read from the iterator.
 """
