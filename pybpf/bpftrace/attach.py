@@ -27,7 +27,10 @@ What 0.17 does per provider (``src/attached_probe.cpp``, ``src/bpftrace.cpp``):
   ``us`` a period of CPU clock); **software**/**hardware** on every CPU, the count
   or the event's default period.
 * **watchpoint** (absolute address): a ``PERF_TYPE_BREAKPOINT`` event of the mode's
-  type on every CPU, or on the ``-p``/``-c`` process.
+  type on every CPU, or on the ``-p``/``-c`` process. The function form
+  (``FUNC+argN``) attaches a setup uprobe here (:func:`attach_watch_setup`); its
+  breakpoints are set while the program runs (:func:`attach_watchpoint_at`,
+  :mod:`.watchpoints`).
 * **kfunc/kretfunc/iter**: ``BPF_PROG_TYPE_TRACING`` programs loaded against the
   function's (``bpf_iter_<name>``'s) BTF id; iter output is read from the iterator.
 """
@@ -58,9 +61,9 @@ class AttachFailure(Exception):
 def attach_order(programs: List[Any]) -> List[Tuple[Any, Any]]:
     """(program, attach point) pairs in bpftrace's attach order (BEGIN/END left out)."""
     pairs = [(p, ap) for p in programs if p.provider not in ("BEGIN", "END")
-             for ap in p.attach]
-    fwd = [x for x in pairs if x[1].kind in FORWARD_KINDS]
-    rev = [x for x in pairs if x[1].kind not in FORWARD_KINDS]
+             and not getattr(p, "deferred", False) for ap in p.attach]
+    fwd = [x for x in pairs if x[1].kind in FORWARD_KINDS and not _wp_setup(x[1])]
+    rev = [x for x in pairs if x[1].kind not in FORWARD_KINDS or _wp_setup(x[1])]
     return fwd + rev[::-1]
 
 
@@ -191,6 +194,8 @@ def attach_point(prog: Any, ap: Any, opts: Any, pid: int, warn: Any,
     from ..syscall import perf as P
     kind = ap.kind
     name = _full(ap)
+    if _wp_setup(ap):
+        return [attach_watch_setup(prog, ap, opts, pid)]
     try:
         if kind == "tracepoint":
             try:
@@ -353,3 +358,54 @@ def _attach_watchpoint(prog: Any, ap: Any, pid: int) -> List[Any]:
             ln.close()
         raise
     return links
+
+
+# -- function-form watchpoints (watchpoint:FUNC+argN:LEN:MODE) ---------------------------
+
+def _wp_setup(ap: Any) -> bool:
+    return bool(getattr(ap, "wp_setup", False))
+
+
+class WatchRegistersFull(AttachFailure):
+    """The CPU has no free debug register for one more breakpoint (``ENOSPC``)."""
+
+
+def attach_watch_setup(prog: Any, ap: Any, opts: Any, pid: int) -> Any:
+    """The setup uprobe of a function-form watchpoint, on the function's entry. Unlike
+    0.17 (which puts it on every process running the binary, and then stops a
+    stranger and continues the traced process), only the ``-p``/``-c`` process runs it.
+    """
+    from .. import link as L
+    fn = ap.copy()
+    fn.provider, fn.address = "uprobe", 0
+    off, _warnings = uprobe_offset(fn, opts.unsafe)
+    try:
+        return L.attach_uprobe(prog, ap.target, offset=off, pid=pid if pid else -1)
+    except (OSError, ValueError) as exc:
+        raise AttachFailure(f"Error attaching probe: {_full(ap)}_wp_setup",
+                            (str(exc),)) from None
+
+
+def attach_watchpoint_at(prog: Any, ap: Any, pid: int, address: int) -> Any:
+    """The breakpoint of a function-form watchpoint: a ``PERF_TYPE_BREAKPOINT`` event
+    on ``address`` in process ``pid`` running ``prog``. Raises
+    :class:`WatchRegistersFull` (``ENOSPC``) or :class:`AttachFailure` with 0.17's
+    ``Error attaching probe: NAME: strerror``."""
+    from ..link.perf_link import attach_perf_event_fd
+    from ..syscall import perf as P
+    attr = P.PerfEventAttr(type=P.PerfType.BREAKPOINT, config=0, disabled=1)
+    for c in ap.mode:
+        attr.bp_type |= {"r": 1, "w": 2, "x": 4}[c]
+    attr.bp_addr, attr.bp_len, attr.sample_period = address, ap.len, 1
+    try:
+        fd = P.perf_event_open(attr, pid=pid, cpu=-1)
+    except OSError as exc:
+        if exc.errno == _errno.ENOSPC:
+            raise WatchRegistersFull("No more HW registers left") from None
+        raise AttachFailure(f"Error attaching probe: {_full(ap)}: "
+                            f"{os.strerror(exc.errno or 0)}") from None
+    try:
+        return attach_perf_event_fd(prog, fd, kind="watchpoint", target=f"{address:#x}")
+    except OSError as exc:
+        raise AttachFailure(f"Error attaching probe: {_full(ap)}: "
+                            f"{os.strerror(exc.errno or 0)}") from None

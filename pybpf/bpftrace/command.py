@@ -109,7 +109,7 @@ def _dry_run(source: str, filename: str, opts: object, stdout: TextIO, stderr: T
                                 include_dirs=list(o.include_dirs) or None,
                                 include_files=o.includes, allow_for=o.extensions)
         env = ProbeEnv(params=o.params, pid=o.pid, has_child=o.command is not None,
-                       extensions=o.extensions)
+                       extensions=o.extensions, command=o.command)
         attach_points = parse_attach_points(program, env, source, filename)
         # bpftrace's parser has already put the positional parameters in attach points
         parsed = _section("parser", dump_program(program, attach_points))

@@ -41,7 +41,7 @@ from ..compiler.unit import Unit
 from . import ast as A
 from .lower_checks import HelperCheckMixin
 from .lower_exprs import ExprMixin
-from .lower_probes import ProbeContextMixin, _usdt_locations
+from .lower_probes import ProbeContextMixin, _usdt_locations, _watch_func, _watch_setup
 from .types import SizedType
 
 __all__ = ["lower_program", "LoweredModule", "LoweredProgram", "Site", "MapLayout",
@@ -113,6 +113,9 @@ class LoweredProgram:
     instructions: List[Any]
     #: bpftrace 0.17's ELF section name: ``s_<probe>_<n>`` (``--emit-elf``)
     section: str = ""
+    #: attached at run time, not with the rest (the breakpoint of a function-form
+    #: watchpoint, set where its setup program says: :mod:`.watchpoints`)
+    deferred: bool = False
 
 
 @record
@@ -128,6 +131,8 @@ class LoweredModule:
     probe_names: List[str]
     stack_maps: Dict[str, str] = field(default_factory=dict)
     strlen: int = 64
+    #: function-form watchpoints by id: (breakpoint program's name, attach point)
+    watchpoints: List[Tuple[str, Any]] = field(default_factory=list)
 
 
 def _type_size(t: SizedType) -> int:
@@ -689,6 +694,7 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
     programs: List[LoweredProgram] = []
     walks: Dict[str, int] = {}
     numbers: Dict[str, int] = {}
+    watchpoints: List[Tuple[str, Any]] = []
     for index, info in enumerate(front.analysis.probes):
         probe = info.probe
         expanded: List[Any] = []
@@ -698,7 +704,8 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
         if not expanded:
             continue
         expanded = _usdt_locations(expanded, front.env, opts)
-        split = info.need_expansion or _differs(expanded) or expanded[0].kind == "usdt"
+        split = info.need_expansion or _differs(expanded) or expanded[0].kind == "usdt" \
+            or any(_watch_func(ap) for ap in expanded)
         orig = ",".join(ap.name() for ap in front.attach_points[index])
         for ap in expanded:       # for attach.py's rule on what a failed attach skips
             ap.orig_name, ap.own_program = orig, split
@@ -716,10 +723,17 @@ def lower_program(front: Any, opts: Any) -> LoweredModule:
             from .semantic import progtype
             programs.append(LoweredProgram(name, index, aps, progtype(_kind(aps[0])),
                                            aps[0].provider, insns,
-                                           f"s_{label}_{numbers[key]}"))
+                                           f"s_{label}_{numbers[key]}",
+                                           deferred=_watch_func(aps[0])))
+            if _watch_func(aps[0]):
+                programs.append(_watch_setup(mb, index, probe, aps[0], name, walks,
+                                             len(watchpoints),
+                                             f"s_{label}_wp_setup_{numbers[key]}"))
+                watchpoints.append((name, aps[0]))
     mod = LoweredModule(programs, mb.unit, mb.layouts, mb.sites, mb.probe_names,
                         mb.stack_maps, opts.strlen)
     mod.strftime_fmts = getattr(mb, "strftime_fmts", [])      # type: ignore[attr-defined]
+    mod.watchpoints = watchpoints
     mod.cgroup_filters = getattr(mb, "cgroup_filters", [])    # type: ignore[attr-defined]
     return mod
 
@@ -760,7 +774,7 @@ def _expands(ap: Any) -> bool:
     if ap.kind in ("uprobe", "uretprobe") and ap.func:
         from .semantic import stoll
         return stoll(ap.func) is None
-    return False
+    return ap.kind in ("watchpoint", "asyncwatchpoint") and bool(ap.func)
 
 
 def _kind(ap: Any) -> str:
@@ -791,4 +805,6 @@ def _full_name(ap: Any) -> str:
         return f"usdt:{ap.target}:{ap.ns}:{ap.func}" if ap.ns else f"usdt:{ap.target}:{ap.func}"
     if p in ("kprobe", "kretprobe", "kfunc", "kretfunc"):
         return f"{p}:{ap.func}"
+    if p in ("watchpoint", "asyncwatchpoint"):
+        return ap.name()
     return ap.raw

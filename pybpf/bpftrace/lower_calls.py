@@ -63,6 +63,9 @@ def lower_call(low: Any, e: A.Call) -> Any:
     if n in ("clear", "zero"):
         low.send(n, args[0].name, [])
         return 0
+    if n == "unwatch":                            # the runtime detaches (.watchpoints)
+        low.send("unwatch", None, [args[0]])
+        return 0
     if n == "print":
         if isinstance(args[0], A.Map):
             top = _lit_int(args[1]) if len(args) > 1 else 0

@@ -12,12 +12,12 @@ each probe type finds its arguments, as bpftrace 0.17 reads them.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from ..compiler import types as T
 from ..compiler.errors import CompileError
-from ..compiler.ir import FrameAddr
-from ..compiler.memory import Place
+from ..compiler.ir import FrameAddr, PtrType
+from ..compiler.memory import CtxRef, Place
 from . import ast as A
 from .types import SizedType
 
@@ -136,6 +136,31 @@ class ProbeContextMixin:
         self.helper_call("seq_printf", seq, FrameAddr(fp.off), len(raw),
                          FrameAddr(data) if args else 0, 8 * len(args))
 
+    def compile_watch_setup(self, wp_id: int) -> Any:
+        """The uprobe program of a function-form watchpoint (``watchpoint:FUNC+argN``),
+        as 0.17 builds it: unless the watchpoint is async, stop the traced process
+        (``bpf_send_signal(SIGSTOP)``, Linux 5.3; the runtime continues it once the
+        breakpoint is set), then send a ``watchpoint`` record holding argument N, the
+        address the runtime puts the hardware breakpoint of watchpoint ``wp_id`` on."""
+        import signal as _signal
+        from .lower_exprs import ARG_REGS
+        from .types import create_uint64
+        reg = self.vreg(PtrType(None, "ctx"), local=True)
+        self.emit("param", dst=reg, a=0)
+        self.ctx = CtxRef(reg)
+        if not self.ap.is_async:
+            self.emit("helper", dst=self.vreg(T.i64), name="send_signal",
+                      args=(self.materialize(self.convert(int(_signal.SIGSTOP), T.u32),
+                                             T.u32),))
+        addr = self.ctx_reg(ARG_REGS[self.ap.address])
+        site = self.mb.add_site("watchpoint", self.index, None, [create_uint64()], wp_id)
+        off = self.alloc(site.size)
+        self.emit("store", base=None, off=off, size=8, a=site.id)
+        self.emit("store", base=None, off=off + 8, size=8, a=addr)
+        self.ring_output(self.mb.events, FrameAddr(off), site.size)
+        self.emit("ret", a=0)
+        return self.fn
+
     def send(self, kind: str, fmt: Optional[str], args: List[A.Expr],
              types: Optional[List[SizedType]] = None, extra: Any = None) -> None:
         """An async action; ``printf`` of iter probes goes to the iterator instead."""
@@ -165,3 +190,23 @@ def _usdt_locations(aps: List[Any], env: Any, opts: Any) -> List[Any]:
             c.usdt_index, c.usdt_site = i, site       # type: ignore[attr-defined]
             out.append(c)
     return out
+
+
+def _watch_func(ap: Any) -> bool:
+    """Is ``ap`` a function-form watchpoint (``watchpoint:FUNC+argN:LEN:MODE``)?"""
+    return ap.kind in ("watchpoint", "asyncwatchpoint") and bool(ap.func)
+
+
+def _watch_setup(mb: Any, index: int, probe: A.Probe, ap: Any, body: str,
+                 walks: Dict[str, int], wp_id: int, section: str) -> Any:
+    """The setup uprobe of watchpoint ``wp_id`` (its breakpoint runs program ``body``):
+    one of bpftrace's probes, counted and attached with the uprobes."""
+    from ..compiler.backend import link_program, lower_function
+    from .lower import LoweredProgram, ProbeLowering
+    setup = ap.copy()
+    setup.wp_setup = True                                    # type: ignore[attr-defined]
+    name = f"{body}_wp"
+    low = ProbeLowering(mb, index, probe, setup, name)
+    insns = link_program([lower_function(low.compile_watch_setup(wp_id), walks)])
+    return LoweredProgram(name, index, [setup], "BPF_PROG_TYPE_KPROBE", "uprobe", insns,
+                          section)

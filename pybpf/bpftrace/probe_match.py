@@ -350,7 +350,7 @@ def expand_attach_point(ap: AttachPoint, env: ProbeEnv) -> List[AttachPoint]:
         if underspecified and len(matches) > 1:
             raise ExpansionError(f"namespace for {ap.name()} not specified, matched "
                                  f"{len(matches)} probes")
-    elif kind in ("uprobe", "uretprobe") and ap.func and not _has_symbol(ap):
+    elif kind in _UPROBE_KINDS and ap.func and not _has_symbol(ap):
         matches = matches_for(ap, env)
     else:
         matches = None
@@ -364,8 +364,8 @@ def expand_attach_point(ap: AttachPoint, env: ProbeEnv) -> List[AttachPoint]:
         c.need_expansion = False
         if kind == "usdt":
             c.target, c.ns, c.func = m.split(":", 2)
-        elif kind in ("tracepoint", "uprobe", "uretprobe", "kfunc", "kretfunc"):
-            c.target, _, c.func = m.rpartition(":") if kind in ("uprobe", "uretprobe") \
+        elif kind in ("tracepoint", "kfunc", "kretfunc") or kind in _UPROBE_KINDS:
+            c.target, _, c.func = m.rpartition(":") if kind in _UPROBE_KINDS \
                 else m.partition(":")
         else:
             c.func = m

@@ -283,8 +283,11 @@ class ProbeEnv:
 
     def __init__(self, *, pid: Optional[int] = None, params: Sequence[str] = (),
                  listing: bool = False, has_child: bool = False, extensions: bool = False,
-                 kfunc: Optional[bool] = None, iters: Optional[bool] = None) -> None:
+                 kfunc: Optional[bool] = None, iters: Optional[bool] = None,
+                 command: Optional[str] = None) -> None:
         self.pid, self.params = pid, list(params)
+        #: the ``-c`` command line (watchpoints name its binary)
+        self.command = command
         self.listing, self.has_child, self.extensions = listing, has_child, extensions
         self._kfunc, self._iters = kfunc, iters
         self._traceable: Optional[Dict[str, Set[str]]] = None
@@ -497,7 +500,7 @@ def _fill(ap: AttachPoint, parts: List[str], env: ProbeEnv) -> None:
                 raise AttachPointError("Invalid function argument")
             ap.address = to_uint(pieces[1][3:])
         ap.len = to_uint(parts[2])
-        ap.target = os.path.realpath(f"/proc/{env.pid}/exe") if env.pid else ""
+        ap.target = watchpoint_binary(env)
         ap.mode, ap.is_async = parts[3], kind == "asyncwatchpoint"
     elif kind in ("kfunc", "kretfunc"):
         _need(ap, len(parts) in (2, 3), f"{p} probe type requires 1 or 2 arguments")
@@ -656,6 +659,20 @@ def _check_perf(ap: AttachPoint, env: ProbeEnv, errors: List[str]) -> None:
     elif ap.freq < 0:
         errors.append("software count should be a positive integer" if kind == "software"
                       else "hardware frequency should be a positive integer")
+
+
+def watchpoint_binary(env: "ProbeEnv") -> str:
+    """The binary a watchpoint's function is looked up in, as 0.17 names it: the ``-c``
+    command's program found as bpftrace finds it (``./prog`` stays ``./prog``), else
+    ``/proc/PID/exe`` of ``-p``, else nothing (an error for the function form)."""
+    if env.command:
+        words = env.command.split()
+        if words:
+            found = resolve_binary_path(words[0])
+            return found[0] if found else words[0]
+    if env.pid:
+        return f"/proc/{env.pid}/exe"
+    return ""
 
 
 def _check_watchpoint(ap: AttachPoint, env: ProbeEnv, errors: List[str]) -> None:

@@ -137,7 +137,8 @@ class Runtime:
 
     def probe_count(self) -> int:
         """bpftrace's count for ``Attaching N probes...``."""
-        return sum(len(p.attach) for p in self.mod.programs)
+        return sum(len(p.attach) for p in self.mod.programs
+                   if not getattr(p, "deferred", False))
 
     def target_pid(self) -> int:
         """The ``-p`` or ``-c`` process (0: none): usdt and watchpoints follow it."""
@@ -151,8 +152,10 @@ class Runtime:
         from .attach import attach_order, attach_point
         pid = self.target_pid()
         for p, ap in attach_order(self.mod.programs):
-            self.links.extend(attach_point(self.progs[p.name], ap, self.opts, pid,
-                                           self.warn))
+            links = attach_point(self.progs[p.name], ap, self.opts, pid, self.warn)
+            self.links.extend(links)
+            if ap.kind in ("watchpoint", "asyncwatchpoint"):    # unwatch() finds them
+                self.watchpoints().add(ap.address, links)
 
     def warn(self, text: str) -> None:
         """A bpftrace ``WARNING:`` line on stderr."""
@@ -318,6 +321,12 @@ class Runtime:
                 self.out.write(J.message_json("time", text) if self.json else text,
                                endl=self.json)
             return
+        if k == "watchpoint":
+            self.watchpoints().on_record(site, data)
+            return
+        if k == "unwatch":
+            self.watchpoints().unwatch(struct.unpack_from("<Q", data, site.args[0][1])[0])
+            return
         if k in ("clear", "zero"):
             self.decoder.clear(site.fmt, zero=k == "zero")
             return
@@ -337,6 +346,15 @@ class Runtime:
             return
 
     exit_seen = False
+    #: the watchpoints' breakpoints (:mod:`.watchpoints`), made when first needed
+    watch: Any = None
+
+    def watchpoints(self) -> Any:
+        """The run's :class:`.watchpoints.Watchpoints`."""
+        if self.watch is None:
+            from .watchpoints import Watchpoints
+            self.watch = Watchpoints(self)
+        return self.watch
 
     # -- the run ----------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -381,6 +399,8 @@ class Runtime:
 
     def finish(self) -> None:
         """Detach, run END, print the last events and the maps."""
+        if getattr(self.mod, "watchpoints", None):
+            self.watchpoints().detached = True    # a late setup record sets nothing
         for ln in self.links:
             _close(ln)
         self.links = []
@@ -425,6 +445,8 @@ class Runtime:
         for ln in self.links:
             _close(ln)
         self.links = []
+        if getattr(self.mod, "watchpoints", None):
+            self.watchpoints().release()
         if self.reader is not None:
             _close(self.reader)
             self.reader = None

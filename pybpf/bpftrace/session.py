@@ -124,7 +124,7 @@ def front(source: str, filename: str, opts: TraceOptions) -> FrontResult:
     from .probes import ProbeEnv, parse_attach_points
     from .semantic import SemaOptions, analyse
     env = ProbeEnv(params=opts.params, pid=opts.pid, has_child=opts.command is not None,
-                   extensions=opts.extensions)
+                   extensions=opts.extensions, command=opts.command)
     program = parse_program(source, filename, headers=True,
                             include_dirs=list(opts.include_dirs) or None,
                             include_files=opts.includes, allow_for=opts.extensions)
@@ -186,6 +186,7 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             out_stream = opened
         from .attach import AttachFailure
         from .runtime import Output, Runtime, release_child
+        from .watchpoints import WatchpointAbort
         out = Output(out_stream, "full" if opened is not None else opts.buffering)
         rt = Runtime(result, mod, opts, out)
         if opened is not None:
@@ -240,6 +241,8 @@ def run(source: str, filename: str, opts: TraceOptions, *,
                 err.write(note + "\n")
             err.write(f"ERROR: {exc}\n")
             return 255
+        except WatchpointAbort:                      # its messages are out already
+            return 1
         except Exception as exc:
             err.write(f"ERROR: {exc}\n")
             return 1
