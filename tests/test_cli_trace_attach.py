@@ -179,3 +179,33 @@ def test_run_helper_status_on_attach_failure(tmp_path) -> None:
     assert res.stdout == theirs.stdout == "Attaching 2 probes...\n"
     assert res.stderr.splitlines()[-1] == theirs.stderr.splitlines()[-1] == \
         "ERROR: Error attaching probe: 'kprobe:pybpf_no_such_function'"
+
+
+# ---------------------------------------------------------------------------------------
+# the -c child does not outlive the run
+# ---------------------------------------------------------------------------------------
+
+@needs_oracle
+def test_a_child_still_running_at_the_end_is_ended(tmp_path):
+    """``-c CMD`` whose command is still running when the program exits: bpftrace 0.17
+    ends it with the run; so does pybpf trace (no process left behind)."""
+    left = {}
+    for name, cmd in (("pybpf", [sys.executable, "-m", "pybpf", "trace"]),
+                      ("bpftrace", [BPFTRACE])):
+        pidfile = tmp_path / f"{name}.pid"
+        script = tmp_path / f"{name}.sh"           # -c is split at spaces, no quoting
+        script.write_text(f"echo $$ > {pidfile}\nexec /bin/sleep 60\n")
+        child = f"/bin/sh {script}"
+        res = subprocess.run([*cmd, "-c", child, "-e",
+                              'interval:ms:300 { printf("done\\n"); exit(); }'],
+                             capture_output=True, text=True, timeout=120, cwd=ROOT,
+                             stdin=subprocess.DEVNULL, env=dict(_env(), PYTHONPATH=ROOT))
+        assert res.returncode == 0 and "done" in res.stdout, (name, res.stderr)
+        pid = int(pidfile.read_text())
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            state = "gone"
+        left[name] = state
+    assert left == {"pybpf": "gone", "bpftrace": "gone"}

@@ -441,7 +441,16 @@ class Runtime:
                            else O.lost_events_text(lost), endl=True)
 
     def close(self) -> None:
-        """Release everything (idempotent)."""
+        """Release everything (idempotent), the ``-c`` child too: one still running when
+        the run ends is killed and reaped, as bpftrace 0.17 ends it."""
+        if self.child is not None:
+            import signal
+            try:
+                os.kill(self.child, signal.SIGKILL)
+                os.waitpid(self.child, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.child = None
         for ln in self.links:
             _close(ln)
         self.links = []
