@@ -26,7 +26,8 @@ the other probes and closed with the run. ``unwatch(addr)`` detaches watchpoints
 address is ``addr`` (uprobes given by address; with 0 every probe named by function),
 pybpf only watchpoints. At the end of the run the process of a sync watchpoint gets a
 last ``SIGCONT`` (a setup probe may have stopped it after the tracer stopped reading;
-0.17 would leave it stopped).
+0.17 would leave it stopped); a ``-c`` child still running is then ended with the run,
+as 0.17 ends it.
 """
 
 from __future__ import annotations
