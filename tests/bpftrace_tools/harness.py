@@ -20,13 +20,18 @@ TESTS = os.path.dirname(HERE)
 ROOT = os.path.dirname(TESTS)
 RUN_HELPER = os.path.join(TESTS, "bpftrace_run", "run_helper.py")
 NOTIFY = b"__BPFTRACE_NOTIFY_PROBES_ATTACHED"
+#: seconds to wait for a tracer to end after a SIGINT before sending another
+RESEND = 15.0
 
 
 def run_one(cmd: List[str], workload: Optional[Callable[[], None]], settle: float,
             env: dict, limit: float = 60.0) -> Tuple[str, str, int]:
     """Start ``cmd``; once it reports its probes attached, run ``workload``, wait
-    ``settle`` seconds and send SIGINT (repeated: bpftrace 0.17 may miss an early one).
-    Its stdout, stderr and exit status (it is killed after ``limit`` seconds)."""
+    ``settle`` seconds and send SIGINT (repeated after :data:`RESEND` seconds without an
+    exit: bpftrace 0.17 may miss an early one; not sooner, since a tracer that is still
+    detaching and printing, slow under the guest's emulation, would take the second
+    SIGINT as "stop now"). Its stdout, stderr and exit status (it is killed after
+    ``limit`` seconds)."""
     env = dict(env, __BPFTRACE_NOTIFY_PROBES_ATTACHED="1")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                          stdin=subprocess.DEVNULL)
@@ -46,7 +51,7 @@ def run_one(cmd: List[str], workload: Optional[Callable[[], None]], settle: floa
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
             try:
-                out, e2 = p.communicate(timeout=3)
+                out, e2 = p.communicate(timeout=RESEND)
                 break
             except subprocess.TimeoutExpired:
                 continue
