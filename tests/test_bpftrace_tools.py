@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from typing import Callable, Optional
 
 import pytest
@@ -95,6 +96,18 @@ def bash_readline() -> None:
         os.waitpid(pid, 0)
 
 
+def busy(work: Callable[[], None], seconds: float = 0.5) -> Callable[[], None]:
+    """``work``, then this process on a CPU for ``seconds``: cpuwalk samples only
+    non-idle tasks (``/pid/``), and the workload mostly sleeps, so on an idle machine a
+    99 Hz sampler could see no task at all in the run."""
+    def run() -> None:
+        work()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+    return run
+
+
 def tool_params():
     for name, (head, keep, data, reason) in TOOLS.items():
         marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
@@ -122,5 +135,7 @@ def test_tool(name, head, keep, data, toolwork):
     if not os.path.exists(path):
         pytest.skip(f"{path} not installed")
     work = bash_readline if name == "bashreadline" else toolwork
+    if name == "cpuwalk":
+        work = busy(work)
     settle = 1.3 if name in ("pidpersec", "cpuwalk") else 0.8
     check(*run_both(path, work, settle), head, keep, data)
