@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import fnmatch
 import itertools
@@ -94,6 +93,7 @@ def _denied(path: str) -> bool:
 
 
 def _mount(source: str, target: str, fstype: str) -> bool:
+    import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     ok = libc.mount(source.encode(), target.encode(), fstype.encode(), 0, None) == 0
     return ok or ctypes.get_errno() == _errno.EBUSY

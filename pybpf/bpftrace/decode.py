@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import struct
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import values as V

@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 from .._records import record
 
 __all__ = ["Location", "Diagnostic", "BpftraceError", "BpftraceSyntaxError",
-           "render_diagnostic"]
+           "WatchpointAbort", "render_diagnostic"]
 
 
 @record(frozen=True)
@@ -125,3 +125,8 @@ class BpftraceSyntaxError(BpftraceError):
     number, escape, unterminated string or comment), a syntax error at a token, or a
     construct the grammar names as an error (``Unknown function``, ``++`` on a builtin,
     assignment to a tuple element), or an unreadable C preamble line."""
+
+
+class WatchpointAbort(Exception):
+    """A sync watchpoint could not be set up (0.17 aborts): the run ends, status 1;
+    the messages were printed already (raised by :mod:`.watchpoints`)."""

@@ -28,7 +28,6 @@ imports nothing else.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -230,6 +229,7 @@ def _resolve_command(cmd: str, environ: Mapping[str, str]) -> List[str]:
     ``PATH`` (a word with ``/`` as a path), or bpftrace's "Failed to fork child" error
     (status 255)."""
     try:
+        import shlex
         words = shlex.split(cmd)
     except ValueError as exc:
         raise CommandLineError(f"ERROR: Failed to fork child: cannot split command "

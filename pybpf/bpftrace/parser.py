@@ -270,10 +270,10 @@ class Parser:
 
     def if_stmt(self) -> A.If:
         start = self.i
-        t = self.advance()
+        self.advance()
         self.expect("LPAREN")
         cond = self.expr()
-        rp = self.expect("RPAREN")
+        self.expect("RPAREN")
         then = self.block()
         orelse: Optional[List[A.Stmt]] = None
         if self.peek().kind == "ELSE":

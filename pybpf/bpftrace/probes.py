@@ -23,7 +23,6 @@ Providers and aliases are 0.17's ``PROBE_LIST``; ``rawtracepoint``/``rt`` (bpftr
 
 from __future__ import annotations
 
-import copy
 import os
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
@@ -270,6 +269,7 @@ class AttachPoint:
 
     def copy(self) -> "AttachPoint":
         """A shallow copy (for expansions)."""
+        import copy
         return copy.copy(self)
 
 

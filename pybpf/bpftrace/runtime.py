@@ -15,14 +15,12 @@ from __future__ import annotations
 import os
 import signal
 import struct
-import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Union
 
 from . import output as O
 from . import json_output as J
-from . import values as V
 from .decode import Decoder
 from .lower import ELAPSED_MAP, EVENTS_MAP, LoweredModule
 
@@ -228,7 +226,7 @@ class Runtime:
         call, as the reader keeps them for a per-record callback."""
         if self._rest:
             records, self._rest = self._rest + records, []
-        if self.stop and self.exit_seen:
+        if self.dropping():
             return
         fast = getattr(self, "fast", None)
         if fast is None:
@@ -258,8 +256,8 @@ class Runtime:
                     lines = []
                     append = lines.append
                 self.on_event(rec)
-                if self.stop and self.exit_seen:
-                    return                # what follows exit() is dropped
+                if self.dropping():
+                    return                # what follows exit() or a signal is dropped
         except BaseException:
             self._rest = records[i + 1:]
             raise
@@ -269,8 +267,21 @@ class Runtime:
 
     _rest: List[bytes] = []
 
-    def on_event(self, raw: Any) -> None:
+    def dropping(self) -> bool:
+        """Are records dropped from here on? After ``exit()``, and after a SIGINT or
+        SIGTERM (once the handlers are installed) until :meth:`finish` starts ending
+        the run: bpftrace 0.17 stops handling records at a signal, and a signal that
+        comes while END's records are handled drops the rest of them (the maps still
+        print)."""
         if self.stop and self.exit_seen:
+            return True
+        if getattr(self, "signals", None):
+            self.stop = self.exit_seen = True
+            return True
+        return False
+
+    def on_event(self, raw: Any) -> None:
+        if self.dropping():
             return
         data = bytes(raw)
         site = self.mod.sites[struct.unpack_from("<Q", data, 0)[0]]
@@ -285,6 +296,7 @@ class Runtime:
                 self.out.write(J.message_json("printf", text) if self.json else text,
                                endl=self.json)
             elif k == "system":
+                import subprocess
                 res = subprocess.run(text, shell=True, stdout=subprocess.PIPE)
                 body = res.stdout.decode("latin-1")
                 self.out.write(J.message_json("syscall", body) if self.json else body,
@@ -404,6 +416,11 @@ class Runtime:
         for ln in self.links:
             _close(ln)
         self.links = []
+        if getattr(self, "signals", None):
+            # the signal that ended the run: what is left in the ring is printed, as
+            # 0.17 resets its flags before END and drains; another one drops the rest
+            self.signals.clear()
+            self.stop = self.exit_seen = False
         # what the probes sent before they were detached; after exit() it is dropped
         # (as 0.17 drops it), so this drain comes after the detach: a record made
         # between a drain and the detach would otherwise be printed after END's reset

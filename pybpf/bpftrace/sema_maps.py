@@ -14,7 +14,6 @@ resource pass after it.
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -347,6 +346,7 @@ def tracepoint_formats(a: Any) -> None:
             cat, ev = ap.target, ap.func
             path = os.path.join(root, cat, ev, "format")
             if any(c in cat + ev for c in "*?["):
+                import glob
                 if not glob.glob(path):
                     diags = [Diagnostic(ap.loc, f"tracepoints not found: {cat}:{ev}")]
                     if cat == "syscall":

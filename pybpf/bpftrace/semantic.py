@@ -212,9 +212,8 @@ class Analyser:
         else:
             btf: Any = options.btf
             if btf == "kernel":
-                from pybpf.btf import vmlinux
-
                 def btf() -> Any:  # noqa: F811 - the kernel's BTF, or None
+                    from pybpf.btf import vmlinux     # only when a type is looked up
                     try:
                         return vmlinux()
                     except (OSError, ValueError):

@@ -186,7 +186,7 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             out_stream = opened
         from .attach import AttachFailure
         from .runtime import Output, Runtime, release_child
-        from .watchpoints import WatchpointAbort
+        from .errors import WatchpointAbort
         out = Output(out_stream, "full" if opened is not None else opts.buffering)
         rt = Runtime(result, mod, opts, out)
         if opened is not None:
@@ -248,8 +248,8 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             return 1
         finally:
             rt.close()
+            out.flush()             # before Ctrl-C may interrupt again (bpftrace ignores it)
             rt.restore_signals()
-            out.flush()
         return 0
     finally:
         if child is not None:

@@ -38,15 +38,12 @@ import struct
 import sys
 from typing import Any, Dict, List
 
+from .errors import WatchpointAbort
+
 __all__ = ["Watchpoints", "WatchpointAbort", "OUT_OF_REGISTERS"]
 
 #: 0.17's message when no debug register is left
 OUT_OF_REGISTERS = "Failed to attach watchpoint probe. You are out of watchpoint registers."
-
-
-class WatchpointAbort(Exception):
-    """A sync watchpoint could not be set up (0.17 aborts): the run ends, status 1;
-    the messages were printed already."""
 
 
 class Watchpoints:

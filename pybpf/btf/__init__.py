@@ -9,8 +9,9 @@
   Linux 4.18; func_info/line_info 5.0);
 * :mod:`pybpf.btf.targets`: attach target ids for fentry/fexit/tp_btf/LSM/iter.
 
-Importing this package reads nothing; the submodules other than the parser are imported
-when one of their names is first used.
+Importing this package reads nothing and imports only the error classes and
+:class:`Kind`; the other submodules (the parser too) are imported when one of their
+names is first used.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from __future__ import annotations
 from .._lazy import lazy_exports
 from .errors import AmbiguousTypeError, BTFError, BTFFormatError, FieldError, TypeNotFoundError
 from .format import Kind
-from .parser import BTF, load_module, module_names, vmlinux
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:                  # pragma: no cover - for type checkers only
+    from .parser import BTF, load_module, module_names, vmlinux
 
 __all__ = [
     "BTF", "vmlinux", "load_module", "module_names", "Kind", "BTFError", "BTFFormatError",
@@ -29,6 +33,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "BTF": "parser", "vmlinux": "parser", "load_module": "parser", "module_names": "parser",
     "sizeof": "resolve", "offsetof": "resolve", "field_path": "resolve",
     "enum_value": "resolve", "prototype": "resolve", "FieldPath": "resolve",
     "render_type": "render", "render_header": "render",

@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import linecache
 import re
 import struct
 import sys
@@ -290,6 +288,7 @@ class BTFBuilder:
         subclasses with their bitfields (native byte order) and ``_anonymous_``
         members. An ``int`` is a byte size: 1, 2, 4 or 8 become unsigned integers,
         other sizes arrays of ``unsigned char``."""
+        import ctypes
         if isinstance(ctype, int) and not isinstance(ctype, bool):
             if ctype in (1, 2, 4, 8):
                 return self.int_type(ctype)
@@ -334,6 +333,7 @@ class BTFBuilder:
         return type_id
 
     def _add_ctype_composite(self, ctype: Any) -> int:
+        import ctypes
         reserved = self.reserve()
         self._ctypes[ctype] = reserved
         anonymous = set(getattr(ctype, "_anonymous_", ()) or ())
@@ -474,6 +474,7 @@ def _labels(ins: Any) -> List[str]:
 
 
 def _line_text(loc: Any) -> str:
+    import linecache
     text = getattr(loc, "text", "") or linecache.getline(loc.file, loc.line)
     return text.strip()
 

@@ -15,7 +15,7 @@ from ..asm.instruction import Instruction
 from ..asm.opcodes import AluOp, Class, JmpOp, Source
 from .regalloc import _uses
 
-__all__ = ["fold_moves"]
+__all__ = ["fold_moves", "drop_jumps_to_next"]
 
 _MOV_X = AluOp.MOV | Source.X | Class.ALU64
 _MOV_K = AluOp.MOV | Source.K | Class.ALU64
@@ -215,9 +215,33 @@ def forward_copies(insns: List[Instruction], live: List[_RegSet]) -> List[Instru
     return out
 
 
+def drop_jumps_to_next(insns: List[Instruction]) -> List[Instruction]:
+    """Drop each jump, conditional or not, whose target is the instruction right after
+    it (a predicate with an empty body compiles to one): it changes nothing, since a
+    conditional jump only compares. ``may_goto`` (a counted jump) stays, and so does a
+    labelled jump (something jumps to it)."""
+    out: List[Instruction] = []
+    last = len(insns) - 1
+    for n, ins in enumerate(insns):
+        if n < last and ins.label is None and isinstance(ins.reference, str) \
+                and ins.reference == insns[n + 1].label \
+                and _flow(ins.opcode) in (_JA, _BRANCH) and ins.opcode & 0xF0 != JmpOp.JCOND:
+            continue
+        out.append(ins)
+    return out
+
+
+def _flow(op: int) -> int:
+    found = _FLOW.get(op)
+    if found is None:
+        found = _FLOW[op] = _flow_of(op)
+    return found
+
+
 def fold_moves(insns: List[Instruction]) -> List[Instruction]:
     """The instructions with dead writes dropped and move pairs folded (see the module
-    docstring), until nothing changes."""
+    docstring), until nothing changes; a jump to the next instruction is dropped first."""
+    insns = drop_jumps_to_next(insns)
     while True:
         live = _live_out(insns)
         pruned = drop_dead(insns, live)

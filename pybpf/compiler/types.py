@@ -14,7 +14,6 @@ wins (``u32 + i32 -> u32``); ``i64`` can hold every ``u32``, so ``u32 + i64 -> i
 
 from __future__ import annotations
 
-import ctypes
 from typing import Any, Dict, NamedTuple, Tuple
 
 __all__ = [
@@ -208,17 +207,14 @@ def c_layout(members: Any) -> Layout:
     return Layout(tuple(fields), size, align)
 
 
-_CTYPES = {(8, False): ctypes.c_uint8, (16, False): ctypes.c_uint16,
-           (32, False): ctypes.c_uint32, (64, False): ctypes.c_uint64,
-           (8, True): ctypes.c_int8, (16, True): ctypes.c_int16,
-           (32, True): ctypes.c_int32, (64, True): ctypes.c_int64}
-
-
 def ctype_of(t: Any) -> Any:
     """The ctypes type of a language type (``char[N]`` -> ``c_char * N``; a struct:
     its ``ctype()``)."""
     if isinstance(t, IntType):
-        return ctypes.c_char if t.name == "char" else _CTYPES[(t.bits, t.signed)]
+        import ctypes                   # only for ctypes views (a compile needs none)
+        if t.name == "char":
+            return ctypes.c_char
+        return getattr(ctypes, f"c_{'' if t.signed else 'u'}int{t.bits}")
     if isinstance(t, ArrayType):
         return ctype_of(t.elem) * t.count
     if is_struct(t):

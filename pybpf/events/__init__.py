@@ -13,11 +13,25 @@
 
 from __future__ import annotations
 
-from .perfbuf import PerfBufReader
-from .poller import EventReader, Poller
-from .records import make_decoder, struct_format_of, unpack_records
-from .ringbuf import RingBufReader
-from .wakeup import Wakeup, WakeupPolicy
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:                  # pragma: no cover - for type checkers only
+    from .perfbuf import PerfBufReader
+    from .poller import EventReader, Poller
+    from .records import make_decoder, struct_format_of, unpack_records
+    from .ringbuf import RingBufReader
+    from .wakeup import Wakeup, WakeupPolicy
 
 __all__ = ["EventReader", "Poller", "RingBufReader", "PerfBufReader", "Wakeup",
            "WakeupPolicy", "make_decoder", "struct_format_of", "unpack_records"]
+
+#: each public name's module, imported when the name is first used (a compiler that
+#: only needs the wake-up rule imports no reader)
+_HOMES = {"PerfBufReader": "perfbuf", "EventReader": "poller", "Poller": "poller",
+          "make_decoder": "records", "struct_format_of": "records",
+          "unpack_records": "records", "RingBufReader": "ringbuf", "Wakeup": "wakeup",
+          "WakeupPolicy": "wakeup"}
+
+__getattr__ = lazy_exports(__name__, _HOMES, globals())
