@@ -128,6 +128,7 @@ CASES = [
     ("software", r'software:cpu-clock:1000000 /cpu == 0/ { printf("sw\n"); exit(); }', {"workload": False}),
     ("sigint-end", r'BEGIN { printf("hello world\n"); @b = 1; } END { printf("bye\n"); }', {"workload": False, "sigint": True}),
     ("json-maps", r'BEGIN { @a = 1; @b["x"] = 2; @c[1, "y"] = 3; @h = hist(5); @l = lhist(3, 0, 10, 5); @s = stats(7); @v = avg(9); printf("p %d\n", 1); print((1, "a")); exit(); }', {"json": True}),
+    ("json-printf-escapes", 'BEGIN { printf("a\\"b\\\\c\\t%s %d %c \u00e9 %5s|%-3d|\\n", "x\\"y", -3, 66, "r", 7); printf("%s %u\\n", "tab\\there", 4); printf("no args\\n"); exit(); }', {"json": True}),
     ("json-tracepoint", r'tracepoint:syscalls:sys_exit_read /comm == "btwork"/ { @r = hist(args->ret); printf("%d\n", args->ret); } tracepoint:sched:sched_process_exit /comm == "btwork"/ { exit(); }', {"json": True}),
 ]
 
@@ -255,3 +256,21 @@ def test_second_sigint_while_ending(work):
     assert orc == trc == 0, (results, err[-1000:])
     assert oout == tout
     assert "slept\n" in oout and "@a: 7\n" in oout
+
+
+def test_in_process_messages_go_to_the_given_stderr():
+    """session.run's ``stderr`` receives the runtime's messages (here: cat() of a
+    missing file), with bpftrace's text; nothing reaches the process's stderr."""
+    import contextlib
+    import io
+    from pybpf.bpftrace.session import TraceOptions, run
+    program = 'BEGIN { cat("/nonexistent/pybpf-test"); exit(); }'
+    theirs = subprocess.run(["bpftrace", "-e", program], capture_output=True, timeout=60)
+    out, err, process_err = io.StringIO(), io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(process_err):
+        rc = run(program, "stdin", TraceOptions(), stdout=out, stderr=err)
+    assert rc == theirs.returncode == 0
+    line = "ERROR: failed to open file '/nonexistent/pybpf-test': No such file or directory"
+    assert line in theirs.stderr.decode()
+    assert err.getvalue() == line + "\n"
+    assert process_err.getvalue() == ""

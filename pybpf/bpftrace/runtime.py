@@ -86,6 +86,11 @@ class Output:
                     self.flush()
                     pending = self.pending
 
+    def write_json_lines(self, messages: List[bytes]) -> None:
+        """Write ``-f json`` lines (each ends with a flush in bpftrace, so the batch
+        goes out at once)."""
+        self.write_lines(messages, endl=True)
+
     def flush(self, upto: Optional[int] = None) -> None:
         """Write out what is pending (its first ``upto`` bytes) and flush the stream."""
         if upto is None or upto >= len(self.pending):
@@ -121,6 +126,8 @@ class Runtime:
         self.decoder = Decoder(mod, self.maps, opts)
         #: the real stdout when ``-o`` sends the output to a file
         self.console: Optional[Output] = None
+        #: where warnings and runtime errors go (the run's stderr)
+        self.err: TextIO = sys.stderr
 
     # -- setup ------------------------------------------------------------------------
     def load(self) -> None:
@@ -150,14 +157,19 @@ class Runtime:
         from .attach import attach_order, attach_point
         pid = self.target_pid()
         for p, ap in attach_order(self.mod.programs):
-            links = attach_point(self.progs[p.name], ap, self.opts, pid, self.warn)
+            links = attach_point(self.progs[p.name], ap, self.opts, pid, self.warn,
+                                 self.note)
             self.links.extend(links)
             if ap.kind in ("watchpoint", "asyncwatchpoint"):    # unwatch() finds them
                 self.watchpoints().add(ap.address, links)
 
+    def note(self, line: str) -> None:
+        """A bare line on stderr (what libbcc prints when an attach fails)."""
+        self.err.write(line + "\n")
+
     def warn(self, text: str) -> None:
         """A bpftrace ``WARNING:`` line on stderr."""
-        sys.stderr.write(f"WARNING: {text}\n")
+        self.err.write(f"WARNING: {text}\n")
 
     def run_iter(self) -> None:
         """An iter program: run the iterator once, its text to the output (bpftrace
@@ -188,20 +200,21 @@ class Runtime:
 
     def prepare_sites(self) -> None:
         """Compile the batch formatter of every printf site that has one
-        (:func:`.printf_batch.site_formatter`; text output only: ``-f json`` and every
-        other kind of record take :meth:`on_event`)."""
+        (:func:`.printf_batch.site_formatter`; with ``-f json`` wrapped into the
+        ``printf`` message line; every other kind of record takes :meth:`on_event`)."""
         from .printf_batch import site_formatter
         n = len(self.mod.sites)
         # up to 256 sites, a site's id is the record's first byte: index a full table
         self.fast: List[Any] = [None] * (256 if n <= 256 else n)
-        if self.json:
-            return
         for site in self.mod.sites:
             if site.kind == "printf":
-                self.fast[site.id] = site_formatter(
+                f = site_formatter(
                     site.fmt or "", site.args,
                     lambda rec, s=site: self.printf_text(s, rec).encode("latin-1",
                                                                           "replace"))
+                if f is not None and self.json:
+                    f = _json_message(f)
+                self.fast[site.id] = f
 
     def printf_text(self, site: Any, data: bytes) -> str:
         """A printf/system/cat record's text, through the general formatter."""
@@ -236,7 +249,8 @@ class Runtime:
         small = len(fast) == 256          # the id fits the first byte, the rest are 0
         lines: List[bytes] = []
         append = lines.append
-        write = self.out.write_lines
+        # bpftrace ends every -f json line with std::endl (a flush)
+        write = self.out.write_json_lines if self.json else self.out.write_lines
         i = 0
         try:
             for i, rec in enumerate(records):
@@ -306,7 +320,7 @@ class Runtime:
                     with open(text, "rb") as fh:
                         body = fh.read(self.opts.cat_bytes_max).decode("latin-1")
                 except OSError as exc:
-                    sys.stderr.write(f"ERROR: failed to open file '{text}': "
+                    self.err.write(f"ERROR: failed to open file '{text}': "
                                      f"{os.strerror(exc.errno or 0)}\n")
                     return
                 self.out.write(J.message_json("cat", body) if self.json else body,
@@ -480,6 +494,17 @@ class Runtime:
             for obj in group.values():
                 _close(obj)
             group.clear()
+
+
+def _json_message(text: Any) -> Any:
+    """A printf site's batch formatter for ``-f json``: ``text``'s line as the
+    ``{"type": "printf", "data": ...}`` message (:func:`.json_output.message_json`)."""
+    from .values import json_escape
+    head, tail = b'{"type": "printf", "data": "', b'"}\n'
+
+    def line(rec: bytes) -> bytes:
+        return head + json_escape(text(rec).decode("latin-1")).encode("latin-1") + tail
+    return line
 
 
 def helper_error_text(helper: str, code: int, loc: Any, front: Any, json: bool) -> str:

@@ -189,6 +189,7 @@ def run(source: str, filename: str, opts: TraceOptions, *,
         from .errors import WatchpointAbort
         out = Output(out_stream, "full" if opened is not None else opts.buffering)
         rt = Runtime(result, mod, opts, out)
+        rt.err = err
         if opened is not None:
             rt.console = Output(stdout or default_stdout(), opts.buffering)
         rt.install_signals()

@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 import signal
 import struct
-import sys
 from typing import Any, Dict, List
 
 from .errors import WatchpointAbort
@@ -122,7 +121,7 @@ class Watchpoints:
                 else:
                     rt.out.write(OUT_OF_REGISTERS + "\n", endl=True)
             except AttachFailure as exc:
-                sys.stderr.write(f"ERROR: {exc}\nUnable to attach real watchpoint probe\n")
+                rt.err.write(f"ERROR: {exc}\nUnable to attach real watchpoint probe\n")
                 failed = True
         if ap.is_async:
             return
@@ -131,8 +130,8 @@ class Watchpoints:
                 raise ProcessLookupError(3, os.strerror(3))
             os.kill(pid, signal.SIGCONT)
         except OSError as exc:
-            sys.stderr.write(f"Failed to SIGCONT tracee: {os.strerror(exc.errno or 0)}\n")
+            rt.err.write(f"Failed to SIGCONT tracee: {os.strerror(exc.errno or 0)}\n")
             failed = True
         if failed:
-            sys.stderr.flush()
+            rt.err.flush()
             raise WatchpointAbort(f"watchpoint {ap.name()} could not be set")
