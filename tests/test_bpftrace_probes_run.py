@@ -18,6 +18,7 @@ from typing import List, Optional, Tuple
 
 import pytest
 
+from bpftrace_tools.harness import start_attached
 from test_bpftrace_run import ROOT, SRC, _run
 
 pytestmark = [
@@ -163,12 +164,7 @@ def _run_with_pid(program: str, work: dict, who: str) -> Tuple[str, int]:
             argv = [sys.executable, os.path.join(SRC, "run_helper.py"), "-p",
                     str(target.pid), path]
             env = dict(os.environ, PYTHONPATH=ROOT)
-        env["__BPFTRACE_NOTIFY_PROBES_ATTACHED"] = "1"
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        while True:
-            line = p.stderr.readline()
-            if not line or b"__BPFTRACE_NOTIFY_PROBES_ATTACHED" in line:
-                break
+        p, _, _ = start_attached(argv, env)
         subprocess.run([work["BIN"]], check=True)
         target.stdin.write(b"x")
         target.stdin.flush()
@@ -221,13 +217,8 @@ def test_pid_watchpoint(work):
                 fh.write(program(target.pid))
             argv = (["bpftrace"] if who == "bpftrace" else
                     [sys.executable, os.path.join(SRC, "run_helper.py")])
-            env = dict(os.environ, PYTHONPATH=ROOT, __BPFTRACE_NOTIFY_PROBES_ATTACHED="1")
-            p = subprocess.Popen(argv + ["-p", str(target.pid), path],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-            while True:
-                line = p.stderr.readline()
-                if not line or b"__BPFTRACE_NOTIFY_PROBES_ATTACHED" in line:
-                    break
+            p, _, _ = start_attached(argv + ["-p", str(target.pid), path],
+                                     dict(os.environ, PYTHONPATH=ROOT))
             target.stdin.write(b"x")
             target.stdin.flush()
             target.wait(timeout=30)

@@ -23,6 +23,8 @@ from typing import Callable, List, Optional, Tuple
 
 import pytest
 
+from bpftrace_tools.harness import start_attached
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SRC = os.path.join(HERE, "bpftrace_run")
@@ -50,14 +52,7 @@ def work(tmp_path_factory) -> dict:
 
 def _run(cmd: List[str], workload: Optional[List[str]], sigint: bool,
          env: dict) -> Tuple[bytes, bytes, int]:
-    env = dict(env, __BPFTRACE_NOTIFY_PROBES_ATTACHED="1")
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    err = b""
-    while True:
-        line = p.stderr.readline()
-        if not line or b"__BPFTRACE_NOTIFY_PROBES_ATTACHED" in line:
-            break
-        err += line
+    p, err, _ = start_attached(cmd, env)
     if workload:
         subprocess.run(workload, check=False)
     out = e2 = None
@@ -234,12 +229,7 @@ def test_second_sigint_while_ending(work):
     for cmd, env in ((["bpftrace", "--unsafe", "-B", "full", path], dict(os.environ)),
                      ([sys.executable, "-m", "pybpf", "trace", "--unsafe", "-B", "full",
                        path], dict(os.environ, PYTHONPATH=ROOT))):
-        env["__BPFTRACE_NOTIFY_PROBES_ATTACHED"] = "1"
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        while True:
-            line = p.stderr.readline()
-            if not line or b"__BPFTRACE_NOTIFY_PROBES_ATTACHED" in line:
-                break
+        p, _, _ = start_attached(cmd, env)
         for _ in range(20):             # bpftrace 0.17 may miss an early SIGINT: repeat
             time.sleep(0.3)
             p.send_signal(signal.SIGINT)

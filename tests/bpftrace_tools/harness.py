@@ -24,6 +24,22 @@ NOTIFY = b"__BPFTRACE_NOTIFY_PROBES_ATTACHED"
 RESEND = 15.0
 
 
+def start_attached(cmd: List[str], env: dict
+                   ) -> Tuple["subprocess.Popen[bytes]", bytes, bool]:
+    """Start ``cmd`` (stdout and stderr piped) with bpftrace's handshake and wait until
+    it says its probes are attached (or closes stderr): the process, what it wrote to
+    stderr before the handshake line (all of it if it never came), and whether it came."""
+    env = dict(env, __BPFTRACE_NOTIFY_PROBES_ATTACHED="1")
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                         stdin=subprocess.DEVNULL)
+    err = b""
+    while True:
+        line = p.stderr.readline()      # type: ignore[union-attr]
+        if not line or NOTIFY in line:
+            return p, err, bool(line)
+        err += line
+
+
 def run_one(cmd: List[str], workload: Optional[Callable[[], None]], settle: float,
             env: dict, limit: float = 60.0) -> Tuple[str, str, int]:
     """Start ``cmd``; once it reports its probes attached, run ``workload``, wait
@@ -32,18 +48,10 @@ def run_one(cmd: List[str], workload: Optional[Callable[[], None]], settle: floa
     detaching and printing, slow under the guest's emulation, would take the second
     SIGINT as "stop now"). Its stdout, stderr and exit status (it is killed after
     ``limit`` seconds)."""
-    env = dict(env, __BPFTRACE_NOTIFY_PROBES_ATTACHED="1")
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                         stdin=subprocess.DEVNULL)
-    err = b""
+    p, err, attached = start_attached(cmd, env)
     deadline = time.monotonic() + limit
-    while True:
-        line = p.stderr.readline()      # type: ignore[union-attr]
-        if not line or NOTIFY in line:
-            break
-        err += line
     out = e2 = None
-    if line:                            # attached (else it failed: collect what it said)
+    if attached:                        # (else it failed: collect what it said)
         if workload is not None:
             workload()
         time.sleep(settle)
