@@ -17,6 +17,7 @@ socket whose ports do not match is forgotten, as BCC does. BCC's -Y (systemd jou
 is not offered: it needs the systemd Python module (not in the standard library).
 """
 
+import argparse
 import json
 
 from pybpf.dsl import (
@@ -177,7 +178,7 @@ def port_list(text: str) -> list:
     """A comma-separated list of ports (BCC's -L/-D), each 0..65535, at most 64."""
     ports = [port_number(p.strip()) for p in text.split(",")]
     if len(ports) > MAX_PORTS:
-        raise ValueError(f"at most {MAX_PORTS} ports")
+        raise argparse.ArgumentTypeError(f"at most {MAX_PORTS} ports")
     return ports
 
 
