@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """tcpretrans: trace TCP retransmits, like BCC's tcpretrans.
 
-Traces the ``tcp:tcp_retransmit_skb`` tracepoint (Linux 4.15 and later; its ``state``
-field since 4.16, its ``family`` field since 5.2 are not needed: both are read from
-the socket through BTF, which needs a kernel with ``/sys/kernel/btf/vmlinux``). The
-tracepoint gives both ends already decoded; the socket (``skaddr`` read as a ``struct
-sock``) gives the state and family, the segment (``skbaddr``) its first sequence
-number, from the TCP control block at the start of ``sk_buff.cb`` (-s). Where the
-tracepoint is missing the tool stops at load with an error naming it.
+Traces the ``tcp:tcp_retransmit_skb`` tracepoint (Linux 4.15 and later), using its
+``state`` and ``family`` fields (later kernels than the tracepoint itself: where they are
+missing the tool stops at load with a compile error naming the field) and the
+addresses and ports it gives already decoded. -s reads the segment's first sequence
+number from the TCP control block at the start of ``sk_buff.cb`` (``skbaddr`` through
+BTF, so it needs ``/sys/kernel/btf/vmlinux``). Where the tracepoint is missing the tool
+stops at load with an error naming it. The tracepoint also fires for a retransmit the
+device refused (its ``err`` field); such a retransmit is shown, as BCC shows it.
 
-The PID column is the task running when the kernel retransmitted: usually none of the
-connection's owner (0 for a timer in the idle task or softirq), as in BCC.
+The PID column is the task running when the kernel retransmitted: usually not the
+connection's owner (0 for a timer that fired in the idle task), as in BCC.
 
 -c counts retransmits per flow in a hash map and prints the counts at the end. -l
 (tail loss probes, type ``L``) needs a kprobe on ``tcp_send_loss_probe``: where kprobes

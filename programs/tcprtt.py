@@ -6,8 +6,9 @@ libbpf-tools reads ``srtt_us >> 3`` (the smoothed RTT, microseconds) from the so
 when ``tcp_rcv_established`` runs (fentry, else a kprobe). Neither is open on every
 host (this project's test host refuses both), so this tool traces the ``tcp:tcp_probe``
 tracepoint, which fires at the start of that same function with the same value in its
-``srtt`` field and both ends already decoded (Linux 4.16 and later; before, the
-tracepoint is missing and the tool stops at load with an error naming it).
+``srtt`` field and both ends already decoded (the tracepoint exists since Linux 4.16;
+its ``family`` field, used here, came later: where either is missing the tool stops at
+load with an error naming it).
 
 Each received segment of an established connection counts once. -p/-P filter on the
 local/remote port, -a/-A on the local/remote address (IPv4 or IPv6, not both: the

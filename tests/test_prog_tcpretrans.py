@@ -1,7 +1,8 @@
 """programs/tcpretrans.py: an outage on a veth pair between two network namespaces
 (A's neighbour entries for B pointing at a MAC nobody has while IPv4 and IPv6
-connections have data in flight, then removed) makes the kernel retransmit; the tool's rows for the two flows are checked
-against the addresses and ports, the namespace's RetransSegs counter and bpftrace.
+connections have data in flight, then removed) makes the kernel retransmit; the tool's
+rows for the two flows are checked against the addresses and ports, the namespace's
+RetransSegs counter and bpftrace.
 
 (This kernel has no netem qdisc, CONFIG_NET_SCH_NETEM is off, hence the outage.)"""
 
