@@ -1,6 +1,7 @@
 """Running a tool of programs/ as a subprocess in tests: start it, wait for its header,
 stop it with SIGINT, and check it left no BPF program behind."""
 
+import codecs
 import json
 import os
 import select
@@ -36,18 +37,27 @@ class Tool:
         # a failing test must not leave the tool running (and attached) for the next ones
         weakref.finalize(self, _kill, self.proc)
         self.lines = []
+        # read from the descriptor, not the text stream: a readline() would leave the
+        # lines that came in the same read in the stream's buffer, where neither select()
+        # nor communicate() sees them (a header of two lines written at once)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        partial = ""
         deadline = time.monotonic() + timeout
         while not any(header in line for line in self.lines):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.proc.kill()
                 out, err = self.proc.communicate()
                 raise AssertionError(f"{name}: no header {header!r}; rc={self.proc.returncode}"
-                                     f"\nstdout: {''.join(self.lines)}{out}\nstderr: {err}")
+                                     f"\nstdout: {''.join(self.lines)}{partial}{out}"
+                                     f"\nstderr: {err}")
             ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
             if ready:
-                line = self.proc.stdout.readline()
-                if line:
-                    self.lines.append(line)
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if chunk:
+                    *done, partial = (partial + decoder.decode(chunk)).split("\n")
+                    self.lines += [line + "\n" for line in done]
+        if partial:
+            self.lines.append(partial)       # the start of a line still being written
 
     def stop(self, sig=signal.SIGINT, timeout=30.0):
         """Send ``sig``, wait; returns (returncode, all stdout text, stderr text)."""
