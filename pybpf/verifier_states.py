@@ -1,0 +1,601 @@
+"""The verifier's walk, read from a log level 2 verifier log into data.
+
+:func:`parse_states` turns the text the kernel writes with ``BPF_LOG_LEVEL2`` (the
+``log_level=2`` of :meth:`pybpf.program.ProgramSpec.load`) into a :class:`Trace`: every
+visit of every instruction on every path the verifier walked, with the register and
+stack state before it (:class:`State`, :class:`Value`, :class:`Slot`), the branches it
+explored (``from 12 to 15:``), the visits it pruned (``15: safe``), its statistics
+line and, for a refused program, the path to the failing instruction and the complaint.
+Everything has ``to_dict()`` giving plain JSON data (``pybpf explain --json``).
+
+The kernel prints a state in full at the start of a path and afterwards only what an
+instruction changed (after ``;`` on the instruction's line, or on a line of its own);
+the state before each visit is rebuilt by applying those changes in order, and a helper
+call forgets R1-R5 as the verifier does (it never prints registers it no longer
+tracks). Both printer generations are read: Linux 6.1 (``R1=ctx(off=0,imm=0)``,
+liveness marks ``R0_w=``, ``s32_min=`` bounds, spilled pointers by type name only) and
+6.18 (``R1=ctx()``, equal bounds chained as ``smax=umax=255``, spilled registers in
+full, the ``Live regs before insn:`` table of 6.15 and later).
+
+Imported only by ``pybpf explain`` and its users, never by ``import pybpf``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+__all__ = ["Tnum", "Value", "Slot", "State", "Visit", "Branch", "Prune", "Failure",
+           "Trace", "parse_state", "parse_value", "parse_states"]
+
+
+@dataclass
+class Tnum:
+    """A tracked number (``var_off=(0x0; 0xff)``): the bits in ``mask`` are unknown,
+    the others equal those of ``value``."""
+
+    value: int
+    mask: int
+
+    def to_dict(self) -> Dict[str, int]:
+        """``{"value": .., "mask": ..}``."""
+        return {"value": self.value, "mask": self.mask}
+
+
+#: the verifier's names of bounds, older spellings -> the 6.18 ones
+_BOUND_NAMES = {"smin": "smin", "smax": "smax", "umin": "umin", "umax": "umax",
+                "smin32": "smin32", "smax32": "smax32", "umin32": "umin32",
+                "umax32": "umax32", "s32_min": "smin32", "s32_max": "smax32",
+                "u32_min": "umin32", "u32_max": "umax32"}
+
+
+@dataclass
+class Value:
+    """What the verifier knows of a register or a spilled register.
+
+    ``type`` is the kernel's name (``scalar``, ``ctx``, ``map_value_or_null``, ``pkt``,
+    ``pkt_end``, ``fp`` for a stack pointer, ...; empty for a 6.1 spilled scalar
+    whose bounds it does not print); ``const`` the known value of a scalar or the
+    offset of a stack pointer; ``precise`` the verifier's precision mark (``P``);
+    ``live`` the 6.1 liveness marks (``r``, ``w``, ``D``; 6.18 prints none);
+    ``fields`` the other attributes (``id``, ``off``, ``r``, ``ks``, ``vs``, ``imm``,
+    ``map``, ``ref_obj_id``...); ``bounds`` the printed ranges (``smin``, ``smax``,
+    ``umin``, ``umax`` and their 32-bit ``...32`` forms); ``var_off`` the known bits;
+    ``text`` what the log said."""
+
+    type: str
+    const: Optional[int] = None
+    precise: bool = False
+    live: str = ""
+    fields: Dict[str, Any] = field(default_factory=dict)
+    bounds: Dict[str, int] = field(default_factory=dict)
+    var_off: Optional[Tnum] = None
+    text: str = ""
+
+    @property
+    def umax(self) -> Optional[int]:
+        """The largest unsigned value: the printed ``umax``, else a constant's value,
+        else what the known bits allow; None when nothing bounds it."""
+        if "umax" in self.bounds:
+            return self.bounds["umax"]
+        if self.const is not None and self.type == "scalar":
+            return self.const & ((1 << 64) - 1)
+        if self.var_off is not None:
+            return self.var_off.value | self.var_off.mask
+        return None
+
+    def short(self) -> str:
+        """A compact spelling: ``scalar(umax=255)``, ``map_value(off=4)``, ``fp-8``,
+        ``7`` (ids, key and value sizes and the var_off are left out)."""
+        pre = "P" if self.precise else ""
+        if self.type == "fp":
+            return f"{pre}fp{self.const}"
+        if self.type == "scalar" and self.const is not None:
+            return f"{pre}{self.const}"
+        shown = [f"{k}={v}" for k, v in self.bounds.items()
+                 if k in ("smin", "smax", "umin", "umax")]
+        shown += [f"{k}={v}" for k, v in self.fields.items() if k in ("off", "r", "imm")
+                  and v not in (0, "0")]
+        if self.type == "scalar" and not shown and self.var_off is not None:
+            shown.append(f"var_off=(0x{self.var_off.value:x}; 0x{self.var_off.mask:x})")
+        return f"{pre}{self.type}({','.join(shown)})" if self.type else pre + "scalar"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The value as JSON data."""
+        out: Dict[str, Any] = {"type": self.type}
+        if self.const is not None:
+            out["const"] = self.const
+        if self.precise:
+            out["precise"] = True
+        if self.live:
+            out["live"] = self.live
+        if self.fields:
+            out["fields"] = dict(self.fields)
+        if self.bounds:
+            out["bounds"] = dict(self.bounds)
+        if self.var_off is not None:
+            out["var_off"] = self.var_off.to_dict()
+        out["text"] = self.text
+        return out
+
+
+_SLOT_CHARS = re.compile(r"^[?rm0difz]{8}$")
+#: a spill narrower than the slot (6.18): the other bytes' types, then the value
+_PART_SPILL = re.compile(r"^([?rm0difz]{1,7})(P?[A-Za-z_].*|P?-?\d+)$", re.S)
+
+
+@dataclass
+class Slot:
+    """An 8-byte stack slot at ``offset`` (-8, -16, ...) below the frame pointer.
+
+    ``kind`` is ``spill`` (a register was stored whole: ``value``), ``bytes`` (each
+    byte typed by one character of ``bytes``: ``m`` any data, ``0`` zero, ``?``
+    unwritten, ``r`` part of a spill, ``d`` dynptr, ``i`` iterator, ``f`` irq flag),
+    ``dynptr`` or ``iter``; ``live`` the 6.1 liveness marks; ``text`` the log's text."""
+
+    offset: int
+    kind: str
+    bytes: str = ""
+    value: Optional[Value] = None
+    live: str = ""
+    text: str = ""
+
+    def short(self) -> str:
+        """``fp-8=mmmmmmmm`` or ``fp-16=scalar(umax=255)``."""
+        if self.value is not None:
+            return f"fp{self.offset}={self.bytes}{self.value.short()}"
+        return f"fp{self.offset}={self.bytes or self.text}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The slot as JSON data."""
+        out: Dict[str, Any] = {"offset": self.offset, "kind": self.kind}
+        if self.bytes:
+            out["bytes"] = self.bytes
+        if self.value is not None:
+            out["value"] = self.value.to_dict()
+        if self.live:
+            out["live"] = self.live
+        out["text"] = self.text
+        return out
+
+
+@dataclass
+class State:
+    """The registers (by number) and stack slots (by offset) of one function frame
+    (``frame`` 0 is the program, 1.. the BPF-to-BPF calls), the ids of the
+    references held (``refs``) and other marks (``cb``, ``async_cb``, unread text)."""
+
+    frame: int = 0
+    regs: Dict[int, Value] = field(default_factory=dict)
+    stack: Dict[int, Slot] = field(default_factory=dict)
+    refs: List[int] = field(default_factory=list)
+    marks: List[str] = field(default_factory=list)
+
+    def copy(self) -> "State":
+        """A copy that later changes to this state do not reach (values are shared:
+        they are never changed in place)."""
+        return State(self.frame, dict(self.regs), dict(self.stack), list(self.refs),
+                     list(self.marks))
+
+    def apply(self, change: "State") -> None:
+        """Take the registers, slots and references ``change`` prints."""
+        self.regs.update(change.regs)
+        self.stack.update(change.stack)
+        if change.refs:
+            self.refs = list(change.refs)
+
+    def changed_from(self, before: Optional["State"]) -> List[str]:
+        """The registers and slots that differ from ``before``, compact
+        (``R2=scalar(umax=255)``, ``fp-8=mmmmmmmm``, ``R3=-`` for a dropped one)."""
+        old = before if before is not None else State()
+        out = []
+        for n in sorted(set(self.regs) | set(old.regs)):
+            new, was = self.regs.get(n), old.regs.get(n)
+            if new is None:
+                out.append(f"R{n}=-")
+            elif was is None or was.text != new.text:
+                out.append(f"R{n}={new.short()}")
+        for off in sorted(self.stack, reverse=True):
+            slot, was_slot = self.stack[off], old.stack.get(off)
+            if was_slot is None or was_slot.text != slot.text:
+                out.append(slot.short())
+        return out
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The state as JSON data (register keys ``"R0"``.., slot keys ``"fp-8"``..)."""
+        out: Dict[str, Any] = {"frame": self.frame,
+                               "regs": {f"R{n}": v.to_dict()
+                                        for n, v in sorted(self.regs.items())},
+                               "stack": {f"fp{o}": s.to_dict()
+                                         for o, s in sorted(self.stack.items(),
+                                                            reverse=True)}}
+        if self.refs:
+            out["refs"] = list(self.refs)
+        if self.marks:
+            out["marks"] = list(self.marks)
+        return out
+
+
+def _split_top(text: str, sep: str) -> Iterator[str]:
+    """``text`` split at ``sep`` outside parentheses."""
+    depth, start = 0, 0
+    for i, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(depth - 1, 0)
+        elif char == sep and depth == 0:
+            if i > start:
+                yield text[start:i]
+            start = i + 1
+    if start < len(text):
+        yield text[start:]
+
+
+_NUMBER = re.compile(r"^-?\d+$")
+_TNUM = re.compile(r"^\((0x[0-9a-f]+); (0x[0-9a-f]+)\)$")
+_TYPED = re.compile(r"^([A-Za-z_][\w]*)(?:\((.*)\))?$", re.S)
+
+
+def _number(text: str) -> Any:
+    if _NUMBER.match(text):
+        return int(text)
+    if text.startswith("0x"):
+        try:
+            return int(text, 16)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_value(text: str, live: str = "") -> Value:
+    """One register value as the log prints it (``scalar(umax=255,var_off=(0x0;
+    0xff))``, ``P0``, ``fp-8``, ``map_value_or_null(id=1,off=0,ks=4,vs=8,imm=0)``)."""
+    body = text
+    precise = body.startswith("P")
+    if precise:
+        body = body[1:]
+    if body == "":
+        return Value("scalar" if precise else "", precise=precise, live=live, text=text)
+    if _NUMBER.match(body):
+        return Value("scalar", const=int(body), precise=precise, live=live, text=text)
+    if body.startswith("fp") and _NUMBER.match(body[2:]):
+        return Value("fp", const=int(body[2:]), precise=precise, live=live, text=text)
+    found = _TYPED.match(body)
+    if not found:
+        return Value("?", precise=precise, live=live, text=text)
+    value = Value(found.group(1), precise=precise, live=live, text=text)
+    for item in _split_top(found.group(2) or "", ","):
+        parts = item.split("=")
+        if len(parts) < 2:
+            value.fields[item] = True
+            continue
+        raw = parts[-1]
+        for key in parts[:-1]:
+            key = key[:-6] if key.endswith("_value") else key   # 5.x smin_value=
+            if key == "var_off":
+                tn = _TNUM.match(raw)
+                if tn:
+                    value.var_off = Tnum(int(tn.group(1), 16), int(tn.group(2), 16))
+                else:
+                    value.fields[key] = raw
+            elif key in _BOUND_NAMES and _NUMBER.match(raw):
+                value.bounds[_BOUND_NAMES[key]] = int(raw)
+            elif key == "imm":
+                try:
+                    value.fields[key] = int(raw, 16)         # printed as %llx
+                except ValueError:
+                    value.fields[key] = raw
+            else:
+                value.fields[key] = _number(raw)
+    if value.type == "scalar" and value.const is None and value.var_off is not None \
+            and value.var_off.mask == 0:
+        value.const = value.var_off.value
+    return value
+
+
+_REG_TOKEN = re.compile(r"^R(\d+)(?:_([rwD]+))?=(.*)$", re.S)
+_SLOT_TOKEN = re.compile(r"^fp(-\d+)(?:_([rwD]+))?=(.*)$", re.S)
+_FRAME_TOKEN = re.compile(r"^frame(\d+):$")
+
+
+def parse_state(text: str) -> State:
+    """A state as the log prints it: `` R1=ctx() R10=fp0 fp-8=mmmmmmmm``, optionally
+    preceded by ``frame1:``; tokens it does not know are kept in ``marks``."""
+    state = State()
+    for token in _split_top(text.strip(), " "):
+        reg = _REG_TOKEN.match(token)
+        if reg:
+            state.regs[int(reg.group(1))] = parse_value(reg.group(3), reg.group(2) or "")
+            continue
+        slot = _SLOT_TOKEN.match(token)
+        if slot:
+            off, live, raw = int(slot.group(1)), slot.group(2) or "", slot.group(3)
+            part = _PART_SPILL.match(raw)
+            if _SLOT_CHARS.match(raw):
+                state.stack[off] = Slot(off, "bytes", bytes=raw, live=live, text=raw)
+            elif part:
+                state.stack[off] = Slot(off, "spill", bytes=part.group(1),
+                                        value=parse_value(part.group(2), live), live=live,
+                                        text=raw)
+            elif raw.startswith(("dynptr_", "iter_")):
+                state.stack[off] = Slot(off, raw.split("_", 1)[0], live=live, text=raw)
+            else:
+                state.stack[off] = Slot(off, "spill", value=parse_value(raw, live),
+                                        live=live, text=raw)
+            continue
+        frame = _FRAME_TOKEN.match(token)
+        if frame:
+            state.frame = int(frame.group(1))
+        elif token.startswith("refs="):
+            state.refs = [int(x) for x in token[5:].split(",") if x.isdigit()]
+        else:
+            state.marks.append(token)
+    return state
+
+
+@dataclass
+class Visit:
+    """One time the verifier checked instruction ``index``: ``seq`` counts visits in
+    log order, ``path`` the path (see :attr:`Trace.paths`) it belongs to, ``line`` the
+    log line, ``text`` the instruction as the verifier printed it, ``before`` the state
+    of the current frame before it, ``after`` what the instruction changed as printed
+    (None when the log printed nothing: the path ended or failed there), ``notes``
+    the log lines about it (precision tracking, helper messages)."""
+
+    seq: int
+    index: int
+    path: int
+    line: int
+    text: str
+    before: State
+    after: Optional[State] = None
+    notes: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The visit as JSON data."""
+        out: Dict[str, Any] = {"seq": self.seq, "index": self.index, "path": self.path,
+                               "line": self.line, "text": self.text,
+                               "before": self.before.to_dict(),
+                               "after": self.after.to_dict() if self.after else None}
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+@dataclass
+class Branch:
+    """A path the verifier took up from its stack (``from 14 to 15:``): the jump at
+    ``source`` (-1 when the log gives none) to ``target``; ``path`` the path it starts,
+    ``parent`` the ``seq`` of the visit of ``source`` that queued it (found as the
+    latest visit of ``source`` not yet taken up; None if the log shows none),
+    ``speculative`` for a path the verifier walks against speculative execution,
+    ``pruned`` when it was found safe at once."""
+
+    source: int
+    target: int
+    line: int
+    path: int
+    parent: Optional[int] = None
+    speculative: bool = False
+    pruned: bool = False
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The branch as JSON data."""
+        return {"from": self.source, "to": self.target, "line": self.line,
+                "path": self.path, "parent": self.parent,
+                "speculative": self.speculative, "pruned": self.pruned}
+
+
+@dataclass
+class Prune:
+    """A path the verifier stopped at ``index`` because a state it had proved safe
+    there covers this one (``15: safe``); ``source`` the jump when it came with a
+    branch, ``path`` the path it ended, ``notes`` the precision marks propagated."""
+
+    index: int
+    line: int
+    path: int
+    source: Optional[int] = None
+    notes: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The prune as JSON data."""
+        return {"index": self.index, "line": self.line, "path": self.path,
+                "from": self.source, "notes": list(self.notes)}
+
+
+@dataclass
+class Failure:
+    """Why a program was refused: the instruction it failed at (``index``, None when
+    the log names none), the visit (``seq``), the ``complaint`` and ``path``, the
+    instruction indexes from the program's start to the failure along the walk."""
+
+    index: Optional[int]
+    complaint: str
+    seq: Optional[int] = None
+    path: List[int] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The failure as JSON data."""
+        return {"index": self.index, "seq": self.seq, "complaint": self.complaint,
+                "path": list(self.path)}
+
+
+@dataclass
+class Trace:
+    """Everything a level 2 verifier log says: ``visits`` in order, ``branches`` and
+    ``prunes``, ``paths`` (path number -> the ``seq`` of the visit it continues from,
+    None for the first), ``live`` (instruction -> the live registers the 6.15+ table
+    lists, such as ``"012"``), ``stats`` (``processed``, ``limit``,
+    ``max_states_per_insn``, ``total_states``, ``peak_states``, ``mark_read``,
+    ``verification_time_usec``, ``stack_depth``; what the kernel printed) and
+    ``failure`` for a refused program."""
+
+    visits: List[Visit] = field(default_factory=list)
+    branches: List[Branch] = field(default_factory=list)
+    prunes: List[Prune] = field(default_factory=list)
+    paths: Dict[int, Optional[int]] = field(default_factory=dict)
+    live: Dict[int, str] = field(default_factory=dict)
+    stats: Dict[str, Any] = field(default_factory=dict)
+    failure: Optional[Failure] = None
+
+    def visits_of(self, index: int) -> List[Visit]:
+        """The visits of instruction ``index``, in order."""
+        return [v for v in self.visits if v.index == index]
+
+    def path_to(self, seq: int) -> List[int]:
+        """The ``seq`` numbers of the visits from the start of the walk to visit
+        ``seq``: back along its path, then through the visit each branch came from."""
+        by_seq = {v.seq: v for v in self.visits}
+        chain: List[int] = []
+        visit = by_seq.get(seq)
+        while visit is not None:
+            same = [v.seq for v in self.visits if v.path == visit.path and v.seq <= visit.seq]
+            chain[:0] = same
+            parent = self.paths.get(visit.path)
+            visit = by_seq.get(parent) if parent is not None else None
+        return chain
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The whole trace as JSON data."""
+        return {"visits": [v.to_dict() for v in self.visits],
+                "branches": [b.to_dict() for b in self.branches],
+                "prunes": [p.to_dict() for p in self.prunes],
+                "paths": {str(k): v for k, v in self.paths.items()},
+                "live": {str(k): v for k, v in sorted(self.live.items())},
+                "stats": dict(self.stats),
+                "failure": self.failure.to_dict() if self.failure else None}
+
+
+_INSN = re.compile(r"^(\d+): \(([0-9a-f]{2})\) (.*?)(?:\s+; (.*))?$")
+_STATE_AT = re.compile(r"^(\d+):((?: frame\d+:)?(?: (?:R\d|fp-|refs=|cb|async_cb).*)?)$")
+_FROM = re.compile(r"^from (-?\d+) to (\d+)( \(speculative execution\))?:(.*)$")
+_SAFE = re.compile(r"^(\d+): safe$")
+_BARE_STATE = re.compile(r"^\s*(?:frame\d+:)?\s*(?:R\d+(?:_[rwD]+)?=|fp-\d+)")
+_LIVE_ROW = re.compile(r"^\s+(\d+): ([0-9.]{10,12}) \(")
+_PROCESSED = re.compile(r"^processed (\d+) insns \(limit (\d+)\)(.*)$")
+_PAIRS = re.compile(r"(\w+) (\d+)")
+_CALLER_SAVED = (1, 2, 3, 4, 5)
+
+
+def _is_branch(text: str) -> bool:
+    return text.startswith(("if ", "may_goto", "goto", "call pc", "call "))
+
+
+def parse_states(log: str, refused: Optional[bool] = None) -> Trace:
+    """Read a level 2 verifier log (Linux 6.1 or 6.18 wording) into a :class:`Trace`.
+    A log of a lower level gives the visits it shows (level 1: the failing path).
+    ``refused``: whether the kernel refused the program (None: judged from the log,
+    a complaint after the last instruction)."""
+    from .verifier import parse_verifier_log
+    trace = Trace()
+    frames: Dict[int, State] = {0: State()}
+    cur = 0
+    path = 0
+    trace.paths[0] = None
+    pending: Dict[int, List[int]] = {}      # jump index -> visits not yet taken up
+    last: Optional[Visit] = None
+    last_prune: Optional[Prune] = None
+    lines = log.split("\n") if log else []
+    for n, line in enumerate(lines):
+        found = _INSN.match(line)
+        if found:
+            index, text = int(found.group(1)), found.group(3).rstrip()
+            state = frames.setdefault(cur, State(cur))
+            last = Visit(len(trace.visits), index, path, n, text, state.copy())
+            trace.visits.append(last)
+            if _is_branch(text):
+                pending.setdefault(index, []).append(last.seq)
+            if text.startswith("call ") and not text.startswith("call pc"):
+                for r in _CALLER_SAVED:         # a helper or kfunc clobbers R1-R5
+                    state.regs.pop(r, None)
+            if found.group(4) is not None:
+                change = parse_state(found.group(4))
+                last.after = change
+                cur = change.frame
+                frames.setdefault(cur, State(cur)).apply(change)
+            last_prune = None
+            continue
+        safe = _SAFE.match(line)
+        if safe:
+            last_prune = Prune(int(safe.group(1)), n, path)
+            trace.prunes.append(last_prune)
+            continue
+        branch = _FROM.match(line)
+        if branch:
+            source, target = int(branch.group(1)), int(branch.group(2))
+            rest = branch.group(4).strip()
+            path += 1
+            queued = pending.get(source)
+            parent = queued.pop() if queued else None
+            trace.paths[path] = parent
+            edge = Branch(source, target, n, path, parent, bool(branch.group(3)),
+                          rest == "safe")
+            trace.branches.append(edge)
+            if rest == "safe":
+                last_prune = Prune(target, n, path, source)
+                trace.prunes.append(last_prune)
+            else:
+                full = parse_state(rest)
+                cur = full.frame
+                frames = {k: v for k, v in frames.items() if k < cur}
+                frames[cur] = full
+                last_prune = None
+            continue
+        at = _STATE_AT.match(line)
+        if at and at.group(2).strip():
+            change = parse_state(at.group(2))
+            if last is not None and last.after is None and last.path == path:
+                last.after = change
+            cur = change.frame
+            frames.setdefault(cur, State(cur)).apply(change)
+            continue
+        if _BARE_STATE.match(line):         # caller:/callee:/to caller at N: states
+            full = parse_state(line)
+            cur = full.frame
+            frames[cur] = full
+            continue
+        live = _LIVE_ROW.match(line)
+        if live:
+            trace.live[int(live.group(1))] = "".join(c for c in live.group(2) if c != ".")
+            continue
+        processed = _PROCESSED.match(line)
+        if processed:
+            trace.stats["processed"] = int(processed.group(1))
+            trace.stats["limit"] = int(processed.group(2))
+            for key, value in _PAIRS.findall(processed.group(3)):
+                trace.stats[key] = int(value)
+            continue
+        if line.startswith("verification time "):
+            trace.stats["verification_time_usec"] = int(line.split()[2])
+            continue
+        if line.startswith("stack depth "):
+            trace.stats["stack_depth"] = line[len("stack depth "):].strip()
+            continue
+        if "propagating" in line and last_prune is not None:
+            last_prune.notes.append(line.strip())
+        elif line.startswith(("mark_precise", "(")) or not line.strip() \
+                or line.startswith(("; ", "func#", "Live regs", "caller:", "callee:",
+                                    "returning from", "to caller at", "Validating")):
+            if line.startswith("mark_precise") and last is not None:
+                last.notes.append(line)
+        elif last is not None:
+            last.notes.append(line)
+    _, failing, complaint = parse_verifier_log(log)
+    if refused is None:
+        refused = bool(complaint.strip())
+    if refused:
+        trace.failure = _failure(trace, failing, complaint)
+    return trace
+
+
+def _failure(trace: Trace, failing: Optional[int], complaint: str) -> Failure:
+    """The failure at instruction ``failing``: its last visit (the walk stops at the
+    first error) and the path there."""
+    found = trace.visits_of(failing) if failing is not None else trace.visits[-1:]
+    visit = found[-1] if found else None
+    by_seq = {v.seq: v for v in trace.visits}
+    path = [by_seq[s].index for s in trace.path_to(visit.seq)] if visit else []
+    return Failure(failing, complaint, visit.seq if visit else None, path)
