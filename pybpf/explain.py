@@ -218,8 +218,7 @@ def _assembly_program(path: str, prog_type: str) -> Iterator[ProgramReport]:
 
 
 def _object_programs(path: str, function: Optional[str]) -> Iterator[ProgramReport]:
-    from dataclasses import replace
-
+    from ._records import replace
     from .object import load_collection, read_object
     from .object.collection import _load_btf
     spec = read_object(path)

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-__all__ = ["Tnum", "Value", "Slot", "State", "Visit", "Branch", "Prune", "Failure",
+__all__ = ["Tnum", "Value", "ValueTable", "Slot", "State", "Visit", "Branch", "Prune", "Failure",
            "Trace", "parse_state", "parse_value", "parse_states"]
 
 
@@ -147,13 +147,14 @@ class Slot:
             return f"fp{self.offset}={self.bytes}{self.value.short()}"
         return f"fp{self.offset}={self.bytes or self.text}"
 
-    def to_dict(self) -> Dict[str, Any]:
-        """The slot as JSON data."""
+    def to_dict(self, table: Optional["ValueTable"] = None) -> Dict[str, Any]:
+        """The slot as JSON data (``table``: the spilled value as its index there)."""
         out: Dict[str, Any] = {"offset": self.offset, "kind": self.kind}
         if self.bytes:
             out["bytes"] = self.bytes
         if self.value is not None:
-            out["value"] = self.value.to_dict()
+            out["value"] = table.index(self.value) if table is not None \
+                else self.value.to_dict()
         if self.live:
             out["live"] = self.live
         out["text"] = self.text
@@ -202,18 +203,63 @@ class State:
                 out.append(slot.short())
         return out
 
-    def to_dict(self) -> Dict[str, Any]:
-        """The state as JSON data (register keys ``"R0"``.., slot keys ``"fp-8"``..)."""
+    def to_dict(self, table: Optional["ValueTable"] = None) -> Dict[str, Any]:
+        """The state as JSON data (register keys ``"R0"``.., slot keys ``"fp-8"``..;
+        ``table``: each value as its index in that :class:`ValueTable`)."""
         out: Dict[str, Any] = {"frame": self.frame,
-                               "regs": {f"R{n}": v.to_dict()
+                               "regs": {f"R{n}": table.index(v) if table is not None
+                                        else v.to_dict()
                                         for n, v in sorted(self.regs.items())},
-                               "stack": {f"fp{o}": s.to_dict()
+                               "stack": {f"fp{o}": table.slot_index(s) if table is not None
+                                         else s.to_dict()
                                          for o, s in sorted(self.stack.items(),
                                                             reverse=True)}}
         if self.refs:
             out["refs"] = list(self.refs)
         if self.marks:
             out["marks"] = list(self.marks)
+        return out
+
+
+class ValueTable:
+    """Distinct values numbered in order of first use: a long walk repeats the same
+    few hundred values thousands of times, so its JSON names them by number."""
+
+    def __init__(self) -> None:
+        self.values: List[Value] = []
+        self.slots: List["Slot"] = []
+        self._index: Dict[Tuple[str, str], int] = {}
+        self._slot_index: Dict[Tuple[str, str], int] = {}
+
+    def index(self, value: Value) -> int:
+        """The number of ``value`` (added when new)."""
+        key = (value.text, value.live)
+        found = self._index.get(key)
+        if found is None:
+            found = self._index[key] = len(self.values)
+            self.values.append(value)
+        return found
+
+    def slot_index(self, slot: "Slot") -> int:
+        """The number of what stack slot ``slot`` holds, in :attr:`slots`."""
+        key = (slot.text, slot.live)
+        found = self._slot_index.get(key)
+        if found is None:
+            found = self._slot_index[key] = len(self.slots)
+            self.slots.append(slot)
+        return found
+
+    def to_list(self) -> List[Dict[str, Any]]:
+        """The values as JSON data, by number."""
+        return [v.to_dict() for v in self.values]
+
+    def slots_list(self) -> List[Dict[str, Any]]:
+        """The slot contents as JSON data, by number (without their offsets)."""
+        out = []
+        for slot in self.slots:
+            item = slot.to_dict(self)
+            del item["offset"]
+            out.append(item)
         return out
 
 
@@ -234,7 +280,8 @@ def _split_top(text: str, sep: str) -> Iterator[str]:
 
 
 _NUMBER = re.compile(r"^-?\d+$")
-_TNUM = re.compile(r"^\((0x[0-9a-f]+); (0x[0-9a-f]+)\)$")
+_INT = re.compile(r"^-?(?:\d+|0x[0-9a-f]+)$")
+_TNUM = re.compile(r"^\((0x[0-9a-f]+); ?(0x[0-9a-f]+)\)$")
 _TYPED = re.compile(r"^([A-Za-z_][\w]*)(?:\((.*)\))?$", re.S)
 
 
@@ -251,7 +298,22 @@ def _number(text: str) -> Any:
 
 def parse_value(text: str, live: str = "") -> Value:
     """One register value as the log prints it (``scalar(umax=255,var_off=(0x0;
-    0xff))``, ``P0``, ``fp-8``, ``map_value_or_null(id=1,off=0,ks=4,vs=8,imm=0)``)."""
+    0xff))``, ``P0``, ``fp-8``, ``map_value_or_null(id=1,off=0,ks=4,vs=8,imm=0)``).
+    Values repeat a lot in a log: equal texts give the same (shared, never changed)
+    object."""
+    key = (text, live)
+    value = _VALUES.get(key)
+    if value is None:
+        if len(_VALUES) > 50000:
+            _VALUES.clear()
+        value = _VALUES[key] = _parse_value(text, live)
+    return value
+
+
+_VALUES: Dict[Tuple[str, str], "Value"] = {}
+
+
+def _parse_value(text: str, live: str) -> Value:
     body = text
     precise = body.startswith("P")
     if precise:
@@ -266,7 +328,9 @@ def parse_value(text: str, live: str = "") -> Value:
     if not found:
         return Value("?", precise=precise, live=live, text=text)
     value = Value(found.group(1), precise=precise, live=live, text=text)
-    for item in _split_top(found.group(2) or "", ","):
+    inner = found.group(2) or ""
+    for item in (_split_top(inner, ",") if "(" in inner.replace("var_off=(", "")
+                 else inner.split(",")):
         parts = item.split("=")
         if len(parts) < 2:
             value.fields[item] = True
@@ -280,15 +344,18 @@ def parse_value(text: str, live: str = "") -> Value:
                     value.var_off = Tnum(int(tn.group(1), 16), int(tn.group(2), 16))
                 else:
                     value.fields[key] = raw
-            elif key in _BOUND_NAMES and _NUMBER.match(raw):
-                value.bounds[_BOUND_NAMES[key]] = int(raw)
+            elif key in _BOUND_NAMES and _INT.match(raw):
+                value.bounds[_BOUND_NAMES[key]] = int(raw, 0)   # 6.18: big ones in hex
             elif key == "imm":
                 try:
                     value.fields[key] = int(raw, 16)         # printed as %llx
                 except ValueError:
                     value.fields[key] = raw
             else:
-                value.fields[key] = _number(raw)
+                number = _number(raw)
+                if key == "r" and isinstance(number, int) and number >= 1 << 63:
+                    number -= 1 << 64       # 6.18 prints the packet-end marks in hex
+                value.fields[key] = number
     if value.type == "scalar" and value.const is None and value.var_off is not None \
             and value.var_off.mask == 0:
         value.const = value.var_off.value
@@ -304,7 +371,12 @@ def parse_state(text: str) -> State:
     """A state as the log prints it: `` R1=ctx() R10=fp0 fp-8=mmmmmmmm``, optionally
     preceded by ``frame1:``; tokens it does not know are kept in ``marks``."""
     state = State()
-    for token in _split_top(text.strip(), " "):
+    # the only blank inside a token is var_off's "; ": without it, a plain split does
+    text = text.replace("; ", ";")
+    tokens = _split_top(text, " ") if "( " in text else text.split()
+    for token in tokens:
+        if ";" in token:
+            token = token.replace(";", "; ")
         reg = _REG_TOKEN.match(token)
         if reg:
             state.regs[int(reg.group(1))] = parse_value(reg.group(3), reg.group(2) or "")
@@ -353,14 +425,20 @@ class Visit:
     after: Optional[State] = None
     notes: List[str] = field(default_factory=list)
 
-    def to_dict(self) -> Dict[str, Any]:
-        """The visit as JSON data."""
+    #: notes kept per visit in JSON (precision tracking can log thousands)
+    JSON_NOTES = 40
+
+    def to_dict(self, table: Optional[ValueTable] = None) -> Dict[str, Any]:
+        """The visit as JSON data (``table``: values by number; at most
+        :attr:`JSON_NOTES` notes, then ``notes_left_out``)."""
         out: Dict[str, Any] = {"seq": self.seq, "index": self.index, "path": self.path,
                                "line": self.line, "text": self.text,
-                               "before": self.before.to_dict(),
-                               "after": self.after.to_dict() if self.after else None}
+                               "before": self.before.to_dict(table),
+                               "after": self.after.to_dict(table) if self.after else None}
         if self.notes:
-            out["notes"] = list(self.notes)
+            out["notes"] = self.notes[:self.JSON_NOTES]
+            if len(self.notes) > self.JSON_NOTES:
+                out["notes_left_out"] = len(self.notes) - self.JSON_NOTES
         return out
 
 
@@ -459,8 +537,12 @@ class Trace:
         return chain
 
     def to_dict(self) -> Dict[str, Any]:
-        """The whole trace as JSON data."""
-        return {"visits": [v.to_dict() for v in self.visits],
+        """The whole trace as JSON data: ``values`` lists each distinct register value
+        once and ``slots`` each distinct stack slot content; the states of ``visits``
+        name them by their number there."""
+        table = ValueTable()
+        visits = [v.to_dict(table) for v in self.visits]
+        return {"values": table.to_list(), "slots": table.slots_list(), "visits": visits,
                 "branches": [b.to_dict() for b in self.branches],
                 "prunes": [p.to_dict() for p in self.prunes],
                 "paths": {str(k): v for k, v in self.paths.items()},
@@ -500,7 +582,11 @@ def parse_states(log: str, refused: Optional[bool] = None) -> Trace:
     last_prune: Optional[Prune] = None
     lines = log.split("\n") if log else []
     for n, line in enumerate(lines):
-        found = _INSN.match(line)
+        if line.startswith("mark_precise"):         # most lines of a long log
+            if last is not None:
+                last.notes.append(line)
+            continue
+        found = _INSN.match(line) if line[:1].isdigit() else None
         if found:
             index, text = int(found.group(1)), found.group(3).rstrip()
             state = frames.setdefault(cur, State(cur))
