@@ -121,8 +121,9 @@ class Value:
 
 
 _SLOT_CHARS = re.compile(r"^[?rm0difz]{8}$")
-#: a spill narrower than the slot (6.18): the other bytes' types, then the value
-_PART_SPILL = re.compile(r"^([?rm0difz]{1,7})(P?[A-Za-z_].*|P?-?\d+)$", re.S)
+#: a spill of 4, 2 or 1 bytes (6.18): the other bytes' types, then the value
+_PART_SPILL = re.compile(r"^([?rm0difz]{4}|[?rm0difz]{6,7})(P?[A-Za-z_].*|P?-?\d+)$",
+                         re.S)
 
 
 @dataclass
@@ -670,6 +671,8 @@ def parse_states(log: str, refused: Optional[bool] = None) -> Trace:
         elif last is not None:
             last.notes.append(line)
     _, failing, complaint = parse_verifier_log(log)
+    complaint = "\n".join(ln for ln in complaint.split("\n")
+                          if not (_SAFE.match(ln) or _FROM.match(ln) or ln.startswith("(")))
     if refused is None:
         refused = bool(complaint.strip())
     if refused:
