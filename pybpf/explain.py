@@ -26,6 +26,9 @@ __all__ = ["ProgramReport", "SourceLine", "explain_file", "explain_spec", "LOG_L
 
 #: the verifier log level used: every instruction with its state (``BPF_LOG_LEVEL2``)
 LOG_LEVEL = 2
+#: the first log buffer (bytes): a level 2 log of a tool with a loop runs to megabytes,
+#: and each size that is too small costs a whole verification
+LOG_START = 8 << 20
 
 
 @dataclass
@@ -149,7 +152,7 @@ def explain_spec(spec: Any, *, maps: Optional[Dict[str, Any]] = None, kind: str 
     try:
         try:
             prog = spec.load(maps=maps, log_level=LOG_LEVEL, verifier_log=True,
-                             log_file=path)
+                             log_size=LOG_START, log_file=path)
         except VerifierError as exc:
             with open(path, encoding="utf-8", errors="replace") as fh:
                 log = fh.read() or exc.log

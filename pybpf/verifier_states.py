@@ -194,12 +194,16 @@ class State:
         out = []
         for n in sorted(set(self.regs) | set(old.regs)):
             new, was = self.regs.get(n), old.regs.get(n)
+            if new is was:
+                continue
             if new is None:
                 out.append(f"R{n}=-")
             elif was is None or was.text != new.text:
                 out.append(f"R{n}={new.short()}")
         for off in sorted(self.stack, reverse=True):
             slot, was_slot = self.stack[off], old.stack.get(off)
+            if slot is was_slot:
+                continue
             if was_slot is None or was_slot.text != slot.text:
                 out.append(slot.short())
         return out
@@ -368,6 +372,36 @@ _SLOT_TOKEN = re.compile(r"^fp(-\d+)(?:_([rwD]+))?=(.*)$", re.S)
 _FRAME_TOKEN = re.compile(r"^frame(\d+):$")
 
 
+#: token text -> what it says (kind, key, shared object): a long log repeats them
+_TOKENS: Dict[str, Tuple[str, Any, Any]] = {}
+
+
+def _parse_token(token: str) -> Tuple[str, Any, Any]:
+    reg = _REG_TOKEN.match(token)
+    if reg:
+        return "R", int(reg.group(1)), parse_value(reg.group(3), reg.group(2) or "")
+    slot = _SLOT_TOKEN.match(token)
+    if slot:
+        off, live, raw = int(slot.group(1)), slot.group(2) or "", slot.group(3)
+        part = _PART_SPILL.match(raw)
+        if _SLOT_CHARS.match(raw):
+            return "fp", off, Slot(off, "bytes", bytes=raw, live=live, text=raw)
+        if part:
+            return "fp", off, Slot(off, "spill", bytes=part.group(1),
+                                   value=parse_value(part.group(2), live), live=live,
+                                   text=raw)
+        if raw.startswith(("dynptr_", "iter_")):
+            return "fp", off, Slot(off, raw.split("_", 1)[0], live=live, text=raw)
+        return "fp", off, Slot(off, "spill", value=parse_value(raw, live), live=live,
+                               text=raw)
+    frame = _FRAME_TOKEN.match(token)
+    if frame:
+        return "frame", int(frame.group(1)), None
+    if token.startswith("refs="):
+        return "refs", None, tuple(int(x) for x in token[5:].split(",") if x.isdigit())
+    return "mark", None, token
+
+
 def parse_state(text: str) -> State:
     """A state as the log prints it: `` R1=ctx() R10=fp0 fp-8=mmmmmmmm``, optionally
     preceded by ``frame1:``; tokens it does not know are kept in ``marks``."""
@@ -376,35 +410,23 @@ def parse_state(text: str) -> State:
     text = text.replace("; ", ";")
     tokens = _split_top(text, " ") if "( " in text else text.split()
     for token in tokens:
-        if ";" in token:
-            token = token.replace(";", "; ")
-        reg = _REG_TOKEN.match(token)
-        if reg:
-            state.regs[int(reg.group(1))] = parse_value(reg.group(3), reg.group(2) or "")
-            continue
-        slot = _SLOT_TOKEN.match(token)
-        if slot:
-            off, live, raw = int(slot.group(1)), slot.group(2) or "", slot.group(3)
-            part = _PART_SPILL.match(raw)
-            if _SLOT_CHARS.match(raw):
-                state.stack[off] = Slot(off, "bytes", bytes=raw, live=live, text=raw)
-            elif part:
-                state.stack[off] = Slot(off, "spill", bytes=part.group(1),
-                                        value=parse_value(part.group(2), live), live=live,
-                                        text=raw)
-            elif raw.startswith(("dynptr_", "iter_")):
-                state.stack[off] = Slot(off, raw.split("_", 1)[0], live=live, text=raw)
-            else:
-                state.stack[off] = Slot(off, "spill", value=parse_value(raw, live),
-                                        live=live, text=raw)
-            continue
-        frame = _FRAME_TOKEN.match(token)
-        if frame:
-            state.frame = int(frame.group(1))
-        elif token.startswith("refs="):
-            state.refs = [int(x) for x in token[5:].split(",") if x.isdigit()]
+        parsed = _TOKENS.get(token)
+        if parsed is None:
+            if len(_TOKENS) > 50000:
+                _TOKENS.clear()
+            parsed = _TOKENS[token] = _parse_token(token.replace(";", "; ")
+                                                   if ";" in token else token)
+        kind, key, item = parsed
+        if kind == "R":
+            state.regs[key] = item
+        elif kind == "fp":
+            state.stack[key] = item
+        elif kind == "frame":
+            state.frame = key
+        elif kind == "refs":
+            state.refs = list(item)
         else:
-            state.marks.append(token)
+            state.marks.append(item)
     return state
 
 
@@ -670,6 +692,8 @@ def parse_states(log: str, refused: Optional[bool] = None) -> Trace:
                 last.notes.append(line)
         elif last is not None:
             last.notes.append(line)
+    if refused is False:
+        return trace
     _, failing, complaint = parse_verifier_log(log)
     complaint = "\n".join(ln for ln in complaint.split("\n")
                           if not (_SAFE.match(ln) or _FROM.match(ln) or ln.startswith("(")))
