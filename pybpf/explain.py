@@ -14,6 +14,7 @@ program layer, and nothing below imports it.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -158,6 +159,10 @@ def explain_spec(spec: Any, *, maps: Optional[Dict[str, Any]] = None, kind: str 
                 log = fh.read() or exc.log
             report.log = log
             report.error = _one_line(exc)
+            if exc.errno == errno.ENOSPC:
+                # the log outgrew the largest buffer: the walk shown stops where it was cut
+                report.error = ("the verifier log did not fit in the largest buffer "
+                                "(ENOSPC): the walk is shown up to where it was cut")
             if log.strip():
                 report.trace = parse_states(log, refused=True)
             return report

@@ -86,8 +86,9 @@ class Value:
         return None
 
     def short(self) -> str:
-        """A compact spelling: ``scalar(umax=255)``, ``map_value(off=4)``, ``fp-8``,
-        ``7`` (ids, key and value sizes and the var_off are left out)."""
+        """A compact spelling: ``scalar(umax=255)``, ``map_value(off=4)``,
+        ``pkt(off=14,r=14)``, ``fp-8``, ``7`` (ids, key and value sizes, zero offsets
+        and a bounded scalar's var_off are left out)."""
         pre = "P" if self.precise else ""
         if self.type == "fp":
             return f"{pre}fp{self.const}"
@@ -95,8 +96,8 @@ class Value:
             return f"{pre}{self.const}"
         shown = [f"{k}={v}" for k, v in self.bounds.items()
                  if k in ("smin", "smax", "umin", "umax")]
-        shown += [f"{k}={v}" for k, v in self.fields.items() if k in ("off", "r", "imm")
-                  and v not in (0, "0")]
+        shown += [f"{k}={v}" for k, v in self.fields.items()
+                  if k == "r" or (k in ("off", "imm") and v not in (0, "0"))]
         if self.type == "scalar" and not shown and self.var_off is not None:
             shown.append(f"var_off=(0x{self.var_off.value:x}; 0x{self.var_off.mask:x})")
         return f"{pre}{self.type}({','.join(shown)})" if self.type else pre + "scalar"

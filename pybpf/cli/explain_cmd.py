@@ -109,11 +109,16 @@ def render(report: "Any", out: "TextIO", paint: "Optional[_Paint]" = None) -> No
     else:
         head += paint("31;1", "refused") + f", {insns} instructions"
     out.write(paint("1", head) + "\n")
+    if not report.accepted and report.error and (
+            trace is None or trace.failure is None
+            or report.error not in trace.failure.complaint):
+        out.write(paint("31", f"  {report.error}") + "\n")
     if trace is not None and trace.stats:
         stats = ", ".join(f"{k} {v}" for k, v in trace.stats.items() if k != "limit")
         out.write(f"  verifier: {stats}\n")
     if trace is None:
-        out.write(f"  {report.error or 'no verifier log'}\n\n")
+        out.write("  (no verifier log: the kernel refused the program before verifying "
+                  "it)\n\n")
         return
     by_index: Dict[int, List[Any]] = {}
     for v in trace.visits:
