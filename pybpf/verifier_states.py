@@ -604,6 +604,7 @@ def parse_states(log: str, refused: Optional[bool] = None) -> Trace:
     pending: Dict[int, List[int]] = {}      # jump index -> visits not yet taken up
     last: Optional[Visit] = None
     last_prune: Optional[Prune] = None
+    returning: Optional[int] = None         # the caller's next instruction, after exit
     lines = log.split("\n") if log else []
     for n, line in enumerate(lines):
         if line.startswith("mark_precise"):         # most lines of a long log
@@ -634,6 +635,15 @@ def parse_states(log: str, refused: Optional[bool] = None) -> Trace:
             trace.prunes.append(last_prune)
             continue
         branch = _FROM.match(line)
+        if branch and returning is not None and int(branch.group(2)) == returning:
+            # 6.18 words the return from a BPF-to-BPF call as "from EXIT to NEXT:": the
+            # same path goes on in the caller
+            full = parse_state(branch.group(4))
+            cur = full.frame
+            frames = {k: v for k, v in frames.items() if k < cur}
+            frames[cur] = full
+            returning = None
+            continue
         if branch:
             source, target = int(branch.group(1)), int(branch.group(2))
             rest = branch.group(4).strip()
@@ -661,6 +671,9 @@ def parse_states(log: str, refused: Optional[bool] = None) -> Trace:
                 last.after = change
             cur = change.frame
             frames.setdefault(cur, State(cur)).apply(change)
+            continue
+        if line.startswith("to caller at "):
+            returning = int(line[len("to caller at "):].rstrip(":"))
             continue
         if _BARE_STATE.match(line):         # caller:/callee:/to caller at N: states
             full = parse_state(line)

@@ -88,6 +88,39 @@ from 10 to 45: safe
 processed 33 insns (limit 1000000) max_states_per_insn 0 total_states 3 peak_states 3 mark_read 0
 """
 
+# -- Linux 6.18, captured here: a BPF-to-BPF call (an assembly file; the liveness table
+# and source lines left out) -----------------------------------------------------------
+LOG_618_CALL = """\
+func#0 @0
+func#1 @8
+0: R1=ctx() R10=fp0
+0: (b7) r6 = 7                        ; R6=7
+1: (b7) r1 = 5                        ; R1=5
+2: (85) call pc+5
+R2 is not a scalar
+caller:
+ R6=7 R10=fp0
+callee:
+ frame1: R1=5 R10=fp0
+8: frame1: R1=5 R10=fp0
+8: (bf) r0 = r1                       ; frame1: R0=5 R1=5
+9: (57) r0 &= 15                      ; frame1: R0=5
+10: (95) exit
+returning from callee:
+ frame1: R0=5 R1=5 R10=fp0
+to caller at 3:
+ R0=5 R6=7 R10=fp0
+
+from 10 to 3: R0=5 R6=7 R10=fp0
+3: (25) if r0 > 0xa goto pc+2
+mark_precise: frame0: last_idx 3 first_idx 0 subseq_idx -1 
+mark_precise: frame0: regs=r0 stack= before 10: (95) exit
+3: R0=5
+4: (0f) r0 += r6                      ; R0=12 R6=7
+5: (95) exit
+processed 9 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
+"""
+
 # -- Linux 6.1, written from v6.1's printing code (no 6.1 kernel here: see above) -------
 LOG_61 = """\
 func#0 @0
@@ -174,6 +207,19 @@ def test_log_of_linux_6_18() -> None:
     assert trace.path_to(_visit(trace, 35).seq)[-3:] == \
         [_visit(trace, 33).seq, _visit(trace, 34).seq, _visit(trace, 35).seq]
     json.dumps(trace.to_dict())
+
+
+def test_log_of_linux_6_18_call() -> None:
+    trace = parse_states(LOG_618_CALL)
+    assert trace.failure is None and not trace.branches     # the return is no branch
+    assert [(v.index, v.before.frame) for v in trace.visits] == \
+        [(0, 0), (1, 0), (2, 0), (8, 1), (9, 1), (10, 1), (3, 0), (4, 0), (5, 0)]
+    assert len(trace.visits) == trace.stats["processed"]
+    callee = _visit(trace, 8).before
+    assert callee.regs[1].const == 5 and 6 not in callee.regs    # the callee's own frame
+    back = _visit(trace, 3).before
+    assert back.regs[0].const == 5 and back.regs[6].const == 7
+    assert trace.path_to(_visit(trace, 5).seq) == list(range(9))
 
 
 def test_log_of_linux_6_1() -> None:

@@ -156,7 +156,11 @@ def render(report: "Any", out: "TextIO", paint: "Optional[_Paint]" = None) -> No
             visits = by_index.get(index, [])
             for v in visits:
                 prev = previous.get(v.seq)
-                changes = v.before.changed_from(prev.before if prev is not None else None)
+                if prev is not None and prev.before.frame != v.before.frame:
+                    changes = [f"frame{v.before.frame}:"] + v.before.changed_from(None)
+                else:
+                    changes = v.before.changed_from(prev.before if prev is not None
+                                                    else None)
                 if changes:
                     out.write(f"          {paint('2', f'p{v.path}')} "
                               f"{paint('32', ' '.join(changes))}\n")
