@@ -637,7 +637,12 @@ def parse_states(log: str, refused: Optional[bool] = None) -> Trace:
         branch = _FROM.match(line)
         if branch and returning is not None and int(branch.group(2)) == returning:
             # 6.18 words the return from a BPF-to-BPF call as "from EXIT to NEXT:": the
-            # same path goes on in the caller
+            # same path goes on in the caller (or ends there: "safe")
+            returning = None
+            if branch.group(4).strip() == "safe":
+                last_prune = Prune(int(branch.group(2)), n, path, int(branch.group(1)))
+                trace.prunes.append(last_prune)
+                continue
             full = parse_state(branch.group(4))
             cur = full.frame
             frames = {k: v for k, v in frames.items() if k < cur}

@@ -121,6 +121,18 @@ mark_precise: frame0: regs=r0 stack= before 10: (95) exit
 processed 9 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
 """
 
+# the end of a second walk through a call (runqlat's sched_wakeup): the return is pruned
+LOG_618_RETURN_SAFE = """\
+60: (95) exit
+returning from callee:
+ frame1: R0=0 R6=scalar(id=7,smin=0xffffffff80000000,smax=0x7fffffff) R10=fp0 fp-8=scalar(id=9) fp-16=????scalar(id=10,smin=0,smax=umax=0xffffffff,var_off=(0x0; 0xffffffff))
+to caller at 29:
+ R0=0 R6=ctx() R7=scalar(id=7,smin=0xffffffff80000000,smax=0x7fffffff) R10=fp0 fp-8=????mmmm
+
+from 60 to 29: safe
+processed 2 insns (limit 1000000) max_states_per_insn 0 total_states 3 peak_states 3 mark_read 0
+"""
+
 # -- Linux 6.1, written from v6.1's printing code (no 6.1 kernel here: see above) -------
 LOG_61 = """\
 func#0 @0
@@ -220,6 +232,13 @@ def test_log_of_linux_6_18_call() -> None:
     back = _visit(trace, 3).before
     assert back.regs[0].const == 5 and back.regs[6].const == 7
     assert trace.path_to(_visit(trace, 5).seq) == list(range(9))
+
+
+def test_log_of_linux_6_18_return_pruned() -> None:
+    trace = parse_states(LOG_618_RETURN_SAFE)
+    assert trace.failure is None and not trace.branches
+    assert [(p.index, p.source) for p in trace.prunes] == [(29, 60)]
+    assert len(trace.visits) + len(trace.prunes) == trace.stats["processed"]
 
 
 def test_log_of_linux_6_1() -> None:

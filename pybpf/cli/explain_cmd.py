@@ -106,6 +106,8 @@ def render(report: "Any", out: "TextIO", paint: "Optional[_Paint]" = None) -> No
     if report.accepted:
         head += paint("32", "accepted") + f", {insns} instructions, JIT-ed " \
             f"{report.jited_len} bytes (translated {report.xlated_len})"
+    elif trace is None:
+        head += paint("31;1", "not loaded") + f", {insns} instructions"
     else:
         head += paint("31;1", "refused") + f", {insns} instructions"
     out.write(paint("1", head) + "\n")
@@ -117,8 +119,7 @@ def render(report: "Any", out: "TextIO", paint: "Optional[_Paint]" = None) -> No
         stats = ", ".join(f"{k} {v}" for k, v in trace.stats.items() if k != "limit")
         out.write(f"  verifier: {stats}\n")
     if trace is None:
-        out.write("  (no verifier log: the kernel refused the program before verifying "
-                  "it)\n\n")
+        out.write("  (no verifier log: the kernel did not get to verifying it)\n\n")
         return
     by_index: Dict[int, List[Any]] = {}
     for v in trace.visits:
