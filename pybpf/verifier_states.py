@@ -714,13 +714,19 @@ def parse_states(log: str, refused: Optional[bool] = None) -> Trace:
     if refused is False:
         return trace
     _, failing, complaint = parse_verifier_log(log)
-    complaint = "\n".join(ln for ln in complaint.split("\n")
-                          if not (_SAFE.match(ln) or _FROM.match(ln) or ln.startswith("(")))
+    complaint = "\n".join(ln for ln in complaint.split("\n") if not _structure(ln))
     if refused is None:
         refused = bool(complaint.strip())
     if refused:
         trace.failure = _failure(trace, failing, complaint)
     return trace
+
+
+def _structure(line: str) -> bool:
+    """True for the lines of a log that describe the walk rather than complain."""
+    return bool(_SAFE.match(line) or _FROM.match(line) or _BARE_STATE.match(line)
+                or line.startswith(("(", "returning from callee", "to caller at",
+                                    "caller:", "callee:")))
 
 
 def _failure(trace: Trace, failing: Optional[int], complaint: str) -> Failure:
