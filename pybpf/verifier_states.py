@@ -586,8 +586,26 @@ _PAIRS = re.compile(r"(\w+) (\d+)")
 _CALLER_SAVED = (1, 2, 3, 4, 5)
 
 
-def _is_branch(text: str) -> bool:
-    return text.startswith(("if ", "may_goto", "goto", "call pc", "call "))
+_COND = re.compile(r"^if [rw](\d+) \S+ (?:[rw](\d+)|(0x[0-9a-f]+|-?\d+)) goto")
+
+
+def _may_queue(text: str, state: State) -> bool:
+    """Whether the verifier may have queued the other side of the instruction at this
+    visit: not for a jump between constants, where it follows only the side taken
+    (other jumps it decides alone, such as some pointer tests, can still be counted)."""
+    if not text.startswith(("if ", "may_goto", "call ")):
+        return False
+    cond = _COND.match(text)
+    if cond is None:
+        return True
+    left = state.regs.get(int(cond.group(1)))
+    if left is None:
+        return True
+    if cond.group(2) is not None:
+        right = state.regs.get(int(cond.group(2)))
+        return not (right is not None and left.type == right.type == "scalar"
+                    and left.const is not None and right.const is not None)
+    return not (left.type == "scalar" and left.const is not None)
 
 
 def parse_states(log: str, refused: Optional[bool] = None) -> Trace:
@@ -617,7 +635,7 @@ def parse_states(log: str, refused: Optional[bool] = None) -> Trace:
             state = frames.setdefault(cur, State(cur))
             last = Visit(len(trace.visits), index, path, n, text, state.copy())
             trace.visits.append(last)
-            if _is_branch(text):
+            if _may_queue(text, state):
                 pending.setdefault(index, []).append(last.seq)
             if text.startswith("call ") and not text.startswith("call pc"):
                 for r in _CALLER_SAVED:         # a helper or kfunc clobbers R1-R5

@@ -326,6 +326,36 @@ out:
     exit
 """
 
+# a loop whose fourth round reads past the checked bytes, behind two branches
+LOOP_S = """\
+    r2 = *(u32 *)(r1 + 0)
+    r3 = *(u32 *)(r1 + 4)
+    r4 = r2
+    r4 += 16
+    if r4 > r3 goto out
+    r5 = *(u8 *)(r2 + 12)
+    if r5 == 1 goto one
+    if r5 == 2 goto two
+    r0 = *(u8 *)(r2 + 13)
+    goto done
+one:
+    r0 = *(u8 *)(r2 + 14)
+    goto done
+two:
+    r6 = 0
+loop:
+    r6 += 4
+    r0 = r2
+    r0 += r6
+    r0 = *(u8 *)(r0 + 0)
+    if r6 < 24 goto loop
+done:
+    exit
+out:
+    r0 = 2
+    exit
+"""
+
 C_PROGRAMS = r"""
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -454,6 +484,14 @@ def test_assembly_programs(tmp_path) -> None:
     path, failing = _level1_path(ProgramSpec(ProgType.XDP, assemble(BAD_S)))
     assert refused.trace.failure.path == path and path[-1] == failing == 7
     assert refused.source_of(7).line == 8
+    loop = tmp_path / "loop.s"
+    loop.write_text(LOOP_S)
+    [looped] = explain_file(str(loop))
+    _consistent(looped)
+    path, failing = _level1_path(ProgramSpec(ProgType.XDP, assemble(LOOP_S)))
+    assert looped.trace.failure.path == path and path.count(16) == 4
+    rounds = [v.before.regs[6].const for v in looped.trace.visits if v.index == 14]
+    assert rounds == [4, 8, 12, 16]             # r6 before each r0 = r2 of the loop
 
 
 def _clang() -> str:
