@@ -23,7 +23,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from .asm.instruction import Instruction, SourceLocation
 from .verifier_states import Trace, parse_states
 
-__all__ = ["ProgramReport", "SourceLine", "explain_file", "explain_spec", "LOG_LEVEL"]
+__all__ = ["ProgramReport", "SourceLine", "explain_file", "explain_spec", "source_text",
+           "LOG_LEVEL"]
 
 #: the verifier log level used: every instruction with its state (``BPF_LOG_LEVEL2``)
 LOG_LEVEL = 2
@@ -90,13 +91,13 @@ class ProgramReport:
             src = ins.source
             insns.append({"index": index, "text": format_instruction(ins),
                           "source": {"file": src.file, "line": src.line,
-                                     "text": _text(src)} if src else None})
+                                     "text": source_text(src)} if src else None})
         failure = None
         if self.trace is not None and self.trace.failure is not None:
             fail = self.trace.failure
             src = self.source_of(fail.index) if fail.index is not None else None
             failure = dict(fail.to_dict(),
-                           source={"file": src.file, "line": src.line, "text": _text(src)}
+                           source={"file": src.file, "line": src.line, "text": source_text(src)}
                            if src else None,
                            path_lines=[[i, s.line if s else None]
                                        for i, s in self.failure_lines()])
@@ -108,7 +109,8 @@ class ProgramReport:
                 "failure": failure}
 
 
-def _text(src: SourceLocation) -> str:
+def source_text(src: SourceLocation) -> str:
+    """The text of the line ``src`` names, stripped (from the location, else the file)."""
     import linecache
     return (src.text or linecache.getline(src.file, src.line)).rstrip("\n").strip()
 
@@ -129,7 +131,7 @@ def _lines(table: Dict[int, Instruction]) -> List[SourceLine]:
             continue
         key = (src.file, src.line)
         if key not in out:
-            out[key] = SourceLine(src.file, src.line, _text(src))
+            out[key] = SourceLine(src.file, src.line, source_text(src))
         out[key].indexes.append(index)
     return list(out.values())
 
@@ -261,6 +263,10 @@ def explain_file(path: str, *, function: Optional[str] = None,
     if magic == b"\x7fELF":
         return list(_object_programs(path, function))
     if path.endswith((".s", ".S", ".asm")):
+        name = os.path.splitext(os.path.basename(path))[0][:15]
+        if function not in (None, name):
+            raise LookupError(f"{path}: an assembly file is one program, named {name!r} "
+                              f"after the file, not {function!r} (leave out -f)")
         return list(_assembly_program(path, prog_type))
     if path.endswith(".py"):
         return list(_python_programs(path, function, prog_type))

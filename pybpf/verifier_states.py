@@ -551,14 +551,16 @@ class Trace:
         """The ``seq`` numbers of the visits from the start of the walk to visit
         ``seq``: back along its path, then through the visit each branch came from."""
         by_seq = {v.seq: v for v in self.visits}
-        chain: List[int] = []
+        on_path: Dict[int, List[int]] = {}
+        for v in self.visits:
+            on_path.setdefault(v.path, []).append(v.seq)
+        parts: List[List[int]] = []
         visit = by_seq.get(seq)
         while visit is not None:
-            same = [v.seq for v in self.visits if v.path == visit.path and v.seq <= visit.seq]
-            chain[:0] = same
+            parts.append([s for s in on_path[visit.path] if s <= visit.seq])
             parent = self.paths.get(visit.path)
             visit = by_seq.get(parent) if parent is not None else None
-        return chain
+        return [s for part in reversed(parts) for s in part]
 
     def to_dict(self) -> Dict[str, Any]:
         """The whole trace as JSON data: ``values`` lists each distinct register value

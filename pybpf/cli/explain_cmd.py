@@ -135,9 +135,12 @@ def render(report: "Any", out: "TextIO", paint: "Optional[_Paint]" = None) -> No
         previous[v.seq] = before
         prev_in_path[v.path] = v
     branches_from: Dict[int, List[Any]] = {}
+    orphans: Dict[int, List[Any]] = {}      # branches whose queuing visit is unknown
     for b in trace.branches:
         if b.parent is not None:
             branches_from.setdefault(b.parent, []).append(b)
+        else:
+            orphans.setdefault(b.source, []).append(b)
     prunes_at: Dict[int, List[Any]] = {}
     for p in trace.prunes:
         prunes_at.setdefault(p.index, []).append(p)
@@ -177,6 +180,10 @@ def render(report: "Any", out: "TextIO", paint: "Optional[_Paint]" = None) -> No
                     last = fail.complaint.splitlines()[-1] if fail.complaint else "?"
                     out.write(paint("31;1", f"          p{v.path}: refused here: {last}")
                               + "\n")
+            for b in orphans.get(index, []):
+                what = "pruned at once" if b.pruned else f"walked as p{b.path}"
+                out.write(paint("33", f"          branch {b.source} -> {b.target} "
+                                      f"taken up, {what}") + "\n")
             for p in prunes_at.get(index, []):
                 src = f" (from {p.source})" if p.source is not None else ""
                 out.write(paint("33", f"          p{p.path} pruned{src}: safe, a state "
@@ -185,8 +192,8 @@ def render(report: "Any", out: "TextIO", paint: "Optional[_Paint]" = None) -> No
         out.write(paint("31;1", f"refused at instruction {fail.index}") + "\n")
         src = report.source_of(fail.index) if fail.index is not None else None
         if src is not None:
-            from pybpf.explain import _text
-            out.write(f"  {_short_path(src.file)}:{src.line}: {_text(src)}\n")
+            from pybpf.explain import source_text
+            out.write(f"  {_short_path(src.file)}:{src.line}: {source_text(src)}\n")
         for line in fail.complaint.splitlines():
             out.write(paint("31", f"  verifier: {line}") + "\n")
         out.write(f"  path: {_ranges(fail.path, report.instructions)}\n")
