@@ -58,7 +58,7 @@ def main() -> int:
             try:
                 run_once(path, tmp.name)           # warm-up, writes the bytecode cache
             except subprocess.CalledProcessError:
-                continue                           # no decorated programs (built at run time)
+                continue            # no decorated programs (built at run time)
             data = json.load(open(tmp.name))
         processed = sum((p["trace"] or {}).get("stats", {}).get("processed", 0)
                         for p in data["programs"])

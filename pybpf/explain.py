@@ -96,9 +96,9 @@ class ProgramReport:
         if self.trace is not None and self.trace.failure is not None:
             fail = self.trace.failure
             src = self.source_of(fail.index) if fail.index is not None else None
-            failure = dict(fail.to_dict(),
-                           source={"file": src.file, "line": src.line, "text": source_text(src)}
-                           if src else None,
+            where = {"file": src.file, "line": src.line, "text": source_text(src)} \
+                if src else None
+            failure = dict(fail.to_dict(), source=where,
                            path_lines=[[i, s.line if s else None]
                                        for i, s in self.failure_lines()])
         return {"name": self.name, "kind": self.kind, "type": self.type,
@@ -234,7 +234,8 @@ def _object_programs(path: str, function: Optional[str]) -> Iterator[ProgramRepo
     spec = read_object(path)
     names = [n for n in spec.programs if function in (None, n)]
     if not names:
-        raise LookupError(f"{path}: no program" + (f" named {function!r}" if function else "")
+        raise LookupError(f"{path}: no program"
+                          + (f" named {function!r}" if function else "")
                           + f" (programs: {', '.join(spec.programs) or 'none'})")
     with load_collection(spec, programs=[]) as coll:
         btf = _load_btf(spec)

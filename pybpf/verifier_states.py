@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-__all__ = ["Tnum", "Value", "ValueTable", "Slot", "State", "Visit", "Branch", "Prune", "Failure",
-           "Trace", "parse_state", "parse_value", "parse_states"]
+__all__ = ["Tnum", "Value", "ValueTable", "Slot", "State", "Visit", "Branch", "Prune",
+           "Failure", "Trace", "parse_state", "parse_value", "parse_states"]
 
 
 @dataclass

@@ -153,7 +153,7 @@ def render(report: "Any", out: "TextIO", paint: "Optional[_Paint]" = None) -> No
     if loose:
         groups.append(("(no source line)", "", loose))
     for where, text, indexes in groups:
-        out.write(paint("36", f"{where}") + ("  " + paint("1", text) if text else "") + "\n")
+        out.write(paint("36", where) + ("  " + paint("1", text) if text else "") + "\n")
         for index in indexes:
             ins = report.instructions[index]
             mark = paint("31", ">") if index in on_path else " "
