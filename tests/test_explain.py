@@ -395,9 +395,10 @@ char LICENSE[] SEC("license") = "GPL";
 
 
 def _logged(report, visit, reg):
-    """The token ``R<reg>=...`` the log printed after visit's instruction."""
+    """The value of the token ``R<reg>=...`` (6.1: ``R<reg>_w=...``) the log printed
+    after visit's instruction."""
     line = report.log.split("\n")[visit.line]
-    found = re.search(rf"  ; .*\bR{reg}=((?:[^\s;]|; ?)+)", line)
+    found = re.search(rf"  ; .*\bR{reg}(?:_[rwD]+)?=((?:[^\s;]|; ?)+)", line)
     assert found, line
     return found.group(1)
 
