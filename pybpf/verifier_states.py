@@ -86,16 +86,22 @@ class Value:
         return None
 
     def short(self) -> str:
-        """A compact spelling: ``scalar(umax=255)``, ``map_value(off=4)``,
-        ``pkt(off=14,r=14)``, ``fp-8``, ``7`` (ids, key and value sizes, zero offsets
-        and a bounded scalar's var_off are left out)."""
+        """A compact spelling: ``scalar(umax=255)``, ``scalar(smin=-4,smax=9)``,
+        ``map_value(off=4)``, ``pkt(off=14,r=14)``, ``fp-8``, ``7`` (ids, key and
+        value sizes, zero offsets, the 32-bit bounds, the signed range of a value never
+        negative and a bounded scalar's var_off are left out)."""
         pre = "P" if self.precise else ""
         if self.type == "fp":
             return f"{pre}fp{self.const}"
         if self.type == "scalar" and self.const is not None:
             return f"{pre}{self.const}"
-        shown = [f"{k}={v}" for k, v in self.bounds.items()
-                 if k in ("smin", "smax", "umin", "umax")]
+        b = self.bounds
+        if b.get("smin", 0) >= 0:      # never negative: the unsigned range says it all
+            keys = ["umin"] if b.get("umin") else []
+            keys.append("umax" if "umax" in b else "smax")
+        else:
+            keys = ["smin", "smax"]
+        shown = [f"{k}={b[k]}" for k in keys if k in b]
         shown += [f"{k}={v}" for k, v in self.fields.items()
                   if k == "r" or (k in ("off", "imm") and v not in (0, "0"))]
         if self.type == "scalar" and not shown and self.var_off is not None:
@@ -351,7 +357,12 @@ def _parse_value(text: str, live: str) -> Value:
                 else:
                     value.fields[key] = raw
             elif key in _BOUND_NAMES and _INT.match(raw):
-                value.bounds[_BOUND_NAMES[key]] = int(raw, 0)   # 6.18: big ones in hex
+                name = _BOUND_NAMES[key]
+                number = int(raw, 0)            # 6.18 prints big ones in hex, unsigned
+                bits = 32 if name.endswith("32") else 64
+                if name.startswith("s") and number >= 1 << (bits - 1):
+                    number -= 1 << bits
+                value.bounds[name] = number
             elif key == "imm":
                 try:
                     value.fields[key] = int(raw, 16)         # printed as %llx

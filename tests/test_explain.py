@@ -188,6 +188,8 @@ def test_values_of_both_printers() -> None:
     assert (parse_value("fp-8").type, parse_value("fp-8").const) == ("fp", -8)
     assert parse_value("pkt(off=13,r=0xfffffffffffffffe)").fields["r"] == -2
     assert parse_value("scalar(smin=0,smax=umax=0xffffffff)").umax == 0xFFFFFFFF
+    wide = parse_value("scalar(smin=0xffffffff80000000,smax=0x7fffffff,smin32=0x80000000)")
+    assert wide.bounds == {"smin": -(1 << 31), "smax": (1 << 31) - 1, "smin32": -(1 << 31)}
     state = parse_state(" frame1: R1_w=ctx(off=0,imm=0) fp-8_rw=mmmmmmmm fp-16=???"
                         "?scalar(id=1) fp-24_w=map_value fp-32_w=P refs=2,3 cb")
     assert state.frame == 1 and state.regs[1].type == "ctx" and state.regs[1].live == "w"
