@@ -87,7 +87,7 @@ class Value:
 
     def short(self) -> str:
         """A compact spelling: ``scalar(umax=255)``, ``scalar(smin=-4,smax=9)``,
-        ``map_value(off=4)``, ``pkt(off=14,r=14)``, ``fp-8``, ``7`` (ids, key and
+        ``map_value(map=counts,off=4)``, ``pkt(off=14,r=14)``, ``fp-8``, ``7`` (ids, key and
         value sizes, zero offsets, the 32-bit bounds, the signed range of a value never
         negative and a bounded scalar's var_off are left out)."""
         pre = "P" if self.precise else ""
@@ -103,7 +103,7 @@ class Value:
             keys = ["smin", "smax"]
         shown = [f"{k}={b[k]}" for k in keys if k in b]
         shown += [f"{k}={v}" for k, v in self.fields.items()
-                  if k == "r" or (k in ("off", "imm") and v not in (0, "0"))]
+                  if k in ("r", "map") or (k in ("off", "imm") and v not in (0, "0"))]
         if self.type == "scalar" and not shown and self.var_off is not None:
             shown.append(f"var_off=(0x{self.var_off.value:x}; 0x{self.var_off.mask:x})")
         return f"{pre}{self.type}({','.join(shown)})" if self.type else pre + "scalar"
