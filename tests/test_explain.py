@@ -613,6 +613,18 @@ def test_largest_tool() -> None:
         assert len({v.index for v in r.trace.visits}) <= len(r.instructions)
 
 
+def test_layers() -> None:
+    """pybpf.explain is a top layer: only the command imports it; the log parser
+    imports nothing but the verifier module beside it."""
+    from test_compiler_layers import imports_of, modules_under, offending
+    users = [p for p in modules_under() if not p.endswith(
+        (os.sep + "explain.py", os.sep + "explain_cmd.py"))]
+    assert offending(users, ("pybpf.explain",)) == []
+    parser = str(ROOT / "pybpf" / "verifier_states.py")
+    assert {m for _, m in imports_of(parser) if m.startswith("pybpf")} <= \
+        {"pybpf.verifier", "pybpf.verifier.parse_verifier_log"}
+
+
 def test_import_stays_light() -> None:
     code = ("import sys, pybpf, pybpf.program, pybpf.cli; "
             "from pybpf.cli import build_parser; build_parser(only='list'); "
