@@ -197,20 +197,21 @@ class State:
     def changed_from(self, before: Optional["State"]) -> List[str]:
         """The registers and slots that differ from ``before``, compact
         (``R2=scalar(umax=255)``, ``fp-8=mmmmmmmm``, ``R3=-`` for a dropped one)."""
-        old = before if before is not None else State()
+        regs = self.regs
+        old_regs = before.regs if before is not None else {}
+        old_stack = before.stack if before is not None else {}
+        changed = [n for n, v in regs.items() if old_regs.get(n) is not v]
+        changed += [n for n in old_regs if n not in regs]
         out = []
-        for n in sorted(set(self.regs) | set(old.regs)):
-            new, was = self.regs.get(n), old.regs.get(n)
-            if new is was:
-                continue
+        for n in sorted(changed):
+            new, was = regs.get(n), old_regs.get(n)
             if new is None:
                 out.append(f"R{n}=-")
             elif was is None or was.text != new.text:
                 out.append(f"R{n}={new.short()}")
-        for off in sorted(self.stack, reverse=True):
-            slot, was_slot = self.stack[off], old.stack.get(off)
-            if slot is was_slot:
-                continue
+        slots = [o for o, slot in self.stack.items() if old_stack.get(o) is not slot]
+        for off in sorted(slots, reverse=True):
+            slot, was_slot = self.stack[off], old_stack.get(off)
             if was_slot is None or was_slot.text != slot.text:
                 out.append(slot.short())
         return out
