@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "pybpf.cli.run_cmd",
     "pybpf.cli.trace_cmd",
     "pybpf.cli.compile_cmd",
+    "pybpf.cli.explain_cmd",
     "pybpf.cli.export_cmd",
     "pybpf.cli.completion_cmd",
 )
@@ -45,7 +46,8 @@ COMMANDS = {
     "probes": "pybpf.cli.probes_cmd", "list": "pybpf.cli.list_cmd",
     "ls": "pybpf.cli.list_cmd", "run": "pybpf.cli.run_cmd",
     "trace": "pybpf.cli.trace_cmd",
-    "compile": "pybpf.cli.compile_cmd", "export": "pybpf.cli.export_cmd",
+    "compile": "pybpf.cli.compile_cmd", "explain": "pybpf.cli.explain_cmd",
+    "export": "pybpf.cli.export_cmd",
     "completion": "pybpf.cli.completion_cmd",
 }
 
