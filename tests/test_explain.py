@@ -427,6 +427,7 @@ def py_file(tmp_path_factory) -> Path:
 
 
 @needs_bpf
+@pytest.mark.vmtest            # the 6.1 printer too (scripts/vmtest.sh)
 def test_python_program_accepted(py_file) -> None:
     from pybpf.explain import explain_file
     [report] = explain_file(str(py_file), function="count_proto")
@@ -450,6 +451,7 @@ def test_python_program_accepted(py_file) -> None:
 
 
 @needs_bpf
+@pytest.mark.vmtest            # the 6.1 printer too (scripts/vmtest.sh)
 def test_python_program_refused(py_file) -> None:
     from pybpf.dsl.loader import compile_module
     from pybpf.dsl.userfile import import_user_file
@@ -467,6 +469,7 @@ def test_python_program_refused(py_file) -> None:
 
 
 @needs_bpf
+@pytest.mark.vmtest            # the 6.1 printer too (scripts/vmtest.sh)
 def test_assembly_programs(tmp_path) -> None:
     from pybpf.asm.assembler import assemble
     from pybpf.explain import explain_file
@@ -502,6 +505,7 @@ def _clang() -> str:
 
 
 @needs_bpf
+@pytest.mark.vmtest            # the 6.1 printer too (scripts/vmtest.sh)
 @pytest.mark.skipif(not _clang(), reason="clang-19 is not installed")
 def test_clang_object(tmp_path) -> None:
     from pybpf.explain import explain_file
