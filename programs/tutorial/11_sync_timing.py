@@ -8,8 +8,8 @@ kernel's monotonic clock is ``ktime_ns()`` (``bpf_ktime_get_ns``). ``sync()`` is
 traced at its tracepoint ``syscalls:sys_enter_sync`` (BCC's lesson puts a kprobe on
 the syscall's kernel function; this one runs where kprobes do not exist).
 
-``last.get(0)`` returns a pointer to the stored value or None: the compiler makes the
-``None`` check come before any use of the pointer, as the verifier demands.
+``last.get(0)`` returns a pointer to the stored value or None: the compiler refuses a
+use of the pointer before the ``None`` check (the verifier would refuse it later).
 
 ``pybpf compile --disasm -f do_sync programs/tutorial/11_sync_timing.py``, the key line::
 

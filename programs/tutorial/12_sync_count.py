@@ -2,11 +2,11 @@
 """Lesson 12, a map with several keys: count the sync() calls too.
 
 Lesson 11's map gets a second key: ``state[TS]`` holds the time of the previous
-``sync()``, ``state[COUNT]`` the number of calls seen. ``state[COUNT] += 1`` adds in
-place (the compiler looks the key up, inserts 0 if it is absent and adds atomically,
-so two CPUs syncing at once both count). The count is printed with every call, and
-read from user space at the end: ``mod["state"][COUNT]``, the same map seen from
-Python.
+``sync()``, ``state[COUNT]`` the number of calls seen. ``state[COUNT] += 1`` looks
+the key up and adds to the value in place with an atomic add (two CPUs syncing at once
+both count), or inserts 1 when the key is absent (the ``call 0x2`` below,
+``bpf_map_update_elem``). The count is printed with every call, and read from user
+space at the end: ``mod["state"].get(COUNT, 0)``, the same map seen from Python.
 
 ``pybpf compile --disasm -f do_sync programs/tutorial/12_sync_count.py``, the key line::
 

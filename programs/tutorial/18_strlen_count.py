@@ -32,7 +32,7 @@ import os
 from pybpf.dsl import HashMap, Struct, char, probe_read_user_str, retarget, u64, uprobe
 from pybpf.elf.libs import resolve_library
 from pybpf.elf.symbols import ElfFile
-from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
+from pybpf.tooling import ToolParser, load_tool, run_tool, text_of, tool_main
 
 
 class Key(Struct):
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         run_tool(mod)
         print(f"{'COUNT':>10} STRING")
         for k, n in sorted(mod["counts"].items(), key=lambda kv: int(kv[1])):
-            print(f"{int(n):>10} {k.c!r}")
+            print(f'{int(n):>10} "{text_of(k.c)}"')     # map keys keep char[] as bytes
     return 0
 
 
