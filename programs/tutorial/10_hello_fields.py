@@ -1,23 +1,27 @@
 #!/usr/bin/env python3
 """Lesson 10, trace_pipe fields: the parts of a ``trace_printk`` line, one by one.
 
-Each ``trace_printk`` line in the trace pipe carries more than the message: the
-kernel adds the task's name and pid, the CPU, flags and a timestamp.
+Each ``trace_printk`` line in the trace pipe carries more than the message: the kernel
+adds the task's name and pid, the CPU, flags and a timestamp.
 :meth:`pybpf.events.trace_pipe.TracePipe.fields` parses a line into a
 :class:`~pybpf.events.trace_pipe.TraceFields` (``task``, ``pid``, ``cpu``, ``flags``,
 ``timestamp``, ``message``), as BCC's ``trace_fields()`` does, and the tool prints the
 columns it wants. The kernel records only the pid: the name comes from its small cache
-of recent task names, and is ``<...>`` when the cache has lost that pid. The program runs at the entry of ``clone()`` and ``clone3()`` (the
-two ways a process forks; the tracepoints stand in for a kprobe on ``sys_clone``).
+of recent task names, and is ``<...>`` when the cache has lost that pid. The program
+runs at the entry of ``clone()`` and ``clone3()`` (the two ways a process forks; the
+tracepoints stand in for a kprobe on ``sys_clone``).
 
 The trace pipe is one per machine: every tracer's ``trace_printk`` lines arrive in
 it, and the first reader consumes them. So it suits debugging; tools use ``print()``
 (lesson 2 on), which pybpf sends through a ring buffer the tool owns, with the same
 fields read by the program itself (``pid()``, ``comm()``, ``ktime_ns()``).
 
+Below, the message is built on the stack (with the newline ``trace_printk`` adds)
+and ``call 0x6`` is the helper ``bpf_trace_printk``.
+
 ``pybpf compile --disasm -f hello programs/tutorial/10_hello_fields.py``, the key line::
 
-    ; programs/tutorial/10_hello_fields.py:44      trace_printk("Hello, World!")
+    ; programs/tutorial/10_hello_fields.py:48      trace_printk("Hello, World!")
         13: *(u32 *)(r10 - 0x10) = 0x6c6c6548
         14: *(u32 *)(r10 - 0xc) = 0x57202c6f
         15: *(u32 *)(r10 - 0x8) = 0x646c726f

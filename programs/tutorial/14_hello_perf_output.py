@@ -11,9 +11,12 @@ buffer drops records (the tool reports ``Possibly lost N samples``). The ring bu
 lesson 8 (``RingBuf``, Linux 5.8) is one buffer shared by all CPUs and keeps the order;
 the perf buffer works back to Linux 4.4.
 
+Below, ``call 0x19`` is ``bpf_perf_event_output``; ``w3 = -0x1`` is its flags,
+``BPF_F_CURRENT_CPU``: this CPU's buffer.
+
 ``pybpf compile --disasm -f hello programs/tutorial/14_hello_perf_output.py``, the key line::
 
-    ; programs/tutorial/14_hello_perf_output.py:46      events.output(data)
+    ; programs/tutorial/14_hello_perf_output.py:49      events.output(data)
         28: r1 = r6
         29: ld_pseudo	r2, 0x1, 0x0
         31: w3 = -0x1

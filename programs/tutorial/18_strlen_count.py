@@ -8,16 +8,19 @@ is the hash map key: ``counts[k] += 1`` counts each distinct string (its first 7
 bytes). User space sorts the map at the end.
 
 One catch: in glibc, ``strlen`` is an IFUNC. The symbol is a resolver, called once by
-the dynamic linker to pick the variant for this CPU (SSE2, AVX2, EVEX...); calls then
-go to the variant, and a uprobe on the symbol almost never fires. This lesson asks the
-dynamic linker the same question (``ctypes`` looks ``strlen`` up, which returns the
-chosen variant), turns that address into an offset from the ``strlen`` symbol, and
-attaches there with ``retarget(count, uprobe("libc...:strlen+0x..."))``. ``-p PID``
-limits the probe to one process.
+the dynamic linker to pick the variant for this CPU (SSE2, AVX2, EVEX...); calls then go
+to the variant: a uprobe on the symbol fires at most once per process (when the resolver
+runs), never for the calls. This lesson asks the dynamic linker the same question
+(``ctypes`` looks ``strlen`` up, which returns the chosen variant), turns that address
+into an offset from the ``strlen`` symbol, and attaches there with ``retarget(count,
+uprobe("libc...:strlen+0x..."))``. ``-p PID`` limits the probe to one process.
+
+Below, ``arg0`` is read from the saved registers (``pt_regs``, offset 0x70: ``%rdi``)
+and ``call 0x72`` is ``bpf_probe_read_user_str``.
 
 ``pybpf compile --disasm -f count programs/tutorial/18_strlen_count.py``, the key line::
 
-    ; programs/tutorial/18_strlen_count.py:50      k.c = probe_read_user_str(ctx.arg0, 80)
+    ; programs/tutorial/18_strlen_count.py:53      k.c = probe_read_user_str(ctx.arg0, 80)
         15: r7 = *(u64 *)(r6 + 0x70)
         16: r1 = r10
         17: r1 += -0x50

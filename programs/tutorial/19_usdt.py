@@ -17,10 +17,14 @@ Build the traced program, then run the lesson and the program::
     python3 programs/tutorial/19_usdt.py /tmp/usdt_server &
     /tmp/usdt_server /index.html /about
 
+Below, this build's note says ``Arguments: -8@%rbx 8@%rsi``: ``arg1`` is ``%rsi``,
+read from the saved registers (``pt_regs``, offset 0x68); ``call 0x72`` is
+``bpf_probe_read_user_str``.
+
 ``pybpf compile --disasm -f request programs/tutorial/19_usdt.py`` (with the program
 built at /tmp/usdt_server by the ``gcc -O2`` line above), the key line::
 
-    ; programs/tutorial/19_usdt.py:42      path = probe_read_user_str(ctx.arg1, 64)
+    ; programs/tutorial/19_usdt.py:46      path = probe_read_user_str(ctx.arg1, 64)
          1: r7 = *(u64 *)(r6 + 0x68)
          2: r1 = r10
          3: r1 += -0x40
