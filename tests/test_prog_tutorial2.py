@@ -1,8 +1,10 @@
 """programs/tutorial/ lessons 10-20: each runs against a workload the test makes (a
 child Python, a gcc-built program, O_DIRECT reads through a loop device) and prints
 the fields the test expects: the child's pid and comm, counts, sizes. Each test checks
-that the lesson's programs are gone after it ends. Lesson 16 needs kprobes: here it
-must refuse in one line; with kprobes (the vmtest stage) it prints its histogram."""
+that the lesson's programs are gone after it ends. Lessons 13, 15, 17, 18, 19 and 20 are
+also compared with bpftrace on the same workload (lesson 18 also shows bpftrace on the
+IFUNC symbol ``strlen`` missing the calls). Lesson 16 needs kprobes: here it must refuse
+in one line; with kprobes (the vmtest stage) it prints its histogram."""
 
 import os
 import re
@@ -342,3 +344,41 @@ def test_18_strlen_count_matches_bpftrace_at_the_variant(tmp_path):
     variant = {w: int(n) for w, n in re.findall(r"^@variant\[(tut_\w+)\]: (\d+)$", theirs, re.M)}
     agree(bt, variant == ours, (ours, theirs))
     assert not re.search(r"^@ifunc\[tut_", theirs, re.M), theirs
+
+
+@needs_bpftrace
+def test_19_usdt_matches_bpftrace(tmp_path):
+    with open(os.path.join(ROOT, "programs/tutorial/19_usdt_server.c")) as f:
+        binary = _gcc(tmp_path, "usdt_server", f.read(), "-O2")
+
+    def serve():
+        r = subprocess.Popen([binary, "/a", "/bb", "/ccc"], stdout=subprocess.PIPE)
+        r.communicate(timeout=30)
+        return r.pid
+    bt = Bpftrace(f"usdt:{binary}:tutorial:request {{ printf(\"%d %d %s\\n\", pid, arg0, "
+                  "str(arg1)); }")
+    try:
+        out, pid = _lesson("19_usdt", binary, header="PID     REQUEST", workload=serve,
+                           progs=["request"])
+    finally:
+        theirs = bt.stop()
+    ours = re.findall(rf"^{pid} +request (\d+): (\S+)$", out, re.M)
+    assert ours == [("1", "/a"), ("2", "/bb"), ("3", "/ccc")], out
+    agree(bt, ours == re.findall(rf"^{pid} (\d+) (\S+)$", theirs, re.M), (ours, theirs))
+
+
+@needs_bpftrace
+@needs_loop
+def test_13_disksnoop_matches_bpftrace():
+    with LoopDevice() as loop:
+        out, theirs, bt = _with_bpftrace(
+            f"tracepoint:block:block_rq_complete /args->dev == {loop.dev}/ "
+            "{ printf(\"done %d %s\\n\", args->nr_sector * 512, args->rwbs); }",
+            "13_disksnoop", header="TIME(s)", progs=["rq_issue", "rq_complete"],
+            workload=lambda: loop.read_direct(OFFSETS[:8], size=8192) +
+            loop.read_direct(OFFSETS[8:], size=65536))
+    ours = [(int(r[2]), r[5]) for r in (line.split() for line in out.splitlines()[1:])
+            if len(r) == 6 and r[4] == loop.name]
+    assert sorted(b for b, _ in ours) == [8192] * 8 + [65536] * 8, out
+    bts = [(int(b), f) for b, f in re.findall(r"^done (\d+) (\S+)$", theirs, re.M)]
+    agree(bt, sorted(ours) == sorted(bts), (ours, bts))
