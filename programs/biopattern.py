@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""biopattern: show random versus sequential block I/O per disk, like libbpf-tools'
-biopattern (BCC has no such tool).
+"""biopattern: show random versus sequential block I/O per disk, like BCC's biopattern
+(its columns: TIME always, the header once; libbpf-tools' ``-T`` is accepted).
 
 ``block:block_rq_complete`` (kernel 4.19 for its ``dev``/``sector``/``nr_sector``
 fields as used here; BPF on tracepoints needs 4.7) runs for every completed request. A
@@ -61,18 +61,15 @@ def disk_dev(name: str) -> int:
     return major << 20 | minor
 
 
-def header(timestamp: bool) -> str:
-    """The column header libbpf-tools prints before each interval's rows."""
-    return (f"{'TIME':<9} " if timestamp else "") + \
-        f"{'DISK':<7} {'%RND':>5} {'%SEQ':>5} {'COUNT':>8} {'KBYTES':>10}"
+HEADER = f"{'TIME':<9} {'DISK':<7} {'%RND':>5} {'%SEQ':>5} {'COUNT':>8} {'KBYTES':>10}"
 
 
-def row(disk: str, c, stamp: str = "") -> str:
-    """One disk's line: percentages rounded down, as integer division gives them."""
+def row(disk: str, c, stamp: str) -> str:
+    """One disk's line as BCC prints it: %RND rounded to the nearest integer (Python's
+    ``round``, halves to even), %SEQ the rest of 100, kilobytes rounded down."""
     total = c.sequential + c.random
-    return (f"{stamp:<9} " if stamp else "") + \
-        f"{disk:<7} {c.random * 100 // total:>5} {c.sequential * 100 // total:>5} " \
-        f"{total:>8} {c.bytes // 1024:>10}"
+    rnd = int(round(c.random * 100 / total))
+    return f"{stamp:<9} {disk:<7} {rnd:>5} {100 - rnd:>5} {total:>8} {c.bytes // 1024:>10}"
 
 
 def summary(mod, args) -> None:
@@ -86,8 +83,7 @@ def summary(mod, args) -> None:
             pass
         if c.sequential + c.random:
             rows.append((int(dev), c))
-    print(header(args.timestamp))
-    stamp = time.strftime("%H:%M:%S") if args.timestamp else ""
+    stamp = time.strftime("%H:%M:%S")
     for dev, c in sorted(rows):
         print(row(disk_name(dev), c, stamp))
 
@@ -100,7 +96,8 @@ def main(argv=None) -> int:
         "biopattern -d sdc       # trace sdc only",
     ])
     parser.add_argument("-T", "--timestamp", action="store_true",
-                        help="include timestamp on output")
+                        help="include timestamp on output (always shown, as BCC does; "
+                        "accepted for libbpf-tools' command lines)")
     parser.add_argument("-d", "--disk", type=str, help="trace this disk only")
     add_interval_args(parser)
     args = parser.parse_args(argv)
@@ -113,7 +110,7 @@ def main(argv=None) -> int:
                                      "TARGET_DEV": target}) as mod:
         run_tool(mod, interval=args.interval, count=args.count,
                  summary=lambda: summary(mod, args),
-                 header="Tracing block device I/O requested seeks... Hit Ctrl-C to end.")
+                 header=HEADER)
     return 0
 
 

@@ -1,12 +1,14 @@
 """programs/biopattern.py: O_DIRECT reads and writes of 64 KiB through a loop device the
 test creates, first in sequence, then at scattered offsets, so the counts of sequential
 and random requests, the percentages and the kilobytes are known; compared with the
-same rule written in bpftrace on the same requests."""
+same rule written in bpftrace, and with BCC's biopattern, on the same requests."""
 
 import mmap
 import os
 import re
 import time
+
+import pytest
 
 from bpfenv import needs_bpf
 from btrun import Bpftrace, agree, assert_unloaded, loaded_ids, needs_bpftrace
@@ -15,7 +17,7 @@ from progrun import Tool
 
 pytestmark = [needs_bpf, needs_loop]
 
-HEADER = "DISK     %RND  %SEQ    COUNT     KBYTES"
+HEADER = "TIME      DISK     %RND  %SEQ    COUNT     KBYTES"
 SIZE = 65536
 SEQ = [i * SIZE for i in range(20)]                 # 19 sequential after the first
 RANDOM = [SIZE * i for i in (60, 31, 90, 7, 75, 44, 99, 12, 66, 3)]   # 10 random
@@ -42,43 +44,43 @@ def _workload(loop):
     time.sleep(SETTLE)
 
 
-def _rows(out, disk, stamp=False):
+def _rows(out, disk):
     """The (%RND, %SEQ, COUNT, KBYTES) rows of ``disk``."""
-    skip = 1 if stamp else 0
-    return [tuple(int(x) for x in f[skip + 1:]) for f in
-            (line.split() for line in out.splitlines())
-            if len(f) == 5 + skip and f[skip] == disk]
+    return [tuple(int(x) for x in f[2:]) for f in (line.split() for line in out.splitlines())
+            if len(f) == 6 and f[1] == disk]
+
+
+def _expect(rnd, seq, nbytes):
+    """The row BCC prints for these counts."""
+    r = int(round(rnd * 100 / (rnd + seq)))
+    return (r, 100 - r, rnd + seq, nbytes // 1024)
 
 
 def test_biopattern_known_mix():
     with LoopDevice(16 << 20) as loop:
         time.sleep(SETTLE)
-        tool = Tool("biopattern", "-d", loop.name, header="Tracing block device I/O")
+        tool = Tool("biopattern", "-d", loop.name, header=HEADER)
         ids = loaded_ids(tool, ["handle_block_rq_complete"])
         _workload(loop)
         rc, out, err = tool.stop()
     assert rc == 0, err
-    assert HEADER in out
     seq, rnd = len(SEQ) - 1, len(RANDOM)
-    total = seq + rnd
-    assert _rows(out, loop.name) == [(rnd * 100 // total, seq * 100 // total, total,
-                                      total * SIZE // 1024)], out
+    assert _rows(out, loop.name) == [_expect(rnd, seq, (rnd + seq) * SIZE)], out
+    assert _rows(out, loop.name) == [(34, 66, 29, 1856)]
     assert_unloaded(ids)
 
 
 def test_biopattern_intervals_and_timestamps():
     with LoopDevice(16 << 20) as loop:
         time.sleep(SETTLE)
-        tool = Tool("biopattern", "-T", "-d", loop.name, "1", "3",
-                    header="Tracing block device I/O")
+        tool = Tool("biopattern", "-T", "-d", loop.name, "1", "3", header=HEADER)
         _direct(loop, SEQ, write=False)
         rc = tool.proc.wait(timeout=30)                 # ends by itself after 3 intervals
         _, out, err = tool.stop()
     assert rc == 0, err
     heads = [line for line in out.splitlines() if line.startswith("TIME ")]
-    assert len(heads) == 3 and all(h.split() == ["TIME", "DISK", "%RND", "%SEQ", "COUNT",
-                                                 "KBYTES"] for h in heads), out
-    rows = _rows(out, loop.name, stamp=True)
+    assert heads == [HEADER], out                       # once, as BCC prints it
+    rows = _rows(out, loop.name)
     stamps = [line.split()[0] for line in out.splitlines() if loop.name in line.split()]
     assert all(re.match(r"\d\d:\d\d:\d\d$", s) for s in stamps), out
     # the reads may straddle an interval: each interval's first request only sets the
@@ -107,7 +109,7 @@ def test_biopattern_matches_bpftrace():
             "@last = args->sector + args->nr_sector; } "
             'END { printf("BT %d %d %d\\n", @rnd, @seq, @bytes); clear(@last); '
             "clear(@rnd); clear(@seq); clear(@bytes); }")
-        tool = Tool("biopattern", "-d", loop.name, header="Tracing block device I/O")
+        tool = Tool("biopattern", "-d", loop.name, header=HEADER)
         _workload(loop)
         rc, out, err = tool.stop()
         their = bt.stop()
@@ -116,6 +118,29 @@ def test_biopattern_matches_bpftrace():
     m = re.search(r"^BT (\d+) (\d+) (\d+)$", their, re.M)
     assert m, their
     rnd, seq, nbytes = (int(x) for x in m.groups())
-    total = rnd + seq
-    theirs = (rnd * 100 // total, seq * 100 // total, total, nbytes // 1024)
-    agree(bt, ours == theirs, (out, their))
+    agree(bt, ours == _expect(rnd, seq, nbytes), (out, their))
+
+
+BCC = "/usr/sbin/biopattern-bpfcc"
+
+
+@pytest.mark.skipif(not os.path.exists(BCC) or not os.path.exists("/usr/bin/python3"),
+                    reason="BCC's biopattern (python3-bpfcc) is not installed")
+def test_biopattern_matches_bcc():
+    import subprocess
+    with LoopDevice(16 << 20) as loop:
+        time.sleep(SETTLE)
+        theirs = subprocess.Popen(["/usr/bin/python3", BCC, "-d", loop.name],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            head = theirs.stdout.readline()             # printed once attached
+            assert head.split() == HEADER.split(), (head, theirs.stderr.read())
+            tool = Tool("biopattern", "-d", loop.name, header=HEADER)
+            _workload(loop)
+            rc, out, err = tool.stop()
+        finally:
+            theirs.send_signal(2)
+            their_out, their_err = theirs.communicate(timeout=60)
+    assert rc == 0, err
+    assert _rows(out, loop.name) == _rows(their_out, loop.name) == [(34, 66, 29, 1856)], \
+        (out, their_out, their_err)
