@@ -162,3 +162,29 @@ def test_memleak_pid_matches_bpftrace(leaker):
     agree(bt, all(ours[k] == (size * calls.get((f, size), 0), calls.get((f, size), 0))
                   for k, (f, size) in theirs.items()), (out, their))
     assert not programs_loaded(PROGS)
+
+
+def test_memleak_combined_only(leaker):
+    """--combined-only: the per-stack totals the kernel keeps (allocations added, frees
+    taken out) give the same leaks."""
+    tool = Tool("memleak", "-c", f"{leaker} {N}", "--combined-only", "1",
+                header="Executing '")
+    rc = tool.proc.wait(timeout=60)
+    _, out, err = tool.stop()
+    assert rc == 0, err
+    stacks, _, _ = _last_report(out)
+    assert {k: v for k, v in stacks.items() if k in LEAKS or k == "churn"} == LEAKS, out
+
+
+def test_memleak_stopped_command_is_ended():
+    """Ctrl-C while the -c command still runs: the command is ended and reaped, the
+    programs detached."""
+    tool = Tool("memleak", "-c", "sleep 30", "1", header="Executing '")
+    time.sleep(0.5)
+    children = [int(p) for p in open(f"/proc/{tool.proc.pid}/task/{tool.proc.pid}/children")
+                .read().split()]
+    assert len(children) == 1 and open(f"/proc/{children[0]}/comm").read() == "sleep\n"
+    rc, out, err = tool.stop()
+    assert rc == 0, err
+    assert not os.path.exists(f"/proc/{children[0]}"), "the command was left running"
+    assert not programs_loaded(PROGS)
