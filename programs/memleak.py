@@ -108,8 +108,8 @@ def free_enter(address: u64) -> u32:
     key = u64(info.stack_id)
     c = combined.get(key)
     if c is not None:
-        c.total_size += 0 - info.size
-        c.number_of_allocs += 0 - 1
+        c.total_size -= info.size
+        c.number_of_allocs -= 1
     del allocs[address]
     return 0
 
