@@ -71,8 +71,31 @@ def test_bootstrap_min_duration():
     assert _events(out)[(long[0], "EXIT")][0][5].startswith("[5] (")
 
 
+class _Pinger:
+    """Runs ``true`` every 50 ms until the block ends: gives a tool without a header
+    (--json) a line that says it is attached, on an idle machine too."""
+
+    def __init__(self):
+        import threading
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.wait(0.05):
+            subprocess.run(["true"])
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def test_bootstrap_json_and_verbose():
-    tool = Tool("bootstrap", "--json", "-v", header="", timeout=30)
+    with _Pinger():
+        tool = Tool("bootstrap", "--json", "-v", header='"event": ', timeout=30)
     children = _workload()
     rc, out, err = tool.stop()
     assert rc == 0, err
