@@ -1,0 +1,137 @@
+"""The workload of the generic tracers' tests (funccount, stackcount, trace, argdist): a
+gcc-built C program with known functions called a known number of times, and BCC's
+tool of the same name run on it for comparison.
+
+The program waits for a line on stdin (the tools attach first), then:
+``fc_mid`` 3 times (each calls ``fc_leaf``, which makes the getppid system call
+straight from its own frame, so a stack taken at the tracepoint shows
+fc_leaf <- fc_mid <- main), ``fc_other`` 5 times, ``malloc(100 + i)`` 7 times
+(i = 0..6, with ``malloc(0x7fffffffffff)`` failing once more), opens
+``/tmp/pybpf-tracer-N`` (N = 0..1, ENOENT) and prints ``done``.
+"""
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+SOURCE = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+__attribute__((noinline)) long fc_leaf(long x) {
+    long ret;
+    asm volatile ("syscall" : "=a"(ret) : "0"((long)SYS_getppid) : "rcx", "r11", "memory");
+    return x + (ret > 0);
+}
+__attribute__((noinline)) long fc_mid(long x) { asm volatile(""); return fc_leaf(x) * 2; }
+__attribute__((noinline)) long fc_other(long x) { asm volatile(""); return x - 1; }
+
+int main(void) {
+    char line[16], path[64];
+    if (!fgets(line, sizeof line, stdin)) return 1;
+    long s = 0;
+    for (long i = 0; i < 3; i++) s += fc_mid(i);
+    for (long i = 0; i < 5; i++) s += fc_other(i);
+    for (int i = 0; i < 7; i++) { char *volatile p = malloc(100 + i); s += p != 0; free(p); }
+    void *volatile big = malloc(0x7fffffffffffUL);
+    s += big != 0;
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/tmp/pybpf-tracer-%d", i);
+        s += open(path, O_RDONLY) < 0;
+    }
+    printf("done %ld\n", s);
+    fflush(stdout);
+    return 0;
+}
+"""
+
+BCC_DIR = "/usr/sbin"
+BCC_PYTHON = "/usr/bin/python3"
+
+
+@functools.lru_cache(maxsize=None)
+def binary() -> str:
+    """The workload, built once per test process (gcc -O1 with frame pointers)."""
+    d = tempfile.mkdtemp(prefix="pybpf-tracerwork-")
+    src, exe = os.path.join(d, "work.c"), os.path.join(d, "work")
+    with open(src, "w") as fh:
+        fh.write(SOURCE)
+    subprocess.run(["gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-fno-inline",
+                    "-o", exe, src], check=True)
+    return exe
+
+
+def start() -> subprocess.Popen:
+    """The workload, started and waiting for its go line."""
+    return subprocess.Popen([binary()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+
+
+def go(child: subprocess.Popen) -> None:
+    """Let the workload run to its end."""
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    assert child.stdout.readline().startswith("done")
+    child.wait(timeout=30)
+
+
+def bcc_tool(name: str) -> str:
+    """The path of BCC's tool NAME (Debian's bpfcc-tools), or "" when not installed."""
+    path = os.path.join(BCC_DIR, f"{name}-bpfcc")
+    return path if os.path.exists(path) and os.path.exists(BCC_PYTHON) else ""
+
+
+class Bcc:
+    """BCC's tool ``name`` running with ``args``; ready once ``header`` was printed."""
+
+    def __init__(self, name: str, *args, header: str, timeout: float = 120.0) -> None:
+        self.proc = subprocess.Popen([BCC_PYTHON, "-u", bcc_tool(name), *map(str, args)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.lines = []
+        deadline = time.monotonic() + timeout
+        while not any(header in line for line in self.lines):
+            line = self.proc.stdout.readline()
+            if not line and (self.proc.poll() is not None or time.monotonic() > deadline):
+                self.proc.kill()
+                out, err = self.proc.communicate()
+                raise AssertionError(f"BCC {name}: no header {header!r}\n"
+                                     f"{''.join(self.lines)}{out}\n{err}")
+            if line:
+                self.lines.append(line)
+
+    def stop(self, timeout: float = 60.0):
+        """SIGINT, then (returncode, stdout text, stderr text)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        return self.proc.returncode, "".join(self.lines) + out, err
+
+
+def table(text: str, first: str) -> dict:
+    """The rows after the last header line starting with ``first`` (``NAME  COUNT``) as
+    {name: count}."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith(first):
+            rows = {}
+            continue
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            rows[parts[0]] = int(parts[1])
+    return rows
+
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "programs"))
