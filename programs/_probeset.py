@@ -70,7 +70,7 @@ def stack_program(pid: int = 0, cpu: Optional[int] = None, *, user: bool = True,
                      call("get_stackid"), stx(W, R10, off, R0)]
         else:
             code += [st(W, R10, off, -1)]
-    code += [st(DW, R10, key + 12, 0), st(DW, R10, key + 20, 0)]
+    code += [st(W, R10, key + off, 0) for off in (12, 16, 20, 24)]
     if per_pid:
         code += [mov(R1, R10), add(R1, key + 12), mov(R2, 16), call("get_current_comm")]
     code += [

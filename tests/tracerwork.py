@@ -7,7 +7,7 @@ The program waits for a line on stdin (the tools attach first), then:
 straight from its own frame, so a stack taken at the tracepoint shows
 fc_leaf <- fc_mid <- main), ``fc_other`` 5 times, ``malloc(100 + i)`` 7 times
 (i = 0..6, with ``malloc(0x7fffffffffff)`` failing once more), opens
-``/tmp/pybpf-tracer-N`` (N = 0..1, ENOENT) and prints ``done``.
+``/tmp/pybpf-tracer-N`` (N = 0..1, ENOENT), prints ``done`` and waits for stdin to end.
 """
 
 import functools
@@ -48,6 +48,7 @@ int main(void) {
     }
     printf("done %ld\n", s);
     fflush(stdout);
+    fgets(line, sizeof line, stdin);        /* stays (for symbols) until stdin ends */
     return 0;
 }
 """
@@ -58,12 +59,13 @@ BCC_PYTHON = "/usr/bin/python3"
 
 @functools.lru_cache(maxsize=None)
 def binary() -> str:
-    """The workload, built once per test process (gcc -O1 with frame pointers)."""
+    """The workload, built once per test process (gcc -O0: every function keeps
+    its frame pointer, fc_leaf too, though gcc -O1 sees it as a leaf)."""
     d = tempfile.mkdtemp(prefix="pybpf-tracerwork-")
     src, exe = os.path.join(d, "work.c"), os.path.join(d, "work")
     with open(src, "w") as fh:
         fh.write(SOURCE)
-    subprocess.run(["gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-fno-inline",
+    subprocess.run(["gcc", "-O0", "-g", "-fno-omit-frame-pointer",
                     "-o", exe, src], check=True)
     return exe
 
@@ -74,11 +76,20 @@ def start() -> subprocess.Popen:
                             text=True)
 
 
-def go(child: subprocess.Popen) -> None:
-    """Let the workload run to its end."""
+def go(child: subprocess.Popen, keep: bool = False) -> None:
+    """Let the workload run to its end; with ``keep`` it stays alive (its maps readable
+    for symbols) until :func:`end`."""
     child.stdin.write("go\n")
     child.stdin.flush()
     assert child.stdout.readline().startswith("done")
+    if not keep:
+        end(child)
+
+
+def end(child: subprocess.Popen) -> None:
+    """End a workload kept by :func:`go`."""
+    if child.stdin and not child.stdin.closed:
+        child.stdin.close()
     child.wait(timeout=30)
 
 
@@ -135,3 +146,26 @@ def table(text: str, first: str) -> dict:
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))), "programs"))
+
+
+def wait_attached(proc: subprocess.Popen, links: int = 1, timeout: float = 60.0) -> None:
+    """Wait until process ``proc`` holds ``links`` BPF links (a tool that prints no
+    header, such as stackcount -f, is then attached)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode}: {proc.stderr.read()}")
+        held = 0
+        try:
+            for fd in os.listdir(f"/proc/{proc.pid}/fdinfo"):
+                try:
+                    with open(f"/proc/{proc.pid}/fdinfo/{fd}") as fh:
+                        held += "link_type:" in fh.read()
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        if held >= links:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not attached within {timeout} s")
