@@ -142,7 +142,8 @@ class Printer:
     def __init__(self, probes, args) -> None:
         self.probes, self.args = probes, args
         self.count = 0
-        self.first_ts = None
+        self.first_ts = time.clock_gettime_ns(time.CLOCK_MONOTONIC)   # ktime_ns's clock
+        self.pending = []
         self.ksyms = kernel_symbols() if (args.kernel_stack or any(
             c.kind == "K" for p in probes for c in p.conversions)) else None
         self.usyms = UserSymbols()
@@ -194,15 +195,26 @@ class Printer:
         return "".join(text)
 
     def on_event(self, index: int, e) -> None:
-        if self.args.max_events and self.count >= self.args.max_events:
-            return
+        """Keep the event until :meth:`flush` (each probe has its own ring)."""
+        self.pending.append((e.ts, index, e))
+
+    def flush(self) -> bool:
+        """Print the events kept, in time order across the probes' rings; True once -M
+        events were printed."""
+        pending, self.pending = sorted(self.pending, key=lambda p: (p[0], p[1])), []
+        for _, index, e in pending:
+            if self.args.max_events and self.count >= self.args.max_events:
+                break
+            self.show(index, e)
+        return bool(self.args.max_events) and self.count >= self.args.max_events
+
+    def show(self, index: int, e) -> None:
+        """Print one event (and its stacks)."""
         probe = self.probes[index]
         line = ""
         if self.args.time:
             line += f"{time.strftime('%H:%M:%S'):<8} "
         elif self.args.timestamp:
-            if self.first_ts is None:
-                self.first_ts = e.ts
             line += f"{f'{(e.ts - self.first_ts) / 1e9:.6f}'[:8]:<8} "
         comm = e.comm.decode("utf-8", "replace") if isinstance(e.comm, bytes) else str(e.comm)
         line += f"{e.tgid:<7} {e.tid:<7} {comm:<15} {probe.display:<16} " \
@@ -285,8 +297,8 @@ def main(argv=None) -> int:
         printer.stacks = mod.maps.get("stacks")
         for i in range(len(probes)):
             mod.on(f"events{i}", lambda e, i=i: printer.on_event(i, e))
-        until = (lambda: printer.count >= args.max_events) if args.max_events else None
-        run_tool(mod, until=until, header=printer.header())
+        run_tool(mod, until=printer.flush, header=printer.header())
+        printer.flush()                           # the records of the last poll
     return 0
 
 

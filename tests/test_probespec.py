@@ -92,3 +92,74 @@ def test_kernel_functions_without_kprobes():
     text = str(info.value)
     assert text.startswith("probe 'vfs_*' needs kprobes") and "\n" not in text
     assert isinstance(info.value, OSError)          # tool_main: one line, status 1
+
+
+# -- trace's probes (programs/_tracespec.py) ----------------------------------------------
+from _tracespec import parse_probe, python_expr  # noqa: E402
+
+
+@pytest.mark.parametrize("text,kind,library,name,display", [
+    ('t:syscalls:sys_enter_openat "%s", args->filename', "t", "", "syscalls:sys_enter_openat",
+     "sys_enter_openat"),
+    ('u:c:malloc "%d", arg1', "u", "c", "malloc", "malloc"),
+    ("r:c:malloc (retval == 0)", "r", "c", "malloc", "malloc"),
+    ('p::do_sys_open "%s", arg2', "p", "", "do_sys_open", "do_sys_open"),
+    ("do_sys_open", "p", "", "do_sys_open", "do_sys_open"),
+    ('c:malloc "%d", arg1', "p", "c", "malloc", "malloc"),
+    ("u:/usr/lib/x.so:prov:probe", "u", "/usr/lib/x.so", "prov:probe", "prov:probe"),
+])
+def test_trace_probe_kinds(text, kind, library, name, display):
+    p = parse_probe(text)
+    assert (p.kind, p.library, p.name, p.display) == (kind, library, name, display)
+
+
+def test_trace_format_and_values():
+    p = parse_probe('p:c:write (arg3 > 10 && $tgid != 1) "fd=%d n=%lu %x%%", arg1, arg3, '
+                    'arg2 & 0xff')
+    assert [(c.kind, c.bits) for c in p.conversions] == [("d", 32), ("u", 64), ("x", 32)]
+    assert p.format == "fd=%d n=%lu %x%%"
+    assert python_expr(p.filter, p) == \
+        "((i64(ctx.arg2) > i64(10)) and (i64(pid()) != i64(1)))"
+    assert python_expr(p.values[2], p) == "(i64(ctx.arg1) & i64(255))"
+
+
+def test_trace_signature_names_arguments():
+    p = parse_probe('p:c:malloc(size_t size) (size > 4096) "%d", size')
+    assert p.params == {"size": 1}
+    assert python_expr(p.filter, p) == "(i64(ctx.arg0) > i64(4096))"
+
+
+def test_trace_precedence_and_unary():
+    p = parse_probe("r:c:f (!(retval + 1 * 2 == 3) || -arg1 < ~0)")
+    assert python_expr(p.filter, p) == ("((not ((i64(ctx.retval) + (i64(1) * i64(2))) == "
+                                        "i64(3))) or ((-i64(ctx.arg0)) < (~i64(0))))")
+
+
+@pytest.mark.parametrize("text,column,words", [
+    ("x:c:malloc", 1, "probe type must be 'p', 'r', 't' or 'u', not 'x'"),
+    ("t:sched:", 1, "a tracepoint is t:GROUP:EVENT"),
+    ("p:c:malloc+4", 11, "offsets into functions are not supported"),
+    ('p:c:malloc "%d"', 12, "the format has 1 conversions but 0 values follow"),
+    ('p:c:malloc "%q", arg1', 13, "unsupported conversion '%q'"),
+    ('p:c:malloc "%ls", arg1', 13, "unsupported conversion '%ls'"),
+    ('p:c:malloc "x', 12, "no closing"),
+    ("p:c:malloc (arg1 >", 12, "unbalanced '(' in the filter"),
+    ("p:c:malloc (arg1 > )", 20, "the expression ends too early"),
+    ("p:c:malloc (arg1 # 2)", 18, "unexpected '#'"),
+    ("p:c:malloc (arg7 > 1)", 13, "unsupported 'arg7'"),
+    ("p:c:malloc ($task > 1)", 13, "unknown variable '$task'"),
+    ("p:c:malloc (retval > 1)", 13, "retval is only known in a return probe"),
+    ("t:a:b (arg1 > 1)", 8, "tracepoints have no argN"),
+    ("p:c:malloc (args->x > 1)", 13, "args->FIELD is for tracepoints"),
+    ("t:a:b(int x)", 6, "take no signature"),
+    ('p:c:malloc "%d" arg1', 17, "expected ','"),
+    ("p:c:malloc oops", 12, "expected a \"format string\""),
+    ("p:c:malloc (arg1 > 1) 2)", 23, "expected a \"format string\""),
+    ('p:c:malloc "%d", arg1 arg2', 23, "unexpected 'arg2' after the expression"),
+])
+def test_trace_bad_probes_name_the_column(text, column, words):
+    with pytest.raises(ProbeSpecError) as info:
+        parse_probe(text)
+    assert info.value.column == column, str(info.value)
+    assert words in str(info.value)
+    assert str(info.value).startswith(f"probe {text!r}: column {column}: ")
