@@ -12,78 +12,18 @@ the values with the probe's format string, as BCC does, and prints
 ``PID TID COMM FUNC -`` columns.
 """
 
-import linecache
-import os
-import sys
 import time
-import types
 
-from pybpf.dsl import compile_module
-from pybpf.link.kprobe import kprobes_available
 from pybpf.symbolize import UserSymbols, frame_names, kernel_symbols, stack_addresses
 from pybpf.tooling import (
     ToolParser, line_buffered, pid_number, positive_int, run_tool, tid_number, tool_main,
 )
 
-from _probespec import KprobesNeededError, ProbeSpecError, _resolve
-from _tracespec import TraceProbe, parse_probe, python_expr
+from _probegen import check_fields, compile_probes, decorator, string_reader
+from _probespec import ProbeSpecError
+from _tracespec import _CONV, TraceProbe, parse_probe, python_expr
 
 STACKS = 1024
-
-
-def _string_reader(probe: TraceProbe, node) -> str:
-    """The helper reading a string at the value of ``node`` in ``probe``'s memory."""
-    if probe.kind in ("u",) or probe.library:
-        return "probe_read_user_str"
-    if probe.kind == "t":
-        from pybpf.tracefs import event_format
-        field = event_format(probe.name).args.__dict__.get(str(node.value))
-        user = field is not None and ("__user" in field.c_type or
-                                      probe.name.startswith("syscalls:"))
-        return "probe_read_user_str" if user else "probe_read_kernel_str"
-    return "probe_read_user_str" if node.user else "probe_read_kernel_str"
-
-
-def _decorator(probe: TraceProbe, pid: int) -> str:
-    """The attach decorator text of ``probe``."""
-    if probe.kind == "t":
-        return f"@tracepoint({probe.name!r})"
-    if not probe.library:
-        why = kprobes_available()
-        if why:
-            raise KprobesNeededError(probe.text, why.partition(": ")[2] or why)
-        return f"@{'kretprobe' if probe.kind == 'r' else 'kprobe'}({probe.name!r})"
-    path = _resolve(probe.library, pid or None)
-    upid = pid or -1
-    if probe.kind == "u":
-        name = probe.name if ":" in probe.name else _usdt_provider(path, probe) + ":" + \
-            probe.name
-        return f"@usdt({path + ':' + name!r}, pid={upid})"
-    deco = "uretprobe" if probe.kind == "r" else "uprobe"
-    return f"@{deco}({path + ':' + probe.name!r}, pid={upid})"
-
-
-def _usdt_provider(path: str, probe: TraceProbe) -> str:
-    from pybpf.elf.usdt import usdt_probes
-    for p in usdt_probes(path):
-        if p.name == probe.name:
-            return p.provider
-    raise ProbeSpecError(probe.text, len(probe.text.split(":")[0]) + len(probe.library) + 3,
-                         f"no USDT probe {probe.name!r} in {path}")
-
-
-def _check_fields(probe: TraceProbe) -> None:
-    """args->FIELD names a field of the tracepoint (a located error if not)."""
-    if probe.kind != "t":
-        return
-    from pybpf.tracefs import event_format
-    fields = [f.name for f in event_format(probe.name).fields]
-    from _tracespec import _walk
-    for root in [probe.filter, *probe.values]:
-        for node in _walk(root) if root is not None else ():
-            if node.kind == "field" and node.value not in fields:
-                raise ProbeSpecError(probe.text, node.column, f"{probe.name} has no field "
-                                     f"{node.value!r}", "fields: " + ", ".join(fields))
 
 
 def generate(probes, args) -> str:
@@ -93,14 +33,14 @@ def generate(probes, args) -> str:
     if args.kernel_stack or args.user_stack:
         out.append(f"stacks = StackTraceMap({STACKS})")
     for i, probe in enumerate(probes):
-        _check_fields(probe)
+        check_fields(probe)
         out += ["", f"class Event{i}(Struct):", "    ts: u64", "    tgid: u32", "    tid: u32",
                 "    kstack: i32", "    ustack: i32", "    comm: char[16]"]
         for j, conv in enumerate(probe.conversions):
             out.append(f"    v{j}: " + (f"char[{args.string_size}]" if conv.kind == "s"
                                         else "u64"))
         out += [f"events{i} = RingBuf(Event{i}, size={args.buffer_pages * 4096})", "",
-                _decorator(probe, args.pid), f"def probe{i}(ctx):",
+                decorator(probe, args.pid), f"def probe{i}(ctx):",
                 "    if TARGET_PID and pid() != TARGET_PID:", "        return 0",
                 "    if TARGET_TID and tid() != TARGET_TID:", "        return 0"]
         if probe.filter is not None:
@@ -119,21 +59,11 @@ def generate(probes, args) -> str:
                     raise ProbeSpecError(probe.text, node.column, "%s takes an argument, "
                                          "retval or args->FIELD (a pointer)")
                 ptr = expr[4:-1]                   # the value without its i64( )
-                out.append(f"    e.v{j} = {_string_reader(probe, node)}({ptr})")
+                out.append(f"    e.v{j} = {string_reader(probe, node)}({ptr})")
             else:
                 out.append(f"    e.v{j} = u64({expr})")
         out += [f"    events{i}.output(e)", "    return 0"]
     return "\n".join(out) + "\n"
-
-
-def compile_probes(source: str):
-    """Compile the generated text (registered with linecache, so errors quote it)."""
-    name = "<trace-probes>"
-    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
-    module = types.ModuleType("_pybpf_trace_probes")
-    module.__file__ = name
-    exec(compile(source, name, "exec"), module.__dict__)
-    return compile_module(module)
 
 
 class Printer:
@@ -187,7 +117,6 @@ class Printer:
                 text.append("%")
                 pos = at + 2
                 continue
-            from _tracespec import _CONV
             m = _CONV.match(fmt, at)
             conv, value = next(it)
             text.append(conv.python % value)

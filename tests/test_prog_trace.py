@@ -5,7 +5,6 @@ two probes at once; BCC's trace on the same workload prints the same lines (its 
 tracepoint's user pointer excepted); a kprobe is one typed line here. Nothing stays
 loaded."""
 
-import os
 import re
 import subprocess
 import sys
