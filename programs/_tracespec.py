@@ -9,7 +9,8 @@ supports, parsed into a :class:`TraceProbe`; expressions become pybpf.dsl source
 
 ``p::FUNC`` is a kernel function (kprobe), ``p:c:malloc`` a user function (uprobe),
 ``r:`` their returns. FILTER and VALUE are C expressions over ``arg1``..``arg6``
-(``arg2@user``: a user pointer in a kernel function), ``retval`` (``r:`` only),
+(``arg2@user``: a user pointer in a kernel function), ``retval`` or ``$retval``
+(``r:`` only),
 ``args->FIELD`` (tracepoints), the SIGNATURE's parameter names, ``$pid`` (thread),
 ``$tgid``, ``$uid``, ``$gid``, ``$cpu``, integers, ``( )`` and the operators
 ``! ~ - * / % + - << >> < <= > >= == != & ^ | && ||``; values are signed 64-bit.
@@ -27,7 +28,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 from _probespec import ProbeSpecError
 
 __all__ = ["TraceProbe", "Conversion", "parse_probe", "parse_format", "parse_expr",
-           "Node"]
+           "Node", "ArgdistProbe", "parse_argdist", "VALUE_TYPES", "python_expr"]
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
@@ -164,6 +165,8 @@ class _Parser:
             return Node("arg", int(text[3]), (), col + 1, text.endswith("@user"))
         if kind == "field":
             return Node("field", text.split("->")[1].strip(), (), col + 1)
+        if kind == "var" and text == "$retval":           # argdist's spelling
+            return Node("retval", text, (), col + 1)
         if kind == "var":
             if text not in _VARS:
                 self.fail(col, f"unknown variable {text!r}", "known: " + ", ".join(_VARS))
@@ -360,3 +363,106 @@ def python_expr(node: Node, probe: TraceProbe) -> str:
         return f"({node.value}{python_expr(node.parts[0], probe)})"
     left, right = (python_expr(p, probe) for p in node.parts)
     return f"({left} {node.value} {right})"
+
+
+# -- argdist's specifiers -----------------------------------------------------------------
+#: argdist's value types: C name -> (bits, signed)
+VALUE_TYPES = {
+    "u8": (8, False), "u16": (16, False), "u32": (32, False), "u64": (64, False),
+    "s8": (8, True), "s16": (16, True), "s32": (32, True), "s64": (64, True),
+    "i8": (8, True), "i16": (16, True), "i32": (32, True), "i64": (64, True),
+    "char": (8, True), "unsigned char": (8, False), "short": (16, True),
+    "unsigned short": (16, False), "int": (32, True), "unsigned int": (32, False),
+    "unsigned": (32, False), "long": (64, True), "unsigned long": (64, False),
+    "long long": (64, True), "unsigned long long": (64, False), "size_t": (64, False),
+    "ssize_t": (64, True), "pid_t": (32, True), "uid_t": (32, False),
+    "gid_t": (32, False), "off_t": (64, True), "bool": (8, False),
+}
+
+
+class ArgdistProbe(NamedTuple):
+    """A parsed argdist specifier: ``probe`` (a :class:`TraceProbe` for the attach point
+    and filter; its ``values`` are the expressions), ``types`` ((bits, signed) per
+    expression), ``exprs`` (their text, as the report shows them), ``default`` (no
+    expression given: ``total calls``, or ``retval`` for a return probe), ``label``."""
+
+    probe: TraceProbe
+    types: List[Tuple[int, bool]]
+    exprs: List[str]
+    default: bool
+    label: str
+
+
+def parse_argdist(spec: str, histogram: bool) -> ArgdistProbe:
+    """Parse ``TYPE:LIB:FUNC(SIGNATURE)[:TYPES:EXPRS[:FILTER]][#LABEL]`` (``-H`` when
+    ``histogram``, else ``-C``); raises :class:`ProbeSpecError` naming the column."""
+    body, _, label = spec.partition("#")
+    parts = body.split(":")
+    starts = [0]
+    for p in parts[:-1]:
+        starts.append(starts[-1] + len(p) + 1)
+    if len(parts) < 3:
+        raise ProbeSpecError(spec, 1, "at least the probe type, library and function "
+                             "signature are needed", "write e.g. p:c:malloc(size_t size)")
+    if len(parts) > 6:
+        raise ProbeSpecError(spec, starts[6], "too many ':'-separated parts")
+    kind = parts[0]
+    if kind not in ("p", "r", "t", "u"):
+        raise ProbeSpecError(spec, 1, f"probe type must be 'p', 'r', 't' or 'u', not "
+                             f"{kind!r}")
+    func = parts[2]
+    m = re.fullmatch(r"\s*([^\s(]+)\s*\((.*)\)\s*", func)
+    if not m:
+        raise ProbeSpecError(spec, starts[2] + 1, f"function signature {func!r} has an "
+                             "invalid format", "write FUNC(TYPE NAME, ...) or FUNC()")
+    name, sig = m.group(1), m.group(2)
+    params: Dict[str, int] = {}
+    for i, decl in enumerate(p for p in sig.split(",") if p.strip()):
+        words = re.findall(r"[A-Za-z_]\w*", decl)
+        if not words:
+            raise ProbeSpecError(spec, starts[2] + func.index("(") + 2,
+                                 "a parameter needs a name")
+        params[words[-1]] = i + 1
+    default = len(parts) < 5
+    types: List[Tuple[int, bool]] = []
+    values: List[Node] = []
+    exprs: List[str] = []
+    if default:
+        if len(parts) == 4:
+            raise ProbeSpecError(spec, starts[3] + 1, "types need expressions after them",
+                                 "write TYPE:EXPR, such as size_t:size")
+        if histogram and kind != "r":
+            raise ProbeSpecError(spec, len(body) + 1, "histograms need an expression",
+                                 "add :TYPE:EXPR, such as :size_t:size")
+        if kind == "r":
+            types, exprs = [(32, True)], ["retval"]
+            values = [Node("retval", "retval", (), len(body) + 1)]
+        else:
+            types, exprs = [(64, False)], ["1"]
+            values = [Node("num", 1, (), len(body) + 1)]
+    else:
+        off = starts[3]
+        for t in parts[3].split(","):
+            key = " ".join(t.split())
+            if key not in VALUE_TYPES:
+                raise ProbeSpecError(spec, off + 1, f"unsupported type {t.strip()!r}",
+                                     "integer types only: " + ", ".join(
+                                         sorted(k for k in VALUE_TYPES if " " not in k)))
+            types.append(VALUE_TYPES[key])
+            off += len(t) + 1
+        off = starts[4]
+        for e in parts[4].split(","):
+            values.append(parse_expr(spec, e, off, params))
+            exprs.append(e.strip())
+            off += len(e) + 1
+        if len(values) != len(types):
+            raise ProbeSpecError(spec, starts[4] + 1, f"{len(types)} types but "
+                                 f"{len(values)} expressions")
+        if histogram and len(values) > 1:
+            raise ProbeSpecError(spec, starts[4] + 1, "a histogram takes one expression")
+    filt = parse_expr(spec, parts[5], starts[5], params) if len(parts) == 6 else None
+    probe = TraceProbe(kind, "" if kind == "t" else parts[1],
+                       f"{parts[1]}:{name}" if kind == "t" else name, params, filt, "",
+                       [], values, spec)
+    _check_names(probe)
+    return ArgdistProbe(probe, types, exprs, default, label.strip())

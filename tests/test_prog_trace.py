@@ -98,11 +98,12 @@ def test_max_events_and_user_stack():
 
 @pytest.mark.skipif(not tracerwork.bcc_tool("trace"), reason="BCC's trace (bpfcc-tools) "
                     "is not installed")
-@pytest.mark.parametrize("probe", [OPENAT, 'p:c:malloc "%d", arg1',
-                                   "r:c:malloc (retval == 0)",
-                                   'p:c:malloc (arg1 > 104) "size %lu", arg1'])
+@pytest.mark.parametrize("probe", [OPENAT, 'WORK:fc_other "%d", arg1',
+                                   "r:WORK:fc_leaf (retval == 2)",
+                                   'p:WORK:fc_other (arg1 > 2) "x %lu %x", arg1, arg1 + 9'])
 def test_agrees_with_bcc(probe):
-    # one run each (BCC 0.26's uprobes refuse a second uprobe at the same place)
+    # one run each, on the workload's own functions (see tracerwork.BCC_DIR)
+    probe = probe.replace("WORK", tracerwork.binary())
     child = tracerwork.start()
     theirs = tracerwork.Bcc("trace", "-p", child.pid, probe, header="PID")
     tracerwork.go(child, keep=True)

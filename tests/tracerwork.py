@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 
 SOURCE = r"""
 #include <stdio.h>
@@ -54,6 +55,10 @@ int main(void) {
 """
 
 BCC_DIR = "/usr/sbin"
+#: BCC 0.26 opens its uprobes with a stray reference-counter offset, and the kernel
+#: refuses two uprobes at one place whose offsets differ: comparisons with BCC probe the
+#: workload's own functions, where no other tracer on the machine has a uprobe (libc's
+#: malloc may be probed by another test meanwhile)
 BCC_PYTHON = "/usr/bin/python3"
 
 
@@ -99,6 +104,12 @@ def bcc_tool(name: str) -> str:
     return path if os.path.exists(path) and os.path.exists(BCC_PYTHON) else ""
 
 
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 class Bcc:
     """BCC's tool ``name`` running with ``args``; ready once ``header`` was printed."""
 
@@ -106,6 +117,7 @@ class Bcc:
         self.proc = subprocess.Popen([BCC_PYTHON, "-u", bcc_tool(name), *map(str, args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
+        weakref.finalize(self, _kill, self.proc)      # a failing test leaves none behind
         self.lines = []
         deadline = time.monotonic() + timeout
         while not any(header in line for line in self.lines):
@@ -169,3 +181,26 @@ def wait_attached(proc: subprocess.Popen, links: int = 1, timeout: float = 60.0)
             return
         time.sleep(0.05)
     raise AssertionError(f"not attached within {timeout} s")
+
+
+def wait_perf_events(proc: subprocess.Popen, count: int = 1, timeout: float = 120.0) -> None:
+    """Wait until process ``proc`` holds ``count`` perf event descriptors (BCC attaches
+    its probes as perf events, without BPF links)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode}: {proc.stderr.read()}")
+        held = 0
+        try:
+            for fd in os.listdir(f"/proc/{proc.pid}/fd"):
+                try:
+                    held += os.readlink(f"/proc/{proc.pid}/fd/{fd}") == \
+                        "anon_inode:[perf_event]"
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        if held >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no perf event within {timeout} s")
