@@ -163,3 +163,48 @@ def test_trace_bad_probes_name_the_column(text, column, words):
     assert info.value.column == column, str(info.value)
     assert words in str(info.value)
     assert str(info.value).startswith(f"probe {text!r}: column {column}: ")
+
+
+# -- argdist's specifiers ---------------------------------------------------------------
+from _tracespec import parse_argdist  # noqa: E402
+
+
+def test_argdist_specifier_parts():
+    a = parse_argdist("p:c:write(int fd, const void *buf, size_t n):int,size_t:fd,n:"
+                      "n > 10#writes", histogram=False)
+    assert (a.probe.kind, a.probe.library, a.probe.name) == ("p", "c", "write")
+    assert a.probe.params == {"fd": 1, "buf": 2, "n": 3}
+    assert a.types == [(32, True), (64, False)] and a.exprs == ["fd", "n"]
+    assert a.label == "writes" and not a.default
+    assert python_expr(a.probe.filter, a.probe) == "(i64(ctx.arg2) > i64(10))"
+
+
+def test_argdist_defaults():
+    r = parse_argdist("r:c:malloc()", histogram=True)
+    assert r.default and r.exprs == ["retval"] and r.types == [(32, True)]
+    t = parse_argdist("t:sched:sched_switch()", histogram=False)
+    assert t.default and t.exprs == ["1"] and t.probe.name == "sched:sched_switch"
+    d = parse_argdist("r:c:read():ssize_t:$retval", histogram=True)
+    assert d.probe.values[0].kind == "retval"
+
+
+@pytest.mark.parametrize("spec,hist,column,words", [
+    ("p:c", False, 1, "at least the probe type, library and function signature"),
+    ("x:c:f()", False, 1, "probe type must be 'p', 'r', 't' or 'u', not 'x'"),
+    ("p:c:f", False, 5, "function signature 'f' has an invalid format"),
+    ("p:c:f():int:1:2:3:4", False, 16, "too many ':'-separated parts"),
+    ("p:c:f(int x):float:x", False, 14, "unsupported type 'float'"),
+    ("p:c:f(int x):int,int:x", False, 22, "2 types but 1 expressions"),
+    ("p:c:f(int x,int y):int,int:x,y", True, 28, "a histogram takes one expression"),
+    ("p:c:f()", True, 8, "histograms need an expression"),
+    ("p:c:f(int x):int", False, 14, "types need expressions after them"),
+    ("p:c:f(int x):int:x:y > 1", False, 20, "unsupported 'y'"),
+    ("p:c:f(int x):int:retval", False, 18, "retval is only known in a return probe"),
+    ("t:a:b():int:arg1", False, 13, "tracepoints have no argN"),
+])
+def test_argdist_bad_specifiers_name_the_column(spec, hist, column, words):
+    with pytest.raises(ProbeSpecError) as info:
+        parse_argdist(spec, hist)
+    assert info.value.column == column, str(info.value)
+    assert words in str(info.value)
+    assert str(info.value).startswith(f"probe {spec!r}: column {column}: ")
