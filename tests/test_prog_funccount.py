@@ -6,6 +6,7 @@ one typed line naming the feature. Nothing stays loaded."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -140,3 +141,14 @@ def test_kernel_functions_where_kprobes_exist():
     rc, out, err = tool.stop(timeout=120)
     assert rc == 0, err
     assert tracerwork.table(out, "FUNC") == {"do_unlinkat": 6}
+
+
+def test_sigterm_ends_and_detaches():
+    child = tracerwork.start()
+    tool = Tool("funccount", "-p", child.pid, f"{tracerwork.binary()}:fc_*", header=HEADER)
+    tracerwork.go(child)
+    time.sleep(0.2)
+    rc, out, err = tool.stop(signal.SIGTERM)
+    assert rc == 0, err
+    assert tracerwork.table(out, "FUNC") == {"fc_leaf": 3, "fc_mid": 3, "fc_other": 5}
+    assert not programs_loaded(["funccount"])
