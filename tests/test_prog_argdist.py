@@ -113,3 +113,11 @@ def test_kprobe_specifier_is_one_typed_line_here():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert "needs kprobes, which this kernel lacks" in proc.stderr
+
+
+@pytest.mark.skipif(not tracerwork.has_usdt(), reason="no sys/sdt.h: the workload has no "
+                    "USDT probe")
+def test_usdt_argument_counts():
+    rc, out, err = _argdist("-C", f"u:{tracerwork.binary()}:other():long,long:arg1,arg2")
+    assert rc == 0, err
+    assert counts(out) == {f"arg1 = {i}, arg2 = {10 * i}": 1 for i in range(5)}

@@ -152,3 +152,11 @@ def test_sigterm_ends_and_detaches():
     assert rc == 0, err
     assert tracerwork.table(out, "FUNC") == {"fc_leaf": 3, "fc_mid": 3, "fc_other": 5}
     assert not programs_loaded(["funccount"])
+
+
+@pytest.mark.skipif(not tracerwork.has_usdt(), reason="no sys/sdt.h: the workload has no "
+                    "USDT probe")
+def test_usdt_probes():
+    rc, out, err = _count(f"u:{tracerwork.binary()}:oth*")
+    assert rc == 0, err
+    assert tracerwork.table(out, "FUNC") == {"other": 5}

@@ -125,3 +125,14 @@ def test_agrees_with_bcc(which):
     mine, bcc = blocks(out), blocks(bout)
     assert mine and mine[0][1] == 3, out
     assert mine == bcc, (out, bout, berr)
+
+
+@pytest.mark.skipif(not tracerwork.has_usdt(), reason="no sys/sdt.h: the workload has no "
+                    "USDT probe")
+def test_usdt_probe_stack():
+    child = tracerwork.start()
+    rc, out, err, pid = _stacks("-U", "-p", child.pid, f"u:{tracerwork.binary()}:other",
+                                child=child)
+    assert rc == 0, err
+    (frames, count), = blocks(out)
+    assert count == 5 and frames[:2] == ["main", "__libc_start_call_main"], out

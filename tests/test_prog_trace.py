@@ -162,3 +162,13 @@ def test_kprobe_where_kprobes_exist():
     rc, out, err = tool.stop(timeout=120)
     assert rc == 0, err
     assert [r[4] for r in rows(out)] == ["-2"] * 3, out
+
+
+@pytest.mark.skipif(not tracerwork.has_usdt(), reason="no sys/sdt.h: the workload has no "
+                    "USDT probe")
+def test_usdt_arguments():
+    rc, out, err, pid = _trace(f'u:{tracerwork.binary()}:other (arg1 != 2) "%d %d", arg1, '
+                               "arg2")
+    assert rc == 0, err
+    assert [(r[3], r[4]) for r in rows(out)] == [("other", f"{i} {10 * i}")
+                                                 for i in (0, 1, 3, 4)], out

@@ -5,7 +5,8 @@ tool of the same name run on it for comparison.
 The program waits for a line on stdin (the tools attach first), then:
 ``fc_mid`` 3 times (each calls ``fc_leaf``, which makes the getppid system call
 straight from its own frame, so a stack taken at the tracepoint shows
-fc_leaf <- fc_mid <- main), ``fc_other`` 5 times, ``malloc(100 + i)`` 7 times
+fc_leaf <- fc_mid <- main), ``fc_other`` 5 times (i = 0..4, each after USDT probe
+``pybpf:other`` with arguments i and 10 * i, where sys/sdt.h is installed), ``malloc(100 + i)`` 7 times
 (i = 0..6, with ``malloc(0x7fffffffffff)`` failing once more), opens
 ``/tmp/pybpf-tracer-N`` (N = 0..1, ENOENT), prints ``done`` and waits for stdin to end.
 """
@@ -25,6 +26,12 @@ SOURCE = r"""
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#if __has_include(<sys/sdt.h>)
+#include <sys/sdt.h>
+#define OTHER_PROBE(i) DTRACE_PROBE2(pybpf, other, i, (i) * 10)
+#else
+#define OTHER_PROBE(i)
+#endif
 
 __attribute__((noinline)) long fc_leaf(long x) {
     long ret;
@@ -39,7 +46,7 @@ int main(void) {
     if (!fgets(line, sizeof line, stdin)) return 1;
     long s = 0;
     for (long i = 0; i < 3; i++) s += fc_mid(i);
-    for (long i = 0; i < 5; i++) s += fc_other(i);
+    for (long i = 0; i < 5; i++) { OTHER_PROBE(i); s += fc_other(i); }
     for (int i = 0; i < 7; i++) { char *volatile p = malloc(100 + i); s += p != 0; free(p); }
     void *volatile big = malloc(0x7fffffffffffUL);
     s += big != 0;
@@ -73,6 +80,12 @@ def binary() -> str:
     subprocess.run(["gcc", "-O0", "-g", "-fno-omit-frame-pointer",
                     "-o", exe, src], check=True)
     return exe
+
+
+def has_usdt() -> bool:
+    """Whether the workload has its USDT probe (gcc found sys/sdt.h)."""
+    from pybpf.elf.usdt import usdt_probes
+    return any(p.name == "other" for p in usdt_probes(binary()))
 
 
 def start() -> subprocess.Popen:
