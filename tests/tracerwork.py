@@ -11,8 +11,10 @@ fc_leaf <- fc_mid <- main), ``fc_other`` 5 times (i = 0..4, each after USDT prob
 ``/tmp/pybpf-tracer-N`` (N = 0..1, ENOENT), prints ``done`` and waits for stdin to end.
 """
 
+import atexit
 import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,6 +76,7 @@ def binary() -> str:
     """The workload, built once per test process (gcc -O0: every function keeps
     its frame pointer, fc_leaf too, though gcc -O1 sees it as a leaf)."""
     d = tempfile.mkdtemp(prefix="pybpf-tracerwork-")
+    atexit.register(shutil.rmtree, d, True)
     src, exe = os.path.join(d, "work.c"), os.path.join(d, "work")
     with open(src, "w") as fh:
         fh.write(SOURCE)
