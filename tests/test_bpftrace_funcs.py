@@ -22,7 +22,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import pytest
 
-from test_bpftrace_run import ROOT, SRC, _run
+from test_bpftrace_run import COMM, ROOT, SRC, _run, for_this_run
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -36,7 +36,7 @@ def work(tmp_path_factory) -> dict:
     if shutil.which("gcc") is None:
         pytest.skip("needs gcc")
     d = tmp_path_factory.mktemp("btfuncs")
-    binary = str(d / "btwork")
+    binary = str(d / COMM)
     subprocess.run(["gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-o", binary,
                     os.path.join(SRC, "btfuncs.c")], check=True)
     data = str(d / "data.txt")
@@ -52,7 +52,8 @@ def both(program: str, work: dict, *, mode: Optional[str] = "l", sigint: bool = 
     """((bpftrace's stdout, ours), (bpftrace's stderr, ours)) for ``program``
     ({BIN}/{DATA} filled in); ``mode`` is the workload's mode letters (x: exec,
     s: signal, l: linger) or None for no workload; exit statuses must agree."""
-    text = program.replace("{BIN}", work["BIN"]).replace("{DATA}", work["DATA"])
+    text = for_this_run(program.replace("{BIN}", work["BIN"]).replace("{DATA}",
+                                                                      work["DATA"]))
     path = os.path.join(work["DIR"], "prog.bt")
     with open(path, "w") as fh:
         fh.write(text)
@@ -200,7 +201,8 @@ def test_funcs(case, work, tmp_path):
 
 
 def _both_files(program: str, work: dict, files: Tuple[str, str]):
-    text = program.replace("{BIN}", work["BIN"]).replace("{DATA}", work["DATA"])
+    text = for_this_run(program.replace("{BIN}", work["BIN"]).replace("{DATA}",
+                                                                      work["DATA"]))
     path = os.path.join(work["DIR"], "prog.bt")
     with open(path, "w") as fh:
         fh.write(text)

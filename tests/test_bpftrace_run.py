@@ -35,13 +35,23 @@ pytestmark = [
 ]
 
 
+#: the workload's name (its comm), unique to this test process: a program that filters
+#: by comm sees this run's workload only, not one another test run has on the machine
+COMM = f"btw{os.getpid()}"[:15]
+
+
+def for_this_run(text: str) -> str:
+    """``text`` with the workload's comm (``"btwork"`` in the programs) made :data:`COMM`."""
+    return text.replace('"btwork"', f'"{COMM}"')
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> dict:
     """The workload binary and its data file (2500 known bytes)."""
     if shutil.which("gcc") is None:
         pytest.skip("needs gcc")
     d = tmp_path_factory.mktemp("btwork")
-    binary = str(d / "btwork")
+    binary = str(d / COMM)
     subprocess.run(["gcc", "-O1", "-g", "-o", binary, os.path.join(SRC, "btwork.c")],
                    check=True)
     data = str(d / "data.txt")
@@ -78,7 +88,8 @@ def _run(cmd: List[str], workload: Optional[List[str]], sigint: bool,
 def both(program: str, work: dict, *, workload: bool = True, sigint: bool = False,
          params: Tuple[str, ...] = (), json: bool = False) -> Tuple[str, str]:
     """(bpftrace's stdout, ours) for ``program`` ({BIN}/{DATA} filled in)."""
-    text = program.replace("{BIN}", work["BIN"]).replace("{DATA}", work["DATA"])
+    text = for_this_run(program.replace("{BIN}", work["BIN"]).replace("{DATA}",
+                                                                      work["DATA"]))
     path = os.path.join(work["DIR"], "prog.bt")
     with open(path, "w") as fh:
         fh.write(text)
@@ -160,6 +171,7 @@ def test_one_liners(case, work):
         pytest.skip("-c runs are covered by test_command")
     theirs, ours = both(program, work, sigint=True)
     if keep:
+        keep = keep.replace("btwork", COMM)
         theirs, ours = only(keep)(theirs), only(keep)(ours)
     assert ours == theirs
     assert ours.strip(), "the workload's lines are missing"
