@@ -94,6 +94,41 @@ def test_header_enumerators_read_from_the_header(tmp_path) -> None:
     assert macros == {"USES_TWO": "(TWO + 1)"}
 
 
+def test_header_reads_follow_the_files(tmp_path) -> None:
+    """Headers are scanned once per process and file identity: a header rewritten in
+    place (another size), replaced by a new file of the same size, or an include that
+    starts to resolve to another file is read again, never answered from the old
+    scan."""
+    from pybpf.bpftrace.headers import header_symbols
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    a = second / "a.h"
+    a.write_text('#define WIDTH 8\n#include "b.h"\nenum { RED = 1, GREEN };\n')
+    (second / "b.h").write_text("#define DEPTH 3\n")
+    want = {"WIDTH", "DEPTH", "GREEN"}
+    dirs = [str(first), str(second)]
+
+    def symbols():
+        macros, enums = header_symbols(["a.h"], want, dirs)
+        return macros, enums
+    assert symbols() == ({"WIDTH": "8", "DEPTH": "3"}, {"GREEN": 2})
+    assert symbols() == ({"WIDTH": "8", "DEPTH": "3"}, {"GREEN": 2})    # from the cache
+    # rewritten in place, another size
+    a.write_text('#define WIDTH 16\n#include "b.h"\nenum { RED = 10, GREEN };\n')
+    assert symbols() == ({"WIDTH": "16", "DEPTH": "3"}, {"GREEN": 11})
+    # replaced by a new file (another inode) of the same size
+    new = second / "a.h.new"
+    new.write_text('#define WIDTH 32\n#include "b.h"\nenum { RED = 20, GREEN };\n')
+    os.replace(new, a)
+    assert symbols() == ({"WIDTH": "32", "DEPTH": "3"}, {"GREEN": 21})
+    # an a.h earlier in the search order now hides the one in ``second``
+    (first / "a.h").write_text("#define WIDTH 64\n#define DEPTH 5\nenum { GREEN = 7 };\n")
+    assert symbols() == ({"WIDTH": "64", "DEPTH": "5"}, {"GREEN": 7})
+    (first / "a.h").unlink()
+    assert symbols() == ({"WIDTH": "32", "DEPTH": "3"}, {"GREEN": 21})
+
+
 # ---------------------------------------------------------------------------------------
 # attach points that cannot be attached: skipped or fatal as 0.17 decides
 # ---------------------------------------------------------------------------------------

@@ -80,6 +80,54 @@ def _lines(path: str) -> List[str]:
     return text.split("\n")
 
 
+class _Scan:
+    """What the walk needs of one header, in file order: ``events`` are
+    ``(True, name, text)`` for an object-like ``#define`` with a text and
+    ``(False, name, quoted)`` for an ``#include``; ``enums`` the body of each ``enum``
+    definition outside ``#`` lines with the identifiers it holds."""
+
+    __slots__ = ("events", "enums")
+
+    def __init__(self, lines: List[str]) -> None:
+        events: List[Tuple[bool, str, object]] = []
+        for line in lines:
+            m = _DEFINE.match(line)
+            if m:
+                name, paren, value = m.group(1), m.group(2), m.group(3).strip()
+                if not paren and value:
+                    events.append((True, name, value))
+                continue
+            m = _INCLUDE.match(line)
+            if m:
+                events.append((False, m.group(2), m.group(1) == '"'))
+        self.events = events
+        self.enums: List[Tuple[str, Set[str]]] = []
+        if "enum" in "".join(lines):
+            text = "\n".join(l for l in lines if not l.lstrip().startswith("#"))
+            self.enums = [(m.group(1), set(_IDENT.findall(m.group(1))))
+                          for m in _ENUM.finditer(text)]
+
+
+# path -> (identity, scan): a header is read and scanned once per process while its
+# identity (device, inode, size, modification time) stays the same
+_SCANS: Dict[str, Tuple[Tuple[int, int, int, int], _Scan]] = {}
+
+
+def _scan(path: str) -> _Scan:
+    """The :class:`_Scan` of ``path``, from the cache when the file is unchanged."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return _Scan([])
+    ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _SCANS.get(path)
+    if hit is not None and hit[0] == ident:
+        return hit[1]
+    scan = _Scan(_lines(path))
+    _SCANS[path] = (ident, scan)
+    return scan
+
+
 def header_macros(includes: Iterable[str], wanted: Iterable[str],
                   dirs: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """Definitions (name -> replacement text) of the ``wanted`` names and of the names
@@ -102,14 +150,14 @@ def _split_enumerators(body: str) -> List[str]:
     return [x.strip() for x in items if x.strip()]
 
 
-def _read_enums(text: str, want: Set[str], enums: Dict[str, int],
+def _read_enums(bodies: Sequence[Tuple[str, Set[str]]], want: Set[str], enums: Dict[str, int],
                 lookup: Callable[[str], Optional[int]]) -> None:
-    """Add to ``enums`` the enumerators of the enums in ``text`` that define a wanted
-    name (each enum's constants in order, until one cannot be evaluated)."""
+    """Add to ``enums`` the enumerators of the enum ``bodies`` (with the identifiers
+    each holds) that define a wanted name (each enum's constants in order, until one
+    cannot be evaluated)."""
     from .preamble import _CError, eval_c_int
-    for m in _ENUM.finditer(text):
-        body = m.group(1)
-        if not want.intersection(_IDENT.findall(body)):
+    for body, idents in bodies:
+        if want.isdisjoint(idents):
             continue
         local: Dict[str, int] = {}
         nxt = 0
@@ -173,23 +221,18 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
             return False
         visited.add(real)
         here = os.path.dirname(path)
-        lines = _lines(path)
-        for line in lines:
-            m = _DEFINE.match(line)
-            if m:
-                name, paren, value = m.group(1), m.group(2), m.group(3).strip()
-                if not paren and value and name not in found:
-                    found[name] = value
+        scan = _scan(path)
+        for is_define, name, arg in scan.events:
+            if is_define:
+                if name not in found:
+                    found[name] = arg     # type: ignore[assignment]
                 continue
-            m = _INCLUDE.match(line)
-            if m:
-                inner = _find(m.group(2), m.group(1) == '"', here, dirs)
-                if inner is not None and visit(inner):
-                    return True
+            inner = _find(name, bool(arg), here, dirs)
+            if inner is not None and visit(inner):
+                return True
         # enums after the file's macros and includes, which their values may use
-        if "enum" in "".join(lines):
-            _read_enums("\n".join(l for l in lines if not l.lstrip().startswith("#")),
-                        want, enums, lookup)
+        if scan.enums:
+            _read_enums(scan.enums, want, enums, lookup)
         return satisfied()
 
     if not want:

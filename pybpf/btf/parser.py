@@ -610,7 +610,16 @@ class BTF:
 
     def enums_with(self, enumerator: str, *, own: bool = False) -> List[int]:
         """The ids of the ENUM/ENUM64 types that have an enumerator named
-        ``enumerator`` (base types first unless ``own``)."""
+        ``enumerator`` (base types first unless ``own``). Each answer is searched for
+        once per object (a blob does not change) and kept."""
+        key = (enumerator, own)
+        memo = self.memo("enums_with")
+        known = memo.get(key)
+        if known is None:
+            known = memo.setdefault(key, tuple(self._enums_with(enumerator, own)))
+        return list(known)
+
+    def _enums_with(self, enumerator: str, own: bool) -> List[int]:
         found: List[int] = []
         if not own and self.base is not None:
             found.extend(self.base.enums_with(enumerator))
