@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 __all__ = ["include_dirs", "header_macros", "header_symbols"]
@@ -108,24 +109,97 @@ class _Scan:
                           for m in _ENUM.finditer(text)]
 
 
-# path -> (identity, scan): a header is read and scanned once per process while its
-# identity (device, inode, size, modification time) stays the same
+# A cached answer is trusted only while what it was read from keeps its identity; a
+# time stamp this close to the present may yet be followed by a change within the file
+# system's time stamp granularity, so such answers are not kept (git's "racy" rule).
+_RACY_NS = 2_000_000_000
+_MISSING = object()
+
+# path -> (identity: device, inode, size, modification time; scan)
 _SCANS: Dict[str, Tuple[Tuple[int, int, int, int], _Scan]] = {}
+# (name, quoted, including directory if quoted, search dirs) -> (path or None, the
+# directories whose identity (device, inode, modification time) the answer rests on)
+_FINDS: Dict[Tuple[str, bool, str, Tuple[str, ...]],
+             Tuple[Optional[str], Tuple[Tuple[str, Tuple[int, int, int]], ...]]] = {}
 
 
-def _scan(path: str) -> _Scan:
-    """The :class:`_Scan` of ``path``, from the cache when the file is unchanged."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return _Scan([])
+def _scan(path: str, st: os.stat_result) -> _Scan:
+    """The :class:`_Scan` of ``path`` (whose ``os.stat`` is ``st``), from the cache
+    when the file is unchanged."""
     ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     hit = _SCANS.get(path)
     if hit is not None and hit[0] == ident:
         return hit[1]
     scan = _Scan(_lines(path))
-    _SCANS[path] = (ident, scan)
+    if time.time_ns() - st.st_mtime_ns > _RACY_NS:
+        _SCANS[path] = (ident, scan)
     return scan
+
+
+class _Finder:
+    """:func:`_find` with its answers kept across walks: an answer holds while the
+    directories it rests on are unchanged (creating, removing or renaming an entry
+    changes its directory's modification time; replacing a directory changes the
+    inode its path leads to). A miss rests on the deepest existing directory above the
+    candidate, a hit on the directory holding it; a hit through a symbolic link, or a
+    candidate that exists but is not a regular file, is not kept. Directories are
+    looked at once per walk (``seen``)."""
+
+    def __init__(self, dirs: Sequence[str]) -> None:
+        self.dirs = tuple(dirs)
+        self.seen: Dict[str, Optional[Tuple[int, int, int]]] = {}
+
+    def ident(self, path: str) -> Optional[Tuple[int, int, int]]:
+        got = self.seen.get(path, _MISSING)
+        if got is _MISSING:
+            try:
+                st = os.stat(path)
+                got = (st.st_dev, st.st_ino, st.st_mtime_ns)
+            except OSError:
+                got = None
+            self.seen[path] = got
+        return got          # type: ignore[return-value]
+
+    def find(self, name: str, quoted: bool, here: str) -> Optional[str]:
+        key = (name, quoted, here if quoted else "", self.dirs)
+        hit = _FINDS.get(key)
+        if hit is not None and all(self.ident(d) == i for d, i in hit[1]):
+            return hit[0]
+        found = _find(name, quoted, here, self.dirs)
+        anchors = self._anchors(name, quoted, here, found)
+        if anchors is not None:
+            _FINDS[key] = (found, anchors)
+        elif hit is not None:
+            del _FINDS[key]
+        return found
+
+    def _anchors(self, name: str, quoted: bool, here: str, found: Optional[str]
+                 ) -> Optional[Tuple[Tuple[str, Tuple[int, int, int]], ...]]:
+        """What the answer ``found`` rests on, or None when it is not to be kept."""
+        anchors = []
+        for d in ([here] if quoted else []) + list(self.dirs):
+            cand = os.path.join(d, name)
+            if cand == found:
+                if os.path.islink(cand):
+                    return None
+                anchors.append(os.path.dirname(cand))
+                break
+            if os.path.lexists(cand):
+                return None          # a directory, a dangling link...: not kept
+            up = os.path.dirname(cand)
+            while self.ident(up) is None and up != os.path.dirname(up):
+                if os.path.lexists(up):
+                    return None      # a dangling link on the way: not kept
+                up = os.path.dirname(up)
+            anchors.append(up)
+        now = time.time_ns()
+        out = []
+        for d in anchors:
+            i = self.ident(d)
+            if i is None or now - i[2] <= _RACY_NS:
+                return None
+            out.append((d, i))
+        return tuple(out)
 
 
 def header_macros(includes: Iterable[str], wanted: Iterable[str],
@@ -186,7 +260,8 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
     want: Set[str] = set(wanted)
     found: Dict[str, str] = {}
     enums: Dict[str, int] = {}
-    visited: Set[str] = set()
+    visited: Set[Tuple[int, int]] = set()
+    finder = _Finder(dirs)
 
     def lookup(name: str, depth: int = 0) -> Optional[int]:
         from .preamble import _CError, eval_c_int
@@ -216,18 +291,22 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
         return True
 
     def visit(path: str) -> bool:
-        real = os.path.realpath(path)
-        if real in visited:
+        # one visit per file (device and inode, as clang tells files apart)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return satisfied()
+        if (st.st_dev, st.st_ino) in visited:
             return False
-        visited.add(real)
+        visited.add((st.st_dev, st.st_ino))
         here = os.path.dirname(path)
-        scan = _scan(path)
+        scan = _scan(path, st)
         for is_define, name, arg in scan.events:
             if is_define:
                 if name not in found:
                     found[name] = arg     # type: ignore[assignment]
                 continue
-            inner = _find(name, bool(arg), here, dirs)
+            inner = finder.find(name, bool(arg), here)
             if inner is not None and visit(inner):
                 return True
         # enums after the file's macros and includes, which their values may use
@@ -238,7 +317,7 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
     if not want:
         return {}, {}
     for inc in includes:
-        path = _find(inc, False, "", dirs)
+        path = finder.find(inc, False, "")
         if path is not None and visit(path):
             break
     out: Dict[str, str] = {}
