@@ -569,6 +569,7 @@ class BTF:
             offsets.extend(btf._string_offsets(raw))
             btf = btf.base
         if not offsets:
+            self._recent[raw] = []          # no string: no type of that name, ever
             return []
         self._searches += 1
         found = self._own_ids_with_name_off(offsets)
