@@ -77,11 +77,12 @@ def _live_out(insns: List[Instruction]) -> List[int]:
     """The registers live after each instruction, as bit masks (bit ``r`` for register
     ``r``: much faster than Python sets), by backward data flow to a fixpoint."""
     labels: Dict[str, int] = {i.label: n for n, i in enumerate(insns) if i.label}
-    succ: List[Tuple[int, ...]] = []
+    count = len(insns)
+    flows: List[int] = []
     gen: List[int] = []
     keep: List[int] = []                    # the complement of what the instruction kills
+    target: List[int] = []                  # the jump's label index, or -1
     backward = False                        # a jump to an earlier instruction (a loop)
-    last = len(insns) - 1
     facts = _FACTS
     for n, ins in enumerate(insns):
         op = ins.opcode
@@ -90,25 +91,43 @@ def _live_out(insns: List[Instruction]) -> List[int]:
         if found is None:
             found = facts[key] = _facts_of(*key)
         flow, g, k = found
+        flows.append(flow)
         gen.append(g)
         keep.append(k)
-        if flow == _NEXT:
-            succ.append((n + 1,) if n < last else ())
-            continue
-        if flow == _JA:
-            s: Tuple[int, ...] = (labels[ins.reference],)
-        elif flow == _EXIT:
-            s = ()
+        if flow == _JA or (flow == _BRANCH and isinstance(ins.reference, str)):
+            t = labels[ins.reference]
+            if t <= n:
+                backward = True
+            target.append(t)
         else:
-            s = (n + 1,) if n < last else ()
-            if isinstance(ins.reference, str):
-                s += (labels[ins.reference],)
-        if s and s[-1] <= n:
-            backward = True
-        succ.append(s)
-    count = len(insns)
-    live_in = [0] * count
+            target.append(-1)
+    live_in = [0] * (count + 1)             # live_in[count]: nothing after the end
     live_out = [0] * count
+    if not backward:
+        # every successor comes later: one backward pass is the fixpoint
+        for n in range(count - 1, -1, -1):
+            flow = flows[n]
+            if flow == _NEXT:
+                out = live_in[n + 1]
+            elif flow == _EXIT:
+                out = 0
+            elif flow == _JA:
+                out = live_in[target[n]]
+            else:
+                t = target[n]
+                out = live_in[n + 1] | live_in[t] if t >= 0 else live_in[n + 1]
+            live_out[n] = out
+            live_in[n] = gen[n] | (out & keep[n])
+        return live_out
+    succ: List[Tuple[int, ...]] = []
+    for n in range(count):
+        flow, t = flows[n], target[n]
+        if flow == _EXIT:
+            succ.append(())
+        elif flow == _JA:
+            succ.append((t,))
+        else:
+            succ.append((n + 1, t) if t >= 0 else (n + 1,))
     changed = True
     while changed:
         changed = False
@@ -120,8 +139,6 @@ def _live_out(insns: List[Instruction]) -> List[int]:
             if out != live_out[n] or new_in != live_in[n]:
                 live_out[n], live_in[n] = out, new_in
                 changed = True
-        # without loops every successor comes later: one backward pass is the fixpoint
-        changed = changed and backward
     return live_out
 
 
