@@ -163,8 +163,14 @@ class _Finder:
     def find(self, name: str, quoted: bool, here: str) -> Optional[str]:
         key = (name, quoted, here if quoted else "", self.dirs)
         hit = _FINDS.get(key)
-        if hit is not None and all(self.ident(d) == i for d, i in hit[1]):
-            return hit[0]
+        if hit is not None:
+            seen = self.seen
+            for d, i in hit[1]:
+                got = seen.get(d, _MISSING)
+                if (self.ident(d) if got is _MISSING else got) != i:
+                    break
+            else:
+                return hit[0]
         found = _find(name, quoted, here, self.dirs)
         anchors = self._anchors(name, quoted, here, found)
         if anchors is not None:

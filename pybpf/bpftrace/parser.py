@@ -80,7 +80,8 @@ class Parser:
 
     # token access ---------------------------------------------------------------------
     def peek(self, k: int = 0) -> Token:
-        return self.toks[min(self.i + k, len(self.toks) - 1)]
+        j, toks = self.i + k, self.toks
+        return toks[j] if j < len(toks) else toks[-1]
 
     def advance(self) -> Token:
         tok = self.toks[self.i]
