@@ -101,7 +101,8 @@ def test_header_reads_follow_the_files(tmp_path) -> None:
     file of the same size, a header appearing earlier in the search order or going
     away, or an included directory replaced, is looked at again, never answered from
     the old reading. (Time stamps are set in the past after each change, so that the
-    answers are kept: a fresh time stamp is not trusted.)"""
+    answers are kept: a fresh time stamp is not trusted.) A dangling link that comes to
+    life is followed."""
     from pybpf.bpftrace import headers
     from pybpf.bpftrace.headers import header_symbols
     first, second = tmp_path / "first", tmp_path / "second"
@@ -115,10 +116,14 @@ def test_header_reads_follow_the_files(tmp_path) -> None:
     step = [0]
 
     def symbols():
-        step[0] += 1            # every file and directory in the past, a new time each step
-        when = (time.time_ns() - 1000 * 10**9) + step[0] * 10**9
+        # what changed since the last step gets a time stamp in the past (a new one each
+        # step); what did not keeps its own, so kept answers are only dropped for a change
+        step[0] += 1
+        now = time.time_ns()
+        when = now - 1000 * 10**9 + step[0] * 10**9
         for p in [tmp_path, *tmp_path.rglob("*")]:
-            os.utime(p, ns=(when, when))
+            if now - os.lstat(p).st_mtime_ns < 100 * 10**9:
+                os.utime(p, ns=(when, when), follow_symlinks=False)
         got = header_symbols(["a.h"], want, dirs)
         assert header_symbols(["a.h"], want, dirs) == got      # the kept answers
         return got
@@ -145,6 +150,12 @@ def test_header_reads_follow_the_files(tmp_path) -> None:
     # the include goes away
     (second / "sub" / "b.h").unlink()
     assert symbols() == ({"WIDTH": "32"}, {"GREEN": 21})
+    # a dangling link earlier in the search order comes to life (its directory stays
+    # as it was): followed, as clang follows it
+    os.symlink(tmp_path / "later.h", first / "a.h")
+    assert symbols() == ({"WIDTH": "32"}, {"GREEN": 21})
+    (tmp_path / "later.h").write_text("#define WIDTH 128\n")
+    assert symbols() == ({"WIDTH": "128"}, {})
 
 
 # ---------------------------------------------------------------------------------------

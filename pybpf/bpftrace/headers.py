@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -56,18 +57,6 @@ def include_dirs(extra: Sequence[str] = (), release: Optional[str] = None) -> Li
     dirs += ["/usr/local/include", "/usr/include/x86_64-linux-gnu", "/usr/include"]
     seen: Set[str] = set()
     return [d for d in dirs if os.path.isdir(d) and not (d in seen or seen.add(d))]
-
-
-def _find(name: str, quoted: bool, here: str, dirs: Sequence[str]) -> Optional[str]:
-    if quoted:
-        p = os.path.join(here, name)
-        if os.path.isfile(p):
-            return p
-    for d in dirs:
-        p = os.path.join(d, name)
-        if os.path.isfile(p):
-            return p
-    return None
 
 
 def _lines(path: str) -> List[str]:
@@ -148,6 +137,7 @@ class _Finder:
     def __init__(self, dirs: Sequence[str]) -> None:
         self.dirs = tuple(dirs)
         self.seen: Dict[str, Optional[Tuple[int, int, int]]] = {}
+        self.links: Dict[str, bool] = {}
 
     def ident(self, path: str) -> Optional[Tuple[int, int, int]]:
         got = self.seen.get(path, _MISSING)
@@ -171,41 +161,62 @@ class _Finder:
                     break
             else:
                 return hit[0]
-        found = _find(name, quoted, here, self.dirs)
-        anchors = self._anchors(name, quoted, here, found)
+        found, anchors = self._probe(name, quoted, here)
         if anchors is not None:
             _FINDS[key] = (found, anchors)
         elif hit is not None:
             del _FINDS[key]
         return found
 
-    def _anchors(self, name: str, quoted: bool, here: str, found: Optional[str]
-                 ) -> Optional[Tuple[Tuple[str, Tuple[int, int, int]], ...]]:
-        """What the answer ``found`` rests on, or None when it is not to be kept."""
-        anchors = []
+    def _probe(self, name: str, quoted: bool, here: str
+               ) -> Tuple[Optional[str], Optional[Tuple[Tuple[str, Tuple[int, int, int]], ...]]]:
+        """Where ``name`` is found: the first candidate (the including file's directory
+        for a quoted name, then ``dirs`` in order) that is a regular file, links
+        followed; one ``lstat`` a candidate; and what the answer rests on (None: not
+        to be kept)."""
+        anchors: List[str] = []
+        keep = True
+        found: Optional[str] = None
         for d in ([here] if quoted else []) + list(self.dirs):
             cand = os.path.join(d, name)
-            if cand == found:
-                if os.path.islink(cand):
-                    return None
+            try:
+                st = os.lstat(cand)
+            except (OSError, ValueError) as exc:
+                if not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+                    keep = False
+                elif keep:
+                    up = os.path.dirname(cand)        # the deepest directory there is
+                    while self.ident(up) is None and up != os.path.dirname(up):
+                        if self.is_link(up):
+                            keep = False           # a dangling link on the way
+                            break
+                        up = os.path.dirname(up)
+                    anchors.append(up)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found = cand
                 anchors.append(os.path.dirname(cand))
                 break
-            if os.path.lexists(cand):
-                return None          # a directory, a dangling link...: not kept
-            up = os.path.dirname(cand)
-            while self.ident(up) is None and up != os.path.dirname(up):
-                if os.path.lexists(up):
-                    return None      # a dangling link on the way: not kept
-                up = os.path.dirname(up)
-            anchors.append(up)
+            keep = False        # a link (its target may change), a directory...
+            if stat.S_ISLNK(st.st_mode) and os.path.isfile(cand):
+                found = cand
+                break
+        if not keep:
+            return found, None
         now = time.time_ns()
         out = []
         for d in anchors:
             i = self.ident(d)
             if i is None or now - i[2] <= _RACY_NS:
-                return None
+                return found, None
             out.append((d, i))
-        return tuple(out)
+        return found, tuple(out)
+
+    def is_link(self, path: str) -> bool:
+        got = self.links.get(path)
+        if got is None:
+            got = self.links[path] = os.path.islink(path)
+        return got
 
 
 def header_macros(includes: Iterable[str], wanted: Iterable[str],
