@@ -55,6 +55,7 @@ from peers import PACKAGES, Variant, med
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)                      # this checkout's pybpf, not an installed one
 PY = sys.executable
 RUNNER = os.path.join(HERE, "peers", "pybpf_trace.py")
 CLI = os.path.join(ROOT, "pybpf", "cli", "trace_cmd.py")
@@ -374,7 +375,7 @@ def compile_phases(path: str) -> Dict[str, float]:
         setattr(mod, attr, wrap)
         return lambda: setattr(mod, attr, orig)
 
-    undo = [timed(headers, "header_macros", "headers"),
+    undo = [timed(headers, "header_symbols", "headers"),
             timed(probe_match, "expand_attach_point", "expansion"),
             timed(lower, "lower_function", "backend"),
             timed(lower, "link_program", "backend")]

@@ -218,6 +218,40 @@ def test_preamble_struct_layout() -> None:
     assert str(res.maps["@n"].value) == "string[5]"
 
 
+
+def test_kernel_records_kept_for_later_programs_yield_to_a_preamble() -> None:
+    """Kernel records made from BTF for one program are kept for the next ones (on the
+    BTF object), with the layout the BTF gives; a program whose preamble defines a
+    record that a kernel record uses gets its own definition inside the kernel's
+    record, and the programs after it the kernel's layout again."""
+    from pybpf.btf import vmlinux
+    from pybpf.btf.resolve import offsetof, sizeof
+    try:
+        btf = vmlinux()
+    except (OSError, ValueError) as exc:
+        pytest.skip(f"no kernel BTF: {exc}")
+
+    def layout(src: str) -> Tuple[int, int, str, int]:
+        prog = parse_program(src)
+        env = ProbeEnv()
+        res = analyse(prog, parse_attach_points(prog, env, src), env,
+                      SemaOptions(btf=btf), src)
+        st = res.structs.lookup("struct file")
+        assert st is not None
+        path = st.field("f_path").type
+        return st.size, st.field("f_flags").offset, str(st.field("f_flags").type), \
+            path.struct.size
+    kernel = "BEGIN { @x = ((struct file *)0)->f_flags; @y = ((struct file *)0)->f_path; }"
+    file_id, path_id = btf.type_id("file", "struct"), btf.type_id("path", "struct")
+    want = (sizeof(btf, file_id), offsetof(btf, file_id, "f_flags"), "unsigned int32",
+            sizeof(btf, path_id))
+    assert layout(kernel) == want
+    assert layout(kernel) == want
+    own = "struct path { char one; };\n" + kernel
+    assert layout(own) == want[:3] + (1,)
+    assert layout(kernel) == want
+
+
 def test_data_model_for_lowering() -> None:
     src = ('BEGIN { @c[comm, (uint8)1] = count(); @s = "ab"; @s = "abcd"; $v = 1; '
            'printf("%s %d\\n", comm, $v); @h = lhist(5, 0, 10, 1); time(); '

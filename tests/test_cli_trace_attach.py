@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from typing import Tuple
 
 import pytest
@@ -92,6 +93,69 @@ def test_header_enumerators_read_from_the_header(tmp_path) -> None:
                                    [str(tmp_path)])
     assert enums == {"RED": 16, "GREEN": 17, "BLUE": 68, "LAST": 69, "TWO": 2}
     assert macros == {"USES_TWO": "(TWO + 1)"}
+
+
+def test_header_reads_follow_the_files(tmp_path) -> None:
+    """Headers are read and include names resolved once per process while the files
+    and directories keep their identity: a header rewritten in place, replaced by a new
+    file of the same size, a header appearing earlier in the search order or going
+    away, or an included directory replaced, is looked at again, never answered from
+    the old reading. (Time stamps are set in the past after each change, so that the
+    answers are kept: a fresh time stamp is not trusted.) A dangling link that comes to
+    life is followed."""
+    from pybpf.bpftrace import headers
+    from pybpf.bpftrace.headers import header_symbols
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d in (first, second, second / "sub"):
+        d.mkdir()
+    a = second / "a.h"
+    a.write_text('#define WIDTH 8\n#include "sub/b.h"\nenum { RED = 1, GREEN };\n')
+    (second / "sub" / "b.h").write_text("#define DEPTH 3\n")
+    want = {"WIDTH", "DEPTH", "GREEN"}
+    dirs = [str(first), str(second)]
+    step = [0]
+
+    def symbols():
+        # what changed since the last step gets a time stamp in the past (a new one each
+        # step); what did not keeps its own, so kept answers are only dropped for a change
+        step[0] += 1
+        now = time.time_ns()
+        when = now - 1000 * 10**9 + step[0] * 10**9
+        for p in [tmp_path, *tmp_path.rglob("*")]:
+            if now - os.lstat(p).st_mtime_ns < 100 * 10**9:
+                os.utime(p, ns=(when, when), follow_symlinks=False)
+        got = header_symbols(["a.h"], want, dirs)
+        assert header_symbols(["a.h"], want, dirs) == got      # the kept answers
+        return got
+    assert symbols() == ({"WIDTH": "8", "DEPTH": "3"}, {"GREEN": 2})
+    assert str(a) in headers._SCANS                            # kept, not read again
+    # rewritten in place, another size
+    a.write_text('#define WIDTH 16\n#include "sub/b.h"\nenum { RED = 10, GREEN };\n')
+    assert symbols() == ({"WIDTH": "16", "DEPTH": "3"}, {"GREEN": 11})
+    # replaced by a new file (another inode) of the same size
+    new = second / "a.h.new"
+    new.write_text('#define WIDTH 32\n#include "sub/b.h"\nenum { RED = 20, GREEN };\n')
+    os.replace(new, a)
+    assert symbols() == ({"WIDTH": "32", "DEPTH": "3"}, {"GREEN": 21})
+    # the included directory replaced by another one
+    os.rename(second / "sub", tmp_path / "old-sub")
+    (second / "sub").mkdir()
+    (second / "sub" / "b.h").write_text("#define DEPTH 4\n")
+    assert symbols() == ({"WIDTH": "32", "DEPTH": "4"}, {"GREEN": 21})
+    # an a.h earlier in the search order now hides the one in ``second``
+    (first / "a.h").write_text("#define WIDTH 64\n#define DEPTH 5\nenum { GREEN = 7 };\n")
+    assert symbols() == ({"WIDTH": "64", "DEPTH": "5"}, {"GREEN": 7})
+    (first / "a.h").unlink()
+    assert symbols() == ({"WIDTH": "32", "DEPTH": "4"}, {"GREEN": 21})
+    # the include goes away
+    (second / "sub" / "b.h").unlink()
+    assert symbols() == ({"WIDTH": "32"}, {"GREEN": 21})
+    # a dangling link earlier in the search order comes to life (its directory stays
+    # as it was): followed, as clang follows it
+    os.symlink(tmp_path / "later.h", first / "a.h")
+    assert symbols() == ({"WIDTH": "32"}, {"GREEN": 21})
+    (tmp_path / "later.h").write_text("#define WIDTH 128\n")
+    assert symbols() == ({"WIDTH": "128"}, {})
 
 
 # ---------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 __all__ = ["include_dirs", "header_macros", "header_symbols"]
@@ -57,18 +59,6 @@ def include_dirs(extra: Sequence[str] = (), release: Optional[str] = None) -> Li
     return [d for d in dirs if os.path.isdir(d) and not (d in seen or seen.add(d))]
 
 
-def _find(name: str, quoted: bool, here: str, dirs: Sequence[str]) -> Optional[str]:
-    if quoted:
-        p = os.path.join(here, name)
-        if os.path.isfile(p):
-            return p
-    for d in dirs:
-        p = os.path.join(d, name)
-        if os.path.isfile(p):
-            return p
-    return None
-
-
 def _lines(path: str) -> List[str]:
     try:
         with open(path, encoding="latin-1") as f:
@@ -78,6 +68,155 @@ def _lines(path: str) -> List[str]:
     text = text.replace("\\\n", " ")
     text = _COMMENT.sub(" ", text)
     return text.split("\n")
+
+
+class _Scan:
+    """What the walk needs of one header, in file order: ``events`` are
+    ``(True, name, text)`` for an object-like ``#define`` with a text and
+    ``(False, name, quoted)`` for an ``#include``; ``enums`` the body of each ``enum``
+    definition outside ``#`` lines with the identifiers it holds."""
+
+    __slots__ = ("events", "enums")
+
+    def __init__(self, lines: List[str]) -> None:
+        events: List[Tuple[bool, str, object]] = []
+        for line in lines:
+            m = _DEFINE.match(line)
+            if m:
+                name, paren, value = m.group(1), m.group(2), m.group(3).strip()
+                if not paren and value:
+                    events.append((True, name, value))
+                continue
+            m = _INCLUDE.match(line)
+            if m:
+                events.append((False, m.group(2), m.group(1) == '"'))
+        self.events = events
+        self.enums: List[Tuple[str, Set[str]]] = []
+        if "enum" in "".join(lines):
+            text = "\n".join(l for l in lines if not l.lstrip().startswith("#"))
+            self.enums = [(m.group(1), set(_IDENT.findall(m.group(1))))
+                          for m in _ENUM.finditer(text)]
+
+
+# A cached answer is trusted only while what it was read from keeps its identity; a
+# time stamp this close to the present may yet be followed by a change within the file
+# system's time stamp granularity, so such answers are not kept (git's "racy" rule).
+_RACY_NS = 2_000_000_000
+_MISSING = object()
+
+# path -> (identity: device, inode, size, modification time; scan)
+_SCANS: Dict[str, Tuple[Tuple[int, int, int, int], _Scan]] = {}
+# (name, quoted, including directory if quoted, search dirs) -> (path or None, the
+# directories whose identity (device, inode, modification time) the answer rests on)
+_FINDS: Dict[Tuple[str, bool, str, Tuple[str, ...]],
+             Tuple[Optional[str], Tuple[Tuple[str, Tuple[int, int, int]], ...]]] = {}
+
+
+def _scan(path: str, st: os.stat_result) -> _Scan:
+    """The :class:`_Scan` of ``path`` (whose ``os.stat`` is ``st``), from the cache
+    when the file is unchanged."""
+    ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _SCANS.get(path)
+    if hit is not None and hit[0] == ident:
+        return hit[1]
+    scan = _Scan(_lines(path))
+    if time.time_ns() - st.st_mtime_ns > _RACY_NS:
+        _SCANS[path] = (ident, scan)
+    return scan
+
+
+class _Finder:
+    """:func:`_find` with its answers kept across walks: an answer holds while the
+    directories it rests on are unchanged (creating, removing or renaming an entry
+    changes its directory's modification time; replacing a directory changes the
+    inode its path leads to). A miss rests on the deepest existing directory above the
+    candidate, a hit on the directory holding it; a hit through a symbolic link, or a
+    candidate that exists but is not a regular file, is not kept. Directories are
+    looked at once per walk (``seen``)."""
+
+    def __init__(self, dirs: Sequence[str]) -> None:
+        self.dirs = tuple(dirs)
+        self.seen: Dict[str, Optional[Tuple[int, int, int]]] = {}
+        self.links: Dict[str, bool] = {}
+
+    def ident(self, path: str) -> Optional[Tuple[int, int, int]]:
+        got = self.seen.get(path, _MISSING)
+        if got is _MISSING:
+            try:
+                st = os.stat(path)
+                got = (st.st_dev, st.st_ino, st.st_mtime_ns)
+            except OSError:
+                got = None
+            self.seen[path] = got
+        return got          # type: ignore[return-value]
+
+    def find(self, name: str, quoted: bool, here: str) -> Optional[str]:
+        key = (name, quoted, here if quoted else "", self.dirs)
+        hit = _FINDS.get(key)
+        if hit is not None:
+            seen = self.seen
+            for d, i in hit[1]:
+                got = seen.get(d, _MISSING)
+                if (self.ident(d) if got is _MISSING else got) != i:
+                    break
+            else:
+                return hit[0]
+        found, anchors = self._probe(name, quoted, here)
+        if anchors is not None:
+            _FINDS[key] = (found, anchors)
+        elif hit is not None:
+            del _FINDS[key]
+        return found
+
+    def _probe(self, name: str, quoted: bool, here: str
+               ) -> Tuple[Optional[str], Optional[Tuple[Tuple[str, Tuple[int, int, int]], ...]]]:
+        """Where ``name`` is found: the first candidate (the including file's directory
+        for a quoted name, then ``dirs`` in order) that is a regular file, links
+        followed; one ``lstat`` a candidate; and what the answer rests on (None: not
+        to be kept)."""
+        anchors: List[str] = []
+        keep = True
+        found: Optional[str] = None
+        for d in ([here] if quoted else []) + list(self.dirs):
+            cand = os.path.join(d, name)
+            try:
+                st = os.lstat(cand)
+            except (OSError, ValueError) as exc:
+                if not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+                    keep = False
+                elif keep:
+                    up = os.path.dirname(cand)        # the deepest directory there is
+                    while self.ident(up) is None and up != os.path.dirname(up):
+                        if self.is_link(up):
+                            keep = False           # a dangling link on the way
+                            break
+                        up = os.path.dirname(up)
+                    anchors.append(up)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found = cand
+                anchors.append(os.path.dirname(cand))
+                break
+            keep = False        # a link (its target may change), a directory...
+            if stat.S_ISLNK(st.st_mode) and os.path.isfile(cand):
+                found = cand
+                break
+        if not keep:
+            return found, None
+        now = time.time_ns()
+        out = []
+        for d in anchors:
+            i = self.ident(d)
+            if i is None or now - i[2] <= _RACY_NS:
+                return found, None
+            out.append((d, i))
+        return found, tuple(out)
+
+    def is_link(self, path: str) -> bool:
+        got = self.links.get(path)
+        if got is None:
+            got = self.links[path] = os.path.islink(path)
+        return got
 
 
 def header_macros(includes: Iterable[str], wanted: Iterable[str],
@@ -102,14 +241,14 @@ def _split_enumerators(body: str) -> List[str]:
     return [x.strip() for x in items if x.strip()]
 
 
-def _read_enums(text: str, want: Set[str], enums: Dict[str, int],
+def _read_enums(bodies: Sequence[Tuple[str, Set[str]]], want: Set[str], enums: Dict[str, int],
                 lookup: Callable[[str], Optional[int]]) -> None:
-    """Add to ``enums`` the enumerators of the enums in ``text`` that define a wanted
-    name (each enum's constants in order, until one cannot be evaluated)."""
+    """Add to ``enums`` the enumerators of the enum ``bodies`` (with the identifiers
+    each holds) that define a wanted name (each enum's constants in order, until one
+    cannot be evaluated)."""
     from .preamble import _CError, eval_c_int
-    for m in _ENUM.finditer(text):
-        body = m.group(1)
-        if not want.intersection(_IDENT.findall(body)):
+    for body, idents in bodies:
+        if want.isdisjoint(idents):
             continue
         local: Dict[str, int] = {}
         nxt = 0
@@ -138,7 +277,8 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
     want: Set[str] = set(wanted)
     found: Dict[str, str] = {}
     enums: Dict[str, int] = {}
-    visited: Set[str] = set()
+    visited: Set[Tuple[int, int]] = set()
+    finder = _Finder(dirs)
 
     def lookup(name: str, depth: int = 0) -> Optional[int]:
         from .preamble import _CError, eval_c_int
@@ -168,34 +308,33 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
         return True
 
     def visit(path: str) -> bool:
-        real = os.path.realpath(path)
-        if real in visited:
+        # one visit per file (device and inode, as clang tells files apart)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return satisfied()
+        if (st.st_dev, st.st_ino) in visited:
             return False
-        visited.add(real)
+        visited.add((st.st_dev, st.st_ino))
         here = os.path.dirname(path)
-        lines = _lines(path)
-        for line in lines:
-            m = _DEFINE.match(line)
-            if m:
-                name, paren, value = m.group(1), m.group(2), m.group(3).strip()
-                if not paren and value and name not in found:
-                    found[name] = value
+        scan = _scan(path, st)
+        for is_define, name, arg in scan.events:
+            if is_define:
+                if name not in found:
+                    found[name] = arg     # type: ignore[assignment]
                 continue
-            m = _INCLUDE.match(line)
-            if m:
-                inner = _find(m.group(2), m.group(1) == '"', here, dirs)
-                if inner is not None and visit(inner):
-                    return True
+            inner = finder.find(name, bool(arg), here)
+            if inner is not None and visit(inner):
+                return True
         # enums after the file's macros and includes, which their values may use
-        if "enum" in "".join(lines):
-            _read_enums("\n".join(l for l in lines if not l.lstrip().startswith("#")),
-                        want, enums, lookup)
+        if scan.enums:
+            _read_enums(scan.enums, want, enums, lookup)
         return satisfied()
 
     if not want:
         return {}, {}
     for inc in includes:
-        path = _find(inc, False, "", dirs)
+        path = finder.find(inc, False, "")
         if path is not None and visit(path):
             break
     out: Dict[str, str] = {}

@@ -224,10 +224,12 @@ class _Scanner:
 
     def eat(self, n: int, count: bool = True) -> str:
         """Consume ``n`` characters (a flex match: the columns grow by ``n``)."""
-        seg = self.text[self.pos:self.pos + n]
-        self.pos += n
-        if count:
-            self.columns(n)
+        pos = self.pos
+        seg = self.text[pos:pos + n]
+        self.pos = pos + n
+        if count:                                   # columns(n), inline
+            ec = self.ec + n
+            self.ec = ec if ec > 1 else 1
         nl = seg.count("\n")
         if nl:
             self.rline += nl

@@ -80,7 +80,8 @@ class Parser:
 
     # token access ---------------------------------------------------------------------
     def peek(self, k: int = 0) -> Token:
-        return self.toks[min(self.i + k, len(self.toks) - 1)]
+        j, toks = self.i + k, self.toks
+        return toks[j] if j < len(toks) else toks[-1]
 
     def advance(self) -> Token:
         tok = self.toks[self.i]
@@ -542,14 +543,15 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
     program's own (clang's ``-include``: macros, structs and enums they define are
     visible to the program, whose own definitions win)."""
     from .preamble import read_preamble
-    prog = parse(source, filename, allow_for=allow_for)
+    first = Parser(source, filename, allow_for=allow_for)
+    prog: A.Program = _run(first, "program")  # type: ignore[assignment]
     pre = read_preamble(prog.c_definitions, source, filename, btf=btf)
     for path in reversed(list(include_files)):
         pre = _merge_preamble(read_include_file(path, include_dirs or [], btf), pre)
     macros = dict(pre.macros)
     if headers and pre.includes:
         from .headers import header_symbols, include_dirs as default_dirs
-        words = {str(t.value) for t in tokenize(source).tokens if t.kind == "IDENT"}
+        words = {str(t.value) for t in first.lexed.tokens if t.kind == "IDENT"}
         found, pre.header_enums = header_symbols(
             [i.path for i in pre.includes], words - set(macros),
             default_dirs(include_dirs or []))

@@ -118,7 +118,13 @@ def _base_words(text: str) -> Optional[str]:
 class StructManager:
     """Every record a program can name, found on demand: the preamble's definitions,
     then the kernel's BTF (``btf`` is a :class:`pybpf.btf.BTF`, or a callable returning
-    one or None, called once), plus generated tracepoint records."""
+    one or None, called once), plus generated tracepoint records.
+
+    When the preamble defines no ``struct``/``union``, what is made from the BTF alone
+    (kernel records by name, BTF types as bpftrace types) depends on nothing else, and
+    is kept on the BTF object (:meth:`pybpf.btf.BTF.memo`) for every later program of
+    the process: a second compile does not convert ``struct sock`` again. (These are
+    shared: copy a type before changing it, as within one program.)"""
 
     def __init__(self, preamble: Any = None, btf: Any = None) -> None:
         self.preamble = preamble
@@ -129,6 +135,8 @@ class StructManager:
         self._btf_types: Dict[int, SizedType] = {}
         self._enums: Dict[str, Optional[int]] = {}
         self._anon = 0
+        #: kernel records by name, kept on the BTF when shareable (see the class doc)
+        self._btf_records: Optional[Dict[str, Optional[Struct]]] = None
 
     # -- BTF --------------------------------------------------------------------------
     @property
@@ -138,6 +146,12 @@ class StructManager:
             self._btf_loaded = True
             src = self._btf_source
             self._btf = src() if callable(src) else src
+            memo = getattr(self._btf, "memo", None)
+            if memo is not None and not getattr(self.preamble, "structs", None):
+                shared = memo("bpftrace.structs")
+                shared.setdefault("types", {}).update(self._btf_types)
+                self._btf_types = shared["types"]
+                self._btf_records = shared.setdefault("records", {})
         return self._btf
 
     @property
@@ -160,6 +174,7 @@ class StructManager:
 
     def btf_sized(self, type_id: int) -> SizedType:
         """A BTF type as bpftrace's clang path types it (copy before changing)."""
+        self.btf                                          # noqa: B018 - the tables
         got = self._btf_types.get(type_id)
         if got is None:
             got = self._convert_btf(type_id)
@@ -254,9 +269,16 @@ class StructManager:
         if pre is not None and name in getattr(pre, "structs", {}):
             found = self._c_struct(pre.structs[name])
         else:
-            tid = self._btf_composite(name)
-            if tid is not None:
-                found = self._btf_struct(tid)
+            self.btf                                      # noqa: B018 - the tables
+            shared = self._btf_records
+            if shared is not None and name in shared:
+                found = shared[name]
+            else:
+                tid = self._btf_composite(name)
+                if tid is not None:
+                    found = self._btf_struct(tid)
+                if shared is not None:
+                    shared[name] = found
         self._records[name] = found
         return found
 

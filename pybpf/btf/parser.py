@@ -52,12 +52,15 @@ VMLINUX_PATH = SYSFS_DIR + "/vmlinux"
 KindLike = Union[Kind, int, str]
 
 _NATIVE_LITTLE = sys.byteorder == "little"
-# a fallback from the search trick to the full index when a string offset is so common
-# a value in the type section that verifying every hit would cost more than indexing
+_NATIVE_WORD = struct.Struct("=I")
+# enums_with's fallback from the search trick to a scan of every enum when a string
+# offset is so common a value in the type section that verifying every hit would cost more
 _MAX_HITS = 512
-# a name search (string section, then type section) costs about 1 ms on vmlinux; the
-# index of every name costs about 80: after this many searches, build it
-_SEARCHES_BEFORE_INDEX = 24
+# a name search (the string section, then the column of type name offsets) costs about
+# 2 ms on vmlinux (Linux 6.18, 126k types); the index of every name about 100 (offsets,
+# then names): after this many searches, build it (a tool's first compile needs 30-46:
+# bpftrace's tcplife.bt 42, biosnoop.bt 46)
+_SEARCHES_BEFORE_INDEX = 48
 
 
 def _open_bytes(path: Union[str, "os.PathLike[str]"]) -> Tuple[Any, Optional[mmap.mmap]]:
@@ -148,6 +151,7 @@ class BTF:
         self._name_index: Optional[Dict[int, List[int]]] = None
         self._searches = 0
         self._by_name: Optional[Dict[bytes, List[int]]] = None
+        self._names_col: Optional[bytes] = None
         self._recent: Dict[bytes, List[int]] = {}
         self._memos: Dict[str, Dict[Any, Any]] = {}
         self._pointer_size: Optional[int] = None
@@ -467,28 +471,31 @@ class BTF:
             pos = data.find(needle, pos + 1, end)
         return found
 
-    def _own_ids_with_name_off(self, offsets: Sequence[int]) -> Optional[List[int]]:
-        """Own type ids whose record names one of ``offsets``; None when the search hit
-        too many places (the caller then uses the full index)."""
-        data, start, end = self._data, self._type_start, self._type_end
-        offs = self._offs
-        pack = struct.Struct(self._order + "I").pack
+    def _name_column(self) -> bytes:
+        """The name offset of every own type, in id order, as native 32-bit words (built
+        once: a name search scans these 4 bytes a type instead of the whole section)."""
+        column = self._names_col
+        if column is None:
+            w = self._words
+            column = self._names_col = array.array(
+                "I", [w[i] for i in self._offs]).tobytes()
+        return column
+
+    def _own_ids_with_name_off(self, offsets: Sequence[int]) -> List[int]:
+        """Own type ids whose record names one of ``offsets``."""
+        column = self._name_column()
+        pack = _NATIVE_WORD.pack
+        first = self.first_id
         result: List[int] = []
-        hits = 0
         for value in offsets:
             needle = pack(value)
-            pos = data.find(needle, start, end)
+            pos = column.find(needle)
             while pos >= 0:
-                hits += 1
-                if hits > _MAX_HITS:
-                    return None
-                rel = pos - start
-                if rel % 4 == 0:
-                    word = rel // 4
-                    idx = bisect.bisect_left(offs, word)
-                    if idx < len(offs) and offs[idx] == word:
-                        result.append(self.first_id + idx)
-                pos = data.find(needle, pos + 1, end)
+                if pos % 4 == 0:
+                    result.append(first + pos // 4)
+                    pos = column.find(needle, pos + 4)
+                else:
+                    pos = column.find(needle, pos + 1)
         result.sort()
         return result
 
@@ -500,16 +507,16 @@ class BTF:
                 index = self._name_index
                 if index is None:
                     index = {}
-                    w = self._words
                     first = self.first_id
-                    for idx, i in enumerate(self._offs):
-                        off = w[i]
+                    column = memoryview(self._name_column()).cast("I")
+                    for idx, off in enumerate(column):
                         if off:
                             bucket = index.get(off)
                             if bucket is None:
                                 index[off] = [first + idx]
                             else:
                                 bucket.append(first + idx)
+                    column.release()
                     self._name_index = index
         return index
 
@@ -531,8 +538,15 @@ class BTF:
                 if names is None:
                     names = {}
                     raw_string = self._raw_string
+                    strings = bytes(self._data[self._str_start:self._str_end])
+                    find, base = strings.find, self.str_base
                     for off, ids in index.items():
-                        raw = raw_string(off)
+                        rel = off - base
+                        if rel >= 0:            # this blob's own strings, read in place
+                            end = find(b"\0", rel)
+                            raw = strings[rel:end] if end >= 0 else strings[rel:]
+                        else:
+                            raw = raw_string(off)
                         bucket = names.get(raw)
                         if bucket is None:
                             names[raw] = list(ids)
@@ -555,11 +569,10 @@ class BTF:
             offsets.extend(btf._string_offsets(raw))
             btf = btf.base
         if not offsets:
+            self._recent[raw] = []          # no string: no type of that name, ever
             return []
         self._searches += 1
         found = self._own_ids_with_name_off(offsets)
-        if found is None:
-            found = list(self._names_index().get(raw, ()))
         self._recent[raw] = found
         return list(found)
 
@@ -610,7 +623,16 @@ class BTF:
 
     def enums_with(self, enumerator: str, *, own: bool = False) -> List[int]:
         """The ids of the ENUM/ENUM64 types that have an enumerator named
-        ``enumerator`` (base types first unless ``own``)."""
+        ``enumerator`` (base types first unless ``own``). Each answer is searched for
+        once per object (a blob does not change) and kept."""
+        key = (enumerator, own)
+        memo = self.memo("enums_with")
+        known = memo.get(key)
+        if known is None:
+            known = memo.setdefault(key, tuple(self._enums_with(enumerator, own)))
+        return list(known)
+
+    def _enums_with(self, enumerator: str, own: bool) -> List[int]:
         found: List[int] = []
         if not own and self.base is not None:
             found.extend(self.base.enums_with(enumerator))

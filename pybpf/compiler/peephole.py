@@ -9,7 +9,7 @@ registers (calls read r1-r5 and clobber r0-r5; ``exit`` reads r0).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 from ..asm.instruction import Instruction
 from ..asm.opcodes import AluOp, Class, JmpOp, Source
@@ -21,36 +21,16 @@ _MOV_X = AluOp.MOV | Source.X | Class.ALU64
 _MOV_K = AluOp.MOV | Source.K | Class.ALU64
 
 
-def _call_reads(ins: Instruction) -> Set[int]:
+def _call_reads_of(src: int, imm: int) -> Set[int]:
     """The argument registers a call reads: a helper's parameter count (from the helper
     table), all of r1-r5 for other calls."""
-    key = (ins.src, ins.imm)
-    if key not in _CALL_READS:
-        _CALL_READS[key] = _call_reads_of(ins)
-    return _CALL_READS[key]
-
-
-_CALL_READS: Dict[tuple, Set[int]] = {}
-
-
-def _call_reads_of(ins: Instruction) -> Set[int]:
-    if ins.src == 0:
+    if src == 0:
         try:
             from ..asm.helpers import helper
-            return set(range(1, helper(ins.imm).argc + 1))
+            return set(range(1, helper(imm).argc + 1))
         except (KeyError, LookupError, ValueError):
             pass
     return {1, 2, 3, 4, 5}
-
-
-class _RegSet(int):
-    """A set of registers as a bit mask (bit ``r`` for register ``r``): ``r in s``.
-    Liveness is computed on these masks, much faster than on Python sets."""
-
-    __slots__ = ()
-
-    def __contains__(self, reg: object) -> bool:
-        return isinstance(reg, int) and bool(self >> reg & 1)
 
 
 def _mask(regs: Set[int]) -> int:
@@ -62,64 +42,8 @@ def _mask(regs: Set[int]) -> int:
 
 _CALL_KILLS = _mask({0, 1, 2, 3, 4, 5})
 
-
-def _live_out(insns: List[Instruction]) -> List[_RegSet]:
-    """The registers live after each instruction (backward data flow to a fixpoint)."""
-    labels: Dict[str, int] = {i.label: n for n, i in enumerate(insns) if i.label}
-    succ: List[List[int]] = []
-    backward = False                        # a jump to an earlier instruction (a loop)
-    last = len(insns) - 1
-    for n, ins in enumerate(insns):
-        flow = _FLOW.get(ins.opcode)
-        if flow is None:
-            flow = _FLOW[ins.opcode] = _flow_of(ins.opcode)
-        s: List[int] = []
-        if flow == _JA:
-            s.append(labels[ins.reference])
-        elif flow != _EXIT:
-            if n < last:
-                s.append(n + 1)
-            if flow == _BRANCH and isinstance(ins.reference, str):
-                s.append(labels[ins.reference])
-        if s and s[-1] <= n:
-            backward = True
-        succ.append(s)
-    gen: List[int] = []
-    keep: List[int] = []                    # the complement of what the instruction kills
-    for ins in insns:
-        if ins.opcode == 0x85:
-            gen.append(_mask(_call_reads(ins)))
-            keep.append(~_CALL_KILLS)
-            continue
-        if ins.opcode == JmpOp.EXIT | Class.JMP:
-            gen.append(1)
-            keep.append(~0)
-            continue
-        rd, wd, rs = _uses(ins)
-        gen.append((1 << ins.dst if rd else 0) | (1 << ins.src if rs else 0))
-        keep.append(~(1 << ins.dst) if wd else ~0)
-    count = len(insns)
-    live_in = [0] * count
-    live_out = [0] * count
-    changed = True
-    while changed:
-        changed = False
-        for n in range(count - 1, -1, -1):
-            out = 0
-            for m in succ[n]:
-                out |= live_in[m]
-            new_in = gen[n] | (out & keep[n])
-            if out != live_out[n] or new_in != live_in[n]:
-                live_out[n], live_in[n] = out, new_in
-                changed = True
-        # without loops every successor comes later: one backward pass is the fixpoint
-        changed = changed and backward
-    return [_RegSet(m) for m in live_out]
-
-
 #: control flow kinds of an opcode, for :func:`_live_out`
 _EXIT, _JA, _BRANCH, _NEXT = range(4)
-_FLOW: Dict[int, int] = {}
 
 
 def _flow_of(op: int) -> int:
@@ -131,6 +55,91 @@ def _flow_of(op: int) -> int:
     if cls in (Class.JMP, Class.JMP32) and code not in (JmpOp.CALL, JmpOp.EXIT):
         return _BRANCH
     return _NEXT
+
+
+def _facts_of(op: int, dst: int, src: int, imm: int) -> Tuple[int, int, int]:
+    """(control flow kind, registers read, complement of the registers written) of an
+    instruction; ``imm`` matters only for a call (0 is passed for the others)."""
+    if op == 0x85:
+        return _flow_of(op), _mask(_call_reads_of(src, imm)), ~_CALL_KILLS
+    if op == JmpOp.EXIT | Class.JMP:
+        return _flow_of(op), 1, ~0
+    rd, wd, rs = _uses(Instruction(op))
+    return (_flow_of(op), (1 << dst if rd else 0) | (1 << src if rs else 0),
+            ~(1 << dst) if wd else ~0)
+
+
+#: :func:`_facts_of` by (opcode, dst, src, imm of a call), filled as they are met
+_FACTS: Dict[Tuple[int, int, int, int], Tuple[int, int, int]] = {}
+
+
+def _live_out(insns: List[Instruction]) -> List[int]:
+    """The registers live after each instruction, as bit masks (bit ``r`` for register
+    ``r``: much faster than Python sets), by backward data flow to a fixpoint."""
+    labels: Dict[str, int] = {i.label: n for n, i in enumerate(insns) if i.label}
+    count = len(insns)
+    flows: List[int] = []
+    gen: List[int] = []
+    keep: List[int] = []                    # the complement of what the instruction kills
+    target: List[int] = []                  # the jump's label index, or -1
+    backward = False                        # a jump to an earlier instruction (a loop)
+    facts = _FACTS
+    for n, ins in enumerate(insns):
+        op = ins.opcode
+        key = (op, ins.dst, ins.src, ins.imm if op == 0x85 else 0)
+        found = facts.get(key)
+        if found is None:
+            found = facts[key] = _facts_of(*key)
+        flow, g, k = found
+        flows.append(flow)
+        gen.append(g)
+        keep.append(k)
+        if flow == _JA or (flow == _BRANCH and isinstance(ins.reference, str)):
+            t = labels[ins.reference]
+            if t <= n:
+                backward = True
+            target.append(t)
+        else:
+            target.append(-1)
+    live_in = [0] * (count + 1)             # live_in[count]: nothing after the end
+    live_out = [0] * count
+    if not backward:
+        # every successor comes later: one backward pass is the fixpoint
+        for n in range(count - 1, -1, -1):
+            flow = flows[n]
+            if flow == _NEXT:
+                out = live_in[n + 1]
+            elif flow == _EXIT:
+                out = 0
+            elif flow == _JA:
+                out = live_in[target[n]]
+            else:
+                t = target[n]
+                out = live_in[n + 1] | live_in[t] if t >= 0 else live_in[n + 1]
+            live_out[n] = out
+            live_in[n] = gen[n] | (out & keep[n])
+        return live_out
+    succ: List[Tuple[int, ...]] = []
+    for n in range(count):
+        flow, t = flows[n], target[n]
+        if flow == _EXIT:
+            succ.append(())
+        elif flow == _JA:
+            succ.append((t,))
+        else:
+            succ.append((n + 1, t) if t >= 0 else (n + 1,))
+    changed = True
+    while changed:
+        changed = False
+        for n in range(count - 1, -1, -1):
+            out = 0
+            for m in succ[n]:
+                out |= live_in[m]
+            new_in = gen[n] | (out & keep[n])
+            if out != live_out[n] or new_in != live_in[n]:
+                live_out[n], live_in[n] = out, new_in
+                changed = True
+    return live_out
 
 
 def _pure_write(ins: Instruction) -> bool:
@@ -151,12 +160,16 @@ def _pure_write_of(op: int) -> bool:
     return cls == Class.LDX and (op & 0xE0) == 0x60          # plain memory loads
 
 
-def drop_dead(insns: List[Instruction], live: List[_RegSet]) -> List[Instruction]:
+def drop_dead(insns: List[Instruction], live: List[int]) -> List[Instruction]:
     """Drop pure writes of registers nobody reads afterwards (a label moves on)."""
     out: List[Instruction] = []
     carry = None
+    pure = _PURE
     for n, ins in enumerate(insns):
-        if _pure_write(ins) and ins.dst not in live[n] and ins.dst != 10 and \
+        found = pure.get(ins.opcode)
+        if found is None:
+            found = _pure_write(ins)
+        if found and not live[n] >> ins.dst & 1 and ins.dst != 10 and \
                 n + 1 < len(insns):
             if ins.label is not None:
                 if carry is not None:
@@ -194,7 +207,7 @@ def _rewrite_pair(a: Instruction, b: Instruction, dead_after: bool) -> Optional[
     return [new.replace(label=a.label) if a.label else new]
 
 
-def forward_copies(insns: List[Instruction], live: List[_RegSet]) -> List[Instruction]:
+def forward_copies(insns: List[Instruction], live: List[int]) -> List[Instruction]:
     """One sweep over move pairs: ``rA = rB`` followed by an instruction that only reads
     rA, with rA dead after it, reads rB there instead (``r1 = r0; *(u64 *)(r10 - 8) = r1``
     -> ``*(u64 *)(r10 - 8) = r0``); ``rA = 5; rB = rA`` -> ``rB = 5``. Rewrites do not
@@ -204,7 +217,7 @@ def forward_copies(insns: List[Instruction], live: List[_RegSet]) -> List[Instru
     while n < len(insns):
         if n + 1 < len(insns):
             a, b = insns[n], insns[n + 1]
-            new = _rewrite_pair(a, b, a.dst not in live[n + 1]) \
+            new = _rewrite_pair(a, b, not live[n + 1] >> a.dst & 1) \
                 if a.opcode in (_MOV_X, _MOV_K) else None
             if new is not None:
                 out.extend(new)

@@ -12,6 +12,7 @@ is ever allocated; both are only live inside one instruction's reload/store).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from ..asm.instruction import Instruction
@@ -21,6 +22,7 @@ from .codegen import VREG_BASE
 __all__ = ["allocate", "Allocation"]
 
 _CALLER = (1, 2, 3, 4)
+_MOV_X = AluOp.MOV | Source.X | Class.ALU64
 _CALLEE = (6, 7, 8, 9)
 _SCRATCH_DST, _SCRATCH_SRC = 0, 5
 
@@ -103,8 +105,16 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
                     and 1 <= instructions[q - 1].dst <= 5 and instructions[q - 1].opcode & 0xF0 in (AluOp.MOV, 0x60):
                 q -= 1
             call_points.append(q)
-    crossing = {r for r in start if r in params or
-                any(start[r] < q <= end[r] for q in call_points)}
+    # an interval crosses a call when a call point q has start < q <= end
+    points = sorted(call_points)
+    crossing = set()
+    for r in start:
+        if r in params:
+            crossing.add(r)
+            continue
+        k = bisect_right(points, start[r])
+        if k < len(points) and points[k] <= end[r]:
+            crossing.add(r)
     order = sorted(start, key=lambda r: (start[r], r))
     assigned: Dict[int, int] = {}
     spilled: Dict[int, int] = {}
@@ -160,15 +170,20 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
                 dst = _SCRATCH_DST
             else:
                 dst = assigned[dst]
-        new = ins.replace(dst=dst, src=src)
-        is_self_move = (new.opcode == AluOp.MOV | Source.X | Class.ALU64
-                        and new.dst == new.src)
-        group = before + ([] if is_self_move else [new]) + after
         label = ins.label
+        is_self_move = ins.opcode == _MOV_X and dst == src
+        if not (before or after or is_self_move):
+            out.append(Instruction(ins.opcode, dst, src, ins.off, ins.imm, label=label,
+                                   reference=ins.reference, source=ins.source))
+            continue
+        # the spill loads and stores are fresh and unlabelled: the label goes on the first
+        group = before if is_self_move else before + [Instruction(
+            ins.opcode, dst, src, ins.off, ins.imm, reference=ins.reference,
+            source=ins.source)]
+        group += after
         if group:
-            group = [g.replace(label=None) if g.label is not None else g for g in group]
             if label is not None:
-                group[0] = group[0].replace(label=label)
+                group[0].label = label
             out.extend(group)
         elif label is not None:
             out.append(Instruction(AluOp.MOV | Source.X | Class.ALU64, 0, 0, label=label,
