@@ -251,6 +251,10 @@ def _flow(op: int) -> int:
     return found
 
 
+#: :func:`_flow_of` by opcode, filled as opcodes are met
+_FLOW: Dict[int, int] = {}
+
+
 def fold_moves(insns: List[Instruction]) -> List[Instruction]:
     """The instructions with dead writes dropped and move pairs folded (see the module
     docstring), until nothing changes; a jump to the next instruction is dropped first."""
