@@ -237,8 +237,9 @@ $body
 """)
 
 _CSS = """
-body{margin:0;font:14px/1.35 system-ui,sans-serif;color:#222;background:#fafafa}
-#main{margin-right:44%;padding:8px 16px}
+body{margin:0;font:14px/1.35 system-ui,sans-serif;color:#222;background:#fafafa;
+ display:flex;height:100vh;overflow:hidden}
+#main{flex:1 1 57%;height:100vh;overflow:auto;box-sizing:border-box;padding:8px 16px}
 h1{font-size:18px}h1 small,h2 small{color:#777;font-weight:normal}h2{font-size:16px;margin:4px 0}
 code,pre{font-family:ui-monospace,monospace;font-size:13px}
 .help{color:#555}.ok{color:#080;font-weight:bold}.bad{color:#b00;font-weight:bold}
@@ -258,7 +259,7 @@ section.program{border-top:2px solid #ccc;margin-top:12px}
 .mark{margin-left:8px;font-size:11px;padding:0 4px;border-radius:3px}
 .branch{background:#ffe9b3}.prune{background:#dde}
 .legend.on-path{background:#fdd;padding:0 4px}
-#state-panel{position:fixed;top:0;right:0;width:43%;height:100%;overflow:auto;
+#state-panel{flex:0 0 43%;height:100vh;overflow:auto;
  box-sizing:border-box;padding:8px 12px;background:#fff;border-left:2px solid #ccc}
 #state-panel h3{font-size:15px;margin:4px 0}
 .visit{border:1px solid #ddd;border-radius:4px;margin:6px 0;padding:4px 6px}
