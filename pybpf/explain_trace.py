@@ -153,9 +153,9 @@ def _check_helpers(report: Any) -> None:
                 name = "a helper"
             raise TraceInputError(
                 f"--trace: {report.name} calls {name} (id {ins.imm}) at instruction "
-                f"{index}, which pybpf.vm does not implement (it runs programs calling "
-                "map, time, random, pid/uid/comm, probe_read, printk, ringbuf and "
-                "loop helpers only)")
+                f"{index}, which pybpf.vm does not implement (hint: leave out --trace; "
+                "the vm runs programs calling map, time, random, pid/uid/comm, "
+                "probe_read, printk, ringbuf and loop helpers: docs/explain.md)")
 
 
 def run_report(report: Any, data: bytes) -> Run:

@@ -120,7 +120,9 @@ def test_vm_low_window() -> None:
 @needs_bpf
 @needs_chromium
 def test_page_click_shows_the_state(tmp_path) -> None:
-    good_page, good, _ = _explain(tmp_path, "good", GOOD_S)
+    pkt = tmp_path / "pkt.bin"
+    pkt.write_bytes(PACKET)
+    good_page, good, _ = _explain(tmp_path, "good", GOOD_S, "--trace", str(pkt))
     bad_page, bad, _ = _explain(tmp_path, "bad", BAD_S)
     assert good["accepted"] and not bad["accepted"]
     with Browser() as b:
@@ -137,6 +139,10 @@ def test_page_click_shows_the_state(tmp_path) -> None:
             assert [v["regs"] for v in shown] == _expected_regs(good, index)
             assert shown and not any(v["failed"] for v in shown)
         assert b.evaluate("location.hash") == "#insn=7"
+        # the vm's run beside the verifier: the read of byte 12 got the packet's byte
+        b.click('.insn[data-insn="5"]')
+        row = b.evaluate("document.querySelector('#run-steps tr[data-step]').textContent")
+        assert f"r5 0x0 -> {PACKET[12]:#x}" in row and "R5=scalar(umax=255)" in row
         assert "pkt(off=14,r=14)" in _expected_regs(good, 5)[0].values()
 
         # refused: the failing path highlighted, the complaint shown, the state at 5
