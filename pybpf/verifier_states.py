@@ -764,8 +764,18 @@ def _structure(line: str) -> bool:
 def _failure(trace: Trace, failing: Optional[int], complaint: str) -> Failure:
     """The failure at instruction ``failing``: its last visit (the walk stops at the
     first error) and the path there."""
+    by_seq = {v.seq: v for v in trace.visits}
+    loop = re.search(r"infinite loop detected at insn (\d+)", complaint)
+    if loop:
+        # the verifier refuses the arrival at the loop's head (never printed as a visit):
+        # the path is the one through the latest jump back to it
+        head = int(loop.group(1))
+        for v in reversed(trace.visits):
+            jump = re.search(r"goto pc([+-]\d+)", v.text)
+            if jump and v.index + 1 + int(jump.group(1)) == head:
+                path = [by_seq[s].index for s in trace.path_to(v.seq)] + [head]
+                return Failure(head, complaint, None, path)
     found = trace.visits_of(failing) if failing is not None else trace.visits[-1:]
     visit = found[-1] if found else None
-    by_seq = {v.seq: v for v in trace.visits}
     path = [by_seq[s].index for s in trace.path_to(visit.seq)] if visit else []
     return Failure(failing, complaint, visit.seq if visit else None, path)

@@ -18,7 +18,7 @@ PKG = os.path.join(ROOT, "pybpf")
 
 #: layers above the compiler: nothing in pybpf/compiler may import them
 ABOVE_COMPILER = ("pybpf.dsl", "pybpf.bpftrace", "pybpf.cli", "pybpf.export", "pybpf.tooling",
-                  "pybpf.explain", "programs")
+                  "pybpf.explain", "pybpf.explain_html", "pybpf.explain_trace", "programs")
 
 
 def _module_name(path: str, root: str) -> str:

@@ -623,7 +623,8 @@ def test_layers() -> None:
     from test_compiler_layers import imports_of, modules_under, offending
     users = [p for p in modules_under() if not p.endswith(
         (os.sep + "explain.py", os.sep + "explain_cmd.py"))]
-    assert offending(users, ("pybpf.explain",)) == []
+    assert offending(users, ("pybpf.explain", "pybpf.explain_html",
+                             "pybpf.explain_trace")) == []
     parser = str(ROOT / "pybpf" / "verifier_states.py")
     assert {m for _, m in imports_of(parser) if m.startswith("pybpf")} <= \
         {"pybpf.verifier", "pybpf.verifier.parse_verifier_log"}
@@ -633,6 +634,7 @@ def test_import_stays_light() -> None:
     code = ("import sys, pybpf, pybpf.program, pybpf.cli; "
             "from pybpf.cli import build_parser; build_parser(only='list'); "
             "bad = [m for m in ('pybpf.verifier_states', 'pybpf.explain', "
+            "'pybpf.explain_html', 'pybpf.explain_trace', "
             "'pybpf.cli.explain_cmd') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))

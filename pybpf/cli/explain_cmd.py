@@ -26,6 +26,8 @@ EXAMPLES = examples(
     ("pybpf explain prog.py -f count", "only the function named count"),
     ("pybpf explain prog.s --type socket_filter", "an assembly file, as a socket filter"),
     ("pybpf explain prog.o --json prog.json", "a clang-built object, and the data as JSON"),
+    ("pybpf explain prog.s --html prog.html", "and the page: click an instruction"),
+    ("pybpf explain prog.s --trace pkt.bin", "and a run on pybpf.vm with pkt.bin as packet"),
     note="Each visit of an instruction shows what changed before it (the state the\n"
          "verifier carried in); 'pN' is the path (0: the first; a branch the verifier\n"
          "took up later starts a new one). Exit status 0 when every program could be\n"
@@ -48,6 +50,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "without an attach decorator (default: xdp)")
     p.add_argument("--json", metavar="OUT", help="write the whole structure as JSON to "
                    "OUT ('-': standard output, instead of the text)")
+    p.add_argument("--html", metavar="OUT.html", help="also write the page: one "
+                   "self-contained HTML file, the state panel on click")
+    p.add_argument("--trace", metavar="INPUT", help="also run each program on pybpf.vm "
+                   "with the bytes of file INPUT as its input (the packet of an xdp or "
+                   "socket_filter program, else the context) and show the registers "
+                   "after each step beside what the verifier assumed")
     p.set_defaults(handler=run)
 
 
@@ -221,11 +229,31 @@ def run(args: argparse.Namespace) -> int:
                        "socket_filter, kprobe, tracepoint)")
     # compile, assembly and object errors carry their own one-line form (``headline``,
     # ``user_error``): the command line's handler prints them
+    runs = {}
+    if args.trace:
+        from pybpf.explain_trace import TraceInputError, read_input, run_report
+        try:
+            packet = read_input(args.trace)
+        except TraceInputError as exc:
+            raise CliError(str(exc)) from None
     reports = explain_file(args.file, function=args.function, prog_type=args.type)
-    if args.json:
+    if args.trace:
+        for r in reports:
+            try:
+                runs[r.name] = run_report(r, packet)
+            except TraceInputError as exc:
+                raise CliError(str(exc)) from None
+    if args.json or args.html:
         import json
         data = {"file": args.file, "kernel": platform.release(),
-                "programs": [r.to_dict() for r in reports]}
+                "programs": [dict(r.to_dict(), **({"run": runs[r.name].to_dict()}
+                                                  if r.name in runs else {}))
+                             for r in reports]}
+    if args.html:
+        from pybpf.explain_html import render_page
+        with open(args.html, "w", encoding="utf-8") as fh:
+            fh.write(render_page(data))
+    if args.json:
         if args.json == "-":
             json.dump(data, sys.stdout)
             sys.stdout.write("\n")
@@ -235,4 +263,6 @@ def run(args: argparse.Namespace) -> int:
     paint = _Paint(_colour_wanted(sys.stdout))
     for report in reports:
         render(report, sys.stdout, paint)
+        if report.name in runs:
+            runs[report.name].render(report, sys.stdout, paint)
     return 0

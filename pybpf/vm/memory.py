@@ -77,11 +77,14 @@ class Memory:
 
     # -- regions ----------------------------------------------------------------------
     def map(self, name: str, kind: str, data: Union[bytes, bytearray, memoryview, int],
-            *, writable: bool = True, accessible: bool = True, owner: object = None) -> Region:
+            *, writable: bool = True, accessible: bool = True, owner: object = None,
+            low: bool = False) -> Region:
         """Create a region. ``data`` is its initial contents (copied unless it is a
         ``bytearray`` or ``memoryview``, which are used in place) or a size in bytes
         (zero-filled). An ``accessible=False`` region has an address but cannot be read or
-        written (map handles, code pointers)."""
+        written (map handles, code pointers). ``low``: place it in window 0, where its
+        addresses fit in 32 bits (for a context whose fields are 32-bit pointers, such as
+        ``xdp_md.data``); one region at most."""
         if isinstance(data, int):
             store: Union[bytearray, memoryview] = bytearray(data)
         elif isinstance(data, (bytearray, memoryview)):
@@ -90,8 +93,14 @@ class Memory:
             store = bytearray(data)
         if len(store) > REGION_OFFSET:
             raise ValueError(f"region {name!r} is larger than 2 GiB")
-        region = Region(self._next_id, name, kind, store, writable, owner)
-        self._next_id += 1
+        if low:
+            if 0 in self.regions:
+                raise ValueError("the low window already holds "
+                                 f"{self.regions[0].name}")
+            region = Region(0, name, kind, store, writable, owner)
+        else:
+            region = Region(self._next_id, name, kind, store, writable, owner)
+            self._next_id += 1
         self.regions[region.id] = region
         if accessible:
             self.readable[region.id] = region
@@ -160,7 +169,7 @@ class Memory:
         address &= _M64
         rid = address >> WINDOW_SHIFT
         what = f"{access} of {size} byte{'s' if size != 1 else ''} at {address:#x}"
-        region = self.regions.get(rid)
+        region = self.regions.get(rid) if address >= 0x1000 else None
         if region is None:
             dead = self.freed.get(rid)
             if dead is not None:
