@@ -63,6 +63,8 @@ RESULTS = os.path.join(HERE, "RESULTS.md")
 START = "<!-- pybpf trace: written by benchmarks/trace.py -->"
 END = "<!-- end of pybpf trace -->"
 
+#: the start-up row of the interpreter alone (not a tracer: no target)
+PYTHON_ALONE = "python3 alone (prints a line: the interpreter's start)"
 TARGET_FIRST_RATIO = 0.6
 TARGET_RSS_RATIO = 0.25
 TARGET_COST_RATIO = 0.5
@@ -103,6 +105,10 @@ def run_startup(ctx: Dict[str, Any], runs: int) -> Dict[str, Any]:
     c = dict(ctx, pid=ticker.pid)
     variants = [Variant(name, argv, group=name, skip=SKIP)
                 for name, argv in tracers(lambda x: PRINTF.format(pid=x["pid"]), "line")]
+    # the interpreter's own start (with this machine's site), for what pybpf adds to it
+    variants.append(Variant(PYTHON_ALONE, lambda c: [PY, "-c", "import time; print('line', "
+                                                     "flush=True); time.sleep(60)"],
+                            group="python"))
     res: Dict[str, Any] = {v.name: {"first_ms": [], "rss_mb": [], "cpu_ms": []}
                            for v in variants}
     try:
@@ -140,9 +146,10 @@ def startup_table(res: Dict[str, Any], runs: int) -> List[str]:
                      + ", ".join(f"{x:.0f}" for x in r["first_ms"])
                      + f" | {med(r['cpu_ms']):.1f} | {med(r['rss_mb']):.1f} |")
     bt = res.get("bpftrace", {})
+    py = res.get(PYTHON_ALONE, {})
     lines.append("")
     for name, r in res.items():
-        if name == "bpftrace" or not r["first_ms"]:
+        if name in ("bpftrace", PYTHON_ALONE) or not r["first_ms"]:
             continue
         if not bt.get("first_ms"):
             lines.append(f"- {name}: bpftrace did not run: no ratio")
@@ -153,6 +160,11 @@ def startup_table(res: Dict[str, Any], runs: int) -> List[str]:
                      f"{_verdict(tr <= TARGET_FIRST_RATIO)} ({tr:.2f}x)")
         lines.append(f"- target ({name}: peak RSS <= 1/4 of bpftrace's): "
                      f"{_verdict(rr <= TARGET_RSS_RATIO)} ({rr:.2f}x)")
+        if py.get("first_ms"):
+            own = med(r["first_ms"]) - med(py["first_ms"])
+            lines.append(f"  - of its {med(r['first_ms']):.1f} ms, {med(py['first_ms']):.1f} "
+                         f"are python3's own start (the line above); pybpf's part, "
+                         f"{own:.1f} ms, is {own / med(bt['first_ms']):.2f}x bpftrace's time")
     return lines
 
 
