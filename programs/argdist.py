@@ -17,8 +17,12 @@ from pybpf.tooling import (
     ToolParser, line_buffered, pid_number, positive_int, run_tool, tid_number, tool_main,
 )
 
-from _probegen import check_fields, compile_probes, decorator
-from _tracespec import parse_argdist, python_expr
+if __package__:     # python3 -m programs.NAME: the helpers are its siblings
+    from ._probegen import check_fields, compile_probes, decorator
+    from ._tracespec import parse_argdist, python_expr
+else:               # programs/NAME.py, pybpf run NAME (programs/ on the path)
+    from _probegen import check_fields, compile_probes, decorator
+    from _tracespec import parse_argdist, python_expr
 
 
 def generate(specs, args) -> str:

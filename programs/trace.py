@@ -19,9 +19,14 @@ from pybpf.tooling import (
     ToolParser, line_buffered, pid_number, positive_int, run_tool, tid_number, tool_main,
 )
 
-from _probegen import check_fields, compile_probes, decorator, string_reader
-from _probespec import ProbeSpecError
-from _tracespec import _CONV, TraceProbe, parse_probe, python_expr
+if __package__:     # python3 -m programs.NAME: the helpers are its siblings
+    from ._probegen import check_fields, compile_probes, decorator, string_reader
+    from ._probespec import ProbeSpecError
+    from ._tracespec import _CONV, TraceProbe, parse_probe, python_expr
+else:               # programs/NAME.py, pybpf run NAME (programs/ on the path)
+    from _probegen import check_fields, compile_probes, decorator, string_reader
+    from _probespec import ProbeSpecError
+    from _tracespec import _CONV, TraceProbe, parse_probe, python_expr
 
 STACKS = 1024
 
