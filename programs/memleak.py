@@ -338,7 +338,8 @@ def main(argv=None) -> int:
                         ])
     who = parser.add_mutually_exclusive_group()
     who.add_argument("-p", "--pid", type=pid_number, help="the PID to trace")
-    who.add_argument("-c", "--command", type=command_line, help="execute and trace the specified command")
+    who.add_argument("-c", "--command", type=command_line,
+                     help="execute and trace the specified command")
     parser.add_argument("-a", "--show-allocs", action="store_true",
                         help="show allocation addresses and sizes as well as call stacks")
     parser.add_argument("-o", "--older", default=500,

@@ -192,7 +192,8 @@ def main(argv=None) -> int:
                         help="minimum duration to trace (ms)")
     args = parser.parse_args(argv)
 
-    consts = {"TARGET_PID": args.pid, "MIN_NS": min(int(args.duration_ms * 1000) * 1000, 2**64 - 1),
+    consts = {"TARGET_PID": args.pid,
+              "MIN_NS": min(int(args.duration_ms * 1000) * 1000, 2**64 - 1),
               "FAMILY": AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0}
     with load_tool(__name__, consts=consts) as mod:
         mod.on("events", batch_printer(args), rows=True)
