@@ -214,6 +214,7 @@ BAD_PROBES = [
     ("funccount", ["x:y:z:w"], ["probe 'x:y:z:w'", "column 6", "at most 3"]),
     ("funccount", ["-r", "t:sched:["], ["column 9", "bad regular expression"]),
     ("stackcount", [""], ["probe ''", "column 1", "empty pattern"]),
+    ("stackcount", ["t:sched"], ["column 1", "'t' is read as a library", "t:GROUP:EVENT"]),
     ("stackcount", ["t:nosuchgroup:nosuchevent"], ["column 15", "nothing matches"]),
     ("trace", ['t:syscalls:sys_enter_openat "%d"'], ["column 29", "1 conversions",
                                                      "0 values"]),
