@@ -12,8 +12,12 @@ from typing import Any
 from pybpf.dsl import compile_module
 from pybpf.link.kprobe import kprobes_available
 
-from _probespec import KprobesNeededError, ProbeSpecError, _resolve
-from _tracespec import TraceProbe, _walk
+if __package__:     # python3 -m programs.NAME: the helpers are its siblings
+    from ._probespec import KprobesNeededError, ProbeSpecError, _resolve
+    from ._tracespec import TraceProbe, _walk
+else:               # programs/NAME.py, pybpf run NAME (programs/ on the path)
+    from _probespec import KprobesNeededError, ProbeSpecError, _resolve
+    from _tracespec import TraceProbe, _walk
 
 __all__ = ["string_reader", "decorator", "check_fields", "compile_probes"]
 

@@ -18,7 +18,10 @@ from pybpf.asm.builder import (
 )
 from pybpf.dsl.loader import LoadedModule
 
-from _probespec import Target
+if __package__:     # python3 -m programs.NAME: the helpers are its siblings
+    from ._probespec import Target
+else:               # programs/NAME.py, pybpf run NAME (programs/ on the path)
+    from _probespec import Target
 
 __all__ = ["ProbeSet", "filters", "count_program", "stack_program", "attach_target",
            "STACK_KEY_SIZE"]

@@ -139,6 +139,11 @@ def parse_pattern(spec: str, regexp: bool = False) -> Pattern:
     return Pattern(kind, library, name, _glob(name, spec, col, regexp), spec)
 
 
+#: the probe types of a pattern's first part; a two-part pattern starting with one of
+#: them and naming no library was most likely meant as TYPE:...
+_TYPE_LETTERS = ("p", "r", "t", "u", "k")
+
+
 def _resolve(library: str, pid: Optional[int]) -> str:
     from pybpf.elf.libs import resolve_binary, resolve_library
     if "/" in library:
@@ -185,7 +190,18 @@ def expand(pattern: Pattern, pid: Optional[int] = None) -> List[Target]:
         targets = [Target("tracepoint", e) for e in list_events("*")
                    if pattern.regex.match(e)]
     elif pattern.kind == "p":
-        targets = _user_functions(_resolve(pattern.library, pid), pattern.regex)
+        try:
+            path = _resolve(pattern.library, pid)
+        except LookupError:
+            if pattern.library in _TYPE_LETTERS and pattern.text.startswith(pattern.library):
+                # "t:sched" is LIB:NAME (a library named t), as in BCC: say so
+                raise ProbeSpecError(pattern.text, 1, f"{pattern.library!r} is read as a "
+                                     "library here (no such library): a pattern of two "
+                                     "parts is LIB:NAME",
+                                     "write t:GROUP:EVENT for tracepoints, u:LIB:PROBE "
+                                     "for USDT, p::NAME for kernel functions") from None
+            raise
+        targets = _user_functions(path, pattern.regex)
     else:
         from pybpf.elf.usdt import usdt_probes
         path = _resolve(pattern.library, pid)

@@ -25,7 +25,10 @@ from __future__ import annotations
 import re
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from _probespec import ProbeSpecError
+if __package__:     # python3 -m programs.NAME: the helpers are its siblings
+    from ._probespec import ProbeSpecError
+else:               # programs/NAME.py, pybpf run NAME (programs/ on the path)
+    from _probespec import ProbeSpecError
 
 __all__ = ["TraceProbe", "Conversion", "parse_probe", "parse_format", "parse_expr",
            "Node", "ArgdistProbe", "parse_argdist", "VALUE_TYPES", "python_expr"]

@@ -15,10 +15,15 @@ import time
 from pybpf.events.histogram import Log2Histogram
 from pybpf.tooling import (
     ToolParser, line_buffered, pid_number, positive_int, run_tool, tid_number, tool_main,
+    whole_seconds,
 )
 
-from _probegen import check_fields, compile_probes, decorator
-from _tracespec import parse_argdist, python_expr
+if __package__:     # python3 -m programs.NAME: the helpers are its siblings
+    from ._probegen import check_fields, compile_probes, decorator
+    from ._tracespec import parse_argdist, python_expr
+else:               # programs/NAME.py, pybpf run NAME (programs/ on the path)
+    from _probegen import check_fields, compile_probes, decorator
+    from _tracespec import parse_argdist, python_expr
 
 
 def generate(specs, args) -> str:
@@ -112,9 +117,9 @@ def main(argv=None) -> int:
                         help="id of the process to trace (optional)")
     parser.add_argument("-t", "--tid", type=tid_number, default=0,
                         help="id of the thread to trace (optional)")
-    parser.add_argument("-i", "--interval", type=positive_int, default=1,
+    parser.add_argument("-i", "--interval", type=whole_seconds, default=1,
                         help="output interval, in seconds (default 1 second)")
-    parser.add_argument("-d", "--duration", type=positive_int,
+    parser.add_argument("-d", "--duration", type=whole_seconds,
                         help="total duration of trace, in seconds")
     parser.add_argument("-n", "--number", type=positive_int, dest="count",
                         help="number of outputs")

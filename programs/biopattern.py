@@ -11,6 +11,8 @@ are added with atomic instructions; user space prints and deletes the entries ev
 interval (the next interval's first request on a disk again only sets its position).
 """
 
+import argparse
+import os
 import time
 
 from pybpf.dsl import HashMap, Struct, const, tracepoint, u32, u64
@@ -51,6 +53,15 @@ def handle_block_rq_complete(args):
         c.bytes += args.nr_sector * 512
     c.last_sector = sector + args.nr_sector
     return 0
+
+
+def disk_arg(text: str) -> str:
+    """argparse type for -d: the name of a block device in /sys/class/block."""
+    if not text or "/" in text or text in (".", "..") \
+            or not os.path.exists(f"/sys/class/block/{text}/dev"):
+        raise argparse.ArgumentTypeError(
+            f"no such disk: {text!r} (not in /sys/class/block; lsblk lists the disks)")
+    return text
 
 
 def disk_dev(name: str) -> int:
@@ -98,13 +109,14 @@ def main(argv=None) -> int:
     parser.add_argument("-T", "--timestamp", action="store_true",
                         help="include timestamp on output (always shown, as BCC does; "
                         "accepted for libbpf-tools' command lines)")
-    parser.add_argument("-d", "--disk", type=str, help="trace this disk only")
+    parser.add_argument("-d", "--disk", type=disk_arg, help="trace this disk only")
     add_interval_args(parser)
     args = parser.parse_args(argv)
     try:
         target = disk_dev(args.disk) if args.disk else 0
-    except OSError:
-        parser.error(f"no such disk: {args.disk} (not in /sys/class/block)")
+    except (OSError, ValueError):            # gone since the check, or an odd dev file
+        parser.error(f"argument -d/--disk: no such disk: {args.disk!r} "
+                     "(not in /sys/class/block)")
 
     with load_tool(__name__, consts={"FILTER_DEV": bool(args.disk),
                                      "TARGET_DEV": target}) as mod:

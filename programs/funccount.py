@@ -19,8 +19,12 @@ from pybpf.tooling import (
     ToolParser, cpu_number, line_buffered, pid_number, run_tool, tool_main, whole_seconds,
 )
 
-from _probeset import ProbeSet, count_program
-from _probespec import expand, parse_pattern
+if __package__:     # python3 -m programs.NAME: the helpers are its siblings
+    from ._probeset import ProbeSet, count_program
+    from ._probespec import expand, parse_pattern
+else:               # programs/NAME.py, pybpf run NAME (programs/ on the path)
+    from _probeset import ProbeSet, count_program
+    from _probespec import expand, parse_pattern
 
 
 def report(probes: ProbeSet, timestamp: bool) -> None:

@@ -17,7 +17,9 @@ what it left, named from the stacks seen while it ran, and the tool ends). The
 kernel-allocation mode of BCC's memleak (no ``-p``/``-c``) is not implemented.
 """
 
+import argparse
 import os
+import shutil
 import signal
 import sys
 import time
@@ -28,7 +30,7 @@ from pybpf.dsl import (
 )
 from pybpf.symbolize import UserSymbols, frame_names, stack_addresses
 from pybpf.tooling import (
-    ToolParser, add_interval_args, load_tool, pid_number, positive_int, run_tool,
+    ToolParser, add_interval_args, int_range, load_tool, pid_number, positive_int, run_tool,
     tool_main,
 )
 
@@ -227,6 +229,26 @@ PROBES = {"malloc": ("malloc_enter", "malloc_exit"), "calloc": ("calloc_enter", 
           "pvalloc": ("pvalloc_enter", "pvalloc_exit"), "free": ("free_probe", None)}
 
 
+#: the largest -z/-Z size and -s period: the program compares them as u64
+U64_MAX = 2**64 - 1
+#: the largest -o age, in ms: ages are compared in nanoseconds (a u64)
+MAX_AGE_MS = U64_MAX // 1000000
+
+
+def command_line(text: str) -> str:
+    """argparse type for -c: a command line (split on blanks, as BCC does) whose first
+    word is a program that exists: a path to an executable file, or a name found on
+    ``$PATH``."""
+    words = text.split()
+    if not words:
+        raise argparse.ArgumentTypeError("empty command: give the program to run and "
+                                         "trace, e.g. -c './allocs 10'")
+    if shutil.which(words[0]) is None:
+        where = "not an executable file" if "/" in words[0] else "not found in $PATH"
+        raise argparse.ArgumentTypeError(f"no such command: {words[0]!r} ({where})")
+    return text
+
+
 def start_stopped(command: str) -> int:
     """Fork ``command`` (split on blanks, as BCC does), stopped before its exec; returns
     its pid. :func:`resume` lets it exec."""
@@ -316,18 +338,24 @@ def main(argv=None) -> int:
                         ])
     who = parser.add_mutually_exclusive_group()
     who.add_argument("-p", "--pid", type=pid_number, help="the PID to trace")
-    who.add_argument("-c", "--command", help="execute and trace the specified command")
+    who.add_argument("-c", "--command", type=command_line,
+                     help="execute and trace the specified command")
     parser.add_argument("-a", "--show-allocs", action="store_true",
                         help="show allocation addresses and sizes as well as call stacks")
-    parser.add_argument("-o", "--older", type=int, default=500,
+    parser.add_argument("-o", "--older", default=500,
+                        type=int_range(0, MAX_AGE_MS, "an age (ms)",
+                                       "compared in nanoseconds, a u64"),
                         help="prune allocations younger than this age in milliseconds")
-    parser.add_argument("-s", "--sample-rate", type=positive_int, default=1,
+    parser.add_argument("-s", "--sample-rate", default=1,
+                        type=int_range(1, U64_MAX, "a sampling period"),
                         help="sample every N-th allocation to decrease the overhead")
     parser.add_argument("-T", "--top", type=positive_int, default=10,
                         help="display only this many top allocating stacks (by size)")
-    parser.add_argument("-z", "--min-size", type=int, default=0,
+    parser.add_argument("-z", "--min-size", default=0,
+                        type=int_range(0, U64_MAX, "a size (bytes)"),
                         help="capture only allocations larger than or equal to this size")
-    parser.add_argument("-Z", "--max-size", type=int, default=0,
+    parser.add_argument("-Z", "--max-size", default=0,
+                        type=int_range(0, U64_MAX, "a size (bytes)"),
                         help="capture only allocations smaller than or equal to this size")
     parser.add_argument("-O", "--obj", default="c",
                         help="attach to allocator functions in the specified object")
@@ -339,19 +367,21 @@ def main(argv=None) -> int:
     if args.pid is None and args.command is None:
         parser.error("give -p PID or -c COMMAND: tracing kernel allocations (BCC's mode "
                      "without them) is not implemented")
-    if args.min_size < 0 or args.max_size < 0 or args.older < 0:
-        parser.error("-z, -Z and -o take 0 or more")
     if args.max_size and args.min_size > args.max_size:
-        parser.error("min_size (-z) can't be greater than max_size (-Z)")
+        parser.error(f"argument -z/--min-size: {args.min_size} is more than -Z/--max-size "
+                     f"{args.max_size}: the smallest size must be at most the largest")
     interval = args.interval or 5
 
     child = start_stopped(args.command) if args.command else 0
     target = child or args.pid
     try:
-        from pybpf.elf.libs import resolve_binary
-        obj = resolve_binary(args.obj, target)
-        from pybpf.elf.symbols import ElfFile
-        elf = ElfFile(obj)
+        from pybpf.elf.libs import UnknownLibraryError, resolve_binary
+        from pybpf.elf.symbols import ElfError, ElfFile
+        try:
+            obj = resolve_binary(args.obj, target)
+            elf = ElfFile(obj)
+        except (UnknownLibraryError, ElfError) as exc:
+            parser.error(f"argument -O/--obj: {exc}")
         try:
             present = {func for func in PROBES if elf.find_symbols(func)}
         finally:

@@ -146,14 +146,22 @@ def batch_printer(args):
     return show
 
 
+#: the largest minimum latency, in ms: the program compares nanoseconds in a u64
+MAX_MS = (2**64 - 1) // 1000000
+
+
 def min_ms(text: str) -> float:
-    """BCC's ``duration_ms``: a number of milliseconds, fractions allowed, not negative."""
+    """BCC's ``duration_ms``: a number of milliseconds, fractions allowed,
+    0..:data:`MAX_MS` (nan and inf refused)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError(f"{text!r}: the minimum latency cannot be negative")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of milliseconds (0..{MAX_MS})") from None
+    if not 0 <= value <= MAX_MS:                # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"{text} is out of range: milliseconds must be 0..{MAX_MS} "
+            "(the latency is compared in nanoseconds, a u64)")
     return value
 
 
@@ -184,7 +192,8 @@ def main(argv=None) -> int:
                         help="minimum duration to trace (ms)")
     args = parser.parse_args(argv)
 
-    consts = {"TARGET_PID": args.pid, "MIN_NS": int(args.duration_ms * 1000) * 1000,
+    consts = {"TARGET_PID": args.pid,
+              "MIN_NS": min(int(args.duration_ms * 1000) * 1000, 2**64 - 1),
               "FAMILY": AF_INET if args.ipv4 else AF_INET6 if args.ipv6 else 0}
     with load_tool(__name__, consts=consts) as mod:
         mod.on("events", batch_printer(args), rows=True)

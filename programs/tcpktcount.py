@@ -14,6 +14,8 @@ packet is lost between two summaries. The link is detached when the tool ends (t
 closing the link; netlink: deleting the filter, and the qdisc if it created it).
 """
 
+import argparse
+import os
 import time
 
 from pybpf.dsl import HashMap, Struct, TC_ACT_OK, ntohs, tc, u8, u16, u32, u64
@@ -117,6 +119,19 @@ class Summary:
             print(f"{'total':<16} {sum(r[1] for r in rows):>10} {sum(r[2] for r in rows):>12}")
 
 
+def interface_arg(text: str) -> str:
+    """argparse type for -i: the name of a network interface in /sys/class/net (at most
+    15 characters, the kernel's IFNAMSIZ less its NUL)."""
+    if len(text) > 15:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is too long: an interface name is 1..15 characters (IFNAMSIZ)")
+    if not text or "/" in text or text in (".", "..") \
+            or not os.path.exists(f"/sys/class/net/{text}/ifindex"):
+        raise argparse.ArgumentTypeError(
+            f"no such interface: {text!r} (not in /sys/class/net; ip link lists them)")
+    return text
+
+
 def main(argv=None) -> int:
     parser = ToolParser("tcpktcount", "Count packets and bytes by protocol at an "
                         "interface's tc ingress hook", examples=[
@@ -124,7 +139,7 @@ def main(argv=None) -> int:
                             "tcpktcount -i eth0 1 5      # every second, 5 times",
                             "tcpktcount -i eth0 -CT 10   # totals every 10 s, with time",
                         ])
-    parser.add_argument("-i", "--interface", required=True,
+    parser.add_argument("-i", "--interface", required=True, type=interface_arg,
                         help="the network interface to count on")
     parser.add_argument("-T", "--timestamp", action="store_true",
                         help="include timestamp on output")
@@ -135,11 +150,6 @@ def main(argv=None) -> int:
                         "filter, or the first that works (default)")
     add_interval_args(parser)
     args = parser.parse_args(argv)
-    try:
-        with open(f"/sys/class/net/{args.interface}/ifindex"):
-            pass
-    except OSError:
-        parser.error(f"no such interface: {args.interface} (not in /sys/class/net)")
 
     from pybpf.link import attach_tc
     with load_tool(__name__) as mod:

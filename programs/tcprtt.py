@@ -25,7 +25,7 @@ import time
 from pybpf.dsl import ArrayMap, HashMap, Struct, const, log2, tracepoint, u8, u16, u32, u64
 from pybpf.events.histogram import Log2Histogram
 from pybpf.tooling import (
-    ToolParser, load_tool, port_number, positive_int, run_tool, tool_main,
+    ToolParser, load_tool, port_number, run_tool, tool_main, whole_seconds,
 )
 
 AF_INET, AF_INET6 = 2, 10
@@ -191,9 +191,9 @@ def main(argv=None) -> int:
         "./tcprtt -B         # show sockets histogram by remote address",
         "./tcprtt -e         # show extension summary(average)",
     ])
-    parser.add_argument("-i", "--interval", type=positive_int,
+    parser.add_argument("-i", "--interval", type=whole_seconds,
                         help="summary interval, seconds")
-    parser.add_argument("-d", "--duration", type=positive_int,
+    parser.add_argument("-d", "--duration", type=whole_seconds,
                         help="total duration of trace, seconds")
     parser.add_argument("-T", "--timestamp", action="store_true",
                         help="include timestamp on output")

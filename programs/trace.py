@@ -12,18 +12,40 @@ the values with the probe's format string, as BCC does, and prints
 ``PID TID COMM FUNC -`` columns.
 """
 
+import argparse
 import time
 
 from pybpf.symbolize import UserSymbols, frame_names, kernel_symbols, stack_addresses
 from pybpf.tooling import (
-    ToolParser, line_buffered, pid_number, positive_int, run_tool, tid_number, tool_main,
+    ToolParser, int_range, line_buffered, pid_number, positive_int, run_tool, tid_number,
+    tool_main,
 )
 
-from _probegen import check_fields, compile_probes, decorator, string_reader
-from _probespec import ProbeSpecError
-from _tracespec import _CONV, TraceProbe, parse_probe, python_expr
+if __package__:     # python3 -m programs.NAME: the helpers are its siblings
+    from ._probegen import check_fields, compile_probes, decorator, string_reader
+    from ._probespec import ProbeSpecError
+    from ._tracespec import _CONV, TraceProbe, parse_probe, python_expr
+else:               # programs/NAME.py, pybpf run NAME (programs/ on the path)
+    from _probegen import check_fields, compile_probes, decorator, string_reader
+    from _probespec import ProbeSpecError
+    from _tracespec import _CONV, TraceProbe, parse_probe, python_expr
 
 STACKS = 1024
+#: the most pages of one ring buffer: its size in bytes is a power of two that fits the
+#: map's u32 max_entries (2**31)
+MAX_PAGES = 2**31 // 4096
+#: the longest string a record can hold: the record is built on the BPF stack (512
+#: bytes), which its other fields and the program's own values share
+MAX_STRING = 464
+
+
+def buffer_pages(text: str) -> int:
+    """argparse type for -b: a power of two, 1..:data:`MAX_PAGES`."""
+    value = int_range(1, MAX_PAGES, "the pages (a power of two)")(text)
+    if value & (value - 1):
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a power of two: the pages must be a power of two 1..{MAX_PAGES}")
+    return value
 
 
 def generate(probes, args) -> str:
@@ -192,9 +214,11 @@ def main(argv=None) -> int:
                      help="id of the process to trace (optional)")
     who.add_argument("-L", "--tid", type=tid_number, default=0, metavar="TID",
                      help="id of the thread to trace (optional)")
-    parser.add_argument("-b", "--buffer-pages", type=positive_int, default=64,
+    parser.add_argument("-b", "--buffer-pages", type=buffer_pages, default=64,
                         help="number of pages of each probe's ring buffer (a power of two)")
-    parser.add_argument("-Z", "--string-size", type=positive_int, default=80,
+    parser.add_argument("-Z", "--string-size", default=80,
+                        type=int_range(1, MAX_STRING, "a string size (bytes)",
+                                       "a record is built on the 512-byte BPF stack"),
                         help="maximum size to read from strings")
     parser.add_argument("-M", "--max-events", type=positive_int,
                         help="number of events to print before quitting")
@@ -212,8 +236,6 @@ def main(argv=None) -> int:
     parser.add_argument("probes", nargs="+", metavar="probe",
                         help="probe specifier (see examples)")
     args = parser.parse_args(argv)
-    if args.buffer_pages & (args.buffer_pages - 1):
-        parser.error(f"argument -b/--buffer-pages: {args.buffer_pages} is not a power of two")
 
     probes = [parse_probe(text) for text in args.probes]
     source = generate(probes, args)

@@ -19,7 +19,7 @@ import subprocess
 import pytest
 
 from bpfenv import BPF_UNAVAILABLE, needs_bpf
-from cliharness import Outcome, run
+from cliharness import Outcome, assert_one_line_error, run
 from linkutil import NoLeaks, counter_map, counting_program, probe_events_text
 from progrun import Tool
 
@@ -40,6 +40,11 @@ with open("/sys/devices/system/cpu/possible") as _f:
     LAST_CPU = max(int(p.split("-")[-1]) for p in _f.read().strip().split(","))
 PID_RANGE = f"1..{PID_MAX}"
 SECONDS = "more than 0 and at most 2147483"
+#: the most milliseconds whose nanoseconds fit a u64
+MAX_MS = (2**64 - 1) // 1000000
+#: a process that exists (the checks after parsing need one to get that far)
+MY_PID = str(os.getpid())
+OPENAT = "t:syscalls:sys_enter_openat()"
 
 
 def _missing_pid() -> int:
@@ -121,21 +126,123 @@ BAD_ARGS = [
     ("profile", ["-L", "-1"], ["-L/--tid", PID_RANGE]),
     ("profile", ["-C", str(LAST_CPU + 1)], ["-C/--cpu", f"0..{LAST_CPU}"]),
     ("profile", ["0"], ["duration", "0", "1..2147483"]),
+    # the tools of issue #22
+    ("tcpstates", ["-L", "70000"], ["-L/--localport", "70000", "1..65535"]),
+    ("tcpstates", ["-D", "0"], ["-D/--remoteport", "0", "1..65535"]),
+    ("tcpstates", ["-L", "80,,81"], ["-L/--localport", "''", "not an integer", "1..65535"]),
+    ("tcpstates", ["-L", ",".join(map(str, range(1, 100)))], ["-L/--localport",
+                                                                "at most 64 ports"]),
+    ("tcpretrans", ["-4", "-6"], ["-6/--ipv6", "not allowed with", "-4/--ipv4"]),
+    ("tcpretrans", ["-c", "5"], ["unrecognized arguments", "5"]),
+    ("tcpconnlat", ["inf"], ["duration_ms", "inf", f"0..{MAX_MS}"]),
+    ("tcpconnlat", ["nan"], ["duration_ms", "nan", f"0..{MAX_MS}"]),
+    ("tcpconnlat", ["1e30"], ["duration_ms", "1e30", f"0..{MAX_MS}", "u64"]),
+    ("tcpconnlat", ["-p", "4294990579"], ["-p/--pid", PID_RANGE]),
+    ("tcprtt", ["-i", "4294967297"], ["-i/--interval", "4294967297", "1..2147483"]),
+    ("tcprtt", ["-d", str(2**64 + 1)], ["-d/--duration", str(2**64 + 1), "1..2147483"]),
+    ("tcprtt", ["-p", "70000"], ["-p/--lport", "70000", "1..65535"]),
+    ("tcprtt", ["-A", "1.2.3.300"], ["-A/--raddr", "'1.2.3.300'", "IPv4 or IPv6"]),
+    ("tcpaccept", ["-P", "70000"], ["-P/--port", "70000", "1..65535"]),
+    ("tcpaccept", ["-P", "80,x"], ["-P/--port", "'x'", "not an integer"]),
+    ("tcpaccept", ["-p", "0"], ["-p/--pid", "0", PID_RANGE]),
+    ("bootstrap", ["-d", "-1"], ["-d/--duration", "-1", f"0..{2**64 // 1000000 - 1}"]),
+    ("bootstrap", ["-d", str(2**64)], ["-d/--duration", str(2**64),
+                                        f"0..{2**64 // 1000000 - 1}"]),
+    ("biopattern", ["-d", "nosuchdisk"], ["-d/--disk", "'nosuchdisk'", "/sys/class/block"]),
+    ("biopattern", ["-d", "../block/loop0"], ["-d/--disk", "no such disk"]),
+    ("biopattern", ["0"], ["interval", "0", "1..2147483"]),
+    ("biopattern", ["1", "0"], ["count", "0", "1 or more"]),
+    ("tcpktcount", ["-i", "nosuchif0"], ["-i/--interface", "'nosuchif0'", "/sys/class/net"]),
+    ("tcpktcount", ["-i", "x" * 16], ["-i/--interface", "x" * 16, "1..15 characters"]),
+    ("tcpktcount", ["-i", "lo", "--mode", "tc"], ["--mode", "invalid choice", "'tcx'"]),
+    ("tcpktcount", ["-i", "lo", "0"], ["interval", "0", "1..2147483"]),
+    ("memleak", ["-c", "nosuchcommand_xyz"], ["-c/--command", "'nosuchcommand_xyz'",
+                                              "not found in $PATH"]),
+    ("memleak", ["-c", "/etc/passwd"], ["-c/--command", "not an executable file"]),
+    ("memleak", ["-c", ""], ["-c/--command", "empty command"]),
+    ("memleak", ["-p", MY_PID, "-o", "-1"], ["-o/--older", "-1", f"0..{MAX_MS}"]),
+    ("memleak", ["-p", MY_PID, "-z", "100", "-Z", "10"], ["-z/--min-size", "100",
+                                                          "-Z/--max-size", "10"]),
+    ("memleak", ["-p", MY_PID, "-Z", str(2**64)], ["-Z/--max-size", f"0..{2**64 - 1}"]),
+    ("memleak", ["-p", MY_PID, "-s", "0"], ["-s/--sample-rate", "0", f"1..{2**64 - 1}"]),
+    ("memleak", ["-p", MY_PID, "-O", "nosuchlib_xyz"], ["-O/--obj", "'nosuchlib_xyz'",
+                                                        "unknown library"]),
+    ("memleak", ["-p", MY_PID, "-O", "/etc/passwd"], ["-O/--obj", "not an ELF file"]),
+    ("funccount", ["-c", str(LAST_CPU + 1), "vfs_read"], ["-c/--cpu", f"0..{LAST_CPU}"]),
+    ("funccount", ["-d", "99999999999", "vfs_read"], ["-d/--duration", "1..2147483"]),
+    ("funccount", ["-p", "0", "vfs_read"], ["-p/--pid", PID_RANGE]),
+    ("stackcount", ["-D", "0", "vfs_read"], ["-D/--duration", "0", "1..2147483"]),
+    ("stackcount", ["-c", "-1", "vfs_read"], ["-c/--cpu", f"0..{LAST_CPU}"]),
+    ("stackcount", ["-p", "4294990579", "vfs_read"], ["-p/--pid", PID_RANGE]),
+    ("trace", ["-Z", "465", "do_nanosleep"], ["-Z/--string-size", "465", "1..464",
+                                             "512-byte BPF stack"]),
+    ("trace", ["-Z", "99999999999", "do_nanosleep"], ["-Z/--string-size", "1..464"]),
+    ("trace", ["-b", "3", "do_nanosleep"], ["-b/--buffer-pages", "3", "power of two",
+                                           "1..524288"]),
+    ("trace", ["-b", "1048576", "do_nanosleep"], ["-b/--buffer-pages", "1..524288"]),
+    ("trace", ["-L", "4294990579", "do_nanosleep"], ["-L/--tid", PID_RANGE]),
+    ("argdist", ["-i", "99999999999", "-C", OPENAT], ["-i/--interval", "1..2147483"]),
+    ("argdist", ["-d", "0", "-C", OPENAT], ["-d/--duration", "0", "1..2147483"]),
+    ("argdist", ["-n", "0", "-C", OPENAT], ["-n/--number", "0", "1 or more"]),
+    ("argdist", ["-t", "0", "-C", OPENAT], ["-t/--tid", PID_RANGE]),
+    # the lessons of programs/tutorial/ that take arguments
+    ("tutorial.10_hello_fields", ["-p", "-5"], ["-p/--pid", "-5", PID_RANGE]),
+    ("tutorial.11_sync_timing", ["-p", "4294990579"], ["-p/--pid", PID_RANGE]),
+    ("tutorial.12_sync_count", ["-p", "0"], ["-p/--pid", "0", PID_RANGE]),
+    ("tutorial.14_hello_perf_output", ["-p", "abc"], ["-p/--pid", "'abc'", "not an integer"]),
+    ("tutorial.15_bitehist", ["0"], ["duration", "0", "1..2147483"]),
+    ("tutorial.15_bitehist", ["-d", "nosuchdisk"], ["-d/--disk", "'nosuchdisk'"]),
+    ("tutorial.16_vfsreadlat", ["nan"], ["interval", "nan", SECONDS]),
+    ("tutorial.16_vfsreadlat", ["1", "0"], ["count", "0", "1 or more"]),
+    ("tutorial.18_strlen_count", ["-p", "0"], ["-p/--pid", "0", PID_RANGE]),
+    ("tutorial.19_usdt", ["/nonexistent/server"], ["binary", "'/nonexistent/server'",
+                                                   "no such file", "gcc"]),
+    ("tutorial.20_task_switch", ["-p", "-1"], ["-p/--pid", "-1", PID_RANGE]),
+    ("tutorial.20_task_switch", ["--", "-3"], ["duration", "-3", "1..2147483"]),
 ]
 
 
 @pytest.mark.parametrize("tool,args,words", BAD_ARGS,
                          ids=[f"{t} {' '.join(a)}" for t, a, _ in BAD_ARGS])
 def test_tool_refuses_bad_value(tool, args, words):
-    assert_usage_error(run(args, tool=tool), tool, *words)
+    """``tutorial.NAME`` runs the lesson programs/tutorial/NAME.py, whose name is NAME."""
+    assert_usage_error(run(args, tool=tool), tool.rsplit(".", 1)[-1], *words)
+
+
+BAD_PROBES = [
+    # (tool, arguments, words): a malformed probe is one line naming the column, status 1
+    ("funccount", ["x:y:z:w"], ["probe 'x:y:z:w'", "column 6", "at most 3"]),
+    ("funccount", ["-r", "t:sched:["], ["column 9", "bad regular expression"]),
+    ("stackcount", [""], ["probe ''", "column 1", "empty pattern"]),
+    ("stackcount", ["t:sched"], ["column 1", "'t' is read as a library", "t:GROUP:EVENT"]),
+    ("stackcount", ["t:nosuchgroup:nosuchevent"], ["column 15", "nothing matches"]),
+    ("trace", ['t:syscalls:sys_enter_openat "%d"'], ["column 29", "1 conversions",
+                                                     "0 values"]),
+    ("trace", ["t:syscalls:sys_enter_openat (arg1"], ["column 29", "unbalanced '('"]),
+    ("argdist", ["-C", "bad"], ["probe 'bad'", "column 1", "p:c:malloc"]),
+    ("argdist", ["-H", "t:syscalls:sys_enter_openat():int:nosuch"],
+     ["column 35", "unsupported 'nosuch'"]),
+]
+
+
+@pytest.mark.parametrize("tool,args,words", BAD_PROBES,
+                         ids=[f"{t} {' '.join(a)}" for t, a, _ in BAD_PROBES])
+def test_tool_refuses_bad_probe(tool, args, words):
+    """Refused before anything is loaded: one line ``TOOL: probe ...: column N: ...``."""
+    out = run(args, tool=tool)
+    assert_one_line_error(out, *words, status=1)
+    assert out.error_lines[0].startswith(f"{tool}: probe "), out.stderr
+    assert out.stdout == "", out.stdout
 
 
 def test_all_tools_refuse_a_pid_beyond_32_bits():
     """Every tool with a -p option: 4294990579 (23283 + 2**32) is not pid 23283."""
     for tool in ("opensnoop", "exitsnoop", "killsnoop", "sigsnoop", "runqlat", "syscount",
-                 "tcpconnect", "tcplife", "profile"):
+                 "tcpconnect", "tcplife", "profile", "tcpconnlat", "tcpaccept", "memleak",
+                 "funccount", "stackcount", "trace", "argdist", "tutorial.10_hello_fields",
+                 "tutorial.18_strlen_count", "tutorial.20_task_switch"):
         out = run(["-p", str(2**32 + 23283)], tool=tool)
-        assert_usage_error(out, tool, "-p/--pid", PID_RANGE)
+        assert_usage_error(out, tool.rsplit(".", 1)[-1], "-p/--pid", PID_RANGE)
 
 
 # -- valid values still work -----------------------------------------------------------

@@ -95,7 +95,8 @@ def test_biopattern_bad_disk():
     from progrun import ROOT, env
     proc = subprocess.run([sys.executable, "programs/biopattern.py", "-d", "nosuchdisk0"],
                           cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "no such disk: nosuchdisk0" in proc.stderr
+    assert proc.returncode == 2 \
+        and "argument -d/--disk: no such disk: 'nosuchdisk0'" in proc.stderr, proc.stderr
 
 
 @needs_bpftrace

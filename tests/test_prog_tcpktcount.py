@@ -175,4 +175,5 @@ def test_tcpktcount_bad_interface():
     from progrun import ROOT, env
     proc = subprocess.run([sys.executable, "programs/tcpktcount.py", "-i", "nosuchif0"],
                           cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "no such interface: nosuchif0" in proc.stderr
+    assert proc.returncode == 2 \
+        and "argument -i/--interface: no such interface: 'nosuchif0'" in proc.stderr, proc.stderr

@@ -35,7 +35,7 @@ and ``call 0x6`` is the helper ``bpf_trace_printk``.
 
 from pybpf.dsl import const, pid, trace_printk, tracepoint, u32
 from pybpf.events.trace_pipe import TracePipe
-from pybpf.tooling import ToolParser, load_tool, running, tool_main
+from pybpf.tooling import ToolParser, pid_number, load_tool, running, tool_main
 
 TARGET_PID = const(u32, 0)
 
@@ -51,7 +51,7 @@ def hello(args):
 
 def main(argv=None) -> int:
     parser = ToolParser("10_hello_fields", "Print the fields of each clone() trace line")
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
     args = parser.parse_args(argv)
     with load_tool(__name__, consts={"TARGET_PID": args.pid}), TracePipe() as pipe, \
             running():

@@ -23,7 +23,7 @@ use of the pointer before the ``None`` check (the verifier would refuse it later
 """
 
 from pybpf.dsl import HashMap, const, ktime_ns, pid, tracepoint, u32, u64
-from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
+from pybpf.tooling import ToolParser, pid_number, load_tool, run_tool, tool_main
 
 last = HashMap(u32, u64, max_entries=1)
 TARGET_PID = const(u32, 0)
@@ -45,7 +45,7 @@ def do_sync(args):
 
 def main(argv=None) -> int:
     parser = ToolParser("11_sync_timing", "Print the time between quick sync() calls")
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
     args = parser.parse_args(argv)
     with load_tool(__name__, consts={"TARGET_PID": args.pid}) as mod:
         print("Tracing for quick sync's... Ctrl-C to end")

@@ -32,7 +32,7 @@ space at the end: ``mod["state"].get(COUNT, 0)``, the same map seen from Python.
 """
 
 from pybpf.dsl import HashMap, const, ktime_ns, pid, tracepoint, u32, u64
-from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
+from pybpf.tooling import ToolParser, pid_number, load_tool, run_tool, tool_main
 
 TS = 0
 COUNT = 1
@@ -58,7 +58,7 @@ def do_sync(args):
 
 def main(argv=None) -> int:
     parser = ToolParser("12_sync_count", "Count sync() calls and the time between them")
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
     args = parser.parse_args(argv)
     with load_tool(__name__, consts={"TARGET_PID": args.pid}) as mod:
         print("Tracing sync()... Ctrl-C to end")

@@ -27,7 +27,7 @@ Below, ``call 0x19`` is ``bpf_perf_event_output``; ``w3 = -0x1`` is its flags,
 """
 
 from pybpf.dsl import PerfEventArray, Struct, char, comm, const, ktime_ns, pid, tracepoint, u32, u64
-from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
+from pybpf.tooling import ToolParser, pid_number, load_tool, run_tool, tool_main
 
 
 class Data(Struct):
@@ -52,7 +52,7 @@ def hello(args):
 
 def main(argv=None) -> int:
     parser = ToolParser("14_hello_perf_output", "Print clone() calls through a perf buffer")
-    parser.add_argument("-p", "--pid", type=int, default=0, help="trace this PID only")
+    parser.add_argument("-p", "--pid", type=pid_number, default=0, help="trace this PID only")
     args = parser.parse_args(argv)
     with load_tool(__name__, consts={"TARGET_PID": args.pid}) as mod:
         mod.on("events", lambda d: print(f"{d.ts / 1e9:<18.9f} {d.comm:<16} {d.pid:<6} "

@@ -58,11 +58,12 @@ load-time constant holding the disk's device number.
         56: lock *(u64 *)(r1 + 0x0) += r2
 """
 
+import argparse
 import os
 
 from pybpf.dsl import Histogram, const, log2, tracepoint, u32
 from pybpf.events.histogram import Log2Histogram
-from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
+from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main, whole_seconds
 
 dist = Histogram()
 DEV = const(u32, 0)                   # 0: every disk
@@ -86,10 +87,19 @@ def disk_dev(name: str) -> int:
     return major << 20 | minor
 
 
+def disk_arg(text: str) -> str:
+    """argparse type for -d: a block device that :func:`disk_dev` finds."""
+    try:
+        disk_dev(text)
+    except (LookupError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (lsblk lists the disks)") from None
+    return text
+
+
 def main(argv=None) -> int:
     parser = ToolParser("15_bitehist", "Summarize block I/O sizes as a log2 histogram")
-    parser.add_argument("-d", "--disk", help="this disk only (loop0, sda)")
-    parser.add_argument("duration", nargs="?", type=int, help="seconds to trace")
+    parser.add_argument("-d", "--disk", type=disk_arg, help="this disk only (loop0, sda)")
+    parser.add_argument("duration", nargs="?", type=whole_seconds, help="seconds to trace")
     args = parser.parse_args(argv)
     consts = {"DEV": disk_dev(args.disk) if args.disk else 0}
     with load_tool(__name__, consts=consts) as mod:

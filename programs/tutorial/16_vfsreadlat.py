@@ -66,7 +66,9 @@ tests run it in the vmtest stage.
 
 from pybpf.dsl import HashMap, Histogram, kprobe, kretprobe, ktime_ns, log2, tid, u32, u64
 from pybpf.events.histogram import Log2Histogram
-from pybpf.tooling import ToolParser, load_tool, run_tool, take_log2, tool_main
+from pybpf.tooling import (
+    ToolParser, load_tool, positive_int, positive_seconds, run_tool, take_log2, tool_main,
+)
 
 start = HashMap(u32, u64, max_entries=10240)
 dist = Histogram()
@@ -90,9 +92,9 @@ def do_return(ctx):
 
 def main(argv=None) -> int:
     parser = ToolParser("16_vfsreadlat", "Summarize vfs_read() latency as histograms")
-    parser.add_argument("interval", nargs="?", type=float, default=5.0,
+    parser.add_argument("interval", nargs="?", type=positive_seconds, default=5.0,
                         help="seconds between histograms (default 5)")
-    parser.add_argument("count", nargs="?", type=int, help="number of histograms")
+    parser.add_argument("count", nargs="?", type=positive_int, help="number of histograms")
     args = parser.parse_args(argv)
     with load_tool(__name__) as mod:
         def show() -> None:

@@ -35,7 +35,7 @@ import os
 from pybpf.dsl import HashMap, Struct, char, probe_read_user_str, retarget, u64, uprobe
 from pybpf.elf.libs import resolve_library
 from pybpf.elf.symbols import ElfFile
-from pybpf.tooling import ToolParser, load_tool, run_tool, text_of, tool_main
+from pybpf.tooling import ToolParser, load_tool, pid_number, run_tool, text_of, tool_main
 
 
 class Key(Struct):
@@ -80,7 +80,7 @@ def strlen_target() -> str:
 
 def main(argv=None) -> int:
     parser = ToolParser("18_strlen_count", "Count the strings passed to libc's strlen()")
-    parser.add_argument("-p", "--pid", type=int, default=-1, help="trace this PID only")
+    parser.add_argument("-p", "--pid", type=pid_number, default=-1, help="trace this PID only")
     args = parser.parse_args(argv)
     retarget(count, uprobe(strlen_target(), pid=args.pid))
     with load_tool(__name__) as mod:

@@ -33,6 +33,7 @@ built at /tmp/usdt_server by the ``gcc -O2`` line above), the key line::
          6: call 0x72
 """
 
+import argparse
 import os
 
 from pybpf.dsl import pid, probe_read_user_str, retarget, usdt
@@ -48,9 +49,18 @@ def request(ctx):
     return 0
 
 
+def binary_arg(text: str) -> str:
+    """argparse type for the traced program: a file that exists."""
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(
+            f"no such file: {text!r} (build the lesson's server: gcc -O2 -o {text} "
+            "programs/tutorial/19_usdt_server.c)")
+    return text
+
+
 def main(argv=None) -> int:
     parser = ToolParser("19_usdt", "Trace the tutorial:request USDT probe of a program")
-    parser.add_argument("binary", nargs="?", default=DEFAULT_BINARY,
+    parser.add_argument("binary", nargs="?", default=DEFAULT_BINARY, type=binary_arg,
                         help=f"the traced program (default {DEFAULT_BINARY}, built from "
                              "programs/tutorial/19_usdt_server.c)")
     args = parser.parse_args(argv)

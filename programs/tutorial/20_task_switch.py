@@ -31,7 +31,7 @@ from or to that task (a thread id: the tracepoint's "pid" is the kernel's task i
 """
 
 from pybpf.dsl import HashMap, Struct, const, tracepoint, u32, u64
-from pybpf.tooling import ToolParser, load_tool, run_tool, tool_main
+from pybpf.tooling import ToolParser, load_tool, pid_number, run_tool, tool_main, whole_seconds
 
 
 class Pair(Struct):
@@ -54,9 +54,9 @@ def switch(args):
 
 def main(argv=None) -> int:
     parser = ToolParser("20_task_switch", "Count context switches by (prev, next) pid")
-    parser.add_argument("-p", "--pid", type=int, default=0,
+    parser.add_argument("-p", "--pid", type=pid_number, default=0,
                         help="only switches from or to this task")
-    parser.add_argument("duration", nargs="?", type=int, help="seconds to trace")
+    parser.add_argument("duration", nargs="?", type=whole_seconds, help="seconds to trace")
     args = parser.parse_args(argv)
     with load_tool(__name__, consts={"TARGET": args.pid}) as mod:
         print("Tracing context switches... Hit Ctrl-C to end.")
