@@ -68,12 +68,15 @@ def test_cachestat_cold_warm_and_dirty():
                     pass
 
         (_, _, dirties), out = _phase(write, "-T")
+        print(out)
         assert out.splitlines()[0] == "TIME     " + HEADER, out
         assert dirties >= PAGES, out                 # a buffer per block, one or more a page
         (hits, misses, _), out = _phase(drop_and_read)
+        print(out)
         assert out.splitlines()[0] == HEADER, out
         assert misses >= PAGES // 2, out             # the cold read adds the pages
         (hits, misses, _), out = _phase(read)
+        print(out)
         assert hits >= PAGES and hits > 4 * misses, out
     assert not programs_loaded(PROGRAMS)
 
