@@ -28,6 +28,7 @@ The counters are never cleared (a count made while they were would be lost): eac
 shows the totals less those of the previous line.
 """
 
+import os
 import time
 
 from pybpf.dsl import PerCPUArrayMap, kprobe, retarget, tracepoint, u64
@@ -73,8 +74,6 @@ def _first(names, present):
 def choose_points() -> list:
     """Point the programs at the functions this kernel has (/proc/kallsyms); returns the
     names of the programs to load."""
-    import os
-
     from pybpf.link.kprobe import kernel_functions
     have = kernel_functions()
     retarget(count_accessed, kprobe(_first(["folio_mark_accessed", "mark_page_accessed"],

@@ -20,7 +20,6 @@ test host: EPERM), the tool stops with one line naming that.
 
 import errno
 import ipaddress
-import os
 import signal
 import socket
 import struct
