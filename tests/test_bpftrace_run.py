@@ -242,18 +242,23 @@ def test_second_sigint_while_ending(work):
                      ([sys.executable, "-m", "pybpf", "trace", "--unsafe", "-B", "full",
                        path], dict(os.environ, PYTHONPATH=ROOT))):
         p, _, _ = start_attached(cmd, env)
-        for _ in range(20):             # bpftrace 0.17 may miss an early SIGINT: repeat
-            time.sleep(0.3)
+        try:
+            for _ in range(20):         # bpftrace 0.17 may miss an early SIGINT: repeat
+                time.sleep(0.3)
+                p.send_signal(signal.SIGINT)
+                deadline = time.monotonic() + 1.5
+                while not _children(p.pid) and time.monotonic() < deadline:
+                    time.sleep(0.02)     # until END's system() runs its shell
+                if _children(p.pid):
+                    break
+            assert _children(p.pid), "END's system() never started"
             p.send_signal(signal.SIGINT)
-            deadline = time.monotonic() + 1.5
-            while not _children(p.pid) and time.monotonic() < deadline:
-                time.sleep(0.02)         # until END's system() runs its shell
-            if _children(p.pid):
-                break
-        assert _children(p.pid), "END's system() never started"
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=30)
-        results.append((p.returncode, out.decode("latin-1")))
+            out, err = p.communicate(timeout=30)
+            results.append((p.returncode, out.decode("latin-1")))
+        finally:
+            if p.poll() is None:        # a failed check leaves no tracer behind
+                p.kill()
+                p.communicate()
     (trc, tout), (orc, oout) = results
     assert orc == trc == 0, (results, err[-1000:])
     assert oout == tout
