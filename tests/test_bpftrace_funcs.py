@@ -177,6 +177,12 @@ CASES = [
 ]
 
 
+#: bpftrace 0.17 now and then fails to read a stack back from its own stack map (seen
+#: once in CI: "ERROR: failed to look up stack id 114755 (pid 25243): -9"); such a run
+#: of the oracle is repeated rather than compared
+ORACLE_GLITCH = "failed to look up stack id"
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_funcs(case, work, tmp_path):
     _, program, options, normalise = case
@@ -192,7 +198,10 @@ def test_funcs(case, work, tmp_path):
             theirs, ours = a.read(), b.read()
         assert "to file\nend\n@h: \n[2, 4)" in ours
     else:
-        (theirs, ours), (terr, oerr) = both(program, work, **options)
+        for _ in range(3):
+            (theirs, ours), (terr, oerr) = both(program, work, **options)
+            if ORACLE_GLITCH not in terr:
+                break                   # else bpftrace itself failed: run both again
         assert oerr == terr
     if normalise:
         theirs, ours = addrs(theirs), addrs(ours)
