@@ -130,11 +130,15 @@ def test_kernel_function_without_kprobes_is_one_typed_line():
 @pytest.mark.vmtest
 @pytest.mark.skipif(bool(NO_KPROBES), reason=NO_KPROBES)
 def test_kernel_functions_where_kprobes_exist():
-    code = ("import os, sys, tempfile; sys.stdin.readline(); d = tempfile.mkdtemp()\n"
+    # the directory is made before the tool starts: tempfile's first mkdtemp() writes
+    # and unlinks a probe file of its own (a seventh do_unlinkat)
+    code = ("import os, sys, tempfile; d = tempfile.mkdtemp(); print('ready', flush=True)\n"
+            "sys.stdin.readline()\n"
             "for i in range(6):\n    p = os.path.join(d, str(i)); open(p, 'w').close()"
             "; os.unlink(p)\nos.rmdir(d); print('done', flush=True)")
     child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "ready\n"
     tool = Tool("funccount", "-p", child.pid, "do_unlinkat", header=HEADER, timeout=120)
     tracerwork.go(child)
     time.sleep(0.5)
