@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import enum
 
+from .._enum import enum_of
+
 __all__ = [
     "Class", "Size", "Mode", "Source", "AluOp", "JmpOp", "AtomicOp", "Pseudo",
     "CallKind", "Group", "Reg", "SIZE_BYTES", "CLASS_MASK", "SIZE_MASK", "MODE_MASK",
@@ -26,7 +28,8 @@ SOURCE_MASK = 0x08
 OP_MASK = 0xF0
 
 
-class Class(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class Class:
     """Instruction class: the low three bits of the opcode."""
 
     LD = 0x00
@@ -39,7 +42,8 @@ class Class(enum.IntEnum):
     ALU64 = 0x07
 
 
-class Size(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class Size:
     """Access width of a load or store (bits 3-4 of the opcode)."""
 
     W = 0x00
@@ -51,7 +55,8 @@ class Size(enum.IntEnum):
 SIZE_BYTES = {Size.B: 1, Size.H: 2, Size.W: 4, Size.DW: 8}
 
 
-class Mode(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class Mode:
     """Addressing mode of a load or store (bits 5-7 of the opcode)."""
 
     IMM = 0x00      # 64-bit immediate load (lddw)
@@ -62,14 +67,16 @@ class Mode(enum.IntEnum):
     ATOMIC = 0xC0   # atomic read-modify-write (32/64-bit)
 
 
-class Source(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class Source:
     """Operand source of an ALU or jump instruction (bit 3)."""
 
     K = 0x00   # the 32-bit immediate
     X = 0x08   # the source register
 
 
-class AluOp(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class AluOp:
     """Arithmetic operation (bits 4-7 of an ALU/ALU64 opcode)."""
 
     ADD = 0x00
@@ -88,7 +95,8 @@ class AluOp(enum.IntEnum):
     END = 0xD0    # byte swaps: le/be (ALU), bswap (ALU64)
 
 
-class JmpOp(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class JmpOp:
     """Jump operation (bits 4-7 of a JMP/JMP32 opcode)."""
 
     JA = 0x00
@@ -112,7 +120,8 @@ ATOMIC_FETCH = 0x01
 MAY_GOTO = 0  # src_reg value of a JCOND instruction meaning "may_goto"
 
 
-class AtomicOp(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class AtomicOp:
     """The ``imm`` field of an atomic instruction."""
 
     ADD = 0x00
@@ -129,7 +138,8 @@ class AtomicOp(enum.IntEnum):
     STORE_REL = 0x110   # Linux 6.15
 
 
-class Pseudo(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class Pseudo:
     """The ``src`` field of a 64-bit immediate load (``lddw``): what the immediate means."""
 
     IMM64 = 0           # a plain 64-bit constant
@@ -141,7 +151,8 @@ class Pseudo(enum.IntEnum):
     MAP_IDX_VALUE = 6   # MAP_VALUE through fd_array (Linux 5.14)
 
 
-class CallKind(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class CallKind:
     """The ``src`` field of a call instruction."""
 
     HELPER = 0   # imm is a helper id
@@ -164,7 +175,8 @@ class Group(str, enum.Enum):
     LINUX = "linux"
 
 
-class Reg(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class Reg:
     """The eleven BPF registers. R10 is the read-only frame pointer."""
 
     R0 = 0

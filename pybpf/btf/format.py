@@ -18,6 +18,8 @@ import enum
 import struct
 from typing import Dict, Optional, Tuple
 
+from .._enum import enum_of
+
 __all__ = [
     "MAGIC", "VERSION", "HEADER", "HEADER_SIZE", "TYPE_HEADER", "TYPE_HEADER_SIZE", "Kind",
     "KIND_NAMES", "KIND_SINCE", "kind_from_name", "IntEncoding", "FuncLinkage",
@@ -43,7 +45,8 @@ TYPE_HEADER_SIZE = TYPE_HEADER.size
 MAX_VLEN = 0xFFFF
 
 
-class Kind(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class Kind:
     """``BTF_KIND_*``: what a type record describes."""
 
     UNKN = 0          # only id 0, void
@@ -107,7 +110,8 @@ def kind_from_name(kind: "str | int | Kind") -> Kind:
         raise ValueError(f"unknown BTF kind {kind!r} (known: {known})") from None
 
 
-class IntEncoding(enum.IntFlag):
+@enum_of(enum.IntFlag)
+class IntEncoding:
     """The encoding bits of an INT (bits 24-27 of its trailing word)."""
 
     NONE = 0
@@ -116,7 +120,8 @@ class IntEncoding(enum.IntFlag):
     BOOL = 4
 
 
-class FuncLinkage(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class FuncLinkage:
     """The linkage of a FUNC, kept in its ``vlen``. GLOBAL functions are verified on
     their own (Linux 5.6); EXTERN ones are resolved at load (5.9)."""
 
@@ -125,7 +130,8 @@ class FuncLinkage(enum.IntEnum):
     EXTERN = 2
 
 
-class VarLinkage(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class VarLinkage:
     """The linkage of a VAR (its trailing word)."""
 
     STATIC = 0

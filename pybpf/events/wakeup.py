@@ -57,6 +57,7 @@ from __future__ import annotations
 import enum
 from typing import Any, List, Optional, Tuple, Union
 
+from .._enum import enum_of
 from .._records import record
 from ..asm import Instruction, Reg
 from ..asm.builder import (
@@ -93,7 +94,8 @@ RINGBUF_HEADER = 8
 DEFAULT_INTERVAL = 0.005
 
 
-class WakeupPolicy(enum.Enum):
+@enum_of(enum.Enum)
+class WakeupPolicy:
     """Who wakes the reader: see the module description."""
 
     ADAPTIVE = "adaptive"

@@ -10,6 +10,7 @@ import enum
 import re
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from .._enum import enum_of
 from .._records import record, replace
 from ..syscall.bpf import MapType
 from ..syscall.errors import check_unsigned
@@ -24,7 +25,8 @@ __all__ = ["MapSpec", "Pinning", "type_name"]
 _NAME_RE = re.compile(r"[A-Za-z0-9_.]{0,15}\Z")
 
 
-class Pinning(enum.Enum):
+@enum_of(enum.Enum)
+class Pinning:
     """Whether :meth:`MapSpec.create` pins the map.
 
     ``BY_NAME``: at ``<pin_dir>/<name>`` (``/sys/fs/bpf`` by default); when that file

@@ -37,6 +37,7 @@ import os
 import re
 from typing import Any, Dict, Optional, Tuple
 
+from .._enum import enum_of
 from .errors import NotSupportedError, bpf_error
 
 __all__ = [
@@ -75,7 +76,8 @@ def syscall_number(name: str, machine: Optional[str] = None) -> int:
                       ) from None
 
 
-class Cmd(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class Cmd:
     """``enum bpf_cmd``: the first argument of ``bpf()``."""
 
     MAP_CREATE = 0
@@ -136,7 +138,8 @@ CMD_SINCE: Dict[int, Tuple[int, int]] = {
 }
 
 
-class MapType(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class MapType:
     """``enum bpf_map_type``. :data:`MAP_TYPE_SINCE` gives the release that added each."""
 
     UNSPEC = 0
@@ -193,7 +196,8 @@ MAP_TYPE_SINCE: Dict[int, Tuple[int, int]] = {
 }
 
 
-class ProgType(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class ProgType:
     """``enum bpf_prog_type``. :data:`PROG_TYPE_SINCE` gives the release that added each."""
 
     UNSPEC = 0
@@ -249,7 +253,8 @@ PROG_TYPE_SINCE: Dict[int, Tuple[int, int]] = {
 }
 
 
-class AttachType(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class AttachType:
     """``enum bpf_attach_type``: where a program attaches (``expected_attach_type`` at
     load, ``attach_type`` of ``BPF_PROG_ATTACH`` and ``BPF_LINK_CREATE``)."""
 
@@ -313,7 +318,8 @@ class AttachType(enum.IntEnum):
     TRACE_UPROBE_SESSION = 57
 
 
-class LinkType(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class LinkType:
     """``enum bpf_link_type`` (as reported by ``bpf_link_info.type``)."""
 
     UNSPEC = 0
@@ -333,13 +339,15 @@ class LinkType(enum.IntEnum):
     SOCKMAP = 14
 
 
-class StatsType(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class StatsType:
     """``enum bpf_stats_type`` for ``BPF_ENABLE_STATS`` (Linux 5.8)."""
 
     RUN_TIME = 0
 
 
-class ProgFlags(enum.IntFlag):
+@enum_of(enum.IntFlag)
+class ProgFlags:
     """``prog_flags`` of ``BPF_PROG_LOAD``."""
 
     STRICT_ALIGNMENT = 1 << 0
@@ -353,7 +361,8 @@ class ProgFlags(enum.IntFlag):
     TOKEN_FD = 1 << 16          # Linux 6.9
 
 
-class MapFlags(enum.IntFlag):
+@enum_of(enum.IntFlag)
+class MapFlags:
     """``map_flags`` of ``BPF_MAP_CREATE``."""
 
     NO_PREALLOC = 1 << 0

@@ -18,6 +18,7 @@ import errno as _errno
 import threading
 from typing import NamedTuple, Optional, Tuple, Union
 
+from .._enum import enum_of
 from .bpf import (
     MAP_TYPE_SINCE, Cmd, MapFlags, MapType, _syscall_fn, addr_of, bpf,
     kernel_at_least, name_bytes, syscall_number,
@@ -44,7 +45,8 @@ ENOTSUPP = 524
 BytesLike = Union[bytes, bytearray, memoryview]
 
 
-class ElemFlags(enum.IntFlag):
+@enum_of(enum.IntFlag)
+class ElemFlags:
     """``flags`` of the element commands (``BPF_MAP_UPDATE_ELEM`` and, for ``LOCK``,
     ``BPF_MAP_LOOKUP_ELEM``) and ``elem_flags`` of the batch commands."""
 

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Type, TypeVar, Union
 
+from .._enum import enum_of
 from .bpf import Cmd, LinkType, MapType, ProgType, bpf
 from .errors import BPFError
 from .fd import FD, FdLike, fd_number
@@ -53,7 +54,8 @@ _NAME_LEN = 16
 BPF_TAG_SIZE = 8
 
 
-class FileFlags(enum.IntFlag):
+@enum_of(enum.IntFlag)
+class FileFlags:
     """``file_flags`` of ``BPF_OBJ_GET`` and ``open_flags`` of ``BPF_*_GET_FD_BY_ID``:
     the access the new fd grants (none of them: read and write)."""
 

@@ -30,6 +30,7 @@ import errno as _errno
 import os
 from typing import Any, List, Optional, Tuple
 
+from .._enum import enum_of
 from .bpf import syscall_number
 from .errors import BPFError, BPFPermissionError, NotSupportedError
 from .fd import FD, FdLike, fd_number
@@ -51,7 +52,8 @@ _s32 = ctypes.c_int32
 _u64 = ctypes.c_uint64
 
 
-class PerfType(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class PerfType:
     """``enum perf_type_id``: ``attr.type``. Dynamic PMUs (kprobe, uprobe) have numbers
     read from sysfs (:func:`pmu_type`)."""
 
@@ -63,7 +65,8 @@ class PerfType(enum.IntEnum):
     BREAKPOINT = 5
 
 
-class HwId(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class HwId:
     """``enum perf_hw_id``: ``attr.config`` of ``PerfType.HARDWARE`` events."""
 
     CPU_CYCLES = 0
@@ -78,7 +81,8 @@ class HwId(enum.IntEnum):
     REF_CPU_CYCLES = 9
 
 
-class SwId(enum.IntEnum):
+@enum_of(enum.IntEnum)
+class SwId:
     """``enum perf_sw_ids``: ``attr.config`` of ``PerfType.SOFTWARE`` events
     (``BPF_OUTPUT`` Linux 4.4, ``CGROUP_SWITCHES`` 5.13)."""
 
@@ -96,7 +100,8 @@ class SwId(enum.IntEnum):
     CGROUP_SWITCHES = 11
 
 
-class SampleType(enum.IntFlag):
+@enum_of(enum.IntFlag)
+class SampleType:
     """``enum perf_event_sample_format``: ``attr.sample_type``, what each sample record
     holds."""
 
@@ -127,7 +132,8 @@ class SampleType(enum.IntFlag):
     WEIGHT_STRUCT = 1 << 24
 
 
-class ReadFormat(enum.IntFlag):
+@enum_of(enum.IntFlag)
+class ReadFormat:
     """``enum perf_event_read_format``: ``attr.read_format``, what ``read()`` returns."""
 
     TOTAL_TIME_ENABLED = 1 << 0
