@@ -287,8 +287,10 @@ class LoadedModule:
         self._poller: Any = None
         self._print_to = print_to
         self._closed = False
+        self._unclaimed: Dict[str, Any] = {}     # perf buffers opened before on()
         try:
             self._create_maps(consts)
+            self._open_perf_buffers()
             wanted = list(programs) if programs is not None else list(spec.programs)
             for name in wanted:
                 if name not in spec.programs:
@@ -320,6 +322,16 @@ class LoadedModule:
             ro[0] = value
             ro.freeze()
 
+    def _open_perf_buffers(self) -> None:
+        """A reader on every perf event array, opened before any program runs: a record
+        sent before the tool calls :meth:`on` then waits in its CPU's buffer (or is
+        counted lost when the buffer fills) rather than failing, uncounted, for want of
+        a perf event in the array."""
+        from ..events import PerfBufReader
+        for name, decl in self.spec.unit.maps.items():
+            if isinstance(decl, PerfEventArray):
+                self._unclaimed[name] = PerfBufReader(self.maps[name])
+
     # -- maps and events ----------------------------------------------------------------
     def __getitem__(self, name: str) -> Any:
         """The live map called ``name``."""
@@ -339,7 +351,11 @@ class LoadedModule:
                                    wakeup="adaptive" if decl.wakeup == "adaptive" else "per_event",
                                    **hand)
         elif isinstance(decl, PerfEventArray):
-            reader = PerfBufReader(self.maps[name], record=record, **hand)
+            reader = self._unclaimed.pop(name, None)
+            if reader is None:
+                reader = PerfBufReader(self.maps[name], record=record, **hand)
+            else:
+                reader.handle(record=record, **hand)
         else:
             raise TypeError(f"map {name!r} is a {type(decl).__name__}: only ring buffers "
                             "and perf event arrays carry events")
@@ -476,7 +492,7 @@ class LoadedModule:
         if self._closed:
             return
         self._closed = True
-        for group in (self.links, self.readers, self.programs, self.maps):
+        for group in (self.links, self.readers, self._unclaimed, self.programs, self.maps):
             for obj in list(group.values()):
                 try:
                     obj.close()

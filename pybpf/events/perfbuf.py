@@ -107,11 +107,8 @@ class PerfBufReader(EventReader):
         self.pages = pages
         self.wakeup: Wakeup = as_wakeup(wakeup)
         self.interval = self.wakeup.reader_interval
-        self.callback = callback
-        self.batch_callback = batch_callback
         self.lost_callback = lost_callback
-        self._decoder: Decoder = make_decoder(record)
-        size = self._decoder.size
+        self.handle(callback, batch_callback=batch_callback, record=record)
         #: total samples the kernel reported lost
         self.lost = 0
         #: lost samples by CPU
@@ -119,7 +116,6 @@ class PerfBufReader(EventReader):
         #: records handed over so far
         self.received = 0
         self._pending: List[Any] = []
-        self._stride = 8 + 4 + (padded(4 + size) - 4) if size is not None else 0
         try:
             self._map_fd = FD(os.dup(fd_number(perf_map)), "perf_event_array")
             for cpu in (online_cpus() if cpus is None else list(cpus)):
@@ -128,6 +124,21 @@ class PerfBufReader(EventReader):
             self._closed = True
             self._release()
             raise
+
+    def handle(self, callback: Optional[Callable[[Any], Any]] = None, *,
+               batch_callback: Optional[Callable[[List[Any]], Any]] = None,
+               record: RecordType = None) -> None:
+        """Who receives the records from now on, decoded as ``record`` says (the
+        constructor's arguments of the same names). A reader opened before its consumer
+        is known (before the programs that send to the array are attached) keeps what
+        they send in its CPU buffers meanwhile, or counts it lost when a buffer fills."""
+        if callback is not None and batch_callback is not None:
+            raise TypeError("give callback= or batch_callback=, not both")
+        self.callback = callback
+        self.batch_callback = batch_callback
+        self._decoder: Decoder = make_decoder(record)
+        size = self._decoder.size
+        self._stride = 8 + 4 + (padded(4 + size) - 4) if size is not None else 0
 
     def _attr(self) -> "_perf.PerfEventAttr":
         attr = _perf.bpf_output_attr()
