@@ -226,19 +226,48 @@ def trace_main(argv: Sequence[str], *, stdout: Optional[TextIO] = None,
         return 1
     if opts.debug:
         return _dry_run(source, filename, opts, out, err)
+    from .session import run
+    pending = None
+    if cmd.emit_llvm is None and opts.emit_elf is None:
+        from . import cache
+        hit = cache.lookup(source, filename, opts)
+        if hit is not None:             # compiled before: no parser, analysis, lowering
+            opts.extras["front"], opts.extras["lowered"] = hit.front, hit.module
+            try:
+                return int(run(source, filename, opts, stdout=out, stderr=err) or 0)
+            except BpftraceError as exc:
+                _print_error(exc, err, opts.no_warnings)
+                return 1
+        pending = cache.start(source, filename, opts)
+    try:
+        return _compile_and_run(cmd, source, filename, pending, out, err)
+    finally:
+        if pending is not None:
+            pending.stop()
+
+
+def _compile_and_run(cmd: object, source: str, filename: str, pending: object,
+                     out: TextIO, err: TextIO) -> int:
+    """The front half, then :func:`~.session.run` (which lowers, and stores the module
+    through ``pending``, a :class:`.cache.Pending`, once its programs loaded)."""
+    from .errors import BpftraceError
     from .session import front, run
+    opts = cmd.options                                         # type: ignore[attr-defined]
     try:
         result = front(source, filename, opts)
     except BpftraceError as exc:
         _print_error(exc, err, opts.no_warnings)
         return 1
     _print_warnings(result, err, opts.no_warnings)
-    if cmd.emit_llvm is not None:
-        err.write(f"ERROR: --emit-llvm {cmd.emit_llvm}: pybpf compiles without LLVM, so "
+    emit_llvm = cmd.emit_llvm                                  # type: ignore[attr-defined]
+    if emit_llvm is not None:
+        err.write(f"ERROR: --emit-llvm {emit_llvm}: pybpf compiles without LLVM, so "
                   "there is no LLVM IR to write; -d prints the typed tree, --emit-elf "
                   "the compiled programs\n")
         return 1
     opts.extras["front"] = result
+    if pending is not None:
+        opts.extras["cache_pending"] = pending
     try:
         return int(run(source, filename, opts, stdout=out, stderr=err) or 0)
     except BpftraceError as exc:
