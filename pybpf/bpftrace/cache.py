@@ -14,8 +14,8 @@ version and the size and mtime of the sources of ``pybpf/bpftrace``, the compile
 ``asm``, ``btf``, ``tracefs.py``, ``_records.py``), the kernel's identity (``uname``
 and the vmlinux BTF, :func:`pybpf._cache.kernel_identity`), the CPU count (the ring's
 size), the program text, its file name and every :class:`~.session.TraceOptions`
-field but ``extras`` (``-p``, ``$1``..., ``BPFTRACE_STRLEN``, map sizes, ring pages,
-``--unsafe``, ``-f``, ``-k``...).
+field (``-p``, ``$1``..., ``BPFTRACE_STRLEN``, map sizes, ring pages, ``--unsafe``,
+``-f``, ``-k``..., and the command line's ``extras`` such as ``BPFTRACE_NODE_MAX``).
 
 **Cached only** (:func:`precheck`, then :meth:`Pending.store`): programs whose attach
 points are all ``BEGIN``, ``END``, ``tracepoint`` (no wildcard), ``rawtracepoint``,
@@ -69,6 +69,8 @@ _PROVIDERS = ("BEGIN", "END", "tracepoint", "rawtracepoint", "profile", "interva
 #: calls resolved against the running system while compiling
 _LIVE_CALLS = re.compile(r"\b(cgroupid|kaddr|uaddr)\s*\(")
 _INCLUDE = re.compile(r"^\s*#\s*include\b", re.M)
+#: ``TraceOptions.extras`` entries of the run itself, not of the command line
+_RUN_EXTRAS = ("front", "lowered", "cache_pending", "command_argv", "cpid")
 
 
 class _Uncacheable(Exception):
@@ -104,6 +106,7 @@ def entry_key(source: str, filename: str, opts: Any, *,
     kernel = kernel if kernel is not None else S.kernel_identity()
     pybpf = pybpf if pybpf is not None else S.pybpf_identity(_PARTS)
     options = sorted((k, v) for k, v in vars(opts).items() if k != "extras")
+    options += sorted((k, v) for k, v in opts.extras.items() if k not in _RUN_EXTRAS)
     text = json.dumps([FORMAT, pybpf, sorted(kernel.items()), os.cpu_count(), source,
                        filename, options], default=repr)
     return S.hash256(text.encode()).hexdigest()
