@@ -14,7 +14,12 @@ The hand-over to the runtime: ``run(source, filename, opts, stdout=, stderr=)`` 
 called after :func:`front` succeeded, with the :class:`FrontResult` in
 ``opts.extras["front"]`` (run may use it rather than analyse again) and, with ``-c``,
 the command's words (program resolved on ``PATH``) in ``opts.extras["command_argv"]``.
-``--emit-elf`` is left to ``run`` (a dry run that writes the object).
+``--emit-elf`` is left to ``run`` (a dry run that writes the object). Before the front
+half, the program is looked up in the cache of compiled programs
+(:mod:`pybpf.bpftrace.cache`): on a hit ``run`` gets the stored module in
+``opts.extras["lowered"]`` and a stand-in front result, and nothing is parsed,
+analysed or compiled; on a miss ``opts.extras["cache_pending"]`` stores the module
+once its programs loaded.
 
 :func:`console_main` wraps :func:`trace_main` for a process: a user error the runtime
 raises (``OSError``, ``ValueError``, ``LookupError``) becomes one ``ERROR:`` line with
