@@ -233,3 +233,20 @@ def test_hit_matches_bpftrace(work, cache_dir):  # noqa: F811 - the fixture
     assert [o[1] for o in outs] == ["0", "1"]          # a miss, then a hit
     assert outs[0][0] == outs[1][0] == theirs
     assert b"@bytes:" in theirs
+
+
+def test_entry_that_fails_to_load_is_dropped(cache_dir):
+    first = trace("-e", BEGIN_PROG, "5")
+    (name,) = entries(cache_dir)
+    path = os.path.join(cache_dir, name)
+    with open(path, "rb") as fh:
+        doc, code = S.unframe(fh.read(), C._MAGIC, C.FORMAT)
+    # the first instruction becomes `exit` with r0 unset: the verifier refuses it
+    code = b"\x95" + bytes(7) + code[8:]
+    with open(path, "wb") as fh:
+        fh.write(S.frame(C._MAGIC, C.FORMAT, doc, code))
+    rc, out, err, delta = trace("-e", BEGIN_PROG, "5")
+    assert delta == {"hits": 1} and rc == 1 and "ERROR" in err
+    assert entries(cache_dir) == []                    # dropped: the next run compiles
+    assert trace("-e", BEGIN_PROG, "5")[:2] == first[:2]
+    assert trace("-e", BEGIN_PROG, "5")[3] == {"hits": 1}

@@ -70,7 +70,7 @@ _PROVIDERS = ("BEGIN", "END", "tracepoint", "rawtracepoint", "profile", "interva
 _LIVE_CALLS = re.compile(r"\b(cgroupid|kaddr|uaddr)\s*\(")
 _INCLUDE = re.compile(r"^\s*#\s*include\b", re.M)
 #: ``TraceOptions.extras`` entries of the run itself, not of the command line
-_RUN_EXTRAS = ("front", "lowered", "cache_pending", "command_argv", "cpid")
+_RUN_EXTRAS = ("front", "lowered", "cache_pending", "cache_entry", "command_argv", "cpid")
 
 
 class _Uncacheable(Exception):

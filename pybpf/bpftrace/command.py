@@ -238,6 +238,7 @@ def trace_main(argv: Sequence[str], *, stdout: Optional[TextIO] = None,
         hit = cache.lookup(source, filename, opts)
         if hit is not None:             # compiled before: no parser, analysis, lowering
             opts.extras["front"], opts.extras["lowered"] = hit.front, hit.module
+            opts.extras["cache_entry"] = hit.path
             try:
                 return int(run(source, filename, opts, stdout=out, stderr=err) or 0)
             except BpftraceError as exc:

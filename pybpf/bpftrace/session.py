@@ -202,7 +202,11 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             rt.console = Output(stdout or default_stdout(), opts.buffering)
         rt.install_signals()
         try:
-            rt.load()
+            try:
+                rt.load()
+            except Exception:
+                _forget(opts.extras.get("cache_entry"))   # a cached module: rebuilt next
+                raise
             if pending is not None:                  # the kernel took it: keep it
                 pending.store(result, mod)
             rt.open_reader()
@@ -273,6 +277,15 @@ def run(source: str, filename: str, opts: TraceOptions, *,
                 pass
         if opened is not None:
             opened.close()
+
+
+def _forget(path: Optional[str]) -> None:
+    """Remove the cache entry a run's module came from (it failed to load)."""
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def compile_error_text(exc: Any, source: str, filename: str) -> str:
