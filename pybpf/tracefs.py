@@ -370,6 +370,11 @@ def parse_format(text: str, group: str = "", name: str = "") -> EventFormat:
     return EventFormat(group, name, ev_id, fields, common, print_fmt)
 
 
+#: lists to which :func:`event_format` appends the path of each format file it reads
+#: (a cache of compiled programs notes what a compilation depended on)
+FORMAT_READERS: List[List[str]] = []
+
+
 def event_format(group: str, name: Optional[str] = None) -> EventFormat:
     """The parsed ``format`` of tracepoint ``group:name``; raises
     :class:`UnknownTracepointError` with close matches."""
@@ -377,6 +382,8 @@ def event_format(group: str, name: Optional[str] = None) -> EventFormat:
     _check_component(group, "event group")
     _check_component(name, "event name")
     path = os.path.join(tracefs_root(), "events", group, name, "format")
+    for reader in FORMAT_READERS:
+        reader.append(path)
     try:
         text = _read(path)
     except FileNotFoundError:

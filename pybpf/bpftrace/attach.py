@@ -98,8 +98,8 @@ def load_program(p: Any, maps: Dict[str, Any], name: str) -> Any:
 
 
 def _full(ap: Any) -> str:
-    from .lower import _full_name
-    return _full_name(ap)
+    from .module import full_name
+    return full_name(ap)
 
 
 # -- uprobes ---------------------------------------------------------------------------

@@ -14,7 +14,12 @@ The hand-over to the runtime: ``run(source, filename, opts, stdout=, stderr=)`` 
 called after :func:`front` succeeded, with the :class:`FrontResult` in
 ``opts.extras["front"]`` (run may use it rather than analyse again) and, with ``-c``,
 the command's words (program resolved on ``PATH``) in ``opts.extras["command_argv"]``.
-``--emit-elf`` is left to ``run`` (a dry run that writes the object).
+``--emit-elf`` is left to ``run`` (a dry run that writes the object). Before the front
+half, the program is looked up in the cache of compiled programs
+(:mod:`pybpf.bpftrace.cache`): on a hit ``run`` gets the stored module in
+``opts.extras["lowered"]`` and a stand-in front result, and nothing is parsed,
+analysed or compiled; on a miss ``opts.extras["cache_pending"]`` stores the module
+once its programs loaded.
 
 :func:`console_main` wraps :func:`trace_main` for a process: a user error the runtime
 raises (``OSError``, ``ValueError``, ``LookupError``) becomes one ``ERROR:`` line with
@@ -226,19 +231,50 @@ def trace_main(argv: Sequence[str], *, stdout: Optional[TextIO] = None,
         return 1
     if opts.debug:
         return _dry_run(source, filename, opts, out, err)
+    from .session import run
+    pending = None
+    if cmd.emit_llvm is None and opts.emit_elf is None and \
+            os.environ.get("PYBPF_NO_CACHE", "") in ("", "0"):    # _cache.enabled()
+        from . import cache
+        hit = cache.lookup(source, filename, opts)
+        if hit is not None:             # compiled before: no parser, analysis, lowering
+            opts.extras["front"], opts.extras["lowered"] = hit.front, hit.module
+            opts.extras["cache_entry"] = hit.path
+            try:
+                return int(run(source, filename, opts, stdout=out, stderr=err) or 0)
+            except BpftraceError as exc:
+                _print_error(exc, err, opts.no_warnings)
+                return 1
+        pending = cache.start(source, filename, opts)
+    try:
+        return _compile_and_run(cmd, source, filename, pending, out, err)
+    finally:
+        if pending is not None:
+            pending.stop()
+
+
+def _compile_and_run(cmd: object, source: str, filename: str, pending: object,
+                     out: TextIO, err: TextIO) -> int:
+    """The front half, then :func:`~.session.run` (which lowers, and stores the module
+    through ``pending``, a :class:`.cache.Pending`, once its programs loaded)."""
+    from .errors import BpftraceError
     from .session import front, run
+    opts = cmd.options                                         # type: ignore[attr-defined]
     try:
         result = front(source, filename, opts)
     except BpftraceError as exc:
         _print_error(exc, err, opts.no_warnings)
         return 1
     _print_warnings(result, err, opts.no_warnings)
-    if cmd.emit_llvm is not None:
-        err.write(f"ERROR: --emit-llvm {cmd.emit_llvm}: pybpf compiles without LLVM, so "
+    emit_llvm = cmd.emit_llvm                                  # type: ignore[attr-defined]
+    if emit_llvm is not None:
+        err.write(f"ERROR: --emit-llvm {emit_llvm}: pybpf compiles without LLVM, so "
                   "there is no LLVM IR to write; -d prints the typed tree, --emit-elf "
                   "the compiled programs\n")
         return 1
     opts.extras["front"] = result
+    if pending is not None:
+        opts.extras["cache_pending"] = pending
     try:
         return int(run(source, filename, opts, stdout=out, stderr=err) or 0)
     except BpftraceError as exc:

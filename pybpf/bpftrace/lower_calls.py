@@ -275,7 +275,7 @@ def _buf(low: Any, e: A.Call) -> Any:
 
 
 #: join(): arguments read and the bytes kept of each (bpftrace 0.17's defaults)
-JOIN_ARGS, JOIN_ARG_SIZE = 16, 1024
+from .module import JOIN_ARG_SIZE, JOIN_ARGS  # noqa: E402 - the record layout
 
 
 def _join(low: Any, e: A.Call) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Union
 from . import output as O
 from . import json_output as J
 from .decode import Decoder
-from .lower import ELAPSED_MAP, EVENTS_MAP, LoweredModule
+from .module import ELAPSED_MAP, EVENTS_MAP, LoweredModule
 
 __all__ = ["Runtime", "Output"]
 
@@ -332,7 +332,7 @@ class Runtime:
                                              self.front, self.json), endl=True)
             return
         if k == "join":
-            from .lower_calls import JOIN_ARG_SIZE, JOIN_ARGS
+            from .module import JOIN_ARG_SIZE, JOIN_ARGS
             parts = []
             for i in range(JOIN_ARGS):
                 a = data[8 + i * JOIN_ARG_SIZE:8 + (i + 1) * JOIN_ARG_SIZE]

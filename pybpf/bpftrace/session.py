@@ -164,16 +164,24 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             from .runtime import fork_child
             child = fork_child(opts.extras.get("command_argv") or opts.command)
             opts.extras["cpid"] = child[0]
-        from .lower import lower_program
-        from ..compiler.errors import CompileError
-        try:
-            mod = lower_program(result, opts)
-        except CompileError as exc:
-            if hasattr(exc, "status"):               # a bpftrace message, unlocated
-                err.write(f"ERROR: {exc.message}\n")
-                return exc.status                      # type: ignore[attr-defined]
-            err.write(compile_error_text(exc, source, filename) + "\n")
-            return 1
+        mod = opts.extras.get("lowered")           # a cached program (:mod:`.cache`)
+        pending = opts.extras.get("cache_pending") if mod is None else None
+        if mod is None:
+            from .lower import lower_program
+            from ..compiler.errors import CompileError
+            try:
+                mod = lower_program(result, opts)
+            except CompileError as exc:
+                if hasattr(exc, "status"):           # a bpftrace message, unlocated
+                    err.write(f"ERROR: {exc.message}\n")
+                    return exc.status                  # type: ignore[attr-defined]
+                err.write(compile_error_text(exc, source, filename) + "\n")
+                return 1
+            finally:
+                if pending is not None:
+                    pending.stop()
+            if pending is not None and result.env.warnings:
+                pending.refuse("warnings")
         for w in result.env.warnings:                # found while matching probes
             err.write(f"WARNING: {w}\n")
         result.env.warnings.clear()
@@ -194,7 +202,13 @@ def run(source: str, filename: str, opts: TraceOptions, *,
             rt.console = Output(stdout or default_stdout(), opts.buffering)
         rt.install_signals()
         try:
-            rt.load()
+            try:
+                rt.load()
+            except Exception:
+                _forget(opts.extras.get("cache_entry"))   # a cached module: rebuilt next
+                raise
+            if pending is not None:                  # the kernel took it: keep it
+                pending.store(result, mod)
             rt.open_reader()
             n = rt.probe_count()
             if n == 0:
@@ -263,6 +277,15 @@ def run(source: str, filename: str, opts: TraceOptions, *,
                 pass
         if opened is not None:
             opened.close()
+
+
+def _forget(path: Optional[str]) -> None:
+    """Remove the cache entry a run's module came from (it failed to load)."""
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def compile_error_text(exc: Any, source: str, filename: str) -> str:

@@ -43,22 +43,23 @@ temporary file in the same directory, renamed over the entry (atomic: concurrent
 at worst both compile and write the same bytes). ``PYBPF_NO_CACHE=1`` (or
 ``load(..., cache=False)``, ``pybpf run --no-cache``) turns it off. Not cached: modules
 with USDT programs (their contexts come from the traced binary's notes).
+
+The directory, the identities, entry framing and safe reading and writing are shared
+with ``pybpf trace``'s cache through :mod:`pybpf._cache` (front ends never import each
+other).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import stat
-import struct
-import sys
 import types as _pytypes
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-try:                                        # hashlib loads OpenSSL: ~4 MB of RSS at start
-    from _blake2 import blake2b as _blake2b
-except ImportError:                         # pragma: no cover - other interpreters
-    from hashlib import blake2b as _blake2b
+from .. import _cache as _store
+from .._cache import CACHE_DIR_ENV, NO_CACHE_ENV, cache_dir, enabled, kernel_identity
+from .._cache import hash256 as _hash
+from .._cache import safe_dir as _safe_dir
 
 __all__ = ["FORMAT", "cache_dir", "enabled", "kernel_identity", "pybpf_identity",
            "ModuleInputs", "entry_key", "lookup", "store", "clear", "STATS",
@@ -66,100 +67,27 @@ __all__ = ["FORMAT", "cache_dir", "enabled", "kernel_identity", "pybpf_identity"
 
 #: the layout of an entry; bump it whenever what is stored or how it is read changes
 FORMAT = 2
-#: set to a non-empty value other than ``0`` to bypass the cache
-NO_CACHE_ENV = "PYBPF_NO_CACHE"
-#: where the entries are kept (overrides ``$XDG_CACHE_HOME/pybpf``)
-CACHE_DIR_ENV = "PYBPF_CACHE_DIR"
 #: what happened in this process: ``hits``, ``misses``, ``stores``, ``rejected``
 #: (entries found but refused: damaged, foreign, unsafe), ``uncacheable``
 STATS: Dict[str, int] = {"hits": 0, "misses": 0, "stores": 0, "rejected": 0,
                          "uncacheable": 0}
 
-def _hash(data: bytes = b"") -> Any:
-    """A 256-bit BLAKE2b hasher (the cache's one hash function)."""
-    return _blake2b(data, digest_size=32)
-
-
 _MAGIC = b"PYBPFMOD"
-_HEAD = struct.Struct("<8sHII32s")          # magic, format, json length, code length, hash
 _KEEP = 8                                   # entries kept per module name
 #: the parts of pybpf whose sources decide what the compiler emits
 _COMPILER_PARTS = ("dsl", "compiler", "asm", "btf", "tracefs.py")
 _PRINT_MAP, _DROPS_MAP, _DEFAULTS_MAP = "__pybpf_print", "__pybpf_drops", "__pybpf_default"
 
 
-def enabled(flag: Optional[bool] = None) -> bool:
-    """Whether to use the cache: ``flag`` when given, else not when ``$PYBPF_NO_CACHE``
-    is set (to anything but ``""`` or ``"0"``)."""
-    if flag is not None:
-        return flag
-    return os.environ.get(NO_CACHE_ENV, "") in ("", "0")
-
-
-def cache_dir() -> str:
-    """``$PYBPF_CACHE_DIR``, else ``$XDG_CACHE_HOME/pybpf``, else ``~/.cache/pybpf``."""
-    d = os.environ.get(CACHE_DIR_ENV)
-    if d:
-        return os.path.abspath(os.path.expanduser(d))
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "pybpf")
-
-
 # -- the key -------------------------------------------------------------------------------
 
-_memo: Dict[str, Any] = {}
-
-
-def kernel_identity() -> Dict[str, str]:
-    """The running kernel as the compiler sees it: ``uname`` release, version and
-    machine, and the vmlinux BTF as ``SIZE:HASH`` (hash of its first and last 4 KiB;
-    ``"none"`` without BTF). Two reads, no hashing of the whole BTF."""
-    if "kernel" not in _memo:
-        u = os.uname()
-        btf = "none"
-        try:
-            fd = os.open("/sys/kernel/btf/vmlinux", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                size = os.fstat(fd).st_size
-                edges = os.pread(fd, 4096, 0) + os.pread(fd, 4096, max(0, size - 4096))
-            finally:
-                os.close(fd)
-            btf = f"{size}:{_hash(edges).hexdigest()[:32]}"
-        except OSError:
-            pass
-        _memo["kernel"] = {"release": u.release, "version": u.version,
-                           "machine": u.machine, "btf": btf}
-    return dict(_memo["kernel"])
+_memo: Dict[str, Any] = _store.MEMO
 
 
 def pybpf_identity() -> str:
     """``pybpf.__version__`` and a hash of the path, size and mtime of each source file
     of the compiler and what it reads (one ``stat`` per file)."""
-    if "pybpf" not in _memo:
-        from .. import __version__
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        h = _hash(__version__.encode())
-        for part in _COMPILER_PARTS:
-            top = os.path.join(root, part)
-            if part.endswith(".py"):
-                _stat_into(h, top, part)
-                continue
-            for d, dirs, files in os.walk(top):
-                dirs[:] = sorted(x for x in dirs if x != "__pycache__")
-                for f in sorted(files):
-                    if f.endswith(".py"):
-                        p = os.path.join(d, f)
-                        _stat_into(h, p, os.path.relpath(p, root))
-        _memo["pybpf"] = f"{__version__}:{h.hexdigest()[:32]}"
-    return str(_memo["pybpf"])
-
-
-def _stat_into(h: Any, path: str, rel: str) -> None:
-    try:
-        st = os.stat(path)
-        h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns};".encode())
-    except OSError:
-        h.update(f"{rel}:-;".encode())
+    return _store.pybpf_identity(_COMPILER_PARTS, "pybpf")
 
 
 class ModuleInputs:
@@ -290,25 +218,6 @@ def entry_key(inputs: ModuleInputs, *, kernel: Optional[Dict[str, str]] = None,
 
 # -- the directory -------------------------------------------------------------------------
 
-def _safe_dir(path: str, create: bool) -> bool:
-    """Whether ``path`` is a directory of this user that nobody else may write (created
-    with mode 0700 when ``create``)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        if not create:
-            return False
-        try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-            st = os.lstat(path)
-        except OSError:
-            return False
-    except OSError:
-        return False
-    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
-            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
-
-
 def _entry_path(directory: str, name: str, key: str) -> str:
     safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64] or "module"
     return os.path.join(directory, f"{safe}.{key[:40]}.pbc")
@@ -316,25 +225,7 @@ def _entry_path(directory: str, name: str, key: str) -> str:
 
 def _read_file(path: str) -> Optional[bytes]:
     """The entry's bytes when it is a regular file of this user nobody else may write."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or \
-                st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or st.st_size > 64 << 20:
-            STATS["rejected"] += 1
-            return None
-        chunks = []
-        while True:
-            b = os.read(fd, 1 << 20)
-            if not b:
-                break
-            chunks.append(b)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    return _store.read_entry(path, STATS)
 
 
 # -- reading and writing entries -----------------------------------------------------------
@@ -377,22 +268,7 @@ def store(name: str, inputs: ModuleInputs, key: str, spec: Any,
     if not _safe_dir(directory, create=True):
         return None
     path = _entry_path(directory, name, key)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    if not _store.write_entry(path, payload):
         return None
     STATS["stores"] += 1
     _prune(directory, os.path.basename(path).split(".", 1)[0])
@@ -401,17 +277,7 @@ def store(name: str, inputs: ModuleInputs, key: str, spec: Any,
 
 def _prune(directory: str, stem: str) -> None:
     """Keep the :data:`_KEEP` newest entries of one module name."""
-    try:
-        mine = [e for e in os.scandir(directory)
-                if e.name.startswith(stem + ".") and e.name.endswith(".pbc")
-                and e.name.count(".") == 2]
-        if len(mine) <= _KEEP:
-            return
-        mine.sort(key=lambda e: e.stat().st_mtime_ns, reverse=True)
-        for e in mine[_KEEP:]:
-            os.unlink(e.path)
-    except OSError:
-        pass
+    _store.prune(directory, stem, ".pbc", _KEEP)
 
 
 class _Uncacheable(Exception):
@@ -501,9 +367,7 @@ def _encode(key: str, inputs: ModuleInputs, spec: Any) -> bytes:
            "sources": sources, "maps": maps, "consts": consts, "rodata": unit.rodata_size,
            "prints": prints, "drops": unit.drop_slots}
     text = json.dumps(doc, separators=(",", ":")).encode()
-    body = text + bytes(code)
-    head = _HEAD.pack(_MAGIC, FORMAT, len(text), len(code), _hash(body).digest())
-    return head + body
+    return _store.frame(_MAGIC, FORMAT, text, bytes(code))
 
 
 def _internal_args(name: str, decl: Any) -> Optional[int]:
@@ -538,15 +402,11 @@ def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[st
     from . import CompiledProgram
     from .loader import CompiledModuleProgram, ModuleSpec
     from .types import Const
-    if len(raw) < _HEAD.size:
+    parts = _store.unframe(raw, _MAGIC, FORMAT)
+    if parts is None:
         return None
-    magic, fmt, jlen, clen, digest = _HEAD.unpack_from(raw)
-    body = raw[_HEAD.size:]
-    if magic != _MAGIC or fmt != FORMAT or len(body) != jlen + clen or \
-            _hash(body).digest() != digest:
-        return None
-    doc = json.loads(body[:jlen].decode())
-    code = body[jlen:]
+    doc = json.loads(parts[0].decode())
+    code = parts[1]
     if doc.get("format") != FORMAT or doc.get("key") != key:
         return None
     sources = [SourceLocation(f, int(ln), int(col), t) for f, ln, col, t in doc["sources"]]

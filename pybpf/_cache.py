@@ -1,0 +1,226 @@
+"""What the caches of compiled programs share: the directory, the identities in every
+key, reading and writing entry files.
+
+Two front ends keep compiled programs between runs, each with its own entry layout:
+the Python DSL (:mod:`pybpf.dsl.cache`) and ``pybpf trace`` (:mod:`pybpf.bpftrace.cache`).
+They may not import each other, so the parts they have in common live here, below
+both: where entries are kept (:func:`cache_dir`, made 0700 and trusted only when it
+belongs to the effective user and nobody else may write to it: :func:`safe_dir`),
+whether caching is on (:func:`enabled`, ``$PYBPF_NO_CACHE``), the running kernel
+(:func:`kernel_identity`) and pybpf (:func:`pybpf_identity`) as keys see them, an
+entry's frame (a magic, the format, lengths and a BLAKE2b-256 of the payload:
+:func:`frame`, :func:`unframe`), reading an entry only when it is a regular file of
+this user nobody else may write (:func:`read_entry`), writing it atomically
+(:func:`write_entry`) and pruning old entries (:func:`prune`). Nothing here
+unpickles or executes what it reads.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from typing import Any, Dict, MutableMapping, Optional, Sequence, Tuple
+
+try:                                        # hashlib loads OpenSSL: ~4 MB of RSS at start
+    from _blake2 import blake2b as _blake2b
+except ImportError:                         # pragma: no cover - other interpreters
+    from hashlib import blake2b as _blake2b
+
+__all__ = ["NO_CACHE_ENV", "CACHE_DIR_ENV", "hash256", "enabled", "cache_dir",
+           "kernel_identity", "pybpf_identity", "safe_dir", "read_entry", "write_entry",
+           "prune", "frame", "unframe"]
+
+#: set to a non-empty value other than ``0`` to bypass the caches
+NO_CACHE_ENV = "PYBPF_NO_CACHE"
+#: where the entries are kept (overrides ``$XDG_CACHE_HOME/pybpf``)
+CACHE_DIR_ENV = "PYBPF_CACHE_DIR"
+#: the largest entry read
+MAX_ENTRY = 64 << 20
+
+_HEAD = struct.Struct("<8sHII32s")          # magic, format, json length, code length, hash
+
+#: memoised identities (``kernel``, ``pybpf``, ``pybpf:<parts>``); tests replace them
+MEMO: Dict[str, Any] = {}
+
+
+def hash256(data: bytes = b"") -> Any:
+    """A 256-bit BLAKE2b hasher (the caches' one hash function)."""
+    return _blake2b(data, digest_size=32)
+
+
+def enabled(flag: Optional[bool] = None) -> bool:
+    """Whether to use the cache: ``flag`` when given, else not when ``$PYBPF_NO_CACHE``
+    is set (to anything but ``""`` or ``"0"``)."""
+    if flag is not None:
+        return flag
+    return os.environ.get(NO_CACHE_ENV, "") in ("", "0")
+
+
+def cache_dir() -> str:
+    """``$PYBPF_CACHE_DIR``, else ``$XDG_CACHE_HOME/pybpf``, else ``~/.cache/pybpf``."""
+    d = os.environ.get(CACHE_DIR_ENV)
+    if d:
+        return os.path.abspath(os.path.expanduser(d))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pybpf")
+
+
+def kernel_identity() -> Dict[str, str]:
+    """The running kernel as a compiler sees it: ``uname`` release, version and
+    machine, and the vmlinux BTF as ``SIZE:HASH`` (hash of its first and last 4 KiB;
+    ``"none"`` without BTF). Two reads, no hashing of the whole BTF."""
+    if "kernel" not in MEMO:
+        u = os.uname()
+        btf = "none"
+        try:
+            fd = os.open("/sys/kernel/btf/vmlinux", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                size = os.fstat(fd).st_size
+                edges = os.pread(fd, 4096, 0) + os.pread(fd, 4096, max(0, size - 4096))
+            finally:
+                os.close(fd)
+            btf = f"{size}:{hash256(edges).hexdigest()[:32]}"
+        except OSError:
+            pass
+        MEMO["kernel"] = {"release": u.release, "version": u.version,
+                          "machine": u.machine, "btf": btf}
+    return dict(MEMO["kernel"])
+
+
+def pybpf_identity(parts: Sequence[str], memo_key: Optional[str] = None) -> str:
+    """``pybpf.__version__`` and a hash of the path, size and mtime of each ``.py`` file
+    under ``parts`` (directories or files of the ``pybpf`` package: what a compiler's
+    output depends on), one ``stat`` per file; memoised under ``memo_key`` (default
+    ``pybpf:`` and the parts)."""
+    key = memo_key or "pybpf:" + ",".join(parts)
+    if key not in MEMO:
+        from . import __version__
+        root = os.path.dirname(os.path.abspath(__file__))
+        h = hash256(__version__.encode())
+        for part in parts:
+            top = os.path.join(root, part)
+            if part.endswith(".py"):
+                _stat_into(h, top, part)
+                continue
+            for d, dirs, files in os.walk(top):
+                dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+                for f in sorted(files):
+                    if f.endswith(".py"):
+                        p = os.path.join(d, f)
+                        _stat_into(h, p, os.path.relpath(p, root))
+        MEMO[key] = f"{__version__}:{h.hexdigest()[:32]}"
+    return str(MEMO[key])
+
+
+def _stat_into(h: Any, path: str, rel: str) -> None:
+    try:
+        st = os.stat(path)
+        h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns};".encode())
+    except OSError:
+        h.update(f"{rel}:-;".encode())
+
+
+def safe_dir(path: str, create: bool) -> bool:
+    """Whether ``path`` is a directory of this user that nobody else may write (created
+    with mode 0700 when ``create``)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if not create:
+            return False
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            st = os.lstat(path)
+        except OSError:
+            return False
+    except OSError:
+        return False
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def read_entry(path: str, stats: Optional[MutableMapping[str, int]] = None
+               ) -> Optional[bytes]:
+    """The entry's bytes when it is a regular file of this user nobody else may write
+    (at most :data:`MAX_ENTRY` bytes); None otherwise (one refused file counts in
+    ``stats["rejected"]``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or \
+                st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or st.st_size > MAX_ENTRY:
+            if stats is not None:
+                stats["rejected"] = stats.get("rejected", 0) + 1
+            return None
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_entry(path: str, payload: bytes) -> bool:
+    """Write ``payload`` to ``path`` through a temporary file in its directory renamed
+    over it (mode 0600; concurrent writers at worst write the same bytes twice); False
+    when it could not be written."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+    return True
+
+
+def prune(directory: str, stem: str, suffix: str, keep: int) -> None:
+    """Keep the ``keep`` newest entries ``STEM.KEY<suffix>`` of one stem."""
+    try:
+        mine = [e for e in os.scandir(directory)
+                if e.name.startswith(stem + ".") and e.name.endswith(suffix)
+                and e.name.count(".") == 2]
+        if len(mine) <= keep:
+            return
+        mine.sort(key=lambda e: e.stat().st_mtime_ns, reverse=True)
+        for e in mine[keep:]:
+            os.unlink(e.path)
+    except OSError:
+        pass
+
+
+def frame(magic: bytes, fmt: int, doc: bytes, code: bytes) -> bytes:
+    """An entry: header (``magic``, format ``fmt``, lengths, BLAKE2b-256 of the body),
+    then ``doc`` (a JSON document) and ``code`` (bytes)."""
+    body = doc + code
+    return _HEAD.pack(magic, fmt, len(doc), len(code), hash256(body).digest()) + body
+
+
+def unframe(raw: bytes, magic: bytes, fmt: int) -> Optional[Tuple[bytes, bytes]]:
+    """(doc, code) of an entry made by :func:`frame`, or None when its magic, format,
+    lengths or hash do not match."""
+    if len(raw) < _HEAD.size:
+        return None
+    m, f, jlen, clen, digest = _HEAD.unpack_from(raw)
+    body = raw[_HEAD.size:]
+    if m != magic or f != fmt or len(body) != jlen + clen or \
+            hash256(body).digest() != digest:
+        return None
+    return body[:jlen], body[jlen:]
