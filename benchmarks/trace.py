@@ -79,6 +79,7 @@ COUNT = 'tracepoint:syscalls:sys_enter_openat /pid == {pid}/ {{ @ = count(); }}'
 BASELINE = 'tracepoint:syscalls:sys_enter_openat /pid == {pid}/ {{ }}'
 BASELINE_LABEL = "predicate only"
 SKIP = ("Attaching ", "ready")
+CLI_NAME = "pybpf trace (CLI)"
 
 
 def _verdict(ok: bool) -> str:
@@ -91,7 +92,7 @@ def tracers(program: Callable[[Dict[str, Any]], str], buffering: Optional[str]
     b = ["-B", buffering] if buffering else []
     out = [("pybpf trace (session.run)", lambda c: [PY, RUNNER, *b, "-e", program(c)])]
     if os.path.exists(CLI):
-        out.append(("pybpf trace (CLI)",
+        out.append((CLI_NAME,
                     lambda c: [PY, "-m", "pybpf", "trace", *b, "-e", program(c)]))
     if os.path.exists(PACKAGES["bpftrace"]):
         out.append(("bpftrace", lambda c: ["bpftrace", *b, "-e", program(c)]))
@@ -105,6 +106,13 @@ def run_startup(ctx: Dict[str, Any], runs: int) -> Dict[str, Any]:
     c = dict(ctx, pid=ticker.pid)
     variants = [Variant(name, argv, group=name, skip=SKIP)
                 for name, argv in tracers(lambda x: PRINTF.format(pid=x["pid"]), "line")]
+    # the CLI's cache of compiled programs: warm (run 0 fills it) and off (compiles)
+    for v in list(variants):
+        if v.name == CLI_NAME:
+            v.name = CLI_NAME + ", warm cache"
+            variants.insert(variants.index(v) + 1, Variant(
+                CLI_NAME + ", PYBPF_NO_CACHE=1", v.argv, group=v.group, skip=SKIP,
+                env={"PYBPF_NO_CACHE": "1"}))
     # the interpreter's own start (with this machine's site), for what pybpf adds to it
     variants.append(Variant(PYTHON_ALONE, lambda c: [PY, "-c", "import time; print('line', "
                                                      "flush=True); time.sleep(60)"],
@@ -525,6 +533,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     report: List[str] = list(head)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pybpf-trace-") as tmp:
+        # pybpf trace's cache of compiled programs: one of this run's own, never ~/.cache
+        os.environ["PYBPF_CACHE_DIR"] = os.path.join(tmp, "cache")
         ctx = build(tmp)
         steps: List[Tuple[str, str, Callable[[], List[str]]]] = [
             ("startup", "1. Exec to the first event",

@@ -94,7 +94,10 @@ def load_program(p: Any, maps: Dict[str, Any], name: str) -> Any:
             if obj is not None and hasattr(obj, "close"):
                 obj.close()
     t = p.prog_type.replace("BPF_PROG_TYPE_", "")
-    return ProgramSpec(ProgType[t], p.instructions, name=name).load(maps=maps)
+    spec = ProgramSpec(ProgType[t], p.instructions, name=name)
+    if getattr(p, "btf", None) is not None:
+        spec.prebuilt_btf = p.btf
+    return spec.load(maps=maps)
 
 
 def _full(ap: Any) -> str:

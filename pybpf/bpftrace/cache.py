@@ -421,7 +421,7 @@ def _dec_decl(v: List[Any]) -> Any:
 
 
 _PROGRAM_FIELDS = ("name", "probe", "attach", "prog_type", "provider", "instructions",
-                   "section", "deferred")
+                   "section", "deferred", "btf")
 _MODULE_FIELDS = ("programs", "unit", "layouts", "sites", "probe_names", "stack_maps",
                   "strlen", "watchpoints", "strftime_fmts", "cgroup_filters")
 _UNIT_FIELDS = ("rodata", "maps", "map_names", "consts", "rodata_size", "prints",
@@ -430,6 +430,7 @@ _UNIT_FIELDS = ("rodata", "maps", "map_names", "consts", "rodata_size", "prints"
 
 def _encode(key: str, mod: Any, deps: List[List[str]]) -> bytes:
     from ..asm.encoding import encode
+    from ..btf.builder import program_btf
     e = _Encoder()
     if not set(vars(mod)) <= set(_MODULE_FIELDS):
         raise _Uncacheable(f"module fields {sorted(set(vars(mod)) - set(_MODULE_FIELDS))}")
@@ -468,11 +469,16 @@ def _encode(key: str, mod: Any, deps: List[List[str]]) -> bytes:
             if label is not None or ref is not None or s is not None:
                 meta.append([i, label, ref, s])
         blob = encode(p.instructions)
-        programs.append({"name": p.name, "probe": p.probe, "attach": e.enc(p.attach),
-                         "prog_type": p.prog_type, "provider": p.provider,
-                         "section": p.section, "code": [len(code), len(blob)],
-                         "count": len(p.instructions), "meta": meta})
+        entry = {"name": p.name, "probe": p.probe, "attach": e.enc(p.attach),
+                 "prog_type": p.prog_type, "provider": p.provider, "section": p.section,
+                 "code": [len(code), len(blob)], "count": len(p.instructions), "meta": meta}
         code += blob
+        built = program_btf(p.instructions, p.name[:15])   # the runtime's load name
+        if built is not None:          # the source-line BTF, so a hit does not build it
+            entry["btf"] = [len(code), len(built.blob), len(built.func_info),
+                            len(built.line_info)]
+            code += built.blob + built.func_info + built.line_info
+        programs.append(entry)
     doc = {
         "format": FORMAT, "key": key, "deps": deps, "programs": programs,
         "sources": sources,
@@ -542,9 +548,16 @@ def _decode(raw: bytes, key: str, check_deps: bool = True) -> Any:
             ins = insns[i]
             ins.label, ins.reference = label, ref
             ins.source = sources[s] if s is not None else None
+        btf = None
+        if "btf" in p:
+            at, nb, nf, nl = (int(x) for x in p["btf"])
+            if at + nb + nf + nl > len(code):
+                return None
+            btf = (bytes(code[at:at + nb]), bytes(code[at + nb:at + nb + nf]),
+                   bytes(code[at + nb + nf:at + nb + nf + nl]))
         programs.append(LoweredProgram(str(p["name"]), int(p["probe"]), _dec(p["attach"]),
                                        str(p["prog_type"]), str(p["provider"]), insns,
-                                       str(p["section"])))
+                                       str(p["section"]), btf=btf))
     mod = LoweredModule(programs, unit, _dec(doc["layouts"]), _dec(doc["sites"]),
                         _dec(doc["probe_names"]), _dec(doc["stack_maps"]),
                         int(doc["strlen"]))

@@ -85,6 +85,9 @@ class LoweredProgram:
     #: attached at run time, not with the rest (the breakpoint of a function-form
     #: watchpoint, set where its setup program says: :mod:`.watchpoints`)
     deferred: bool = False
+    #: the source-line BTF ``(blob, func_info, line_info)`` built already (a program
+    #: from the cache of compiled programs), else None: built at load
+    btf: Optional[Tuple[bytes, bytes, bytes]] = None
 
 
 @record

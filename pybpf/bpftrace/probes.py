@@ -24,12 +24,15 @@ Providers and aliases are 0.17's ``PROBE_LIST``; ``rawtracepoint``/``rt`` (bpftr
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
+from typing import (TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple,
+                    Union)
 
-from . import ast as A
 from .errors import BpftraceError, Diagnostic, Location
 from .._records import field, record
 from .targets import resolve_binary_path, which_so
+
+if TYPE_CHECKING:
+    from . import ast as A
 
 __all__ = [
     "PROBE_LIST", "PROVIDERS", "PerfEvent", "SOFTWARE_EVENTS", "HARDWARE_EVENTS",
