@@ -11,8 +11,10 @@ whether caching is on (:func:`enabled`, ``$PYBPF_NO_CACHE``), the running kernel
 entry's frame (a magic, the format, lengths and a BLAKE2b-256 of the payload:
 :func:`frame`, :func:`unframe`), reading an entry only when it is a regular file of
 this user nobody else may write (:func:`read_entry`), writing it atomically
-(:func:`write_entry`) and pruning old entries (:func:`prune`). Nothing here
-unpickles or executes what it reads.
+(:func:`write_entry`), pruning old entries (:func:`prune`), and the programs in an
+entry: instruction bytes, their labels, references and source rows, and the
+source-line BTF (:func:`put_program`, :func:`get_program`, :class:`SourceTable`).
+Nothing here unpickles or executes what it reads.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from typing import Any, Dict, MutableMapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, MutableMapping, Optional, Sequence, Tuple
 
 try:                                        # hashlib loads OpenSSL: ~4 MB of RSS at start
     from _blake2 import blake2b as _blake2b
@@ -29,7 +31,8 @@ except ImportError:                         # pragma: no cover - other interpret
 
 __all__ = ["NO_CACHE_ENV", "CACHE_DIR_ENV", "hash256", "enabled", "cache_dir",
            "kernel_identity", "pybpf_identity", "safe_dir", "read_entry", "write_entry",
-           "prune", "frame", "unframe"]
+           "prune", "frame", "unframe", "open_entry", "Uncacheable", "SourceTable",
+           "put_program", "get_program"]
 
 #: set to a non-empty value other than ``0`` to bypass the caches
 NO_CACHE_ENV = "PYBPF_NO_CACHE"
@@ -224,3 +227,106 @@ def unframe(raw: bytes, magic: bytes, fmt: int) -> Optional[Tuple[bytes, bytes]]
             hash256(body).digest() != digest:
         return None
     return body[:jlen], body[jlen:]
+
+
+# -- programs in an entry --------------------------------------------------------------------
+
+class Uncacheable(Exception):
+    """What a front end compiled cannot be kept in an entry (the message says why)."""
+
+
+class SourceTable:
+    """The source locations of an entry's instructions, each kept once: :meth:`index`
+    gives a location's number in :attr:`rows` (the JSON list), :meth:`locations` turns
+    the rows back into ``SourceLocation`` objects."""
+
+    def __init__(self) -> None:
+        self.rows: List[List[Any]] = []
+        self._index: Dict[Any, int] = {}
+
+    def index(self, loc: Any) -> Optional[int]:
+        """The number of ``loc`` (None for none)."""
+        if loc is None:
+            return None
+        k = tuple(loc)
+        if k not in self._index:
+            self._index[k] = len(self.rows)
+            self.rows.append(list(k))
+        return self._index[k]
+
+    @staticmethod
+    def locations(rows: Sequence[Sequence[Any]]) -> List[Any]:
+        """The ``SourceLocation`` of each row."""
+        from .asm.instruction import SourceLocation
+        return [SourceLocation(f, int(ln), int(col), t) for f, ln, col, t in rows]
+
+
+def put_program(instructions: Sequence[Any], btf_name: str, code: bytearray,
+                sources: SourceTable) -> Dict[str, Any]:
+    """Append one program to an entry's ``code``: its encoded instructions, then its
+    source-line BTF (built for ``btf_name``, the name it loads under) so that a hit
+    builds none. Returns the JSON part: where the bytes are (``code``, ``btf``), the
+    instruction count and ``meta``, the labels, map references and source rows of the
+    instructions that have them. Raises :class:`Uncacheable` for a reference that is
+    not a name."""
+    from .asm.encoding import encode
+    from .btf.builder import program_btf
+    meta = []
+    for i, ins in enumerate(instructions):
+        ref, label = ins.reference, ins.label
+        if not (ref is None or isinstance(ref, str)) or not (
+                label is None or isinstance(label, str)):
+            raise Uncacheable("a reference that is not a name")
+        s = sources.index(ins.source)
+        if label is not None or ref is not None or s is not None:
+            meta.append([i, label, ref, s])
+    blob = encode(instructions)
+    entry: Dict[str, Any] = {"code": [len(code), len(blob)], "count": len(instructions),
+                             "meta": meta}
+    code += blob
+    built = program_btf(instructions, btf_name)
+    if built is not None:
+        entry["btf"] = [len(code), len(built.blob), len(built.func_info),
+                        len(built.line_info)]
+        code += built.blob + built.func_info + built.line_info
+    return entry
+
+
+def get_program(entry: Dict[str, Any], code: bytes, sources: Sequence[Any]
+                ) -> Optional[Tuple[List[Any], Optional[Tuple[bytes, bytes, bytes]]]]:
+    """The instructions (labels, references and source locations restored) and the
+    ``(blob, func_info, line_info)`` BTF of a program :func:`put_program` stored, or
+    None when the entry does not hold together."""
+    from .asm.encoding import decode
+    off, n = (int(x) for x in entry["code"])
+    if off + n > len(code):
+        return None
+    insns = decode(code[off:off + n], validate=False)
+    if len(insns) != entry["count"]:
+        return None
+    for i, label, ref, s in entry["meta"]:
+        ins = insns[i]
+        ins.label, ins.reference = label, ref
+        ins.source = sources[s] if s is not None else None
+    btf = None
+    if "btf" in entry:
+        at, nb, nf, nl = (int(x) for x in entry["btf"])
+        if at + nb + nf + nl > len(code):
+            return None
+        btf = (bytes(code[at:at + nb]), bytes(code[at + nb:at + nb + nf]),
+               bytes(code[at + nb + nf:at + nb + nf + nl]))
+    return insns, btf
+
+
+def open_entry(raw: bytes, magic: bytes, fmt: int, key: str
+               ) -> Optional[Tuple[Dict[str, Any], bytes]]:
+    """(JSON document, code bytes) of an entry :func:`frame` made for ``key`` in format
+    ``fmt``, or None when it is not one."""
+    import json
+    parts = unframe(raw, magic, fmt)
+    if parts is None:
+        return None
+    doc = json.loads(parts[0].decode())
+    if not isinstance(doc, dict) or doc.get("format") != fmt or doc.get("key") != key:
+        return None
+    return doc, parts[1]

@@ -73,8 +73,7 @@ _INCLUDE = re.compile(r"^\s*#\s*include\b", re.M)
 _RUN_EXTRAS = ("front", "lowered", "cache_pending", "cache_entry", "command_argv", "cpid")
 
 
-class _Uncacheable(Exception):
-    pass
+_Uncacheable = S.Uncacheable
 
 
 # -- the key and what may be cached ----------------------------------------------------
@@ -429,8 +428,6 @@ _UNIT_FIELDS = ("rodata", "maps", "map_names", "consts", "rodata_size", "prints"
 
 
 def _encode(key: str, mod: Any, deps: List[List[str]]) -> bytes:
-    from ..asm.encoding import encode
-    from ..btf.builder import program_btf
     e = _Encoder()
     if not set(vars(mod)) <= set(_MODULE_FIELDS):
         raise _Uncacheable(f"module fields {sorted(set(vars(mod)) - set(_MODULE_FIELDS))}")
@@ -440,18 +437,7 @@ def _encode(key: str, mod: Any, deps: List[List[str]]) -> bytes:
     if not set(vars(unit)) <= set(_UNIT_FIELDS) or unit.rodata or unit.consts or \
             unit.prints:
         raise _Uncacheable("a unit with constants or prints")
-    sources: List[Any] = []
-    src_index: Dict[Any, int] = {}
-
-    def src(loc: Any) -> Optional[int]:
-        if loc is None:
-            return None
-        k = tuple(loc)
-        if k not in src_index:
-            src_index[k] = len(sources)
-            sources.append(list(k))
-        return src_index[k]
-
+    sources = S.SourceTable()
     code = bytearray()
     programs = []
     for p in mod.programs:
@@ -459,29 +445,14 @@ def _encode(key: str, mod: Any, deps: List[List[str]]) -> bytes:
             raise _Uncacheable("a program with more than the cache knows")
         for ap in p.attach:
             _check_attach_point(ap)
-        meta = []
-        for i, ins in enumerate(p.instructions):
-            ref, label = ins.reference, ins.label
-            if not (ref is None or isinstance(ref, str)) or not (
-                    label is None or isinstance(label, str)):
-                raise _Uncacheable("a reference that is not a name")
-            s = src(ins.source)
-            if label is not None or ref is not None or s is not None:
-                meta.append([i, label, ref, s])
-        blob = encode(p.instructions)
         entry = {"name": p.name, "probe": p.probe, "attach": e.enc(p.attach),
-                 "prog_type": p.prog_type, "provider": p.provider, "section": p.section,
-                 "code": [len(code), len(blob)], "count": len(p.instructions), "meta": meta}
-        code += blob
-        built = program_btf(p.instructions, p.name[:15])   # the runtime's load name
-        if built is not None:          # the source-line BTF, so a hit does not build it
-            entry["btf"] = [len(code), len(built.blob), len(built.func_info),
-                            len(built.line_info)]
-            code += built.blob + built.func_info + built.line_info
+                 "prog_type": p.prog_type, "provider": p.provider, "section": p.section}
+        # the BTF is built for the runtime's load name
+        entry.update(S.put_program(p.instructions, p.name[:15], code, sources))
         programs.append(entry)
     doc = {
         "format": FORMAT, "key": key, "deps": deps, "programs": programs,
-        "sources": sources,
+        "sources": sources.rows,
         "maps": [[n, _enc_decl(d)] for n, d in unit.maps.items()],
         "drops": dict(unit.drop_slots), "rodata_size": unit.rodata_size,
         "layouts": e.enc(mod.layouts), "sites": e.enc(mod.sites),
@@ -515,22 +486,17 @@ def _fingerprint(mod: Any) -> str:
 def _decode(raw: bytes, key: str, check_deps: bool = True) -> Any:
     """The LoweredModule of an entry; None (or an exception) when it does not validate
     or a dependency changed."""
-    from ..asm.encoding import decode
-    from ..asm.instruction import SourceLocation
     from ..compiler.unit import Unit
     from .module import LoweredModule, LoweredProgram
-    parts = S.unframe(raw, _MAGIC, FORMAT)
-    if parts is None:
+    opened = S.open_entry(raw, _MAGIC, FORMAT, key)
+    if opened is None:
         return None
-    doc = json.loads(parts[0].decode())
-    code = parts[1]
-    if doc.get("format") != FORMAT or doc.get("key") != key:
-        return None
+    doc, code = opened
     if check_deps:
         for path, digest in doc["deps"]:
             if _file_hash(path) != digest:
                 return None
-    sources = [SourceLocation(f, int(ln), int(col), t) for f, ln, col, t in doc["sources"]]
+    sources = S.SourceTable.locations(doc["sources"])
     unit = Unit()
     for name, d in doc["maps"]:
         decl = _dec_decl(d)
@@ -540,21 +506,10 @@ def _decode(raw: bytes, key: str, check_deps: bool = True) -> Any:
     unit.rodata_size = int(doc["rodata_size"])
     programs = []
     for p in doc["programs"]:
-        off, n = p["code"]
-        insns = decode(code[off:off + n], validate=False)
-        if len(insns) != p["count"]:
+        got = S.get_program(p, code, sources)
+        if got is None:
             return None
-        for i, label, ref, s in p["meta"]:
-            ins = insns[i]
-            ins.label, ins.reference = label, ref
-            ins.source = sources[s] if s is not None else None
-        btf = None
-        if "btf" in p:
-            at, nb, nf, nl = (int(x) for x in p["btf"])
-            if at + nb + nf + nl > len(code):
-                return None
-            btf = (bytes(code[at:at + nb]), bytes(code[at + nb:at + nb + nf]),
-                   bytes(code[at + nb + nf:at + nb + nf + nl]))
+        insns, btf = got
         programs.append(LoweredProgram(str(p["name"]), int(p["probe"]), _dec(p["attach"]),
                                        str(p["prog_type"]), str(p["provider"]), insns,
                                        str(p["section"]), btf=btf))

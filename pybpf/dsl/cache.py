@@ -280,8 +280,7 @@ def _prune(directory: str, stem: str) -> None:
     _store.prune(directory, stem, ".pbc", _KEEP)
 
 
-class _Uncacheable(Exception):
-    pass
+_Uncacheable = _store.Uncacheable
 
 
 def _program_slots(fns: Sequence[Any]) -> Dict[str, Tuple[int, int]]:
@@ -297,50 +296,20 @@ def _program_slots(fns: Sequence[Any]) -> Dict[str, Tuple[int, int]]:
 
 
 def _encode(key: str, inputs: ModuleInputs, spec: Any) -> bytes:
-    from ..asm.encoding import encode
-    from ..btf.builder import program_btf
     if not inputs.cacheable:
         raise _Uncacheable(inputs.why)
     unit = spec.unit
     if not unit.rodata:
         raise _Uncacheable("constants compiled in")
     slots = _program_slots(inputs.fns)
-    sources: List[Any] = []
-    src_index: Dict[Any, int] = {}
-
-    def src(loc: Any) -> Optional[int]:
-        if loc is None:
-            return None
-        k = tuple(loc)
-        if k not in src_index:
-            src_index[k] = len(sources)
-            sources.append(list(k))
-        return src_index[k]
-
+    sources = _store.SourceTable()
     code = bytearray()
     programs = []
     for pname, prog in spec.programs.items():
         if pname not in slots:
             raise _Uncacheable(f"program {pname} has no function")
-        meta = []
-        insns = prog.instructions
-        for i, ins in enumerate(insns):
-            ref = ins.reference
-            if not (ref is None or isinstance(ref, str)) or not (
-                    ins.label is None or isinstance(ins.label, str)):
-                raise _Uncacheable("a reference that is not a name")
-            s = src(ins.source)
-            if ins.label is not None or ref is not None or s is not None:
-                meta.append([i, ins.label, ref, s])
-        blob = encode(insns)
-        entry = {"name": pname, "at": list(slots[pname]), "code": [len(code), len(blob)],
-                 "count": len(insns), "meta": meta}
-        code += blob
-        built = program_btf(insns, pname[:15])
-        if built is not None:
-            entry["btf"] = [len(code), len(built.blob), len(built.func_info),
-                            len(built.line_info)]
-            code += built.blob + built.func_info + built.line_info
+        entry = {"name": pname, "at": list(slots[pname])}
+        entry.update(_store.put_program(prog.instructions, pname[:15], code, sources))
         programs.append(entry)
     maps = []
     memo: Dict[int, str] = {}
@@ -362,9 +331,9 @@ def _encode(key: str, inputs: ModuleInputs, spec: Any) -> bytes:
             raise _Uncacheable(f"constant {cname} is not a global")
         consts.append([cname, at[0], off])
     prints = [[p.id, [list(x) if isinstance(x, tuple) else x for x in p.parts], p.size,
-               src(p.loc), p.end] for p in unit.prints]
+               sources.index(p.loc), p.end] for p in unit.prints]
     doc = {"format": FORMAT, "key": key, "name": spec.name, "programs": programs,
-           "sources": sources, "maps": maps, "consts": consts, "rodata": unit.rodata_size,
+           "sources": sources.rows, "maps": maps, "consts": consts, "rodata": unit.rodata_size,
            "prints": prints, "drops": unit.drop_slots}
     text = json.dumps(doc, separators=(",", ":")).encode()
     return _store.frame(_MAGIC, FORMAT, text, bytes(code))
@@ -395,21 +364,16 @@ def _internal_map(name: str, arg: int) -> Any:
 
 def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[str]) -> Any:
     """The ModuleSpec of an entry; None (or an exception) when it does not validate."""
-    from ..asm.encoding import decode
-    from ..asm.instruction import SourceLocation
     from ..compiler.maps import MapDecl
     from ..compiler.unit import PrintSite, Unit
     from . import CompiledProgram
     from .loader import CompiledModuleProgram, ModuleSpec
     from .types import Const
-    parts = _store.unframe(raw, _MAGIC, FORMAT)
-    if parts is None:
+    opened = _store.open_entry(raw, _MAGIC, FORMAT, key)
+    if opened is None:
         return None
-    doc = json.loads(parts[0].decode())
-    code = parts[1]
-    if doc.get("format") != FORMAT or doc.get("key") != key:
-        return None
-    sources = [SourceLocation(f, int(ln), int(col), t) for f, ln, col, t in doc["sources"]]
+    doc, code = opened
+    sources = _store.SourceTable.locations(doc["sources"])
     slots = _program_slots(inputs.fns)
     if sorted(slots) != sorted(p["name"] for p in doc["programs"]):
         return None
@@ -439,26 +403,15 @@ def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[st
     unit.drop_slots = {str(k): int(v) for k, v in doc["drops"].items()}
     programs: Dict[str, Any] = {}
     for p in doc["programs"]:
-        off, n = p["code"]
-        insns = decode(code[off:off + n], validate=False)
-        if len(insns) != p["count"]:
+        got = _store.get_program(p, code, sources)
+        if got is None:
             return None
-        for i, label, ref, s in p["meta"]:
-            ins = insns[i]
-            ins.label, ins.reference = label, ref
-            ins.source = sources[s] if s is not None else None
+        insns, btf = got
         fi, ki = p["at"]
         if slots.get(p["name"]) != (fi, ki):
             return None
         from .attach import kinds_of
         kind = kinds_of(inputs.fns[fi])[ki]
-        btf = None
-        if "btf" in p:
-            at, nb, nf, nl = (int(x) for x in p["btf"])
-            if at + nb + nf + nl > len(code):
-                return None
-            btf = (bytes(code[at:at + nb]), bytes(code[at + nb:at + nb + nf]),
-                   bytes(code[at + nb + nf:at + nb + nf + nl]))
         programs[p["name"]] = CompiledModuleProgram(
             p["name"], kind, CompiledProgram(p["name"], [], insns), btf)
     spec = ModuleSpec(module_name or str(doc["name"]), programs, unit)
