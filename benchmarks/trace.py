@@ -143,7 +143,10 @@ def run_startup(ctx: Dict[str, Any], runs: int) -> Dict[str, Any]:
 
 def startup_table(res: Dict[str, Any], runs: int) -> List[str]:
     lines = [f"Exec to the first event line of `{PRINTF.format(pid='TICKER')}` "
-             f"(`-B line`), peak RSS then; median of {runs} run(s)", "",
+             f"(`-B line`), peak RSS then; median of {runs} run(s). The CLI runs with its "
+             "cache of compiled programs warm (filled by a first run, not kept) and "
+             "with `PYBPF_NO_CACHE=1` (parse, analysis and compile at every start); "
+             "session.run does not use the cache.", "",
              "| tracer | first event (ms) | runs (ms) | CPU by then (ms) | peak RSS (MB) |",
              "| --- | ---: | --- | ---: | ---: |"]
     for name, r in res.items():
