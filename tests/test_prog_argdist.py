@@ -68,8 +68,10 @@ def test_counts_with_filter_and_label():
 
 
 def test_counts_of_a_return_expression_and_total_calls():
+    # both probes attached before the workload goes (its getppid calls come early)
     rc, out, err = _argdist("-C", "r:c:malloc():int:retval == 0",
-                            "-C", "t:syscalls:sys_enter_getppid()")
+                            "-C", "t:syscalls:sys_enter_getppid()",
+                            attached=lambda t: tracerwork.wait_attached(t, links=2))
     assert rc == 0, err
     assert counts(out) == {"retval == 0 = 0": 8, "retval == 0 = 1": 1, "total calls": 3}
 
