@@ -14,7 +14,8 @@ __all__ = [
     "ktime_ns", "boot_ns", "pid", "tgid", "tid", "uid", "gid", "cpu", "pid_tgid",
     "uid_gid", "random", "cgroup_id", "current_task", "comm", "probe_read_user_str",
     "probe_read_kernel_str", "probe_read_user", "probe_read_kernel", "kernel_ptr", "log2",
-    "startswith", "strlen", "trace_printk", "ntohs", "ntohl", "htons", "htonl", "HELPER_NAMES",
+    "startswith", "strlen", "trace_printk", "ntohs", "ntohl", "htons", "htonl", "syscall_arg",
+    "HELPER_NAMES",
     "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "TC_ACT_OK",
     "TC_ACT_SHOT",
 ]
@@ -79,5 +80,12 @@ ntohs = _helper("ntohs", "A 16-bit value from network (big-endian) to host order
 htons = _helper("htons", "A 16-bit value from host to network order.")
 ntohl = _helper("ntohl", "A 32-bit value from network to host order.")
 htonl = _helper("htonl", "A 32-bit value from host to network order.")
+syscall_arg = _helper(
+    "syscall_arg", "``syscall_arg(n)``: argument ``n`` (0..5, a constant) of the system call "
+    "the current task is in, as a u64, from the user registers the kernel saved at the "
+    "call's entry (``bpf_task_pt_regs``, Linux 5.15; x86-64). A syscall's exit tracepoint "
+    "can read the call's arguments with it, so one program at the exit replaces an entry "
+    "program and a map. Tracing programs only (tracepoints, raw tracepoints, kprobes, "
+    "perf events).")
 strlen = _helper("strlen", "``strlen(s)``: the length of the text in the char array ``s`` "
                  "(a bounded loop, Linux 5.3).")

@@ -2,7 +2,7 @@
 compiler emits them (mixed into it): map subscripts and methods (``m[k] op= v``,
 ``m.get()``, ``m.setdefault()``, ``.output()``, ``.stackid()``, queues), ``with
 ring.reserve() as e:``, helpers with destinations, ``print()``, ``trace_printk()``,
-``log2()``, ``strlen()``, ``startswith()`` and string comparisons. The code they emit
+``log2()``, ``strlen()``, ``startswith()``, ``syscall_arg()`` and string comparisons. The code they emit
 comes from the shared building blocks (:mod:`pybpf.compiler.blocks`)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, List, Optional, Tuple
 
 from ...compiler import types as T
 from ...compiler.blocks import BPF_NOEXIST, MapRef
+from ...compiler.context import PT_REGS_SYSCALL_ARGS
 from ...compiler.ir import FrameAddr, MapFd, Operand, PtrType, VReg
 from ...compiler.maps import PerfEventArray, QueueMap, RingBuf, StackTraceMap
 from ...compiler.memory import Place
@@ -22,6 +23,10 @@ __all__ = ["BuiltinsMixin", "DEST_HELPERS"]
 #: helpers that write into a destination (``dst = helper(...)``)
 DEST_HELPERS = ("comm", "probe_read_user_str", "probe_read_kernel_str", "probe_read_user",
                 "probe_read_kernel")
+#: the program kinds where ``syscall_arg()`` means something: the task may be in a
+#: system call and ``bpf_task_pt_regs`` is allowed
+_SYSCALL_ARG_KINDS = ("tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",
+                      "fentry", "fexit")
 #: compound assignments that have an atomic instruction (``-=`` adds the negation;
 #: or/and/xor are ISA v3, Linux 5.12)
 _ATOMIC_OPS = {ast.Add: "add", ast.Sub: "add", ast.BitOr: "or", ast.BitAnd: "and",
@@ -425,6 +430,30 @@ class BuiltinsMixin:
         self.emit("helper", dst=self.vreg(T.i64), name=name,   # type: ignore[attr-defined]
                   args=(self.addr_arg(dst), size, self.convert(ptr, T.u64)))  # type: ignore[attr-defined]
 
+    def syscall_arg(self, node: ast.Call) -> VReg:
+        """``syscall_arg(n)``: the current system call's argument ``n``, loaded from the
+        user registers the kernel saved at its entry (the task's ``pt_regs``, which
+        ``bpf_task_pt_regs`` returns as a BTF pointer the verifier lets us load from)."""
+        if not (len(node.args) == 1 and isinstance(node.args[0], ast.Constant)
+                and type(node.args[0].value) is int
+                and 0 <= node.args[0].value < len(PT_REGS_SYSCALL_ARGS)):
+            raise self.error("syscall_arg(n) takes one constant argument number, 0 to "  # type: ignore[attr-defined]
+                             f"{len(PT_REGS_SYSCALL_ARGS) - 1}", node)
+        kind = self.kind                                        # type: ignore[attr-defined]
+        if kind is not None and kind.decorator not in _SYSCALL_ARG_KINDS:
+            raise self.error(f"syscall_arg() cannot be used in a {kind.decorator} program",  # type: ignore[attr-defined]
+                             node, "it reads a system call's saved registers: use it in "
+                             "a tracepoint, raw tracepoint, kprobe or fentry program")
+        self.loc = self.src.loc(node)                           # type: ignore[attr-defined]
+        task = self.vreg(T.u64)                                 # type: ignore[attr-defined]
+        self.emit("helper", dst=task, name="get_current_task_btf")  # type: ignore[attr-defined]
+        regs = self.vreg(T.u64)                                 # type: ignore[attr-defined]
+        self.emit("helper", dst=regs, name="task_pt_regs", args=(task,))  # type: ignore[attr-defined]
+        dst = self.vreg(T.u64)                                  # type: ignore[attr-defined]
+        self.emit("load", dst=dst, base=regs, off=PT_REGS_SYSCALL_ARGS[node.args[0].value],  # type: ignore[attr-defined]
+                  size=8)
+        return dst
+
     # -- value-returning helpers ---------------------------------------------------------
     def builtin(self, name: str, node: ast.Call) -> Any:
         """Helpers with arguments that return a value; None if ``name`` is not one."""
@@ -447,6 +476,8 @@ class BuiltinsMixin:
             dst = self.vreg(PtrType(kt, "kernel"))              # type: ignore[attr-defined]
             self.emit("mov", dst=dst, a=v)                      # type: ignore[attr-defined]
             return dst
+        if name == "syscall_arg":
+            return self.syscall_arg(node)
         if name in ("ntohs", "htons", "ntohl", "htonl", "ntohll", "htonll"):
             if len(node.args) != 1:
                 raise self.error(f"{name}() takes one value", node)  # type: ignore[attr-defined]
