@@ -15,7 +15,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from .types import ArrayType, IntType, char, i8, i16, i32, i64, u8, u16, u32, u64
 
 __all__ = ["CtxField", "Context", "tracepoint_context", "slot_context", "pt_regs_context",
-           "usdt_context", "PT_REGS_SYSCALL_ARGS",
+           "usdt_context", "PT_REGS_SYSCALL_ARGS", "PT_REGS_SYSCALL_NR",
            "fixed_context", "XDP_FIELDS", "SKB_FIELDS", "PERF_EVENT_FIELDS"]
 
 _INTS = {(1, False): u8, (2, False): u16, (4, False): u32, (8, False): u64,
@@ -148,6 +148,8 @@ PT_REGS_RET, PT_REGS_IP, PT_REGS_SP = 80, 128, 152
 #: x86-64 ``struct pt_regs`` offsets of a system call's arguments 0..5 as the kernel saved
 #: them at the call's entry (the syscall ABI passes the fourth in r10, not cx)
 PT_REGS_SYSCALL_ARGS = (112, 104, 96, 56, 72, 64)  # di si dx r10 r8 r9
+#: ... and of its number (``orig_ax``: ``ax`` holds the result once the call returns)
+PT_REGS_SYSCALL_NR = 120
 
 
 def pt_regs_context(description: str, proto: Any = None, ret: bool = False) -> Context:

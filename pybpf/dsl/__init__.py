@@ -50,7 +50,7 @@ from .helpers import (
     boot_ns, cgroup_id, comm, cpu, current_task, gid, kernel_ptr, ktime_ns, log2, pid,
     pid_tgid, probe_read_kernel, probe_read_kernel_str, probe_read_user,
     probe_read_user_str, random, startswith, strlen, tgid, tid, trace_printk, uid, uid_gid,
-    ntohs, ntohl, htons, htonl, syscall_arg, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX,
+    ntohs, ntohl, htons, htonl, syscall_arg, syscall_nr, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX,
     XDP_REDIRECT, TC_ACT_OK, TC_ACT_SHOT,
 )
 from .maps import (
@@ -77,7 +77,7 @@ __all__ = [
     "pid_tgid", "random", "cgroup_id", "current_task", "comm", "probe_read_user_str",
     "probe_read_kernel_str", "probe_read_user", "probe_read_kernel", "kernel_ptr", "log2",
     "startswith", "strlen", "trace_printk", "ntohs", "ntohl", "htons", "htonl",
-    "syscall_arg", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "TC_ACT_OK",
+    "syscall_arg", "syscall_nr", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "TC_ACT_OK",
     "TC_ACT_SHOT",
 ]
 

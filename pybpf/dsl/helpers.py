@@ -15,6 +15,7 @@ __all__ = [
     "uid_gid", "random", "cgroup_id", "current_task", "comm", "probe_read_user_str",
     "probe_read_kernel_str", "probe_read_user", "probe_read_kernel", "kernel_ptr", "log2",
     "startswith", "strlen", "trace_printk", "ntohs", "ntohl", "htons", "htonl", "syscall_arg",
+    "syscall_nr",
     "HELPER_NAMES",
     "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "TC_ACT_OK",
     "TC_ACT_SHOT",
@@ -87,5 +88,10 @@ syscall_arg = _helper(
     "can read the call's arguments with it, so one program at the exit replaces an entry "
     "program and a map. Tracing programs only (tracepoints, raw tracepoints, kprobes, "
     "perf events).")
+syscall_nr = _helper(
+    "syscall_nr", "``syscall_nr()``: the number of the system call the current task is in "
+    "(u64), from the registers saved at its entry, like ``syscall_arg()`` (Linux 5.15; "
+    "x86-64): the raw ``sys_exit`` tracepoint, cheaper than ``raw_syscalls:sys_exit``, "
+    "has the result but not the number.")
 strlen = _helper("strlen", "``strlen(s)``: the length of the text in the char array ``s`` "
                  "(a bounded loop, Linux 5.3).")

@@ -2,8 +2,9 @@
 compiler emits them (mixed into it): map subscripts and methods (``m[k] op= v``,
 ``m.get()``, ``m.setdefault()``, ``.output()``, ``.stackid()``, queues), ``with
 ring.reserve() as e:``, helpers with destinations, ``print()``, ``trace_printk()``,
-``log2()``, ``strlen()``, ``startswith()``, ``syscall_arg()`` and string comparisons. The code they emit
-comes from the shared building blocks (:mod:`pybpf.compiler.blocks`)."""
+``log2()``, ``strlen()``, ``startswith()``, ``syscall_arg()``, ``syscall_nr()`` and
+string comparisons. The code they emit comes from the shared building blocks
+(:mod:`pybpf.compiler.blocks`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, List, Optional, Tuple
 
 from ...compiler import types as T
 from ...compiler.blocks import BPF_NOEXIST, MapRef
-from ...compiler.context import PT_REGS_SYSCALL_ARGS
+from ...compiler.context import PT_REGS_SYSCALL_ARGS, PT_REGS_SYSCALL_NR
 from ...compiler.ir import FrameAddr, MapFd, Operand, PtrType, VReg
 from ...compiler.maps import PerfEventArray, QueueMap, RingBuf, StackTraceMap
 from ...compiler.memory import Place
@@ -430,18 +431,25 @@ class BuiltinsMixin:
         self.emit("helper", dst=self.vreg(T.i64), name=name,   # type: ignore[attr-defined]
                   args=(self.addr_arg(dst), size, self.convert(ptr, T.u64)))  # type: ignore[attr-defined]
 
-    def syscall_arg(self, node: ast.Call) -> VReg:
-        """``syscall_arg(n)``: the current system call's argument ``n``, loaded from the
-        user registers the kernel saved at its entry (the task's ``pt_regs``, which
-        ``bpf_task_pt_regs`` returns as a BTF pointer the verifier lets us load from)."""
-        if not (len(node.args) == 1 and isinstance(node.args[0], ast.Constant)
-                and type(node.args[0].value) is int
-                and 0 <= node.args[0].value < len(PT_REGS_SYSCALL_ARGS)):
+    def syscall_arg(self, name: str, node: ast.Call) -> VReg:
+        """``syscall_arg(n)``: the current system call's argument ``n``, and
+        ``syscall_nr()``: its number, loaded from the user registers the kernel saved at
+        its entry (the task's ``pt_regs``, which ``bpf_task_pt_regs`` returns as a BTF
+        pointer the verifier lets us load from)."""
+        if name == "syscall_nr":
+            if node.args:
+                raise self.error("syscall_nr() takes no arguments", node)  # type: ignore[attr-defined]
+            off = PT_REGS_SYSCALL_NR
+        elif not (len(node.args) == 1 and isinstance(node.args[0], ast.Constant)
+                  and type(node.args[0].value) is int
+                  and 0 <= node.args[0].value < len(PT_REGS_SYSCALL_ARGS)):
             raise self.error("syscall_arg(n) takes one constant argument number, 0 to "  # type: ignore[attr-defined]
                              f"{len(PT_REGS_SYSCALL_ARGS) - 1}", node)
+        else:
+            off = PT_REGS_SYSCALL_ARGS[node.args[0].value]
         kind = self.kind                                        # type: ignore[attr-defined]
         if kind is not None and kind.decorator not in _SYSCALL_ARG_KINDS:
-            raise self.error(f"syscall_arg() cannot be used in a {kind.decorator} program",  # type: ignore[attr-defined]
+            raise self.error(f"{name}() cannot be used in a {kind.decorator} program",  # type: ignore[attr-defined]
                              node, "it reads a system call's saved registers: use it in "
                              "a tracepoint, raw tracepoint, kprobe or fentry program")
         self.loc = self.src.loc(node)                           # type: ignore[attr-defined]
@@ -450,8 +458,7 @@ class BuiltinsMixin:
         regs = self.vreg(T.u64)                                 # type: ignore[attr-defined]
         self.emit("helper", dst=regs, name="task_pt_regs", args=(task,))  # type: ignore[attr-defined]
         dst = self.vreg(T.u64)                                  # type: ignore[attr-defined]
-        self.emit("load", dst=dst, base=regs, off=PT_REGS_SYSCALL_ARGS[node.args[0].value],  # type: ignore[attr-defined]
-                  size=8)
+        self.emit("load", dst=dst, base=regs, off=off, size=8)  # type: ignore[attr-defined]
         return dst
 
     # -- value-returning helpers ---------------------------------------------------------
@@ -476,8 +483,8 @@ class BuiltinsMixin:
             dst = self.vreg(PtrType(kt, "kernel"))              # type: ignore[attr-defined]
             self.emit("mov", dst=dst, a=v)                      # type: ignore[attr-defined]
             return dst
-        if name == "syscall_arg":
-            return self.syscall_arg(node)
+        if name in ("syscall_arg", "syscall_nr"):
+            return self.syscall_arg(name, node)
         if name in ("ntohs", "htons", "ntohl", "htonl", "ntohll", "htonll"):
             if len(node.args) != 1:
                 raise self.error(f"{name}() takes one value", node)  # type: ignore[attr-defined]
