@@ -233,8 +233,8 @@ def trace_main(argv: Sequence[str], *, stdout: Optional[TextIO] = None,
         return _dry_run(source, filename, opts, out, err)
     from .session import run
     pending = None
-    if cmd.emit_llvm is None and opts.emit_elf is None and \
-            os.environ.get("PYBPF_NO_CACHE", "") in ("", "0"):    # _cache.enabled()
+    from .._cache import enabled as cache_enabled
+    if cmd.emit_llvm is None and opts.emit_elf is None and cache_enabled():
         from . import cache
         hit = cache.lookup(source, filename, opts)
         if hit is not None:             # compiled before: no parser, analysis, lowering
