@@ -373,7 +373,9 @@ def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[st
     if opened is None:
         return None
     doc, code = opened
-    sources = _store.SourceTable.locations(doc["sources"])
+    rows = doc["sources"]               # locations made when instructions are decoded
+    if not _store.SourceTable.valid(rows):
+        return None
     slots = _program_slots(inputs.fns)
     if sorted(slots) != sorted(p["name"] for p in doc["programs"]):
         return None
@@ -396,6 +398,7 @@ def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[st
             return None
         unit.consts[cname] = (c, int(off))
     unit.rodata_size = int(doc["rodata"])
+    sources = _store.SourceTable.locations(rows) if doc["prints"] else []
     for pid, parts, size, s, end in doc["prints"]:
         unit.prints.append(PrintSite(pid, tuple(tuple(x) if isinstance(x, list) else x
                                                 for x in parts), size,
@@ -403,7 +406,7 @@ def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[st
     unit.drop_slots = {str(k): int(v) for k, v in doc["drops"].items()}
     programs: Dict[str, Any] = {}
     for p in doc["programs"]:
-        got = _store.get_program(p, code, sources)
+        got = _store.get_program(p, code, rows)
         if got is None:
             return None
         insns, btf = got
