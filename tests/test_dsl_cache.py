@@ -353,10 +353,11 @@ def test_cli_spells_the_environment_names_of_the_lower_layers():
 
 
 #: what a tool must not import on its way to the first event once its programs are
-#: cached (issue 20's start-up): the compiler, the assembler (the cached code is loaded
-#: as it was stored), BTF building and parsing, dataclasses (inspect, ast, dis), the
-#: verifier-log analysis, map classes and readers it does not use, runpy
+#: cached (issue 20's start-up): the compiler (contexts too), the assembler (the cached
+#: code is loaded as it was stored), BTF building and parsing, dataclasses (inspect,
+#: ast, dis), the verifier-log analysis, map classes and readers it does not use, runpy
 STARTUP_HEAVY = ("pybpf.dsl.compiler.frontend", "pybpf.compiler.ir", "pybpf.btf.builder",
+                 "pybpf.compiler.context",
                  "pybpf.btf.parser", "dataclasses", "inspect", "pybpf.verifier",
                  "pybpf.maps.hash", "pybpf.maps.lpm", "pybpf.maps.of_maps", "runpy",
                  "pybpf.asm", "pybpf.asm.opcodes", "pybpf.asm.encoding",
