@@ -434,8 +434,11 @@ class LoadedModule:
         (``KeyboardInterrupt`` there, caught here). A signal ignored when the run starts
         stays ignored. ``signals=False`` leaves both signals to the caller (which then
         ends the run through ``until``)."""
-        import signal
         import threading
+        try:                                    # the C module, as pybpf.tooling and
+            import _signal as signal            # pybpf.link.base use it
+        except ImportError:                     # pragma: no cover
+            import signal                       # type: ignore[no-redef]
         stop: List[int] = []
         saved: Dict[int, Any] = {}
 
