@@ -19,10 +19,11 @@ Nothing here unpickles or executes what it reads.
 
 from __future__ import annotations
 
+import collections.abc as _abc
 import os
 import stat
 import struct
-from typing import Any, Dict, List, MutableMapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, MutableMapping, Optional, Sequence, Tuple
 
 try:                                        # hashlib loads OpenSSL: ~4 MB of RSS at start
     from _blake2 import blake2b as _blake2b
@@ -32,7 +33,7 @@ except ImportError:                         # pragma: no cover - other interpret
 __all__ = ["NO_CACHE_ENV", "CACHE_DIR_ENV", "hash256", "enabled", "cache_dir",
            "kernel_identity", "pybpf_identity", "safe_dir", "read_entry", "write_entry",
            "prune", "frame", "unframe", "open_entry", "Uncacheable", "SourceTable",
-           "put_program", "get_program"]
+           "put_program", "get_program", "EncodedInstructions"]
 
 #: set to a non-empty value other than ``0`` to bypass the caches
 NO_CACHE_ENV = "PYBPF_NO_CACHE"
@@ -42,6 +43,7 @@ CACHE_DIR_ENV = "PYBPF_CACHE_DIR"
 MAX_ENTRY = 64 << 20
 
 _HEAD = struct.Struct("<8sHII32s")          # magic, format, json length, code length, hash
+_U32 = struct.Struct("<I")
 
 #: memoised identities (``kernel``, ``pybpf``, ``pybpf:<parts>``); tests replace them
 MEMO: Dict[str, Any] = {}
@@ -101,27 +103,49 @@ def pybpf_identity(parts: Sequence[str], memo_key: Optional[str] = None) -> str:
         from . import __version__
         root = os.path.dirname(os.path.abspath(__file__))
         h = hash256(__version__.encode())
+        rows: List[str] = []
         for part in parts:
             top = os.path.join(root, part)
             if part.endswith(".py"):
-                _stat_into(h, top, part)
-                continue
-            for d, dirs, files in os.walk(top):
-                dirs[:] = sorted(x for x in dirs if x != "__pycache__")
-                for f in sorted(files):
-                    if f.endswith(".py"):
-                        p = os.path.join(d, f)
-                        _stat_into(h, p, os.path.relpath(p, root))
+                _stat_row(rows, top, part)
+            else:
+                _tree_rows(rows, top, part)
+        h.update("".join(rows).encode())
         MEMO[key] = f"{__version__}:{h.hexdigest()[:32]}"
     return str(MEMO[key])
 
 
-def _stat_into(h: Any, path: str, rel: str) -> None:
+def _stat_row(rows: List[str], path: str, rel: str) -> None:
     try:
         st = os.stat(path)
-        h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns};".encode())
+        rows.append(f"{rel}:{st.st_size}:{st.st_mtime_ns};")
     except OSError:
-        h.update(f"{rel}:-;".encode())
+        rows.append(f"{rel}:-;")
+
+
+def _tree_rows(rows: List[str], top: str, rel: str) -> None:
+    """The rows of the ``.py`` files under directory ``top`` (``rel`` relative to the
+    package), in ``os.walk``'s top-down order with names sorted: a directory's files,
+    then each subdirectory (not ``__pycache__``, not through a symbolic link). One
+    ``scandir`` per directory and one ``stat`` per file (a tool's start pays it)."""
+    try:
+        with os.scandir(top) as it:
+            found = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return
+    subdirs = []
+    for e in found:
+        try:
+            is_dir = e.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if e.name != "__pycache__" and not e.is_symlink():
+                subdirs.append(e)
+        elif e.name.endswith(".py"):
+            _stat_row(rows, e.path, f"{rel}/{e.name}")
+    for e in subdirs:
+        _tree_rows(rows, e.path, f"{rel}/{e.name}")
 
 
 def safe_dir(path: str, create: bool) -> bool:
@@ -255,10 +279,110 @@ class SourceTable:
         return self._index[k]
 
     @staticmethod
+    def valid(rows: Any) -> bool:
+        """Whether ``rows`` (read from an entry) are rows :meth:`locations` can turn into
+        locations: ``[file, line, column, text]`` each."""
+        return isinstance(rows, list) and all(
+            isinstance(r, list) and len(r) == 4 and isinstance(r[1], int)
+            and isinstance(r[2], int) for r in rows)
+
+    @staticmethod
     def locations(rows: Sequence[Sequence[Any]]) -> List[Any]:
         """The ``SourceLocation`` of each row."""
         from .asm.instruction import SourceLocation
         return [SourceLocation(f, int(ln), int(col), t) for f, ln, col, t in rows]
+
+
+class EncodedInstructions(_abc.Sequence):
+    """A program's instructions as an entry keeps them: the encoded bytes (``code``), and
+    the labels, references and source rows of those that have them (``meta``: rows of
+    ``[index, label, reference, source row number]``; ``rows``: the entry's source
+    rows). A sequence of :class:`~pybpf.asm.instruction.Instruction`, decoded on first
+    use; loading the program does not need them: :meth:`resolved_code` gives the bytes
+    with the map references patched in (what :meth:`pybpf.program.ProgramSpec.load`
+    takes), so a cached tool's start decodes and encodes nothing and imports no
+    assembler."""
+
+    def __init__(self, code: bytes, count: int, starts: List[int],
+                 meta: Sequence[Sequence[Any]], rows: Sequence[Sequence[Any]]) -> None:
+        self.code = code
+        self.count = count
+        self.meta = meta
+        self._starts = starts           # byte offset of each instruction
+        self._rows = rows
+        self._list: Optional[List[Any]] = None
+
+    @classmethod
+    def check(cls, code: bytes, count: int, meta: Sequence[Sequence[Any]],
+              rows: Sequence[Sequence[Any]]) -> Optional["EncodedInstructions"]:
+        """The instructions of ``code``, or None when the bytes do not decode (a length
+        that is not whole slots, a truncated or malformed ``lddw``), do not hold
+        ``count`` instructions, or ``meta`` names one they do not have."""
+        if len(code) % 8:
+            return None
+        starts: List[int] = []
+        at, end = 0, len(code)
+        while at < end:
+            starts.append(at)
+            if code[at] == 0x18:                       # lddw: two slots
+                if at + 16 > end or any(code[at + 8:at + 12]):
+                    return None
+                at += 16
+            else:
+                at += 8
+        if len(starts) != count:
+            return None
+        for i, _label, _ref, s in meta:
+            if not 0 <= i < count or (s is not None and not 0 <= s < len(rows)):
+                return None
+        return cls(code, count, starts, meta, rows)
+
+    def resolved_code(self, map_fd: Callable[[Any], int]) -> bytes:
+        """``code`` with the fd of each map reference (``map_fd(reference)``) in the low
+        32 bits of its ``lddw`` (pseudo source ``MAP_FD`` or ``MAP_VALUE``), as
+        :func:`pybpf.program.resolve_maps` and encoding would make them."""
+        buf: Optional[bytearray] = None
+        for i, _label, ref, _s in self.meta:
+            if ref is None:
+                continue
+            at = self._starts[i]
+            if self.code[at] != 0x18 or self.code[at + 1] >> 4 not in (1, 2):
+                continue
+            if buf is None:
+                buf = bytearray(self.code)
+            _U32.pack_into(buf, at + 4, map_fd(ref) & 0xFFFFFFFF)
+        return self.code if buf is None else bytes(buf)
+
+    def _decoded(self) -> List[Any]:
+        if self._list is None:
+            from .asm.encoding import decode
+            insns = decode(self.code, validate=False)
+            sources = SourceTable.locations(self._rows) if self._rows else []
+            for i, label, ref, s in self.meta:
+                ins = insns[i]
+                ins.label, ins.reference = label, ref
+                ins.source = sources[s] if s is not None else None
+            self._list = insns
+        return self._list
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._decoded()[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._decoded())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, EncodedInstructions)):
+            return self._decoded() == list(other)
+        return NotImplemented
+
+    __hash__ = None                     # type: ignore[assignment]  # as a list's
+
+    def __repr__(self) -> str:
+        return f"<{self.count} encoded instructions>"
 
 
 def put_program(instructions: Sequence[Any], btf_name: str, code: bytearray,
@@ -292,22 +416,19 @@ def put_program(instructions: Sequence[Any], btf_name: str, code: bytearray,
     return entry
 
 
-def get_program(entry: Dict[str, Any], code: bytes, sources: Sequence[Any]
-                ) -> Optional[Tuple[List[Any], Optional[Tuple[bytes, bytes, bytes]]]]:
-    """The instructions (labels, references and source locations restored) and the
-    ``(blob, func_info, line_info)`` BTF of a program :func:`put_program` stored, or
-    None when the entry does not hold together."""
-    from .asm.encoding import decode
+def get_program(entry: Dict[str, Any], code: bytes, rows: Sequence[Sequence[Any]]
+                ) -> Optional[Tuple[EncodedInstructions, Optional[Tuple[bytes, bytes, bytes]]]]:
+    """The instructions (:class:`EncodedInstructions`: labels, references and source
+    locations restored when they are decoded; ``rows``: the entry's source rows, as
+    :attr:`SourceTable.rows` made them) and the ``(blob, func_info, line_info)`` BTF of a
+    program :func:`put_program` stored, or None when the entry does not hold together."""
     off, n = (int(x) for x in entry["code"])
     if off + n > len(code):
         return None
-    insns = decode(code[off:off + n], validate=False)
-    if len(insns) != entry["count"]:
+    insns = EncodedInstructions.check(bytes(code[off:off + n]), entry["count"],
+                                      entry["meta"], rows)
+    if insns is None:
         return None
-    for i, label, ref, s in entry["meta"]:
-        ins = insns[i]
-        ins.label, ins.reference = label, ref
-        ins.source = sources[s] if s is not None else None
     btf = None
     if "btf" in entry:
         at, nb, nf, nl = (int(x) for x in entry["btf"])

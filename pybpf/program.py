@@ -39,16 +39,13 @@ from typing import (
 )
 
 from ._records import record
-from .asm.encoding import decode, encode
-from .asm.helpers import helper
-from .asm.instruction import Instruction
-from .asm.opcodes import Pseudo
 from .syscall import errors as _errors
 from .syscall import progs as _progs
 from .syscall.bpf import ProgType
 from .syscall.fd import FD, FdLike
 
 if TYPE_CHECKING:
+    from .asm.instruction import Instruction
     from .syscall.objects import ProgInfo
     from .verifier import LogEntry, VerifierError, offset_cause, parse_verifier_log
 
@@ -80,8 +77,11 @@ def _objects() -> Any:
     return objects
 
 
-_MAP_PSEUDOS = (Pseudo.MAP_FD, Pseudo.MAP_VALUE)
-_IDX_PSEUDOS = (Pseudo.MAP_IDX, Pseudo.MAP_IDX_VALUE)
+#: ``Pseudo.MAP_FD`` and ``Pseudo.MAP_VALUE`` (:mod:`pybpf.asm.opcodes`), by value: loading
+#: a cached program imports no assembler
+_MAP_PSEUDOS = (1, 2)
+#: ``Pseudo.MAP_IDX`` and ``Pseudo.MAP_IDX_VALUE``
+_IDX_PSEUDOS = (5, 6)
 
 
 # ---------------------------------------------------------------------------------------
@@ -121,6 +121,21 @@ def resolve_maps(instructions: Iterable[Instruction],
             ins = ins.replace(imm=imm)
         out.append(ins)
     return out
+
+
+def _encoded(instructions: Any, maps: Optional[Mapping[str, Any]]) -> Optional[bytes]:
+    """The code of ``instructions`` with its map references resolved, taken from their
+    encoding when they still have it (a program from the cache of compiled modules:
+    ``instructions.resolved_code``), so that loading it decodes and encodes nothing;
+    None for any other sequence, or when a reference does not resolve (the general path
+    then raises the error that names the instruction's source line)."""
+    resolve = getattr(instructions, "resolved_code", None)
+    if resolve is None:
+        return None
+    try:
+        return resolve(lambda ref: _map_fd(ref, maps, None))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -194,8 +209,12 @@ class ProgramSpec:
         :attr:`Program.verifier_log`).
         """
         log_file = log_file or os.environ.get(LOG_FILE_ENV) or None
-        insns = self.resolved(maps)
-        code = encode(insns)
+        insns: Optional[List[Instruction]] = None
+        code = _encoded(self.instructions, maps)
+        if code is None:
+            from .asm.encoding import encode
+            insns = self.resolved(maps)
+            code = encode(insns)
         fd_array = [_map_fd(ref, maps, None) for ref in self.fd_array]
         own_btf, func_info, line_info = None, self.func_info, self.line_info
         if self.source_lines and self.btf is None and not func_info and not line_info \
@@ -204,6 +223,8 @@ class ProgramSpec:
                 own_btf, func_info, line_info = _progs.btf_load_optional(*self.prebuilt_btf)
             else:
                 from .btf.builder import source_btf
+                if insns is None:
+                    insns = self.resolved(maps)
                 own_btf, func_info, line_info = source_btf(insns, self.name)
         kwargs: Dict[str, Any] = dict(
             license=self.license, name=self.name,
@@ -232,6 +253,8 @@ class ProgramSpec:
                     if attempt or own_btf is None or not re.search(
                             r"func_info|line_info|invalid type id|BTF", exc.log or ""):
                         from .verifier import VerifierError
+                        if insns is None:
+                            insns = self.resolved(maps)
                         raise VerifierError(exc, insns, self.name) from None
                     kwargs.update(btf_fd=None, func_info=b"", line_info=b"")
         finally:
@@ -390,6 +413,7 @@ class Program:
         (Linux 4.13), decoded. Helper calls carry the kernel's function offset, not the
         helper id, and map loads the map id (see :meth:`dump`). Needs CAP_SYS_ADMIN or
         CAP_PERFMON."""
+        from .asm.encoding import decode
         raw = _objects().prog_info(self._open_fd(), map_ids=False, xlated=True)
         return decode(raw.xlated_prog_insns or b"", validate=False)
 
@@ -420,6 +444,7 @@ def _helper_id(symbol: str) -> Optional[int]:
     for suffix in ("_proto", "_compat"):
         if name.endswith(suffix):
             name = name[:-len(suffix)]
+    from .asm.helpers import helper
     try:
         return helper(name).id
     except KeyError:
@@ -457,7 +482,7 @@ def dump_lines(instructions: Sequence[Instruction]) -> List[DumpLine]:
                 notes[slot] = (f"kernel function {symbol}" if symbol else
                                f"kernel function at __bpf_call_base{ins.imm:+#x}")
         elif ins.opcode == 0x18 and ins.src in _MAP_PSEUDOS:
-            extra = (f", value offset {ins.imm >> 32:#x}" if ins.src == Pseudo.MAP_VALUE
+            extra = (f", value offset {ins.imm >> 32:#x}" if ins.src == _MAP_PSEUDOS[1]
                      else "")
             notes[slot] = f"map id {ins.imm & 0xFFFFFFFF}{extra}"
         fixed.append(ins)

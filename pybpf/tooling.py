@@ -14,13 +14,17 @@ import atexit
 import contextlib
 import errno
 import os
-import signal
 import sys
 import threading
 import time
 from typing import (
     Any, Callable, Iterable, Iterator, List, Mapping, NoReturn, Optional, Sequence,
 )
+
+try:                    # the C module: signal.py turns its constants into enums, ~1 ms of
+    import _signal as signal        # a tool's start; the handlers are the same
+except ImportError:     # pragma: no cover - other interpreters
+    import signal                   # type: ignore[no-redef]
 
 __all__ = ["disk_name", "ip_address", "add_interval_args", "summary_heading", "take_log2", "take_keyed_log2",
            "ToolParser", "load_tool", "run_tool", "errno_name", "Clock", "positive_int",
@@ -178,8 +182,9 @@ def signal_number(text: str) -> int:
                 f"{text} is out of range: a signal must be 1..{top} or a name such as KILL")
         return value
     name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    import signal as signals                # its names (the C module has none)
     try:
-        return int(signal.Signals[name])
+        return int(signals.Signals[name])
     except KeyError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a signal: give 1..{top} or a name such as KILL or SIGTERM"

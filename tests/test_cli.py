@@ -336,6 +336,29 @@ def test_run_a_tool_by_name(tmp_path: Path) -> None:
     assert names == sorted(set(available_programs()) | {"hello"})
 
 
+@pytest.mark.parametrize("argv", [
+    ["run", "opensnoop", "-p", "1"], ["--debug", "run", "tool.py"],
+    ["run", "--no-cache", "x", "--debug", "--", "-y"], ["run", "x"],
+    ["run", "--verifier-log", "v.txt", "--no-cache", "t.py", "a", "--no-cache"],
+])
+def test_run_is_parsed_without_the_parser_as_the_parser_would(argv: List[str]) -> None:
+    """``pybpf run`` spelled in full skips building the parser (a tool's start-up);
+    the namespace is the parser's."""
+    from pybpf.cli import _plain_run, build_parser
+    assert vars(_plain_run(argv)) == vars(build_parser(only="run").parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    ["run"], ["run", "-h"], ["run", "--help"], ["run", "--verifier-log=v", "x"],
+    ["run", "--no-c", "x"], ["run", "--verifier-log", "-x", "y"], ["run", "--", "x"],
+    ["run", ""], ["--deb", "run", "x"], ["--debug", "--debug", "run", "x"], ["list"],
+    ["run", "--no-cache"],
+])
+def test_other_run_command_lines_go_through_the_parser(argv: List[str]) -> None:
+    from pybpf.cli import _plain_run
+    assert _plain_run(argv) is None
+
+
 def test_run_a_missing_file() -> None:
     res = pybpf("run", "/nonexistent/tool.py")
     assert res.returncode == 1 and "no such file" in res.stderr

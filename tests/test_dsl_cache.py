@@ -267,6 +267,7 @@ HIT_SCRIPT = textwrap.dedent('''
     from pybpf.dsl.cache import STATS
     from pybpf.dsl.userfile import import_user_file
     module = import_user_file(sys.argv[1], "_hit_")
+    before = set(sys.modules)
     with load(module, consts={"TARGET": os.getpid()}) as mod:
         os.getppid()
         value = mod["counts"][0]
@@ -277,10 +278,13 @@ HIT_SCRIPT = textwrap.dedent('''
                       if m.startswith(("pybpf.dsl.compiler.", "pybpf.compiler."))
                       and m not in cheap)
     # nor what only compiling needs: BTF building and parsing, dataclasses (and
-    # inspect), the map classes the module does not use
+    # inspect), the map classes the module does not use; nor, from the load itself, the
+    # assembler (the stored code is loaded as it is) or a reader it does not use
     heavy = sorted(m for m in ("pybpf.btf.builder", "pybpf.btf.parser", "dataclasses",
                                "inspect", "pybpf.maps.hash", "pybpf.maps.lpm",
                                "pybpf.maps.of_maps") if m in sys.modules)
+    heavy += sorted(m for m in ("pybpf.asm", "pybpf.asm.opcodes", "pybpf.events.perfbuf")
+                    if m in sys.modules and m not in before)
     print(value, STATS["hits"], STATS["misses"], ",".join(compiler) or "-",
           ",".join(heavy) or "-")
 ''')
@@ -349,11 +353,15 @@ def test_cli_spells_the_environment_names_of_the_lower_layers():
 
 
 #: what a tool must not import on its way to the first event once its programs are
-#: cached (issue 20's start-up): the compiler, BTF building and parsing, dataclasses
-#: (inspect, ast, dis), the verifier-log analysis, map classes it does not use, runpy
+#: cached (issue 20's start-up): the compiler (contexts too), the assembler (the cached
+#: code is loaded as it was stored), BTF building and parsing, dataclasses (inspect,
+#: ast, dis), the verifier-log analysis, map classes and readers it does not use, runpy
 STARTUP_HEAVY = ("pybpf.dsl.compiler.frontend", "pybpf.compiler.ir", "pybpf.btf.builder",
+                 "pybpf.compiler.context",
                  "pybpf.btf.parser", "dataclasses", "inspect", "pybpf.verifier",
-                 "pybpf.maps.hash", "pybpf.maps.lpm", "pybpf.maps.of_maps", "runpy")
+                 "pybpf.maps.hash", "pybpf.maps.lpm", "pybpf.maps.of_maps", "runpy",
+                 "pybpf.asm", "pybpf.asm.opcodes", "pybpf.asm.encoding",
+                 "pybpf.events.perfbuf")
 
 
 def _imported_by_tool(extra_env, args):
@@ -389,3 +397,59 @@ def test_a_cached_tool_starts_without_the_compiler_btf_or_dataclasses(cache_dir)
     second, rc = _imported_by_tool(env, args)
     assert rc == 0 and "pybpf.dsl.cache" in second and "pybpf.tracefs" in second
     assert sorted(m for m in STARTUP_HEAVY if m in second) == []
+
+
+def _stored_program():
+    """A program with a map load, a map value load, a 64-bit constant, a label and
+    source locations, as put_program stores it: (instructions, entry, code, rows)."""
+    from pybpf import _cache
+    from pybpf.asm import R0, R1, R2, SourceLocation
+    from pybpf.asm.builder import call, exit_, ld_map_fd, ld_map_value, lddw, mov
+    here = SourceLocation("prog.py", 3, 5, "x = 1")
+    insns = [ld_map_fd(R1, "events"), lddw(R2, 0x1122334455667788),
+             ld_map_value(R1, "values", 16), call("ktime_get_ns"), mov(R0, 0), exit_()]
+    insns[0] = insns[0].replace(label="entry", source=here)
+    insns[3] = insns[3].replace(source=here._replace(line=4))
+    code, sources = bytearray(), _cache.SourceTable()
+    entry = _cache.put_program(insns, "prog", code, sources)
+    return insns, entry, bytes(code), sources.rows
+
+
+def test_a_cached_program_loads_its_stored_bytes_with_the_map_fds_patched_in():
+    """What ProgramSpec.load takes from a cached program (resolved_code) is what
+    resolving and encoding the decoded instructions gives; the instructions decode
+    (once, on first use) with their labels, references and source lines."""
+    from pybpf import _cache
+    from pybpf.asm.encoding import encode
+    from pybpf.program import _encoded, resolve_maps
+    insns, entry, code, rows = _stored_program()
+    got, _btf = _cache.get_program(entry, code, rows)
+    assert isinstance(got, _cache.EncodedInstructions) and len(got) == len(insns)
+    assert got._list is None                                 # nothing decoded yet
+    fds = {"events": 7, "values": 0x7fffffff}
+    assert _encoded(got, fds) == encode(resolve_maps(insns, fds))
+    assert _encoded(got, fds) != encode(insns)               # the fds are in
+    assert list(got) == insns and got == insns
+    assert [(i.label, i.reference, i.source) for i in got] == \
+        [(i.label, i.reference, i.source) for i in insns]
+    assert _encoded(got, {"events": 7}) is None              # "values" unknown: the
+    with pytest.raises(KeyError, match="values"):            # general path says so
+        resolve_maps(got, {"events": 7})
+
+
+@pytest.mark.parametrize("damage", ["count", "meta", "truncated", "lddw", "source"])
+def test_a_cached_program_that_does_not_decode_is_refused(damage):
+    from pybpf import _cache
+    _insns, entry, code, rows = _stored_program()
+    entry = dict(entry)
+    if damage == "count":
+        entry["count"] += 1
+    elif damage == "meta":
+        entry["meta"] = entry["meta"] + [[entry["count"], "x", None, None]]
+    elif damage == "truncated":                  # the program ends inside its last lddw
+        entry["code"] = [0, 8 * 3]
+    elif damage == "lddw":                       # a second lddw slot that is not empty
+        code = code[:8] + b"\x07" + code[9:]
+    else:
+        entry["meta"] = [[0, None, None, len(rows)]]
+    assert _cache.get_program(entry, code, rows) is None

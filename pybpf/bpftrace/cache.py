@@ -496,7 +496,9 @@ def _decode(raw: bytes, key: str, check_deps: bool = True) -> Any:
         for path, digest in doc["deps"]:
             if _file_hash(path) != digest:
                 return None
-    sources = S.SourceTable.locations(doc["sources"])
+    rows = doc["sources"]
+    if not S.SourceTable.valid(rows):
+        return None
     unit = Unit()
     for name, d in doc["maps"]:
         decl = _dec_decl(d)
@@ -506,10 +508,10 @@ def _decode(raw: bytes, key: str, check_deps: bool = True) -> Any:
     unit.rodata_size = int(doc["rodata_size"])
     programs = []
     for p in doc["programs"]:
-        got = S.get_program(p, code, sources)
+        got = S.get_program(p, code, rows)
         if got is None:
             return None
-        insns, btf = got
+        insns, btf = list(got[0]), got[1]           # decoded here, as they always were
         programs.append(LoweredProgram(str(p["name"]), int(p["probe"]), _dec(p["attach"]),
                                        str(p["prog_type"]), str(p["provider"]), insns,
                                        str(p["section"]), btf=btf))

@@ -114,6 +114,37 @@ def _plain_list(argv: List[str]) -> Any:
                            handler=list_cmd.run)
 
 
+def _plain_run(argv: List[str]) -> Any:
+    """The parsed arguments of ``[--debug] run [--no-cache] [--verifier-log FILE] TARGET
+    [ARGS...]`` spelled out in full, without building the parser: a tool's start is
+    what this command is for (issue 20), and the tool builds its own parser anyway.
+    Anything else (``--help``, ``--opt=value``, abbreviations, a missing or dashed
+    target) goes through the parser, which gives the same namespace."""
+    i, debug = 0, False
+    if argv[:1] == ["--debug"]:
+        i, debug = 1, True
+    if argv[i:i + 1] != ["run"]:
+        return None
+    i += 1
+    no_cache, verifier_log = False, None
+    while i < len(argv):
+        if argv[i] == "--no-cache":
+            no_cache, i = True, i + 1
+        elif argv[i] == "--verifier-log" and i + 1 < len(argv) \
+                and argv[i + 1][:1] not in ("-", ""):
+            verifier_log, i = argv[i + 1], i + 2
+        else:
+            break
+    if i >= len(argv) or argv[i][:1] in ("-", ""):
+        return None
+    from types import SimpleNamespace
+
+    from pybpf.cli import run_cmd
+    return SimpleNamespace(debug=debug, command="run", verifier_log=verifier_log,
+                           no_cache=no_cache, target=argv[i], args=argv[i + 1:],
+                           handler=run_cmd.run)
+
+
 def _trace(argv: List[str]) -> Optional[int]:
     """``[--debug] trace ARGS...`` runs without argparse: bpftrace's own command line
     follows ``trace`` (:mod:`pybpf.cli.trace_cmd`). None for anything else."""
@@ -136,7 +167,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     status = _trace(argv)
     if status is not None:
         return status
-    args = _plain_list(argv)
+    args = _plain_list(argv) or _plain_run(argv)
     if args is None:
         args = build_parser(only=_command_of(argv)).parse_args(argv)
     try:

@@ -5,9 +5,10 @@ print in its own format."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from ..asm.instruction import SourceLocation
+if TYPE_CHECKING:        # annotations only: a cached tool's start does not import the assembler
+    from ..asm.instruction import SourceLocation
 
 __all__ = ["CompileError"]
 

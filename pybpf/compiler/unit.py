@@ -4,9 +4,10 @@ formatted in user space) and the drop counters of its ring buffers."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple
 
-from ..asm.instruction import SourceLocation
+if TYPE_CHECKING:        # annotations only: a cached tool's start does not import the assembler
+    from ..asm.instruction import SourceLocation
 
 __all__ = ["Unit", "PrintSite", "PRINT_MAP", "RODATA_MAP", "DROPS_MAP", "DEFAULTS_MAP"]
 

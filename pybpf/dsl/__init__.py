@@ -40,7 +40,6 @@ import os
 import types as _pytypes
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar
 
-from ..asm.instruction import Instruction, SourceLocation
 from ..compiler.errors import CompileError
 from .attach import (
     ProgramKind, fentry, fexit, kprobe, kretprobe, perf_event, raw_tracepoint, retarget,
@@ -81,7 +80,8 @@ __all__ = [
     "TC_ACT_SHOT",
 ]
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:      # annotations only: a cached tool's start imports no assembler
+    from ..asm.instruction import Instruction, SourceLocation
     from .compiler.pipeline import CompiledFunction
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -29,13 +29,10 @@ attach points at run time (a tool that finds its target from its arguments).
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar
 
-from ..compiler.context import (
-    PERF_EVENT_FIELDS, SKB_FIELDS, XDP_FIELDS, Context, fixed_context, pt_regs_context,
-    slot_context, tracepoint_context, usdt_context,
-)
-from ..compiler.types import u64
+if TYPE_CHECKING:         # contexts are built when a program is compiled: a cached tool's
+    from ..compiler.context import Context     # start does not import them
 
 __all__ = [
     "ProgramKind", "tracepoint", "raw_tracepoint", "tp_btf", "kprobe", "kretprobe",
@@ -104,6 +101,11 @@ class ProgramKind:
             return None
 
     def _build_context(self) -> Context:
+        from ..compiler.context import (
+            PERF_EVENT_FIELDS, SKB_FIELDS, XDP_FIELDS, fixed_context, pt_regs_context,
+            slot_context, tracepoint_context, usdt_context,
+        )
+        from ..compiler.types import u64
         d, t = self.decorator, self.target
         if d == "tracepoint":
             group, _, name = t.partition(":")

@@ -31,7 +31,9 @@ BLAKE2b-256 of the payload, then a small JSON document (programs with their atta
 by position, instruction metadata: labels, map references, source lines; maps by the
 global that declares them; constants' offsets; ``print()`` sites; drop counter slots)
 and the bytes: each program's instructions and its source-line BTF (blob, func_info,
-line_info: loading a cached module builds no BTF). Nothing is unpickled: a damaged, truncated, foreign or
+line_info: loading a cached module builds no BTF; its instructions are loaded as
+stored, the map fds patched in, and decoded only if something reads them:
+:class:`pybpf._cache.EncodedInstructions`). Nothing is unpickled: a damaged, truncated, foreign or
 older-format entry fails validation and is compiled again and replaced.
 
 **Location**: ``$PYBPF_CACHE_DIR``, else ``$XDG_CACHE_HOME/pybpf``, else
@@ -57,6 +59,9 @@ import types as _pytypes
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import _cache as _store
+from ..compiler.maps import MapDecl           # (pybpf.dsl, this package, imports these
+from ..compiler.types import ArrayType, IntType         # declarations already)
+from .types import Const
 from .._cache import CACHE_DIR_ENV, NO_CACHE_ENV, cache_dir, enabled, kernel_identity
 from .._cache import hash256 as _hash
 from .._cache import safe_dir as _safe_dir
@@ -163,9 +168,6 @@ def _own(fn: Any) -> bool:
 
 def _describe(v: Any, memo: Dict[int, str]) -> Optional[str]:
     """A stable text for a global the compiler may read, or None for one it cannot."""
-    from ..compiler.maps import MapDecl
-    from ..compiler.types import ArrayType, IntType
-    from .types import Const
     if type(v) in (int, bool):
         return f"{type(v).__name__}:{v}"
     if isinstance(v, (IntType, ArrayType)):
@@ -364,16 +366,16 @@ def _internal_map(name: str, arg: int) -> Any:
 
 def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[str]) -> Any:
     """The ModuleSpec of an entry; None (or an exception) when it does not validate."""
-    from ..compiler.maps import MapDecl
     from ..compiler.unit import PrintSite, Unit
     from . import CompiledProgram
     from .loader import CompiledModuleProgram, ModuleSpec
-    from .types import Const
     opened = _store.open_entry(raw, _MAGIC, FORMAT, key)
     if opened is None:
         return None
     doc, code = opened
-    sources = _store.SourceTable.locations(doc["sources"])
+    rows = doc["sources"]               # locations made when instructions are decoded
+    if not _store.SourceTable.valid(rows):
+        return None
     slots = _program_slots(inputs.fns)
     if sorted(slots) != sorted(p["name"] for p in doc["programs"]):
         return None
@@ -396,6 +398,7 @@ def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[st
             return None
         unit.consts[cname] = (c, int(off))
     unit.rodata_size = int(doc["rodata"])
+    sources = _store.SourceTable.locations(rows) if doc["prints"] else []
     for pid, parts, size, s, end in doc["prints"]:
         unit.prints.append(PrintSite(pid, tuple(tuple(x) if isinstance(x, list) else x
                                                 for x in parts), size,
@@ -403,7 +406,7 @@ def _decode(raw: bytes, key: str, inputs: ModuleInputs, module_name: Optional[st
     unit.drop_slots = {str(k): int(v) for k, v in doc["drops"].items()}
     programs: Dict[str, Any] = {}
     for p in doc["programs"]:
-        got = _store.get_program(p, code, sources)
+        got = _store.get_program(p, code, rows)
         if got is None:
             return None
         insns, btf = got

@@ -327,9 +327,9 @@ class LoadedModule:
         sent before the tool calls :meth:`on` then waits in its CPU's buffer (or is
         counted lost when the buffer fills) rather than failing, uncounted, for want of
         a perf event in the array."""
-        from ..events import PerfBufReader
         for name, decl in self.spec.unit.maps.items():
-            if isinstance(decl, PerfEventArray):
+            if isinstance(decl, PerfEventArray):     # the reader's module only when needed
+                from ..events import PerfBufReader
                 self._unclaimed[name] = PerfBufReader(self.maps[name])
 
     # -- maps and events ----------------------------------------------------------------
@@ -343,14 +343,15 @@ class LoadedModule:
 
     def _add_reader(self, name: str, callback: Callable[[Any], Any], record: Any,
                     batch: bool = False) -> Any:
-        from ..events import PerfBufReader, RingBufReader
         decl = self.spec.unit.maps[name]
         hand = {"batch_callback": callback} if batch else {"callback": callback}
         if isinstance(decl, RingBuf):
+            from ..events import RingBufReader
             reader = RingBufReader(self.maps[name], record=record,
                                    wakeup="adaptive" if decl.wakeup == "adaptive" else "per_event",
                                    **hand)
         elif isinstance(decl, PerfEventArray):
+            from ..events import PerfBufReader
             reader = self._unclaimed.pop(name, None)
             if reader is None:
                 reader = PerfBufReader(self.maps[name], record=record, **hand)
@@ -433,8 +434,11 @@ class LoadedModule:
         (``KeyboardInterrupt`` there, caught here). A signal ignored when the run starts
         stays ignored. ``signals=False`` leaves both signals to the caller (which then
         ends the run through ``until``)."""
-        import signal
         import threading
+        try:                                    # the C module, as pybpf.tooling and
+            import _signal as signal            # pybpf.link.base use it
+        except ImportError:                     # pragma: no cover
+            import signal                       # type: ignore[no-redef]
         stop: List[int] = []
         saved: Dict[int, Any] = {}
 

@@ -55,14 +55,13 @@ Each block documents the registers it uses; helper calls clobber r0-r5 as always
 from __future__ import annotations
 
 import enum
-from typing import Any, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
 
 from .._enum import enum_of
 from .._records import record
-from ..asm import Instruction, Reg
-from ..asm.builder import (
-    DW, add, atomic_add, call, jeq, jge, ld_map_fd, ld_map_value, lddw, mov, mov32, sub,
-)
+
+if TYPE_CHECKING:      # the program-side blocks import the assembler when called: readers
+    from ..asm import Instruction, Reg      # (ringbuf, perfbuf) import this module too
 
 __all__ = [
     "WakeupPolicy", "Wakeup", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP", "BPF_RB_AVAIL_DATA",
@@ -185,12 +184,14 @@ def as_wakeup(value: WakeupLike) -> Wakeup:
 
 
 def _reg(value: Any, what: str) -> Reg:
+    from ..asm.opcodes import Reg
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
         raise ValueError(f"{what} must be a register, not {value!r}")
     return Reg(value)
 
 
 def _callee_saved(value: Any, what: str) -> Reg:
+    from ..asm.opcodes import Reg
     reg = _reg(value, what)
     if not Reg.R6 <= reg <= Reg.R9:
         raise ValueError(f"{what} must survive helper calls: one of r6-r9, not {reg}")
@@ -221,6 +222,8 @@ def wakeup_flags(dst: Reg, ringbuf: Any, wakeup: WakeupLike = None, *,
     ``PER_EVENT`` and ``NONE`` are one ``mov``. ``ringbuf`` is the map (object or
     name) as for :func:`~pybpf.asm.builder.ld_map_fd`. Linux 5.8
     (``bpf_ringbuf_query``)."""
+    from ..asm.builder import call, jge, ld_map_fd, lddw, mov, sub
+    from ..asm.opcodes import Reg
     w = as_wakeup(wakeup)
     if w.policy is WakeupPolicy.PER_EVENT:
         return [mov(_reg(dst, "dst"), 0)]
@@ -248,6 +251,8 @@ def wakeup_flags(dst: Reg, ringbuf: Any, wakeup: WakeupLike = None, *,
 def count_drop(drops: Any, index: int = 0) -> List[Instruction]:
     """Add one to the u64 at ``index`` (in u64 units) of the value of key 0 of array map
     ``drops`` (direct value access, Linux 5.2; an atomic add). Uses r1 and r2."""
+    from ..asm.builder import DW, atomic_add, ld_map_value, mov
+    from ..asm.opcodes import Reg
     return [ld_map_value(Reg.R1, drops, 8 * index), mov(Reg.R2, 1),
             atomic_add(DW, Reg.R1, 0, Reg.R2)]
 
@@ -257,13 +262,16 @@ def _slots(code: List[Instruction]) -> int:
 
 
 def ringbuf_output(ringbuf: Any, stack_offset: int, size: int, wakeup: WakeupLike = None, *,
-                   flags_reg: Reg = Reg.R9, drops: Any = None, drop_index: int = 0,
+                   flags_reg: Reg = 9, drops: Any = None, drop_index: int = 0,
                    ring_size: Optional[int] = None) -> List[Instruction]:
     """``bpf_ringbuf_output(ringbuf, r10 + stack_offset, size, flags)`` with the flags
-    of ``wakeup`` (computed into ``flags_reg``, one of r6-r9, see :func:`wakeup_flags`).
+    of ``wakeup`` (computed into ``flags_reg``, one of r6-r9, default r9, see
+    :func:`wakeup_flags`).
     If the ring is full (the helper fails) and ``drops`` is an array map, the u64 at
     ``drop_index`` of its value is incremented (:func:`count_drop`). Leaves the helper's
     result in r0. Linux 5.8."""
+    from ..asm.builder import add, call, jeq, ld_map_fd, mov
+    from ..asm.opcodes import Reg
     if not -512 <= stack_offset < 0 or stack_offset + size > 0:
         raise ValueError(f"{size} bytes at r10{stack_offset:+d} are not inside the stack")
     w = as_wakeup(wakeup)
@@ -285,12 +293,16 @@ def ringbuf_submit(record: Reg, flags: Union[Reg, int] = 0) -> List[Instruction]
     """``bpf_ringbuf_submit(record, flags)``: commit a record from
     ``bpf_ringbuf_reserve`` (``record`` holds its pointer; ``flags`` a register from
     :func:`wakeup_flags` or a constant). Linux 5.8."""
+    from ..asm.builder import call, mov
+    from ..asm.opcodes import Reg
     return [mov(Reg.R1, _reg(record, "record")), mov(Reg.R2, flags), call("ringbuf_submit")]
 
 
 def ringbuf_discard(record: Reg, flags: Union[Reg, int] = 0) -> List[Instruction]:
     """``bpf_ringbuf_discard(record, flags)``: give back a reserved record; readers skip
     it. Linux 5.8."""
+    from ..asm.builder import call, mov
+    from ..asm.opcodes import Reg
     return [mov(Reg.R1, _reg(record, "record")), mov(Reg.R2, flags), call("ringbuf_discard")]
 
 
@@ -302,6 +314,8 @@ def perf_event_output(ctx: Reg, perf_map: Any, stack_offset: int, size: int, *,
     failure (no event in the slot, ...) is counted in ``drops`` when given; records the
     kernel drops because a CPU's buffer is full are reported by the reader instead
     (``PERF_RECORD_LOST``). Linux 4.4."""
+    from ..asm.builder import add, call, jeq, ld_map_fd, mov, mov32
+    from ..asm.opcodes import Reg
     if not -512 <= stack_offset < 0 or stack_offset + size > 0:
         raise ValueError(f"{size} bytes at r10{stack_offset:+d} are not inside the stack")
     code = [mov(Reg.R1, _reg(ctx, "ctx")), ld_map_fd(Reg.R2, perf_map),

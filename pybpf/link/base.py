@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import atexit
 import os
-import signal
 import threading
 import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+
+try:                    # the C module: signal.py turns its constants into enums, ~1 ms of
+    import _signal as signal        # a tool's start; the handlers are the same
+except ImportError:     # pragma: no cover - other interpreters
+    import signal                   # type: ignore[no-redef]
 
 from ..syscall import progs as _progs
 from ..syscall.errors import NotSupportedError

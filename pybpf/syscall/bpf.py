@@ -66,8 +66,27 @@ _MACHINE_ALIASES = {"amd64": "x86_64", "arm64": "aarch64", "i686": "i386", "i586
 def syscall_number(name: str, machine: Optional[str] = None) -> int:
     """The number of system call ``name`` (``"bpf"``, ``"perf_event_open"``) on ``machine``
     (default: this one). Raises :class:`OSError` (``ENOSYS``) for an unknown architecture."""
-    arch = machine or os.uname().machine
+    if machine is None:
+        if _HERE:
+            return _HERE[name] if name in _HERE else _number(_here_arch(), name)
+        machine = _here_arch()
+    arch = _MACHINE_ALIASES.get(machine, machine)
+    return _number(arch, name)
+
+
+#: this machine's numbers, once known (every system call looked them up through uname)
+_HERE: Dict[str, int] = {}
+
+
+def _here_arch() -> str:
+    arch = os.uname().machine
     arch = _MACHINE_ALIASES.get(arch, arch)
+    if not _HERE and arch in SYSCALL_NUMBERS:
+        _HERE.update(SYSCALL_NUMBERS[arch])
+    return arch
+
+
+def _number(arch: str, name: str) -> int:
     try:
         return SYSCALL_NUMBERS[arch][name]
     except KeyError:

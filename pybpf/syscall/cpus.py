@@ -26,12 +26,12 @@ def possible_cpus() -> int:
     value (read once from ``/sys/devices/system/cpu/possible``)."""
     global _possible
     if _possible is None:
-        with open("/sys/devices/system/cpu/possible", encoding="ascii") as fh:
-            _possible = len(parse_cpu_list(fh.read()))
+        with open("/sys/devices/system/cpu/possible", "rb") as fh:  # bytes: no codec
+            _possible = len(parse_cpu_list(fh.read().decode("ascii")))   # module to import
     return _possible
 
 
 def online_cpus() -> List[int]:
     """The numbers of the CPUs that are online now."""
-    with open("/sys/devices/system/cpu/online", encoding="ascii") as fh:
-        return parse_cpu_list(fh.read())
+    with open("/sys/devices/system/cpu/online", "rb") as fh:
+        return parse_cpu_list(fh.read().decode("ascii"))
