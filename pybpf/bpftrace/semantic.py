@@ -49,7 +49,7 @@ from .errors import BpftraceError, Diagnostic, Location
 from . import sema_calls, sema_exprs, sema_maps
 from .probes import AttachPoint, CheckState, ProbeEnv, check_attach_point
 from .structs import StructManager
-from .types import (INT_CASTS, STRING_SIZE, SizedType, create_int64, create_integer,
+from .types import (INT_CASTS, STRING_SIZE, SizedType, Struct, create_int64, create_integer,
                     create_none, create_stack_mode, create_string, create_tuple,
                     create_uint64, node_type as _ty, typestr)
 
@@ -197,6 +197,56 @@ def stoll(s: str) -> Optional[int]:
     if not -(1 << 63) <= v < (1 << 63):
         return None
     return v
+
+
+#: the state is compared after passes 2 to this one (pass 1 is not the others'
+#: function: it adds the implicit casts and gives map keys no types; a program whose
+#: passes keep changing the state goes on without the comparisons' cost)
+_FIXPOINT_TRIES = 4
+
+#: the analyser's attributes that are not state a pass reads: the pass number and the
+#: diagnostics (handled by :meth:`Analyser.run`), constant inputs, the tree (its probes
+#: are compared on their own), caches of answers that do not change
+_NOT_STATE = frozenset(["pass_", "stage", "errors", "warnings", "program", "env", "opts",
+                        "source", "filename", "structs", "_matches"])
+
+
+class _State:
+    """A deep snapshot, for equality, of the objects a semantic pass reads and changes:
+    tree nodes, types, attach points and the analyser's tables, every attribute, lists,
+    dicts and tuples, and which objects are shared (the same object twice): their
+    pickle. Structs (from BTF, loaded as used) are kept by identity: a pass that made a
+    new one counts as a change. Two snapshots are equal when a pass started from either
+    would do the same. Something that cannot be pickled makes a snapshot equal to none."""
+
+    __slots__ = ("key", "keep")
+
+    def __init__(self, roots: List[Any]) -> None:
+        import io
+        from _pickle import Pickler             # the C pickler alone: no pickle module
+        keep: List[Any] = []                    # kept alive: their ids stay theirs
+
+        def by_identity(obj: Any) -> Tuple[Any, Tuple[int]]:
+            keep.append(obj)
+            return _object, (id(obj),)
+
+        buf = io.BytesIO()
+        pickler = Pickler(buf, 4)
+        pickler.dispatch_table = {Struct: by_identity}
+        try:
+            pickler.dump(roots)
+            self.key: Optional[bytes] = buf.getvalue()
+        except Exception:                       # noqa: BLE001 - no snapshot, no skip
+            self.key = None
+        self.keep = keep
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _State) and self.key is not None and \
+            self.key == other.key
+
+
+def _object(ident: int) -> None:
+    """Stands for an object a :class:`_State` keeps by identity (never called)."""
 
 
 class Analyser:
@@ -365,13 +415,33 @@ class Analyser:
         sema_maps.resolve_fields(self)
         sema_maps.tracepoint_formats(self)
         self.stage = "passes"
-        for self.pass_ in range(1, NUM_PASSES + 1):
+        before: Optional[_State] = None
+        self.pass_ = 1
+        while self.pass_ <= NUM_PASSES:
+            first_warning = len(self.warnings)
             for self.pi, probe in enumerate(self.program.probes):
                 self.visit_probe(probe)
             if self.errors:
                 self.fail(self.errors)
+            if 2 <= self.pass_ <= _FIXPOINT_TRIES:
+                after = self._state()
+                if before is not None and after == before:
+                    # passes 2 to 9 are one function of the state: a pass that left it
+                    # as it found it would be repeated to the letter up to the last one
+                    # (the same warnings each time), which sees this state
+                    repeats = NUM_PASSES - 1 - self.pass_
+                    self.warnings.extend(self.warnings[first_warning:] * repeats)
+                    self.pass_ = NUM_PASSES - 1
+                before = after
+            self.pass_ += 1
+        self.pass_ = NUM_PASSES
         self.stage = "resources"
         return sema_maps.collect(self)
+
+    def _state(self) -> "_State":
+        """What a pass reads of what the passes before it did (see :class:`_State`)."""
+        attrs = {k: v for k, v in vars(self).items() if k not in _NOT_STATE}
+        return _State([attrs, self.program.probes])
 
     def visit_probe(self, probe: A.Probe) -> None:
         """bpftrace's ``visit(Probe)``."""
