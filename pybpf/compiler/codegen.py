@@ -27,6 +27,13 @@ _ALU = {"add": AluOp.ADD, "sub": AluOp.SUB, "mul": AluOp.MUL, "udiv": AluOp.DIV,
         "or": AluOp.OR, "xor": AluOp.XOR, "lsh": AluOp.LSH, "rsh": AluOp.RSH,
         "arsh": AluOp.ARSH}
 _SIZE = {1: Size.B, 2: Size.H, 4: Size.W, 8: Size.DW}
+# the opcodes emitted most, computed once (an enum member's lookup is not free)
+_MOV64_X = AluOp.MOV | Source.X | Class.ALU64
+_MOV64_K = AluOp.MOV | Source.K | Class.ALU64
+_MOV32_K = AluOp.MOV | Source.K | Class.ALU
+_ADD64_K = AluOp.ADD | Source.K | Class.ALU64
+_X64 = Source.X | Class.ALU64
+_K64 = Source.K | Class.ALU64
 _JMP = {"eq": JmpOp.JEQ, "ne": JmpOp.JNE, "ugt": JmpOp.JGT, "uge": JmpOp.JGE,
         "ult": JmpOp.JLT, "ule": JmpOp.JLE, "sgt": JmpOp.JSGT, "sge": JmpOp.JSGE,
         "slt": JmpOp.JSLT, "sle": JmpOp.JSLE}
@@ -74,15 +81,15 @@ def generate(fn: Function) -> Generated:
 
     def mov_reg(dst: int, src: int) -> None:
         if dst != src:
-            emit(AluOp.MOV | Source.X | Class.ALU64, dst, src)
+            emit(_MOV64_X, dst, src)
 
     def mov_imm(dst: int, value: int) -> None:
         pattern = value & 0xFFFFFFFFFFFFFFFF
         signed = pattern - (1 << 64) if pattern >> 63 else pattern
         if _fits32(signed):
-            emit(AluOp.MOV | Source.K | Class.ALU64, dst, imm=signed)
+            emit(_MOV64_K, dst, imm=signed)
         elif pattern < 1 << 32:                 # mov32 zero-extends
-            emit(AluOp.MOV | Source.K | Class.ALU, dst,
+            emit(_MOV32_K, dst,
                  imm=pattern - (1 << 32) if pattern >> 31 else pattern)
         else:
             emit(0x18, dst, imm=signed)
@@ -92,7 +99,7 @@ def generate(fn: Function) -> Generated:
             mov_reg(dst, _reg(a))
         elif isinstance(a, FrameAddr):
             mov_reg(dst, 10)
-            emit(AluOp.ADD | Source.K | Class.ALU64, dst, imm=a.off)
+            emit(_ADD64_K, dst, imm=a.off)
         elif isinstance(a, MapFd):
             emit(0x18, dst, Pseudo.MAP_FD, reference=a.name)
         elif isinstance(a, MapValue):
@@ -105,9 +112,9 @@ def generate(fn: Function) -> Generated:
 
     def alu(op: int, dst: int, b: Operand) -> None:
         if isinstance(b, VReg):
-            emit(op | Source.X | Class.ALU64, dst, _reg(b), off=off_for(op_name))
+            emit(op | _X64, dst, _reg(b), off=off_for(op_name))
         else:
-            emit(op | Source.K | Class.ALU64, dst, imm=b, off=off_for(op_name))
+            emit(op | _K64, dst, imm=b, off=off_for(op_name))
 
     def off_for(name: str) -> int:
         return 1 if name in ("sdiv", "smod") else 0
@@ -193,7 +200,7 @@ def generate(fn: Function) -> Generated:
             assert op.dst is not None
             mov_reg(_reg(op.dst), base_reg(op.base))
             if op.off:
-                emit(AluOp.ADD | Source.K | Class.ALU64, _reg(op.dst), imm=op.off)
+                emit(_ADD64_K, _reg(op.dst), imm=op.off)
         elif k == "ldmap":
             assert op.dst is not None
             operand_into(_reg(op.dst), MapFd(op.name))

@@ -23,6 +23,8 @@ __all__ = ["allocate", "Allocation"]
 
 _CALLER = (1, 2, 3, 4)
 _MOV_X = AluOp.MOV | Source.X | Class.ALU64
+_LOAD_DW = Mode.MEM | Size.DW | Class.LDX          # spill reload
+_STORE_DW = Mode.MEM | Size.DW | Class.STX         # spill store
 _CALLEE = (6, 7, 8, 9)
 _SCRATCH_DST, _SCRATCH_SRC = 0, 5
 
@@ -154,7 +156,7 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
         dst, src = ins.dst, ins.src
         if src >= VREG_BASE:
             if src in spilled:
-                before.append(Instruction(Mode.MEM | Size.DW | Class.LDX, _SCRATCH_SRC, 10,
+                before.append(Instruction(_LOAD_DW, _SCRATCH_SRC, 10,
                                           spilled[src], source=ins.source))
                 src = _SCRATCH_SRC
             else:
@@ -162,10 +164,10 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
         if dst >= VREG_BASE:
             if dst in spilled:
                 if rd:
-                    before.append(Instruction(Mode.MEM | Size.DW | Class.LDX, _SCRATCH_DST,
+                    before.append(Instruction(_LOAD_DW, _SCRATCH_DST,
                                               10, spilled[dst], source=ins.source))
                 if wd:
-                    after.append(Instruction(Mode.MEM | Size.DW | Class.STX, 10,
+                    after.append(Instruction(_STORE_DW, 10,
                                              _SCRATCH_DST, spilled[dst], source=ins.source))
                 dst = _SCRATCH_DST
             else:
@@ -186,7 +188,7 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
                 group[0].label = label
             out.extend(group)
         elif label is not None:
-            out.append(Instruction(AluOp.MOV | Source.X | Class.ALU64, 0, 0, label=label,
+            out.append(Instruction(_MOV_X, 0, 0, label=label,
                                    source=ins.source))      # placeholder, removed below
         else:
             pass
@@ -195,7 +197,7 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
     carry: Optional[str] = None
     aliases: Dict[str, str] = {}
     for ins in out:
-        if ins.opcode == AluOp.MOV | Source.X | Class.ALU64 and ins.dst == ins.src == 0 \
+        if ins.opcode == _MOV_X and ins.dst == ins.src == 0 \
                 and ins.label is not None:
             if carry is None:
                 carry = ins.label
