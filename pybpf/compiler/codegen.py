@@ -32,11 +32,21 @@ _MOV64_X = AluOp.MOV | Source.X | Class.ALU64
 _MOV64_K = AluOp.MOV | Source.K | Class.ALU64
 _MOV32_K = AluOp.MOV | Source.K | Class.ALU
 _ADD64_K = AluOp.ADD | Source.K | Class.ALU64
+_MOV32_X = AluOp.MOV | Source.X | Class.ALU
+_NEG64 = AluOp.NEG | Class.ALU64
 _X64 = Source.X | Class.ALU64
 _K64 = Source.K | Class.ALU64
-_JMP = {"eq": JmpOp.JEQ, "ne": JmpOp.JNE, "ugt": JmpOp.JGT, "uge": JmpOp.JGE,
-        "ult": JmpOp.JLT, "ule": JmpOp.JLE, "sgt": JmpOp.JSGT, "sge": JmpOp.JSGE,
-        "slt": JmpOp.JSLT, "sle": JmpOp.JSLE}
+_JA = JmpOp.JA | Class.JMP
+_CALL = JmpOp.CALL | Class.JMP
+_EXIT = JmpOp.EXIT | Class.JMP
+#: memory loads and stores by size in bytes
+_LDX = {n: Mode.MEM | size | Class.LDX for n, size in _SIZE.items()}
+_STX = {n: Mode.MEM | size | Class.STX for n, size in _SIZE.items()}
+_ST = {n: Mode.MEM | size | Class.ST for n, size in _SIZE.items()}
+_JMP = {name: code | Class.JMP for name, code in (
+    ("eq", JmpOp.JEQ), ("ne", JmpOp.JNE), ("ugt", JmpOp.JGT), ("uge", JmpOp.JGE),
+    ("ult", JmpOp.JLT), ("ule", JmpOp.JLE), ("sgt", JmpOp.JSGT), ("sge", JmpOp.JSGE),
+    ("slt", JmpOp.JSLT), ("sle", JmpOp.JSLE))}      # with the class: ``| Source.X/K``
 
 
 class Generated:
@@ -144,14 +154,14 @@ def generate(fn: Function) -> Generated:
             assert op.dst is not None and isinstance(op.a, VReg)
             d = _reg(op.dst)
             mov_reg(d, _reg(op.a))
-            emit(AluOp.NEG | Class.ALU64, d)
+            emit(_NEG64, d)
         elif k == "norm":
             assert op.dst is not None and isinstance(op.a, VReg)
             d, t = _reg(op.dst), op.dst.type
             if t.bits == 64:
                 mov_reg(d, _reg(op.a))
             elif t.bits == 32 and not t.signed:
-                emit(AluOp.MOV | Source.X | Class.ALU, d, _reg(op.a))      # w = w
+                emit(_MOV32_X, d, _reg(op.a))                             # w = w
             else:
                 mov_reg(d, _reg(op.a))
                 if t.signed:
@@ -160,10 +170,10 @@ def generate(fn: Function) -> Generated:
                 else:
                     emit(AluOp.AND | Source.K | Class.ALU64, d, imm=(1 << t.bits) - 1)
         elif k == "jump":
-            emit(JmpOp.JA | Class.JMP, reference=op.target)
+            emit(_JA, reference=op.target)
         elif k == "branch":
             assert isinstance(op.a, VReg) and op.b is not None
-            code = _JMP[op.name] | Class.JMP
+            code = _JMP[op.name]
             if isinstance(op.b, VReg):
                 emit(code | Source.X, _reg(op.a), _reg(op.b), reference=op.target)
             else:
@@ -172,7 +182,7 @@ def generate(fn: Function) -> Generated:
             out.calls.append(len(ins_list))
             for i, arg in enumerate(op.args):
                 operand_into(i + 1, arg)
-            emit(JmpOp.CALL | Class.JMP, src=CallKind.HELPER, imm=helper(op.name).id)
+            emit(_CALL, src=CallKind.HELPER, imm=helper(op.name).id)
             if op.dst is not None:
                 mov_reg(_reg(op.dst), 0)
         elif k == "bswap":                      # big-endian <-> host (op.size bits)
@@ -181,13 +191,13 @@ def generate(fn: Function) -> Generated:
             emit(AluOp.END | Source.X | Class.ALU, _reg(op.dst), imm=op.size)
         elif k == "load":
             assert op.dst is not None
-            emit(Mode.MEM | _SIZE[op.size] | Class.LDX, _reg(op.dst), base_reg(op.base), op.off)
+            emit(_LDX[op.size], _reg(op.dst), base_reg(op.base), op.off)
         elif k == "store":
             assert op.a is not None
             if isinstance(op.a, VReg):
-                emit(Mode.MEM | _SIZE[op.size] | Class.STX, base_reg(op.base), _reg(op.a), op.off)
+                emit(_STX[op.size], base_reg(op.base), _reg(op.a), op.off)
             else:
-                emit(Mode.MEM | _SIZE[op.size] | Class.ST, base_reg(op.base), off=op.off,
+                emit(_ST[op.size], base_reg(op.base), off=op.off,
                      imm=op.a)
         elif k == "atomic":
             assert isinstance(op.a, VReg)
@@ -195,7 +205,7 @@ def generate(fn: Function) -> Generated:
                  op.off, imm=AtomicOp[(op.name or "add").upper()])
         elif k == "zero":
             for o in range(0, op.size, 8):
-                emit(Mode.MEM | Size.DW | Class.ST, 10, off=op.off + o, imm=0)
+                emit(_ST[8], 10, off=op.off + o, imm=0)
         elif k == "addr":
             assert op.dst is not None
             mov_reg(_reg(op.dst), base_reg(op.base))
@@ -212,17 +222,17 @@ def generate(fn: Function) -> Generated:
             out.calls.append(len(ins_list))
             for i, arg in enumerate(op.args):
                 operand_into(i + 1, arg)
-            emit(JmpOp.CALL | Class.JMP, src=CallKind.LOCAL, imm=-1, reference=op.name)
+            emit(_CALL, src=CallKind.LOCAL, imm=-1, reference=op.name)
             mov_reg(_reg(op.dst), 0)
         elif k == "ret":
             assert op.a is not None
             operand_into(0, op.a)
-            emit(JmpOp.EXIT | Class.JMP)
+            emit(_EXIT)
         else:                                   # pragma: no cover
             raise AssertionError(f"unknown IR operation {k}")
     if pending:                                 # a label at the very end: a safe exit
         mov_imm(0, 0)
-        emit(JmpOp.EXIT | Class.JMP)
+        emit(_EXIT)
     return out
 
 
