@@ -208,7 +208,7 @@ _FIXPOINT_TRIES = 4
 #: diagnostics (handled by :meth:`Analyser.run`), constant inputs, the tree (its probes
 #: are compared on their own), caches of answers that do not change
 _NOT_STATE = frozenset(["pass_", "stage", "errors", "warnings", "program", "env", "opts",
-                        "source", "filename", "structs", "_matches"])
+                        "source", "filename", "structs", "_matches", "arg_uses"])
 
 
 class _State:
@@ -230,9 +230,13 @@ class _State:
             keep.append(obj)
             return _object, (id(obj),)
 
+        # the records by their attributes: what pickle's default does, without its
+        # generic (and slower) path through copyreg
+        table: Dict[type, Any] = {cls: _by_attributes for cls in _record_classes()}
+        table[Struct] = by_identity
         buf = io.BytesIO()
         pickler = Pickler(buf, 4)
-        pickler.dispatch_table = {Struct: by_identity}
+        pickler.dispatch_table = table
         try:
             pickler.dump(roots)
             self.key: Optional[bytes] = buf.getvalue()
@@ -247,6 +251,22 @@ class _State:
 
 def _object(ident: int) -> None:
     """Stands for an object a :class:`_State` keeps by identity (never called)."""
+
+
+def _by_attributes(obj: Any) -> Tuple[Any, Tuple[type], Dict[str, Any]]:
+    return object.__new__, (type(obj),), obj.__dict__
+
+
+def _record_classes() -> List[type]:
+    """The classes a :class:`_State` takes apart: tree nodes, types, attach points,
+    locations and the attach-point checks' state."""
+    out: List[type] = [SizedType, AttachPoint, CheckState, Location]
+    todo: List[type] = [A.Node]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
 
 
 class Analyser:
@@ -293,6 +313,8 @@ class Analyser:
         self.parents: Dict[int, str] = {}
         self.assigned_map: Dict[int, str] = {}
         self._matches: Dict[int, List[str]] = {}
+        #: per probe, its uses of ``args`` and ``retval``
+        self.arg_uses: List[List[A.Builtin]] = []
         self._index_parents()
 
     # -- diagnostics --------------------------------------------------------------------
@@ -323,6 +345,10 @@ class Analyser:
 
     # -- tree facts 0.17 keeps on nodes ------------------------------------------------
     def _index_parents(self) -> None:
+        """The parents of expressions; the ``args``/``retval`` of each probe (for the
+        field resolution, before the passes)."""
+        uses: List[A.Builtin] = []
+
         def walk(n: Any) -> None:
             if isinstance(n, A.AssignMap) and n.op is None:
                 self.parents[id(n.value)] = "map"
@@ -332,6 +358,8 @@ class Analyser:
             elif isinstance(n, A.Map):
                 for k in n.keys:
                     self.parents[id(k)] = "key"
+            elif isinstance(n, A.Builtin) and n.name in ("args", "retval"):
+                uses.append(n)
             if isinstance(n, A.Node):
                 for v in vars(n).values():
                     if isinstance(v, (A.Node, list)):
@@ -339,7 +367,10 @@ class Analyser:
             elif isinstance(n, list):
                 for x in n:
                     walk(x)
-        walk(self.program.probes)
+        for probe in self.program.probes:
+            uses = []
+            walk([probe.pred, probe.body])
+            self.arg_uses.append(uses)
 
     def parent(self, node: A.Node) -> Optional[str]:
         """``map``/``var``/``key``: where an expression's value goes directly."""
