@@ -148,12 +148,15 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
         else:
             spill(reg)
 
+    # rewrite on physical registers; a self-move (``rN = rN``) is dropped and its label
+    # goes to the next instruction (an alias when that one has a label of its own)
     out: List[Instruction] = []
+    carry: Optional[str] = None
+    aliases: Dict[str, str] = {}
     for ins in instructions:
-        rd, wd, rs = _uses(ins)
+        dst, src = ins.dst, ins.src
         before: List[Instruction] = []
         after: List[Instruction] = []
-        dst, src = ins.dst, ins.src
         if src >= VREG_BASE:
             if src in spilled:
                 before.append(Instruction(_LOAD_DW, _SCRATCH_SRC, 10,
@@ -163,6 +166,7 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
                 src = assigned[src]
         if dst >= VREG_BASE:
             if dst in spilled:
+                rd, wd, _ = _uses(ins)
                 if rd:
                     before.append(Instruction(_LOAD_DW, _SCRATCH_DST,
                                               10, spilled[dst], source=ins.source))
@@ -173,45 +177,30 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
             else:
                 dst = assigned[dst]
         label = ins.label
-        is_self_move = ins.opcode == _MOV_X and dst == src
-        if not (before or after or is_self_move):
-            out.append(Instruction(ins.opcode, dst, src, ins.off, ins.imm, label=label,
-                                   reference=ins.reference, source=ins.source))
-            continue
-        # the spill loads and stores are fresh and unlabelled: the label goes on the first
-        group = before if is_self_move else before + [Instruction(
-            ins.opcode, dst, src, ins.off, ins.imm, reference=ins.reference,
-            source=ins.source)]
-        group += after
-        if group:
+        if ins.opcode == _MOV_X and dst == src:     # never with spill code (r0, r5)
             if label is not None:
-                group[0].label = label
-            out.extend(group)
-        elif label is not None:
-            out.append(Instruction(_MOV_X, 0, 0, label=label,
-                                   source=ins.source))      # placeholder, removed below
-        else:
-            pass
-    # a label on a dropped self-move: move it to the next instruction
-    cleaned: List[Instruction] = []
-    carry: Optional[str] = None
-    aliases: Dict[str, str] = {}
-    for ins in out:
-        if ins.opcode == _MOV_X and ins.dst == ins.src == 0 \
-                and ins.label is not None:
-            if carry is None:
-                carry = ins.label
-            else:
-                aliases[ins.label] = carry
+                if carry is None:
+                    carry = label
+                else:
+                    aliases[label] = carry
             continue
         if carry is not None:
-            if ins.label is not None:
-                aliases[ins.label] = carry
-            ins = ins.replace(label=carry)
-            carry = None
-        cleaned.append(ins)
+            if label is not None:
+                aliases[label] = carry
+            label, carry = carry, None
+        # the spill loads and stores are fresh and unlabelled: the label goes on the first
+        new = Instruction(ins.opcode, dst, src, ins.off, ins.imm, label=label,
+                          reference=ins.reference, source=ins.source)
+        if before:
+            new.label = None
+            before[0].label = label
+            out.extend(before)
+        out.append(new)
+        if after:
+            out.extend(after)
     if carry is not None:
-        cleaned.append(Instruction(JmpOp.EXIT | Class.JMP, label=carry))
+        out.append(Instruction(JmpOp.EXIT | Class.JMP, label=carry))
+    cleaned = out
     if aliases:
         cleaned = [i.replace(reference=aliases.get(i.reference, i.reference))
                    if isinstance(i.reference, str) else i for i in cleaned]
