@@ -15,7 +15,9 @@ How 0.17 checks a program, and so how this module does:
    used before the statement that gives it a type); errors are collected during a pass
    and, when there are any, reported together at its end and the run stops. Checks
    that need every type (argument types, printf formats, undefined maps) run only in
-   the tenth pass. Warnings are printed as they are found (some every pass, as 0.17
+   the tenth pass. (Passes 2 to 9 are one function of the state: once one leaves it as
+   it found it, the next ones would repeat it to the letter, so pybpf goes on with the
+   tenth, repeating that pass's warnings as 0.17 prints them.) Warnings are printed as they are found (some every pass, as 0.17
    does); they are in :attr:`Analysis.warnings` and, on failure, on the error
    (``err.warnings``) in the order bpftrace prints them;
 4. the resource pass: lhist bounds per map, the async actions and their formats.
@@ -206,9 +208,11 @@ _FIXPOINT_TRIES = 4
 
 #: the analyser's attributes that are not state a pass reads: the pass number and the
 #: diagnostics (handled by :meth:`Analyser.run`), constant inputs, the tree (its probes
-#: are compared on their own), caches of answers that do not change
+#: are compared on their own), caches of answers that do not change, the indexes of
+#: the tree made before the passes
 _NOT_STATE = frozenset(["pass_", "stage", "errors", "warnings", "program", "env", "opts",
-                        "source", "filename", "structs", "_matches", "arg_uses"])
+                        "source", "filename", "structs", "_matches", "arg_uses",
+                        "parents", "assigned_map"])
 
 
 class _State:

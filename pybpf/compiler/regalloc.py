@@ -188,6 +188,9 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
             if label is not None:
                 aliases[label] = carry
             label, carry = carry, None
+        if dst == ins.dst and src == ins.src and label == ins.label and not before:
+            out.append(ins)                         # on physical registers already
+            continue
         # the spill loads and stores are fresh and unlabelled: the label goes on the first
         new = Instruction(ins.opcode, dst, src, ins.off, ins.imm, label=label,
                           reference=ins.reference, source=ins.source)
