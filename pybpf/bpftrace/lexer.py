@@ -34,6 +34,7 @@ expanded ``#define`` shifts later columns on its line as it does in bpftrace. ``
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from typing import Dict, List, Optional, Tuple, Union
 
 from .errors import Diagnostic, Location
@@ -95,6 +96,7 @@ _ENDPRED_RE = re.compile(r"/[ \t\n\r]*[/{]")
 _HSPACE_RE = re.compile(r"[ \t]+")
 _VSPACE_RE = re.compile(r"[\n\r]+")
 _STR_PLAIN_RE = re.compile(r'[^\\\n"]+')
+_COMMENT_TEXT_RE = re.compile(r"[^*\n]+")
 _OCT_RE = re.compile(r"\\[0-7]{1,3}")
 _HEXESC_RE = re.compile(r"\\[xX][0-9a-fA-F]{1,2}")
 _SUFFIX_RE = re.compile(r"(u|u?l?l)", re.IGNORECASE)
@@ -129,6 +131,12 @@ class LexResult:
 
     tokens: List[Token] = field(default_factory=list)
     errors: List[Tuple[int, Diagnostic]] = field(default_factory=list)
+    #: of a scan without macros, the scanner's state at each line start where it was
+    #: between tokens (see :func:`tokenize`'s ``reuse``): (position, tokens, errors
+    #: and token starts so far, the last token start's line and column, bison's begin
+    #: and end line and column, the real line and column)
+    line_starts: List[Tuple[int, ...]] = field(default_factory=list, compare=False,
+                                               repr=False)
 
 
 def _stoull(text: str, base: int) -> Tuple[int, int]:
@@ -197,16 +205,30 @@ class _Scanner:
     """The scanner's state: the text (bytes as latin-1), bison's running location and
     the real position of the next character."""
 
-    def __init__(self, source: str, macros: Optional[Dict[str, str]]) -> None:
+    def __init__(self, source: str, macros: Optional[Dict[str, str]],
+                 reuse: Optional[LexResult] = None) -> None:
         self.text = source.encode("utf-8").decode("latin-1")
         self.macros = {k: v.encode("utf-8").decode("latin-1")
                        for k, v in (macros or {}).items()}
+        self.record = not self.macros                        # keep line_starts
+        self.shift = 0                  # characters of macro text inserted before pos
+        self.reuse: Optional[LexResult] = None
+        if reuse is not None and self.macros and reuse.line_starts and not any(
+                "\n" in body or "\r" in body for body in self.macros.values()):
+            self.reuse = reuse
+            self.reuse_at = {st[0]: i for i, st in enumerate(reuse.line_starts)}
+            self.reuse_ntok = [st[1] for st in reuse.line_starts]
+            # the tokens of the scan without macros that expand here
+            self.reuse_macros = [i for i, t in enumerate(reuse.tokens)
+                                 if t.kind == "IDENT" and t.value in self.macros
+                                 and self.macros[t.value] != t.value]  # type: ignore
         self.pos = 0
         self.bl, self.bc, self.el, self.ec = 1, 1, 1, 1      # bison's begin/end
         self.rline, self.rcol = 1, 1                         # real next character
         self.out = LexResult()
         self.unput_count = 0
         self.tok_line, self.tok_col = 1, 1
+        self.marks = 0                              # mark() calls so far
 
     # bison location operations
     def columns(self, n: int) -> None:
@@ -240,6 +262,7 @@ class _Scanner:
 
     def mark(self) -> None:
         self.tok_line, self.tok_col = self.rline, self.rcol
+        self.marks += 1
 
     def emit(self, kind: str, value: Union[str, int, bytes, None]) -> None:
         end = self.rcol if self.rline == self.tok_line else self.tok_col + 1
@@ -264,6 +287,13 @@ class _Scanner:
                 self.eat(n)
                 self.lines(n)
                 self.step()
+                if self.record:
+                    self.out.line_starts.append((
+                        self.pos, len(self.out.tokens), len(self.out.errors),
+                        self.marks, self.tok_line, self.tok_col, self.bl, self.bc,
+                        self.el, self.ec, self.rline, self.rcol))
+                elif self.reuse is not None and self.unput_count == 0:
+                    self.skip_unchanged()
                 continue
             self.mark()
             if c == "/":
@@ -302,6 +332,38 @@ class _Scanner:
                 self.error(f"invalid character '{ch}'")
         self.emit("END", None)
         return self.out
+
+    def skip_unchanged(self) -> None:
+        """At a line start, in the same state as the scan without macros at the same
+        place of the source: take that scan's tokens (and errors) up to its last line
+        start before a macro's name, and go on from there in its state. The scan from
+        a state depends only on the text after it (the same: every macro text
+        inserted is before) and on the macros it meets."""
+        prev = self.reuse
+        assert prev is not None
+        i = self.reuse_at.get(self.pos - self.shift)
+        if i is None:
+            return
+        here = prev.line_starts[i]
+        if here[6:] != (self.bl, self.bc, self.el, self.ec, self.rline, self.rcol):
+            return
+        k = bisect_left(self.reuse_macros, here[1])
+        if k < len(self.reuse_macros):
+            j = bisect_right(self.reuse_ntok, self.reuse_macros[k]) - 1
+        else:
+            j = len(prev.line_starts) - 1
+        if j <= i:
+            return
+        there = prev.line_starts[j]
+        out = self.out
+        base = len(out.tokens) - here[1]
+        out.tokens.extend(prev.tokens[here[1]:there[1]])
+        out.errors.extend((n + base, d) for n, d in prev.errors[here[2]:there[2]])
+        self.pos = there[0] + self.shift
+        self.bl, self.bc, self.el, self.ec, self.rline, self.rcol = there[6:]
+        if there[3] != here[3]:             # a token (or comment) began on the way
+            self.marks += there[3] - here[3]
+            self.tok_line, self.tok_col = there[4], there[5]
 
     def slash(self) -> None:
         text, pos = self.text, self.pos
@@ -345,10 +407,7 @@ class _Scanner:
             elif c == "*":
                 self.eat(1)
             else:
-                end = self.pos
-                while end < len(text) and text[end] not in "*\n":
-                    end += 1
-                self.eat(end - self.pos)
+                self.eat(_COMMENT_TEXT_RE.match(text, self.pos).end() - self.pos)  # type: ignore
 
     def hash(self) -> None:
         text, pos = self.text, self.pos
@@ -420,6 +479,7 @@ class _Scanner:
                 self.emit("END", None)
                 return False
             self.unput_count += len(body)
+            self.shift += len(body)
             self.text = self.text[:self.pos] + body + self.text[self.pos:]
         else:
             self.unput_count = 0
@@ -506,8 +566,12 @@ class _Scanner:
             return
 
 
-def tokenize(source: str, macros: Optional[Dict[str, str]] = None) -> LexResult:
+def tokenize(source: str, macros: Optional[Dict[str, str]] = None,
+             reuse: Optional[LexResult] = None) -> LexResult:
     """Tokens and lexical errors of ``source``. ``macros`` maps names of ``#define``d
     object-like macros to their replacement text: an identifier with such a name is
-    replaced by that text, re-lexed (bpftrace's second parse does this)."""
-    return _Scanner(source, macros).run()
+    replaced by that text, re-lexed (bpftrace's second parse does this). ``reuse``: the
+    result of ``tokenize(source)`` (the first parse's), whose tokens are taken as they
+    are for the lines from a line start up to one with a macro's name (the result is
+    the same, without scanning those lines again)."""
+    return _Scanner(source, macros, reuse).run()

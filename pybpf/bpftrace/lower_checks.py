@@ -70,11 +70,13 @@ class HelperCheckMixin:
 
     def emit(self, kind: str, **fields: Any) -> Any:
         """Append an operation; after a checked helper call, its check."""
+        if kind != "helper":
+            return super().emit(kind, **fields)                 # type: ignore[misc]
         name = fields.get("name")
-        if kind == "helper" and name in ("probe_read_kernel", "probe_read_kernel_str") \
+        if name in ("probe_read_kernel", "probe_read_kernel_str") \
                 and self._space_of_read() == "none":
             name = fields["name"] = name.replace("_kernel", "")   # 0.17's choice
-        checked = (kind == "helper" and not self._checking and self.check_level > 0
+        checked = (not self._checking and self.check_level > 0
                    and (name in CHECKED_K or
                         (self.check_level >= 2 and name in CHECKED_KK)))
         if checked and fields.get("dst") is None:          # keep the result to test it

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import ast as A
 from .errors import BpftraceSyntaxError, Diagnostic, Location
-from .lexer import TOKEN_NAMES, Token, tokenize
+from .lexer import TOKEN_NAMES, LexResult, Token, tokenize
 
 __all__ = ["parse", "parse_program", "parse_expression", "parse_listing", "Parser"]
 
@@ -70,10 +70,10 @@ class Parser:
 
     def __init__(self, source: str, filename: str = "stdin",
                  macros: Optional[Dict[str, str]] = None, allow_for: bool = False,
-                 listing: bool = False) -> None:
+                 listing: bool = False, reuse: Optional[LexResult] = None) -> None:
         self.source, self.filename, self.allow_for = source, filename, allow_for
         self.listing = listing
-        self.lexed = tokenize(source, macros)
+        self.lexed = tokenize(source, macros, reuse)
         self.toks: List[Token] = self.lexed.tokens
         self.i = 0
         self._paren: Set[int] = set()
@@ -504,12 +504,14 @@ def _run(parser: Parser, entry: str) -> object:
 
 
 def parse(source: str, filename: str = "stdin", macros: Optional[Dict[str, str]] = None,
-          allow_for: bool = False) -> A.Program:
+          allow_for: bool = False, reuse: Optional[LexResult] = None) -> A.Program:
     """The syntax tree of a program (one pass, no preamble reading); raises
     :class:`BpftraceSyntaxError` with bpftrace's messages and locations. ``filename`` is
     what errors are prefixed with (``stdin`` for ``-e``); ``macros`` are object-like
-    ``#define``s to expand."""
-    return _run(Parser(source, filename, macros, allow_for), "program")  # type: ignore
+    ``#define``s to expand; ``reuse`` the tokens of a pass without them (see
+    :func:`~pybpf.bpftrace.lexer.tokenize`)."""
+    return _run(Parser(source, filename, macros, allow_for, reuse=reuse),  # type: ignore
+                "program")
 
 
 def parse_listing(search: str) -> A.Program:
@@ -557,7 +559,8 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
             default_dirs(include_dirs or []))
         macros = {**found, **macros}
     if macros:
-        prog = parse(source, filename, macros=macros, allow_for=allow_for)
+        prog = parse(source, filename, macros=macros, allow_for=allow_for,
+                     reuse=first.lexed)
     prog.preamble = pre
     return prog
 

@@ -226,17 +226,6 @@ def assign_var(a: Any, s: A.AssignVar) -> None:
 
 # -- the stages before the semantic passes -----------------------------------------------
 
-def _walk(n: Any):                                         # type: ignore[no-untyped-def]
-    if isinstance(n, A.Node):
-        yield n
-        for v in list(vars(n).values()):
-            if isinstance(v, (A.Node, list)):
-                yield from _walk(v)
-    elif isinstance(n, list):
-        for x in n:
-            yield from _walk(x)
-
-
 def _uprobe_args(a: Any, target: str, func: str) -> Optional[Dict[str, SizedType]]:
     """A uprobe function's parameters from DWARF (types from their C spelling)."""
     from .dwarf_params import DwarfParams
@@ -263,9 +252,7 @@ def resolve_fields(a: Any) -> None:
     diags: List[Diagnostic] = []
     for pi, probe in enumerate(a.program.probes):
         aps = a.aps_all[pi] if pi < len(a.aps_all) else []
-        uses = [n for n in _walk([probe.pred, probe.body])
-                if isinstance(n, A.Builtin) and n.name in ("args", "retval")]
-        for _use in uses:
+        for _use in a.arg_uses[pi]:
             args: Dict[str, SizedType] = {}
             for ap in aps:
                 if ap.kind not in ("kfunc", "kretfunc", "uprobe"):

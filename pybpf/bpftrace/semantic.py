@@ -15,7 +15,9 @@ How 0.17 checks a program, and so how this module does:
    used before the statement that gives it a type); errors are collected during a pass
    and, when there are any, reported together at its end and the run stops. Checks
    that need every type (argument types, printf formats, undefined maps) run only in
-   the tenth pass. Warnings are printed as they are found (some every pass, as 0.17
+   the tenth pass. (Passes 2 to 9 are one function of the state: once one leaves it as
+   it found it, the next ones would repeat it to the letter, so pybpf goes on with the
+   tenth, repeating that pass's warnings as 0.17 prints them.) Warnings are printed as they are found (some every pass, as 0.17
    does); they are in :attr:`Analysis.warnings` and, on failure, on the error
    (``err.warnings``) in the order bpftrace prints them;
 4. the resource pass: lhist bounds per map, the async actions and their formats.
@@ -49,7 +51,7 @@ from .errors import BpftraceError, Diagnostic, Location
 from . import sema_calls, sema_exprs, sema_maps
 from .probes import AttachPoint, CheckState, ProbeEnv, check_attach_point
 from .structs import StructManager
-from .types import (INT_CASTS, STRING_SIZE, SizedType, create_int64, create_integer,
+from .types import (INT_CASTS, STRING_SIZE, SizedType, Struct, create_int64, create_integer,
                     create_none, create_stack_mode, create_string, create_tuple,
                     create_uint64, node_type as _ty, typestr)
 
@@ -199,6 +201,78 @@ def stoll(s: str) -> Optional[int]:
     return v
 
 
+#: the state is compared after passes 2 to this one (pass 1 is not the others'
+#: function: it adds the implicit casts and gives map keys no types; a program whose
+#: passes keep changing the state goes on without the comparisons' cost)
+_FIXPOINT_TRIES = 4
+
+#: the analyser's attributes that are not state a pass reads: the pass number and the
+#: diagnostics (handled by :meth:`Analyser.run`), constant inputs, the tree (its probes
+#: are compared on their own), caches of answers that do not change, the indexes of
+#: the tree made before the passes
+_NOT_STATE = frozenset(["pass_", "stage", "errors", "warnings", "program", "env", "opts",
+                        "source", "filename", "structs", "_matches", "arg_uses",
+                        "parents", "assigned_map"])
+
+
+class _State:
+    """A deep snapshot, for equality, of the objects a semantic pass reads and changes:
+    tree nodes, types, attach points and the analyser's tables, every attribute, lists,
+    dicts and tuples, and which objects are shared (the same object twice): their
+    pickle. Structs (from BTF, loaded as used) are kept by identity: a pass that made a
+    new one counts as a change. Two snapshots are equal when a pass started from either
+    would do the same. Something that cannot be pickled makes a snapshot equal to none."""
+
+    __slots__ = ("key", "keep")
+
+    def __init__(self, roots: List[Any]) -> None:
+        import io
+        from _pickle import Pickler             # the C pickler alone: no pickle module
+        keep: List[Any] = []                    # kept alive: their ids stay theirs
+
+        def by_identity(obj: Any) -> Tuple[Any, Tuple[int]]:
+            keep.append(obj)
+            return _object, (id(obj),)
+
+        # the records by their attributes: what pickle's default does, without its
+        # generic (and slower) path through copyreg
+        table: Dict[type, Any] = {cls: _by_attributes for cls in _record_classes()}
+        table[Struct] = by_identity
+        buf = io.BytesIO()
+        pickler = Pickler(buf, 4)
+        pickler.dispatch_table = table
+        try:
+            pickler.dump(roots)
+            self.key: Optional[bytes] = buf.getvalue()
+        except Exception:                       # noqa: BLE001 - no snapshot, no skip
+            self.key = None
+        self.keep = keep
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _State) and self.key is not None and \
+            self.key == other.key
+
+
+def _object(ident: int) -> None:
+    """Stands for an object a :class:`_State` keeps by identity (never called)."""
+
+
+def _by_attributes(obj: Any) -> Tuple[Any, Tuple[type], Dict[str, Any]]:
+    return object.__new__, (type(obj),), obj.__dict__
+
+
+def _record_classes() -> List[type]:
+    """The classes a :class:`_State` takes apart: tree nodes, types, attach points,
+    locations and the attach-point checks' state."""
+    out: List[type] = [SizedType, AttachPoint, CheckState, Location]
+    todo: List[type] = [A.Node]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
 class Analyser:
     """One analysis (use :func:`analyse`)."""
 
@@ -243,6 +317,8 @@ class Analyser:
         self.parents: Dict[int, str] = {}
         self.assigned_map: Dict[int, str] = {}
         self._matches: Dict[int, List[str]] = {}
+        #: per probe, its uses of ``args`` and ``retval``
+        self.arg_uses: List[List[A.Builtin]] = []
         self._index_parents()
 
     # -- diagnostics --------------------------------------------------------------------
@@ -273,6 +349,10 @@ class Analyser:
 
     # -- tree facts 0.17 keeps on nodes ------------------------------------------------
     def _index_parents(self) -> None:
+        """The parents of expressions; the ``args``/``retval`` of each probe (for the
+        field resolution, before the passes)."""
+        uses: List[A.Builtin] = []
+
         def walk(n: Any) -> None:
             if isinstance(n, A.AssignMap) and n.op is None:
                 self.parents[id(n.value)] = "map"
@@ -282,6 +362,8 @@ class Analyser:
             elif isinstance(n, A.Map):
                 for k in n.keys:
                     self.parents[id(k)] = "key"
+            elif isinstance(n, A.Builtin) and n.name in ("args", "retval"):
+                uses.append(n)
             if isinstance(n, A.Node):
                 for v in vars(n).values():
                     if isinstance(v, (A.Node, list)):
@@ -289,7 +371,10 @@ class Analyser:
             elif isinstance(n, list):
                 for x in n:
                     walk(x)
-        walk(self.program.probes)
+        for probe in self.program.probes:
+            uses = []
+            walk([probe.pred, probe.body])
+            self.arg_uses.append(uses)
 
     def parent(self, node: A.Node) -> Optional[str]:
         """``map``/``var``/``key``: where an expression's value goes directly."""
@@ -365,13 +450,33 @@ class Analyser:
         sema_maps.resolve_fields(self)
         sema_maps.tracepoint_formats(self)
         self.stage = "passes"
-        for self.pass_ in range(1, NUM_PASSES + 1):
+        before: Optional[_State] = None
+        self.pass_ = 1
+        while self.pass_ <= NUM_PASSES:
+            first_warning = len(self.warnings)
             for self.pi, probe in enumerate(self.program.probes):
                 self.visit_probe(probe)
             if self.errors:
                 self.fail(self.errors)
+            if 2 <= self.pass_ <= _FIXPOINT_TRIES:
+                after = self._state()
+                if before is not None and after == before:
+                    # passes 2 to 9 are one function of the state: a pass that left it
+                    # as it found it would be repeated to the letter up to the last one
+                    # (the same warnings each time), which sees this state
+                    repeats = NUM_PASSES - 1 - self.pass_
+                    self.warnings.extend(self.warnings[first_warning:] * repeats)
+                    self.pass_ = NUM_PASSES - 1
+                before = after
+            self.pass_ += 1
+        self.pass_ = NUM_PASSES
         self.stage = "resources"
         return sema_maps.collect(self)
+
+    def _state(self) -> "_State":
+        """What a pass reads of what the passes before it did (see :class:`_State`)."""
+        attrs = {k: v for k, v in vars(self).items() if k not in _NOT_STATE}
+        return _State([attrs, self.program.probes])
 
     def visit_probe(self, probe: A.Probe) -> None:
         """bpftrace's ``visit(Probe)``."""

@@ -27,9 +27,26 @@ _ALU = {"add": AluOp.ADD, "sub": AluOp.SUB, "mul": AluOp.MUL, "udiv": AluOp.DIV,
         "or": AluOp.OR, "xor": AluOp.XOR, "lsh": AluOp.LSH, "rsh": AluOp.RSH,
         "arsh": AluOp.ARSH}
 _SIZE = {1: Size.B, 2: Size.H, 4: Size.W, 8: Size.DW}
-_JMP = {"eq": JmpOp.JEQ, "ne": JmpOp.JNE, "ugt": JmpOp.JGT, "uge": JmpOp.JGE,
-        "ult": JmpOp.JLT, "ule": JmpOp.JLE, "sgt": JmpOp.JSGT, "sge": JmpOp.JSGE,
-        "slt": JmpOp.JSLT, "sle": JmpOp.JSLE}
+# the opcodes emitted most, computed once (an enum member's lookup is not free)
+_MOV64_X = AluOp.MOV | Source.X | Class.ALU64
+_MOV64_K = AluOp.MOV | Source.K | Class.ALU64
+_MOV32_K = AluOp.MOV | Source.K | Class.ALU
+_ADD64_K = AluOp.ADD | Source.K | Class.ALU64
+_MOV32_X = AluOp.MOV | Source.X | Class.ALU
+_NEG64 = AluOp.NEG | Class.ALU64
+_X64 = Source.X | Class.ALU64
+_K64 = Source.K | Class.ALU64
+_JA = JmpOp.JA | Class.JMP
+_CALL = JmpOp.CALL | Class.JMP
+_EXIT = JmpOp.EXIT | Class.JMP
+#: memory loads and stores by size in bytes
+_LDX = {n: Mode.MEM | size | Class.LDX for n, size in _SIZE.items()}
+_STX = {n: Mode.MEM | size | Class.STX for n, size in _SIZE.items()}
+_ST = {n: Mode.MEM | size | Class.ST for n, size in _SIZE.items()}
+_JMP = {name: code | Class.JMP for name, code in (
+    ("eq", JmpOp.JEQ), ("ne", JmpOp.JNE), ("ugt", JmpOp.JGT), ("uge", JmpOp.JGE),
+    ("ult", JmpOp.JLT), ("ule", JmpOp.JLE), ("sgt", JmpOp.JSGT), ("sge", JmpOp.JSGE),
+    ("slt", JmpOp.JSLT), ("sle", JmpOp.JSLE))}      # with the class: ``| Source.X/K``
 
 
 class Generated:
@@ -74,15 +91,15 @@ def generate(fn: Function) -> Generated:
 
     def mov_reg(dst: int, src: int) -> None:
         if dst != src:
-            emit(AluOp.MOV | Source.X | Class.ALU64, dst, src)
+            emit(_MOV64_X, dst, src)
 
     def mov_imm(dst: int, value: int) -> None:
         pattern = value & 0xFFFFFFFFFFFFFFFF
         signed = pattern - (1 << 64) if pattern >> 63 else pattern
         if _fits32(signed):
-            emit(AluOp.MOV | Source.K | Class.ALU64, dst, imm=signed)
+            emit(_MOV64_K, dst, imm=signed)
         elif pattern < 1 << 32:                 # mov32 zero-extends
-            emit(AluOp.MOV | Source.K | Class.ALU, dst,
+            emit(_MOV32_K, dst,
                  imm=pattern - (1 << 32) if pattern >> 31 else pattern)
         else:
             emit(0x18, dst, imm=signed)
@@ -92,7 +109,7 @@ def generate(fn: Function) -> Generated:
             mov_reg(dst, _reg(a))
         elif isinstance(a, FrameAddr):
             mov_reg(dst, 10)
-            emit(AluOp.ADD | Source.K | Class.ALU64, dst, imm=a.off)
+            emit(_ADD64_K, dst, imm=a.off)
         elif isinstance(a, MapFd):
             emit(0x18, dst, Pseudo.MAP_FD, reference=a.name)
         elif isinstance(a, MapValue):
@@ -105,9 +122,9 @@ def generate(fn: Function) -> Generated:
 
     def alu(op: int, dst: int, b: Operand) -> None:
         if isinstance(b, VReg):
-            emit(op | Source.X | Class.ALU64, dst, _reg(b), off=off_for(op_name))
+            emit(op | _X64, dst, _reg(b), off=off_for(op_name))
         else:
-            emit(op | Source.K | Class.ALU64, dst, imm=b, off=off_for(op_name))
+            emit(op | _K64, dst, imm=b, off=off_for(op_name))
 
     def off_for(name: str) -> int:
         return 1 if name in ("sdiv", "smod") else 0
@@ -137,14 +154,14 @@ def generate(fn: Function) -> Generated:
             assert op.dst is not None and isinstance(op.a, VReg)
             d = _reg(op.dst)
             mov_reg(d, _reg(op.a))
-            emit(AluOp.NEG | Class.ALU64, d)
+            emit(_NEG64, d)
         elif k == "norm":
             assert op.dst is not None and isinstance(op.a, VReg)
             d, t = _reg(op.dst), op.dst.type
             if t.bits == 64:
                 mov_reg(d, _reg(op.a))
             elif t.bits == 32 and not t.signed:
-                emit(AluOp.MOV | Source.X | Class.ALU, d, _reg(op.a))      # w = w
+                emit(_MOV32_X, d, _reg(op.a))                             # w = w
             else:
                 mov_reg(d, _reg(op.a))
                 if t.signed:
@@ -153,10 +170,10 @@ def generate(fn: Function) -> Generated:
                 else:
                     emit(AluOp.AND | Source.K | Class.ALU64, d, imm=(1 << t.bits) - 1)
         elif k == "jump":
-            emit(JmpOp.JA | Class.JMP, reference=op.target)
+            emit(_JA, reference=op.target)
         elif k == "branch":
             assert isinstance(op.a, VReg) and op.b is not None
-            code = _JMP[op.name] | Class.JMP
+            code = _JMP[op.name]
             if isinstance(op.b, VReg):
                 emit(code | Source.X, _reg(op.a), _reg(op.b), reference=op.target)
             else:
@@ -165,7 +182,7 @@ def generate(fn: Function) -> Generated:
             out.calls.append(len(ins_list))
             for i, arg in enumerate(op.args):
                 operand_into(i + 1, arg)
-            emit(JmpOp.CALL | Class.JMP, src=CallKind.HELPER, imm=helper(op.name).id)
+            emit(_CALL, src=CallKind.HELPER, imm=helper(op.name).id)
             if op.dst is not None:
                 mov_reg(_reg(op.dst), 0)
         elif k == "bswap":                      # big-endian <-> host (op.size bits)
@@ -174,13 +191,13 @@ def generate(fn: Function) -> Generated:
             emit(AluOp.END | Source.X | Class.ALU, _reg(op.dst), imm=op.size)
         elif k == "load":
             assert op.dst is not None
-            emit(Mode.MEM | _SIZE[op.size] | Class.LDX, _reg(op.dst), base_reg(op.base), op.off)
+            emit(_LDX[op.size], _reg(op.dst), base_reg(op.base), op.off)
         elif k == "store":
             assert op.a is not None
             if isinstance(op.a, VReg):
-                emit(Mode.MEM | _SIZE[op.size] | Class.STX, base_reg(op.base), _reg(op.a), op.off)
+                emit(_STX[op.size], base_reg(op.base), _reg(op.a), op.off)
             else:
-                emit(Mode.MEM | _SIZE[op.size] | Class.ST, base_reg(op.base), off=op.off,
+                emit(_ST[op.size], base_reg(op.base), off=op.off,
                      imm=op.a)
         elif k == "atomic":
             assert isinstance(op.a, VReg)
@@ -188,12 +205,12 @@ def generate(fn: Function) -> Generated:
                  op.off, imm=AtomicOp[(op.name or "add").upper()])
         elif k == "zero":
             for o in range(0, op.size, 8):
-                emit(Mode.MEM | Size.DW | Class.ST, 10, off=op.off + o, imm=0)
+                emit(_ST[8], 10, off=op.off + o, imm=0)
         elif k == "addr":
             assert op.dst is not None
             mov_reg(_reg(op.dst), base_reg(op.base))
             if op.off:
-                emit(AluOp.ADD | Source.K | Class.ALU64, _reg(op.dst), imm=op.off)
+                emit(_ADD64_K, _reg(op.dst), imm=op.off)
         elif k == "ldmap":
             assert op.dst is not None
             operand_into(_reg(op.dst), MapFd(op.name))
@@ -205,17 +222,17 @@ def generate(fn: Function) -> Generated:
             out.calls.append(len(ins_list))
             for i, arg in enumerate(op.args):
                 operand_into(i + 1, arg)
-            emit(JmpOp.CALL | Class.JMP, src=CallKind.LOCAL, imm=-1, reference=op.name)
+            emit(_CALL, src=CallKind.LOCAL, imm=-1, reference=op.name)
             mov_reg(_reg(op.dst), 0)
         elif k == "ret":
             assert op.a is not None
             operand_into(0, op.a)
-            emit(JmpOp.EXIT | Class.JMP)
+            emit(_EXIT)
         else:                                   # pragma: no cover
             raise AssertionError(f"unknown IR operation {k}")
     if pending:                                 # a label at the very end: a safe exit
         mov_imm(0, 0)
-        emit(JmpOp.EXIT | Class.JMP)
+        emit(_EXIT)
     return out
 
 

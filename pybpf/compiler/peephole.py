@@ -75,14 +75,45 @@ _FACTS: Dict[Tuple[int, int, int, int], Tuple[int, int, int]] = {}
 
 def _live_out(insns: List[Instruction]) -> List[int]:
     """The registers live after each instruction, as bit masks (bit ``r`` for register
-    ``r``: much faster than Python sets), by backward data flow to a fixpoint."""
+    ``r``: much faster than Python sets), by backward data flow: one backward sweep
+    when every jump goes forward (each successor is done before its predecessors),
+    else to a fixpoint (:func:`_live_out_loops`)."""
     labels: Dict[str, int] = {i.label: n for n, i in enumerate(insns) if i.label}
+    count = len(insns)
+    facts = _FACTS
+    live_in = [0] * (count + 1)             # live_in[count]: nothing after the end
+    live_out = [0] * count
+    for n in range(count - 1, -1, -1):
+        ins = insns[n]
+        op = ins.opcode
+        key = (op, ins.dst, ins.src, ins.imm if op == 0x85 else 0)
+        found = facts.get(key)
+        if found is None:
+            found = facts[key] = _facts_of(*key)
+        flow, g, k = found
+        if flow == _NEXT:
+            out = live_in[n + 1]
+        elif flow == _EXIT:
+            out = 0
+        elif flow == _JA or isinstance(ins.reference, str):
+            t = labels[ins.reference]
+            if t <= n:                      # a loop
+                return _live_out_loops(insns, labels)
+            out = live_in[t] if flow == _JA else live_in[n + 1] | live_in[t]
+        else:
+            out = live_in[n + 1]
+        live_out[n] = out
+        live_in[n] = g | (out & k)
+    return live_out
+
+
+def _live_out_loops(insns: List[Instruction], labels: Dict[str, int]) -> List[int]:
+    """:func:`_live_out` for instructions with a backward jump: to a fixpoint."""
     count = len(insns)
     flows: List[int] = []
     gen: List[int] = []
     keep: List[int] = []                    # the complement of what the instruction kills
     target: List[int] = []                  # the jump's label index, or -1
-    backward = False                        # a jump to an earlier instruction (a loop)
     facts = _FACTS
     for n, ins in enumerate(insns):
         op = ins.opcode
@@ -95,30 +126,11 @@ def _live_out(insns: List[Instruction]) -> List[int]:
         gen.append(g)
         keep.append(k)
         if flow == _JA or (flow == _BRANCH and isinstance(ins.reference, str)):
-            t = labels[ins.reference]
-            if t <= n:
-                backward = True
-            target.append(t)
+            target.append(labels[ins.reference])
         else:
             target.append(-1)
     live_in = [0] * (count + 1)             # live_in[count]: nothing after the end
     live_out = [0] * count
-    if not backward:
-        # every successor comes later: one backward pass is the fixpoint
-        for n in range(count - 1, -1, -1):
-            flow = flows[n]
-            if flow == _NEXT:
-                out = live_in[n + 1]
-            elif flow == _EXIT:
-                out = 0
-            elif flow == _JA:
-                out = live_in[target[n]]
-            else:
-                t = target[n]
-                out = live_in[n + 1] | live_in[t] if t >= 0 else live_in[n + 1]
-            live_out[n] = out
-            live_in[n] = gen[n] | (out & keep[n])
-        return live_out
     succ: List[Tuple[int, ...]] = []
     for n in range(count):
         flow, t = flows[n], target[n]

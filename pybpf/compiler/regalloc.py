@@ -23,6 +23,8 @@ __all__ = ["allocate", "Allocation"]
 
 _CALLER = (1, 2, 3, 4)
 _MOV_X = AluOp.MOV | Source.X | Class.ALU64
+_LOAD_DW = Mode.MEM | Size.DW | Class.LDX          # spill reload
+_STORE_DW = Mode.MEM | Size.DW | Class.STX         # spill store
 _CALLEE = (6, 7, 8, 9)
 _SCRATCH_DST, _SCRATCH_SRC = 0, 5
 
@@ -146,70 +148,62 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
         else:
             spill(reg)
 
+    # rewrite on physical registers; a self-move (``rN = rN``) is dropped and its label
+    # goes to the next instruction (an alias when that one has a label of its own)
     out: List[Instruction] = []
+    carry: Optional[str] = None
+    aliases: Dict[str, str] = {}
     for ins in instructions:
-        rd, wd, rs = _uses(ins)
+        dst, src = ins.dst, ins.src
         before: List[Instruction] = []
         after: List[Instruction] = []
-        dst, src = ins.dst, ins.src
         if src >= VREG_BASE:
             if src in spilled:
-                before.append(Instruction(Mode.MEM | Size.DW | Class.LDX, _SCRATCH_SRC, 10,
+                before.append(Instruction(_LOAD_DW, _SCRATCH_SRC, 10,
                                           spilled[src], source=ins.source))
                 src = _SCRATCH_SRC
             else:
                 src = assigned[src]
         if dst >= VREG_BASE:
             if dst in spilled:
+                rd, wd, _ = _uses(ins)
                 if rd:
-                    before.append(Instruction(Mode.MEM | Size.DW | Class.LDX, _SCRATCH_DST,
+                    before.append(Instruction(_LOAD_DW, _SCRATCH_DST,
                                               10, spilled[dst], source=ins.source))
                 if wd:
-                    after.append(Instruction(Mode.MEM | Size.DW | Class.STX, 10,
+                    after.append(Instruction(_STORE_DW, 10,
                                              _SCRATCH_DST, spilled[dst], source=ins.source))
                 dst = _SCRATCH_DST
             else:
                 dst = assigned[dst]
         label = ins.label
-        is_self_move = ins.opcode == _MOV_X and dst == src
-        if not (before or after or is_self_move):
-            out.append(Instruction(ins.opcode, dst, src, ins.off, ins.imm, label=label,
-                                   reference=ins.reference, source=ins.source))
-            continue
-        # the spill loads and stores are fresh and unlabelled: the label goes on the first
-        group = before if is_self_move else before + [Instruction(
-            ins.opcode, dst, src, ins.off, ins.imm, reference=ins.reference,
-            source=ins.source)]
-        group += after
-        if group:
+        if ins.opcode == _MOV_X and dst == src:     # never with spill code (r0, r5)
             if label is not None:
-                group[0].label = label
-            out.extend(group)
-        elif label is not None:
-            out.append(Instruction(AluOp.MOV | Source.X | Class.ALU64, 0, 0, label=label,
-                                   source=ins.source))      # placeholder, removed below
-        else:
-            pass
-    # a label on a dropped self-move: move it to the next instruction
-    cleaned: List[Instruction] = []
-    carry: Optional[str] = None
-    aliases: Dict[str, str] = {}
-    for ins in out:
-        if ins.opcode == AluOp.MOV | Source.X | Class.ALU64 and ins.dst == ins.src == 0 \
-                and ins.label is not None:
-            if carry is None:
-                carry = ins.label
-            else:
-                aliases[ins.label] = carry
+                if carry is None:
+                    carry = label
+                else:
+                    aliases[label] = carry
             continue
         if carry is not None:
-            if ins.label is not None:
-                aliases[ins.label] = carry
-            ins = ins.replace(label=carry)
-            carry = None
-        cleaned.append(ins)
+            if label is not None:
+                aliases[label] = carry
+            label, carry = carry, None
+        if dst == ins.dst and src == ins.src and label == ins.label and not before:
+            out.append(ins)                         # on physical registers already
+            continue
+        # the spill loads and stores are fresh and unlabelled: the label goes on the first
+        new = Instruction(ins.opcode, dst, src, ins.off, ins.imm, label=label,
+                          reference=ins.reference, source=ins.source)
+        if before:
+            new.label = None
+            before[0].label = label
+            out.extend(before)
+        out.append(new)
+        if after:
+            out.extend(after)
     if carry is not None:
-        cleaned.append(Instruction(JmpOp.EXIT | Class.JMP, label=carry))
+        out.append(Instruction(JmpOp.EXIT | Class.JMP, label=carry))
+    cleaned = out
     if aliases:
         cleaned = [i.replace(reference=aliases.get(i.reference, i.reference))
                    if isinstance(i.reference, str) else i for i in cleaned]
