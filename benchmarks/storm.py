@@ -15,11 +15,12 @@ round, and every figure is a median over ``--rounds``. A tracer's stdout goes to
 file (a block-buffered file, as ``tool > file``), its stderr to another.
 
 1. **opensnoop storm**: ``--events`` openat+close of one file, as fast as possible,
-   traced by ``pybpf run opensnoop -p PID``, bpftrace's opensnoop.bt (entry and exit,
-   filtered by pid), BCC's opensnoop design on tracepoints (``peers/bcc_storm.py``)
-   and the libbpf C tracer (``peers/libbpf_open.c -b``, entry only). Workload slowdown,
-   events printed (lines naming the workload's file), events counted lost (what the
-   tracer reports), consumer CPU seconds. Targets: pybpf slowdown <= 1.3x, printed +
+   traced by ``pybpf run opensnoop -p PID`` (one program at the exit), bpftrace's
+   opensnoop.bt (entry and exit, filtered by pid), BCC's opensnoop design on
+   tracepoints (``peers/bcc_storm.py``) and the libbpf C tracer
+   (``peers/libbpf_open.c -b``, entry only). Workload slowdown, events printed (lines
+   naming the workload's file), events counted lost (what the tracer reports),
+   consumer CPU seconds. Targets: pybpf slowdown <= 1.3x, printed +
    lost = events, printed >= 2x bpftrace's.
 2. **steady rate**: ``--rate`` opens/s for ``--steady-seconds``; target: pybpf loses 0
    and prints all.

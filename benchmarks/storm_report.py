@@ -224,10 +224,11 @@ NOTES = """How these are measured:
   /proc/PID/stat) to its exit (`wait4`), which includes draining after the workload; the
   tracer gets SIGINT once its output file and CPU time have not grown for 0.5 s. The BPF
   programs run in the workload's context: their cost is in the slowdown.
-- Programs: pybpf's opensnoop pairs sys_enter/sys_exit_openat (+ openat2) in a hash map,
-  as bpftrace's opensnoop.bt (same printf) and BCC's opensnoop (here on tracepoints:
-  `peers/bcc_storm.py`; opensnoop-bpfcc itself attaches kprobes/fentry, refused on this
-  machine) do. The libbpf C tracer (`peers/libbpf_open.c -b`) sends one 88-byte record
+- Programs: pybpf's opensnoop runs one program at sys_exit_openat (+ openat2), which
+  reads the path and flags back from the registers saved at the call's entry
+  (`syscall_arg()`); bpftrace's opensnoop.bt (same printf) and BCC's opensnoop (here on
+  tracepoints: `peers/bcc_storm.py`; opensnoop-bpfcc itself attaches kprobes/fentry,
+  refused on this machine) pair sys_enter/sys_exit in a hash map. The libbpf C tracer (`peers/libbpf_open.c -b`) sends one 88-byte record
   at sys_enter_openat only (comm, 64 bytes of path): a lower bound for the cost.
   pybpf's execsnoop sends one record per argument and one at the exit (BCC's design),
   filtered by parent pid (`-P`); bpftrace's execsnoop.bt (sys_enter_execve only, with
@@ -238,7 +239,7 @@ NOTES = """How these are measured:
   so it cannot read task_struct safely). The exec'd program's argument is on the
   child's stack: a string in the parent's .rodata sits in a file-backed page that fork
   does not map into the child, and no tracer could read it at the exec.
-- syscount: pybpf's counts per syscall number at raw_syscalls:sys_exit (a per-CPU
+- syscount: pybpf's counts per syscall number at the raw tracepoint sys_exit (a per-CPU
   array indexed by the number, a hash map for numbers beyond it);
   bpftrace's `@[args->id] = count()` at sys_enter (a per-CPU map). "openat counted" is
   the tool's own figure for openat, which must equal the workload's calls. The harness

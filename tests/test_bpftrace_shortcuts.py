@@ -1,0 +1,115 @@
+"""The compile-time shortcuts of ``pybpf trace`` give what the long way gives.
+
+* The second scan of a program whose preamble defines macros takes the first scan's
+  tokens for the lines before a macro's name (``tokenize(..., reuse=)``): its tokens
+  and errors must equal a full second scan's.
+* The semantic passes stop repeating once a pass left the state as it found it (bpftrace
+  0.17 always runs ten): the typed tree, the warnings and the resources must equal those
+  of all ten passes.
+
+Both are checked on bpftrace's own tools (``/usr/sbin/*.bt``) and on programs made to
+hit the shortcuts' edges, and each check also shows that the shortcut was taken, so it
+cannot pass by never running it."""
+
+import glob
+import os
+
+import pytest
+
+from pybpf.bpftrace import lexer, parser, semantic
+from pybpf.bpftrace.errors import BpftraceError
+from pybpf.bpftrace.session import TraceOptions, front
+from pybpf.bpftrace.typed_dump import dump_program
+
+TOOLS = sorted(glob.glob("/usr/sbin/*.bt"))
+
+#: programs whose macros sit where the reuse must stop or restart: a macro on the first
+#: line, in a comment, a string, a predicate, a macro that expands to another, one whose
+#: text opens a comment, a line with two macros, Windows line ends
+MACRO_PROGRAMS = [
+    "#define A 1\n#define B (A + 2)\nBEGIN { @x = A; }\n\ninterval:s:1 { @y = B; exit(); }\n",
+    "#define N 5\n// N in a comment\nBEGIN { printf(\"N %d\\n\", N); }\n"
+    "BEGIN\n{\n  $a = 1;\n  $b = 2;\n  @c = $a + $b + N;\n}\n",
+    "#define P 42\ntracepoint:syscalls:sys_enter_openat /pid == P/\n{\n  @[comm] = count();\n}\n"
+    "END { clear(@); }\n",
+    "#define S /* x */ 3\nBEGIN { @a = S; @b = S * S; }\n/* a long\n comment */\n"
+    "BEGIN { @c = 1; }\n",
+    "#define W 7\r\nBEGIN { @a = 1; }\r\nBEGIN { @b = W; }\r\n",
+    "#define X Y\n#define Y 2\nBEGIN { @a = 1;\n  @b = X; }\nBEGIN { @c = 3; }\n",
+]
+
+
+def _sources():
+    out = []
+    for path in TOOLS:
+        with open(path) as fh:
+            out.append((os.path.basename(path), fh.read()))
+    out += [(f"macros-{i}.bt", text) for i, text in enumerate(MACRO_PROGRAMS)]
+    return out
+
+
+def test_second_scan_equals_a_full_scan(monkeypatch) -> None:
+    calls = []
+    real = parser.tokenize
+
+    def recording(source, macros=None, reuse=None):
+        calls.append((source, macros, reuse))
+        return real(source, macros, reuse)
+
+    taken = []
+    real_skip = lexer._Scanner.skip_unchanged
+
+    def counting_skip(self):
+        before = len(self.out.tokens)
+        real_skip(self)
+        taken.append(len(self.out.tokens) - before)
+
+    monkeypatch.setattr(parser, "tokenize", recording)
+    monkeypatch.setattr(lexer._Scanner, "skip_unchanged", counting_skip)
+    for name, text in _sources():
+        try:
+            parser.parse_program(text, name, headers=True)
+        except BpftraceError:
+            pass                    # a program refused: its scans are compared all the same
+    second = [(s, m, r) for s, m, r in calls if r is not None]
+    assert len(second) >= 10
+    assert sum(taken) > 1000        # the reuse took tokens over
+    for source, macros, reuse in second:
+        fast = real(source, macros, reuse)
+        slow = real(source, macros)
+        assert [(t.kind, t.value, repr(t.loc), t.line, t.col, t.end_col)
+                for t in fast.tokens] == \
+            [(t.kind, t.value, repr(t.loc), t.line, t.col, t.end_col) for t in slow.tokens]
+        assert [(n, str(d)) for n, d in fast.errors] == [(n, str(d)) for n, d in slow.errors]
+
+
+def _analysed(name: str, text: str):
+    try:
+        r = front(text, name, TraceOptions())
+    except BpftraceError as exc:
+        return ("error", str(exc), [str(w) for w in getattr(exc, "warnings", []) or []])
+    a = r.analysis
+    return (dump_program(r.program, r.attach_points), [str(w) for w in a.warnings],
+            repr(a.probes), repr(a.maps), repr(a.actions), repr(a.stack_types),
+            a.needs_elapsed_map, a.needs_join_map)
+
+
+@pytest.mark.parametrize("name, text", _sources(), ids=[n for n, _ in _sources()])
+def test_passes_stop_at_the_same_result(monkeypatch, name, text) -> None:
+    visits = []
+    real_visit = semantic.Analyser.visit_probe
+
+    def counting(self, probe):
+        visits.append(self.pass_)
+        return real_visit(self, probe)
+
+    monkeypatch.setattr(semantic.Analyser, "visit_probe", counting)
+    fast = _analysed(name, text)
+    fast_passes = len(set(visits))
+    visits.clear()
+    monkeypatch.setattr(semantic, "_FIXPOINT_TRIES", 1)        # no comparisons: ten passes
+    slow = _analysed(name, text)
+    slow_passes = len(set(visits))
+    assert fast == slow
+    if fast[0] != "error" and slow_passes == semantic.NUM_PASSES:
+        assert fast_passes < slow_passes            # the shortcut was taken
