@@ -24,9 +24,10 @@ from test_bpftrace_run import ROOT, _run, for_this_run, work  # noqa: F401 - fix
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
-#: what a hit must not import
+#: what a hit must not import (the assembler neither: a cached program is loaded from
+#: its stored bytes)
 HEAVY = ("pybpf.bpftrace.parser", "pybpf.bpftrace.semantic", "pybpf.bpftrace.lower",
-         "pybpf.compiler.backend")
+         "pybpf.compiler.backend", "pybpf.asm.encoding")
 #: runs trace_main in a process and reports the cache's counters and HEAVY's imports
 HELPER = ("import sys\n"
           "from pybpf.bpftrace.command import trace_main\n"

@@ -33,7 +33,10 @@ and a changed or missing one is a miss.
 (magic, format, lengths, BLAKE2b-256), a JSON document and the programs' instruction
 bytes. Objects are written as JSON with an allow-list of record classes
 (:data:`_RECORDS`: types, fields, locations, attach points, sites, map layouts) and of
-map declarations (:data:`_DECLS`); nothing is unpickled or evaluated. A damaged,
+map declarations (:data:`_DECLS`); nothing is unpickled or evaluated. A hit's programs
+are :class:`pybpf._cache.EncodedInstructions`: loaded from the stored bytes with the map
+fds patched in, decoded only if something reads them, so a hit imports no assembler
+either. A damaged,
 foreign or older-format entry fails validation, is ignored and replaced.
 ``PYBPF_NO_CACHE=1`` turns the cache off.
 """
@@ -511,7 +514,7 @@ def _decode(raw: bytes, key: str, check_deps: bool = True) -> Any:
         got = S.get_program(p, code, rows)
         if got is None:
             return None
-        insns, btf = list(got[0]), got[1]           # decoded here, as they always were
+        insns, btf = got                # EncodedInstructions: loaded as stored
         programs.append(LoweredProgram(str(p["name"]), int(p["probe"]), _dec(p["attach"]),
                                        str(p["prog_type"]), str(p["provider"]), insns,
                                        str(p["section"]), btf=btf))
