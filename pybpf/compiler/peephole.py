@@ -73,6 +73,16 @@ def _facts_of(op: int, dst: int, src: int, imm: int) -> Tuple[int, int, int]:
 _FACTS: Dict[Tuple[int, int, int, int], Tuple[int, int, int]] = {}
 
 
+def _facts(ins: Instruction) -> Tuple[int, int, int]:
+    """:func:`_facts_of` the instruction, through :data:`_FACTS`."""
+    op = ins.opcode
+    key = (op, ins.dst, ins.src, ins.imm if op == 0x85 else 0)
+    found = _FACTS.get(key)
+    if found is None:
+        found = _FACTS[key] = _facts_of(*key)
+    return found
+
+
 def _live_out(insns: List[Instruction]) -> List[int]:
     """The registers live after each instruction, as bit masks (bit ``r`` for register
     ``r``: much faster than Python sets), by backward data flow: one backward sweep
@@ -80,17 +90,11 @@ def _live_out(insns: List[Instruction]) -> List[int]:
     else to a fixpoint (:func:`_live_out_loops`)."""
     labels: Dict[str, int] = {i.label: n for n, i in enumerate(insns) if i.label}
     count = len(insns)
-    facts = _FACTS
     live_in = [0] * (count + 1)             # live_in[count]: nothing after the end
     live_out = [0] * count
     for n in range(count - 1, -1, -1):
         ins = insns[n]
-        op = ins.opcode
-        key = (op, ins.dst, ins.src, ins.imm if op == 0x85 else 0)
-        found = facts.get(key)
-        if found is None:
-            found = facts[key] = _facts_of(*key)
-        flow, g, k = found
+        flow, g, k = _facts(ins)
         if flow == _NEXT:
             out = live_in[n + 1]
         elif flow == _EXIT:
@@ -114,14 +118,8 @@ def _live_out_loops(insns: List[Instruction], labels: Dict[str, int]) -> List[in
     gen: List[int] = []
     keep: List[int] = []                    # the complement of what the instruction kills
     target: List[int] = []                  # the jump's label index, or -1
-    facts = _FACTS
     for n, ins in enumerate(insns):
-        op = ins.opcode
-        key = (op, ins.dst, ins.src, ins.imm if op == 0x85 else 0)
-        found = facts.get(key)
-        if found is None:
-            found = facts[key] = _facts_of(*key)
-        flow, g, k = found
+        flow, g, k = _facts(ins)
         flows.append(flow)
         gen.append(g)
         keep.append(k)
