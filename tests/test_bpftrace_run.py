@@ -197,8 +197,10 @@ def test_command(work):
 def test_in_process_releases_everything():
     """session.run in this process: the output as bpftrace's, and every fd it opened
     (maps, programs, perf events, the ring) closed, also when a program fails."""
+    import gc
     import io
     from pybpf.bpftrace.session import TraceOptions, run
+    gc.collect()        # an earlier test's garbage closing its fds now, not during the run
     before = sorted(os.listdir("/proc/self/fd"))
     out, err = io.StringIO(), io.StringIO()
     rc = run('BEGIN { @a = count(); printf("x\\n"); exit(); } '

@@ -123,6 +123,12 @@ class Ptr:
         # use it, and the "stale" refusal does.
         self.stale = False
         self.misused = False            # made for a refused line (see Program.pointer)
+        # A pointer at the setdefault scratch slot (key None) whose slot a later miss
+        # refilled: one per-CPU scratch value serves every setdefault() of the module,
+        # so the slot now holds the later default, laid out as the later map's value.
+        # Accepted as the language is; the model does not follow the bytes, so the
+        # generator stops using it.
+        self.shadowed = False
 
     @property
     def vt(self) -> str:
@@ -171,7 +177,8 @@ class Model:
                 p.stale = True
 
     def usable(self) -> List[Ptr]:
-        return [p for p in self.ptrs if p.checked and not p.stale and not p.misused]
+        return [p for p in self.ptrs
+                if p.checked and not p.stale and not p.misused and not p.shadowed]
 
     def atoms(self, draw: st.DrawFn) -> Dict[str, Tuple[str, int]]:
         """Leaves an expression may use: integer locals, map reads, ``k in m`` and
@@ -357,6 +364,9 @@ class Program:
                     model.maps[m][k] = _zero(MAPS[m][1])
                 else:                   # full, or an array index out of range
                     key = None
+                    for q in model.ptrs:
+                        if q.key is None:
+                            q.shadowed = True
                     model.scratch = _zero(MAPS[m][1])
             p = Ptr(name, m, key, nullable=False)
             model.ptrs.append(p)
