@@ -229,6 +229,26 @@ def test_verbose_dwarf_listing_as_bpftrace(search: str, target: str) -> None:
     _compare(search.format(t=target), True)
 
 
+def test_verbose_uprobe_listing_closes_its_files(target: str) -> None:
+    """-lv reads the target's DWARF from an open file: it must be closed when the
+    listing returns, not later by the cyclic garbage collector."""
+    import gc
+
+    def fds() -> List[str]:
+        return sorted(os.listdir("/proc/self/fd"))
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = fds()
+        res = list_probes(f"uprobe:{target}:worker*", True)
+        after = fds()
+    finally:
+        gc.enable()
+    assert any("worker" in line for line in res.lines)
+    assert after == before
+
+
 @needs_oracle
 @pytest.mark.parametrize("search", [
     "kprobe:f { }", "kprobe:f /1/ { }", "$1", "i:*", "p:*", "w:*", "usdt:*", "uprobe:*",

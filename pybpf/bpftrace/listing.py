@@ -178,16 +178,21 @@ def uprobe_params(matches: List[str], out: Optional[Listing] = None
     from .dwarf_params import DwarfParams
     params: Dict[str, List[str]] = {}
     readers: Dict[str, Optional[DwarfParams]] = {}
-    for m in matches:
-        path, _, fn = m.rpartition(":")
-        if path not in readers:
-            readers[path] = DwarfParams.open(path)
-            if readers[path] is None and out is not None:
-                out.messages.append(f'WARNING: No DWARF found for "{path}", cannot show '
-                                    "parameter info")
-        reader = readers[path]
-        if reader is not None:
-            params[m] = reader.function_params(fn)
+    try:
+        for m in matches:
+            path, _, fn = m.rpartition(":")
+            if path not in readers:
+                readers[path] = DwarfParams.open(path)
+                if readers[path] is None and out is not None:
+                    out.messages.append(f'WARNING: No DWARF found for "{path}", cannot '
+                                        "show parameter info")
+            reader = readers[path]
+            if reader is not None:
+                params[m] = reader.function_params(fn)
+    finally:
+        for reader in readers.values():
+            if reader is not None:
+                reader.close()
     return params
 
 
