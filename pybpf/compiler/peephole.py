@@ -57,23 +57,28 @@ def _flow_of(op: int) -> int:
     return _NEXT
 
 
-def _facts_of(op: int, dst: int, src: int, imm: int) -> Tuple[int, int, int]:
-    """(control flow kind, registers read, complement of the registers written) of an
-    instruction; ``imm`` matters only for a call (0 is passed for the others)."""
+def _facts_of(op: int, dst: int, src: int, imm: int) -> Tuple[int, int, int, int]:
+    """(control flow kind, registers read, complement of the registers written, the bit
+    of the register a pure write writes) of an instruction: the last is 0 for an
+    instruction with other effects and for a write of r10 (see :func:`_pure_write_of`);
+    ``imm`` matters only for a call (0 is passed for the others)."""
     if op == 0x85:
-        return _flow_of(op), _mask(_call_reads_of(src, imm)), ~_CALL_KILLS
+        return _flow_of(op), _mask(_call_reads_of(src, imm)), ~_CALL_KILLS, 0
     if op == JmpOp.EXIT | Class.JMP:
-        return _flow_of(op), 1, ~0
+        return _flow_of(op), 1, ~0, 0
     rd, wd, rs = _uses(Instruction(op))
+    pure = 1 << dst if _pure_write_of(op) and dst != 10 else 0
     return (_flow_of(op), (1 << dst if rd else 0) | (1 << src if rs else 0),
-            ~(1 << dst) if wd else ~0)
+            ~(1 << dst) if wd else ~0, pure)
 
 
 #: :func:`_facts_of` by (opcode, dst, src, imm of a call), filled as they are met
-_FACTS: Dict[Tuple[int, int, int, int], Tuple[int, int, int]] = {}
+_FACTS: Dict[Tuple[int, int, int, int], Tuple[int, int, int, int]] = {}
+
+_Facts = Tuple[int, int, int, int]
 
 
-def _facts(ins: Instruction) -> Tuple[int, int, int]:
+def _facts(ins: Instruction) -> _Facts:
     """:func:`_facts_of` the instruction, through :data:`_FACTS`."""
     op = ins.opcode
     key = (op, ins.dst, ins.src, ins.imm if op == 0x85 else 0)
@@ -83,35 +88,56 @@ def _facts(ins: Instruction) -> Tuple[int, int, int]:
     return found
 
 
-def _live_out(insns: List[Instruction]) -> List[int]:
+def _facts_list(insns: List[Instruction]) -> List[_Facts]:
+    """:func:`_facts` of each instruction."""
+    table = _FACTS
+    out: List[_Facts] = []
+    append = out.append
+    for ins in insns:
+        op = ins.opcode
+        key = (op, ins.dst, ins.src, ins.imm if op == 0x85 else 0)
+        found = table.get(key)
+        if found is None:
+            found = table[key] = _facts_of(*key)
+        append(found)
+    return out
+
+
+def _live_out(insns: List[Instruction], facts: Optional[List[_Facts]] = None) -> List[int]:
     """The registers live after each instruction, as bit masks (bit ``r`` for register
     ``r``: much faster than Python sets), by backward data flow: one backward sweep
     when every jump goes forward (each successor is done before its predecessors),
-    else to a fixpoint (:func:`_live_out_loops`)."""
+    else to a fixpoint (:func:`_live_out_loops`). ``facts``: :func:`_facts` of each
+    instruction, when known."""
+    if facts is None:
+        facts = _facts_list(insns)
     labels: Dict[str, int] = {i.label: n for n, i in enumerate(insns) if i.label}
     count = len(insns)
     live_in = [0] * (count + 1)             # live_in[count]: nothing after the end
     live_out = [0] * count
+    after = 0                               # live_in[n + 1]
     for n in range(count - 1, -1, -1):
-        ins = insns[n]
-        flow, g, k = _facts(ins)
+        flow, g, k, _ = facts[n]
         if flow == _NEXT:
-            out = live_in[n + 1]
+            out = after
         elif flow == _EXIT:
             out = 0
-        elif flow == _JA or isinstance(ins.reference, str):
-            t = labels[ins.reference]
-            if t <= n:                      # a loop
-                return _live_out_loops(insns, labels)
-            out = live_in[t] if flow == _JA else live_in[n + 1] | live_in[t]
         else:
-            out = live_in[n + 1]
+            ref = insns[n].reference
+            if flow == _JA or isinstance(ref, str):
+                t = labels[ref]
+                if t <= n:                  # a loop
+                    return _live_out_loops(insns, labels, facts)
+                out = live_in[t] if flow == _JA else after | live_in[t]
+            else:
+                out = after
         live_out[n] = out
-        live_in[n] = g | (out & k)
+        after = live_in[n] = g | (out & k)
     return live_out
 
 
-def _live_out_loops(insns: List[Instruction], labels: Dict[str, int]) -> List[int]:
+def _live_out_loops(insns: List[Instruction], labels: Dict[str, int],
+                    facts: List[_Facts]) -> List[int]:
     """:func:`_live_out` for instructions with a backward jump: to a fixpoint."""
     count = len(insns)
     flows: List[int] = []
@@ -119,7 +145,7 @@ def _live_out_loops(insns: List[Instruction], labels: Dict[str, int]) -> List[in
     keep: List[int] = []                    # the complement of what the instruction kills
     target: List[int] = []                  # the jump's label index, or -1
     for n, ins in enumerate(insns):
-        flow, g, k = _facts(ins)
+        flow, g, k, _ = facts[n]
         flows.append(flow)
         gen.append(g)
         keep.append(k)
@@ -152,18 +178,8 @@ def _live_out_loops(insns: List[Instruction], labels: Dict[str, int]) -> List[in
     return live_out
 
 
-def _pure_write(ins: Instruction) -> bool:
-    """True for an instruction whose only effect is writing its dst register."""
-    found = _PURE.get(ins.opcode)
-    if found is None:
-        found = _PURE[ins.opcode] = _pure_write_of(ins.opcode)
-    return found
-
-
-_PURE: Dict[int, bool] = {}
-
-
 def _pure_write_of(op: int) -> bool:
+    """True for an opcode whose only effect is writing its dst register."""
     cls = op & 0x07
     if cls in (Class.ALU, Class.ALU64):
         return True
@@ -172,27 +188,38 @@ def _pure_write_of(op: int) -> bool:
 
 def drop_dead(insns: List[Instruction], live: List[int]) -> List[Instruction]:
     """Drop pure writes of registers nobody reads afterwards (a label moves on)."""
+    found = _drop_dead(insns, _facts_list(insns), live)
+    return insns if found is None else found[0]
+
+
+def _drop_dead(insns: List[Instruction], facts: List[_Facts],
+               live: List[int]) -> Optional[Tuple[List[Instruction], List[_Facts]]]:
+    """:func:`drop_dead` on instructions whose :func:`_facts` are known: the shorter
+    instructions and their facts, or None when nothing is dropped (also when two
+    labels would meet: then the instructions are kept as they are)."""
+    # pure writes of a dead register, but never the last instruction
+    dead = [n for n in range(len(insns) - 1) if facts[n][3] & ~live[n]]
+    if not dead:
+        return None
+    drop = set(dead)
     out: List[Instruction] = []
+    kept: List[_Facts] = []
     carry = None
-    pure = _PURE
     for n, ins in enumerate(insns):
-        found = pure.get(ins.opcode)
-        if found is None:
-            found = _pure_write(ins)
-        if found and not live[n] >> ins.dst & 1 and ins.dst != 10 and \
-                n + 1 < len(insns):
+        if n in drop:
             if ins.label is not None:
                 if carry is not None:
-                    return insns                # two labels in a row: keep it simple
+                    return None                 # two labels in a row: keep it simple
                 carry = ins.label
             continue
         if carry is not None:
             if ins.label is not None:
-                return insns
+                return None
             ins = ins.replace(label=carry)
             carry = None
         out.append(ins)
-    return out if carry is None else insns
+        kept.append(facts[n])
+    return None if carry is not None else (out, kept)
 
 
 def _rewrite_pair(a: Instruction, b: Instruction, dead_after: bool) -> Optional[List[Instruction]]:
@@ -222,20 +249,37 @@ def forward_copies(insns: List[Instruction], live: List[int]) -> List[Instructio
     rA, with rA dead after it, reads rB there instead (``r1 = r0; *(u64 *)(r10 - 8) = r1``
     -> ``*(u64 *)(r10 - 8) = r0``); ``rA = 5; rB = rA`` -> ``rB = 5``. Rewrites do not
     change liveness after the pair, so one sweep can make several."""
-    out: List[Instruction] = []
-    n = 0
-    while n < len(insns):
-        if n + 1 < len(insns):
-            a, b = insns[n], insns[n + 1]
-            new = _rewrite_pair(a, b, not live[n + 1] >> a.dst & 1) \
-                if a.opcode in (_MOV_X, _MOV_K) else None
+    found = _forward_copies(insns, _facts_list(insns), live)
+    return insns if found is None else found[0]
+
+
+def _forward_copies(insns: List[Instruction], facts: List[_Facts],
+                    live: List[int]) -> Optional[Tuple[List[Instruction], List[_Facts]]]:
+    """:func:`forward_copies` on instructions whose :func:`_facts` are known: the new
+    instructions and their facts, or None when no pair is rewritten."""
+    rewrites: List[Tuple[int, List[Instruction]]] = []
+    free = 0                                # the first index not in a rewritten pair
+    for n in range(len(insns) - 1):
+        a = insns[n]
+        if n >= free and (a.opcode == _MOV_X or a.opcode == _MOV_K):
+            new = _rewrite_pair(a, insns[n + 1], not live[n + 1] >> a.dst & 1)
             if new is not None:
-                out.extend(new)
-                n += 2
-                continue
-        out.append(insns[n])
-        n += 1
-    return out
+                rewrites.append((n, new))
+                free = n + 2
+    if not rewrites:
+        return None
+    out: List[Instruction] = []
+    kept: List[_Facts] = []
+    last = 0
+    for n, new in rewrites:
+        out.extend(insns[last:n])
+        kept.extend(facts[last:n])
+        out.extend(new)
+        kept.extend(_facts(i) for i in new)
+        last = n + 2
+    out.extend(insns[last:])
+    kept.extend(facts[last:])
+    return out, kept
 
 
 def drop_jumps_to_next(insns: List[Instruction]) -> List[Instruction]:
@@ -246,8 +290,9 @@ def drop_jumps_to_next(insns: List[Instruction]) -> List[Instruction]:
     out: List[Instruction] = []
     last = len(insns) - 1
     for n, ins in enumerate(insns):
-        if n < last and ins.label is None and isinstance(ins.reference, str) \
-                and ins.reference == insns[n + 1].label \
+        ref = ins.reference
+        if ref is not None and n < last and ins.label is None and isinstance(ref, str) \
+                and ref == insns[n + 1].label \
                 and _flow(ins.opcode) in (_JA, _BRANCH) and ins.opcode & 0xF0 != JmpOp.JCOND:
             continue
         out.append(ins)
@@ -269,13 +314,14 @@ def fold_moves(insns: List[Instruction]) -> List[Instruction]:
     """The instructions with dead writes dropped and move pairs folded (see the module
     docstring), until nothing changes; a jump to the next instruction is dropped first."""
     insns = drop_jumps_to_next(insns)
+    facts = _facts_list(insns)
     while True:
-        live = _live_out(insns)
-        pruned = drop_dead(insns, live)
-        if len(pruned) != len(insns):
-            insns = pruned
+        live = _live_out(insns, facts)
+        pruned = _drop_dead(insns, facts, live)
+        if pruned is not None:
+            insns, facts = pruned
             continue
-        forwarded = forward_copies(insns, live)
-        if len(forwarded) == len(insns):
+        forwarded = _forward_copies(insns, facts, live)
+        if forwarded is None:
             return insns
-        insns = forwarded
+        insns, facts = forwarded
