@@ -1,9 +1,13 @@
-"""The shared back end's fast paths equal the long way: the clean-up pass
-(pybpf/compiler/peephole.py), which keeps each instruction's facts beside it instead of
-looking them up on every sweep and rebuilds a list only when a sweep changed something,
-is checked against a plain transcription of the pass as it was (liveness recomputed from
-scratch for every sweep), on random instruction lists with labels, calls and jumps
-both ways."""
+"""The shared back end's fast paths equal the long way, on random functions:
+
+* the clean-up pass (pybpf/compiler/peephole.py), which keeps each instruction's facts
+  beside it instead of looking them up on every sweep and rebuilds a list only when a
+  sweep changed something, against a plain transcription of the pass as it was
+  (liveness recomputed from scratch for every sweep), on instruction lists with labels,
+  calls and jumps both ways;
+* the register allocator (pybpf/compiler/regalloc.py), which maps registers through a
+  list, rewrites in place when asked and keeps spill code off the common path, against
+  the allocator as it was, on virtual-register code with calls, loops and spills."""
 
 from __future__ import annotations
 
@@ -16,7 +20,13 @@ from pybpf.asm import Instruction
 from pybpf.asm.opcodes import AluOp, Class, JmpOp, Mode, Size, Source
 from pybpf.compiler import peephole
 from pybpf.compiler.peephole import fold_moves
-from pybpf.compiler.regalloc import _uses
+from pybpf.compiler.codegen import VREG_BASE
+from pybpf.compiler.regalloc import (
+    _CALLEE, _CALLER, _LOAD_DW, _MOV_X as _RA_MOV_X, _SCRATCH_DST, _SCRATCH_SRC, _STORE_DW,
+    Allocation, allocate, _uses,
+)
+from bisect import bisect_right
+from typing import Sequence, Set
 
 _MOV_X = AluOp.MOV | Source.X | Class.ALU64
 _MOV_K = AluOp.MOV | Source.K | Class.ALU64
@@ -221,3 +231,217 @@ def test_the_sweeps_keep_facts_beside_the_instructions(monkeypatch):
         built.clear()
         assert _text(fold_moves(list(body))) == _text(reference_fold_moves(list(body)))
         assert built == [1]
+
+
+# -- the register allocator, the long way ------------------------------------------------
+
+_MOV_X_RA = _RA_MOV_X
+
+
+def reference_allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int]] = (),
+             locals_: Set[int] = frozenset(), params: Sequence[int] = (),
+             calls: Optional[Sequence[int]] = None, frame: int = 0) -> Allocation:
+    """allocate as first written."""
+    start: Dict[int, int] = {}
+    end: Dict[int, int] = {}
+    for i, ins in enumerate(instructions):
+        for reg in (ins.dst, ins.src):
+            if reg >= VREG_BASE:
+                start.setdefault(reg, i)
+                end[reg] = i
+    # values of locals flow around loops
+    for _ in range(2):
+        for lo, hi in loops:
+            for reg in start:
+                if reg in locals_ and start[reg] <= hi and end[reg] >= lo:
+                    start[reg] = min(start[reg], lo)
+                    end[reg] = max(end[reg], hi)
+    # call points: from the first argument move to the call
+    call_points: List[int] = list(calls) if calls is not None else []
+    for i, ins in enumerate(instructions if calls is None else ()):
+        if ins.opcode == 0x85:
+            q = i
+            while q > 0 and instructions[q - 1].opcode & 0x07 in (Class.ALU64, Class.ALU, Class.LDX) \
+                    and 1 <= instructions[q - 1].dst <= 5 and instructions[q - 1].opcode & 0xF0 in (AluOp.MOV, 0x60):
+                q -= 1
+            call_points.append(q)
+    # an interval crosses a call when a call point q has start < q <= end
+    points = sorted(call_points)
+    crossing = set()
+    for r in start:
+        if r in params:
+            crossing.add(r)
+            continue
+        k = bisect_right(points, start[r])
+        if k < len(points) and points[k] <= end[r]:
+            crossing.add(r)
+    order = sorted(start, key=lambda r: (start[r], r))
+    assigned: Dict[int, int] = {}
+    spilled: Dict[int, int] = {}
+    active: List[int] = []
+    free: List[int] = list(_CALLER + _CALLEE)
+
+    def spill(reg: int) -> None:
+        spilled[reg] = -frame - 8 * (len(spilled) + 1)
+
+    for reg in order:
+        for other in list(active):
+            if end[other] < start[reg]:
+                active.remove(other)
+                free.append(assigned[other])
+        allowed = _CALLEE if reg in crossing else _CALLER + _CALLEE
+        choice: Optional[int] = next((p for p in allowed if p in free), None)
+        if choice is not None:
+            free.remove(choice)
+            assigned[reg] = choice
+            active.append(reg)
+            continue
+        victims = [o for o in active if assigned[o] in allowed]
+        victim = max(victims, key=lambda o: end[o], default=None)
+        if victim is not None and end[victim] > end[reg]:
+            assigned[reg] = assigned.pop(victim)
+            active.remove(victim)
+            active.append(reg)
+            spill(victim)
+        else:
+            spill(reg)
+
+    # rewrite on physical registers; a self-move (``rN = rN``) is dropped and its label
+    # goes to the next instruction (an alias when that one has a label of its own)
+    out: List[Instruction] = []
+    carry: Optional[str] = None
+    aliases: Dict[str, str] = {}
+    for ins in instructions:
+        dst, src = ins.dst, ins.src
+        before: List[Instruction] = []
+        after: List[Instruction] = []
+        if src >= VREG_BASE:
+            if src in spilled:
+                before.append(Instruction(_LOAD_DW, _SCRATCH_SRC, 10,
+                                          spilled[src], source=ins.source))
+                src = _SCRATCH_SRC
+            else:
+                src = assigned[src]
+        if dst >= VREG_BASE:
+            if dst in spilled:
+                rd, wd, _ = _uses(ins)
+                if rd:
+                    before.append(Instruction(_LOAD_DW, _SCRATCH_DST,
+                                              10, spilled[dst], source=ins.source))
+                if wd:
+                    after.append(Instruction(_STORE_DW, 10,
+                                             _SCRATCH_DST, spilled[dst], source=ins.source))
+                dst = _SCRATCH_DST
+            else:
+                dst = assigned[dst]
+        label = ins.label
+        if ins.opcode == _MOV_X_RA and dst == src:     # never with spill code (r0, r5)
+            if label is not None:
+                if carry is None:
+                    carry = label
+                else:
+                    aliases[label] = carry
+            continue
+        if carry is not None:
+            if label is not None:
+                aliases[label] = carry
+            label, carry = carry, None
+        if dst == ins.dst and src == ins.src and label == ins.label and not before:
+            out.append(ins)                         # on physical registers already
+            continue
+        # the spill loads and stores are fresh and unlabelled: the label goes on the first
+        new = Instruction(ins.opcode, dst, src, ins.off, ins.imm, label=label,
+                          reference=ins.reference, source=ins.source)
+        if before:
+            new.label = None
+            before[0].label = label
+            out.extend(before)
+        out.append(new)
+        if after:
+            out.extend(after)
+    if carry is not None:
+        out.append(Instruction(JmpOp.EXIT | Class.JMP, label=carry))
+    cleaned = out
+    if aliases:
+        cleaned = [i.replace(reference=aliases.get(i.reference, i.reference))
+                   if isinstance(i.reference, str) else i for i in cleaned]
+    where = {r - VREG_BASE: (f"r{assigned[r]}" if r in assigned else f"[r10{spilled[r]}]")
+             for r in start}
+    return Allocation(cleaned, where, frame + 8 * len(spilled))
+
+
+def random_vreg_function(rng: random.Random, size: int, nregs: int):
+    """Random code on virtual registers (as codegen makes it): moves and ALU operations
+    between them, loads and stores through r10, helper calls with argument moves into
+    r1-r5 and the result moved out of r0, branches to labels, loops over ranges of it;
+    with ``nregs`` above what fits, some registers spill. Returns the instructions,
+    loops, locals, params and call points."""
+    vregs = [VREG_BASE + i for i in range(nregs)]
+    params = [vregs[0]] if rng.random() < 0.5 else []
+    out: List[Instruction] = []
+    calls: List[int] = []
+    labels = [f"L{i}" for i in range(size // 6 + 1)]
+    if params:
+        out.append(Instruction(_MOV_X, params[0], 1))
+    for _ in range(size):
+        kind = rng.random()
+        d, s = rng.choice(vregs), rng.choice(vregs)
+        if kind < 0.3:
+            out.append(Instruction(_MOV_X, d, s))
+        elif kind < 0.4:
+            out.append(Instruction(_MOV_X, d, d))          # a self-move, dropped
+        elif kind < 0.5:
+            out.append(Instruction(_MOV_K, d, imm=rng.randrange(9)))
+        elif kind < 0.6:
+            out.append(Instruction(AluOp.ADD | Source.X | Class.ALU64, d, s))
+        elif kind < 0.68:
+            out.append(Instruction(Mode.MEM | Size.DW | Class.LDX, d, 10, -8))
+        elif kind < 0.76:
+            out.append(Instruction(Mode.MEM | Size.DW | Class.STX, 10, s, -16))
+        elif kind < 0.88:
+            calls.append(len(out))
+            for arg in range(1, rng.randrange(1, 6) + 1):
+                out.append(Instruction(_MOV_X, arg, rng.choice(vregs)))
+            out.append(Instruction(JmpOp.CALL | Class.JMP, imm=rng.choice([1, 2, 6, 14])))
+            out.append(Instruction(_MOV_X, d, 0))
+        else:
+            out.append(Instruction(JmpOp.JEQ | Source.K | Class.JMP, d, imm=0,
+                                   reference=rng.choice(labels)))
+    for name in labels:
+        n = rng.randrange(len(out))
+        if out[n].label is None:
+            out[n].label = name
+        else:
+            out.append(Instruction(JmpOp.EXIT | Class.JMP, label=name))
+    out.append(Instruction(_MOV_X, 0, rng.choice(vregs), label="last" if rng.random() < 0.3 else None))
+    out.append(Instruction(JmpOp.EXIT | Class.JMP))
+    loops = []
+    for _ in range(rng.randrange(3)):
+        lo = rng.randrange(len(out))
+        loops.append((lo, rng.randrange(lo, len(out))))
+    locals_ = {r for r in vregs if rng.random() < 0.4}
+    return out, loops, locals_, params, calls
+
+
+def _copy(insns: List[Instruction]) -> List[Instruction]:
+    return [i.replace() for i in insns]
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_allocate_equals_the_long_way_on_random_functions(in_place):
+    rng = random.Random(99 + in_place)
+    spilled = dropped_spill = 0
+    for _ in range(300):
+        insns, loops, locals_, params, calls = random_vreg_function(
+            rng, rng.randrange(1, 80), rng.randrange(1, 24))
+        for given in (calls, None):
+            want = reference_allocate(_copy(insns), loops, locals_, params, given, 32)
+            mine = _copy(insns)
+            got = allocate(mine, loops, locals_, params, given, 32, in_place=in_place)
+            assert _text(got.instructions) == _text(want.instructions)
+            assert list(got.where.items()) == list(want.where.items())
+            assert got.stack == want.stack
+            if not in_place:                    # the input is left as it was
+                assert _text(mine) == _text(insns)
+            spilled += want.stack > 32
+    assert spilled > 50                         # spill code was exercised

@@ -43,7 +43,7 @@ def lower_function(ir: Function, walks: Dict[str, int]) -> CompiledFunction:
                if op.dst is not None and op.dst.local}
     locals_ |= {VREG_BASE + i for i in ir.local_ids}
     alloc = allocate(gen.instructions, ranges(gen, ir), locals_, gen.params,
-                     gen.calls, ir.frame)
+                     gen.calls, ir.frame, in_place=True)
     insns = alloc.instructions
     if gen.aliases:
         insns = [i.replace(reference=gen.aliases.get(i.reference, i.reference))
