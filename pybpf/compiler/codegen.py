@@ -130,19 +130,43 @@ def generate(fn: Function) -> Generated:
         return 1 if name in ("sdiv", "smod") else 0
 
     op_name = ""
+    # the kinds most frequent first (each is a string comparison)
     for op in fn.ops:
         out.op_start.append(len(ins_list))
         loc = op.loc
         k = op.kind
-        if k == "label":
-            pending.append(op.name)
-        elif k == "param":
-            assert op.dst is not None and isinstance(op.a, int)
-            out.params.append(_reg(op.dst))
-            mov_reg(_reg(op.dst), op.a + 1)
+        if k == "store":
+            assert op.a is not None
+            if isinstance(op.a, VReg):
+                emit(_STX[op.size], base_reg(op.base), _reg(op.a), op.off)
+            else:
+                emit(_ST[op.size], base_reg(op.base), off=op.off,
+                     imm=op.a)
+        elif k == "load":
+            assert op.dst is not None
+            emit(_LDX[op.size], _reg(op.dst), base_reg(op.base), op.off)
         elif k == "mov":
             assert op.dst is not None and op.a is not None
             operand_into(_reg(op.dst), op.a)
+        elif k == "helper":
+            out.calls.append(len(ins_list))
+            for i, arg in enumerate(op.args):
+                operand_into(i + 1, arg)
+            emit(_CALL, src=CallKind.HELPER, imm=helper(op.name).id)
+            if op.dst is not None:
+                mov_reg(_reg(op.dst), 0)
+        elif k == "zero":
+            for o in range(0, op.size, 8):
+                emit(_ST[8], 10, off=op.off + o, imm=0)
+        elif k == "label":
+            pending.append(op.name)
+        elif k == "branch":
+            assert isinstance(op.a, VReg) and op.b is not None
+            code = _JMP[op.name]
+            if isinstance(op.b, VReg):
+                emit(code | Source.X, _reg(op.a), _reg(op.b), reference=op.target)
+            else:
+                emit(code | Source.K, _reg(op.a), imm=op.b, reference=op.target)
         elif k == "binop":
             assert op.dst is not None and isinstance(op.a, VReg) and op.b is not None
             d = _reg(op.dst)
@@ -150,6 +174,17 @@ def generate(fn: Function) -> Generated:
             mov_reg(d, _reg(op.a))
             op_name = op.name
             alu(_ALU[op.name], d, op.b)
+        elif k == "addr":
+            assert op.dst is not None
+            mov_reg(_reg(op.dst), base_reg(op.base))
+            if op.off:
+                emit(_ADD64_K, _reg(op.dst), imm=op.off)
+        elif k == "jump":
+            emit(_JA, reference=op.target)
+        elif k == "param":
+            assert op.dst is not None and isinstance(op.a, int)
+            out.params.append(_reg(op.dst))
+            mov_reg(_reg(op.dst), op.a + 1)
         elif k == "neg":
             assert op.dst is not None and isinstance(op.a, VReg)
             d = _reg(op.dst)
@@ -169,48 +204,14 @@ def generate(fn: Function) -> Generated:
                     emit(AluOp.ARSH | Source.K | Class.ALU64, d, imm=64 - t.bits)
                 else:
                     emit(AluOp.AND | Source.K | Class.ALU64, d, imm=(1 << t.bits) - 1)
-        elif k == "jump":
-            emit(_JA, reference=op.target)
-        elif k == "branch":
-            assert isinstance(op.a, VReg) and op.b is not None
-            code = _JMP[op.name]
-            if isinstance(op.b, VReg):
-                emit(code | Source.X, _reg(op.a), _reg(op.b), reference=op.target)
-            else:
-                emit(code | Source.K, _reg(op.a), imm=op.b, reference=op.target)
-        elif k == "helper":
-            out.calls.append(len(ins_list))
-            for i, arg in enumerate(op.args):
-                operand_into(i + 1, arg)
-            emit(_CALL, src=CallKind.HELPER, imm=helper(op.name).id)
-            if op.dst is not None:
-                mov_reg(_reg(op.dst), 0)
         elif k == "bswap":                      # big-endian <-> host (op.size bits)
             assert op.dst is not None and isinstance(op.a, VReg)
             mov_reg(_reg(op.dst), _reg(op.a))
             emit(AluOp.END | Source.X | Class.ALU, _reg(op.dst), imm=op.size)
-        elif k == "load":
-            assert op.dst is not None
-            emit(_LDX[op.size], _reg(op.dst), base_reg(op.base), op.off)
-        elif k == "store":
-            assert op.a is not None
-            if isinstance(op.a, VReg):
-                emit(_STX[op.size], base_reg(op.base), _reg(op.a), op.off)
-            else:
-                emit(_ST[op.size], base_reg(op.base), off=op.off,
-                     imm=op.a)
         elif k == "atomic":
             assert isinstance(op.a, VReg)
             emit(Mode.ATOMIC | _SIZE[op.size] | Class.STX, base_reg(op.base), _reg(op.a),
                  op.off, imm=AtomicOp[(op.name or "add").upper()])
-        elif k == "zero":
-            for o in range(0, op.size, 8):
-                emit(_ST[8], 10, off=op.off + o, imm=0)
-        elif k == "addr":
-            assert op.dst is not None
-            mov_reg(_reg(op.dst), base_reg(op.base))
-            if op.off:
-                emit(_ADD64_K, _reg(op.dst), imm=op.off)
         elif k == "ldmap":
             assert op.dst is not None
             operand_into(_reg(op.dst), MapFd(op.name))

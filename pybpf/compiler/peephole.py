@@ -195,8 +195,8 @@ def drop_dead(insns: List[Instruction], live: List[int]) -> List[Instruction]:
 def _drop_dead(insns: List[Instruction], facts: List[_Facts],
                live: List[int]) -> Optional[Tuple[List[Instruction], List[_Facts]]]:
     """:func:`drop_dead` on instructions whose :func:`_facts` are known: the shorter
-    instructions and their facts, or None when nothing is dropped (also when two
-    labels would meet: then the instructions are kept as they are)."""
+    instructions and their facts, or None when nothing is dropped (also when two labels
+    would meet: then the instructions are kept as they are)."""
     # pure writes of a dead register, but never the last instruction
     dead = [n for n in range(len(insns) - 1) if facts[n][3] & ~live[n]]
     if not dead:
@@ -253,10 +253,13 @@ def forward_copies(insns: List[Instruction], live: List[int]) -> List[Instructio
     return insns if found is None else found[0]
 
 
-def _forward_copies(insns: List[Instruction], facts: List[_Facts],
-                    live: List[int]) -> Optional[Tuple[List[Instruction], List[_Facts]]]:
+def _forward_copies(insns: List[Instruction], facts: List[_Facts], live: List[int],
+                    track: bool = False) -> Optional[Tuple[List[Instruction], List[_Facts],
+                                                           Optional[List[int]]]]:
     """:func:`forward_copies` on instructions whose :func:`_facts` are known: the new
-    instructions and their facts, or None when no pair is rewritten."""
+    instructions and their facts, or None when no pair is rewritten. With ``track``, also
+    the registers live after each new instruction, when the rewrites leave them as they
+    were (see :func:`fold_moves`), else None."""
     rewrites: List[Tuple[int, List[Instruction]]] = []
     free = 0                                # the first index not in a rewritten pair
     for n in range(len(insns) - 1):
@@ -270,16 +273,25 @@ def _forward_copies(insns: List[Instruction], facts: List[_Facts],
         return None
     out: List[Instruction] = []
     kept: List[_Facts] = []
+    after: Optional[List[int]] = [] if track else None
     last = 0
     for n, new in rewrites:
         out.extend(insns[last:n])
         kept.extend(facts[last:n])
         out.extend(new)
         kept.extend(_facts(i) for i in new)
+        if after is not None:
+            if new:
+                after.extend(live[last:n])
+                after.append(live[n + 1])
+            else:                           # a pair gone: what it read is no more read
+                after = None
         last = n + 2
     out.extend(insns[last:])
     kept.extend(facts[last:])
-    return out, kept
+    if after is not None:
+        after.extend(live[last:])
+    return out, kept, after
 
 
 def drop_jumps_to_next(insns: List[Instruction]) -> List[Instruction]:
@@ -312,16 +324,26 @@ _FLOW: Dict[int, int] = {}
 
 def fold_moves(insns: List[Instruction]) -> List[Instruction]:
     """The instructions with dead writes dropped and move pairs folded (see the module
-    docstring), until nothing changes; a jump to the next instruction is dropped first."""
+    docstring), until nothing changes; a jump to the next instruction is dropped first.
+
+    A sweep of :func:`forward_copies` that replaces each pair it rewrites by one
+    instruction leaves the registers live after every other instruction as they were
+    (the pair's first register is dead after it, and the one instruction reads what the
+    pair read from outside it), and the new instruction has the pair's second one's: then
+    liveness is carried over instead of computed again. A pair that goes altogether
+    (``r1 = r0; r0 = r1``) no longer reads its register: liveness is computed again."""
     insns = drop_jumps_to_next(insns)
     facts = _facts_list(insns)
+    live: Optional[List[int]] = None
     while True:
-        live = _live_out(insns, facts)
+        if live is None:
+            live = _live_out(insns, facts)
         pruned = _drop_dead(insns, facts, live)
         if pruned is not None:
             insns, facts = pruned
+            live = None
             continue
-        forwarded = _forward_copies(insns, facts, live)
+        forwarded = _forward_copies(insns, facts, live, track=True)
         if forwarded is None:
             return insns
-        insns, facts = forwarded
+        insns, facts, live = forwarded
