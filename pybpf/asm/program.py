@@ -72,7 +72,8 @@ def _resolve(ins: Instruction, ref: str, delta: int, long_jumps: bool) -> Instru
     if op == 0x85:  # call: only local calls take a label
         if ins.src != 1:
             raise LinkError(f"call to label {ref!r} must be a local call (src=1)", ins)
-        return ins.replace(imm=delta)
+        return Instruction(op, ins.dst, ins.src, ins.off, delta, label=ins.label,
+                           reference=ref, source=ins.source)
     if op == 0x18:
         if ins.src != Pseudo.FUNC:
             raise LinkError(f"lddw of label {ref!r} needs pseudo source 4 (func)", ins)
@@ -82,8 +83,9 @@ def _resolve(ins: Instruction, ref: str, delta: int, long_jumps: bool) -> Instru
             raise LinkError(f"jump to {ref!r} is {delta} slots away: too far", ins)
         return ins.replace(imm=delta)
     if cls in (Class.JMP, Class.JMP32) and (op & 0xF0) not in (JmpOp.CALL, JmpOp.EXIT):
-        if -0x8000 <= delta <= 0x7FFF:
-            return ins.replace(off=delta)
+        if -0x8000 <= delta <= 0x7FFF:        # the most frequent: built straight
+            return Instruction(op, ins.dst, ins.src, delta, ins.imm, label=ins.label,
+                               reference=ref, source=ins.source)
         if op == 0x05 and long_jumps:
             return ins.replace(opcode=0x06, off=0, imm=delta)
         hint = " (use long_jumps to turn an unconditional ja into gotol)" if op == 0x05 else ""
