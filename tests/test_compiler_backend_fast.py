@@ -458,3 +458,15 @@ def test_allocate_equals_the_long_way_on_random_functions(in_place):
                 assert _text(mine) == _text(insns)
             spilled += want.stack > 32
     assert spilled > 50                         # spill code was exercised
+
+
+def test_the_probe_lowering_emit_shortcut_is_the_base_one():
+    """pybpf trace's lowering sends every operation but a helper call straight to
+    Lowering.emit: that is what super() would reach only while no class between the
+    helper-check mixin and Lowering defines an emit of its own."""
+    from pybpf.bpftrace import lower_checks
+    from pybpf.bpftrace.lower import ProbeLowering
+    from pybpf.compiler.lowering import Lowering
+    with_emit = [c for c in ProbeLowering.__mro__ if "emit" in c.__dict__]
+    assert with_emit == [lower_checks.HelperCheckMixin, Lowering]
+    assert lower_checks._base_emit is Lowering.emit
