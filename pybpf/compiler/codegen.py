@@ -39,10 +39,15 @@ _K64 = Source.K | Class.ALU64
 _JA = JmpOp.JA | Class.JMP
 _CALL = JmpOp.CALL | Class.JMP
 _EXIT = JmpOp.EXIT | Class.JMP
+# enum members looked up once (each lookup goes through the enum's descriptor)
+_MAP_FD, _MAP_VALUE = Pseudo.MAP_FD, Pseudo.MAP_VALUE
+_HELPER_CALL, _LOCAL_CALL = CallKind.HELPER, CallKind.LOCAL
+_SRC_X, _SRC_K = Source.X, Source.K
 #: memory loads and stores by size in bytes
 _LDX = {n: Mode.MEM | size | Class.LDX for n, size in _SIZE.items()}
 _STX = {n: Mode.MEM | size | Class.STX for n, size in _SIZE.items()}
 _ST = {n: Mode.MEM | size | Class.ST for n, size in _SIZE.items()}
+_ST_DW = _ST[8]
 _JMP = {name: code | Class.JMP for name, code in (
     ("eq", JmpOp.JEQ), ("ne", JmpOp.JNE), ("ugt", JmpOp.JGT), ("uge", JmpOp.JGE),
     ("ult", JmpOp.JLT), ("ule", JmpOp.JLE), ("sgt", JmpOp.JSGT), ("sge", JmpOp.JSGE),
@@ -111,9 +116,9 @@ def generate(fn: Function) -> Generated:
             mov_reg(dst, 10)
             emit(_ADD64_K, dst, imm=a.off)
         elif isinstance(a, MapFd):
-            emit(0x18, dst, Pseudo.MAP_FD, reference=a.name)
+            emit(0x18, dst, _MAP_FD, reference=a.name)
         elif isinstance(a, MapValue):
-            emit(0x18, dst, Pseudo.MAP_VALUE, imm=(a.off << 32), reference=a.name)
+            emit(0x18, dst, _MAP_VALUE, imm=(a.off << 32), reference=a.name)
         else:
             mov_imm(dst, a)
 
@@ -130,21 +135,37 @@ def generate(fn: Function) -> Generated:
         return 1 if name in ("sdiv", "smod") else 0
 
     op_name = ""
-    # the kinds most frequent first (each is a string comparison)
+    op_start = out.op_start
+    append = ins_list.append
+    # the kinds most frequent first (each is a string comparison); the loads and stores
+    # are built straight when no label waits for them (what emit would do)
     for op in fn.ops:
-        out.op_start.append(len(ins_list))
+        op_start.append(len(ins_list))
         loc = op.loc
         k = op.kind
         if k == "store":
-            assert op.a is not None
-            if isinstance(op.a, VReg):
-                emit(_STX[op.size], base_reg(op.base), _reg(op.a), op.off)
+            a = op.a
+            assert a is not None
+            base = op.base
+            if isinstance(a, VReg):
+                opcode, src, imm = _STX[op.size], VREG_BASE + a.id, 0
             else:
-                emit(_ST[op.size], base_reg(op.base), off=op.off,
-                     imm=op.a)
+                opcode, src, imm = _ST[op.size], 0, a
+            if pending:
+                emit(opcode, 10 if base is None else VREG_BASE + base.id, src, op.off, imm)
+            else:
+                append(Instruction(opcode, 10 if base is None else VREG_BASE + base.id,
+                                   src, op.off, imm, source=loc))
         elif k == "load":
             assert op.dst is not None
-            emit(_LDX[op.size], _reg(op.dst), base_reg(op.base), op.off)
+            base = op.base
+            if pending:
+                emit(_LDX[op.size], VREG_BASE + op.dst.id,
+                     10 if base is None else VREG_BASE + base.id, op.off)
+            else:
+                append(Instruction(_LDX[op.size], VREG_BASE + op.dst.id,
+                                   10 if base is None else VREG_BASE + base.id, op.off,
+                                   source=loc))
         elif k == "mov":
             assert op.dst is not None and op.a is not None
             operand_into(_reg(op.dst), op.a)
@@ -152,21 +173,25 @@ def generate(fn: Function) -> Generated:
             out.calls.append(len(ins_list))
             for i, arg in enumerate(op.args):
                 operand_into(i + 1, arg)
-            emit(_CALL, src=CallKind.HELPER, imm=helper(op.name).id)
+            emit(_CALL, src=_HELPER_CALL, imm=helper(op.name).id)
             if op.dst is not None:
                 mov_reg(_reg(op.dst), 0)
         elif k == "zero":
+            off = op.off
             for o in range(0, op.size, 8):
-                emit(_ST[8], 10, off=op.off + o, imm=0)
+                if pending:
+                    emit(_ST_DW, 10, off=off + o, imm=0)
+                else:
+                    append(Instruction(_ST_DW, 10, 0, off + o, 0, source=loc))
         elif k == "label":
             pending.append(op.name)
         elif k == "branch":
             assert isinstance(op.a, VReg) and op.b is not None
             code = _JMP[op.name]
             if isinstance(op.b, VReg):
-                emit(code | Source.X, _reg(op.a), _reg(op.b), reference=op.target)
+                emit(code | _SRC_X, _reg(op.a), _reg(op.b), reference=op.target)
             else:
-                emit(code | Source.K, _reg(op.a), imm=op.b, reference=op.target)
+                emit(code | _SRC_K, _reg(op.a), imm=op.b, reference=op.target)
         elif k == "binop":
             assert op.dst is not None and isinstance(op.a, VReg) and op.b is not None
             d = _reg(op.dst)
@@ -223,7 +248,7 @@ def generate(fn: Function) -> Generated:
             out.calls.append(len(ins_list))
             for i, arg in enumerate(op.args):
                 operand_into(i + 1, arg)
-            emit(_CALL, src=CallKind.LOCAL, imm=-1, reference=op.name)
+            emit(_CALL, src=_LOCAL_CALL, imm=-1, reference=op.name)
             mov_reg(_reg(op.dst), 0)
         elif k == "ret":
             assert op.a is not None

@@ -19,6 +19,7 @@ __all__ = ["fold_moves", "drop_jumps_to_next"]
 
 _MOV_X = AluOp.MOV | Source.X | Class.ALU64
 _MOV_K = AluOp.MOV | Source.K | Class.ALU64
+_ALU_CLASSES = (Class.ALU, Class.ALU64)
 
 
 def _call_reads_of(src: int, imm: int) -> Set[int]:
@@ -236,7 +237,7 @@ def _rewrite_pair(a: Instruction, b: Instruction, dead_after: bool) -> Optional[
         return None
     uses_src = rs and b.src == a.dst
     uses_dst = rd and b.dst == a.dst
-    if not (uses_src or uses_dst) or (uses_dst and b.opcode & 0x07 in (Class.ALU, Class.ALU64)):
+    if not (uses_src or uses_dst) or (uses_dst and b.opcode & 0x07 in _ALU_CLASSES):
         return None                                    # an ALU op writes its dst
     new = b.replace(src=a.src if uses_src else b.src, dst=a.src if uses_dst else b.dst)
     if new.opcode == _MOV_X and new.dst == new.src:
