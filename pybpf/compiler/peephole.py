@@ -58,25 +58,26 @@ def _flow_of(op: int) -> int:
     return _NEXT
 
 
-def _facts_of(op: int, dst: int, src: int, imm: int) -> Tuple[int, int, int, int]:
+def _facts_of(op: int, dst: int, src: int, imm: int) -> Tuple[int, int, int, int, bool]:
     """(control flow kind, registers read, complement of the registers written, the bit
-    of the register a pure write writes) of an instruction: the last is 0 for an
-    instruction with other effects and for a write of r10 (see :func:`_pure_write_of`);
-    ``imm`` matters only for a call (0 is passed for the others)."""
+    of the register a pure write writes, whether it is a move) of an instruction: the
+    fourth is 0 for an instruction with other effects and for a write of r10 (see
+    :func:`_pure_write_of`), the last is true for the moves :func:`forward_copies`
+    starts a pair with; ``imm`` matters only for a call (0 is passed for the others)."""
     if op == 0x85:
-        return _flow_of(op), _mask(_call_reads_of(src, imm)), ~_CALL_KILLS, 0
+        return _flow_of(op), _mask(_call_reads_of(src, imm)), ~_CALL_KILLS, 0, False
     if op == JmpOp.EXIT | Class.JMP:
-        return _flow_of(op), 1, ~0, 0
+        return _flow_of(op), 1, ~0, 0, False
     rd, wd, rs = _uses(Instruction(op))
     pure = 1 << dst if _pure_write_of(op) and dst != 10 else 0
     return (_flow_of(op), (1 << dst if rd else 0) | (1 << src if rs else 0),
-            ~(1 << dst) if wd else ~0, pure)
+            ~(1 << dst) if wd else ~0, pure, op in (_MOV_X, _MOV_K))
 
 
 #: :func:`_facts_of` by (opcode, dst, src, imm of a call), filled as they are met
-_FACTS: Dict[Tuple[int, int, int, int], Tuple[int, int, int, int]] = {}
+_FACTS: Dict[Tuple[int, int, int, int], Tuple[int, int, int, int, bool]] = {}
 
-_Facts = Tuple[int, int, int, int]
+_Facts = Tuple[int, int, int, int, bool]
 
 
 def _facts(ins: Instruction) -> _Facts:
@@ -110,15 +111,23 @@ def _live_out(insns: List[Instruction], facts: Optional[List[_Facts]] = None) ->
     when every jump goes forward (each successor is done before its predecessors),
     else to a fixpoint (:func:`_live_out_loops`). ``facts``: :func:`_facts` of each
     instruction, when known."""
-    if facts is None:
-        facts = _facts_list(insns)
+    return _sweep(insns, _facts_list(insns) if facts is None else facts)[0]
+
+
+def _sweep(insns: List[Instruction], facts: List[_Facts]) -> Tuple[List[int], List[int],
+                                                                   List[int]]:
+    """:func:`_live_out`, and on the way the indices of the dead pure writes but the
+    last instruction (what :func:`drop_dead` drops) and of the moves (where
+    :func:`forward_copies` looks), both from the end."""
     labels: Dict[str, int] = {i.label: n for n, i in enumerate(insns) if i.label}
     count = len(insns)
     live_in = [0] * (count + 1)             # live_in[count]: nothing after the end
     live_out = [0] * count
+    dead: List[int] = []
+    moves: List[int] = []
     after = 0                               # live_in[n + 1]
     for n in range(count - 1, -1, -1):
-        flow, g, k, _ = facts[n]
+        flow, g, k, pure, move = facts[n]
         if flow == _NEXT:
             out = after
         elif flow == _EXIT:
@@ -128,13 +137,30 @@ def _live_out(insns: List[Instruction], facts: Optional[List[_Facts]] = None) ->
             if flow == _JA or isinstance(ref, str):
                 t = labels[ref]
                 if t <= n:                  # a loop
-                    return _live_out_loops(insns, labels, facts)
+                    live_out = _live_out_loops(insns, labels, facts)
+                    return live_out, _dead(facts, live_out), _moves(facts)
                 out = live_in[t] if flow == _JA else after | live_in[t]
             else:
                 out = after
         live_out[n] = out
         after = live_in[n] = g | (out & k)
-    return live_out
+        if pure and not out & pure:
+            dead.append(n)
+        if move:
+            moves.append(n)
+    if dead and dead[0] == count - 1:       # the last instruction stays
+        del dead[0]
+    return live_out, dead, moves
+
+
+def _dead(facts: List[_Facts], live: List[int]) -> List[int]:
+    """The indices of the pure writes of dead registers but the last instruction."""
+    return [n for n in range(len(facts) - 2, -1, -1) if facts[n][3] & ~live[n]]
+
+
+def _moves(facts: List[_Facts]) -> List[int]:
+    """The indices of the moves, from the end."""
+    return [n for n in range(len(facts) - 1, -1, -1) if facts[n][4]]
 
 
 def _live_out_loops(insns: List[Instruction], labels: Dict[str, int],
@@ -146,7 +172,7 @@ def _live_out_loops(insns: List[Instruction], labels: Dict[str, int],
     keep: List[int] = []                    # the complement of what the instruction kills
     target: List[int] = []                  # the jump's label index, or -1
     for n, ins in enumerate(insns):
-        flow, g, k, _ = facts[n]
+        flow, g, k, _, _ = facts[n]
         flows.append(flow)
         gen.append(g)
         keep.append(k)
@@ -189,17 +215,17 @@ def _pure_write_of(op: int) -> bool:
 
 def drop_dead(insns: List[Instruction], live: List[int]) -> List[Instruction]:
     """Drop pure writes of registers nobody reads afterwards (a label moves on)."""
-    found = _drop_dead(insns, _facts_list(insns), live)
+    facts = _facts_list(insns)
+    found = _drop_dead(insns, facts, _dead(facts, live))
     return insns if found is None else found[0]
 
 
 def _drop_dead(insns: List[Instruction], facts: List[_Facts],
-               live: List[int]) -> Optional[Tuple[List[Instruction], List[_Facts]]]:
-    """:func:`drop_dead` on instructions whose :func:`_facts` are known: the shorter
-    instructions and their facts, or None when nothing is dropped (also when two labels
-    would meet: then the instructions are kept as they are)."""
-    # pure writes of a dead register, but never the last instruction
-    dead = [n for n in range(len(insns) - 1) if facts[n][3] & ~live[n]]
+               dead: List[int]) -> Optional[Tuple[List[Instruction], List[_Facts]]]:
+    """:func:`drop_dead` on instructions whose :func:`_facts` are known, given the
+    indices of the ``dead`` writes (:func:`_dead`): the shorter instructions and their
+    facts, or None when nothing is dropped (also when two labels would meet: then the
+    instructions are kept as they are)."""
     if not dead:
         return None
     drop = set(dead)
@@ -250,22 +276,25 @@ def forward_copies(insns: List[Instruction], live: List[int]) -> List[Instructio
     rA, with rA dead after it, reads rB there instead (``r1 = r0; *(u64 *)(r10 - 8) = r1``
     -> ``*(u64 *)(r10 - 8) = r0``); ``rA = 5; rB = rA`` -> ``rB = 5``. Rewrites do not
     change liveness after the pair, so one sweep can make several."""
-    found = _forward_copies(insns, _facts_list(insns), live)
+    facts = _facts_list(insns)
+    found = _forward_copies(insns, facts, live, _moves(facts))
     return insns if found is None else found[0]
 
 
 def _forward_copies(insns: List[Instruction], facts: List[_Facts], live: List[int],
-                    track: bool = False) -> Optional[Tuple[List[Instruction], List[_Facts],
-                                                           Optional[List[int]]]]:
-    """:func:`forward_copies` on instructions whose :func:`_facts` are known: the new
-    instructions and their facts, or None when no pair is rewritten. With ``track``, also
-    the registers live after each new instruction, when the rewrites leave them as they
-    were (see :func:`fold_moves`), else None."""
+                    moves: List[int], track: bool = False
+                    ) -> Optional[Tuple[List[Instruction], List[_Facts], Optional[List[int]]]]:
+    """:func:`forward_copies` on instructions whose :func:`_facts` are known, given the
+    indices of the ``moves`` from the end (:func:`_moves`): the new instructions and
+    their facts, or None when no pair is rewritten. With ``track``, also the registers
+    live after each new instruction, when the rewrites leave them as they were (see
+    :func:`fold_moves`), else None."""
     rewrites: List[Tuple[int, List[Instruction]]] = []
     free = 0                                # the first index not in a rewritten pair
-    for n in range(len(insns) - 1):
-        a = insns[n]
-        if n >= free and (a.opcode == _MOV_X or a.opcode == _MOV_K):
+    last_pair = len(insns) - 1              # a pair starts before the last instruction
+    for n in reversed(moves):
+        if n >= free and n < last_pair:
+            a = insns[n]
             new = _rewrite_pair(a, insns[n + 1], not live[n + 1] >> a.dst & 1)
             if new is not None:
                 rewrites.append((n, new))
@@ -338,13 +367,15 @@ def fold_moves(insns: List[Instruction]) -> List[Instruction]:
     live: Optional[List[int]] = None
     while True:
         if live is None:
-            live = _live_out(insns, facts)
-        pruned = _drop_dead(insns, facts, live)
+            live, dead, moves = _sweep(insns, facts)
+        else:
+            dead, moves = _dead(facts, live), _moves(facts)
+        pruned = _drop_dead(insns, facts, dead)
         if pruned is not None:
             insns, facts = pruned
             live = None
             continue
-        forwarded = _forward_copies(insns, facts, live, track=True)
+        forwarded = _forward_copies(insns, facts, live, moves, track=True)
         if forwarded is None:
             return insns
         insns, facts, live = forwarded
