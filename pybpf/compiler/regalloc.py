@@ -32,13 +32,25 @@ _SCRATCH_DST, _SCRATCH_SRC = 0, 5
 
 class Allocation:
     """The result: ``instructions`` on physical registers, the register or stack slot of
-    each virtual register, and the ``stack`` bytes used for spills."""
+    each virtual register (``where``), and the ``stack`` bytes used for spills."""
 
-    def __init__(self, instructions: List[Instruction], where: Dict[int, str],
+    def __init__(self, instructions: List[Instruction], where: Optional[Dict[int, str]],
                  stack: int) -> None:
         self.instructions = instructions
-        self.where = where
+        self._where = where
         self.stack = stack
+        self._made: Optional[Tuple[Dict[int, int], Dict[int, int], Dict[int, int]]] = None
+
+    @property
+    def where(self) -> Dict[int, str]:
+        """The register (``r6``) or stack slot (``[r10-8]``) of each virtual register by
+        number, in the order they are first mentioned (made when first asked for)."""
+        if self._where is None:
+            assert self._made is not None
+            start, assigned, spilled = self._made
+            self._where = {r - VREG_BASE: (f"r{assigned[r]}" if r in assigned
+                                           else f"[r10{spilled[r]}]") for r in start}
+        return self._where
 
 
 def _uses(ins: Instruction) -> Tuple[bool, bool, bool]:
@@ -210,9 +222,9 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
     if aliases:
         cleaned = [i.replace(reference=aliases.get(i.reference, i.reference))
                    if isinstance(i.reference, str) else i for i in cleaned]
-    where = {r - VREG_BASE: (f"r{assigned[r]}" if r in assigned else f"[r10{spilled[r]}]")
-             for r in start}
-    return Allocation(cleaned, where, frame + 8 * len(spilled))
+    done = Allocation(cleaned, None, frame + 8 * len(spilled))
+    done._made = (start, assigned, spilled)
+    return done
 
 
 def _spill_code(ins: Instruction, assigned: Dict[int, int], spilled: Dict[int, int],
