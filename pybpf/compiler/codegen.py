@@ -85,14 +85,16 @@ def generate(fn: Function) -> Generated:
 
     def emit(opcode: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0,
              reference: Optional[str] = None) -> None:
-        label = None
         if pending:
             label = pending[0]
             for other in pending[1:]:
                 out.aliases[other] = label
             pending.clear()
-        ins_list.append(Instruction(opcode, dst, src, off, imm, label=label,
-                                    reference=reference, source=loc))
+            ins_list.append(Instruction(opcode, dst, src, off, imm, label=label,
+                                        reference=reference, source=loc))
+        else:
+            ins_list.append(Instruction(opcode, dst, src, off, imm, reference=reference,
+                                        source=loc))
 
     def mov_reg(dst: int, src: int) -> None:
         if dst != src:
@@ -101,7 +103,7 @@ def generate(fn: Function) -> Generated:
     def mov_imm(dst: int, value: int) -> None:
         pattern = value & 0xFFFFFFFFFFFFFFFF
         signed = pattern - (1 << 64) if pattern >> 63 else pattern
-        if _fits32(signed):
+        if -(1 << 31) <= signed < (1 << 31):    # _fits32
             emit(_MOV64_K, dst, imm=signed)
         elif pattern < 1 << 32:                 # mov32 zero-extends
             emit(_MOV32_K, dst,
@@ -111,7 +113,9 @@ def generate(fn: Function) -> Generated:
 
     def operand_into(dst: int, a: Any) -> None:
         if isinstance(a, VReg):
-            mov_reg(dst, _reg(a))
+            src = VREG_BASE + a.id
+            if dst != src:                      # mov_reg
+                emit(_MOV64_X, dst, src)
         elif isinstance(a, FrameAddr):
             mov_reg(dst, 10)
             emit(_ADD64_K, dst, imm=a.off)
@@ -168,7 +172,7 @@ def generate(fn: Function) -> Generated:
                                    source=loc))
         elif k == "mov":
             assert op.dst is not None and op.a is not None
-            operand_into(_reg(op.dst), op.a)
+            operand_into(VREG_BASE + op.dst.id, op.a)
         elif k == "helper":
             out.calls.append(len(ins_list))
             for i, arg in enumerate(op.args):
