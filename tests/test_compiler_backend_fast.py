@@ -469,3 +469,23 @@ def test_the_probe_lowering_emit_shortcut_is_the_base_one():
     with_emit = [c for c in ProbeLowering.__mro__ if "emit" in c.__dict__]
     assert with_emit == [lower_checks.HelperCheckMixin, Lowering]
     assert lower_checks._base_emit is Lowering.emit
+
+
+def test_the_walk_estimate_without_loops_counts_as_the_long_way():
+    """A function without loops (the usual one) is estimated without the per-instruction
+    cost list: its instructions, plus each local call's callee, as the long way sums."""
+    from pybpf.compiler import limits
+    from pybpf.compiler.errors import CompileError
+    rng = random.Random(5)
+    callees = {"f": 40, "g": 7}
+    for _ in range(50):
+        insns = random_function(rng, rng.randrange(1, 40), False)
+        for _ in range(rng.randrange(4)):
+            insns.insert(rng.randrange(len(insns)),
+                         Instruction(0x85, src=1, imm=-1, reference=rng.choice(["f", "g", "h"])))
+        want = sum(1 + (callees.get(i.reference, 0) if limits._is_local_call(i) else 0)
+                   for i in insns)
+        assert limits.walk_estimate(insns, [], {}, callees, "x", None) == want
+    with pytest.raises(CompileError, match="makes the verifier walk about"):
+        limits.walk_estimate([Instruction(0x85, src=1, imm=-1, reference="f")], [], {},
+                             {"f": limits.MAX_PROCESSED}, "x", None)
