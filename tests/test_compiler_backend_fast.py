@@ -489,3 +489,27 @@ def test_the_walk_estimate_without_loops_counts_as_the_long_way():
     with pytest.raises(CompileError, match="makes the verifier walk about"):
         limits.walk_estimate([Instruction(0x85, src=1, imm=-1, reference="f")], [], {},
                              {"f": limits.MAX_PROCESSED}, "x", None)
+
+
+def test_the_ir_operation_init_is_the_record_one():
+    """Op writes its own __init__ (plain attribute stores): it takes the record's fields
+    in the record's order, positionally or by name, with the record's defaults, and
+    leaves the same attributes in the same order; unknown names are refused."""
+    from pybpf.compiler import types as T
+    from pybpf.compiler.ir import Op, VReg
+    fields = Op._record_fields
+    values = {"kind": "store", "dst": VReg(2, T.u32), "a": VReg(1, T.u64), "b": 5,
+              "name": "add", "target": "L1", "args": (1, 2), "loc": None,
+              "base": VReg(3, T.u64), "off": -8, "size": 8}
+    assert [f[0] for f in fields] == list(values)
+    rng = random.Random(3)
+    for _ in range(100):
+        chosen = {n: v for n, v in values.items() if n == "kind" or rng.random() < 0.5}
+        want = [(f[0], chosen.get(f[0], f[1])) for f in fields]
+        assert list(vars(Op(**chosen)).items()) == want
+        positional = [chosen.get(f[0], f[1]) for f in fields]
+        assert list(vars(Op(*positional)).items()) == want
+    with pytest.raises(TypeError):
+        Op("mov", bogus=1)
+    with pytest.raises(TypeError):
+        Op()
