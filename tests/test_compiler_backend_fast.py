@@ -460,15 +460,31 @@ def test_allocate_equals_the_long_way_on_random_functions(in_place):
 
 
 def test_the_probe_lowering_emit_shortcut_is_the_base_one():
-    """pybpf trace's lowering sends every operation but a helper call straight to
-    Lowering.emit: that is what super() would reach only while no class between the
-    helper-check mixin and Lowering defines an emit of its own."""
+    """pybpf trace's lowering appends every operation but a helper call itself, as
+    Lowering.emit does: what super() would reach only while no class between the
+    helper-check mixin and Lowering defines an emit of its own; both make equal
+    operations at the current location."""
+    from pybpf.asm.instruction import SourceLocation
     from pybpf.bpftrace import lower_checks
     from pybpf.bpftrace.lower import ProbeLowering
+    from pybpf.compiler import types as T
+    from pybpf.compiler.ir import Function, VReg
     from pybpf.compiler.lowering import Lowering
     with_emit = [c for c in ProbeLowering.__mro__ if "emit" in c.__dict__]
     assert with_emit == [lower_checks.HelperCheckMixin, Lowering]
-    assert lower_checks._base_emit is Lowering.emit
+
+    class Probe(lower_checks.HelperCheckMixin, Lowering):
+        pass
+
+    made = []
+    for cls in (Probe, Lowering):
+        low = cls(Function("f", [], T.i64), None)
+        low.loc = SourceLocation("x.bt", 3, 1, "text")
+        ops = [low.emit("store", base=None, off=-8, size=8, a=VReg(1, T.u64)),
+               low.emit("label", name="L"), low.emit("mov", dst=VReg(2, T.u32), a=5)]
+        assert low.fn.ops == ops
+        made.append([list(vars(op).items()) for op in ops])
+    assert made[0] == made[1]
 
 
 def test_the_walk_estimate_without_loops_counts_as_the_long_way():
