@@ -529,3 +529,30 @@ def test_the_ir_operation_init_is_the_record_one():
         Op("mov", bogus=1)
     with pytest.raises(TypeError):
         Op()
+
+
+def test_make_instruction_is_the_keyword_call():
+    """The back end builds its instructions with make_instruction (every field by
+    position, no __init__ call): the same instruction, metadata and all, as the class's
+    keyword call; replace() keeps working through it and still refuses unknown fields."""
+    from pybpf.asm.instruction import SourceLocation, make_instruction
+    loc = SourceLocation("x.bt", 2, 3, "text")
+    rng = random.Random(11)
+    slots = Instruction.__slots__
+    for _ in range(200):
+        fields = (rng.randrange(256), rng.randrange(11), rng.randrange(11),
+                  rng.randrange(-9, 9), rng.randrange(-1 << 31, 1 << 31),
+                  rng.choice([None, "L1"]), rng.choice([None, "L2", object()]),
+                  rng.choice([None, loc]))
+        made = make_instruction(*fields)
+        called = Instruction(*fields[:5], label=fields[5], reference=fields[6],
+                             source=fields[7])
+        assert type(made) is Instruction
+        assert [getattr(made, n) for n in slots] == [getattr(called, n) for n in slots]
+        assert made == called and repr(made) == repr(called)
+        again = made.replace(off=1, label="M")
+        assert [getattr(again, n) for n in slots] == \
+            [getattr(called, n) if n not in ("off", "label") else {"off": 1, "label": "M"}[n]
+             for n in slots]
+    with pytest.raises(TypeError):
+        make_instruction(0x95, 0, 0, 0, 0, None, None, None).replace(bogus=1)

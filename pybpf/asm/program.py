@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Sequence
 
 from .errors import LinkError
-from .instruction import Instruction
+from .instruction import Instruction, make_instruction
 from .opcodes import Class, JmpOp, Pseudo
 
 __all__ = ["link", "label_slots", "slot_count"]
@@ -78,8 +78,8 @@ def _resolve(ins: Instruction, ref: str, delta: int, long_jumps: bool) -> Instru
     if op == 0x85:  # call: only local calls take a label
         if ins.src != 1:
             raise LinkError(f"call to label {ref!r} must be a local call (src=1)", ins)
-        return Instruction(op, ins.dst, ins.src, ins.off, delta, label=ins.label,
-                           reference=ref, source=ins.source)
+        return make_instruction(op, ins.dst, ins.src, ins.off, delta, ins.label, ref,
+                                ins.source)
     if op == 0x18:
         if ins.src != Pseudo.FUNC:
             raise LinkError(f"lddw of label {ref!r} needs pseudo source 4 (func)", ins)
@@ -90,8 +90,8 @@ def _resolve(ins: Instruction, ref: str, delta: int, long_jumps: bool) -> Instru
         return ins.replace(imm=delta)
     if cls in _JUMP_CLASSES and (op & 0xF0) not in _NOT_JUMPS:
         if -0x8000 <= delta <= 0x7FFF:        # the most frequent: built straight
-            return Instruction(op, ins.dst, ins.src, delta, ins.imm, label=ins.label,
-                               reference=ref, source=ins.source)
+            return make_instruction(op, ins.dst, ins.src, delta, ins.imm, ins.label, ref,
+                                    ins.source)
         if op == 0x05 and long_jumps:
             return ins.replace(opcode=0x06, off=0, imm=delta)
         hint = " (use long_jumps to turn an unconditional ja into gotol)" if op == 0x05 else ""

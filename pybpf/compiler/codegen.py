@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..asm.helpers import helper
-from ..asm.instruction import Instruction, SourceLocation
+from ..asm.instruction import Instruction, SourceLocation, make_instruction
 from ..asm.opcodes import AluOp, AtomicOp, CallKind, Class, JmpOp, Mode, Pseudo, Size, Source
 from .ir import FrameAddr, Function, MapFd, MapValue, Operand, VReg
 
@@ -90,11 +90,11 @@ def generate(fn: Function) -> Generated:
             for other in pending[1:]:
                 out.aliases[other] = label
             pending.clear()
-            ins_list.append(Instruction(opcode, dst, src, off, imm, label=label,
-                                        reference=reference, source=loc))
+            ins_list.append(make_instruction(opcode, dst, src, off, imm, label, reference,
+                                             loc))
         else:
-            ins_list.append(Instruction(opcode, dst, src, off, imm, reference=reference,
-                                        source=loc))
+            ins_list.append(make_instruction(opcode, dst, src, off, imm, None, reference,
+                                             loc))
 
     def mov_reg(dst: int, src: int) -> None:
         if dst != src:
@@ -158,8 +158,8 @@ def generate(fn: Function) -> Generated:
             if pending:
                 emit(opcode, 10 if base is None else VREG_BASE + base.id, src, op.off, imm)
             else:
-                append(Instruction(opcode, 10 if base is None else VREG_BASE + base.id,
-                                   src, op.off, imm, source=loc))
+                append(make_instruction(opcode, 10 if base is None else VREG_BASE + base.id,
+                                        src, op.off, imm, None, None, loc))
         elif k == "load":
             assert op.dst is not None
             base = op.base
@@ -167,9 +167,9 @@ def generate(fn: Function) -> Generated:
                 emit(_LDX[op.size], VREG_BASE + op.dst.id,
                      10 if base is None else VREG_BASE + base.id, op.off)
             else:
-                append(Instruction(_LDX[op.size], VREG_BASE + op.dst.id,
-                                   10 if base is None else VREG_BASE + base.id, op.off,
-                                   source=loc))
+                append(make_instruction(_LDX[op.size], VREG_BASE + op.dst.id,
+                                        10 if base is None else VREG_BASE + base.id,
+                                        op.off, 0, None, None, loc))
         elif k == "mov":
             assert op.dst is not None and op.a is not None
             operand_into(VREG_BASE + op.dst.id, op.a)
@@ -186,7 +186,7 @@ def generate(fn: Function) -> Generated:
                 if pending:
                     emit(_ST_DW, 10, off=off + o, imm=0)
                 else:
-                    append(Instruction(_ST_DW, 10, 0, off + o, 0, source=loc))
+                    append(make_instruction(_ST_DW, 10, 0, off + o, 0, None, None, loc))
         elif k == "label":
             pending.append(op.name)
         elif k == "branch":

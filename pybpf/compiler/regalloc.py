@@ -15,7 +15,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from ..asm.instruction import Instruction
+from ..asm.instruction import Instruction, make_instruction
 from ..asm.opcodes import AluOp, Class, JmpOp, Mode, Size, Source
 from .codegen import VREG_BASE
 
@@ -214,8 +214,8 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
             ins.dst, ins.src, ins.label = dst, src, label
             append(ins)
         else:
-            append(Instruction(ins.opcode, dst, src, ins.off, ins.imm, label=label,
-                               reference=ins.reference, source=ins.source))
+            append(make_instruction(ins.opcode, dst, src, ins.off, ins.imm, label,
+                                    ins.reference, ins.source))
     if carry is not None:
         out.append(Instruction(JmpOp.EXIT | Class.JMP, label=carry))
     cleaned = out
