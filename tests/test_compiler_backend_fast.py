@@ -485,6 +485,15 @@ def test_the_probe_lowering_emit_shortcut_is_the_base_one():
         assert low.fn.ops == ops
         made.append([list(vars(op).items()) for op in ops])
     assert made[0] == made[1]
+    # both take Op's fields by name (but the location), with Op's defaults
+    import inspect
+    from pybpf.compiler.ir import Op
+    want = [(f[0], f[1]) for f in Op._record_fields if f[0] != "loc"]
+    for emit in (Lowering.emit, lower_checks.HelperCheckMixin.emit):
+        params = list(inspect.signature(emit).parameters.values())[1:]
+        assert [(p.name, p.default if p.default is not p.empty else None)
+                for p in params][1:] == want[1:]
+        assert params[0].name == "kind"
 
 
 def test_the_walk_estimate_without_loops_counts_as_the_long_way():
