@@ -27,6 +27,10 @@ _LOAD_DW = Mode.MEM | Size.DW | Class.LDX          # spill reload
 _STORE_DW = Mode.MEM | Size.DW | Class.STX         # spill store
 _CALLEE = (6, 7, 8, 9)
 _ALL = _CALLER + _CALLEE
+# register masks (bit r for register r); _CALLER + _CALLEE and _CALLEE are in ascending
+# order, so the first free register of either is the lowest bit of the free mask
+_ALL_FREE = sum(1 << r for r in _ALL)
+_CALLEE_MASK = sum(1 << r for r in _CALLEE)
 _SCRATCH_DST, _SCRATCH_SRC = 0, 5
 
 
@@ -147,7 +151,7 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
     assigned: Dict[int, int] = {}
     spilled: Dict[int, int] = {}
     active: List[int] = []
-    free: List[int] = list(_CALLER + _CALLEE)
+    free = _ALL_FREE                # the free registers, as a bit mask
 
     def spill(reg: int) -> None:
         spilled[reg] = -frame - 8 * (len(spilled) + 1)
@@ -157,16 +161,15 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
         if active:
             for other in [o for o in active if end[o] < first]:
                 active.remove(other)
-                free.append(assigned[other])
-        allowed = _CALLEE if reg in crossing else _ALL
-        choice: Optional[int] = None
-        for p in allowed:
-            if p in free:
-                choice = p
-                break
-        if choice is not None:
-            free.remove(choice)
-            assigned[reg] = choice
+                free |= 1 << assigned[other]
+        if reg in crossing:
+            allowed, usable = _CALLEE, free & _CALLEE_MASK
+        else:
+            allowed, usable = _ALL, free
+        if usable:                  # the first free register in ``allowed``'s order
+            low = usable & -usable
+            free ^= low
+            assigned[reg] = low.bit_length() - 1
             active.append(reg)
             continue
         victims = [o for o in active if assigned[o] in allowed]
