@@ -62,11 +62,15 @@ class HelperCheckMixin:
 
     def expr(self, e: Any) -> Any:
         """Lower ``e`` (the mixin's parent does) with ``e`` as the current node."""
-        self.push_node(e)
+        stack = self._node_stack                # push_node, pop_node: inline (per node)
+        if stack is None:
+            stack = self._node_stack = []
+        stack.append(e)
         try:
             return super().expr(e)                              # type: ignore[misc]
         finally:
-            self.pop_node()
+            if self._node_stack:
+                self._node_stack.pop()
 
     def emit(self, kind: str, dst: Any = None, a: Any = None, b: Any = None,
              name: str = "", target: str = "", args: Tuple[Any, ...] = (),
