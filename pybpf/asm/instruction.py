@@ -102,10 +102,10 @@ class Instruction:
 
     def replace(self, **changes: Any) -> "Instruction":
         """A copy with some fields changed (metadata is kept unless changed)."""
-        new = Instruction(self.opcode, self.dst, self.src, self.off, self.imm,
-                          label=self.label, reference=self.reference, source=self.source)
+        new = make_instruction(self.opcode, self.dst, self.src, self.off, self.imm,
+                               self.label, self.reference, self.source)
         for name, value in changes.items():
-            if name not in Instruction.__slots__:
+            if name not in _FIELDS:
                 raise TypeError(f"Instruction has no field {name!r}")
             setattr(new, name, value)
         return new
@@ -405,3 +405,25 @@ def _mem_form(opcode: int, cls: int, dst: int, src: int, off: int, imm: int) -> 
                     Group.ATOMIC32 if is32 else Group.ATOMIC64, version)
     raise InvalidInstruction(f"opcode {opcode:#04x} is not defined (STX class, mode {mode:#x})")
 
+
+
+_FIELDS = frozenset(Instruction.__slots__)
+_new = object.__new__
+
+
+def make_instruction(opcode: int, dst: int, src: int, off: int, imm: int,
+                     label: Optional[str], reference: Any,
+                     source: Optional[SourceLocation]) -> Instruction:
+    """``Instruction(opcode, dst, src, off, imm, label=label, reference=reference,
+    source=source)``, every field given by position: the compiler's back end makes
+    thousands, and this is about twice as fast as the keyword call of the class."""
+    ins = _new(Instruction)
+    ins.opcode = opcode
+    ins.dst = dst
+    ins.src = src
+    ins.off = off
+    ins.imm = imm
+    ins.label = label
+    ins.reference = reference
+    ins.source = source
+    return ins

@@ -12,10 +12,16 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Sequence
 
 from .errors import LinkError
-from .instruction import Instruction
+from .instruction import Instruction, make_instruction
 from .opcodes import Class, JmpOp, Pseudo
 
 __all__ = ["link", "label_slots", "slot_count"]
+
+# enum members looked up once (each lookup goes through the enum's descriptor)
+_FUNC = Pseudo.FUNC
+_JMP32, _JA = Class.JMP32, JmpOp.JA
+_JUMP_CLASSES = (Class.JMP, Class.JMP32)
+_NOT_JUMPS = (JmpOp.CALL, JmpOp.EXIT)
 
 
 def slot_count(instructions: Iterable[Instruction]) -> int:
@@ -56,7 +62,7 @@ def link(instructions: Sequence[Instruction], *, long_jumps: bool = False) -> Li
     slot = 0
     for ins in instructions:
         ref = ins.reference
-        if isinstance(ref, str) and (ins.opcode != 0x18 or ins.src == Pseudo.FUNC):
+        if isinstance(ref, str) and (ins.opcode != 0x18 or ins.src == _FUNC):
             if ref not in labels:
                 raise LinkError(f"undefined label {ref!r}", ins)
             delta = labels[ref] - (slot + 1)
@@ -72,18 +78,20 @@ def _resolve(ins: Instruction, ref: str, delta: int, long_jumps: bool) -> Instru
     if op == 0x85:  # call: only local calls take a label
         if ins.src != 1:
             raise LinkError(f"call to label {ref!r} must be a local call (src=1)", ins)
-        return ins.replace(imm=delta)
+        return make_instruction(op, ins.dst, ins.src, ins.off, delta, ins.label, ref,
+                                ins.source)
     if op == 0x18:
         if ins.src != Pseudo.FUNC:
             raise LinkError(f"lddw of label {ref!r} needs pseudo source 4 (func)", ins)
         return ins.replace(imm=delta & 0xFFFFFFFF)
-    if cls == Class.JMP32 and (op & 0xF0) == JmpOp.JA:  # gotol: 32-bit offset in imm
+    if cls == _JMP32 and (op & 0xF0) == _JA:  # gotol: 32-bit offset in imm
         if not -(1 << 31) <= delta < (1 << 31):
             raise LinkError(f"jump to {ref!r} is {delta} slots away: too far", ins)
         return ins.replace(imm=delta)
-    if cls in (Class.JMP, Class.JMP32) and (op & 0xF0) not in (JmpOp.CALL, JmpOp.EXIT):
-        if -0x8000 <= delta <= 0x7FFF:
-            return ins.replace(off=delta)
+    if cls in _JUMP_CLASSES and (op & 0xF0) not in _NOT_JUMPS:
+        if -0x8000 <= delta <= 0x7FFF:        # the most frequent: built straight
+            return make_instruction(op, ins.dst, ins.src, delta, ins.imm, ins.label, ref,
+                                    ins.source)
         if op == 0x05 and long_jumps:
             return ins.replace(opcode=0x06, off=0, imm=delta)
         hint = " (use long_jumps to turn an unconditional ja into gotol)" if op == 0x05 else ""

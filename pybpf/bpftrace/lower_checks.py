@@ -21,10 +21,10 @@ the same codes as bpftrace's.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from ..compiler import types as T
-from ..compiler.ir import FrameAddr
+from ..compiler.ir import FrameAddr, Op
 
 __all__ = ["HelperCheckMixin", "CHECKED_K", "CHECKED_KK"]
 
@@ -62,28 +62,40 @@ class HelperCheckMixin:
 
     def expr(self, e: Any) -> Any:
         """Lower ``e`` (the mixin's parent does) with ``e`` as the current node."""
-        self.push_node(e)
+        stack = self._node_stack                # push_node, pop_node: inline (per node)
+        if stack is None:
+            stack = self._node_stack = []
+        stack.append(e)
         try:
             return super().expr(e)                              # type: ignore[misc]
         finally:
-            self.pop_node()
+            if self._node_stack:
+                self._node_stack.pop()
 
-    def emit(self, kind: str, **fields: Any) -> Any:
-        """Append an operation; after a checked helper call, its check."""
+    def emit(self, kind: str, dst: Any = None, a: Any = None, b: Any = None,
+             name: str = "", target: str = "", args: Tuple[Any, ...] = (),
+             base: Any = None, off: int = 0, size: int = 0) -> Any:
+        """Append an operation (:meth:`Lowering.emit`'s fields); after a checked helper
+        call, its check."""
         if kind != "helper":
-            return super().emit(kind, **fields)                 # type: ignore[misc]
-        name = fields.get("name")
+            # the lowering's most frequent call: what the base's emit does (Lowering.emit:
+            # no other class between this mixin and it has one; a test checks both)
+            op = Op(kind, dst, a, b, name, target, args, self.loc,  # type: ignore[attr-defined]
+                    base, off, size)
+            self.fn.ops.append(op)                              # type: ignore[attr-defined]
+            return op
         if name in ("probe_read_kernel", "probe_read_kernel_str") \
                 and self._space_of_read() == "none":
-            name = fields["name"] = name.replace("_kernel", "")   # 0.17's choice
+            name = name.replace("_kernel", "")                  # 0.17's choice
         checked = (not self._checking and self.check_level > 0
                    and (name in CHECKED_K or
                         (self.check_level >= 2 and name in CHECKED_KK)))
-        if checked and fields.get("dst") is None:          # keep the result to test it
-            fields["dst"] = self.vreg(T.i64)                    # type: ignore[attr-defined]
-        op = super().emit(kind, **fields)                       # type: ignore[misc]
+        if checked and dst is None:                             # keep the result to test it
+            dst = self.vreg(T.i64)                              # type: ignore[attr-defined]
+        op = super().emit(kind, dst, a, b, name, target, args,  # type: ignore[misc]
+                          base, off, size)
         if checked:
-            self._helper_check(str(name), fields["dst"])
+            self._helper_check(str(name), dst)
         return op
 
     def ring_output(self, ref: Any, addr: Any, size: int) -> Any:

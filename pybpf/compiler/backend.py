@@ -43,11 +43,14 @@ def lower_function(ir: Function, walks: Dict[str, int]) -> CompiledFunction:
                if op.dst is not None and op.dst.local}
     locals_ |= {VREG_BASE + i for i in ir.local_ids}
     alloc = allocate(gen.instructions, ranges(gen, ir), locals_, gen.params,
-                     gen.calls, ir.frame)
+                     gen.calls, ir.frame, in_place=True)
     insns = alloc.instructions
-    if gen.aliases:
-        insns = [i.replace(reference=gen.aliases.get(i.reference, i.reference))
-                 if isinstance(i.reference, str) else i for i in insns]
+    aliases = gen.aliases
+    if aliases:                 # the instructions are this function's own: in place
+        for i in insns:
+            ref = i.reference
+            if isinstance(ref, str) and ref in aliases:
+                i.reference = aliases[ref]
     insns = fold_moves(insns)
     if alloc.stack > 512:
         raise CompileError(f"{ir.name} needs {alloc.stack} bytes of stack ({ir.frame} "

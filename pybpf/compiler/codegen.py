@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..asm.helpers import helper
-from ..asm.instruction import Instruction, SourceLocation
+from ..asm.instruction import Instruction, SourceLocation, make_instruction
 from ..asm.opcodes import AluOp, AtomicOp, CallKind, Class, JmpOp, Mode, Pseudo, Size, Source
 from .ir import FrameAddr, Function, MapFd, MapValue, Operand, VReg
 
@@ -39,10 +39,15 @@ _K64 = Source.K | Class.ALU64
 _JA = JmpOp.JA | Class.JMP
 _CALL = JmpOp.CALL | Class.JMP
 _EXIT = JmpOp.EXIT | Class.JMP
+# enum members looked up once (each lookup goes through the enum's descriptor)
+_MAP_FD, _MAP_VALUE = Pseudo.MAP_FD, Pseudo.MAP_VALUE
+_HELPER_CALL, _LOCAL_CALL = CallKind.HELPER, CallKind.LOCAL
+_SRC_X, _SRC_K = Source.X, Source.K
 #: memory loads and stores by size in bytes
 _LDX = {n: Mode.MEM | size | Class.LDX for n, size in _SIZE.items()}
 _STX = {n: Mode.MEM | size | Class.STX for n, size in _SIZE.items()}
 _ST = {n: Mode.MEM | size | Class.ST for n, size in _SIZE.items()}
+_ST_DW = _ST[8]
 _JMP = {name: code | Class.JMP for name, code in (
     ("eq", JmpOp.JEQ), ("ne", JmpOp.JNE), ("ugt", JmpOp.JGT), ("uge", JmpOp.JGE),
     ("ult", JmpOp.JLT), ("ule", JmpOp.JLE), ("sgt", JmpOp.JSGT), ("sge", JmpOp.JSGE),
@@ -80,14 +85,16 @@ def generate(fn: Function) -> Generated:
 
     def emit(opcode: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0,
              reference: Optional[str] = None) -> None:
-        label = None
         if pending:
             label = pending[0]
             for other in pending[1:]:
                 out.aliases[other] = label
             pending.clear()
-        ins_list.append(Instruction(opcode, dst, src, off, imm, label=label,
-                                    reference=reference, source=loc))
+            ins_list.append(make_instruction(opcode, dst, src, off, imm, label, reference,
+                                             loc))
+        else:
+            ins_list.append(make_instruction(opcode, dst, src, off, imm, None, reference,
+                                             loc))
 
     def mov_reg(dst: int, src: int) -> None:
         if dst != src:
@@ -96,7 +103,7 @@ def generate(fn: Function) -> Generated:
     def mov_imm(dst: int, value: int) -> None:
         pattern = value & 0xFFFFFFFFFFFFFFFF
         signed = pattern - (1 << 64) if pattern >> 63 else pattern
-        if _fits32(signed):
+        if -(1 << 31) <= signed < (1 << 31):    # _fits32
             emit(_MOV64_K, dst, imm=signed)
         elif pattern < 1 << 32:                 # mov32 zero-extends
             emit(_MOV32_K, dst,
@@ -106,14 +113,16 @@ def generate(fn: Function) -> Generated:
 
     def operand_into(dst: int, a: Any) -> None:
         if isinstance(a, VReg):
-            mov_reg(dst, _reg(a))
+            src = VREG_BASE + a.id
+            if dst != src:                      # mov_reg
+                emit(_MOV64_X, dst, src)
         elif isinstance(a, FrameAddr):
             mov_reg(dst, 10)
             emit(_ADD64_K, dst, imm=a.off)
         elif isinstance(a, MapFd):
-            emit(0x18, dst, Pseudo.MAP_FD, reference=a.name)
+            emit(0x18, dst, _MAP_FD, reference=a.name)
         elif isinstance(a, MapValue):
-            emit(0x18, dst, Pseudo.MAP_VALUE, imm=(a.off << 32), reference=a.name)
+            emit(0x18, dst, _MAP_VALUE, imm=(a.off << 32), reference=a.name)
         else:
             mov_imm(dst, a)
 
@@ -130,19 +139,63 @@ def generate(fn: Function) -> Generated:
         return 1 if name in ("sdiv", "smod") else 0
 
     op_name = ""
+    op_start = out.op_start
+    append = ins_list.append
+    # the kinds most frequent first (each is a string comparison); the loads and stores
+    # are built straight when no label waits for them (what emit would do)
     for op in fn.ops:
-        out.op_start.append(len(ins_list))
+        op_start.append(len(ins_list))
         loc = op.loc
         k = op.kind
-        if k == "label":
-            pending.append(op.name)
-        elif k == "param":
-            assert op.dst is not None and isinstance(op.a, int)
-            out.params.append(_reg(op.dst))
-            mov_reg(_reg(op.dst), op.a + 1)
+        if k == "store":
+            a = op.a
+            assert a is not None
+            base = op.base
+            if isinstance(a, VReg):
+                opcode, src, imm = _STX[op.size], VREG_BASE + a.id, 0
+            else:
+                opcode, src, imm = _ST[op.size], 0, a
+            if pending:
+                emit(opcode, 10 if base is None else VREG_BASE + base.id, src, op.off, imm)
+            else:
+                append(make_instruction(opcode, 10 if base is None else VREG_BASE + base.id,
+                                        src, op.off, imm, None, None, loc))
+        elif k == "load":
+            assert op.dst is not None
+            base = op.base
+            if pending:
+                emit(_LDX[op.size], VREG_BASE + op.dst.id,
+                     10 if base is None else VREG_BASE + base.id, op.off)
+            else:
+                append(make_instruction(_LDX[op.size], VREG_BASE + op.dst.id,
+                                        10 if base is None else VREG_BASE + base.id,
+                                        op.off, 0, None, None, loc))
         elif k == "mov":
             assert op.dst is not None and op.a is not None
-            operand_into(_reg(op.dst), op.a)
+            operand_into(VREG_BASE + op.dst.id, op.a)
+        elif k == "helper":
+            out.calls.append(len(ins_list))
+            for i, arg in enumerate(op.args):
+                operand_into(i + 1, arg)
+            emit(_CALL, src=_HELPER_CALL, imm=helper(op.name).id)
+            if op.dst is not None:
+                mov_reg(_reg(op.dst), 0)
+        elif k == "zero":
+            off = op.off
+            for o in range(0, op.size, 8):
+                if pending:
+                    emit(_ST_DW, 10, off=off + o, imm=0)
+                else:
+                    append(make_instruction(_ST_DW, 10, 0, off + o, 0, None, None, loc))
+        elif k == "label":
+            pending.append(op.name)
+        elif k == "branch":
+            assert isinstance(op.a, VReg) and op.b is not None
+            code = _JMP[op.name]
+            if isinstance(op.b, VReg):
+                emit(code | _SRC_X, _reg(op.a), _reg(op.b), reference=op.target)
+            else:
+                emit(code | _SRC_K, _reg(op.a), imm=op.b, reference=op.target)
         elif k == "binop":
             assert op.dst is not None and isinstance(op.a, VReg) and op.b is not None
             d = _reg(op.dst)
@@ -150,6 +203,17 @@ def generate(fn: Function) -> Generated:
             mov_reg(d, _reg(op.a))
             op_name = op.name
             alu(_ALU[op.name], d, op.b)
+        elif k == "addr":
+            assert op.dst is not None
+            mov_reg(_reg(op.dst), base_reg(op.base))
+            if op.off:
+                emit(_ADD64_K, _reg(op.dst), imm=op.off)
+        elif k == "jump":
+            emit(_JA, reference=op.target)
+        elif k == "param":
+            assert op.dst is not None and isinstance(op.a, int)
+            out.params.append(_reg(op.dst))
+            mov_reg(_reg(op.dst), op.a + 1)
         elif k == "neg":
             assert op.dst is not None and isinstance(op.a, VReg)
             d = _reg(op.dst)
@@ -169,48 +233,14 @@ def generate(fn: Function) -> Generated:
                     emit(AluOp.ARSH | Source.K | Class.ALU64, d, imm=64 - t.bits)
                 else:
                     emit(AluOp.AND | Source.K | Class.ALU64, d, imm=(1 << t.bits) - 1)
-        elif k == "jump":
-            emit(_JA, reference=op.target)
-        elif k == "branch":
-            assert isinstance(op.a, VReg) and op.b is not None
-            code = _JMP[op.name]
-            if isinstance(op.b, VReg):
-                emit(code | Source.X, _reg(op.a), _reg(op.b), reference=op.target)
-            else:
-                emit(code | Source.K, _reg(op.a), imm=op.b, reference=op.target)
-        elif k == "helper":
-            out.calls.append(len(ins_list))
-            for i, arg in enumerate(op.args):
-                operand_into(i + 1, arg)
-            emit(_CALL, src=CallKind.HELPER, imm=helper(op.name).id)
-            if op.dst is not None:
-                mov_reg(_reg(op.dst), 0)
         elif k == "bswap":                      # big-endian <-> host (op.size bits)
             assert op.dst is not None and isinstance(op.a, VReg)
             mov_reg(_reg(op.dst), _reg(op.a))
             emit(AluOp.END | Source.X | Class.ALU, _reg(op.dst), imm=op.size)
-        elif k == "load":
-            assert op.dst is not None
-            emit(_LDX[op.size], _reg(op.dst), base_reg(op.base), op.off)
-        elif k == "store":
-            assert op.a is not None
-            if isinstance(op.a, VReg):
-                emit(_STX[op.size], base_reg(op.base), _reg(op.a), op.off)
-            else:
-                emit(_ST[op.size], base_reg(op.base), off=op.off,
-                     imm=op.a)
         elif k == "atomic":
             assert isinstance(op.a, VReg)
             emit(Mode.ATOMIC | _SIZE[op.size] | Class.STX, base_reg(op.base), _reg(op.a),
                  op.off, imm=AtomicOp[(op.name or "add").upper()])
-        elif k == "zero":
-            for o in range(0, op.size, 8):
-                emit(_ST[8], 10, off=op.off + o, imm=0)
-        elif k == "addr":
-            assert op.dst is not None
-            mov_reg(_reg(op.dst), base_reg(op.base))
-            if op.off:
-                emit(_ADD64_K, _reg(op.dst), imm=op.off)
         elif k == "ldmap":
             assert op.dst is not None
             operand_into(_reg(op.dst), MapFd(op.name))
@@ -222,7 +252,7 @@ def generate(fn: Function) -> Generated:
             out.calls.append(len(ins_list))
             for i, arg in enumerate(op.args):
                 operand_into(i + 1, arg)
-            emit(_CALL, src=CallKind.LOCAL, imm=-1, reference=op.name)
+            emit(_CALL, src=_LOCAL_CALL, imm=-1, reference=op.name)
             mov_reg(_reg(op.dst), 0)
         elif k == "ret":
             assert op.a is not None

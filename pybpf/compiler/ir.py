@@ -147,6 +147,24 @@ class Op:
     off: int = 0
     size: int = 0
 
+    def __init__(self, kind: str, dst: Optional[VReg] = None, a: Optional[Operand] = None,
+                 b: Optional[Operand] = None, name: str = "", target: str = "",
+                 args: Tuple[Any, ...] = (), loc: Optional[SourceLocation] = None,
+                 base: Optional[VReg] = None, off: int = 0, size: int = 0) -> None:
+        # what the record would make, with plain attribute stores (the lowering makes
+        # one per operation; they are cheaper than the record's stores into __dict__)
+        self.kind = kind
+        self.dst = dst
+        self.a = a
+        self.b = b
+        self.name = name
+        self.target = target
+        self.args = args
+        self.loc = loc
+        self.base = base
+        self.off = off
+        self.size = size
+
     def __str__(self) -> str:
         parts = [self.kind]
         if self.name:

@@ -103,6 +103,11 @@ def walk_estimate(instructions: Sequence[Instruction],
     iterations times its body. Raises :class:`CompileError` at the first loop (innermost
     first) whose estimate is over :data:`MAX_PROCESSED`, or at ``loc`` for the whole
     function."""
+    if not loops:               # the usual case: each instruction once, calls their callee
+        whole = len(instructions) + sum(
+            [callees.get(i.reference, 0) for i in instructions
+             if i.opcode == 0x85 and i.src == 1 and isinstance(i.reference, str)])
+        return _checked_whole(whole, name, loc)
     cost = [1 + (callees.get(i.reference, 0) if _is_local_call(i) else 0)
             for i in instructions]
     at = {i.label: n for n, i in enumerate(instructions) if i.label}
@@ -128,7 +133,12 @@ def walk_estimate(instructions: Sequence[Instruction],
                 "map entries")
         cost[start:end + 1] = [0] * (end + 1 - start)
         cost[start] = total
-    whole = sum(cost)
+    return _checked_whole(sum(cost), name, loc)
+
+
+def _checked_whole(whole: int, name: str, loc: Optional[SourceLocation]) -> int:
+    """``whole``, the estimate of function ``name``; raises :class:`CompileError` at
+    ``loc`` when it is over :data:`MAX_PROCESSED`."""
     if whole > MAX_PROCESSED:
         raise CompileError(
             f"{name} makes the verifier walk about {whole:,} instructions (its loops and "

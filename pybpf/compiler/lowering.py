@@ -60,9 +60,13 @@ class Lowering(MemoryMixin, BlocksMixin):
         self.labels += 1
         return f"{self.fn.name}.{hint}{self.labels}"
 
-    def emit(self, kind: str, **fields: Any) -> Op:
-        """Append an operation at the current location."""
-        op = Op(kind, loc=self.loc, **fields)
+    def emit(self, kind: str, dst: Optional[VReg] = None, a: Optional[Operand] = None,
+             b: Optional[Operand] = None, name: str = "", target: str = "",
+             args: Tuple[Any, ...] = (), base: Optional[VReg] = None, off: int = 0,
+             size: int = 0) -> Op:
+        """Append an operation at the current location (the fields are :class:`~.ir.Op`'s,
+        with its defaults, named: a keyword call binds them faster than ``**fields``)."""
+        op = Op(kind, dst, a, b, name, target, args, self.loc, base, off, size)
         self.fn.ops.append(op)
         return op
 

@@ -19,6 +19,7 @@ __all__ = ["fold_moves", "drop_jumps_to_next"]
 
 _MOV_X = AluOp.MOV | Source.X | Class.ALU64
 _MOV_K = AluOp.MOV | Source.K | Class.ALU64
+_ALU_CLASSES = (Class.ALU, Class.ALU64)
 
 
 def _call_reads_of(src: int, imm: int) -> Set[int]:
@@ -57,23 +58,29 @@ def _flow_of(op: int) -> int:
     return _NEXT
 
 
-def _facts_of(op: int, dst: int, src: int, imm: int) -> Tuple[int, int, int]:
-    """(control flow kind, registers read, complement of the registers written) of an
-    instruction; ``imm`` matters only for a call (0 is passed for the others)."""
+def _facts_of(op: int, dst: int, src: int, imm: int) -> Tuple[int, int, int, int, bool]:
+    """(control flow kind, registers read, complement of the registers written, the bit
+    of the register a pure write writes, whether it is a move) of an instruction: the
+    fourth is 0 for an instruction with other effects and for a write of r10 (see
+    :func:`_pure_write_of`), the last is true for the moves :func:`forward_copies`
+    starts a pair with; ``imm`` matters only for a call (0 is passed for the others)."""
     if op == 0x85:
-        return _flow_of(op), _mask(_call_reads_of(src, imm)), ~_CALL_KILLS
+        return _flow_of(op), _mask(_call_reads_of(src, imm)), ~_CALL_KILLS, 0, False
     if op == JmpOp.EXIT | Class.JMP:
-        return _flow_of(op), 1, ~0
+        return _flow_of(op), 1, ~0, 0, False
     rd, wd, rs = _uses(Instruction(op))
+    pure = 1 << dst if _pure_write_of(op) and dst != 10 else 0
     return (_flow_of(op), (1 << dst if rd else 0) | (1 << src if rs else 0),
-            ~(1 << dst) if wd else ~0)
+            ~(1 << dst) if wd else ~0, pure, op in (_MOV_X, _MOV_K))
 
 
 #: :func:`_facts_of` by (opcode, dst, src, imm of a call), filled as they are met
-_FACTS: Dict[Tuple[int, int, int, int], Tuple[int, int, int]] = {}
+_FACTS: Dict[Tuple[int, int, int, int], Tuple[int, int, int, int, bool]] = {}
+
+_Facts = Tuple[int, int, int, int, bool]
 
 
-def _facts(ins: Instruction) -> Tuple[int, int, int]:
+def _facts(ins: Instruction) -> _Facts:
     """:func:`_facts_of` the instruction, through :data:`_FACTS`."""
     op = ins.opcode
     key = (op, ins.dst, ins.src, ins.imm if op == 0x85 else 0)
@@ -83,35 +90,81 @@ def _facts(ins: Instruction) -> Tuple[int, int, int]:
     return found
 
 
-def _live_out(insns: List[Instruction]) -> List[int]:
+def _facts_list(insns: List[Instruction]) -> List[_Facts]:
+    """:func:`_facts` of each instruction."""
+    table = _FACTS
+    out: List[_Facts] = []
+    append = out.append
+    for ins in insns:
+        op = ins.opcode
+        key = (op, ins.dst, ins.src, ins.imm if op == 0x85 else 0)
+        found = table.get(key)
+        if found is None:
+            found = table[key] = _facts_of(*key)
+        append(found)
+    return out
+
+
+def _live_out(insns: List[Instruction], facts: Optional[List[_Facts]] = None) -> List[int]:
     """The registers live after each instruction, as bit masks (bit ``r`` for register
     ``r``: much faster than Python sets), by backward data flow: one backward sweep
     when every jump goes forward (each successor is done before its predecessors),
-    else to a fixpoint (:func:`_live_out_loops`)."""
+    else to a fixpoint (:func:`_live_out_loops`). ``facts``: :func:`_facts` of each
+    instruction, when known."""
+    return _sweep(insns, _facts_list(insns) if facts is None else facts)[0]
+
+
+def _sweep(insns: List[Instruction], facts: List[_Facts]) -> Tuple[List[int], List[int],
+                                                                   List[int]]:
+    """:func:`_live_out`, and on the way the indices of the dead pure writes but the
+    last instruction (what :func:`drop_dead` drops) and of the moves (where
+    :func:`forward_copies` looks), both from the end."""
     labels: Dict[str, int] = {i.label: n for n, i in enumerate(insns) if i.label}
     count = len(insns)
     live_in = [0] * (count + 1)             # live_in[count]: nothing after the end
     live_out = [0] * count
+    dead: List[int] = []
+    moves: List[int] = []
+    after = 0                               # live_in[n + 1]
     for n in range(count - 1, -1, -1):
-        ins = insns[n]
-        flow, g, k = _facts(ins)
+        flow, g, k, pure, move = facts[n]
         if flow == _NEXT:
-            out = live_in[n + 1]
+            out = after
         elif flow == _EXIT:
             out = 0
-        elif flow == _JA or isinstance(ins.reference, str):
-            t = labels[ins.reference]
-            if t <= n:                      # a loop
-                return _live_out_loops(insns, labels)
-            out = live_in[t] if flow == _JA else live_in[n + 1] | live_in[t]
         else:
-            out = live_in[n + 1]
+            ref = insns[n].reference
+            if flow == _JA or isinstance(ref, str):
+                t = labels[ref]
+                if t <= n:                  # a loop
+                    live_out = _live_out_loops(insns, labels, facts)
+                    return live_out, _dead(facts, live_out), _moves(facts)
+                out = live_in[t] if flow == _JA else after | live_in[t]
+            else:
+                out = after
         live_out[n] = out
-        live_in[n] = g | (out & k)
-    return live_out
+        after = live_in[n] = g | (out & k)
+        if pure and not out & pure:
+            dead.append(n)
+        if move:
+            moves.append(n)
+    if dead and dead[0] == count - 1:       # the last instruction stays
+        del dead[0]
+    return live_out, dead, moves
 
 
-def _live_out_loops(insns: List[Instruction], labels: Dict[str, int]) -> List[int]:
+def _dead(facts: List[_Facts], live: List[int]) -> List[int]:
+    """The indices of the pure writes of dead registers but the last instruction."""
+    return [n for n in range(len(facts) - 2, -1, -1) if facts[n][3] & ~live[n]]
+
+
+def _moves(facts: List[_Facts]) -> List[int]:
+    """The indices of the moves, from the end."""
+    return [n for n in range(len(facts) - 1, -1, -1) if facts[n][4]]
+
+
+def _live_out_loops(insns: List[Instruction], labels: Dict[str, int],
+                    facts: List[_Facts]) -> List[int]:
     """:func:`_live_out` for instructions with a backward jump: to a fixpoint."""
     count = len(insns)
     flows: List[int] = []
@@ -119,7 +172,7 @@ def _live_out_loops(insns: List[Instruction], labels: Dict[str, int]) -> List[in
     keep: List[int] = []                    # the complement of what the instruction kills
     target: List[int] = []                  # the jump's label index, or -1
     for n, ins in enumerate(insns):
-        flow, g, k = _facts(ins)
+        flow, g, k, _, _ = facts[n]
         flows.append(flow)
         gen.append(g)
         keep.append(k)
@@ -152,18 +205,8 @@ def _live_out_loops(insns: List[Instruction], labels: Dict[str, int]) -> List[in
     return live_out
 
 
-def _pure_write(ins: Instruction) -> bool:
-    """True for an instruction whose only effect is writing its dst register."""
-    found = _PURE.get(ins.opcode)
-    if found is None:
-        found = _PURE[ins.opcode] = _pure_write_of(ins.opcode)
-    return found
-
-
-_PURE: Dict[int, bool] = {}
-
-
 def _pure_write_of(op: int) -> bool:
+    """True for an opcode whose only effect is writing its dst register."""
     cls = op & 0x07
     if cls in (Class.ALU, Class.ALU64):
         return True
@@ -172,27 +215,38 @@ def _pure_write_of(op: int) -> bool:
 
 def drop_dead(insns: List[Instruction], live: List[int]) -> List[Instruction]:
     """Drop pure writes of registers nobody reads afterwards (a label moves on)."""
+    facts = _facts_list(insns)
+    found = _drop_dead(insns, facts, _dead(facts, live))
+    return insns if found is None else found[0]
+
+
+def _drop_dead(insns: List[Instruction], facts: List[_Facts],
+               dead: List[int]) -> Optional[Tuple[List[Instruction], List[_Facts]]]:
+    """:func:`drop_dead` on instructions whose :func:`_facts` are known, given the
+    indices of the ``dead`` writes (:func:`_dead`): the shorter instructions and their
+    facts, or None when nothing is dropped (also when two labels would meet: then the
+    instructions are kept as they are)."""
+    if not dead:
+        return None
+    drop = set(dead)
     out: List[Instruction] = []
+    kept: List[_Facts] = []
     carry = None
-    pure = _PURE
     for n, ins in enumerate(insns):
-        found = pure.get(ins.opcode)
-        if found is None:
-            found = _pure_write(ins)
-        if found and not live[n] >> ins.dst & 1 and ins.dst != 10 and \
-                n + 1 < len(insns):
+        if n in drop:
             if ins.label is not None:
                 if carry is not None:
-                    return insns                # two labels in a row: keep it simple
+                    return None                 # two labels in a row: keep it simple
                 carry = ins.label
             continue
         if carry is not None:
             if ins.label is not None:
-                return insns
+                return None
             ins = ins.replace(label=carry)
             carry = None
         out.append(ins)
-    return out if carry is None else insns
+        kept.append(facts[n])
+    return None if carry is not None else (out, kept)
 
 
 def _rewrite_pair(a: Instruction, b: Instruction, dead_after: bool) -> Optional[List[Instruction]]:
@@ -209,7 +263,7 @@ def _rewrite_pair(a: Instruction, b: Instruction, dead_after: bool) -> Optional[
         return None
     uses_src = rs and b.src == a.dst
     uses_dst = rd and b.dst == a.dst
-    if not (uses_src or uses_dst) or (uses_dst and b.opcode & 0x07 in (Class.ALU, Class.ALU64)):
+    if not (uses_src or uses_dst) or (uses_dst and b.opcode & 0x07 in _ALU_CLASSES):
         return None                                    # an ALU op writes its dst
     new = b.replace(src=a.src if uses_src else b.src, dst=a.src if uses_dst else b.dst)
     if new.opcode == _MOV_X and new.dst == new.src:
@@ -222,20 +276,52 @@ def forward_copies(insns: List[Instruction], live: List[int]) -> List[Instructio
     rA, with rA dead after it, reads rB there instead (``r1 = r0; *(u64 *)(r10 - 8) = r1``
     -> ``*(u64 *)(r10 - 8) = r0``); ``rA = 5; rB = rA`` -> ``rB = 5``. Rewrites do not
     change liveness after the pair, so one sweep can make several."""
-    out: List[Instruction] = []
-    n = 0
-    while n < len(insns):
-        if n + 1 < len(insns):
-            a, b = insns[n], insns[n + 1]
-            new = _rewrite_pair(a, b, not live[n + 1] >> a.dst & 1) \
-                if a.opcode in (_MOV_X, _MOV_K) else None
+    facts = _facts_list(insns)
+    found = _forward_copies(insns, facts, live, _moves(facts))
+    return insns if found is None else found[0]
+
+
+def _forward_copies(insns: List[Instruction], facts: List[_Facts], live: List[int],
+                    moves: List[int], track: bool = False
+                    ) -> Optional[Tuple[List[Instruction], List[_Facts], Optional[List[int]]]]:
+    """:func:`forward_copies` on instructions whose :func:`_facts` are known, given the
+    indices of the ``moves`` from the end (:func:`_moves`): the new instructions and
+    their facts, or None when no pair is rewritten. With ``track``, also the registers
+    live after each new instruction, when the rewrites leave them as they were (see
+    :func:`fold_moves`), else None."""
+    rewrites: List[Tuple[int, List[Instruction]]] = []
+    free = 0                                # the first index not in a rewritten pair
+    last_pair = len(insns) - 1              # a pair starts before the last instruction
+    for n in reversed(moves):
+        if n >= free and n < last_pair:
+            a = insns[n]
+            new = _rewrite_pair(a, insns[n + 1], not live[n + 1] >> a.dst & 1)
             if new is not None:
-                out.extend(new)
-                n += 2
-                continue
-        out.append(insns[n])
-        n += 1
-    return out
+                rewrites.append((n, new))
+                free = n + 2
+    if not rewrites:
+        return None
+    out: List[Instruction] = []
+    kept: List[_Facts] = []
+    after: Optional[List[int]] = [] if track else None
+    last = 0
+    for n, new in rewrites:
+        out.extend(insns[last:n])
+        kept.extend(facts[last:n])
+        out.extend(new)
+        kept.extend(_facts(i) for i in new)
+        if after is not None:
+            if new:
+                after.extend(live[last:n])
+                after.append(live[n + 1])
+            else:                           # a pair gone: what it read is no more read
+                after = None
+        last = n + 2
+    out.extend(insns[last:])
+    kept.extend(facts[last:])
+    if after is not None:
+        after.extend(live[last:])
+    return out, kept, after
 
 
 def drop_jumps_to_next(insns: List[Instruction]) -> List[Instruction]:
@@ -246,8 +332,9 @@ def drop_jumps_to_next(insns: List[Instruction]) -> List[Instruction]:
     out: List[Instruction] = []
     last = len(insns) - 1
     for n, ins in enumerate(insns):
-        if n < last and ins.label is None and isinstance(ins.reference, str) \
-                and ins.reference == insns[n + 1].label \
+        ref = ins.reference
+        if ref is not None and n < last and ins.label is None and isinstance(ref, str) \
+                and ref == insns[n + 1].label \
                 and _flow(ins.opcode) in (_JA, _BRANCH) and ins.opcode & 0xF0 != JmpOp.JCOND:
             continue
         out.append(ins)
@@ -267,15 +354,28 @@ _FLOW: Dict[int, int] = {}
 
 def fold_moves(insns: List[Instruction]) -> List[Instruction]:
     """The instructions with dead writes dropped and move pairs folded (see the module
-    docstring), until nothing changes; a jump to the next instruction is dropped first."""
+    docstring), until nothing changes; a jump to the next instruction is dropped first.
+
+    A sweep of :func:`forward_copies` that replaces each pair it rewrites by one
+    instruction leaves the registers live after every other instruction as they were
+    (the pair's first register is dead after it, and the one instruction reads what the
+    pair read from outside it), and the new instruction has the pair's second one's: then
+    liveness is carried over instead of computed again. A pair that goes altogether
+    (``r1 = r0; r0 = r1``) no longer reads its register: liveness is computed again."""
     insns = drop_jumps_to_next(insns)
+    facts = _facts_list(insns)
+    live: Optional[List[int]] = None
     while True:
-        live = _live_out(insns)
-        pruned = drop_dead(insns, live)
-        if len(pruned) != len(insns):
-            insns = pruned
+        if live is None:
+            live, dead, moves = _sweep(insns, facts)
+        else:
+            dead, moves = _dead(facts, live), _moves(facts)
+        pruned = _drop_dead(insns, facts, dead)
+        if pruned is not None:
+            insns, facts = pruned
+            live = None
             continue
-        forwarded = forward_copies(insns, live)
-        if len(forwarded) == len(insns):
+        forwarded = _forward_copies(insns, facts, live, moves, track=True)
+        if forwarded is None:
             return insns
-        insns = forwarded
+        insns, facts, live = forwarded

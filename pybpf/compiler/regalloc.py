@@ -15,7 +15,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from ..asm.instruction import Instruction
+from ..asm.instruction import Instruction, make_instruction
 from ..asm.opcodes import AluOp, Class, JmpOp, Mode, Size, Source
 from .codegen import VREG_BASE
 
@@ -26,18 +26,35 @@ _MOV_X = AluOp.MOV | Source.X | Class.ALU64
 _LOAD_DW = Mode.MEM | Size.DW | Class.LDX          # spill reload
 _STORE_DW = Mode.MEM | Size.DW | Class.STX         # spill store
 _CALLEE = (6, 7, 8, 9)
+_ALL = _CALLER + _CALLEE
+# register masks (bit r for register r); _CALLER + _CALLEE and _CALLEE are in ascending
+# order, so the first free register of either is the lowest bit of the free mask
+_ALL_FREE = sum(1 << r for r in _ALL)
+_CALLEE_MASK = sum(1 << r for r in _CALLEE)
 _SCRATCH_DST, _SCRATCH_SRC = 0, 5
 
 
 class Allocation:
     """The result: ``instructions`` on physical registers, the register or stack slot of
-    each virtual register, and the ``stack`` bytes used for spills."""
+    each virtual register (``where``), and the ``stack`` bytes used for spills."""
 
-    def __init__(self, instructions: List[Instruction], where: Dict[int, str],
+    def __init__(self, instructions: List[Instruction], where: Optional[Dict[int, str]],
                  stack: int) -> None:
         self.instructions = instructions
-        self.where = where
+        self._where = where
         self.stack = stack
+        self._made: Optional[Tuple[Dict[int, int], Dict[int, int], Dict[int, int]]] = None
+
+    @property
+    def where(self) -> Dict[int, str]:
+        """The register (``r6``) or stack slot (``[r10-8]``) of each virtual register by
+        number, in the order they are first mentioned (made when first asked for)."""
+        if self._where is None:
+            assert self._made is not None
+            start, assigned, spilled = self._made
+            self._where = {r - VREG_BASE: (f"r{assigned[r]}" if r in assigned
+                                           else f"[r10{spilled[r]}]") for r in start}
+        return self._where
 
 
 def _uses(ins: Instruction) -> Tuple[bool, bool, bool]:
@@ -79,25 +96,37 @@ def _uses_of(op: int) -> Tuple[bool, bool, bool]:
 
 def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int]] = (),
              locals_: Set[int] = frozenset(), params: Sequence[int] = (),
-             calls: Optional[Sequence[int]] = None, frame: int = 0) -> Allocation:
+             calls: Optional[Sequence[int]] = None, frame: int = 0,
+             in_place: bool = False) -> Allocation:
     """Allocate the virtual registers of one function (see the module docstring).
     ``calls``: the index of the first argument set-up instruction of each call (found
     by looking back from each call when not given); ``frame``: bytes below r10 already
-    used by the function's own stack objects (spill slots go below them)."""
+    used by the function's own stack objects (spill slots go below them);
+    ``in_place``: the instructions are the caller's to give away (nobody else holds
+    them), so an instruction that only changes registers or label is changed in place
+    instead of copied."""
     start: Dict[int, int] = {}
     end: Dict[int, int] = {}
     for i, ins in enumerate(instructions):
-        for reg in (ins.dst, ins.src):
-            if reg >= VREG_BASE:
-                start.setdefault(reg, i)
-                end[reg] = i
+        reg = ins.dst
+        if reg >= VREG_BASE:
+            if reg not in start:
+                start[reg] = i
+            end[reg] = i
+        reg = ins.src
+        if reg >= VREG_BASE:
+            if reg not in start:
+                start[reg] = i
+            end[reg] = i
     # values of locals flow around loops
-    for _ in range(2):
-        for lo, hi in loops:
-            for reg in start:
-                if reg in locals_ and start[reg] <= hi and end[reg] >= lo:
-                    start[reg] = min(start[reg], lo)
-                    end[reg] = max(end[reg], hi)
+    if loops:
+        held = [reg for reg in start if reg in locals_]
+        for _ in range(2):
+            for lo, hi in loops:
+                for reg in held:
+                    if start[reg] <= hi and end[reg] >= lo:
+                        start[reg] = min(start[reg], lo)
+                        end[reg] = max(end[reg], hi)
     # call points: from the first argument move to the call
     call_points: List[int] = list(calls) if calls is not None else []
     for i, ins in enumerate(instructions if calls is None else ()):
@@ -109,33 +138,38 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
             call_points.append(q)
     # an interval crosses a call when a call point q has start < q <= end
     points = sorted(call_points)
+    npoints = len(points)
     crossing = set()
-    for r in start:
+    for r, first in start.items():
         if r in params:
             crossing.add(r)
             continue
-        k = bisect_right(points, start[r])
-        if k < len(points) and points[k] <= end[r]:
+        k = bisect_right(points, first)
+        if k < npoints and points[k] <= end[r]:
             crossing.add(r)
     order = sorted(start, key=lambda r: (start[r], r))
     assigned: Dict[int, int] = {}
     spilled: Dict[int, int] = {}
     active: List[int] = []
-    free: List[int] = list(_CALLER + _CALLEE)
+    free = _ALL_FREE                # the free registers, as a bit mask
 
     def spill(reg: int) -> None:
         spilled[reg] = -frame - 8 * (len(spilled) + 1)
 
     for reg in order:
-        for other in list(active):
-            if end[other] < start[reg]:
+        first = start[reg]
+        if active:
+            for other in [o for o in active if end[o] < first]:
                 active.remove(other)
-                free.append(assigned[other])
-        allowed = _CALLEE if reg in crossing else _CALLER + _CALLEE
-        choice: Optional[int] = next((p for p in allowed if p in free), None)
-        if choice is not None:
-            free.remove(choice)
-            assigned[reg] = choice
+                free |= 1 << assigned[other]
+        if reg in crossing:
+            allowed, usable = _CALLEE, free & _CALLEE_MASK
+        else:
+            allowed, usable = _ALL, free
+        if usable:                  # the first free register in ``allowed``'s order
+            low = usable & -usable
+            free ^= low
+            assigned[reg] = low.bit_length() - 1
             active.append(reg)
             continue
         victims = [o for o in active if assigned[o] in allowed]
@@ -148,36 +182,25 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
         else:
             spill(reg)
 
+    # each register's number after allocation (-1: spilled), by its number before
+    top = max(start, default=VREG_BASE - 1) + 1
+    phys = list(range(VREG_BASE)) + [-1] * (top - VREG_BASE)
+    for reg, p in assigned.items():
+        phys[reg] = p
+
     # rewrite on physical registers; a self-move (``rN = rN``) is dropped and its label
     # goes to the next instruction (an alias when that one has a label of its own)
     out: List[Instruction] = []
+    append = out.append
     carry: Optional[str] = None
     aliases: Dict[str, str] = {}
     for ins in instructions:
-        dst, src = ins.dst, ins.src
-        before: List[Instruction] = []
-        after: List[Instruction] = []
-        if src >= VREG_BASE:
-            if src in spilled:
-                before.append(Instruction(_LOAD_DW, _SCRATCH_SRC, 10,
-                                          spilled[src], source=ins.source))
-                src = _SCRATCH_SRC
-            else:
-                src = assigned[src]
-        if dst >= VREG_BASE:
-            if dst in spilled:
-                rd, wd, _ = _uses(ins)
-                if rd:
-                    before.append(Instruction(_LOAD_DW, _SCRATCH_DST,
-                                              10, spilled[dst], source=ins.source))
-                if wd:
-                    after.append(Instruction(_STORE_DW, 10,
-                                             _SCRATCH_DST, spilled[dst], source=ins.source))
-                dst = _SCRATCH_DST
-            else:
-                dst = assigned[dst]
+        dst, src = phys[ins.dst], phys[ins.src]
+        if dst < 0 or src < 0:
+            carry = _spill_code(ins, assigned, spilled, carry, aliases, out)
+            continue
         label = ins.label
-        if ins.opcode == _MOV_X and dst == src:     # never with spill code (r0, r5)
+        if dst == src and ins.opcode == _MOV_X:     # never with spill code (r0, r5)
             if label is not None:
                 if carry is None:
                     carry = label
@@ -188,25 +211,73 @@ def allocate(instructions: Sequence[Instruction], loops: Sequence[Tuple[int, int
             if label is not None:
                 aliases[label] = carry
             label, carry = carry, None
-        if dst == ins.dst and src == ins.src and label == ins.label and not before:
-            out.append(ins)                         # on physical registers already
-            continue
-        # the spill loads and stores are fresh and unlabelled: the label goes on the first
-        new = Instruction(ins.opcode, dst, src, ins.off, ins.imm, label=label,
-                          reference=ins.reference, source=ins.source)
-        if before:
-            new.label = None
-            before[0].label = label
-            out.extend(before)
-        out.append(new)
-        if after:
-            out.extend(after)
+        if dst == ins.dst and src == ins.src and label == ins.label:
+            append(ins)                             # on physical registers already
+        elif in_place:
+            ins.dst, ins.src, ins.label = dst, src, label
+            append(ins)
+        else:
+            append(make_instruction(ins.opcode, dst, src, ins.off, ins.imm, label,
+                                    ins.reference, ins.source))
     if carry is not None:
         out.append(Instruction(JmpOp.EXIT | Class.JMP, label=carry))
     cleaned = out
     if aliases:
         cleaned = [i.replace(reference=aliases.get(i.reference, i.reference))
                    if isinstance(i.reference, str) else i for i in cleaned]
-    where = {r - VREG_BASE: (f"r{assigned[r]}" if r in assigned else f"[r10{spilled[r]}]")
-             for r in start}
-    return Allocation(cleaned, where, frame + 8 * len(spilled))
+    done = Allocation(cleaned, None, frame + 8 * len(spilled))
+    done._made = (start, assigned, spilled)
+    return done
+
+
+def _spill_code(ins: Instruction, assigned: Dict[int, int], spilled: Dict[int, int],
+                carry: Optional[str], aliases: Dict[str, str],
+                out: List[Instruction]) -> Optional[str]:
+    """Append ``ins`` rewritten with a spilled register (or two) to ``out``: its reloads
+    before it, its store after it, the label (or ``carry``, the label of a dropped
+    self-move before it) on the first; returns the label still to carry."""
+    dst, src = ins.dst, ins.src
+    before: List[Instruction] = []
+    after: List[Instruction] = []
+    if src >= VREG_BASE:
+        if src in spilled:
+            before.append(Instruction(_LOAD_DW, _SCRATCH_SRC, 10,
+                                      spilled[src], source=ins.source))
+            src = _SCRATCH_SRC
+        else:
+            src = assigned[src]
+    if dst >= VREG_BASE:
+        if dst in spilled:
+            rd, wd, _ = _uses(ins)
+            if rd:
+                before.append(Instruction(_LOAD_DW, _SCRATCH_DST,
+                                          10, spilled[dst], source=ins.source))
+            if wd:
+                after.append(Instruction(_STORE_DW, 10,
+                                         _SCRATCH_DST, spilled[dst], source=ins.source))
+            dst = _SCRATCH_DST
+        else:
+            dst = assigned[dst]
+    label = ins.label
+    if ins.opcode == _MOV_X and dst == src:     # as below: a self-move goes, spills and all
+        if label is not None:
+            if carry is None:
+                carry = label
+            else:
+                aliases[label] = carry
+        return carry
+    if carry is not None:
+        if label is not None:
+            aliases[label] = carry
+        label = carry
+    # the spill loads and stores are fresh and unlabelled: the label goes on the first
+    new = Instruction(ins.opcode, dst, src, ins.off, ins.imm, label=label,
+                      reference=ins.reference, source=ins.source)
+    if before:
+        new.label = None
+        before[0].label = label
+        out.extend(before)
+    out.append(new)
+    if after:
+        out.extend(after)
+    return None
