@@ -37,6 +37,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import pytest
 
+from bpftrace_tools.harness import clang_header_refusal
 from pybpf.bpftrace.errors import BpftraceError, render_diagnostic
 from pybpf.bpftrace.parser import parse_program
 from pybpf.bpftrace.probes import ProbeEnv, parse_attach_points
@@ -137,7 +138,12 @@ def _agree(want: Tuple[Optional[str], str], got: Tuple[Optional[str], str]) -> N
 def test_tool_like_bpftrace(path: str) -> None:
     with open(path) as f:
         src = f.read()
-    _agree(oracle(src, path=path), ours(src, path))
+    want, got = oracle(src, path=path), ours(src, path)
+    clang = clang_header_refusal(want[1]) if want[0] is None else None
+    if clang and got != want:
+        pytest.xfail(f"bpftrace's clang parse of the headers refuses it on this machine "
+                     f"({clang}); pybpf does not model that parse")
+    _agree(want, got)
 
 
 # -- (b) refused programs, (c) accepted programs -------------------------------------------

@@ -34,7 +34,7 @@ from typing import Callable, Optional
 
 import pytest
 
-from bpftrace_tools.harness import build_toolwork, run_both, shapes, split
+from bpftrace_tools.harness import build_toolwork, clang_header_refusal, run_both, shapes, split
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -116,6 +116,11 @@ def tool_params():
 
 def check(theirs, ours, head: int, keep: Optional[str], data: bool) -> None:
     (tout, terr, trc), (oout, oerr, orc) = theirs, ours
+    clang = clang_header_refusal(terr) if trc not in (0, None) else None
+    if clang:                   # not a tool bpftrace itself can run on this machine
+        pytest.xfail(f"bpftrace's clang parse of the headers refuses it on this machine "
+                     f"({clang}); pybpf does not model that parse (pybpf's status: "
+                     f"{orc})")
     assert trc in (0, None) or trc == orc, (trc, terr[-1000:])
     assert orc == trc, (orc, trc, oerr[-2000:])
     th, td = split(tout, head)

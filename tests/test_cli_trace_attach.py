@@ -37,20 +37,35 @@ def _run(cmd, program: str) -> Tuple[int, str, str]:
     return res.returncode, res.stdout, _DETACH.sub("", _norm(res.stderr))
 
 
-def both(program: str) -> Tuple[Tuple[int, str, str], Tuple[int, str, str]]:
-    """(pybpf trace's (status, stdout, stderr), bpftrace's) for ``program``."""
+def both(program: str, *options: str) -> Tuple[Tuple[int, str, str], Tuple[int, str, str]]:
+    """(pybpf trace's (status, stdout, stderr), bpftrace's) for ``program``, each given
+    ``options`` first."""
     assert BPFTRACE is not None
-    return (_run([sys.executable, "-m", "pybpf", "trace"], program),
-            _run([BPFTRACE], program))
+    return (_run([sys.executable, "-m", "pybpf", "trace", *options], program),
+            _run([BPFTRACE, *options], program))
 
 
 # ---------------------------------------------------------------------------------------
 # enum constants as identifiers: the included headers' values, else the kernel BTF's
 # ---------------------------------------------------------------------------------------
 
+#: the kernel's TCP states as a header of the test's own (the kernel's own
+#: ``net/tcp_states.h`` is not installed on every machine), found through ``-I``; its
+#: TCP_MAX_STATES is the header's, not the kernel BTF's (which may know more states)
+TCP_STATES_H = """#ifndef TEST_TCP_STATES_H
+#define TEST_TCP_STATES_H
+enum {
+\tTCP_ESTABLISHED = 1,
+\tTCP_SYN_SENT, TCP_SYN_RECV, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_TIME_WAIT,
+\tTCP_CLOSE, TCP_CLOSE_WAIT, TCP_LAST_ACK, TCP_LISTEN, TCP_CLOSING,
+\tTCP_NEW_SYN_RECV,
+\tTCP_MAX_STATES  /* one past the last state */
+};
+#endif
+"""
+
 ENUM_PROGRAMS = {
-    # net/tcp_states.h, as tcplife.bt uses it; TCP_MAX_STATES is the header's (the
-    # kernel's BTF may know more states than the installed headers)
+    # net/tcp_states.h, as tcplife.bt uses it (the test's own, see TCP_STATES_H)
     "tcp-states": '#include <net/tcp_states.h>\nBEGIN { printf("%d %d %d %d\\n", '
                   'TCP_CLOSE, TCP_FIN_WAIT1, TCP_LAST_ACK, TCP_MAX_STATES + 1); exit(); }',
     "in-comparison": '#include <net/tcp_states.h>\nBEGIN { $s = 5; if ($s < TCP_FIN_WAIT1) '
@@ -65,16 +80,25 @@ ENUM_PROGRAMS = {
                           'BEGIN { printf("%d %d %d\\n", FOO, BAZ, BAR); exit(); }',
     "unknown": '#include <net/tcp_states.h>\nBEGIN { printf("%d\\n", NOT_AN_ENUMERATOR); '
                'exit(); }',
+    # a header that is nowhere: clang's fatal error, at its line of bpftrace's
+    # definitions.h (after the BTF header's line and the #define's)
+    "missing-header": '#define X 1\n  #include   "pybpf_test/none.h"\nBEGIN { exit(); }',
 }
 
 
 @needs_oracle
 @pytest.mark.parametrize("program", list(ENUM_PROGRAMS.values()), ids=list(ENUM_PROGRAMS))
-def test_enum_identifier_like_bpftrace(program: str) -> None:
-    mine, theirs = both(program)
+def test_enum_identifier_like_bpftrace(program: str, tmp_path) -> None:
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "tcp_states.h").write_text(TCP_STATES_H)
+    mine, theirs = both(program, "-I", str(tmp_path))
     assert mine == theirs
     if "unknown" in program or "NOT_AN" in program:
         assert mine[0] == 1 and "ERROR: Unknown identifier: 'NOT_AN_ENUMERATOR'" in mine[2]
+    elif "none.h" in program:
+        assert mine[0] == 1
+        assert mine[2] == ("definitions.h:3:12: fatal error: 'pybpf_test/none.h' file "
+                           "not found\n")
     else:
         assert mine[0] == 0 and mine[1].startswith("Attaching 1 probe...\n"), mine
 

@@ -553,6 +553,7 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
     macros = dict(pre.macros)
     if headers and pre.includes:
         from .headers import header_symbols, include_dirs as default_dirs
+        _check_includes(prog.c_definitions, pre.includes, default_dirs(include_dirs or []))
         words = {str(t.value) for t in first.lexed.tokens if t.kind == "IDENT"}
         found, pre.header_enums = header_symbols(
             [i.path for i in pre.includes], words - set(macros),
@@ -563,6 +564,45 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
                      reuse=first.lexed)
     prog.preamble = pre
     return prog
+
+
+#: the headers bpftrace 0.17 carries in itself (``-isystem /bpftrace/include``): found
+#: whatever the machine has
+_BUILTIN_HEADERS = frozenset({"__stddef_max_align_t.h", "float.h", "limits.h", "stdarg.h",
+                              "stdbool.h", "stddef.h", "stdint.h", "clang_workarounds.h",
+                              "__btf_generated_header.h"})
+
+
+def _check_includes(defs: Sequence[A.CDefinition], includes: Sequence[Any],
+                    dirs: Sequence[str]) -> None:
+    """Refuse a program whose preamble ``#include``\ s a file that is nowhere, with the
+    fatal error clang gives bpftrace 0.17. bpftrace hands clang the preamble as
+    ``definitions.h``: a first line that includes its BTF header, then each preamble
+    item on its own lines, so the error names that file, the item's line there and the
+    column of the file name. (A missing file included by a header is not looked for.)"""
+    import os
+    lines: Dict[Tuple[int, int], Tuple[int, int]] = {}
+    line = 2
+    for d in defs:
+        if d.kind == "preproc":
+            first = d.text.split("\n", 1)[0]
+            col = min((i for i in (first.find("<"), first.find('"')) if i >= 0),
+                      default=0) + 1
+            lines[(d.loc.line, d.loc.col)] = (line, col)
+        line += d.text.count("\n") + 1
+    for inc in includes:
+        if inc.system and inc.path in _BUILTIN_HEADERS:
+            continue
+        where = ([os.getcwd()] if not inc.system else []) + list(dirs)
+        if os.path.isabs(inc.path):
+            where = [""]
+        if any(os.path.isfile(os.path.join(d, inc.path)) for d in where):
+            continue
+        at = lines.get((inc.loc.line, inc.loc.col))
+        prefix = f"definitions.h:{at[0]}:{at[1]}: " if at else ""
+        from .errors import BpftraceError
+        raise BpftraceError([Diagnostic(None, f"'{inc.path}' file not found",
+                                        f"{prefix}fatal error")], "", "definitions.h")
 
 
 def _find_include(path: str, dirs: Sequence[str]) -> Optional[str]:

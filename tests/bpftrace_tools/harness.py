@@ -119,3 +119,22 @@ def build_toolwork(directory: str) -> Callable[[], None]:
     subprocess.run(["gcc", "-O1", "-o", binary, os.path.join(HERE, "toolwork.c"),
                     "-lpthread"], check=True)
     return lambda: subprocess.run([binary, directory], check=True, timeout=30) and None
+
+
+#: a diagnostic of the clang parse bpftrace 0.17 makes of a program's C preamble and the
+#: headers it includes (``FILE:LINE:COL: error: ...``; bpftrace's own are ``LINE:COL-COL``)
+_CLANG_DIAGNOSTIC = re.compile(r"^\S+:\d+:\d+: (?:fatal )?error: .*$", re.M)
+
+
+def clang_header_refusal(stderr: str) -> Optional[str]:
+    """The first clang diagnostic when bpftrace refused a program in its clang parse of
+    the included headers, else None. Two things there are not modelled by pybpf, which
+    reads headers only for their macros and enumerators: clang's typing of every
+    declaration in the headers (with BTF, bpftrace hides ``<linux/types.h>``, so a
+    header using a type the kernel's BTF lacks, such as ``__aligned_u64`` on some
+    kernels, is an "unknown type name"), and bpftrace's retry without BTF when the types
+    it takes from BTF clash with a header's (after which ``#ifndef BPFTRACE_HAVE_BTF``
+    branches are taken, and their kernel headers may be missing). Which of these
+    happens depends on the machine's kernel BTF and headers."""
+    m = _CLANG_DIAGNOSTIC.search(stderr)
+    return m.group(0) if m else None
