@@ -46,6 +46,11 @@ _IDENT_KINDS = frozenset(["IDENT", "BUILTIN", "CALL", "CALL_BUILTIN", "STACK_MOD
 _EXPR_START = frozenset(["VAR", "MAP", "INT", "MINUS", "STRING", "STACK_MODE", "BUILTIN",
                          "CALL_BUILTIN", "CALL", "IDENT", "LPAREN", "PARAM", "PARAMCOUNT",
                          "MUL", "BNOT", "LNOT", "INCREMENT", "DECREMENT"])
+#: the first tokens of a primary expression (no prefix operator, no cast) and what may
+#: follow a primary expression in a postfix one
+_PLAIN_START = frozenset(["VAR", "MAP", "INT", "STRING", "STACK_MODE", "BUILTIN",
+                          "CALL_BUILTIN", "CALL", "IDENT", "PARAM", "PARAMCOUNT"])
+_POSTFIX = frozenset(["DOT", "PTR", "LBRACKET", "INCREMENT", "DECREMENT"])
 _JUMPS = {"BREAK": "break", "CONTINUE": "continue", "RETURN": "return"}
 _AP_TEXT = {"COLON": ":", "DOT": ".", "PLUS": "+", "MUL": "*", "LBRACKET": "[",
             "RBRACKET": "]"}
@@ -75,6 +80,9 @@ class Parser:
         self.listing = listing
         self.lexed = tokenize(source, macros, reuse)
         self.toks: List[Token] = self.lexed.tokens
+        #: the tokens' kinds, then the last one's again: ``kinds[i + k]`` is
+        #: ``peek(k).kind`` for k up to 3 (the hot paths read it without a call)
+        self.kinds: List[str] = [t.kind for t in self.toks] + [self.toks[-1].kind] * 3
         self.i = 0
         self._paren: Set[int] = set()
 
@@ -90,7 +98,7 @@ class Parser:
         return tok
 
     def expect(self, kind: str) -> Token:
-        if self.peek().kind != kind:
+        if self.kinds[self.i] != kind:
             self.syntax_error(expected=(kind,))
         return self.advance()
 
@@ -106,7 +114,9 @@ class Parser:
 
     def span(self, start: int) -> Location:
         """From token ``start`` to the last token consumed."""
-        return self.toks[start].loc + self.toks[max(start, self.i - 1)].loc
+        toks, j = self.toks, self.i - 1
+        a, b = toks[start].loc, toks[j if j > start else start].loc
+        return Location(a.line, a.col, b.end_line, b.end_col)
 
     # program --------------------------------------------------------------------------
     def program(self) -> A.Program:
@@ -194,15 +204,16 @@ class Parser:
 
     def stmt_list(self) -> List[A.Stmt]:
         stmts: List[A.Stmt] = []
+        kinds = self.kinds
         while True:
-            k = self.peek().kind
+            k = kinds[self.i]
             if k in ("IF", "UNROLL", "WHILE") or (k == "FOR" and self.allow_for):
                 stmts.append(self.block_stmt())
                 continue
             if k in _EXPR_START or k in _JUMPS:
                 stmts.append(self.expr_stmt())
-                if self.peek().kind == "SEMI":
-                    self.advance()
+                if kinds[self.i] == "SEMI":
+                    self.i += 1
                     continue
             return stmts
 
@@ -288,7 +299,7 @@ class Parser:
         """``conditional_expr``: ``a ? b : c`` (right-associative) or a binary chain."""
         start = self.i
         cond = self.binary(1)
-        if self.peek().kind != "QUES":
+        if self.kinds[self.i] != "QUES":
             return cond
         self.advance()
         left = self.expr()
@@ -300,18 +311,24 @@ class Parser:
     def binary(self, min_prec: int) -> A.Expr:
         start = self.i
         left = self.cast_expr()
+        kinds = self.kinds
         while True:
-            t = self.peek()
-            entry = _BINOPS.get(t.kind)
+            i = self.i
+            entry = _BINOPS.get(kinds[i])
             if entry is None or entry[1] < min_prec:
                 return left
-            self.advance()
+            t = self.toks[i]
+            self.i = i + 1
             right = self.binary(entry[1] + 1)
             left = A.Binop(left, entry[0], right, loc=t.loc, span=self.span(start))
 
     def cast_expr(self) -> A.Expr:
-        if (self.peek().kind == "LPAREN" and self.peek(1).kind == "IDENT"
-                and self.peek(2).kind in ("RPAREN", "MUL")):
+        kinds, i = self.kinds, self.i
+        k = kinds[i]
+        if k in _PLAIN_START and kinds[i + 1] not in ("INCREMENT", "DECREMENT"):
+            return self.postfix_expr()          # what unary_expr does with these
+        if (k == "LPAREN" and kinds[i + 1] == "IDENT"
+                and kinds[i + 2] in ("RPAREN", "MUL")):
             start = self.i
             lp = self.advance()
             name = str(self.advance().value)
@@ -364,10 +381,13 @@ class Parser:
 
     def postfix_expr(self) -> A.Expr:
         start = self.i
-        bare = self.peek().kind in ("VAR", "MAP")
+        kinds = self.kinds
+        bare = kinds[start] in ("VAR", "MAP")
         node = self.primary()
         while True:
-            t = self.peek()
+            if kinds[self.i] not in _POSTFIX:
+                return node
+            t = self.toks[self.i]
             if t.kind in ("DOT", "PTR"):
                 n = self.peek(1)
                 if t.kind == "DOT" and n.kind == "INT":
@@ -407,10 +427,13 @@ class Parser:
         return A.Integer(int(t.value), loc=t.loc, span=t.loc)  # type: ignore[arg-type]
 
     def primary(self) -> A.Expr:
-        t = self.peek()
-        k = t.kind
         start = self.i
-        if k == "INT" or (k == "MINUS" and self.peek(1).kind == "INT"):
+        t = self.toks[start]
+        k = t.kind
+        if k == "VAR":
+            self.i = start + 1
+            return A.Variable(t.value, loc=t.loc, span=t.loc)  # type: ignore[arg-type]
+        if k == "INT" or (k == "MINUS" and self.kinds[start + 1] == "INT"):
             return self.integer()
         if k == "LPAREN":
             self.advance()
@@ -428,10 +451,9 @@ class Parser:
             return e
         if k not in _EXPR_START:
             self.syntax_error()
-        self.advance()
+        self.i = start + 1                      # k is not END: never the last token
         name = str(t.value)
-        if k in ("CALL", "CALL_BUILTIN", "IDENT", "BUILTIN", "STACK_MODE") \
-                and self.peek().kind == "LPAREN":
+        if k in _IDENT_KINDS and self.kinds[start + 1] == "LPAREN":
             self.advance()
             args: List[A.Expr] = []
             if self.peek().kind != "RPAREN":
