@@ -111,6 +111,9 @@ _PUNCT_FAST = frozenset(_PUNCT1)
 
 _INT = r"[0-9](?:[0-9_]*[0-9])?(?:[uU]?[lL]?[lL]|[uU])?"
 _INT_RE = re.compile(_INT)
+#: a plain decimal number (no leading 0, ``_``, suffix, exponent, or hex: what
+#: :meth:`_Scanner.number` reads as the digits' value, when it fits in 64 bits)
+_DEC_RE = re.compile(r"(?:0|[1-9][0-9]*)(?![0-9_xXeEuUlL])")
 _HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+")
 _EXP_RE = re.compile(_INT + r"[eE]" + _INT)
 _WORD_RE = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
@@ -392,6 +395,22 @@ class _Scanner:
                 pos, bl, bc, el, ec = self.pos, self.bl, self.bc, self.el, self.ec
                 rline, rcol = self.rline, self.rcol
                 continue
+            elif c in "0123456789":
+                m = _DEC_RE.match(text, pos)
+                if m is not None:
+                    end = m.end()
+                    value = int(text[pos:end])
+                    if value < 1 << 64:
+                        n = end - pos
+                        self.tok_line, self.tok_col = rline, rcol
+                        self.marks += 1
+                        pos = end
+                        ec += n
+                        tcol = rcol
+                        rcol += n
+                        append(Token("INT", _signed64(value), Location(bl, bc, el, ec),
+                                     rline, tcol, rcol))
+                        continue
             elif c == "$":
                 m = word_match(text, pos + 1)
                 if m is not None:

@@ -23,6 +23,7 @@ accepts newer syntax 0.17 refuses: ``for ($kv : @map) { }`` (bpftrace 0.21) and
 
 from __future__ import annotations
 
+from operator import is_
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import ast as A
@@ -75,7 +76,8 @@ class Parser:
 
     def __init__(self, source: str, filename: str = "stdin",
                  macros: Optional[Dict[str, str]] = None, allow_for: bool = False,
-                 listing: bool = False, reuse: Optional[LexResult] = None) -> None:
+                 listing: bool = False, reuse: Optional[LexResult] = None,
+                 record: bool = False, stmts_from: Optional["Parser"] = None) -> None:
         self.source, self.filename, self.allow_for = source, filename, allow_for
         self.listing = listing
         self.lexed = tokenize(source, macros, reuse)
@@ -85,6 +87,16 @@ class Parser:
         self.kinds: List[str] = [t.kind for t in self.toks] + [self.toks[-1].kind] * 3
         self.i = 0
         self._paren: Set[int] = set()
+        #: with ``record``: each statement parsed, by the index of its first token:
+        #: (tokens it took, the statement)
+        self.made: Optional[Dict[int, Tuple[int, A.Stmt]]] = {} if record else None
+        #: a parser (with ``record``) of the same source whose statements are taken
+        #: where the same tokens (the same objects) are met again (see
+        #: :meth:`reused_stmt`), and the index of each of its tokens
+        self.stmts_from = stmts_from
+        if stmts_from is not None:
+            assert stmts_from.made is not None and stmts_from.allow_for == allow_for
+            self._first_index = {id(t): j for j, t in enumerate(stmts_from.toks)}
 
     # token access ---------------------------------------------------------------------
     def peek(self, k: int = 0) -> Token:
@@ -204,18 +216,50 @@ class Parser:
 
     def stmt_list(self) -> List[A.Stmt]:
         stmts: List[A.Stmt] = []
-        kinds = self.kinds
+        kinds, made, again = self.kinds, self.made, self.stmts_from is not None
         while True:
-            k = kinds[self.i]
-            if k in ("IF", "UNROLL", "WHILE") or (k == "FOR" and self.allow_for):
-                stmts.append(self.block_stmt())
+            i = self.i
+            k = kinds[i]
+            block = k in ("IF", "UNROLL", "WHILE") or (k == "FOR" and self.allow_for)
+            if not block and k not in _EXPR_START and k not in _JUMPS:
+                return stmts
+            s = self.reused_stmt(i) if again else None
+            if s is None:
+                s = self.block_stmt() if block else self.expr_stmt()
+                if made is not None:
+                    made[i] = (self.i - i, s)
+            stmts.append(s)
+            if block:
                 continue
-            if k in _EXPR_START or k in _JUMPS:
-                stmts.append(self.expr_stmt())
-                if kinds[self.i] == "SEMI":
-                    self.i += 1
-                    continue
+            if kinds[self.i] == "SEMI":
+                self.i += 1
+                continue
             return stmts
+
+    def reused_stmt(self, i: int) -> Optional[A.Stmt]:
+        """The statement that starts at token ``i`` taken from :attr:`stmts_from` (and
+        the tokens it took skipped), or None. It is taken when that parser parsed a
+        statement from the same token object and the tokens it took and the three after
+        them (more than the parser ever looks ahead: two) are the same objects here:
+        a statement's parse is a function of those tokens alone (and of ``allow_for``,
+        the same in both), so parsing them again would build the same statement. The
+        second parse with macros expanded (:func:`parse_program`) meets the first
+        parse's tokens again on every line without a macro."""
+        first = self.stmts_from
+        assert first is not None and first.made is not None
+        j = self._first_index.get(id(self.toks[i]))
+        if j is None:
+            return None
+        hit = first.made.get(j)
+        if hit is None:
+            return None
+        n, stmt = hit
+        here, there = self.toks[i:i + n + 3], first.toks[j:j + n + 3]
+        if len(here) != len(there) or not all(map(is_, here, there)):
+            return None
+        del first.made[j]                   # one tree node in one place
+        self.i = i + n
+        return stmt
 
     def expr_stmt(self) -> A.Stmt:
         t = self.peek()
@@ -567,7 +611,7 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
     program's own (clang's ``-include``: macros, structs and enums they define are
     visible to the program, whose own definitions win)."""
     from .preamble import read_preamble
-    first = Parser(source, filename, allow_for=allow_for)
+    first = Parser(source, filename, allow_for=allow_for, record=True)
     prog: A.Program = _run(first, "program")  # type: ignore[assignment]
     pre = read_preamble(prog.c_definitions, source, filename, btf=btf)
     for path in reversed(list(include_files)):
@@ -581,8 +625,10 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
             default_dirs(include_dirs or []))
         macros = {**found, **macros}
     if macros:
-        prog = parse(source, filename, macros=macros, allow_for=allow_for,
-                     reuse=first.lexed)
+        # the second parse takes the first one's tokens on the lines without a macro
+        # and its statements made of those tokens alone
+        prog = _run(Parser(source, filename, macros, allow_for, reuse=first.lexed,
+                           stmts_from=first), "program")  # type: ignore[assignment]
     prog.preamble = pre
     return prog
 
