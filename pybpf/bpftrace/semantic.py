@@ -43,6 +43,8 @@ The result (the data model a lowering stage consumes)
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from .._records import field, record
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -235,8 +237,8 @@ class _State:
             return _object, (id(obj),)
 
         # the records by their attributes: what pickle's default does, without its
-        # generic (and slower) path through copyreg
-        table: Dict[type, Any] = {cls: _by_attributes for cls in _record_classes()}
+        # generic (and slower) path through copyreg, nor a Python call per object
+        table: Dict[type, Any] = dict.fromkeys(_record_classes(), _BY_ATTRIBUTES)
         table[Struct] = by_identity
         # locations are immutable (frozen): the same object is the same value, and a
         # pass that put a new (even an equal) one in place counts as a change
@@ -260,8 +262,17 @@ def _object(ident: int) -> None:
     """Stands for an object a :class:`_State` keeps by identity (never called)."""
 
 
-def _by_attributes(obj: Any) -> Tuple[Any, Tuple[type], Dict[str, Any]]:
-    return object.__new__, (type(obj),), obj.__dict__
+def _by_attributes(obj: Any) -> Tuple[Any, Tuple[()], Dict[str, Any]]:
+    """What :data:`_BY_ATTRIBUTES` gives for a record (its class, no arguments, its
+    attributes), written out."""
+    return type(obj), (), obj.__dict__
+
+
+#: a record's reduction for :class:`_State`'s pickler: its class (never called: the
+#: snapshot is only compared), ``()`` (``_snapshot_args``, a class attribute that
+#: :func:`_record_classes` gives the record classes) and its attributes; ``attrgetter``
+#: makes the tuple without a Python call per object
+_BY_ATTRIBUTES = attrgetter("__class__", "_snapshot_args", "__dict__")
 
 
 def _record_classes() -> List[type]:
@@ -273,6 +284,9 @@ def _record_classes() -> List[type]:
         cls = todo.pop()
         out.append(cls)
         todo.extend(cls.__subclasses__())
+    for cls in out:
+        if "_snapshot_args" not in cls.__dict__:
+            cls._snapshot_args = ()                     # type: ignore[attr-defined]
     return out
 
 
