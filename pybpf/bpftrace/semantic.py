@@ -222,8 +222,9 @@ class _State:
     tree nodes, types, attach points and the analyser's tables, every attribute, lists,
     dicts and tuples, and which objects are shared (the same object twice): their
     pickle. Structs (from BTF, loaded as used) and locations (immutable) are kept by
-    identity: a pass that made a new one counts as a change. Two snapshots are equal when a pass started from either
-    would do the same. Something that cannot be pickled makes a snapshot equal to none."""
+    identity: a pass that made a new one counts as a change. Two snapshots are equal
+    when a pass started from either would do the same. Something that cannot be pickled
+    makes a snapshot equal to none."""
 
     __slots__ = ("key", "keep")
 
@@ -262,16 +263,10 @@ def _object(ident: int) -> None:
     """Stands for an object a :class:`_State` keeps by identity (never called)."""
 
 
-def _by_attributes(obj: Any) -> Tuple[Any, Tuple[()], Dict[str, Any]]:
-    """What :data:`_BY_ATTRIBUTES` gives for a record (its class, no arguments, its
-    attributes), written out."""
-    return type(obj), (), obj.__dict__
-
-
-#: a record's reduction for :class:`_State`'s pickler: its class (never called: the
-#: snapshot is only compared), ``()`` (``_snapshot_args``, a class attribute that
-#: :func:`_record_classes` gives the record classes) and its attributes; ``attrgetter``
-#: makes the tuple without a Python call per object
+#: a record's reduction for :class:`_State`'s pickler, ``(type(obj), (), obj.__dict__)``:
+#: its class (never called: the snapshot is only compared), ``()`` (``_snapshot_args``, a
+#: class attribute that :func:`_record_classes` gives the record classes) and its
+#: attributes; ``attrgetter`` makes the tuple without a Python call per object
 _BY_ATTRIBUTES = attrgetter("__class__", "_snapshot_args", "__dict__")
 
 
