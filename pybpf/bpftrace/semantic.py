@@ -221,10 +221,10 @@ class _State:
     """A deep snapshot, for equality, of the objects a semantic pass reads and changes:
     tree nodes, types, attach points and the analyser's tables, every attribute, lists,
     dicts and tuples, and which objects are shared (the same object twice): their
-    pickle. Structs (from BTF, loaded as used) and locations (immutable) are kept by
-    identity: a pass that made a new one counts as a change. Two snapshots are equal
-    when a pass started from either would do the same. Something that cannot be pickled
-    makes a snapshot equal to none."""
+    pickle. Structs (from BTF, loaded as used) are kept by identity: a pass that made a
+    new one counts as a change. Two snapshots are equal when a pass started from either
+    would do the same. Something that cannot be pickled makes a snapshot equal to
+    none."""
 
     __slots__ = ("key", "keep")
 
@@ -241,9 +241,6 @@ class _State:
         # generic (and slower) path through copyreg, nor a Python call per object
         table: Dict[type, Any] = dict.fromkeys(_record_classes(), _BY_ATTRIBUTES)
         table[Struct] = by_identity
-        # locations are immutable (frozen): the same object is the same value, and a
-        # pass that put a new (even an equal) one in place counts as a change
-        table[Location] = by_identity
         buf = io.BytesIO()
         pickler = Pickler(buf, 4)
         pickler.dispatch_table = table
