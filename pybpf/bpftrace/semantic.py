@@ -361,28 +361,38 @@ class Analyser:
         """The parents of expressions; the ``args``/``retval`` of each probe (for the
         field resolution, before the passes)."""
         uses: List[A.Builtin] = []
+        parents, assigned = self.parents, self.assigned_map
+        containers = (A.Node, list)
 
-        def walk(n: Any) -> None:
+        def walk(n: Any) -> None:                   # a node
             if isinstance(n, A.AssignMap) and n.op is None:
-                self.parents[id(n.value)] = "map"
-                self.assigned_map[id(n.value)] = n.map.name
+                parents[id(n.value)] = "map"
+                assigned[id(n.value)] = n.map.name
             elif isinstance(n, A.AssignVar) and n.op is None:
-                self.parents[id(n.value)] = "var"
+                parents[id(n.value)] = "var"
             elif isinstance(n, A.Map):
                 for k in n.keys:
-                    self.parents[id(k)] = "key"
+                    parents[id(k)] = "key"
             elif isinstance(n, A.Builtin) and n.name in ("args", "retval"):
                 uses.append(n)
-            if isinstance(n, A.Node):
-                for v in vars(n).values():
-                    if isinstance(v, (A.Node, list)):
+            for v in vars(n).values():
+                if isinstance(v, containers):
+                    if isinstance(v, list):
+                        walk_list(v)
+                    else:
                         walk(v)
-            elif isinstance(n, list):
-                for x in n:
-                    walk(x)
+
+        def walk_list(items: List[Any]) -> None:    # nodes and lists, in order
+            for x in items:
+                if isinstance(x, containers):
+                    if isinstance(x, list):
+                        walk_list(x)
+                    else:
+                        walk(x)
+
         for probe in self.program.probes:
             uses = []
-            walk([probe.pred, probe.body])
+            walk_list([probe.pred, probe.body])
             self.arg_uses.append(uses)
 
     def parent(self, node: A.Node) -> Optional[str]:
