@@ -113,3 +113,55 @@ def test_passes_stop_at_the_same_result(monkeypatch, name, text) -> None:
     assert fast == slow
     if fast[0] != "error" and slow_passes == semantic.NUM_PASSES:
         assert fast_passes < slow_passes            # the shortcut was taken
+
+
+def _tree(node):
+    """Everything of a syntax tree, locations included (``==`` on nodes leaves them out)."""
+    if isinstance(node, (list, tuple)):
+        return [_tree(x) for x in node]
+    if isinstance(node, dict):
+        return {k: _tree(v) for k, v in node.items()}
+    if hasattr(node, "__dict__") and not isinstance(node, type):
+        return (type(node).__name__, {k: _tree(v) for k, v in vars(node).items()})
+    return node
+
+
+def _parsed(name: str, text: str):
+    try:
+        prog = parser.parse_program(text, name, headers=True)
+    except BpftraceError as exc:
+        return ("error", str(exc))
+    return _tree([prog.c_definitions, prog.probes, prog.span])
+
+
+def test_second_parse_reuses_statements(monkeypatch) -> None:
+    """The second parse (macros expanded) takes the first parse's statements made of the
+    same token objects: the tree, locations included, and the errors must equal a
+    second parse without them, and some must be taken."""
+    taken = []
+    real = parser.Parser.reused_stmt
+
+    def counting(self, i):
+        got = real(self, i)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr(parser.Parser, "reused_stmt", counting)
+    fast = [_parsed(name, text) for name, text in _sources()]
+    assert sum(taken) > 50 and not all(taken)      # taken, and refused on macro lines
+    monkeypatch.setattr(parser.Parser, "reused_stmt", lambda self, i: None)
+    slow = [_parsed(name, text) for name, text in _sources()]
+    for (name, _), a, b in zip(_sources(), fast, slow):
+        assert a == b, name
+    # edited programs: a macro moved into, out of and next to statements
+    edits = ["#define A 1\nBEGIN { @a = 1; @b = A; @c = 2 }\nEND { @d = A }\n",
+             "#define A 1\nBEGIN { @a = 1;\n  @b = A;\n  @c = 2; if (A) { @e = 3; }\n}\n",
+             "#define A (\nBEGIN { @a = 1;\n  @b = A 1);\n  @c = 2; }\n",
+             "#define A 1 +\nBEGIN { @a = 1;\n  @b = A\n  2; @c = 2; }\n",
+             "#define A }\nBEGIN { @a = 1;\n  if (1) { @b = 2; A\n  @c = 2; }\n",
+             "#define A -\nBEGIN { @a = 1;\n  $x = 2 A\n  1; @c = (int8)$x; }\n"]
+    for text in edits:
+        monkeypatch.setattr(parser.Parser, "reused_stmt", counting)
+        a = _parsed("e.bt", text)
+        monkeypatch.setattr(parser.Parser, "reused_stmt", lambda self, i: None)
+        assert a == _parsed("e.bt", text), text

@@ -26,6 +26,7 @@ import os
 import re
 import stat
 import time
+from collections import deque
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 __all__ = ["include_dirs", "header_macros", "header_symbols"]
@@ -73,10 +74,12 @@ def _lines(path: str) -> List[str]:
 class _Scan:
     """What the walk needs of one header, in file order: ``events`` are
     ``(True, name, text)`` for an object-like ``#define`` with a text and
-    ``(False, name, quoted)`` for an ``#include``; ``enums`` the body of each ``enum``
+    ``(False, name, quoted)`` for an ``#include``; ``segments`` the same in runs:
+    ``(names, texts, include)`` for the ``#define``\ s up to an ``#include``
+    (``(name, quoted)``, None after the last one); ``enums`` the body of each ``enum``
     definition outside ``#`` lines with the identifiers it holds."""
 
-    __slots__ = ("events", "enums")
+    __slots__ = ("events", "segments", "enums")
 
     def __init__(self, lines: List[str]) -> None:
         events: List[Tuple[bool, str, object]] = []
@@ -91,6 +94,18 @@ class _Scan:
             if m:
                 events.append((False, m.group(2), m.group(1) == '"'))
         self.events = events
+        self.segments: List[Tuple[List[str], List[str], Optional[Tuple[str, bool]]]] = []
+        names: List[str] = []
+        texts: List[str] = []
+        for is_define, name, arg in events:
+            if is_define:
+                names.append(name)
+                texts.append(arg)                   # type: ignore[arg-type]
+            else:
+                self.segments.append((names, texts, (name, bool(arg))))
+                names, texts = [], []
+        if names:
+            self.segments.append((names, texts, None))
         self.enums: List[Tuple[str, Set[str]]] = []
         if "enum" in "".join(lines):
             text = "\n".join(l for l in lines if not l.lstrip().startswith("#"))
@@ -278,6 +293,7 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
     found: Dict[str, str] = {}
     enums: Dict[str, int] = {}
     visited: Set[Tuple[int, int]] = set()
+    visited_paths: Set[str] = set()
     finder = _Finder(dirs)
 
     def lookup(name: str, depth: int = 0) -> Optional[int]:
@@ -292,10 +308,15 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
         except (_CError, ZeroDivisionError, IndexError, ValueError):
             return None
 
+    missing = list(want)            # wanted names not yet defined (found, enums only grow)
+
     def satisfied() -> bool:
-        todo = [n for n in want if n in found or n in enums]
-        if len(todo) < len(want):
-            return False
+        while missing:
+            if missing[-1] in found or missing[-1] in enums:
+                missing.pop()
+            else:
+                return False
+        todo = list(want)
         seen = set(todo)
         while todo:
             n = todo.pop()
@@ -308,7 +329,10 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
         return True
 
     def visit(path: str) -> bool:
-        # one visit per file (device and inode, as clang tells files apart)
+        # one visit per file (device and inode, as clang tells files apart); a path
+        # visited already in this walk is that file again
+        if path in visited_paths:
+            return False
         try:
             st = os.stat(path)
         except OSError:
@@ -316,14 +340,18 @@ def header_symbols(includes: Iterable[str], wanted: Iterable[str],
         if (st.st_dev, st.st_ino) in visited:
             return False
         visited.add((st.st_dev, st.st_ino))
-        here = os.path.dirname(path)
+        visited_paths.add(path)
+        here = ""
         scan = _scan(path, st)
-        for is_define, name, arg in scan.events:
-            if is_define:
-                if name not in found:
-                    found[name] = arg     # type: ignore[assignment]
-                continue
-            inner = finder.find(name, bool(arg), here)
+        for names, texts, include in scan.segments:
+            # the first definition of a name wins: setdefault on each, in order
+            deque(map(found.setdefault, names, texts), 0)
+            if include is None:
+                break
+            name, quoted = include
+            if quoted and not here:
+                here = os.path.dirname(path)
+            inner = finder.find(name, quoted, here)
             if inner is not None and visit(inner):
                 return True
         # enums after the file's macros and includes, which their values may use

@@ -86,8 +86,34 @@ TOKEN_NAMES.update({
 })
 TOKEN_NAMES.update({v: k for k, v in KEYWORDS.items()})
 
+# what the scan loop reads fast (:meth:`_Scanner.run`): the kind of each word that is
+# not an identifier (``struct`` for struct/union/enum, which go the long way), and the
+# operators by length; ``/`` and ``:`` are not among them (comments, predicates, paths)
+_WORD_KIND: Dict[str, str] = {}
+for _w in ("struct", "union", "enum"):
+    _WORD_KIND[_w] = "struct"
+for _w, _kw in KEYWORDS.items():
+    _WORD_KIND[_w] = _kw
+for _w in CALL_BUILTINS:
+    _WORD_KIND[_w] = "CALL_BUILTIN"
+for _w in CALLS:
+    _WORD_KIND[_w] = "CALL"
+for _w in BUILTINS:
+    _WORD_KIND[_w] = "BUILTIN"
+for _w in STACK_MODES:
+    _WORD_KIND[_w] = "STACK_MODE"
+_KEYWORD_KINDS = frozenset(KEYWORDS.values())
+_WORD_START = frozenset("_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_PUNCT3 = {t: k for t, k in _PUNCT if len(t) == 3}
+_PUNCT2 = {t: k for t, k in _PUNCT if len(t) == 2 and t[0] not in "/:"}
+_PUNCT1 = {t: k for t, k in _PUNCT if len(t) == 1 and t not in "/:"}
+_PUNCT_FAST = frozenset(_PUNCT1)
+
 _INT = r"[0-9](?:[0-9_]*[0-9])?(?:[uU]?[lL]?[lL]|[uU])?"
 _INT_RE = re.compile(_INT)
+#: a plain decimal number (no leading 0, ``_``, suffix, exponent, or hex: what
+#: :meth:`_Scanner.number` reads as the digits' value, when it fits in 64 bits)
+_DEC_RE = re.compile(r"(?:0|[1-9][0-9]*)(?![0-9_xXeEuUlL])")
 _HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+")
 _EXP_RE = re.compile(_INT + r"[eE]" + _INT)
 _WORD_RE = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
@@ -96,6 +122,7 @@ _ENDPRED_RE = re.compile(r"/[ \t\n\r]*[/{]")
 _HSPACE_RE = re.compile(r"[ \t]+")
 _VSPACE_RE = re.compile(r"[\n\r]+")
 _STR_PLAIN_RE = re.compile(r'[^\\\n"]+')
+_STR_SIMPLE_RE = re.compile(r'"[^\\\n"]*"')          # a string without escapes
 _COMMENT_TEXT_RE = re.compile(r"[^*\n]+")
 _OCT_RE = re.compile(r"\\[0-7]{1,3}")
 _HEXESC_RE = re.compile(r"\\[xX][0-9a-fA-F]{1,2}")
@@ -275,63 +302,210 @@ class _Scanner:
 
     # the INITIAL state
     def run(self) -> LexResult:
-        while self.pos < len(self.text):
-            text = self.text
-            c = text[self.pos]
-            if c in " \t":
-                self.eat(_HSPACE_RE.match(text, self.pos).end() - self.pos)  # type: ignore
-                self.step()
+        """Scan to the end. The common tokens (words that are not macros or ``struct``,
+        operators, maps, white space) are scanned here with the state in local variables
+        (what :meth:`eat`, :meth:`mark` and :meth:`emit` do, written out); the others
+        go through the methods, with the state stored before and loaded after."""
+        out = self.out
+        append = out.tokens.append
+        record, line_starts = self.record, out.line_starts
+        text = self.text
+        pos, bl, bc, el, ec = self.pos, self.bl, self.bc, self.el, self.ec
+        rline, rcol = self.rline, self.rcol
+        word_match, hspace_match = _WORD_RE.match, _HSPACE_RE.match
+        macros = self.macros
+        while pos < len(text):
+            c = text[pos]
+            if c == " " or c == "\t":
+                n = hspace_match(text, pos).end() - pos  # type: ignore[union-attr]
+                pos += n
+                ec += n
+                rcol += n
+                bl, bc = el, ec
                 continue
+            if c in _WORD_START:
+                m = word_match(text, pos)
+                end = m.end()                                # type: ignore[union-attr]
+                w = text[pos:end]
+                kind = _WORD_KIND.get(w)
+                if kind is not None and kind != "struct":
+                    n = end - pos
+                    self.tok_line, self.tok_col = rline, rcol
+                    self.marks += 1
+                    pos = end
+                    ec += n
+                    tcol = rcol
+                    rcol += n
+                    append(Token(kind, None if kind in _KEYWORD_KINDS else w,
+                                 Location(bl, bc, el, ec), rline, tcol, rcol))
+                    continue
+                if kind is None and (w not in macros or macros[w] == w):
+                    n = end - pos
+                    self.tok_line, self.tok_col = rline, rcol
+                    self.marks += 1
+                    pos = end
+                    ec += n
+                    tcol = rcol
+                    rcol += n
+                    self.unput_count = 0
+                    append(Token("IDENT", w, Location(bl, bc, el, ec), rline, tcol, rcol))
+                    continue
+            elif c in _PUNCT_FAST:
+                lit = text[pos:pos + 3]
+                kind = _PUNCT3.get(lit)
+                if kind is None:
+                    lit = lit[:2]
+                    kind = _PUNCT2.get(lit)
+                    if kind is None:
+                        kind = _PUNCT1[c]
+                        n = 1
+                    else:
+                        n = 2
+                else:
+                    n = 3
+                self.tok_line, self.tok_col = rline, rcol
+                self.marks += 1
+                pos += n
+                ec += n
+                tcol = rcol
+                rcol += n
+                append(Token(kind, None, Location(bl, bc, el, ec), rline, tcol, rcol))
+                continue
+            elif c == "\n" or c == "\r":
+                n = _VSPACE_RE.match(text, pos).end() - pos  # type: ignore[union-attr]
+                nl = text.count("\n", pos, pos + n)
+                if nl:
+                    rline += nl
+                    rcol = n - (text.rfind("\n", pos, pos + n) - pos)
+                else:
+                    rcol += n
+                pos += n
+                el += n
+                bl, bc, ec = el, 1, 1
+                if record:
+                    line_starts.append((pos, len(out.tokens), len(out.errors), self.marks,
+                                        self.tok_line, self.tok_col, bl, bc, el, ec,
+                                        rline, rcol))
+                    continue
+                if self.reuse is None or self.unput_count != 0:
+                    continue
+                self.pos, self.bl, self.bc, self.el, self.ec = pos, bl, bc, el, ec
+                self.rline, self.rcol = rline, rcol
+                self.skip_unchanged()
+                pos, bl, bc, el, ec = self.pos, self.bl, self.bc, self.el, self.ec
+                rline, rcol = self.rline, self.rcol
+                continue
+            elif c in "0123456789":
+                m = _DEC_RE.match(text, pos)
+                if m is not None:
+                    end = m.end()
+                    value = int(text[pos:end])
+                    if value < 1 << 64:
+                        n = end - pos
+                        self.tok_line, self.tok_col = rline, rcol
+                        self.marks += 1
+                        pos = end
+                        ec += n
+                        tcol = rcol
+                        rcol += n
+                        append(Token("INT", _signed64(value), Location(bl, bc, el, ec),
+                                     rline, tcol, rcol))
+                        continue
+            elif c == "$":
+                m = word_match(text, pos + 1)
+                if m is not None:
+                    end = m.end()
+                    n = end - pos
+                    self.tok_line, self.tok_col = rline, rcol
+                    self.marks += 1
+                    w = text[pos:end]
+                    pos = end
+                    ec += n
+                    tcol = rcol
+                    rcol += n
+                    append(Token("VAR", w, Location(bl, bc, el, ec), rline, tcol, rcol))
+                    continue
+            elif c == '"':
+                m = _STR_SIMPLE_RE.match(text, pos)
+                if m is not None:
+                    end = m.end()
+                    n = end - pos
+                    self.tok_line, self.tok_col = rline, rcol
+                    self.marks += 1
+                    w = text[pos + 1:end - 1]
+                    pos = end
+                    ec += n
+                    tcol = rcol
+                    rcol += n
+                    append(Token("STRING", w.encode("latin-1", "replace"),
+                                 Location(bl, bc, el, ec), rline, tcol, rcol))
+                    continue
+            elif c == "@":
+                m = word_match(text, pos + 1)
+                n = 1 + (m.end() - pos - 1 if m else 0)
+                self.tok_line, self.tok_col = rline, rcol
+                self.marks += 1
+                w = text[pos:pos + n]
+                pos += n
+                ec += n
+                tcol = rcol
+                rcol += n
+                append(Token("MAP", w, Location(bl, bc, el, ec), rline, tcol, rcol))
+                continue
+            # the other tokens: through the methods, with the state in ``self``
+            self.pos, self.bl, self.bc, self.el, self.ec = pos, bl, bc, el, ec
+            self.rline, self.rcol = rline, rcol
             if c in "\n\r":
                 n = _VSPACE_RE.match(text, self.pos).end() - self.pos  # type: ignore
                 self.eat(n)
                 self.lines(n)
                 self.step()
-                if self.record:
-                    self.out.line_starts.append((
-                        self.pos, len(self.out.tokens), len(self.out.errors),
+                if record:
+                    line_starts.append((
+                        self.pos, len(out.tokens), len(out.errors),
                         self.marks, self.tok_line, self.tok_col, self.bl, self.bc,
                         self.el, self.ec, self.rline, self.rcol))
                 elif self.reuse is not None and self.unput_count == 0:
                     self.skip_unchanged()
-                continue
-            self.mark()
-            if c == "/":
-                self.slash()
-            elif c == "#":
-                self.hash()
-            elif c in "0123456789":
-                self.number()
-            elif c == "_" or c.isalpha() and c.isascii():
-                if not self.word():
-                    return self.out
-            elif c == ":":
-                m = _PATH_RE.match(text, self.pos)
-                if m:
-                    self.emit("PATH", self.eat(m.end() - self.pos).encode(
-                        "latin-1").decode("utf-8", "replace"))
-                else:
-                    self.eat(1)
-                    self.emit("COLON", None)
-            elif c == "@":
-                m = _WORD_RE.match(text, self.pos + 1)
-                n = 1 + (m.end() - self.pos - 1 if m else 0)
-                self.emit("MAP", self.eat(n))
-            elif c == "$":
-                self.dollar()
-            elif c == '"':
-                self.string()
-            elif c in _PUNCT_BY_CHAR:
-                for lit, kind in _PUNCT_BY_CHAR[c]:
-                    if text.startswith(lit, self.pos):
-                        self.eat(len(lit))
-                        self.emit(kind, None)
-                        break
             else:
-                ch = self.eat(1)
-                self.error(f"invalid character '{ch}'")
+                self.mark()
+                if c == "/":
+                    self.slash()
+                elif c == "#":
+                    self.hash()
+                elif c in "0123456789":
+                    self.number()
+                elif c == "_" or c.isalpha() and c.isascii():
+                    if not self.word():
+                        return out
+                elif c == ":":
+                    m = _PATH_RE.match(text, self.pos)
+                    if m:
+                        self.emit("PATH", self.eat(m.end() - self.pos).encode(
+                            "latin-1").decode("utf-8", "replace"))
+                    else:
+                        self.eat(1)
+                        self.emit("COLON", None)
+                elif c == "$":
+                    self.dollar()
+                elif c == '"':
+                    self.string()
+                elif c in _PUNCT_BY_CHAR:
+                    for lit, kind in _PUNCT_BY_CHAR[c]:
+                        if text.startswith(lit, self.pos):
+                            self.eat(len(lit))
+                            self.emit(kind, None)
+                            break
+                else:
+                    ch = self.eat(1)
+                    self.error(f"invalid character '{ch}'")
+            text = self.text
+            pos, bl, bc, el, ec = self.pos, self.bl, self.bc, self.el, self.ec
+            rline, rcol = self.rline, self.rcol
+        self.pos, self.bl, self.bc, self.el, self.ec = pos, bl, bc, el, ec
+        self.rline, self.rcol = rline, rcol
         self.emit("END", None)
-        return self.out
+        return out
 
     def skip_unchanged(self) -> None:
         """At a line start, in the same state as the scan without macros at the same
@@ -392,6 +566,21 @@ class _Scanner:
 
     def comment(self) -> None:
         text = self.text
+        end = text.find("*/", self.pos)
+        if end >= 0:                    # the loop below, for a comment that ends
+            seg = text[self.pos:end + 2]
+            k = seg.count("\n")
+            if not k:
+                self.eat(len(seg))
+                return
+            tail = len(seg) - seg.rfind("\n") - 1
+            self.pos = end + 2
+            self.el += k
+            self.ec = 1 + tail
+            self.bl, self.bc = self.el, 1
+            self.rline += k
+            self.rcol = 1 + tail
+            return
         while True:
             if self.pos >= len(text):
                 self.error("end of file during comment")

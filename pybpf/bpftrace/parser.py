@@ -23,6 +23,7 @@ accepts newer syntax 0.17 refuses: ``for ($kv : @map) { }`` (bpftrace 0.21) and
 
 from __future__ import annotations
 
+from operator import is_
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import ast as A
@@ -46,6 +47,11 @@ _IDENT_KINDS = frozenset(["IDENT", "BUILTIN", "CALL", "CALL_BUILTIN", "STACK_MOD
 _EXPR_START = frozenset(["VAR", "MAP", "INT", "MINUS", "STRING", "STACK_MODE", "BUILTIN",
                          "CALL_BUILTIN", "CALL", "IDENT", "LPAREN", "PARAM", "PARAMCOUNT",
                          "MUL", "BNOT", "LNOT", "INCREMENT", "DECREMENT"])
+#: the first tokens of a primary expression (no prefix operator, no cast) and what may
+#: follow a primary expression in a postfix one
+_PLAIN_START = frozenset(["VAR", "MAP", "INT", "STRING", "STACK_MODE", "BUILTIN",
+                          "CALL_BUILTIN", "CALL", "IDENT", "PARAM", "PARAMCOUNT"])
+_POSTFIX = frozenset(["DOT", "PTR", "LBRACKET", "INCREMENT", "DECREMENT"])
 _JUMPS = {"BREAK": "break", "CONTINUE": "continue", "RETURN": "return"}
 _AP_TEXT = {"COLON": ":", "DOT": ".", "PLUS": "+", "MUL": "*", "LBRACKET": "[",
             "RBRACKET": "]"}
@@ -70,13 +76,27 @@ class Parser:
 
     def __init__(self, source: str, filename: str = "stdin",
                  macros: Optional[Dict[str, str]] = None, allow_for: bool = False,
-                 listing: bool = False, reuse: Optional[LexResult] = None) -> None:
+                 listing: bool = False, reuse: Optional[LexResult] = None,
+                 record: bool = False, stmts_from: Optional["Parser"] = None) -> None:
         self.source, self.filename, self.allow_for = source, filename, allow_for
         self.listing = listing
         self.lexed = tokenize(source, macros, reuse)
         self.toks: List[Token] = self.lexed.tokens
+        #: the tokens' kinds, then the last one's again: ``kinds[i + k]`` is
+        #: ``peek(k).kind`` for k up to 3 (the hot paths read it without a call)
+        self.kinds: List[str] = [t.kind for t in self.toks] + [self.toks[-1].kind] * 3
         self.i = 0
         self._paren: Set[int] = set()
+        #: with ``record``: each statement parsed, by the index of its first token:
+        #: (tokens it took, the statement)
+        self.made: Optional[Dict[int, Tuple[int, A.Stmt]]] = {} if record else None
+        #: a parser (with ``record``) of the same source whose statements are taken
+        #: where the same tokens (the same objects) are met again (see
+        #: :meth:`reused_stmt`), and the index of each of its tokens
+        self.stmts_from = stmts_from
+        if stmts_from is not None:
+            assert stmts_from.made is not None and stmts_from.allow_for == allow_for
+            self._first_index = {id(t): j for j, t in enumerate(stmts_from.toks)}
 
     # token access ---------------------------------------------------------------------
     def peek(self, k: int = 0) -> Token:
@@ -90,7 +110,7 @@ class Parser:
         return tok
 
     def expect(self, kind: str) -> Token:
-        if self.peek().kind != kind:
+        if self.kinds[self.i] != kind:
             self.syntax_error(expected=(kind,))
         return self.advance()
 
@@ -106,7 +126,9 @@ class Parser:
 
     def span(self, start: int) -> Location:
         """From token ``start`` to the last token consumed."""
-        return self.toks[start].loc + self.toks[max(start, self.i - 1)].loc
+        toks, j = self.toks, self.i - 1
+        a, b = toks[start].loc, toks[j if j > start else start].loc
+        return Location(a.line, a.col, b.end_line, b.end_col)
 
     # program --------------------------------------------------------------------------
     def program(self) -> A.Program:
@@ -194,17 +216,50 @@ class Parser:
 
     def stmt_list(self) -> List[A.Stmt]:
         stmts: List[A.Stmt] = []
+        kinds, made, again = self.kinds, self.made, self.stmts_from is not None
         while True:
-            k = self.peek().kind
-            if k in ("IF", "UNROLL", "WHILE") or (k == "FOR" and self.allow_for):
-                stmts.append(self.block_stmt())
+            i = self.i
+            k = kinds[i]
+            block = k in ("IF", "UNROLL", "WHILE") or (k == "FOR" and self.allow_for)
+            if not block and k not in _EXPR_START and k not in _JUMPS:
+                return stmts
+            s = self.reused_stmt(i) if again else None
+            if s is None:
+                s = self.block_stmt() if block else self.expr_stmt()
+                if made is not None:
+                    made[i] = (self.i - i, s)
+            stmts.append(s)
+            if block:
                 continue
-            if k in _EXPR_START or k in _JUMPS:
-                stmts.append(self.expr_stmt())
-                if self.peek().kind == "SEMI":
-                    self.advance()
-                    continue
+            if kinds[self.i] == "SEMI":
+                self.i += 1
+                continue
             return stmts
+
+    def reused_stmt(self, i: int) -> Optional[A.Stmt]:
+        """The statement that starts at token ``i`` taken from :attr:`stmts_from` (and
+        the tokens it took skipped), or None. It is taken when that parser parsed a
+        statement from the same token object and the tokens it took and the three after
+        them (more than the parser ever looks ahead: two) are the same objects here:
+        a statement's parse is a function of those tokens alone (and of ``allow_for``,
+        the same in both), so parsing them again would build the same statement. The
+        second parse with macros expanded (:func:`parse_program`) meets the first
+        parse's tokens again on every line without a macro."""
+        first = self.stmts_from
+        assert first is not None and first.made is not None
+        j = self._first_index.get(id(self.toks[i]))
+        if j is None:
+            return None
+        hit = first.made.get(j)
+        if hit is None:
+            return None
+        n, stmt = hit
+        here, there = self.toks[i:i + n + 3], first.toks[j:j + n + 3]
+        if len(here) != len(there) or not all(map(is_, here, there)):
+            return None
+        del first.made[j]                   # one tree node in one place
+        self.i = i + n
+        return stmt
 
     def expr_stmt(self) -> A.Stmt:
         t = self.peek()
@@ -288,7 +343,7 @@ class Parser:
         """``conditional_expr``: ``a ? b : c`` (right-associative) or a binary chain."""
         start = self.i
         cond = self.binary(1)
-        if self.peek().kind != "QUES":
+        if self.kinds[self.i] != "QUES":
             return cond
         self.advance()
         left = self.expr()
@@ -300,18 +355,24 @@ class Parser:
     def binary(self, min_prec: int) -> A.Expr:
         start = self.i
         left = self.cast_expr()
+        kinds = self.kinds
         while True:
-            t = self.peek()
-            entry = _BINOPS.get(t.kind)
+            i = self.i
+            entry = _BINOPS.get(kinds[i])
             if entry is None or entry[1] < min_prec:
                 return left
-            self.advance()
+            t = self.toks[i]
+            self.i = i + 1
             right = self.binary(entry[1] + 1)
             left = A.Binop(left, entry[0], right, loc=t.loc, span=self.span(start))
 
     def cast_expr(self) -> A.Expr:
-        if (self.peek().kind == "LPAREN" and self.peek(1).kind == "IDENT"
-                and self.peek(2).kind in ("RPAREN", "MUL")):
+        kinds, i = self.kinds, self.i
+        k = kinds[i]
+        if k in _PLAIN_START and kinds[i + 1] not in ("INCREMENT", "DECREMENT"):
+            return self.postfix_expr()          # what unary_expr does with these
+        if (k == "LPAREN" and kinds[i + 1] == "IDENT"
+                and kinds[i + 2] in ("RPAREN", "MUL")):
             start = self.i
             lp = self.advance()
             name = str(self.advance().value)
@@ -364,10 +425,13 @@ class Parser:
 
     def postfix_expr(self) -> A.Expr:
         start = self.i
-        bare = self.peek().kind in ("VAR", "MAP")
+        kinds = self.kinds
+        bare = kinds[start] in ("VAR", "MAP")
         node = self.primary()
         while True:
-            t = self.peek()
+            if kinds[self.i] not in _POSTFIX:
+                return node
+            t = self.toks[self.i]
             if t.kind in ("DOT", "PTR"):
                 n = self.peek(1)
                 if t.kind == "DOT" and n.kind == "INT":
@@ -407,10 +471,13 @@ class Parser:
         return A.Integer(int(t.value), loc=t.loc, span=t.loc)  # type: ignore[arg-type]
 
     def primary(self) -> A.Expr:
-        t = self.peek()
-        k = t.kind
         start = self.i
-        if k == "INT" or (k == "MINUS" and self.peek(1).kind == "INT"):
+        t = self.toks[start]
+        k = t.kind
+        if k == "VAR":
+            self.i = start + 1
+            return A.Variable(t.value, loc=t.loc, span=t.loc)  # type: ignore[arg-type]
+        if k == "INT" or (k == "MINUS" and self.kinds[start + 1] == "INT"):
             return self.integer()
         if k == "LPAREN":
             self.advance()
@@ -428,10 +495,9 @@ class Parser:
             return e
         if k not in _EXPR_START:
             self.syntax_error()
-        self.advance()
+        self.i = start + 1                      # k is not END: never the last token
         name = str(t.value)
-        if k in ("CALL", "CALL_BUILTIN", "IDENT", "BUILTIN", "STACK_MODE") \
-                and self.peek().kind == "LPAREN":
+        if k in _IDENT_KINDS and self.kinds[start + 1] == "LPAREN":
             self.advance()
             args: List[A.Expr] = []
             if self.peek().kind != "RPAREN":
@@ -545,7 +611,7 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
     program's own (clang's ``-include``: macros, structs and enums they define are
     visible to the program, whose own definitions win)."""
     from .preamble import read_preamble
-    first = Parser(source, filename, allow_for=allow_for)
+    first = Parser(source, filename, allow_for=allow_for, record=True)
     prog: A.Program = _run(first, "program")  # type: ignore[assignment]
     pre = read_preamble(prog.c_definitions, source, filename, btf=btf)
     for path in reversed(list(include_files)):
@@ -560,8 +626,10 @@ def parse_program(source: str, filename: str = "stdin", btf: bool = True,
             default_dirs(include_dirs or []))
         macros = {**found, **macros}
     if macros:
-        prog = parse(source, filename, macros=macros, allow_for=allow_for,
-                     reuse=first.lexed)
+        # the second parse takes the first one's tokens on the lines without a macro
+        # and its statements made of those tokens alone
+        prog = _run(Parser(source, filename, macros, allow_for, reuse=first.lexed,
+                           stmts_from=first), "program")  # type: ignore[assignment]
     prog.preamble = pre
     return prog
 

@@ -43,6 +43,8 @@ The result (the data model a lowering stage consumes)
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from .._records import field, record
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -221,7 +223,8 @@ class _State:
     dicts and tuples, and which objects are shared (the same object twice): their
     pickle. Structs (from BTF, loaded as used) are kept by identity: a pass that made a
     new one counts as a change. Two snapshots are equal when a pass started from either
-    would do the same. Something that cannot be pickled makes a snapshot equal to none."""
+    would do the same. Something that cannot be pickled makes a snapshot equal to
+    none."""
 
     __slots__ = ("key", "keep")
 
@@ -235,8 +238,8 @@ class _State:
             return _object, (id(obj),)
 
         # the records by their attributes: what pickle's default does, without its
-        # generic (and slower) path through copyreg
-        table: Dict[type, Any] = {cls: _by_attributes for cls in _record_classes()}
+        # generic (and slower) path through copyreg, nor a Python call per object
+        table: Dict[type, Any] = dict.fromkeys(_record_classes(), _BY_ATTRIBUTES)
         table[Struct] = by_identity
         buf = io.BytesIO()
         pickler = Pickler(buf, 4)
@@ -257,8 +260,11 @@ def _object(ident: int) -> None:
     """Stands for an object a :class:`_State` keeps by identity (never called)."""
 
 
-def _by_attributes(obj: Any) -> Tuple[Any, Tuple[type], Dict[str, Any]]:
-    return object.__new__, (type(obj),), obj.__dict__
+#: a record's reduction for :class:`_State`'s pickler, ``(type(obj), (), obj.__dict__)``:
+#: its class (never called: the snapshot is only compared), ``()`` (``_snapshot_args``, a
+#: class attribute that :func:`_record_classes` gives the record classes) and its
+#: attributes; ``attrgetter`` makes the tuple without a Python call per object
+_BY_ATTRIBUTES = attrgetter("__class__", "_snapshot_args", "__dict__")
 
 
 def _record_classes() -> List[type]:
@@ -270,6 +276,9 @@ def _record_classes() -> List[type]:
         cls = todo.pop()
         out.append(cls)
         todo.extend(cls.__subclasses__())
+    for cls in out:
+        if "_snapshot_args" not in cls.__dict__:
+            cls._snapshot_args = ()                     # type: ignore[attr-defined]
     return out
 
 
@@ -352,28 +361,38 @@ class Analyser:
         """The parents of expressions; the ``args``/``retval`` of each probe (for the
         field resolution, before the passes)."""
         uses: List[A.Builtin] = []
+        parents, assigned = self.parents, self.assigned_map
+        containers = (A.Node, list)
 
-        def walk(n: Any) -> None:
+        def walk(n: Any) -> None:                   # a node
             if isinstance(n, A.AssignMap) and n.op is None:
-                self.parents[id(n.value)] = "map"
-                self.assigned_map[id(n.value)] = n.map.name
+                parents[id(n.value)] = "map"
+                assigned[id(n.value)] = n.map.name
             elif isinstance(n, A.AssignVar) and n.op is None:
-                self.parents[id(n.value)] = "var"
+                parents[id(n.value)] = "var"
             elif isinstance(n, A.Map):
                 for k in n.keys:
-                    self.parents[id(k)] = "key"
+                    parents[id(k)] = "key"
             elif isinstance(n, A.Builtin) and n.name in ("args", "retval"):
                 uses.append(n)
-            if isinstance(n, A.Node):
-                for v in vars(n).values():
-                    if isinstance(v, (A.Node, list)):
+            for v in vars(n).values():
+                if isinstance(v, containers):
+                    if isinstance(v, list):
+                        walk_list(v)
+                    else:
                         walk(v)
-            elif isinstance(n, list):
-                for x in n:
-                    walk(x)
+
+        def walk_list(items: List[Any]) -> None:    # nodes and lists, in order
+            for x in items:
+                if isinstance(x, containers):
+                    if isinstance(x, list):
+                        walk_list(x)
+                    else:
+                        walk(x)
+
         for probe in self.program.probes:
             uses = []
-            walk([probe.pred, probe.body])
+            walk_list([probe.pred, probe.body])
             self.arg_uses.append(uses)
 
     def parent(self, node: A.Node) -> Optional[str]:
