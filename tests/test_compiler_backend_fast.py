@@ -347,7 +347,17 @@ def reference_allocate(instructions: Sequence[Instruction], loops: Sequence[Tupl
             else:
                 dst = assigned[dst]
         label = ins.label
-        if ins.opcode == _MOV_X_RA and dst == src:     # never with spill code (r0, r5)
+        if ins.opcode == _MOV_X_RA and dst == src and (before or after):
+            # a move between a spilled register and r0 or r5: its reload or store is
+            # the move (the allocator as first written dropped them with it)
+            if carry is not None:
+                if label is not None:
+                    aliases[label] = carry
+                label, carry = carry, None
+            (before + after)[0].label = label
+            out.extend(before + after)
+            continue
+        if ins.opcode == _MOV_X_RA and dst == src:
             if label is not None:
                 if carry is None:
                     carry = label
@@ -380,6 +390,37 @@ def reference_allocate(instructions: Sequence[Instruction], loops: Sequence[Tupl
     where = {r - VREG_BASE: (f"r{assigned[r]}" if r in assigned else f"[r10{spilled[r]}]")
              for r in start}
     return Allocation(cleaned, where, frame + 8 * len(spilled))
+
+
+def test_a_spilled_register_keeps_a_helper_result_and_feeds_r5():
+    """``%v = r0`` with %v spilled stores r0 to %v's slot, and ``r5 = %v`` reloads it
+    into r5: neither is a self-move to drop, although the scratch registers of spill
+    code are r0 (results) and r5 (sources)."""
+    n = 12                                      # more live registers than r1-r4, r6-r9
+    vregs = [VREG_BASE + i for i in range(n)]
+    insns = [Instruction(_MOV_K, v, imm=i) for i, v in enumerate(vregs)]
+    insns.append(Instruction(JmpOp.CALL | Class.JMP, imm=5))
+    res = VREG_BASE + n
+    insns.append(Instruction(_MOV_X, res, 0))
+    insns += [Instruction(_MOV_X, 5, v) for v in vregs]       # each one is read again
+    insns.append(Instruction(_MOV_X, 5, res))
+    insns.append(Instruction(_MOV_X, 0, 5))
+    insns.append(Instruction(JmpOp.EXIT | Class.JMP))
+    got = allocate(_copy(insns), [], set(), [], [n], 0)
+    where = got.where
+    slots = {int(w[4:-1]) for r, w in where.items() if w.startswith("[r10")}
+    assert slots, "nothing spilled: the test does not reach spill code"
+    text = [repr(i) for i in got.instructions]
+    for r, w in where.items():
+        if w.startswith("[r10"):
+            off = int(w[4:-1])
+            # every spilled register is stored once written and reloaded before r5 = it
+            assert any(i.opcode == _STORE_DW and i.dst == 10 and i.off == off
+                       for i in got.instructions), (r, text)
+            assert any(i.opcode == _LOAD_DW and i.dst == 5 and i.off == off
+                       for i in got.instructions), (r, text)
+    want = reference_allocate(_copy(insns), [], set(), [], [n], 0)
+    assert _text(got.instructions) == _text(want.instructions)
 
 
 def random_vreg_function(rng: random.Random, size: int, nregs: int):

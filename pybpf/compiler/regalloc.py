@@ -259,13 +259,24 @@ def _spill_code(ins: Instruction, assigned: Dict[int, int], spilled: Dict[int, i
         else:
             dst = assigned[dst]
     label = ins.label
-    if ins.opcode == _MOV_X and dst == src:     # as below: a self-move goes, spills and all
-        if label is not None:
-            if carry is None:
-                carry = label
-            else:
+    if ins.opcode == _MOV_X and dst == src:
+        # the move itself goes; its reload (``r5 = %spilled``: the value into r5) or its
+        # store (``%spilled = r0``: r0 to the slot) is the whole move, and stays
+        extra = before + after
+        if not extra:
+            if label is not None:
+                if carry is None:
+                    carry = label
+                else:
+                    aliases[label] = carry
+            return carry
+        if carry is not None:
+            if label is not None:
                 aliases[label] = carry
-        return carry
+            label = carry
+        extra[0].label = label
+        out.extend(extra)
+        return None
     if carry is not None:
         if label is not None:
             aliases[label] = carry
