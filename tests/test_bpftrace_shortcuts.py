@@ -12,6 +12,7 @@ hit the shortcuts' edges, and each check also shows that the shortcut was taken,
 cannot pass by never running it."""
 
 import glob
+from typing import List
 import os
 
 import pytest
@@ -165,3 +166,46 @@ def test_second_parse_reuses_statements(monkeypatch) -> None:
         a = _parsed("e.bt", text)
         monkeypatch.setattr(parser.Parser, "reused_stmt", lambda self, i: None)
         assert a == _parsed("e.bt", text), text
+
+
+def test_the_collector_is_paused_while_compiling_and_resumed_after() -> None:
+    """No cyclic collection runs inside parse + analysis + lowering, even with a
+    threshold that would collect at every allocation; the collector is on again after
+    (and stays off when the caller had turned it off)."""
+    import gc
+    from pybpf.bpftrace.lower import lower_program
+    with open("/usr/sbin/opensnoop.bt" if os.path.exists("/usr/sbin/opensnoop.bt")
+              else TOOLS[0]) as fh:
+        source = fh.read()
+    seen: List[str] = []
+
+    def record(phase: str, info: dict) -> None:
+        if phase == "start":
+            seen.append(phase)
+
+    opts = TraceOptions()
+    old = gc.get_threshold()
+    gc.collect()
+    gc.callbacks.append(record)
+    try:
+        gc.set_threshold(1)
+        n0 = len(seen)                  # (len() and these names allocate nothing)
+        result = front(source, "tool.bt", opts)
+        n1 = len(seen)
+        lower_program(result, opts)
+        n2 = len(seen)
+        inside = [n1 - n0, n2 - n1]
+        assert gc.isenabled()
+        [object() for _ in range(10)] and [[] for _ in range(10)]
+        after = list(seen)
+        gc.disable()
+        lower_program(front(source, "tool.bt", opts), opts)
+        assert not gc.isenabled()
+        gc.enable()
+    finally:
+        gc.set_threshold(*old)
+        gc.callbacks.remove(record)
+        gc.enable()
+    # at most the one the call's own argument tuple sets off, before the pause
+    assert inside[0] <= 1 and inside[1] <= 1, inside
+    assert len(after) > 0            # the recorder sees collections when there are some

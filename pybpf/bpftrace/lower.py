@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+from .._nogc import gc_paused
 from ..asm.instruction import SourceLocation
 from ..compiler import types as T
 from ..compiler.backend import link_program, lower_function
@@ -603,6 +604,7 @@ class ProbeLowering(HelperCheckMixin, ProbeContextMixin, ExprMixin, Lowering):
         self.ring_output(self.mb.events, FrameAddr(off), site.size)
 
 
+@gc_paused
 def lower_program(front: Any, opts: Any) -> LoweredModule:
     """Lower every probe of ``front`` (a :class:`~.session.FrontResult`)."""
     from .probe_match import expand_attach_point

@@ -26,6 +26,7 @@ from __future__ import annotations
 from operator import is_
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
+from .._nogc import gc_paused
 from . import ast as A
 from .errors import BpftraceSyntaxError, Diagnostic, Location
 from .lexer import TOKEN_NAMES, LexResult, Token, tokenize
@@ -593,6 +594,7 @@ def parse_expression(source: str, filename: str = "stdin") -> A.Expr:
     return _run(Parser(source, filename), "expr")  # type: ignore[return-value]
 
 
+@gc_paused
 def parse_program(source: str, filename: str = "stdin", btf: bool = True,
                   allow_for: bool = False, headers: bool = False,
                   include_dirs: Optional[List[str]] = None,
@@ -643,7 +645,7 @@ _BUILTIN_HEADERS = frozenset({"__stddef_max_align_t.h", "float.h", "limits.h", "
 
 def _check_includes(defs: Sequence[A.CDefinition], includes: Sequence[Any],
                     dirs: Sequence[str]) -> None:
-    """Refuse a program whose preamble ``#include``\ s a file that is nowhere, with the
+    """Refuse a program whose preamble ``#include`` of a file that is nowhere, with the
     fatal error clang gives bpftrace 0.17. bpftrace hands clang the preamble as
     ``definitions.h``: a first line that includes its BTF header, then each preamble
     item on its own lines, so the error names that file, the item's line there and the

@@ -27,6 +27,7 @@ import os
 from typing import (TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple,
                     Union)
 
+from .._nogc import gc_paused
 from .errors import BpftraceError, Diagnostic, Location
 from .._records import field, record
 from .targets import resolve_binary_path, which_so
@@ -576,6 +577,7 @@ def parse_attach_point(raw: str, env: ProbeEnv, loc: Location = ORIGIN,
     return ap
 
 
+@gc_paused
 def parse_attach_points(program: A.Program, env: ProbeEnv, source: str = "",
                         filename: str = "stdin") -> List[List[AttachPoint]]:
     """Stage 1 for a whole program: per probe, its attach points in bpftrace's order

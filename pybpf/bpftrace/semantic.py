@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from operator import attrgetter
 
+from .._nogc import gc_paused
 from .._records import field, record
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -685,6 +686,7 @@ class Analyser:
         e.ty = create_tuple(elems)                      # type: ignore[attr-defined]
 
 
+@gc_paused
 def analyse(program: A.Program, attach_points: List[List[AttachPoint]],
             env: Optional[ProbeEnv] = None, options: Optional[SemaOptions] = None,
             source: str = "", filename: str = "stdin") -> Analysis:

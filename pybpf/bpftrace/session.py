@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, TextIO
 
+from .._nogc import gc_paused
 from .._records import field, record
 
 __all__ = ["TraceOptions", "FrontResult", "front", "run", "default_rb_pages",
@@ -116,6 +117,7 @@ class FrontResult:
     env: Any
 
 
+@gc_paused
 def front(source: str, filename: str, opts: TraceOptions) -> FrontResult:
     """Parse, read the preamble (with the macros of included headers, as bpftrace's
     clang pass provides them), parse the attach points and analyse ``source``; raises
