@@ -645,7 +645,7 @@ _BUILTIN_HEADERS = frozenset({"__stddef_max_align_t.h", "float.h", "limits.h", "
 
 def _check_includes(defs: Sequence[A.CDefinition], includes: Sequence[Any],
                     dirs: Sequence[str]) -> None:
-    """Refuse a program whose preamble ``#include`` of a file that is nowhere, with the
+    """Refuse a program whose preamble includes a file that is nowhere, with the
     fatal error clang gives bpftrace 0.17. bpftrace hands clang the preamble as
     ``definitions.h``: a first line that includes its BTF header, then each preamble
     item on its own lines, so the error names that file, the item's line there and the
