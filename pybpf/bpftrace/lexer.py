@@ -328,7 +328,8 @@ class _Scanner:
                 end = m.end()                                # type: ignore[union-attr]
                 w = text[pos:end]
                 kind = _WORD_KIND.get(w)
-                if kind is not None and kind != "struct":
+                if (kind != "struct") if kind is not None \
+                        else (w not in macros or macros[w] == w):
                     n = end - pos
                     self.tok_line, self.tok_col = rline, rcol
                     self.marks += 1
@@ -336,19 +337,13 @@ class _Scanner:
                     ec += n
                     tcol = rcol
                     rcol += n
-                    append(Token(kind, None if kind in _KEYWORD_KINDS else w,
-                                 Location(bl, bc, el, ec), rline, tcol, rcol))
-                    continue
-                if kind is None and (w not in macros or macros[w] == w):
-                    n = end - pos
-                    self.tok_line, self.tok_col = rline, rcol
-                    self.marks += 1
-                    pos = end
-                    ec += n
-                    tcol = rcol
-                    rcol += n
-                    self.unput_count = 0
-                    append(Token("IDENT", w, Location(bl, bc, el, ec), rline, tcol, rcol))
+                    if kind is None:            # a name, not a macro's
+                        self.unput_count = 0
+                        append(Token("IDENT", w, Location(bl, bc, el, ec), rline, tcol,
+                                     rcol))
+                    else:
+                        append(Token(kind, None if kind in _KEYWORD_KINDS else w,
+                                     Location(bl, bc, el, ec), rline, tcol, rcol))
                     continue
             elif c in _PUNCT_FAST:
                 lit = text[pos:pos + 3]
