@@ -75,7 +75,7 @@ class _Scan:
     """What the walk needs of one header, in file order: ``events`` are
     ``(True, name, text)`` for an object-like ``#define`` with a text and
     ``(False, name, quoted)`` for an ``#include``; ``segments`` the same in runs:
-    ``(names, texts, include)`` for the ``#define``\ s up to an ``#include``
+    ``(names, texts, include)`` for the ``#define`` lines up to an ``#include``
     (``(name, quoted)``, None after the last one); ``enums`` the body of each ``enum``
     definition outside ``#`` lines with the identifiers it holds."""
 
