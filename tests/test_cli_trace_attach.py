@@ -297,3 +297,49 @@ def test_a_child_still_running_at_the_end_is_ended(tmp_path):
             state = "gone"
         left[name] = state
     assert left == {"pybpf": "gone", "bpftrace": "gone"}
+
+
+# ---------------------------------------------------------------------------------------
+# tracefs not mounted
+# ---------------------------------------------------------------------------------------
+
+@needs_oracle
+@pytest.mark.skipif(os.geteuid() != 0 or not __import__("shutil").which("unshare"),
+                    reason="needs root and util-linux's unshare (a private mount namespace)")
+def test_tracepoints_found_where_tracefs_is_not_mounted(tmp_path):
+    """Where tracefs is mounted at neither usual place, bpftrace 0.17 finds no tracepoint
+    (``tracepoint not found``); pybpf trace mounts it, as pybpf's own tools do, and runs.
+    Both run in a mount namespace of the test's own, where tracefs is unmounted first
+    (the machine's mounts are untouched); a wildcard and ``-l`` are looked up there too."""
+    probe = "tracepoint:syscalls:sys_enter_openat"
+    prog = probe + ' /pid == cpid/ { printf("%s\\n", str(args->filename)); }'
+    wild = probe + '* /pid == cpid/ { printf("%s\\n", probe); exit(); }'
+    mine = f"{sys.executable} -m pybpf trace"
+    script = tmp_path / "run.sh"
+    script.write_text(f"""
+umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null
+test -d /sys/kernel/tracing/events && exit 90
+test -d /sys/kernel/debug/tracing/events && exit 91
+{BPFTRACE} -e '{prog}' -c '/bin/cat /etc/hostname' > {tmp_path}/theirs.out 2>&1
+echo $? > {tmp_path}/theirs.rc
+{mine} -e '{prog}' -c '/bin/cat /etc/hostname' > {tmp_path}/mine.out 2>&1
+echo $? > {tmp_path}/mine.rc
+umount /sys/kernel/tracing
+{mine} -e '{wild}' -c '/bin/cat /etc/hostname' > {tmp_path}/wild.out 2>&1
+umount /sys/kernel/tracing
+{mine} -l '{probe}*' > {tmp_path}/list.out 2>&1
+""")
+    res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh",
+                          str(script)], capture_output=True, text=True, timeout=180,
+                         cwd=ROOT, env=dict(_env(), PYTHONPATH=ROOT))
+    assert res.returncode == 0, (res.returncode, res.stderr)
+    theirs = (tmp_path / "theirs.out").read_text()
+    assert (tmp_path / "theirs.rc").read_text().strip() == "1"
+    assert f"ERROR: tracepoint not found: {probe[len('tracepoint:'):]}" in theirs
+    out = (tmp_path / "mine.out").read_text()
+    assert (tmp_path / "mine.rc").read_text().strip() == "0", out
+    assert out.startswith("Attaching 1 probe...\n") and "\n/etc/hostname\n" in out, out
+    wild_out = (tmp_path / "wild.out").read_text()
+    assert wild_out.startswith("Attaching 2 probes...\n") and f"\n{probe}\n" in wild_out, \
+        wild_out
+    assert (tmp_path / "list.out").read_text().split() == [probe, probe + "2"]

@@ -18,12 +18,12 @@ pytestmark = needs_bpf
 MALLOC_SIZE = "p:c:malloc(size_t size):size_t:size"
 
 
-def _argdist(*args, command=None, attached=tracerwork.wait_attached):
+def _argdist(*args, command=None, attached=tracerwork.wait_attached, environ=None):
     """Run argdist (or ``command``) for one 3-second interval over the workload."""
     child = tracerwork.start()
     cmd = command or [sys.executable, "programs/argdist.py"]
     tool = subprocess.Popen([*cmd, "-p", str(child.pid), "-i", "3", "-n", "1", *args],
-                            cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                            cwd=ROOT, env=environ or env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         attached(tool)
@@ -76,8 +76,8 @@ def test_counts_of_a_return_expression_and_total_calls():
     assert counts(out) == {"retval == 0 = 0": 8, "retval == 0 = 1": 1, "total calls": 3}
 
 
-@pytest.mark.skipif(not tracerwork.bcc_tool("argdist"), reason="BCC's argdist "
-                    "(bpfcc-tools) is not installed")
+@pytest.mark.skipif(bool(tracerwork.bcc_missing("argdist")),
+                    reason=tracerwork.bcc_missing("argdist"))
 @pytest.mark.parametrize("flag,spec", [("-H", "p:WORK:fc_other(long x):long:x"),
                                        ("-C", "p:WORK:fc_other(long x):long:x:x > 1"),
                                        ("-C", "r:WORK:fc_leaf():long:$retval")])
@@ -86,7 +86,8 @@ def test_agrees_with_bcc(flag, spec):
     spec = spec.replace("WORK", tracerwork.binary())
     brc, bout, berr = _argdist(flag, spec, command=[tracerwork.BCC_PYTHON, "-u",
                                                      tracerwork.bcc_tool("argdist")],
-                               attached=tracerwork.wait_perf_events)
+                               attached=tracerwork.wait_perf_events,
+                               environ=tracerwork.bcc_environ())
     rc, out, err = _argdist(flag, spec)
     assert rc == 0, err
     pick = histogram if flag == "-H" else counts

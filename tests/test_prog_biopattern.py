@@ -14,6 +14,7 @@ from bpfenv import needs_bpf
 from btrun import Bpftrace, agree, assert_unloaded, loaded_ids, needs_bpftrace
 from loopdev import LoopDevice, needs_loop
 from progrun import Tool
+import tracerwork
 
 pytestmark = [needs_bpf, needs_loop]
 
@@ -125,14 +126,15 @@ def test_biopattern_matches_bpftrace():
 BCC = "/usr/sbin/biopattern-bpfcc"
 
 
-@pytest.mark.skipif(not os.path.exists(BCC) or not os.path.exists("/usr/bin/python3"),
-                    reason="BCC's biopattern (python3-bpfcc) is not installed")
+@pytest.mark.skipif(bool(tracerwork.bcc_missing("biopattern")),
+                    reason=tracerwork.bcc_missing("biopattern"))
 def test_biopattern_matches_bcc():
     import subprocess
     with LoopDevice(16 << 20) as loop:
         time.sleep(SETTLE)
         theirs = subprocess.Popen(["/usr/bin/python3", BCC, "-d", loop.name],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=tracerwork.bcc_environ())
         try:
             head = theirs.stdout.readline()             # printed once attached
             assert head.split() == HEADER.split(), (head, theirs.stderr.read())

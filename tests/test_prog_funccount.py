@@ -93,8 +93,8 @@ def test_libc_malloc_count():
     assert tracerwork.table(out, "FUNC").get("malloc", 0) >= 8, out
 
 
-@pytest.mark.skipif(not tracerwork.bcc_tool("funccount"), reason="BCC's funccount "
-                    "(bpfcc-tools) is not installed")
+@pytest.mark.skipif(bool(tracerwork.bcc_missing("funccount")),
+                    reason=tracerwork.bcc_missing("funccount"))
 # not tracepoints: BCC 0.26's funccount fails on them printing the table ('str' object has
 # no attribute 'decode')
 @pytest.mark.parametrize("which", ["fc_*", "-r fc_(mid|other)"])

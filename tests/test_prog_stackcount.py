@@ -107,8 +107,8 @@ def test_per_process_names_the_process():
     assert count == 3 and frames[:3] == ["fc_leaf", "fc_mid", "main"]
 
 
-@pytest.mark.skipif(not tracerwork.bcc_tool("stackcount"), reason="BCC's stackcount "
-                    "(bpfcc-tools) is not installed")
+@pytest.mark.skipif(bool(tracerwork.bcc_missing("stackcount")),
+                    reason=tracerwork.bcc_missing("stackcount"))
 @pytest.mark.parametrize("which", ["tracepoint", "uprobe"])
 def test_agrees_with_bcc(which):
     # one run each (BCC 0.26's uprobes refuse a second uprobe at the same place)

@@ -96,8 +96,8 @@ def test_max_events_and_user_stack():
     assert stacks[:3] == ["fc_leaf", "fc_mid", "main"], text
 
 
-@pytest.mark.skipif(not tracerwork.bcc_tool("trace"), reason="BCC's trace (bpfcc-tools) "
-                    "is not installed")
+@pytest.mark.skipif(bool(tracerwork.bcc_missing("trace")),
+                    reason=tracerwork.bcc_missing("trace"))
 @pytest.mark.parametrize("probe", [OPENAT, 'WORK:fc_other "%d", arg1',
                                    "r:WORK:fc_leaf (retval == 2)",
                                    'p:WORK:fc_other (arg1 > 2) "x %lu %x", arg1, arg1 + 9'])

@@ -115,9 +115,66 @@ def end(child: subprocess.Popen) -> None:
 
 
 def bcc_tool(name: str) -> str:
-    """The path of BCC's tool NAME (Debian's bpfcc-tools), or "" when not installed."""
+    """The path of BCC's tool NAME (Debian's bpfcc-tools), or "" when it is not installed
+    or has no kernel headers to compile with (:func:`bcc_environ`)."""
     path = os.path.join(BCC_DIR, f"{name}-bpfcc")
-    return path if os.path.exists(path) and os.path.exists(BCC_PYTHON) else ""
+    ok = os.path.exists(path) and os.path.exists(BCC_PYTHON) and bcc_environ() is not None
+    return path if ok else ""
+
+
+def bcc_missing(name: str) -> str:
+    """Why BCC's NAME cannot run here (a skip reason), or "" when it can."""
+    if not os.path.exists(os.path.join(BCC_DIR, f"{name}-bpfcc")):
+        return f"BCC's {name} (bpfcc-tools) is not installed"
+    if bcc_environ() is None:
+        return (f"BCC's {name} has no kernel headers to compile with: none for "
+                f"{os.uname().release} (/lib/modules/VER/build, CONFIG_IKHEADERS) and no "
+                f"Debian linux-headers package")
+    return ""
+
+
+def _merge_tree(dst: str, sources: list) -> None:
+    """Make ``dst`` the union of the directories ``sources`` out of symlinks: a name in
+    one source only (or a file) links to the last source that has it; a directory in
+    several is made and merged the same way."""
+    os.makedirs(dst, exist_ok=True)
+    names = {}
+    for src in sources:
+        for entry in os.listdir(src):
+            names.setdefault(entry, []).append(os.path.join(src, entry))
+    for entry, paths in names.items():
+        dirs = [p for p in paths if os.path.isdir(p) and not os.path.islink(p)]
+        if len(dirs) > 1 and len(dirs) == len(paths):
+            _merge_tree(os.path.join(dst, entry), dirs)
+        else:
+            os.symlink(paths[-1], os.path.join(dst, entry))
+
+
+@functools.lru_cache(maxsize=None)
+def bcc_environ():
+    """The environment BCC's tools run in here, or None when BCC cannot compile.
+
+    BCC compiles its C against the running kernel's headers: ``/lib/modules/VER/build``,
+    or the ``kheaders`` module. A kernel built with neither (this machine's 6.18) is given
+    Debian's packaged headers (``linux-headers-amd64``, which ``.ci/run`` installs: the
+    version-specific and the common package, merged into one tree as
+    ``BCC_KERNEL_SOURCE`` wants it). The BCC tools these tests compare with read
+    tracepoint formats, pt_regs and user memory, none of which the headers' version
+    changes."""
+    release = os.uname().release
+    if os.path.isdir(f"/lib/modules/{release}/build") or \
+            os.path.exists("/sys/kernel/kheaders.tar.xz"):
+        return dict(os.environ)
+    import glob
+    for arch in sorted(glob.glob("/usr/src/linux-headers-*-amd64"), reverse=True):
+        common = arch[:-len("amd64")] + "common"
+        if os.path.isdir(common) and os.path.exists(os.path.join(arch, "include",
+                                                                 "generated")):
+            tree = tempfile.mkdtemp(prefix="pybpf-bcc-headers-")
+            atexit.register(shutil.rmtree, tree, True)
+            _merge_tree(os.path.join(tree, "src"), [common, arch])
+            return dict(os.environ, BCC_KERNEL_SOURCE=os.path.join(tree, "src"))
+    return None
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -132,7 +189,7 @@ class Bcc:
     def __init__(self, name: str, *args, header: str, timeout: float = 120.0) -> None:
         self.proc = subprocess.Popen([BCC_PYTHON, "-u", bcc_tool(name), *map(str, args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env=bcc_environ())
         weakref.finalize(self, _kill, self.proc)      # a failing test leaves none behind
         self.lines = []
         deadline = time.monotonic() + timeout

@@ -116,15 +116,27 @@ def expand_provider(query: str, parts: Sequence[str], env: ProbeEnv) -> List[str
 # ---------------------------------------------------------------------------------------
 
 def tracefs_file(name: str) -> Tuple[str, str]:
-    """(path, text) of a tracefs file; OSError (with ``filename``) when unreadable."""
+    """(path, text) of a tracefs file; OSError (with ``filename``) when unreadable. Where
+    tracefs is mounted at neither usual place, it is mounted (as root; bpftrace itself
+    would find no tracepoint then)."""
     first: Optional[OSError] = None
-    for root in _TRACEFS:
+    roots = list(_TRACEFS)
+    for root in roots:
         path = os.path.join(root, name)
         try:
             with open(path, encoding="utf-8", errors="replace") as fh:
                 return path, fh.read()
         except FileNotFoundError as exc:
             first = first or exc
+            if root == roots[-1] and len(roots) == len(_TRACEFS):
+                from pybpf.tracefs import tracefs_root
+                try:
+                    mounted = tracefs_root()
+                except OSError:
+                    continue
+                if not os.path.exists(os.path.join(mounted, name)):
+                    continue
+                roots.append(mounted)
         except OSError as exc:
             if exc.filename is None:
                 exc.filename = path

@@ -319,10 +319,10 @@ def resolve_fields(a: Any) -> None:
 def tracepoint_formats(a: Any) -> None:
     """0.17's tracepoint format parser: each tracepoint attach point needs a format file
     (``tracepoint not found: cat:ev``; a warning when its probe has other attach
-    points)."""
+    points). Tracefs is mounted where it is not (bpftrace would find no tracepoint)."""
     from pybpf.tracefs import tracefs_root
     try:
-        root = os.path.join(tracefs_root(mount=False), "events")
+        root = os.path.join(tracefs_root(), "events")
     except OSError:
         root = "/sys/kernel/tracing/events"
     for pi, _probe in enumerate(a.program.probes):
