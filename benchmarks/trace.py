@@ -119,9 +119,15 @@ def run_startup(ctx: Dict[str, Any], runs: int) -> Dict[str, Any]:
                 CLI_NAME + ", PYBPF_NO_CACHE=1", v.argv, group=v.group, skip=SKIP,
                 env={"PYBPF_NO_CACHE": "1"}))
     # the interpreter's own start (with this machine's site), for what pybpf adds to it
-    variants.append(Variant(PYTHON_ALONE, lambda c: [PY, "-c", "import time; print('line', "
-                                                     "flush=True); time.sleep(60)"],
-                            group="python"))
+    alone = ["-c", "import time; print('line', flush=True); time.sleep(60)"]
+    variants.append(Variant(PYTHON_ALONE, lambda c: [PY, *alone], group="python"))
+    # the same interpreter in a virtual environment: the CLI (warm cache) and python alone
+    venv = plain_venv()
+    if venv and os.path.exists(CLI):
+        variants.append(Variant(VENV_CLI, lambda c: [venv, "-m", "pybpf", "trace", "-B",
+                                                     "line", "-e", PRINTF.format(pid=c["pid"])],
+                                group=VENV_CLI, skip=SKIP))
+        variants.append(Variant(VENV_ALONE, lambda c: [venv, *alone], group="venv python"))
     res: Dict[str, Any] = {v.name: {"first_ms": [], "rss_mb": [], "cpu_ms": []}
                            for v in variants}
     try:
@@ -146,6 +152,37 @@ def run_startup(ctx: Dict[str, Any], runs: int) -> Dict[str, Any]:
     return res
 
 
+VENV_CLI = CLI_NAME + " in a venv, warm cache"
+VENV_ALONE = "python3 alone in a venv"
+
+
+def plain_venv() -> Optional[str]:
+    """The python3 of a virtual environment (``python3 -m venv --without-pip``, removed
+    at exit) that sees this checkout and pyelftools and nothing else of the base
+    installation: its start runs no ``.pth`` file of the base's site-packages. (This
+    machine's base runs one at every start that imports ``certifi`` and
+    ``importlib.resources``, 20-50 ms a process: not Python's own start, nor pybpf's.)
+    None when no venv can be made."""
+    import shutil
+    try:
+        import elftools
+    except ImportError:
+        return None
+    where = tempfile.mkdtemp(prefix="pybpf-bench-venv-")
+    atexit.register(shutil.rmtree, where, True)
+    if subprocess.run([PY, "-m", "venv", "--without-pip", where],
+                      capture_output=True).returncode:
+        return None
+    python = os.path.join(where, "bin", "python3")
+    purelib = subprocess.run([python, "-c", "import sysconfig; "
+                              "print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True).stdout.strip()
+    os.symlink(os.path.dirname(elftools.__file__), os.path.join(purelib, "elftools"))
+    with open(os.path.join(purelib, "pybpf-checkout.pth"), "w") as fh:
+        fh.write(ROOT + "\n")
+    return python
+
+
 def startup_table(res: Dict[str, Any], runs: int) -> List[str]:
     lines = [f"Exec to the first event line of `{PRINTF.format(pid='TICKER')}` "
              f"(`-B line`), peak RSS then; median of {runs} run(s). The CLI runs with its "
@@ -162,11 +199,11 @@ def startup_table(res: Dict[str, Any], runs: int) -> List[str]:
                      + ", ".join(f"{x:.0f}" for x in r["first_ms"])
                      + f" | {med(r['cpu_ms']):.1f} | {med(r['rss_mb']):.1f} |")
     bt = res.get("bpftrace", {})
-    py = res.get(PYTHON_ALONE, {})
     lines.append("")
     for name, r in res.items():
-        if name in ("bpftrace", PYTHON_ALONE) or not r["first_ms"]:
+        if name in ("bpftrace", PYTHON_ALONE, VENV_ALONE) or not r["first_ms"]:
             continue
+        py = res.get(VENV_ALONE if name == VENV_CLI else PYTHON_ALONE, {})
         if not bt.get("first_ms"):
             lines.append(f"- {name}: bpftrace did not run: no ratio")
             continue
@@ -177,9 +214,10 @@ def startup_table(res: Dict[str, Any], runs: int) -> List[str]:
         lines.append(f"- target ({name}: peak RSS <= 1/4 of bpftrace's): "
                      f"{_verdict(rr <= TARGET_RSS_RATIO)} ({rr:.2f}x)")
         if py.get("first_ms"):
+            where = "in the venv" if name == VENV_CLI else "the base interpreter"
             own = med(r["first_ms"]) - med(py["first_ms"])
             lines.append(f"  - of its {med(r['first_ms']):.1f} ms, {med(py['first_ms']):.1f} "
-                         f"are python3's own start (the line above); pybpf's part, "
+                         f"are python3's own start ({where}); pybpf's part, "
                          f"{own:.1f} ms, is {own / med(bt['first_ms']):.2f}x bpftrace's time")
     return lines
 

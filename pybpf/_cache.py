@@ -235,7 +235,7 @@ def prune(directory: str, stem: str, suffix: str, keep: int) -> None:
 
 def frame(magic: bytes, fmt: int, doc: bytes, code: bytes) -> bytes:
     """An entry: header (``magic``, format ``fmt``, lengths, BLAKE2b-256 of the body),
-    then ``doc`` (a JSON document) and ``code`` (bytes)."""
+    then ``doc`` (a serialised document: JSON, or ``marshal``'s) and ``code`` (bytes)."""
     body = doc + code
     return _HEAD.pack(magic, fmt, len(doc), len(code), hash256(body).digest()) + body
 
@@ -439,15 +439,20 @@ def get_program(entry: Dict[str, Any], code: bytes, rows: Sequence[Sequence[Any]
     return insns, btf
 
 
-def open_entry(raw: bytes, magic: bytes, fmt: int, key: str
+def open_entry(raw: bytes, magic: bytes, fmt: int, key: str,
+               loads: Optional[Callable[[bytes], Any]] = None
                ) -> Optional[Tuple[Dict[str, Any], bytes]]:
-    """(JSON document, code bytes) of an entry :func:`frame` made for ``key`` in format
-    ``fmt``, or None when it is not one."""
-    import json
+    """(document, code bytes) of an entry :func:`frame` made for ``key`` in format
+    ``fmt``, or None when it is not one. The document is JSON unless ``loads`` reads it
+    (``marshal.loads``: the same lists, dicts and scalars, without importing ``json``)."""
     parts = unframe(raw, magic, fmt)
     if parts is None:
         return None
-    doc = json.loads(parts[0].decode())
+    if loads is None:
+        import json
+        doc = json.loads(parts[0].decode())
+    else:
+        doc = loads(parts[0])
     if not isinstance(doc, dict) or doc.get("format") != fmt or doc.get("key") != key:
         return None
     return doc, parts[1]

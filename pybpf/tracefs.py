@@ -26,7 +26,7 @@ import itertools
 import os
 import re
 import struct
-import threading
+import _thread
 from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -48,7 +48,7 @@ TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 GROUP = "pybpf"
 
 _root: Optional[str] = None
-_root_lock = threading.Lock()
+_root_lock = _thread.allocate_lock()
 
 
 def _mounted_tracefs() -> List[str]:

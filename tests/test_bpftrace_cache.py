@@ -7,7 +7,7 @@ again, and a hit imports neither the front half nor the compiler's back end."""
 from __future__ import annotations
 
 import io
-import json
+import marshal
 import os
 import shutil
 import subprocess
@@ -123,13 +123,13 @@ def test_kernel_or_pybpf_identity_changes_the_key(cache_dir, monkeypatch):
 
 
 def _rewrite(path, change):
-    """Apply ``change`` to an entry's JSON document, keeping its frame valid."""
+    """Apply ``change`` to an entry's document (marshal's), keeping its frame valid."""
     with open(path, "rb") as fh:
         doc, code = S.unframe(fh.read(), C._MAGIC, C.FORMAT)
-    d = json.loads(doc)
+    d = marshal.loads(doc)
     change(d)
     with open(path, "wb") as fh:
-        fh.write(S.frame(C._MAGIC, C.FORMAT, json.dumps(d).encode(), code))
+        fh.write(S.frame(C._MAGIC, C.FORMAT, marshal.dumps(d), code))
 
 
 def test_tracepoint_format_is_a_dependency(cache_dir, ticker):
@@ -138,7 +138,7 @@ def test_tracepoint_format_is_a_dependency(cache_dir, ticker):
     (name,) = entries(cache_dir)
     path = os.path.join(cache_dir, name)
     with open(path, "rb") as fh:
-        doc = json.loads(S.unframe(fh.read(), C._MAGIC, C.FORMAT)[0])
+        doc = marshal.loads(S.unframe(fh.read(), C._MAGIC, C.FORMAT)[0])
     deps = [p for p, _ in doc["deps"]]
     assert any(p.endswith("events/syscalls/sys_enter_openat/format") for p in deps), deps
     assert trace("-e", OPENAT, str(ticker))[3] == {"hits": 1}

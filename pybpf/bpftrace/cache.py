@@ -30,10 +30,13 @@ tracepoint attach point) is stored with a hash of its text; a hit reads them aga
 and a changed or missing one is a miss.
 
 **Entry** (``trace.KEY.pbt`` in :func:`pybpf._cache.cache_dir`): the shared frame
-(magic, format, lengths, BLAKE2b-256), a JSON document and the programs' instruction
-bytes. Objects are written as JSON with an allow-list of record classes
+(magic, format, lengths, BLAKE2b-256), a document and the programs' instruction
+bytes. The document holds only JSON's kinds of value (lists, dicts, strings, numbers),
+serialised with ``marshal`` (built in: a hit imports no ``json``, ~2-3 ms of a start);
+objects are encoded into it with an allow-list of record classes
 (:data:`_RECORDS`: types, fields, locations, attach points, sites, map layouts) and of
-map declarations (:data:`_DECLS`); nothing is unpickled or evaluated. A hit's programs
+map declarations (:data:`_DECLS`); nothing is unpickled or evaluated (``marshal``
+rebuilds only those plain values; the hash is checked before it reads anything). A hit's programs
 are :class:`pybpf._cache.EncodedInstructions`: loaded from the stored bytes with the map
 fds patched in, decoded only if something reads them, so a hit imports no assembler
 either. A damaged,
@@ -43,7 +46,7 @@ foreign or older-format entry fails validation, is ignored and replaced.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import re
 from typing import Any, Dict, List, Optional
@@ -54,7 +57,7 @@ __all__ = ["FORMAT", "STATS", "CachedFront", "Hit", "Pending", "precheck", "entr
            "lookup", "start", "entry_path"]
 
 #: the layout of an entry; bump it whenever what is stored or how it is read changes
-FORMAT = 1
+FORMAT = 2
 #: what happened in this process: ``hits``, ``misses``, ``stores``, ``rejected``
 #: (entries found but refused: damaged, foreign, stale dependencies), ``uncacheable``
 STATS: Dict[str, int] = {"hits": 0, "misses": 0, "stores": 0, "rejected": 0,
@@ -109,8 +112,8 @@ def entry_key(source: str, filename: str, opts: Any, *,
     pybpf = pybpf if pybpf is not None else S.pybpf_identity(_PARTS)
     options = sorted((k, v) for k, v in vars(opts).items() if k != "extras")
     options += sorted((k, v) for k, v in opts.extras.items() if k not in _RUN_EXTRAS)
-    text = json.dumps([FORMAT, pybpf, sorted(kernel.items()), os.cpu_count(), source,
-                       filename, options], default=repr)
+    text = repr([FORMAT, pybpf, sorted(kernel.items()), os.cpu_count(), source, filename,
+                 options])
     return S.hash256(text.encode()).hexdigest()
 
 
@@ -280,7 +283,7 @@ def _file_hash(path: str) -> Optional[str]:
         return None
 
 
-# -- objects as JSON -------------------------------------------------------------------------
+# -- objects as plain values -------------------------------------------------------------------------
 
 def _records() -> Dict[str, type]:
     from .errors import Location
@@ -300,7 +303,7 @@ _DECL_ATTRS = ("key", "value", "max_entries", "name")
 
 
 class _Encoder:
-    """Values to JSON: scalars as they are, lists as lists, tuples ``{"t": [...]}``,
+    """Values to JSON's kinds: scalars as they are, lists as lists, tuples ``{"t": [...]}``,
     dicts ``{"d": [[k, v], ...]}``, allowed records ``{"r": class, "f": {...}}``,
     struct layouts ``{"s": [size, align, padded, fields]}``."""
 
@@ -462,7 +465,7 @@ def _encode(key: str, mod: Any, deps: List[List[str]]) -> bytes:
         "probe_names": e.enc(mod.probe_names), "stack_maps": e.enc(mod.stack_maps),
         "strlen": mod.strlen, "strftime_fmts": e.enc(getattr(mod, "strftime_fmts", [])),
     }
-    text = json.dumps(doc, separators=(",", ":")).encode()
+    text = marshal.dumps(doc)
     payload = S.frame(_MAGIC, FORMAT, text, bytes(code))
     # what is read back must be what was compiled: decode and compare
     again = _decode(payload, key, check_deps=False)
@@ -483,6 +486,7 @@ def _fingerprint(mod: Any) -> str:
     parts.append([mod.unit.drop_slots, mod.unit.rodata_size, e.enc(mod.layouts),
                   e.enc(mod.sites), mod.probe_names, mod.stack_maps, mod.strlen,
                   e.enc(getattr(mod, "strftime_fmts", []))])
+    import json
     return json.dumps(parts, sort_keys=True)
 
 
@@ -491,7 +495,7 @@ def _decode(raw: bytes, key: str, check_deps: bool = True) -> Any:
     or a dependency changed."""
     from ..compiler.unit import Unit
     from .module import LoweredModule, LoweredProgram
-    opened = S.open_entry(raw, _MAGIC, FORMAT, key)
+    opened = S.open_entry(raw, _MAGIC, FORMAT, key, marshal.loads)
     if opened is None:
         return None
     doc, code = opened

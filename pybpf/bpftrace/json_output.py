@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 from .output import (MapData, hist_prepare, lhist_prepare, map_entries, scalar_text)
+from .notices import attached_probes_json, lost_events_json
 from .values import M64, Int, Pointer, Value, c_div, json_escape, wrap
 
 __all__ = ["message_json", "attached_probes_json", "lost_events_json", "value_json",
@@ -38,20 +39,6 @@ MESSAGE_TYPES = ("printf", "time", "cat", "join", "syscall")
 def message_json(kind: str, text: str) -> str:
     """A text message (printf, time, cat, join, syscall) as one JSON line."""
     return f'{{"type": "{kind}", "data": "{json_escape(text)}"}}\n'
-
-
-def _count_message(kind: str, field: str, n: int) -> str:
-    return f'{{"type": "{kind}", "data": {{"{field}": {n & M64}}}}}\n'
-
-
-def attached_probes_json(n: int) -> str:
-    """``{"type": "attached_probes", "data": {"probes": N}}``."""
-    return _count_message("attached_probes", "probes", n)
-
-
-def lost_events_json(n: int) -> str:
-    """``{"type": "lost_events", "data": {"events": N}}``."""
-    return _count_message("lost_events", "events", n)
 
 
 def _value(m: Optional[MapData], value, div: int) -> str:

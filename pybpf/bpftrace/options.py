@@ -28,7 +28,6 @@ imports nothing else.
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .._records import field, record
@@ -240,6 +239,7 @@ def _resolve_command(cmd: str, environ: Mapping[str, str]) -> List[str]:
     if "/" in prog:
         found = prog if os.path.isfile(prog) and os.access(prog, os.X_OK) else None
     else:
+        import shutil
         found = shutil.which(prog, path=environ.get("PATH", os.defpath))
     if found is None:
         raise CommandLineError(f"ERROR: Failed to fork child: path '{prog}' does not "

@@ -31,6 +31,7 @@ from .._records import field, record
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .cxxsort import cxx_sort
+from .notices import attached_probes_text, lost_events_text
 from .values import M64, Int, Pointer, Str, Value, c_div, wrap
 
 __all__ = ["MapData", "map_entries", "map_text", "hist_text", "lhist_text",
@@ -353,14 +354,6 @@ def exit_maps_text(maps: Sequence[MapData]) -> str:
     return "\n\n" + "".join(map_text(m) for m in ordered)
 
 
-def attached_probes_text(n: int) -> str:
-    """``Attaching N probes...`` (``probe`` for one)."""
-    return f"Attaching {n} probe...\n" if n == 1 else f"Attaching {n} probes...\n"
-
-
-def lost_events_text(n: int) -> str:
-    """The notice for events the perf/ring buffer dropped."""
-    return f"Lost {n} events\n"
 
 
 def time_text(fmt: str = "%H:%M:%S\n", when: Optional[float] = None) -> Optional[str]:

@@ -33,21 +33,12 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Sequence, Union
 
+from .printf_tokens import DEBUGF_FORMAT_TYPES, FORMAT_TYPES, TOKEN_RE
 from .values import M64, Value, hex_format_buffer, wrap
 
 __all__ = ["FORMAT_TYPES", "DEBUGF_FORMAT_TYPES", "FormatStringError", "check_format",
            "FormatString", "format_printf", "c_format"]
 
-_LENGTHS = ("", "hh", "h", "l", "ll", "j", "z", "t")
-#: every conversion token bpftrace 0.17's printf accepts, with the type it wants
-FORMAT_TYPES = {"s": "string", "r": "buffer", "rx": "buffer", "rh": "buffer",
-                "c": "integer"}
-FORMAT_TYPES.update({ln + c: "integer" for ln in _LENGTHS for c in "duoxXp"})
-#: the subset debugf() (bpf_trace_printk) accepts
-DEBUGF_FORMAT_TYPES = {t: FORMAT_TYPES[t] for t in
-                       ("d", "u", "x", "ld", "lu", "lx", "lld", "llu", "llx", "p", "s")}
-_ALTS = sorted(FORMAT_TYPES, key=lambda t: -len(t))  # rx/rh before r
-TOKEN_RE = re.compile(r"%-?[0-9]*(?:\.[0-9]+)?(?:" + "|".join(_ALTS) + ")")
 
 # what validate_format_string treats as a string or an integer argument
 _AS_STRING = frozenset({"ksym", "usym", "probe", "username", "kstack", "ustack", "inet",

@@ -39,7 +39,7 @@ import re
 import struct
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from .printf import TOKEN_RE
+from .printf_tokens import TOKEN_RE
 
 __all__ = ["site_formatter", "Formatter"]
 

@@ -19,9 +19,6 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Union
 
-from . import output as O
-from . import json_output as J
-from .decode import Decoder
 from .module import ELAPSED_MAP, EVENTS_MAP, LoweredModule
 
 __all__ = ["Runtime", "Output"]
@@ -123,11 +120,20 @@ class Runtime:
         self.stop = False
         self.exit_code = 0
         self.child: Optional[int] = None
-        self.decoder = Decoder(mod, self.maps, opts)
+        self._decoder: Any = None
         #: the real stdout when ``-o`` sends the output to a file
         self.console: Optional[Output] = None
         #: where warnings and runtime errors go (the run's stderr)
         self.err: TextIO = sys.stderr
+
+    @property
+    def decoder(self) -> Any:
+        """The module's :class:`.decode.Decoder`, made (and :mod:`.values` imported) at
+        the first value decoded: the printf fast path and a run's start need neither."""
+        if self._decoder is None:
+            from .decode import Decoder
+            self._decoder = Decoder(self.mod, self.maps, self.opts)
+        return self._decoder
 
     # -- setup ------------------------------------------------------------------------
     def load(self) -> None:
@@ -307,13 +313,13 @@ class Runtime:
         if k in ("printf", "system", "cat"):
             text = self.printf_text(site, data)
             if k == "printf":
-                self.out.write(J.message_json("printf", text) if self.json else text,
+                self.out.write(_json().message_json("printf", text) if self.json else text,
                                endl=self.json)
             elif k == "system":
                 import subprocess
                 res = subprocess.run(text, shell=True, stdout=subprocess.PIPE)
                 body = res.stdout.decode("latin-1")
-                self.out.write(J.message_json("syscall", body) if self.json else body,
+                self.out.write(_json().message_json("syscall", body) if self.json else body,
                                endl=self.json)
             else:
                 try:
@@ -323,7 +329,7 @@ class Runtime:
                     self.err.write(f"ERROR: failed to open file '{text}': "
                                      f"{os.strerror(exc.errno or 0)}\n")
                     return
-                self.out.write(J.message_json("cat", body) if self.json else body,
+                self.out.write(_json().message_json("cat", body) if self.json else body,
                                endl=self.json)
             return
         if k == "helper_error":
@@ -337,14 +343,14 @@ class Runtime:
             for i in range(JOIN_ARGS):
                 a = data[8 + i * JOIN_ARG_SIZE:8 + (i + 1) * JOIN_ARG_SIZE]
                 parts.append(a.split(b"\0", 1)[0].decode("latin-1"))
-            text = O.join_text(parts, site.fmt if site.fmt is not None else " ")
-            self.out.write(J.message_json("join", text) if self.json else text + "\n",
+            text = _text().join_text(parts, site.fmt if site.fmt is not None else " ")
+            self.out.write(_json().message_json("join", text) if self.json else text + "\n",
                            endl=True)
             return
         if k == "time":
-            text = O.time_text(site.fmt or "%H:%M:%S\n")
+            text = _text().time_text(site.fmt or "%H:%M:%S\n")
             if text is not None:
-                self.out.write(J.message_json("time", text) if self.json else text,
+                self.out.write(_json().message_json("time", text) if self.json else text,
                                endl=self.json)
             return
         if k == "watchpoint":
@@ -360,14 +366,14 @@ class Runtime:
             top, div = site.extra
             m = self.decoder.map_data(site.fmt)
             if self.json:
-                self.out.write(J.map_json(m, top, div), endl=True)
+                self.out.write(_json().map_json(m, top, div), endl=True)
             else:
-                self.out.write(O.map_text(m, top, div), endl=True)
+                self.out.write(_text().map_text(m, top, div), endl=True)
             return
         if k == "print_value":
             t, off = site.args[0]
             v = self.decoder.value(t, data, off)
-            self.out.write(J.value_json(v) if self.json else O.value_text(v) + "\n",
+            self.out.write(_json().value_json(v) if self.json else _text().value_text(v) + "\n",
                            endl=True)
             return
 
@@ -445,7 +451,7 @@ class Runtime:
         self.poll(0)
         self.lost_notice()
         maps = [self.decoder.map_data(n) for n in sorted(self.mod.layouts)]
-        text = J.exit_maps_json(maps) if self.json else O.exit_maps_text(maps)
+        text = _json().exit_maps_json(maps) if self.json else _text().exit_maps_text(maps)
         if self.console is not None:
             # bpftrace writes the two newlines before the maps to stdout, even with -o
             self.console.write(text[:2])
@@ -468,8 +474,8 @@ class Runtime:
         lost = sum(self.maps[DROPS_MAP][slot]) - self.lost_reported
         if lost > 0:
             self.lost_reported += lost
-            self.out.write(J.lost_events_json(lost) if self.json
-                           else O.lost_events_text(lost), endl=True)
+            self.out.write(_json().lost_events_json(lost) if self.json
+                           else _text().lost_events_text(lost), endl=True)
 
     def close(self) -> None:
         """Release everything (idempotent), the ``-c`` child too: one still running when
@@ -494,6 +500,19 @@ class Runtime:
             for obj in group.values():
                 _close(obj)
             group.clear()
+
+
+def _text():
+    """:mod:`.output`, imported at the first value, map or notice printed as text."""
+    from . import output
+    return output
+
+
+def _json():
+    """:mod:`.json_output`, imported at the first ``-f json`` message (text output never
+    needs it)."""
+    from . import json_output
+    return json_output
 
 
 def _json_message(text: Any) -> Any:

@@ -225,10 +225,9 @@ def run(source: str, filename: str, opts: TraceOptions, *,
                           "attached can cause your system to crash.\n")
                 return 1
             if not opts.quiet:
-                from . import json_output as J
-                from . import output as O
-                out.write(J.attached_probes_json(n) if opts.output_format == "json"
-                          else O.attached_probes_text(n), endl=True)
+                from .notices import attached_probes_json, attached_probes_text
+                out.write(attached_probes_json(n) if opts.output_format == "json"
+                          else attached_probes_text(n), endl=True)
             rt.run_special("BEGIN")                 # bpftrace: BEGIN, then attach
             try:
                 rt.attach()

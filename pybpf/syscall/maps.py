@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import errno as _errno
-import threading
+import _thread
 from typing import NamedTuple, Optional, Tuple, Union
 
 from .._enum import enum_of
@@ -411,7 +411,7 @@ class ElemOps:
         self.key = ctypes.create_string_buffer(max(key_size, 1))
         self.value = ctypes.create_string_buffer(max(value_size, 1))
         self.next_key = ctypes.create_string_buffer(max(key_size, 1))
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self._key_addr = ctypes.addressof(self.key) if key_size else 0
         self._value_addr = ctypes.addressof(self.value)
         self._attr = MapElemAttr(map_fd=fd, key=self._key_addr, value=self._value_addr)
