@@ -83,6 +83,8 @@ ENUM_PROGRAMS = {
     # a header that is nowhere: clang's fatal error, at its line of bpftrace's
     # definitions.h (after the BTF header's line and the #define's)
     "missing-header": '#define X 1\n  #include   "pybpf_test/none.h"\nBEGIN { exit(); }',
+    # bpftrace's built-in headers are found in the quoted form too
+    "quoted-builtin": '#include "stddef.h"\nBEGIN { printf("%d\\n", TCP_CLOSE); exit(); }',
 }
 
 

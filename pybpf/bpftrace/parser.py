@@ -661,7 +661,7 @@ def _check_includes(defs: Sequence[A.CDefinition], includes: Sequence[Any],
             lines[(d.loc.line, d.loc.col)] = (line, col)
         line += d.text.count("\n") + 1
     for inc in includes:
-        if inc.system and inc.path in _BUILTIN_HEADERS:
+        if inc.path in _BUILTIN_HEADERS:          # clang finds them in both forms
             continue
         where = ([os.getcwd()] if not inc.system else []) + list(dirs)
         if os.path.isabs(inc.path):
