@@ -211,6 +211,41 @@ def test_hit_imports_no_front_half_or_back_end(cache_dir, ticker):
     assert hit[0] == "1" and hit[1] == ""
 
 
+#: what a hit has not imported yet when it prints its first event: the printers of
+#: values, maps and JSON, the general printf formatter and the value decoder (a printf
+#: site with a fast formatter needs none of them), json (entries are marshal's),
+#: shutil (only -c looks up a program), signal.py (the C module does)
+LATE = ("json", "shutil", "signal", "pybpf.bpftrace.output", "pybpf.bpftrace.values",
+        "pybpf.bpftrace.json_output", "pybpf.bpftrace.printf", "pybpf.bpftrace.decode")
+#: runs trace_main in a process and reports which of LATE pybpf had imported at the
+#: first line the program printed (not those the interpreter's start imported)
+FIRST_LINE = ("import io, sys\n"
+              "before = set(sys.modules)\n"
+              "from pybpf.bpftrace.command import trace_main\n"
+              "seen = []\n"
+              "class Out(io.StringIO):\n"
+              "    def write(self, s):\n"
+              "        if '/dev/null' in s and not seen:\n"
+              f"            seen.append(sorted(m for m in {LATE!r}\n"
+              "                               if m in sys.modules and m not in before))\n"
+              "        return super().write(s)\n"
+              "out = Out()\n"
+              "rc = trace_main(sys.argv[1:], stdout=out)\n"
+              "sys.stderr.write('LATE %s %s\\n' % (len(seen), ','.join(seen[0] if seen else [])))\n"
+              "sys.exit(rc)\n")
+
+
+def test_hit_prints_its_first_event_before_importing_the_printers(cache_dir, ticker):
+    env = dict(os.environ, PYTHONPATH=ROOT, PYBPF_CACHE_DIR=cache_dir)
+    cmd = [sys.executable, "-c", FIRST_LINE, "-e", OPENAT, str(ticker)]
+    runs = [subprocess.run(cmd, capture_output=True, env=env, timeout=60) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    miss, hit = (r.stderr.decode().rsplit("LATE ", 1)[1].split() + [""] for r in runs)
+    assert miss[0] == "1" and "json" in miss[1].split(",")       # the check can fail
+    assert hit[0] == "1" and hit[1] == ""
+
+
 @pytest.mark.skipif(shutil.which("bpftrace") is None, reason="needs bpftrace 0.17")
 def test_hit_matches_bpftrace(work, cache_dir):  # noqa: F811 - the fixture
     program = for_this_run(
