@@ -187,3 +187,35 @@ def test_forked_child_does_not_undo_parent_probes():
     assert event not in probe_events_text()
     prog.close()
     counts.close()
+
+
+def test_hooks_from_another_thread_leave_the_signal_handlers_alone():
+    """The first link made outside the main thread installs the exit hook only: signal
+    handlers belong to the main thread, so SIGINT and SIGTERM keep theirs (and it
+    raises nothing); made in the main thread, the link's cleanup handlers go in."""
+    code = textwrap.dedent("""
+        import signal, sys, threading
+        from pybpf.link import base
+        errors = []
+        def make():
+            try:
+                base._install_hooks()
+            except Exception as exc:
+                errors.append(exc)
+        t = threading.Thread(target=make)
+        t.start(); t.join()
+        other = (signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+                 signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, dict(base._previous),
+                 errors)
+        base._hooks_installed = False
+        base._install_hooks()
+        main = (signal.getsignal(signal.SIGINT) is base._on_signal,
+                sorted(int(s) for s in base._previous))
+        print(repr((other, main)))
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == repr(((True, True, {}, []),
+                                       (True, sorted([int(signal.SIGINT),
+                                                      int(signal.SIGTERM)]))))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import atexit
 import os
-import threading
+import _thread
 import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
@@ -41,7 +41,7 @@ __all__ = ["Link", "MultiLink", "close_all", "open_links", "set_signal_cleanup",
            "prog_fd_of"]
 
 _registry: "weakref.WeakSet[Link]" = weakref.WeakSet()
-_lock = threading.RLock()
+_lock = _thread.RLock()
 _hooks_installed = False
 _signal_cleanup = True
 _previous: Dict[int, Any] = {}
@@ -96,14 +96,17 @@ def _install_hooks() -> None:
         return
     _hooks_installed = True
     atexit.register(close_all)
-    if not _signal_cleanup or threading.current_thread() is not threading.main_thread():
+    if not _signal_cleanup:
         return
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous = signal.getsignal(signum)
         if previous == signal.SIG_IGN or previous is None:
             continue                # ignored (or set from C): leave it alone
+        try:
+            signal.signal(signum, _on_signal)
+        except ValueError:          # not the main thread: handlers are the main thread's
+            return
         _previous[signum] = previous
-        signal.signal(signum, _on_signal)
 
 
 def _after_fork_in_child() -> None:
