@@ -199,14 +199,20 @@ def test_uncacheable_programs_are_not_stored(cache_dir, ticker):
     assert trace("-e", BEGIN_PROG, "5")[3] == {"misses": 1, "stores": 1}
 
 
-def test_hit_imports_no_front_half_or_back_end(cache_dir, ticker):
+def _miss_then_hit(helper: str, tag: str, cache_dir: str, ticker: int):
+    """Run ``helper`` on OPENAT twice in fresh processes (a miss, then a hit): the words
+    after ``tag`` on each one's last stderr line (padded with "")."""
     env = dict(os.environ, PYTHONPATH=ROOT, PYBPF_CACHE_DIR=cache_dir)
-    cmd = [sys.executable, "-c", HELPER, "-e", OPENAT, str(ticker)]
+    cmd = [sys.executable, "-c", helper, "-e", OPENAT, str(ticker)]
     runs = [subprocess.run(cmd, capture_output=True, env=env, timeout=60) for _ in range(2)]
     for r in runs:
         assert r.returncode == 0, r.stderr
         assert r.stdout == b"Attaching 1 probe...\n/dev/null\n\n\n"
-    miss, hit = (r.stderr.decode().rsplit("CACHE ", 1)[1].split() + [""] for r in runs)
+    return [r.stderr.decode().rsplit(tag + " ", 1)[1].split() + [""] for r in runs]
+
+
+def test_hit_imports_no_front_half_or_back_end(cache_dir, ticker):
+    miss, hit = _miss_then_hit(HELPER, "CACHE", cache_dir, ticker)
     assert miss[0] == "0" and miss[1] == ",".join(sorted(HEAVY))   # the check can fail
     assert hit[0] == "1" and hit[1] == ""
 
@@ -231,17 +237,13 @@ FIRST_LINE = ("import io, sys\n"
               "        return super().write(s)\n"
               "out = Out()\n"
               "rc = trace_main(sys.argv[1:], stdout=out)\n"
+              "sys.stdout.write(out.getvalue())\n"
               "sys.stderr.write('LATE %s %s\\n' % (len(seen), ','.join(seen[0] if seen else [])))\n"
               "sys.exit(rc)\n")
 
 
 def test_hit_prints_its_first_event_before_importing_the_printers(cache_dir, ticker):
-    env = dict(os.environ, PYTHONPATH=ROOT, PYBPF_CACHE_DIR=cache_dir)
-    cmd = [sys.executable, "-c", FIRST_LINE, "-e", OPENAT, str(ticker)]
-    runs = [subprocess.run(cmd, capture_output=True, env=env, timeout=60) for _ in range(2)]
-    for r in runs:
-        assert r.returncode == 0, r.stderr
-    miss, hit = (r.stderr.decode().rsplit("LATE ", 1)[1].split() + [""] for r in runs)
+    miss, hit = _miss_then_hit(FIRST_LINE, "LATE", cache_dir, ticker)
     assert miss[0] == "1" and "json" in miss[1].split(",")       # the check can fail
     assert hit[0] == "1" and hit[1] == ""
 
