@@ -12,6 +12,10 @@ per type. Everything else is done on demand:
 * the complete name index (every name to its ids) is built only by the calls that
   need every type (:meth:`BTF.names`, rendering a whole header).
 
+For the running kernel's vmlinux BTF, :func:`vmlinux` keeps the record offsets and a
+name index in pybpf's cache directory (:mod:`pybpf.btf.index`, off with
+``$PYBPF_NO_CACHE``): a later process reads them instead of scanning and searching.
+
 Split BTF (kernel modules, Linux 5.11) is a blob whose ids and string offsets continue
 those of a base BTF (vmlinux): open it with ``base=``. :func:`vmlinux` and
 :func:`load_module` return per-process cached objects; nothing is read when
@@ -100,7 +104,7 @@ class BTF:
     """
 
     def __init__(self, data: Any, *, base: Optional["BTF"] = None, name: str = "",
-                 _mapping: Optional[mmap.mmap] = None) -> None:
+                 _mapping: Optional[mmap.mmap] = None, _store: Any = None) -> None:
         self.name = name
         self.base = base
         self._mapping = _mapping
@@ -146,7 +150,9 @@ class BTF:
         self.str_base = base.string_size if base is not None else 0
         self.string_size = self.str_base + str_len
         self._words = self._word_view()
-        self._offs = self._scan()
+        self._store = _store            # vmlinux's stored index (pybpf.btf.index), or None
+        offs = _store.offsets_for(self) if _store is not None else None
+        self._offs = offs if offs is not None else self._scan()
         self._cache: Dict[int, BtfType] = {}
         self._name_index: Optional[Dict[int, List[int]]] = None
         self._searches = 0
@@ -156,6 +162,8 @@ class BTF:
         self._memos: Dict[str, Dict[Any, Any]] = {}
         self._pointer_size: Optional[int] = None
         self._lock = threading.Lock()
+        if _store is not None and offs is None:
+            _store.scanned(self)
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
@@ -558,6 +566,10 @@ class BTF:
 
     def _own_ids_named(self, name: str) -> List[int]:
         raw = name.encode("utf-8")
+        if self._store is not None:
+            stored = self._store.ids_named(self, raw)
+            if stored is not None:
+                return stored
         if self._by_name is not None or self._searches >= _SEARCHES_BEFORE_INDEX:
             return list(self._names_index().get(raw, ()))
         recent = self._recent.get(raw)
@@ -695,11 +707,14 @@ def vmlinux() -> BTF:
         with _LOCK:
             if _VMLINUX is None:
                 try:
-                    _VMLINUX = BTF.from_file(VMLINUX_PATH, name="vmlinux")
+                    data, mapping = _open_bytes(VMLINUX_PATH)
                 except FileNotFoundError:
                     raise FileNotFoundError(
                         f"{VMLINUX_PATH} does not exist: this kernel has no BTF (it needs "
                         "Linux 5.4 or later built with CONFIG_DEBUG_INFO_BTF=y)") from None
+                from .index import open_store       # None with $PYBPF_NO_CACHE
+                store = open_store(data)
+                _VMLINUX = BTF(data, name="vmlinux", _mapping=mapping, _store=store)
     return _VMLINUX
 
 
