@@ -9,6 +9,7 @@ test points ``$PYBPF_CACHE_DIR`` at its own directory and reopens :func:`vmlinux
 
 from __future__ import annotations
 
+import array
 import glob
 import os
 import random
@@ -18,7 +19,7 @@ import stat
 import subprocess
 import sys
 import threading
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -241,8 +242,8 @@ def test_other_kernel_identity_is_not_used(cache: str, oracle: BTF,
         assert fh.read() == before              # the first kernel's file is left alone
 
 
-def _rewrite(path: str, key: str, offs: bytes, ids: "bytes | None", types: int,
-             names: "int | None") -> None:
+def _rewrite(path: str, key: str, offs: bytes, ids: Optional[bytes], types: int,
+             names: Optional[int]) -> None:
     import marshal
     doc = {"format": I.FORMAT, "key": key, "types": types, "names": names}
     body = offs + (ids or b"")
@@ -251,9 +252,9 @@ def _rewrite(path: str, key: str, offs: bytes, ids: "bytes | None", types: int,
     os.chmod(path, 0o600)
 
 
-def damaged_files(path: str, key: str, offs: "array", ids: "array") -> Dict[str, object]:
+def damaged_files(path: str, key: str, offs: "array.array[int]", ids: "array.array[int]"
+                  ) -> Dict[str, Callable[[], None]]:
     """name -> a function writing one bad file at ``path``."""
-    import array
     with open(path, "rb") as fh:
         good = fh.read()
     n, m = len(offs), len(ids)
@@ -267,7 +268,7 @@ def damaged_files(path: str, key: str, offs: "array", ids: "array") -> Dict[str,
     at = ids.index(kfuncs[0])
     intruder[at + 1] = vm.ids("task_struct")[0]
 
-    def raw(data: bytes):
+    def raw(data: bytes) -> Callable[[], None]:
         def write() -> None:
             with open(path, "wb") as fh:
                 fh.write(data)

@@ -9,37 +9,41 @@ of pybpf's cache directory (:func:`pybpf._cache.cache_dir`, off with
 ``$PYBPF_NO_CACHE`` like the other caches there), for the running kernel's vmlinux BTF
 only: never module BTF (it changes as modules load) nor a file a user names.
 
-The file (``btf-vmlinux.KEY.idx``, written atomically, mode 0600, framed and hashed by
-:func:`pybpf._cache.frame`) holds, as native 32-bit words:
+The file (``btf-vmlinux.KEY.idx``, written atomically, mode 0600, in a directory of
+this user nobody else may write, framed and hashed by :func:`pybpf._cache.frame`)
+holds, as native 32-bit words:
 
 * the word offset of every type record, in id order (what the scan makes);
-* optionally the name index: every named type as a ``(name, id)`` pair, sorted by name
-  then id (a stable sort of the ids), stored as the names' bytes end to end, their
-  start offsets (one more than the pairs) and the ids. A lookup is two
-  :func:`bisect.bisect_left` calls over ``range(pairs)`` keyed by the name slice, so
-  loading it costs reading and hashing the file (a few ms), not building a dict of
-  70k names. Equal names sit side by side, so one name's ids come out in id order,
-  the answer the searches and :meth:`~pybpf.btf.parser.BTF.names` give.
+* optionally the name index: the id of every named type, sorted by name and then id
+  (a stable sort). A lookup is two :func:`bisect.bisect_left`-style bisections over
+  ``range(len(ids))`` keyed by the name each id's record gives (~30 us, against ~2 ms
+  for a search), so loading it costs reading and hashing ~0.8 MB (a few ms), not
+  building a dict of 70k names (a marshal'd one takes ~50 ms to load). Equal names
+  sit side by side in id order: one name's ids come out as the searches and
+  :meth:`~pybpf.btf.parser.BTF.names` give them.
 
 It is trusted only for the same bytes: the key is :func:`pybpf._cache.kernel_identity`
 (``uname`` release, version and machine, the BTF's size and a hash of its first and
 last 4 KiB), the size and header of the blob opened, the byte order and the format.
-A file whose frame, hash, key or lengths do not match, whose first offset is not 0,
-whose offsets or ids are out of range or whose last record does not end the type
-section exactly is ignored (the scan runs) and replaced. Every answer is checked on
-the way out as well: each id it gives must be a record named that name, or the index
-is dropped for the rest of the process and the searches answer.
+A file whose frame, hash, key or lengths do not match, whose first offset is not 0 or
+whose last record does not end the type section exactly is ignored (the scan runs)
+and replaced. Every answer is checked on the way out as well: each id it gives must be
+in range and a record of that name, or the index is dropped for the rest of the
+process (the searches answer) and the file removed. The hash guards against damage,
+the key against another kernel's file; against deliberate edits the file is as safe
+as the other caches' entries (this user's, in a directory only this user may write).
 
-When it is written. Building the name index costs ~125 ms (sorting 70k names), i.e.
-~60 searches: more than most single processes spend, so it is not built up front.
-The offsets are written as soon as the scan has made them (writing ~0.5 MB costs
-~1 ms). The name index is built in the first process that makes
+When it is written. Building the name index costs ~75 ms (sorting 70k names: as much
+as ~35 searches), more than a process that names a few structs spends, so it is not
+built up front. The offsets are written as soon as the scan has made them (~3 ms).
+The name index is built in the first process that makes
 :data:`SEARCHES_BEFORE_BUILD` name searches on vmlinux while no stored one exists
-(a bpftrace tool's compile makes 30-50; a Python program that names one or two
-structs makes fewer and never pays for it) and written beside the offsets; the rest of
-that process's lookups are answered from it, so that process pays roughly the build
-less the searches it no longer makes, once per kernel. Later processes load both.
-Nothing is built when the cache directory is not ours to write (it would be lost).
+(a bpftrace tool's compile makes 30-50; a Python program naming a struct or two makes
+fewer and never pays for it), and written beside the offsets; the rest of that
+process's lookups are answered from it, so it pays about the build less the searches
+it no longer makes (tcplife.bt: about even), once per kernel. Later processes load
+both. Nothing is built when the cache directory is not ours to write (it would be
+lost at every start).
 """
 
 from __future__ import annotations
