@@ -283,3 +283,22 @@ def test_in_process_messages_go_to_the_given_stderr():
     assert line in theirs.stderr.decode()
     assert err.getvalue() == line + "\n"
     assert process_err.getvalue() == ""
+
+
+def test_first_waits_are_short_then_the_ring_policy_bounds_them():
+    """The reader's waits after attaching: FIRST_WAITS (1, 2, 4 ms), then 100 ms calls
+    that the ring's wake-up policy cuts to its interval; a stop ends the loop."""
+    from types import SimpleNamespace
+    from pybpf.bpftrace.runtime import FIRST_WAITS, Runtime
+    rt = Runtime.__new__(Runtime)
+    rt.stop, rt.signals, rt.child = False, [], None
+    rt.opts = SimpleNamespace(pid=None)
+    waits: List[float] = []
+
+    def poll(timeout: float) -> None:
+        waits.append(timeout)
+        rt.stop = len(waits) == 6
+    rt.poll, rt.lost_notice = poll, lambda: None
+    rt.wait()
+    assert FIRST_WAITS == (0.001, 0.002, 0.004)
+    assert waits == [0.001, 0.002, 0.004, 0.1, 0.1, 0.1]

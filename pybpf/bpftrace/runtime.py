@@ -25,7 +25,11 @@ except ImportError:     # pragma: no cover - other interpreters
 
 from .module import ELAPSED_MAP, EVENTS_MAP, LoweredModule
 
-__all__ = ["Runtime", "Output"]
+__all__ = ["Runtime", "Output", "FIRST_WAITS"]
+
+#: the timeouts (seconds) of the reader's first waits after the probes are attached,
+#: before the ring's own interval (5 ms) takes over: 3 wake-ups more per run
+FIRST_WAITS = (0.001, 0.002, 0.004)
 
 
 class Output:
@@ -418,11 +422,16 @@ class Runtime:
         self._saved = {}
 
     def wait(self) -> None:
-        """Poll until exit(), a signal, the child's end or the -p process's end."""
+        """Poll until exit(), a signal, the child's end or the -p process's end. The
+        first waits after attaching are short (:data:`FIRST_WAITS`): the run's first
+        records print about a millisecond after they are made, as bpftrace's (whose
+        perf buffer wakes its reader for every record); then the ring's wake-up policy
+        bounds the wait (records posted without a wake-up wait up to its interval)."""
         if not hasattr(self, "signals"):
             self.signals = []
+        first = list(FIRST_WAITS)
         while not self.stop and not self.signals:
-            self.poll(0.1)
+            self.poll(first.pop(0) if first else 0.1)
             self.lost_notice()
             if self.child is not None:
                 done, _ = os.waitpid(self.child, os.WNOHANG)
