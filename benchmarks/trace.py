@@ -15,7 +15,9 @@ Every figure is a median; within a round the tracers take turns (interleaved).
    and its peak RSS (``VmHWM``) then, for ``tracepoint:syscalls:sys_enter_openat /pid ==
    TICKER/ { printf(...) }`` with ``peers/ticker.c`` opening a file every ms. Both
    print each line as it comes (``-B line``; bpftrace's default on a pipe). Targets:
-   pybpf's time <= 0.6x bpftrace's, its peak RSS <= 1/4 of bpftrace's.
+   pybpf's time <= 0.6x bpftrace's, its peak RSS <= 1/4 of bpftrace's. The CLI also
+   runs in a plain virtual environment (:func:`plain_venv`), beside the interpreter
+   alone there: a start without the base installation's ``.pth`` files.
 2. **cost**: ns per run of the program (``kernel.bpf_stats_enabled=1``, restored after;
    ``run_time_ns / run_cnt`` of the busiest program in the tracer's
    ``/proc/PID/fdinfo``, before and after) of a printf program and a ``count()`` program
@@ -188,7 +190,12 @@ def startup_table(res: Dict[str, Any], runs: int) -> List[str]:
              f"(`-B line`), peak RSS then; median of {runs} run(s). The CLI runs with its "
              "cache of compiled programs warm (filled by a first run, not kept) and "
              "with `PYBPF_NO_CACHE=1` (parse, analysis and compile at every start); "
-             "session.run does not use the cache.", "",
+             "session.run does not use the cache. The venv rows run the same interpreter "
+             "in a virtual environment that sees this checkout and pyelftools only: "
+             "its start runs none of the base installation's `.pth` files (this "
+             "machine's base runs one that imports `certifi` and "
+             "`importlib.resources` at every start: neither Python's own start nor "
+             "pybpf's).", "",
              "| tracer | first event (ms) | runs (ms) | CPU by then (ms) | peak RSS (MB) |",
              "| --- | ---: | --- | ---: | ---: |"]
     for name, r in res.items():
