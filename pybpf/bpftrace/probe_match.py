@@ -119,8 +119,19 @@ def tracefs_file(name: str) -> Tuple[str, str]:
     """(path, text) of a tracefs file; OSError (with ``filename``) when unreadable. Where
     tracefs is mounted at neither usual place, it is mounted (as root; bpftrace itself
     would find no tracepoint then)."""
+    try:
+        return _read_first(name, _TRACEFS)
+    except FileNotFoundError as missing:
+        from pybpf.tracefs import tracefs_root
+        try:
+            return _read_first(name, (tracefs_root(),))
+        except OSError:
+            raise missing from None
+
+
+def _read_first(name: str, roots: Sequence[str]) -> Tuple[str, str]:
+    """(path, text) of ``name`` under the first of ``roots`` that has it."""
     first: Optional[OSError] = None
-    roots = list(_TRACEFS)
     for root in roots:
         path = os.path.join(root, name)
         try:
@@ -128,15 +139,6 @@ def tracefs_file(name: str) -> Tuple[str, str]:
                 return path, fh.read()
         except FileNotFoundError as exc:
             first = first or exc
-            if root == roots[-1] and len(roots) == len(_TRACEFS):
-                from pybpf.tracefs import tracefs_root
-                try:
-                    mounted = tracefs_root()
-                except OSError:
-                    continue
-                if not os.path.exists(os.path.join(mounted, name)):
-                    continue
-                roots.append(mounted)
         except OSError as exc:
             if exc.filename is None:
                 exc.filename = path
